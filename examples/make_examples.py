@@ -1,0 +1,46 @@
+"""Regenerate the example inputs in this folder (deterministic: same files every time).
+
+python examples/make_examples.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    rng = np.random.default_rng(2024)
+
+    # A (batch=2, 3, 4) tensor: LayerNorm over the last dim or the last two.
+    tokens = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    np.save(HERE / "tokens.npy", tokens)
+
+    # A transformer-style activation with a learned weight and bias in one .npz.
+    x = rng.normal(0.5, 2.0, size=(4, 8)).astype(np.float32)
+    weight = rng.normal(1.0, 0.1, size=8).astype(np.float32)
+    bias = rng.normal(0.0, 0.1, size=8).astype(np.float32)
+    np.savez(HERE / "affine.npz", input=x, weight=weight, bias=bias)
+
+    # A small input as JSON, with its dtype.
+    (HERE / "small.json").write_text(
+        json.dumps({"dtype": "float32", "data": [[1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 9.0]]})
+        + "\n"
+    )
+
+    # What a buggy kernel would produce for tokens.npy with --shape 4: it normalizes with the
+    # unbiased (N - 1) variance. `lncheck compare tokens.npy --shape 4 --expected ...` fails.
+    t = tokens.astype(np.float64)
+    mean = t.mean(axis=-1, keepdims=True)
+    var = t.var(axis=-1, ddof=1, keepdims=True)
+    np.save(
+        HERE / "unbiased_kernel_output.npy", ((t - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
+    )
+
+
+if __name__ == "__main__":
+    main()

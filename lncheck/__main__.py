@@ -1,0 +1,3 @@
+from lncheck.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""Views of arrays as (groups, elements per group) blocks, a bounded number of groups at a time.
+
+The reference, the comparison and the metrics all walk the same blocks in the same order, so
+that no stage ever needs a float64 copy of a whole tensor: memory stays proportional to one
+block, whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+# About 1 MiB of float32 input per block: the float64 scratch then fits in L2 (measured fastest).
+BLOCK_ELEMENTS = 1 << 18
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """How an array of ``view_shape`` splits into groups (the non-reduced axes) and elements.
+
+    Group ``g`` is the C-order flat index over ``group_shape``; element ``m`` is the C-order flat
+    index over the reduced axes, in their order in ``view_shape``.
+    """
+
+    input_shape: tuple[int, ...]
+    view_shape: tuple[int, ...]
+    reduce_axes: tuple[int, ...]
+    block_elements: int = BLOCK_ELEMENTS
+
+    @property
+    def group_axes(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.view_shape)) if i not in self.reduce_axes)
+
+    @property
+    def group_shape(self) -> tuple[int, ...]:
+        return tuple(self.view_shape[i] for i in self.group_axes)
+
+    @property
+    def reduced_shape(self) -> tuple[int, ...]:
+        return tuple(self.view_shape[i] for i in self.reduce_axes)
+
+    @property
+    def groups(self) -> int:
+        return math.prod(self.group_shape)
+
+    @property
+    def group_size(self) -> int:
+        return math.prod(self.reduced_shape)
+
+    @property
+    def groups_per_block(self) -> int:
+        return max(1, self.block_elements // max(1, self.group_size))
+
+    def transposed(self, a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        """``a`` (input-shaped, or broadcastable to the view) with the reduced axes last."""
+        if a.shape == self.input_shape:
+            view = a.reshape(self.view_shape)
+        else:
+            view = np.broadcast_to(a, self.view_shape)
+        return np.moveaxis(view, self.reduce_axes, range(-len(self.reduce_axes), 0))
+
+    def blocks(self, a: npt.NDArray[np.generic]) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:
+        """Yield ``(first_group, block)`` where ``block`` is a (groups, group_size) array.
+
+        Blocks are views of ``a`` where the memory layout allows and block-sized copies where
+        it does not; they are read-only and must not be kept beyond the next iteration.
+        """
+        t = self.transposed(a)
+        k = len(self.group_axes)
+        gshape, m = t.shape[:k], self.group_size
+        if k == 0:
+            yield 0, t.reshape(1, m)
+            return
+        merged = _merge_leading(t, k)
+        if merged is not None:
+            step = self.groups_per_block
+            for g0 in range(0, merged.shape[0], step):
+                yield g0, merged[g0 : g0 + step].reshape(-1, m)
+            return
+        # The group axes cannot be merged without a copy: walk the first one, whole sub-blocks
+        # of the others at a time.
+        inner = math.prod(gshape[1:])
+        step = max(1, self.groups_per_block // max(1, inner))
+        for i0 in range(0, gshape[0], step):
+            yield i0 * inner, t[i0 : i0 + step].reshape(-1, m)
+
+    def index(self, group: int, element: int) -> tuple[int, ...]:
+        """The input index of element ``element`` of group ``group``."""
+        view_index = [0] * len(self.view_shape)
+        if self.group_axes:
+            for axis, i in zip(
+                self.group_axes, np.unravel_index(group, self.group_shape), strict=True
+            ):
+                view_index[axis] = int(i)
+        if self.reduce_axes:
+            for axis, i in zip(
+                self.reduce_axes, np.unravel_index(element, self.reduced_shape), strict=True
+            ):
+                view_index[axis] = int(i)
+        flat = int(np.ravel_multi_index(view_index, self.view_shape)) if view_index else 0
+        return tuple(int(i) for i in np.unravel_index(flat, self.input_shape))
+
+    def group_index(self, group: int) -> tuple[int, ...]:
+        """The multi-index of group ``group`` in ``group_shape``."""
+        if not self.group_shape:
+            return ()
+        return tuple(int(i) for i in np.unravel_index(group, self.group_shape))
+
+
+def _merge_leading(t: npt.NDArray[np.generic], k: int) -> npt.NDArray[np.generic] | None:
+    """``t`` with its first ``k`` axes merged into one, as a view, or None if that needs a copy."""
+    shape, strides = t.shape[:k], t.strides[:k]
+    kept = [(n, s) for n, s in zip(shape, strides, strict=True) if n != 1]
+    for (_, outer), (n_inner, inner) in itertools.pairwise(kept):
+        if outer != inner * n_inner:
+            return None
+    stride = kept[-1][1] if kept else t.itemsize
+    merged_strides = (stride, *t.strides[k:])
+    return np.lib.stride_tricks.as_strided(
+        t, shape=(math.prod(shape), *t.shape[k:]), strides=merged_strides, writeable=False
+    )

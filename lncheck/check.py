@@ -1,0 +1,129 @@
+"""Running a case: the reference, every candidate, and the comparisons, collected in a Report.
+
+Candidates are compared as they are produced and then dropped, so at most one candidate's
+outputs are alive at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import reference
+from lncheck.backends import get_backend
+from lncheck.blocks import GroupLayout
+from lncheck.case import Case
+from lncheck.compare import Comparison, compare
+from lncheck.layers import describe, params_of
+from lncheck.report import Header, Report, StatRow, StatsTable
+from lncheck.result import NormResult, Quantity, as_array
+
+SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
+FIRST_GROUPS = 3
+WORST_GROUPS = 5
+STATISTICS = ("mean", "var", "rstd")
+EXPECTED = "expected"  # the candidate name of an output given with --expected
+
+
+def check(case: Case, backend: str = "torch") -> Report:
+    """Compare every candidate for ``case`` with the reference and return the report."""
+    ref = reference.run(case)
+    p = case.plan
+    layouts = {
+        "output": reference.layout_of(p),
+        **dict.fromkeys(STATISTICS, GroupLayout(p.group_shape, p.group_shape, ())),
+    }
+    rtol, atol = case.tolerance.resolve(case.dtype)
+    checks: list[Comparison] = []
+    stats: StatsTable | None = None
+    small: dict[str, npt.NDArray[np.floating]] = {}
+    if case.x.size <= SMALL_TENSOR:
+        small = {"input": case.x, "reference": as_array(ref.quantities["output"])}
+    for result in _candidates(case, backend):
+        for quantity, value in result.quantities.items():
+            layout = layouts[quantity]
+            expected = ref.quantities[quantity]
+            if quantity in STATISTICS:  # flat per-group arrays, compared in the group's shape
+                expected, value = _in_shape(expected, layout), _in_shape(value, layout)
+            actual = as_array(value)
+            checks.append(
+                compare(
+                    result.candidate,
+                    quantity,
+                    expected,
+                    actual,
+                    layout,
+                    rtol=rtol,
+                    atol=atol,
+                    equal_nan=case.tolerance.equal_nan,
+                )
+            )
+        if stats is None and "mean" in result.quantities:
+            stats = _stats_table(ref, result, layouts["mean"])
+        # Small tensors show the first torch path and any expected output beside the reference.
+        first_path = len(small) == 2
+        if small and "output" in result.quantities and (first_path or result.candidate == EXPECTED):
+            small[result.candidate] = as_array(result.quantities["output"])
+    header = Header(
+        case=case.name,
+        op=p.op,
+        layer=describe(p),
+        input_shape=p.input_shape,
+        input_dtype=case.input_dtype,
+        dtype=case.dtype,
+        groups=p.groups,
+        group_size=p.group_size,
+        params=params_of(p),
+        tolerance=_describe_tolerance(case),
+        device=case.device,
+        notes=case.notes,
+    )
+    return Report(header, tuple(checks), stats, small)
+
+
+def _in_shape(q: Quantity, layout: GroupLayout) -> Quantity:
+    a = as_array(q)
+    return a.reshape(layout.input_shape) if a.size == math.prod(layout.input_shape) else a
+
+
+def _candidates(case: Case, backend: str) -> Iterator[NormResult]:
+    yield from get_backend(backend).run(case)
+    if case.expected is not None:
+        yield NormResult(EXPECTED, {"output": case.expected})
+
+
+def _describe_tolerance(case: Case) -> str:
+    rtol, atol = case.tolerance.resolve(case.dtype)
+    return f"{case.tolerance.mode}: rtol={rtol:g}, atol={atol:g}"
+
+
+def _stats_table(ref: NormResult, cand: NormResult, layout: GroupLayout) -> StatsTable:
+    """The first groups and the worst ones (by the larger relative difference of mean or var)."""
+    ref_mean, ref_var = as_array(ref.quantities["mean"]), as_array(ref.quantities["var"])
+    mean, var = as_array(cand.quantities["mean"]), as_array(cand.quantities["var"])
+    with np.errstate(all="ignore"):
+        spread = np.sqrt(np.abs(ref_var)) + np.finfo(np.float64).tiny
+        badness = np.maximum(
+            np.abs(mean - ref_mean) / spread,
+            np.abs(var - ref_var) / (np.abs(ref_var) + np.finfo(np.float64).tiny),
+        )
+    badness = np.where(np.isnan(badness), np.inf, badness)
+    n = ref_mean.size
+    chosen = list(range(min(FIRST_GROUPS, n)) if n > FIRST_GROUPS + WORST_GROUPS else range(n))
+    for g in np.argsort(-badness, kind="stable")[:WORST_GROUPS]:
+        if int(g) not in chosen and badness[g] > 0:
+            chosen.append(int(g))
+    rows = tuple(
+        StatRow(
+            layout.group_index(g),
+            float(ref_mean[g]),
+            float(ref_var[g]),
+            float(mean[g]),
+            float(var[g]),
+        )
+        for g in sorted(chosen)
+    )
+    return StatsTable(cand.candidate, rows, n - len(rows))

@@ -1,0 +1,102 @@
+"""The floating dtypes torch computes in, and rounding NumPy arrays to them exactly as torch does.
+
+NumPy has no bfloat16, so values rounded to bfloat16 are stored in float32 (which holds them
+exactly). Rounding goes through float32 first because that is what torch does when it converts
+float64 to float16 or bfloat16; rounding float64 straight to float16 differs in rare ties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+DTypeName = Literal["float64", "float32", "float16", "bfloat16"]
+DTYPE_NAMES: tuple[DTypeName, ...] = get_args(DTypeName)
+
+
+@dataclass(frozen=True)
+class DTypeInfo:
+    """What lncheck needs to know about a compute dtype."""
+
+    name: DTypeName
+    mantissa_bits: int
+    storage: type[np.floating]  # the NumPy dtype that holds its values exactly
+    max: float
+    tiny: float
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon: the gap between 1 and the next larger value."""
+        return 2.0**-self.mantissa_bits
+
+    @property
+    def unit_roundoff(self) -> float:
+        """The largest relative error of rounding to nearest: eps / 2."""
+        return 2.0 ** -(self.mantissa_bits + 1)
+
+
+DTYPES: dict[DTypeName, DTypeInfo] = {
+    "float64": DTypeInfo("float64", 52, np.float64, float(np.finfo(np.float64).max), 2.0**-1022),
+    "float32": DTypeInfo("float32", 23, np.float32, float(np.finfo(np.float32).max), 2.0**-126),
+    "float16": DTypeInfo("float16", 10, np.float16, 65504.0, 2.0**-14),
+    "bfloat16": DTypeInfo("bfloat16", 7, np.float32, float.fromhex("0x1.fep127"), 2.0**-126),
+}
+
+
+def info(name: str) -> DTypeInfo:
+    """Look up a dtype by name; raises ``KeyError`` for names that are not compute dtypes."""
+    return DTYPES[name]  # type: ignore[index]
+
+
+def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName, str | None]:
+    """The dtype torch computes in when the user does not say, and a note when it is a guess.
+
+    Floating inputs keep their dtype; integer and boolean inputs become float32 (as
+    ``torch.tensor(x, dtype=torch.float32)`` would), with a note saying so.
+    """
+    if array_dtype == np.float64:
+        return "float64", None
+    if array_dtype == np.float32:
+        return "float32", None
+    if array_dtype == np.float16:
+        return "float16", None
+    return "float32", f"input dtype {array_dtype} is not floating: computing in float32"
+
+
+def round_to(x: npt.NDArray[Any], name: DTypeName) -> npt.NDArray[Any]:
+    """Return ``x`` rounded to dtype ``name`` the way torch rounds it, stored in its storage dtype.
+
+    Returns ``x`` itself (no copy) when it already has the storage dtype, so memory-mapped
+    inputs stay memory-mapped.
+
+    >>> round_to(np.array([1.0 + 2.0**-9]), "bfloat16")
+    array([1.], dtype=float32)
+    """
+    target = DTYPES[name]
+    if x.dtype == target.storage and name != "bfloat16":
+        return x
+    if name == "float64":
+        return x.astype(np.float64)
+    # Overflow to inf is what torch does too; the report counts the infinities.
+    with np.errstate(over="ignore", invalid="ignore"):
+        as32 = x if x.dtype == np.float32 else x.astype(np.float32)
+        if name == "float32":
+            return as32
+        if name == "float16":
+            return as32.astype(np.float16)
+        return _round_float32_to_bfloat16(as32)
+
+
+def _round_float32_to_bfloat16(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    # Round to nearest even on the upper 16 bits of the float32 pattern, as c10::BFloat16 does.
+    bits = np.ascontiguousarray(x).view(np.uint32)
+    lsb = (bits >> np.uint32(16)) & np.uint32(1)
+    rounded = (bits + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)
+    out = rounded.view(np.float32)
+    nan = np.isnan(x)
+    if nan.any():
+        out = np.where(nan, np.float32(np.nan), out)
+    return out.reshape(x.shape)

@@ -1,0 +1,454 @@
+"""Loading: files and options in, a ``Case`` out.
+
+Every reader turns a file into named arrays and nothing else: nothing is ever unpickled
+(``allow_pickle=False``, ``weights_only=True``), sizes declared by a file are checked before
+anything that large is allocated or decompressed, and every failure becomes an ``InputError``
+that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import dtypes
+from lncheck.case import Case
+from lncheck.dtypes import DTypeName
+from lncheck.errors import InputError, LncheckError, with_context
+from lncheck.layers import Layer, check_options, plan
+from lncheck.tolerances import ToleranceSpec
+
+STDIN = "-"
+INPUT_NAMES = ("input", "x")
+ARRAY_NAMES = ("weight", "bias", "expected", "running_mean", "running_var")
+MAX_JSON_DEPTH = 64
+SUFFIXES = (".npy", ".npz", ".json", ".pt", ".pth")
+
+
+def default_max_bytes() -> int:
+    """Half of the machine's physical memory (or 8 GiB where that cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Arrays read from one file, with the dtype each one claimed on disk."""
+
+    arrays: dict[str, npt.NDArray[Any]]
+    dtype_names: dict[str, str]
+
+
+def read_arrays(path: str, *, max_bytes: int | None = None) -> Loaded:
+    """Read every array in ``path`` (``-`` reads JSON from standard input).
+
+    Raises:
+        InputError: the file is missing, unreadable, malformed, too large, of an unknown kind,
+            or holds something that is not a real-valued numeric array.
+    """
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    try:
+        if path == STDIN:
+            return _from_json(sys.stdin.buffer.read(), limit)
+        p = Path(path)
+        if not p.exists():
+            raise InputError("no such file")
+        if p.is_dir():
+            raise InputError("is a directory, not a file")
+        suffix = p.suffix.lower()
+        if suffix == ".npy":
+            return _from_npy(p, limit)
+        if suffix == ".npz":
+            return _from_npz(p, limit)
+        if suffix == ".json":
+            if p.stat().st_size > limit:
+                raise InputError(f"is {p.stat().st_size} bytes, over the --max-bytes limit {limit}")
+            return _from_json(p.read_bytes(), limit)
+        if suffix in (".pt", ".pth"):
+            return _from_torch(p, limit)
+        raise InputError(
+            f"unknown file type {suffix or '(no suffix)'!r}; expected one of {', '.join(SUFFIXES)}"
+        )
+    except LncheckError as e:
+        raise with_context(e, path) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError, MemoryError) as e:
+        raise InputError(f"{path}: cannot read: {_reason(e)}") from None
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
+
+
+# --- readers -----------------------------------------------------------------------------
+
+
+def _from_npy(path: Path, limit: int) -> Loaded:
+    with path.open("rb") as f:
+        shape, _, dtype = _read_npy_header(f)
+        offset = f.tell()
+    _check_declared(shape, dtype, limit, path.stat().st_size - offset)
+    if dtype.hasobject:
+        raise InputError("holds Python objects (a pickle); refusing to load it")
+    if math.prod(shape) == 0:
+        array = np.zeros(shape, dtype)
+    else:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return Loaded({"input": array}, {"input": str(dtype)})
+
+
+def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(f, max_header_size=1 << 16)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=1 << 16)
+        else:
+            raise InputError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise InputError(f"not a valid .npy file ({_reason(e)})") from None
+    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
+
+
+def _check_declared(
+    shape: tuple[int, ...], dtype: np.dtype[Any], limit: int, available: int
+) -> None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limit:
+        raise InputError(
+            f"declares shape {shape} of {dtype} ({nbytes} bytes), "
+            f"over the --max-bytes limit {limit}"
+        )
+    if nbytes > available:
+        raise InputError(
+            f"is truncated: its header declares shape {shape} of {dtype} ({nbytes} bytes) "
+            f"but only {max(available, 0)} bytes of data follow"
+        )
+
+
+def _from_npz(path: Path, limit: int) -> Loaded:
+    if not zipfile.is_zipfile(path):
+        raise InputError("is not a valid .npz file (not a zip archive)")
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    names: dict[str, str] = {}
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        declared = sum(m.file_size for m in members)
+        if declared > limit:
+            raise InputError(
+                f"would decompress to {declared} bytes, over the --max-bytes limit {limit}"
+            )
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                raise InputError(f"member {member.filename!r} is not a .npy array")
+            name = member.filename[: -len(".npy")]
+            with archive.open(member) as f:
+                shape, fortran, dtype = _read_npy_header(f)
+                header = f.tell()
+                if dtype.hasobject:
+                    raise InputError(
+                        f"array {name!r} holds Python objects (a pickle); refusing to load it"
+                    )
+                _check_declared(shape, dtype, limit, member.file_size - header)
+                count = math.prod(shape)
+                data = f.read(count * dtype.itemsize)
+            flat = np.frombuffer(data, dtype=dtype, count=count)
+            arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
+            names[name] = str(dtype)
+    return Loaded(arrays, names)
+
+
+def _from_json(raw: bytes, limit: int) -> Loaded:
+    if len(raw) > limit:
+        raise InputError(f"is {len(raw)} bytes, over the --max-bytes limit {limit}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text, so not JSON") from None
+    try:
+        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int)
+    except RecursionError:
+        raise InputError(f"JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if isinstance(doc, dict):
+        return _from_json_object(doc)
+    # Like torch.tensor(data): a plain list of numbers is float32 unless the user says otherwise.
+    return Loaded({"input": _json_array(doc, "data")}, {"input": "float32"})
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InputError(f"number {text[:40]} is out of the float64 range")
+    return value
+
+
+def _parse_int(text: str) -> float:
+    if len(text.lstrip("-")) > 400:
+        raise InputError(f"integer {text[:40]}... is out of the float64 range")
+    return _parse_float(text)
+
+
+def _from_json_object(doc: dict[str, Any]) -> Loaded:
+    known = {"data", "dtype", *INPUT_NAMES, *ARRAY_NAMES}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise InputError(
+            f"unknown key {unknown[0]!r} in JSON object (known: {', '.join(sorted(known))})"
+        )
+    given = [k for k in ("data", *INPUT_NAMES) if k in doc]
+    if not given:
+        raise InputError('JSON object has no "data" array')
+    if len(given) > 1:
+        raise InputError(f"JSON object has both {given[0]!r} and {given[1]!r}; give one input")
+    dtype = doc.get("dtype", "float32")
+    if not isinstance(dtype, str) or dtype not in dtypes.DTYPE_NAMES:
+        raise InputError(f'"dtype" must be one of {", ".join(dtypes.DTYPE_NAMES)}, got {dtype!r}')
+    arrays = {"input": _json_array(doc[given[0]], given[0])}
+    for name in ARRAY_NAMES:
+        if name in doc:
+            arrays[name] = _json_array(doc[name], name)
+    return Loaded(arrays, {name: dtype for name in arrays})
+
+
+def _json_array(data: Any, key: str) -> npt.NDArray[np.float64]:
+    """The numbers of a JSON array in float64; they are rounded to the compute dtype later."""
+    shape = _json_shape(data, key, 0)
+    return np.asarray(np.array(data, dtype=np.float64), dtype=np.float64).reshape(shape)
+
+
+def _json_shape(data: Any, key: str, depth: int) -> tuple[int, ...]:
+    """The shape of a nested list of numbers; raises for ragged, non-numeric or too deep data."""
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(f"{key!r} is nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(data, bool) or data is None or isinstance(data, (str, dict)):
+        raise InputError(f"{key!r} holds {_json_kind(data)}; only numbers are allowed")
+    if isinstance(data, (int, float)):
+        return ()
+    if not isinstance(data, list):
+        raise InputError(f"{key!r} holds {_json_kind(data)}; only numbers are allowed")
+    if not data:
+        return (0,)
+    first = _json_shape(data[0], key, depth + 1)
+    for item in data[1:]:
+        if _json_shape(item, key, depth + 1) != first:
+            raise InputError(f"{key!r} is ragged: its lists at depth {depth + 1} differ in length")
+    return (len(data), *first)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"a string ({value[:20]!r})"
+    return "an object"
+
+
+def _from_torch(path: Path, limit: int) -> Loaded:
+    if path.stat().st_size > limit:
+        raise InputError(f"is {path.stat().st_size} bytes, over the --max-bytes limit {limit}")
+    from lncheck.backends.torch import load_tensors
+
+    tensors, names = load_tensors(path)
+    return Loaded(tensors, names)
+
+
+# --- from arrays to a case ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The files a case is built from; every path is optional except the input."""
+
+    input: str
+    weight: str | None = None
+    bias: str | None = None
+    expected: str | None = None
+    running_mean: str | None = None
+    running_var: str | None = None
+
+
+def load_case(
+    sources: Sources,
+    layer: Layer,
+    *,
+    dtype: DTypeName | None = None,
+    tolerance: ToleranceSpec | None = None,
+    device: str = "cpu",
+    max_bytes: int | None = None,
+    name: str | None = None,
+) -> Case:
+    """Read the input (and any weight, bias, expected or running-stat files) into a ``Case``.
+
+    Raises:
+        InputError: a file cannot be read, holds the wrong kind of data, or does not fit
+            the layer; the message names the file or option.
+    """
+    check_options(layer)
+    main = read_arrays(sources.input, max_bytes=max_bytes)
+    found = _pick_named(main.arrays, sources.input)
+    x_raw = found.pop("input")
+    input_dtype = main.dtype_names.get(_input_key(main.arrays), str(x_raw.dtype))
+    for role in ARRAY_NAMES:
+        path = getattr(sources, role)
+        if path is not None:
+            found[role] = _read_single(path, role, max_bytes)
+    x = _numeric(x_raw, sources.input, "input")
+    chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
+    notes = [note] if note else []
+    x = dtypes.round_to(_native(x), chosen)
+    if x.ndim and x.size == 0:
+        raise InputError(
+            f"{sources.input}: input has shape {tuple(x.shape)} and no elements to normalize"
+        )
+    try:
+        the_plan = plan(layer, tuple(x.shape), chosen)
+    except LncheckError as e:
+        raise with_context(e, sources.input) from None
+    arrays: dict[str, npt.NDArray[np.floating]] = {}
+    for role, value in found.items():
+        where = getattr(sources, role) or sources.input
+        arrays[role] = _as_role(_native(_numeric(value, where, role)), role, chosen)
+    _check_shapes(arrays, the_plan, sources)
+    return Case(
+        name=name or sources.input,
+        x=x,
+        input_dtype=input_dtype,
+        dtype=chosen,
+        layer=the_plan.layer,
+        plan=the_plan,
+        weight=arrays.get("weight"),
+        bias=arrays.get("bias"),
+        expected=arrays.get("expected"),
+        running_mean=arrays.get("running_mean"),
+        running_var=arrays.get("running_var"),
+        tolerance=tolerance or ToleranceSpec(),
+        device=device,
+        notes=tuple(notes) + the_plan.notes,
+    )
+
+
+def _as_role(value: npt.NDArray[Any], role: str, dtype: DTypeName) -> npt.NDArray[np.floating]:
+    """Parameters become what torch's module holds after the cast to the compute dtype; an
+    expected output is a candidate, so it is compared exactly as it was given."""
+    if role != "expected":
+        return dtypes.round_to(value, dtype)
+    return value if value.dtype.kind == "f" else value.astype(np.float64)
+
+
+def _input_key(arrays: Mapping[str, Any]) -> str:
+    for key in INPUT_NAMES:
+        if key in arrays:
+            return key
+    return next(iter(arrays))
+
+
+def _pick_named(arrays: dict[str, npt.NDArray[Any]], path: str) -> dict[str, npt.NDArray[Any]]:
+    """Split a file's arrays into the input and the named extras, rejecting unknown names."""
+    inputs = [k for k in INPUT_NAMES if k in arrays]
+    if len(inputs) > 1:
+        raise InputError(
+            f"{path}: has both {inputs[0]!r} and {inputs[1]!r} arrays; "
+            "which one is the input is ambiguous"
+        )
+    unknown = sorted(set(arrays) - set(INPUT_NAMES) - set(ARRAY_NAMES))
+    if not inputs and len(arrays) == 1 and unknown:
+        inputs = unknown  # a file with one unnamed array is the input
+        unknown = []
+    if unknown:
+        raise InputError(
+            f"{path}: unknown array {unknown[0]!r} "
+            f"(known names: {', '.join(INPUT_NAMES + ARRAY_NAMES)})"
+        )
+    if not inputs:
+        raise InputError(f"{path}: no input array (name it 'input' or 'x')")
+    picked = {role: arrays[role] for role in ARRAY_NAMES if role in arrays}
+    picked["input"] = arrays[inputs[0]]
+    return picked
+
+
+def _read_single(path: str, role: str, max_bytes: int | None) -> npt.NDArray[Any]:
+    loaded = read_arrays(path, max_bytes=max_bytes).arrays
+    if role in loaded:
+        return loaded[role]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise InputError(f"{path}: holds {len(loaded)} arrays and none is named {role!r}")
+
+
+def _numeric(a: npt.NDArray[Any], path: str, role: str) -> npt.NDArray[Any]:
+    kind = a.dtype.kind
+    if a.dtype.names is not None:
+        raise InputError(f"{path}: {role} has a structured dtype {a.dtype}; expected plain numbers")
+    if kind == "c":
+        raise InputError(
+            f"{path}: {role} is complex ({a.dtype}); normalization layers take real numbers"
+        )
+    if kind not in "fiub" or (kind == "f" and a.dtype.itemsize > 8):
+        raise InputError(
+            f"{path}: {role} has dtype {a.dtype}; expected floating or integer numbers"
+        )
+    return a
+
+
+def _native(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``a`` in native byte order (torch cannot take big-endian data)."""
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != _NATIVE:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _default_dtype(x: npt.NDArray[Any], input_dtype: str) -> tuple[DTypeName, str | None]:
+    if input_dtype in dtypes.DTYPE_NAMES:
+        return input_dtype, None
+    return dtypes.default_compute_dtype(x.dtype)
+
+
+def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources: Sources) -> None:
+    expect = {
+        "weight": the_plan.param_shape,
+        "bias": the_plan.param_shape,
+        "expected": the_plan.input_shape,
+        "running_mean": the_plan.stats_shape,
+        "running_var": the_plan.stats_shape,
+    }
+    if not the_plan.affine:
+        for role in ("weight", "bias"):
+            if role in arrays:
+                where = getattr(sources, role) or sources.input
+                raise InputError(
+                    f"{where}: gives a {role}, but the layer has no affine parameters (--no-affine)"
+                )
+    for role, value in arrays.items():
+        want = expect[role]
+        if tuple(value.shape) != tuple(want):
+            where = getattr(sources, role) or sources.input
+            what = {"weight": "--weight", "bias": "--bias", "expected": "--expected"}.get(
+                role, f"--{role.replace('_', '-')}"
+            )
+            raise InputError(
+                f"{where}: {role} has shape {tuple(value.shape)}; "
+                f"{what} must have shape {tuple(want)} "
+                f"for {the_plan.layer.op} on an input of shape {the_plan.input_shape}"
+            )

@@ -1,0 +1,193 @@
+"""The terminal rendering. This is the only module that imports rich (ruff enforces it)."""
+
+from __future__ import annotations
+
+import math
+from typing import IO
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lncheck.compare import Comparison
+from lncheck.report import Report, StatsTable
+
+STYLE_PASS = "bold green"
+STYLE_FAIL = "bold red"
+STYLE_NOTE = "yellow"
+STYLE_DIM = "dim"
+STYLE_HEADER = "bold"
+
+
+def make_console(
+    stderr: bool = False, *, file: IO[str] | None = None, width: int | None = None
+) -> Console:
+    """The one place consoles are made: colour follows the terminal and ``NO_COLOR``."""
+    return Console(stderr=stderr, file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: how every user error is shown."""
+    make_console(stderr=True).print(
+        Text(f"lncheck: error: {message}", style=STYLE_FAIL), soft_wrap=True
+    )
+
+
+def render(report: Report, console: Console) -> None:
+    """Print a report: header, statistics, output checks, small tensors, verdict."""
+    console.print(_header(report))
+    if report.stats is not None:
+        console.print(_stats(report.stats))
+    console.print(_checks(report.checks))
+    console.print(_worst(report.checks))
+    if report.small:
+        console.print(_small(report))
+    for c in report.failures:
+        console.print(Text(c.message(), style=STYLE_FAIL), soft_wrap=True)
+    console.print(_verdict(report))
+
+
+def _header(report: Report) -> Table:
+    h = report.header
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style=STYLE_HEADER)
+    grid.add_column()
+    grid.add_row("layer", h.layer)
+    grid.add_row("input", f"{h.case}  shape {_dims(h.input_shape)}  {h.input_dtype}")
+    grid.add_row("computed in", f"{h.dtype} on {h.device}")
+    grid.add_row("groups", f"{h.groups} x {h.group_size} elements")
+    grid.add_row("tolerance", h.tolerance)
+    for note in h.notes:
+        grid.add_row(Text("note", style=STYLE_NOTE), Text(note, style=STYLE_NOTE))
+    return grid
+
+
+def _stats(stats: StatsTable) -> Table:
+    table = _table(f"Per-group statistics: reference vs {short_name(stats.candidate)}")
+    for name in ("group", "ref mean", "mean", "diff", "ref var", "var", "diff"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+    for row in stats.rows:
+        table.add_row(
+            _dims(row.group),
+            _num(row.ref_mean, 7),
+            _num(row.mean, 7),
+            _num(row.mean_diff),
+            _num(row.ref_var, 7),
+            _num(row.var, 7),
+            _num(row.var_diff),
+        )
+    if stats.omitted:
+        table.caption = f"{stats.omitted} more group{'s' if stats.omitted > 1 else ''} not shown"
+    return table
+
+
+def _checks(checks: tuple[Comparison, ...]) -> Table:
+    table = _table("Checks against the reference")
+    for name in ("candidate", "quantity", "max abs", "max rel", "mean abs", "mismatched", ""):
+        table.add_column(
+            name, justify="left" if name in ("candidate", "quantity") else "right", no_wrap=True
+        )
+    for c in checks:
+        if c.note:
+            table.add_row(
+                short_name(c.candidate),
+                c.quantity,
+                Text(c.note, style=STYLE_FAIL),
+                "",
+                "",
+                "",
+                _mark(c),
+            )
+            continue
+        table.add_row(
+            short_name(c.candidate),
+            c.quantity,
+            _num(c.max_abs_err),
+            _num(c.max_rel_err),
+            _num(c.mean_abs_err),
+            f"{c.mismatched}/{c.total}\n{_percent(c.mismatch_fraction)}",
+            _mark(c),
+        )
+    return table
+
+
+def _worst(checks: tuple[Comparison, ...]) -> Table:
+    table = _table("Worst element, and the tolerance that would have passed")
+    table.add_column("candidate", no_wrap=True)
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("worst at", no_wrap=True)
+    # Paired values share a cell, one above the other, so the table fits 80 columns.
+    table.add_column("actual\nexpected", justify="right", no_wrap=True)
+    table.add_column("rtol\natol", justify="right", no_wrap=True)
+    table.add_column("needs atol\nneeds rtol", justify="right", no_wrap=True)
+    for c in checks:
+        if c.note:
+            continue
+        table.add_row(
+            short_name(c.candidate),
+            c.quantity,
+            _dims(c.worst_index),
+            f"{_num(c.worst_actual, 8)}\n{_num(c.worst_expected, 8)}",
+            f"{_num(c.rtol, 2)}\n{_num(c.atol, 2)}",
+            f"{_num(c.required_atol, 2)}\n{_num(c.required_rtol, 2)}",
+        )
+    return table
+
+
+def _small(report: Report) -> Table:
+    """Every element of a small tensor: the input, the reference and each candidate's output."""
+    table = _table("Elements")
+    names = list(report.small)
+    table.add_column("index", justify="left")
+    for name in names:
+        table.add_column(short_name(name), justify="right")
+    arrays = [np.asarray(report.small[n], dtype=np.float64) for n in names]
+    for index in np.ndindex(arrays[0].shape):
+        table.add_row(_dims(index), *[_num(float(a[index]), 7) for a in arrays])
+    return table
+
+
+def short_name(candidate: str) -> str:
+    """Display names: ``torch.nn.functional.layer_norm`` -> ``F.layer_norm``, ``torch.`` dropped."""
+    return candidate.replace("torch.nn.functional.", "F.").removeprefix("torch.")
+
+
+def _table(title: str) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def _percent(fraction: float) -> str:
+    if 0 < fraction < 0.001:
+        return "(<0.1%)"
+    return f"({100 * fraction:.1f}%)"
+
+
+def _mark(c: Comparison) -> Text:
+    return Text("pass", style=STYLE_PASS) if c.passed else Text("FAIL", style=STYLE_FAIL)
+
+
+def _verdict(report: Report) -> Text:
+    n, bad = len(report.checks), len(report.failures)
+    if report.passed:
+        return Text(f"PASS: all {n} checks passed", style=STYLE_PASS)
+    return Text(f"FAIL: {bad} of {n} checks failed", style=STYLE_FAIL)
+
+
+def _num(x: float, digits: int = 3) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"

@@ -1,0 +1,148 @@
+"""The report: every comparison of a case, plus what the tables need to show it, as plain data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.compare import Comparison
+
+
+class ExitStatus(IntEnum):
+    """The documented exit statuses of every lncheck command."""
+
+    OK = 0
+    CHECK_FAILED = 1
+    INVALID_INPUT = 2
+    INTERNAL_ERROR = 3
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """One group's statistics: the reference's and the candidate's own internal ones."""
+
+    group: tuple[int, ...]
+    ref_mean: float
+    ref_var: float
+    mean: float
+    var: float
+
+    @property
+    def mean_diff(self) -> float:
+        return self.mean - self.ref_mean
+
+    @property
+    def var_diff(self) -> float:
+        return self.var - self.ref_var
+
+
+@dataclass(frozen=True)
+class StatsTable:
+    """The groups worth showing (the first few and the worst), and how many were left out."""
+
+    candidate: str
+    rows: tuple[StatRow, ...]
+    omitted: int
+
+
+@dataclass(frozen=True)
+class Header:
+    """What was checked: the facts shown above the tables."""
+
+    case: str
+    op: str
+    layer: str
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    dtype: str
+    groups: int
+    group_size: int
+    params: Mapping[str, Any]
+    tolerance: str
+    device: str = "cpu"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one case produced. The verdict is on the object: ``passed``, ``exit_status``."""
+
+    header: Header
+    checks: tuple[Comparison, ...]
+    stats: StatsTable | None = None
+    small: Mapping[str, npt.NDArray[np.floating]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Comparison, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.OK if self.passed else ExitStatus.CHECK_FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``lncheck compare --json`` (schema in README)."""
+        h = self.header
+        return {
+            "passed": self.passed,
+            "op": h.op,
+            "input": h.case,
+            "input_shape": list(h.input_shape),
+            "input_dtype": h.input_dtype,
+            "dtype": h.dtype,
+            "device": h.device,
+            "groups": h.groups,
+            "group_size": h.group_size,
+            "params": {k: _jsonable(v) for k, v in h.params.items()},
+            "tolerance": h.tolerance,
+            "notes": list(h.notes),
+            "checks": [check_to_dict(c) for c in self.checks],
+        }
+
+
+def check_to_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "candidate": c.candidate,
+        "quantity": c.quantity,
+        "passed": c.passed,
+        "max_abs_err": _finite_or_none(c.max_abs_err),
+        "max_rel_err": _finite_or_none(c.max_rel_err),
+        "mean_abs_err": _finite_or_none(c.mean_abs_err),
+        "mismatched": c.mismatched,
+        "total": c.total,
+        "worst_index": list(c.worst_index),
+        "worst_actual": _finite_or_none(c.worst_actual),
+        "worst_expected": _finite_or_none(c.worst_expected),
+        "rtol": c.rtol,
+        "atol": c.atol,
+        "required_atol": _finite_or_none(c.required_atol),
+        "required_rtol": _finite_or_none(c.required_rtol),
+        "nan_actual": c.nan_actual,
+        "nan_expected": c.nan_expected,
+        "inf_actual": c.inf_actual,
+        "inf_expected": c.inf_expected,
+        "note": c.note,
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN or infinity: they become null (the README says what null means)."""
+    return x if math.isfinite(x) else None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(i) for i in v]
+    if isinstance(v, float):
+        return _finite_or_none(v)
+    return v

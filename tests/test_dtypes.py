@@ -1,0 +1,71 @@
+"""Rounding to a compute dtype must give exactly the values torch would hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lncheck.dtypes import DTYPES, default_compute_dtype, round_to
+
+TORCH = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def _values() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal(20000) * 10.0 ** rng.integers(-45, 45, 20000)
+    special = [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        65504.0,
+        65519.99,
+        65520.0,
+        3.4e38,
+        1e-8,
+        6e-8,
+        1 + 2**-11 + 2**-40,  # float64 -> float16 directly rounds up; via float32 it ties to even
+        1 + 2**-8 + 2**-30,
+    ]
+    return np.concatenate([wide, special])
+
+
+@pytest.mark.parametrize("name", list(TORCH))
+@pytest.mark.parametrize("source", [np.float64, np.float32])
+def test_round_to_matches_torch(name: str, source: type) -> None:
+    with np.errstate(over="ignore"):
+        x = _values().astype(source)
+    got = round_to(x, name).astype(np.float64)
+    want = torch.tensor(x).to(TORCH[name]).double().numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_double_rounding_follows_torch_not_numpy() -> None:
+    x = np.array([1 + 2**-11 + 2**-40])
+    assert np.float16(x[0]) != 1.0  # NumPy's direct rounding goes up
+    assert round_to(x, "float16")[0] == 1.0  # torch goes through float32 and ties to even
+
+
+def test_no_copy_when_already_in_dtype() -> None:
+    x = np.ones(5, dtype=np.float32)
+    assert round_to(x, "float32") is x
+
+
+def test_storage_and_eps() -> None:
+    assert DTYPES["bfloat16"].storage is np.float32
+    assert DTYPES["float16"].eps == 2.0**-10
+    assert DTYPES["float32"].unit_roundoff == 2.0**-24
+    assert DTYPES["bfloat16"].eps == float(torch.finfo(torch.bfloat16).eps)
+
+
+def test_default_compute_dtype() -> None:
+    assert default_compute_dtype(np.dtype(np.float16)) == ("float16", None)
+    name, note = default_compute_dtype(np.dtype(np.int64))
+    assert name == "float32" and note is not None and "int64" in note
