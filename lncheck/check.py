@@ -24,7 +24,9 @@ from lncheck.result import NormResult, Quantity, as_array
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
 FIRST_GROUPS = 3
 WORST_GROUPS = 5
+ELEMENTWISE = ("output", "activation")
 STATISTICS = ("mean", "var", "rstd")
+RUNNING = ("running_mean", "running_var")
 EXPECTED = "expected"  # the candidate name of an output given with --expected
 
 
@@ -33,8 +35,9 @@ def check(case: Case, backend: str = "torch") -> Report:
     ref = reference.run(case)
     p = case.plan
     layouts = {
-        "output": reference.layout_of(p),
+        **dict.fromkeys(ELEMENTWISE, reference.layout_of(p)),
         **dict.fromkeys(STATISTICS, GroupLayout(p.group_shape, p.group_shape, ())),
+        **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
     }
     rtol, atol = case.tolerance.resolve(case.dtype)
     checks: list[Comparison] = []
@@ -61,8 +64,8 @@ def check(case: Case, backend: str = "torch") -> Report:
                     equal_nan=case.tolerance.equal_nan,
                 )
             )
-        if stats is None and "mean" in result.quantities:
-            stats = _stats_table(ref, result, layouts["mean"])
+        if stats is None and "var" in result.quantities:
+            stats = _stats_table(ref, result, layouts["var"])
         # Small tensors show the first torch path and any expected output beside the reference.
         first_path = len(small) == 2
         if small and "output" in result.quantities and (first_path or result.candidate == EXPECTED):
@@ -103,10 +106,16 @@ def _describe_tolerance(case: Case) -> str:
 def _stats_table(ref: NormResult, cand: NormResult, layout: GroupLayout) -> StatsTable:
     """The first groups and the worst ones (by the larger relative difference of mean or var)."""
     ref_mean, ref_var = as_array(ref.quantities["mean"]), as_array(ref.quantities["var"])
-    mean, var = as_array(cand.quantities["mean"]), as_array(cand.quantities["var"])
+    var = as_array(cand.quantities["var"])
+    # A candidate without its own mean (RMSNorm's rstd-only native op) shows none.
+    mean = (
+        as_array(cand.quantities["mean"])
+        if "mean" in cand.quantities
+        else np.full_like(var, np.nan)
+    )
     with np.errstate(all="ignore"):
         spread = np.sqrt(np.abs(ref_var)) + np.finfo(np.float64).tiny
-        badness = np.maximum(
+        badness = np.fmax(
             np.abs(mean - ref_mean) / spread,
             np.abs(var - ref_var) / (np.abs(ref_var) + np.finfo(np.float64).tiny),
         )

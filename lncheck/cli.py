@@ -156,6 +156,27 @@ def parse_ints(value: str | None, option: str) -> tuple[int, ...] | None:
         ) from None
 
 
+class Op(str, Enum):
+    layer_norm = "layer_norm"
+    group_norm = "group_norm"
+    instance_norm = "instance_norm"
+    batch_norm = "batch_norm"
+    rms_norm = "rms_norm"
+    local_response_norm = "local_response_norm"
+
+
+def parse_momentum(value: str) -> float | None:
+    """``--momentum 0.1`` or ``--momentum none`` (the cumulative moving average)."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a number or 'none', got {value!r}", param_hint="--momentum"
+        ) from None
+
+
 COMPARE_EPILOG = """\
 [bold]Examples[/bold]
 
@@ -168,9 +189,28 @@ lncheck compare data.npz --shape 8 --json
 [dim]# check an output produced elsewhere as one more candidate[/dim]
 lncheck compare x.npy --shape 8 --expected y.npy
 
+[dim]# GroupNorm with 4 groups; BatchNorm in eval with running statistics[/dim]
+lncheck compare image.npy --op group_norm --groups 4
+lncheck compare image.npy --op batch_norm --eval --running-mean m.npy --running-var v.npy
+
+[dim]# TF/Keras-style axes, channels-last data, an activation after the norm[/dim]
+lncheck compare x.npy --axes 1 3
+lncheck compare nhwc.npy --op group_norm --groups 8 --channel-axis -1 --activation silu
+
 [dim]# JSON on standard input[/dim]
 echo '[[1, 2, 3, 4]]' | lncheck compare - --shape 4
 """
+
+LAYER = "Layer"
+FILES = "Parameters and statistics"
+TOLERANCES = "Tolerances"
+OUTPUT = "Output"
+
+
+def _opt(help: str, panel: str = LAYER, *names: str, **kw: Any) -> Any:
+    return typer.Option(
+        *names, help=help, rich_help_panel=panel, show_default=kw.pop("show_default", False), **kw
+    )
 
 
 @app.command(epilog=COMPARE_EPILOG)
@@ -181,102 +221,153 @@ def compare(
             help="Input tensor: .npy, .npz, .json, .pt, or - for JSON on stdin.", show_default=False
         ),
     ],
+    op: Annotated[Op, _opt("The normalization layer.", LAYER, show_default=True)] = Op.layer_norm,
     shape: Annotated[
         str | None,
-        typer.Option(
+        _opt(
+            "normalized_shape (layer_norm, rms_norm): the trailing dims, e.g. --shape 3 4.",
+            LAYER,
             "--shape",
-            help="normalized_shape: the trailing dims to normalize over, e.g. --shape 3 4.",
-            show_default=False,
+        ),
+    ] = None,
+    axes: Annotated[
+        str | None,
+        _opt(
+            "Normalize over these axes instead (TF/Keras-style, negative allowed): --axes 1 3.",
+            LAYER,
+            "--axes",
         ),
     ] = None,
     eps: Annotated[
-        float, typer.Option(help="Added to the variance before the square root.")
-    ] = 1e-5,
-    weight: Annotated[
-        Path | None, typer.Option(help="Weight (gamma) file; default ones.", show_default=False)
-    ] = None,
-    bias: Annotated[
-        Path | None, typer.Option(help="Bias (beta) file; default zeros.", show_default=False)
-    ] = None,
-    no_affine: Annotated[
-        bool, typer.Option("--no-affine", help="No weight or bias (elementwise_affine=False).")
-    ] = False,
-    dtype: Annotated[
-        DType | None,
-        typer.Option(
-            help="Dtype torch computes in; default the input's floating dtype.", show_default=False
-        ),
-    ] = None,
-    expected: Annotated[
-        Path | None,
-        typer.Option(
-            help="An output made elsewhere, checked as one more candidate.", show_default=False
-        ),
-    ] = None,
-    rtol: Annotated[
         float | None,
-        typer.Option(
-            help="Relative tolerance (give --atol too).",
-            rich_help_panel="Tolerances",
-            show_default=False,
+        _opt(
+            "Added to the variance before the square root. Default 1e-5 (rms_norm: torch's None)."
         ),
     ] = None,
-    atol: Annotated[
-        float | None,
-        typer.Option(
-            help="Absolute tolerance (give --rtol too).",
-            rich_help_panel="Tolerances",
-            show_default=False,
+    groups: Annotated[int | None, _opt("Number of groups (group_norm).")] = None,
+    channel_axis: Annotated[
+        int,
+        _opt(
+            "The channel axis for group/instance/batch/local_response_norm (-1 for channels-last).",
+            show_default=True,
+        ),
+    ] = 1,
+    affine: Annotated[
+        bool | None,
+        _opt(
+            "Learnable weight and bias or none. Default as torch: on, off for instance_norm.",
+            LAYER,
+            "--affine/--no-affine",
         ),
     ] = None,
-    equal_nan: Annotated[
+    train: Annotated[
         bool,
-        typer.Option(
-            "--equal-nan",
-            help="NaN in both places counts as a match.",
-            rich_help_panel="Tolerances",
+        _opt(
+            "Training (batch statistics) or eval mode (batch_norm, instance_norm).",
+            LAYER,
+            "--train/--eval",
+            show_default=True,
         ),
+    ] = True,
+    track_running_stats: Annotated[
+        bool | None,
+        _opt(
+            "Keep running statistics. Default as torch: on for batch_norm, off for instance_norm.",
+            LAYER,
+            "--track-running-stats/--no-track-running-stats",
+        ),
+    ] = None,
+    momentum: Annotated[
+        str,
+        _opt(
+            "Running-statistics momentum, or 'none' for the cumulative average.", show_default=True
+        ),
+    ] = "0.1",
+    size: Annotated[
+        int | None, _opt("Window of neighbouring channels (local_response_norm).")
+    ] = None,
+    alpha: Annotated[float, _opt("local_response_norm alpha.", show_default=True)] = 1e-4,
+    beta: Annotated[float, _opt("local_response_norm beta.", show_default=True)] = 0.75,
+    k: Annotated[float, _opt("local_response_norm k.", LAYER, "--k", show_default=True)] = 1.0,
+    activation: Annotated[
+        str | None,
+        _opt(
+            "Applied after the norm and checked too: relu, leaky_relu[=SLOPE], prelu[=INIT], "
+            "gelu[=tanh], silu."
+        ),
+    ] = None,
+    weight: Annotated[Path | None, _opt("Weight (gamma) file; default ones.", FILES)] = None,
+    bias: Annotated[Path | None, _opt("Bias (beta) file; default zeros.", FILES)] = None,
+    running_mean: Annotated[
+        Path | None, _opt("Running mean file (batch_norm, instance_norm); default zeros.", FILES)
+    ] = None,
+    running_var: Annotated[Path | None, _opt("Running variance file; default ones.", FILES)] = None,
+    expected: Annotated[
+        Path | None, _opt("An output made elsewhere, checked as one more candidate.", FILES)
+    ] = None,
+    dtype: Annotated[
+        DType | None, _opt("Dtype torch computes in; default the input's floating dtype.", LAYER)
+    ] = None,
+    rtol: Annotated[float | None, _opt("Relative tolerance (give --atol too).", TOLERANCES)] = None,
+    atol: Annotated[float | None, _opt("Absolute tolerance (give --rtol too).", TOLERANCES)] = None,
+    equal_nan: Annotated[
+        bool, _opt("NaN in both places counts as a match.", TOLERANCES, "--equal-nan")
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+        bool, _opt("Print one JSON object instead of tables.", OUTPUT, "--json")
     ] = False,
     max_bytes: Annotated[
-        int | None,
-        typer.Option(
-            help="Refuse inputs larger than this many bytes; default half the RAM.",
-            show_default=False,
-        ),
+        int | None, _opt("Refuse inputs larger than this many bytes; default half the RAM.", OUTPUT)
     ] = None,
 ) -> None:
-    """Check a LayerNorm on INPUT: torch's module, functional and native paths vs the reference."""
+    """Check a normalization layer on INPUT: torch's module, functional and native paths
+    against the float64 reference."""
     from lncheck.check import check
-    from lncheck.io import Sources, load_case
-    from lncheck.layers import Layer
-    from lncheck.tolerances import ToleranceSpec
+    from lncheck.io import CaseSpec, load
 
-    layer = Layer(
-        "layer_norm",
-        normalized_shape=parse_ints(shape, "--shape"),
-        eps=eps,
-        affine=not no_affine,
-    )
-    tolerance = ToleranceSpec.from_options(rtol, atol, equal_nan=equal_nan)
-    sources = Sources(
+    spec = CaseSpec(
         input=input,
-        weight=None if weight is None else str(weight),
-        bias=None if bias is None else str(bias),
-        expected=None if expected is None else str(expected),
-    )
-    case = load_case(
-        sources,
-        layer,
+        op=op.value,
+        shape=parse_ints(shape, "--shape"),
+        axes=parse_ints(axes, "--axes"),
+        eps=eps,
+        groups=groups,
+        channel_axis=channel_axis,
+        affine=affine,
+        train=train,
+        track_running_stats=track_running_stats,
+        momentum=parse_momentum(momentum),
+        size=size,
+        alpha=alpha,
+        beta=beta,
+        k=k,
+        activation=activation,
+        weight=_path(weight),
+        bias=_path(bias),
+        running_mean=_path(running_mean),
+        running_var=_path(running_var),
+        expected=_path(expected),
         dtype=None if dtype is None else dtype.value,
-        tolerance=tolerance,
+        rtol=rtol,
+        atol=atol,
+        equal_nan=equal_nan,
         max_bytes=max_bytes,
     )
-    report = check(case)
+    report = check(load(spec))
     _emit(report, json_output)
     raise typer.Exit(int(report.exit_status))
+
+
+@app.command()
+def ops() -> None:
+    """List the ops, their parameters with defaults, and the torch classes they check."""
+    from lncheck.render.console import make_console, render_ops
+
+    render_ops(make_console())
+
+
+def _path(p: Path | None) -> str | None:
+    return None if p is None else str(p)
 
 
 def _emit(report: Any, json_output: bool) -> None:

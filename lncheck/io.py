@@ -320,7 +320,9 @@ def load_case(
             f"{sources.input}: input has shape {tuple(x.shape)} and no elements to normalize"
         )
     try:
-        the_plan = plan(layer, tuple(x.shape), chosen)
+        the_plan = plan(
+            layer, tuple(x.shape), chosen, default_eps=_torch_default_eps(layer, chosen)
+        )
     except LncheckError as e:
         raise with_context(e, sources.input) from None
     arrays: dict[str, npt.NDArray[np.floating]] = {}
@@ -344,6 +346,15 @@ def load_case(
         device=device,
         notes=tuple(notes) + the_plan.notes,
     )
+
+
+def _torch_default_eps(layer: Layer, dtype: DTypeName) -> float | None:
+    """RMSNorm's ``eps=None`` as the installed torch resolves it (measured, not assumed)."""
+    if layer.op != "rms_norm" or layer.eps is not None:
+        return None
+    from lncheck.backends import get_backend
+
+    return get_backend().default_eps("rms_norm", dtype)
 
 
 def _as_role(value: npt.NDArray[Any], role: str, dtype: DTypeName) -> npt.NDArray[np.floating]:
@@ -433,6 +444,18 @@ def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources
         "running_mean": the_plan.stats_shape,
         "running_var": the_plan.stats_shape,
     }
+    for role in ("running_mean", "running_var"):
+        if role in arrays and not the_plan.stats_shape:
+            raise InputError(
+                f"{getattr(sources, role) or sources.input}: gives a {role}, but "
+                f"{the_plan.torch_name} here keeps no running statistics "
+                "(see --track-running-stats)"
+            )
+    if the_plan.use_running_stats and not {"running_mean", "running_var"} <= set(arrays):
+        raise InputError(
+            f"{the_plan.torch_name} in eval mode normalizes with running statistics: "
+            "give --running-mean and --running-var"
+        )
     if not the_plan.affine:
         for role in ("weight", "bias"):
             if role in arrays:
@@ -452,3 +475,87 @@ def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources
                 f"{what} must have shape {tuple(want)} "
                 f"for {the_plan.layer.op} on an input of shape {the_plan.input_shape}"
             )
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """Everything ``lncheck compare`` accepts, by option name: what a suite case may say too.
+
+    Paths are strings; ``None`` means "the default" (the op's, or torch's).
+    """
+
+    input: str
+    op: str = "layer_norm"
+    shape: tuple[int, ...] | None = None
+    axes: tuple[int, ...] | None = None
+    eps: float | None = None
+    groups: int | None = None
+    channel_axis: int = 1
+    affine: bool | None = None
+    train: bool = True
+    track_running_stats: bool | None = None
+    momentum: float | None = 0.1
+    size: int | None = None
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+    activation: str | None = None
+    weight: str | None = None
+    bias: str | None = None
+    expected: str | None = None
+    running_mean: str | None = None
+    running_var: str | None = None
+    dtype: DTypeName | None = None
+    device: str = "cpu"
+    rtol: float | None = None
+    atol: float | None = None
+    equal_nan: bool = False
+    max_bytes: int | None = None
+    name: str | None = None
+
+    def layer(self) -> Layer:
+        return Layer(
+            op=self.op,  # type: ignore[arg-type]
+            normalized_shape=self.shape,
+            axes=self.axes,
+            eps=self.eps,
+            affine=self.affine,
+            groups=self.groups,
+            channel_axis=self.channel_axis,
+            training=self.train,
+            track_running_stats=self.track_running_stats,
+            momentum=self.momentum,
+            size=self.size,
+            alpha=self.alpha,
+            beta=self.beta,
+            k=self.k,
+            activation=self.activation,
+        )
+
+    def sources(self) -> Sources:
+        return Sources(
+            input=self.input,
+            weight=self.weight,
+            bias=self.bias,
+            expected=self.expected,
+            running_mean=self.running_mean,
+            running_var=self.running_var,
+        )
+
+
+def load(spec: CaseSpec) -> Case:
+    """Load the case a ``CaseSpec`` describes (see ``load_case``)."""
+    if spec.dtype is not None and spec.dtype not in dtypes.DTYPE_NAMES:
+        raise InputError(
+            f"--dtype must be one of {', '.join(dtypes.DTYPE_NAMES)}, got {spec.dtype!r}"
+        )
+    tolerance = ToleranceSpec.from_options(spec.rtol, spec.atol, equal_nan=spec.equal_nan)
+    return load_case(
+        spec.sources(),
+        spec.layer(),
+        dtype=spec.dtype,
+        tolerance=tolerance,
+        device=spec.device,
+        max_bytes=spec.max_bytes,
+        name=spec.name,
+    )

@@ -9,6 +9,7 @@ so no later stage needs to know which op it is looking at beyond what the plan s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
@@ -50,16 +51,125 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class OpInfo:
+    """One row of ``lncheck ops``: what an op normalizes over, its options, its torch paths."""
+
+    op: OpName
+    statistics_over: str
+    options: str
+    torch: str
+
+
+OPS: tuple[OpInfo, ...] = (
+    OpInfo(
+        "layer_norm",
+        "the trailing dims (--shape) or any --axes, per sample",
+        "--shape/--axes, --eps 1e-5, --affine (on)",
+        "nn.LayerNorm, F.layer_norm, torch.native_layer_norm",
+    ),
+    OpInfo(
+        "group_norm",
+        "each group of C/G channels and all spatial dims, per sample",
+        "--groups (required), --eps 1e-5, --affine (on), --channel-axis 1",
+        "nn.GroupNorm, F.group_norm, torch.native_group_norm",
+    ),
+    OpInfo(
+        "instance_norm",
+        "the spatial dims, per sample and channel",
+        "--eps 1e-5, --affine (off), --track-running-stats (off), --momentum 0.1, "
+        "--train/--eval, --channel-axis 1",
+        "nn.InstanceNorm1d/2d/3d, F.instance_norm",
+    ),
+    OpInfo(
+        "batch_norm",
+        "the batch and spatial dims, per channel",
+        "--eps 1e-5, --affine (on), --track-running-stats (on), --momentum 0.1 or none, "
+        "--train/--eval (eval needs --running-mean/--running-var), --channel-axis 1",
+        "nn.BatchNorm1d/2d/3d, F.batch_norm, torch.native_batch_norm",
+    ),
+    OpInfo(
+        "rms_norm",
+        "the trailing dims (--shape) or any --axes, per sample; no mean",
+        "--shape/--axes, --eps None (torch's default), --affine (weight only, on)",
+        "nn.RMSNorm, F.rms_norm, torch._fused_rms_norm",
+    ),
+    OpInfo(
+        "local_response_norm",
+        "a window of --size neighbouring channels, per position",
+        "--size (required), --alpha 1e-4, --beta 0.75, --k 1.0, --channel-axis 1",
+        "nn.LocalResponseNorm, F.local_response_norm",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation applied after the norm, with its one parameter (slope, init, approximation)."""
+
+    name: ActivationName
+    param: float | str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.param is None else f"{self.name}={self.param}"
+
+
+ActivationName = Literal["relu", "leaky_relu", "prelu", "gelu", "silu"]
+ACTIVATION_DEFAULTS: dict[str, float | str | None] = {
+    "relu": None,
+    "leaky_relu": 0.01,  # nn.LeakyReLU's negative_slope
+    "prelu": 0.25,  # nn.PReLU's init
+    "gelu": "none",  # nn.GELU's approximate: "none" (erf) or "tanh"
+    "silu": None,
+}
+
+
+def parse_activation(text: str | None) -> Activation | None:
+    """``"leaky_relu=0.2"`` -> ``Activation("leaky_relu", 0.2)``; ``None`` stays ``None``.
+
+    Raises:
+        InputError: an unknown name or a parameter that does not fit it.
+    """
+    if text is None:
+        return None
+    name, _, value = text.partition("=")
+    name = name.strip().lower().replace("-", "_")
+    if name not in ACTIVATION_DEFAULTS:
+        raise InputError(
+            f"--activation: unknown activation {name!r} (known: {', '.join(ACTIVATION_DEFAULTS)})"
+        )
+    default = ACTIVATION_DEFAULTS[name]
+    if not value:
+        return Activation(name, default)  # type: ignore[arg-type]
+    if name == "gelu":
+        if value not in ("none", "tanh"):
+            raise InputError(
+                f"--activation gelu={value}: the approximation must be 'none' or 'tanh'"
+            )
+        return Activation("gelu", value)
+    if default is None:
+        raise InputError(f"--activation {name} takes no parameter, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"--activation {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise InputError(f"--activation {text!r}: the parameter must be finite")
+    return Activation(name, number)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where a layer's statistics come from, in terms of axes of one (possibly reshaped) view.
 
     ``view_shape`` is the input's shape, except that GroupNorm splits the channel axis into
     (groups, channels per group). Statistics are reduced over ``reduce_axes`` of that view, one
     group per index of the remaining axes (``group_shape``). Weight and bias have the user-facing
-    ``param_shape`` and span ``param_axes`` of the view.
+    ``param_shape`` and span ``param_axes`` of the view. Running statistics have
+    ``stats_shape`` (one per channel) and run along axis ``channel_group_axis`` of the groups.
     """
 
     layer: Layer
+    torch_name: str
     input_shape: tuple[int, ...]
     view_shape: tuple[int, ...]
     reduce_axes: tuple[int, ...]
@@ -71,8 +181,11 @@ class Plan:
     param_axes: tuple[int, ...] = ()
     channel_axis: int | None = None
     stats_shape: tuple[int, ...] = ()
+    channel_group_axis: int | None = None
     use_running_stats: bool = False
     update_running_stats: bool = False
+    momentum_factor: float = 0.0
+    activation: Activation | None = None
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -93,12 +206,22 @@ class Plan:
 
     @property
     def has_statistics(self) -> bool:
-        """Whether the op computes a mean and variance per group (LRN does not)."""
+        """Whether the op normalizes by a mean and variance per group (LRN does not)."""
         return self.op != "local_response_norm"
 
 
-def plan(layer: Layer, input_shape: tuple[int, ...], dtype: str = "float32") -> Plan:
+def plan(
+    layer: Layer,
+    input_shape: tuple[int, ...],
+    dtype: str = "float32",
+    *,
+    default_eps: float | None = None,
+) -> Plan:
     """Check ``layer`` against an input shape and say which axes it normalizes over.
+
+    ``default_eps`` is what ``eps=None`` means for RMSNorm (the torch backend measures it);
+    without it the torch 2.13 rule applies. The layer keeps ``eps=None`` so that torch's own
+    paths still exercise their default; only the plan, and so the reference, gets the number.
 
     Raises:
         InputError: the layer does not fit the input (wrong trailing dims, groups that do not
@@ -107,8 +230,13 @@ def plan(layer: Layer, input_shape: tuple[int, ...], dtype: str = "float32") -> 
     check_options(layer)
     if not input_shape:
         raise InputError("input is a scalar (0-d); normalization needs at least one axis")
-    builder = _PLANNERS[layer.op]
-    return builder(layer, tuple(input_shape), dtype)
+    built = _PLANNERS[layer.op](layer, tuple(input_shape), dtype)
+    if layer.op == "rms_norm" and layer.eps is None:
+        eps = rms_default_eps(dtype) if default_eps is None else default_eps
+        built = replace(
+            built, eps=eps, notes=(f"eps=None: torch uses {eps:.6g} for {dtype} input",)
+        )
+    return replace(built, activation=parse_activation(layer.activation))
 
 
 def check_options(layer: Layer) -> None:
@@ -121,27 +249,71 @@ def check_options(layer: Layer) -> None:
         raise InputError(f"--op: unknown op {layer.op!r} (known: {', '.join(_PLANNERS)})")
     if layer.eps is not None and not math.isfinite(layer.eps):
         raise InputError(f"--eps must be finite, got {layer.eps}")
+    if layer.momentum is not None and not (math.isfinite(layer.momentum)):
+        raise InputError(f"--momentum must be finite or 'none', got {layer.momentum}")
+    if layer.groups is not None and layer.groups <= 0:
+        raise InputError(f"--groups must be positive, got {layer.groups}")
+    if layer.size is not None and layer.size <= 0:
+        raise InputError(f"--size must be positive, got {layer.size}")
+    for name in ("alpha", "beta", "k"):
+        if not math.isfinite(getattr(layer, name)):
+            raise InputError(f"--{name} must be finite, got {getattr(layer, name)}")
+    parse_activation(layer.activation)
+
+
+def rms_default_eps(dtype: str) -> float:
+    """What ``eps=None`` means for RMSNorm in torch 2.13: the float32 epsilon for float16 and
+    bfloat16 inputs, the dtype's own epsilon otherwise (older releases differ; the torch backend
+    measures the installed release's rule instead of trusting this one)."""
+    return 2.0**-23 if dtype in ("float16", "bfloat16", "float32") else 2.0**-52
 
 
 def params_of(p: Plan) -> dict[str, object]:
     """The layer's parameters under torch's names, with every default resolved."""
     layer = p.layer
-    if p.op == "layer_norm":
-        return {
+    c = None if p.channel_axis is None else p.input_shape[p.channel_axis]
+    params: dict[str, object]
+    if p.op in ("layer_norm", "rms_norm"):
+        params = {
             "normalized_shape": layer.normalized_shape,
             "axes": p.reduce_axes,
             "eps": p.eps,
             "elementwise_affine": p.affine,
-            "bias": p.has_bias,
         }
-    raise AssertionError(f"no parameters for {p.op}")
+        if p.op == "layer_norm":
+            params["bias"] = p.has_bias
+    elif p.op == "group_norm":
+        params = {"num_groups": layer.groups, "num_channels": c, "eps": p.eps, "affine": p.affine}
+    elif p.op in ("instance_norm", "batch_norm"):
+        params = {
+            "num_features": c,
+            "eps": p.eps,
+            "momentum": layer.momentum,
+            "affine": p.affine,
+            "track_running_stats": layer.track_running_stats,
+            "training": layer.training,
+        }
+    else:
+        params = {"size": layer.size, "alpha": layer.alpha, "beta": layer.beta, "k": layer.k}
+    if p.channel_axis is not None:
+        params["channel_axis"] = p.channel_axis
+    if p.activation is not None:
+        params["activation"] = str(p.activation)
+    return params
 
 
 def describe(p: Plan) -> str:
     """Torch-style constructor text, e.g. ``LayerNorm(normalized_shape=(3, 4), eps=1e-05)``."""
-    names = {"layer_norm": "LayerNorm"}
-    shown = {k: v for k, v in params_of(p).items() if k != "axes" or p.op != "layer_norm"}
-    return f"{names[p.op]}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+    hidden = {"axes", "channel_axis", "activation", "training"}
+    shown = ", ".join(f"{k}={v}" for k, v in params_of(p).items() if k not in hidden)
+    text = f"{p.torch_name}({shown})"
+    if p.layer.op in ("instance_norm", "batch_norm"):
+        text += ".train()" if p.layer.training else ".eval()"
+    if p.channel_axis not in (None, 1):
+        text += f" on channel axis {p.channel_axis}"
+    if p.activation is not None:
+        text += f" -> {p.activation}"
+    return text
 
 
 # --- per-op planners: each chooses axes and parameter shapes, nothing more ---------------------
@@ -150,13 +322,13 @@ def describe(p: Plan) -> str:
 def _layer_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
     axes = _trailing_or_axes(layer, shape, "LayerNorm")
     affine = True if layer.affine is None else layer.affine
-    eps = DEFAULT_EPS if layer.eps is None else layer.eps
     return Plan(
-        layer=layer.with_(axes=axes, normalized_shape=tuple(shape[a] for a in axes)),
+        layer=layer.with_(normalized_shape=tuple(shape[a] for a in axes)),
+        torch_name="LayerNorm",
         input_shape=shape,
         view_shape=shape,
         reduce_axes=axes,
-        eps=eps,
+        eps=DEFAULT_EPS if layer.eps is None else layer.eps,
         affine=affine,
         has_bias=affine,
         param_shape=tuple(shape[a] for a in axes),
@@ -164,7 +336,159 @@ def _layer_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
     )
 
 
-_PLANNERS = {"layer_norm": _layer_norm}
+def _rms_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
+    axes = _trailing_or_axes(layer, shape, "RMSNorm")
+    affine = True if layer.affine is None else layer.affine
+    return Plan(
+        layer=layer.with_(normalized_shape=tuple(shape[a] for a in axes)),
+        torch_name="RMSNorm",
+        input_shape=shape,
+        view_shape=shape,
+        reduce_axes=axes,
+        eps=rms_default_eps(dtype) if layer.eps is None else layer.eps,  # see plan()
+        center=False,
+        affine=affine,
+        has_bias=False,
+        param_shape=tuple(shape[a] for a in axes),
+        param_axes=axes,
+    )
+
+
+def _group_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
+    k = _channel_axis(layer, shape, "GroupNorm", min_ndim=2)
+    c, g = shape[k], layer.groups
+    if g is None:
+        raise InputError("group_norm needs --groups")
+    if c % g:
+        raise InputError(
+            f"--groups {g} does not divide the {c} channels of an input of shape {shape}"
+        )
+    view = (*shape[:k], g, c // g, *shape[k + 1 :])
+    affine = True if layer.affine is None else layer.affine
+    return Plan(
+        layer=layer.with_(channel_axis=k),
+        torch_name="GroupNorm",
+        input_shape=shape,
+        view_shape=view,
+        reduce_axes=tuple(i for i in range(1, len(view)) if i != k),
+        eps=DEFAULT_EPS if layer.eps is None else layer.eps,
+        affine=affine,
+        has_bias=affine,
+        param_shape=(c,),
+        param_axes=(k, k + 1),
+        channel_axis=k,
+    )
+
+
+def _instance_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
+    k = _channel_axis(layer, shape, "InstanceNorm", min_ndim=3, max_ndim=5)
+    track = bool(layer.track_running_stats)
+    use_input_stats = layer.training or not track
+    spatial = tuple(i for i in range(1, len(shape)) if i != k)
+    if use_input_stats and math.prod(shape[i] for i in spatial) == 1:
+        raise InputError(
+            f"InstanceNorm in training needs more than one spatial element per channel; "
+            f"input of shape {shape} has one"
+        )
+    affine = False if layer.affine is None else layer.affine
+    momentum = 0.0 if layer.momentum is None else layer.momentum  # as nn.InstanceNorm does
+    return Plan(
+        layer=layer.with_(channel_axis=k, track_running_stats=track, affine=affine),
+        torch_name=f"InstanceNorm{len(shape) - 2}d",
+        input_shape=shape,
+        view_shape=shape,
+        reduce_axes=spatial,
+        eps=DEFAULT_EPS if layer.eps is None else layer.eps,
+        affine=affine,
+        has_bias=affine,
+        param_shape=(shape[k],),
+        param_axes=(k,),
+        channel_axis=k,
+        stats_shape=(shape[k],) if track else (),
+        channel_group_axis=1,
+        use_running_stats=not use_input_stats,
+        update_running_stats=layer.training and track,
+        momentum_factor=momentum,
+    )
+
+
+def _batch_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
+    k = _channel_axis(layer, shape, "BatchNorm", min_ndim=2, max_ndim=5)
+    track = True if layer.track_running_stats is None else layer.track_running_stats
+    use_batch_stats = layer.training or not track
+    reduce = tuple(i for i in range(len(shape)) if i != k)
+    if use_batch_stats and math.prod(shape[i] for i in reduce) == 1:
+        raise InputError(
+            f"BatchNorm in training needs more than one value per channel; "
+            f"input of shape {shape} has one"
+        )
+    affine = True if layer.affine is None else layer.affine
+    # momentum=None is the cumulative average: 1 / num_batches_tracked after a fresh module's step.
+    momentum = 1.0 if layer.momentum is None else layer.momentum
+    rank = len(shape)
+    return Plan(
+        layer=layer.with_(channel_axis=k, track_running_stats=track, affine=affine),
+        torch_name=f"BatchNorm{1 if rank <= 3 else rank - 2}d",
+        input_shape=shape,
+        view_shape=shape,
+        reduce_axes=reduce,
+        eps=DEFAULT_EPS if layer.eps is None else layer.eps,
+        affine=affine,
+        has_bias=affine,
+        param_shape=(shape[k],),
+        param_axes=(k,),
+        channel_axis=k,
+        stats_shape=(shape[k],) if track else (),
+        channel_group_axis=0,
+        use_running_stats=not use_batch_stats,
+        update_running_stats=layer.training and track,
+        momentum_factor=momentum,
+    )
+
+
+def _local_response_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
+    k = _channel_axis(layer, shape, "LocalResponseNorm", min_ndim=3)
+    if layer.size is None:
+        raise InputError("local_response_norm needs --size (the number of neighbouring channels)")
+    return Plan(
+        layer=layer.with_(channel_axis=k),
+        torch_name="LocalResponseNorm",
+        input_shape=shape,
+        view_shape=shape,
+        reduce_axes=(k,),  # each group is one position's vector of channels
+        eps=0.0,
+        affine=False,
+        has_bias=False,
+        channel_axis=k,
+    )
+
+
+_PLANNERS: dict[str, Callable[[Layer, tuple[int, ...], str], Plan]] = {
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "instance_norm": _instance_norm,
+    "batch_norm": _batch_norm,
+    "rms_norm": _rms_norm,
+    "local_response_norm": _local_response_norm,
+}
+
+
+def _channel_axis(
+    layer: Layer, shape: tuple[int, ...], name: str, *, min_ndim: int, max_ndim: int = 64
+) -> int:
+    ndim = len(shape)
+    if not min_ndim <= ndim <= max_ndim:
+        want = f"{min_ndim} to {max_ndim}" if max_ndim < 64 else f"at least {min_ndim}"
+        raise InputError(f"{name} needs an input with {want} dims (N, C, ...), got shape {shape}")
+    k = layer.channel_axis
+    if not -ndim <= k < ndim:
+        raise InputError(f"--channel-axis {k} is out of range for an input with {ndim} dims")
+    k %= ndim
+    if k == 0:
+        raise InputError(
+            f"--channel-axis 0 is the batch axis; {name} needs channels on another axis"
+        )
+    return k
 
 
 def _trailing_or_axes(layer: Layer, shape: tuple[int, ...], name: str) -> tuple[int, ...]:

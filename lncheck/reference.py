@@ -11,7 +11,9 @@ agrees with an exact-arithmetic oracle to within a few float64 units in the last
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -42,19 +44,42 @@ def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tup
 
 
 def run(case: Case) -> NormResult:
-    """Run the reference on a case: per-group statistics now, the output lazily, block by block."""
+    """Run the reference on a case: statistics now, element-wise quantities lazily, by block."""
     p = case.plan
     layout = layout_of(p)
+    quantities: dict[str, Quantity] = {}
+    if p.has_statistics:
+        output, stats = _moments(case, layout)
+        quantities.update({"output": output, **stats})
+    else:
+        output = LazyTensor(layout, (case.x,), partial(_lrn_block, p=p))
+        quantities["output"] = output
+    if p.activation is not None:
+        act = activation_function(p.activation.name, p.activation.param, case.dtype)
+        quantities["activation"] = LazyTensor(
+            layout, output.sources, lambda first, blocks: act(output.compute(first, blocks))
+        )
+    return NormResult(NAME, quantities)
+
+
+def _moments(case: Case, layout: GroupLayout) -> tuple[LazyTensor, dict[str, Quantity]]:
+    """The mean/variance ops: statistics per group, and the output as a lazy quantity."""
+    p = case.plan
     mean, var = _statistics(layout, case.x, p.center)
     with np.errstate(all="ignore"):
         rstd = 1.0 / np.sqrt(var + p.eps)
+    stats: dict[str, Quantity] = {"mean": mean, "var": var, "rstd": rstd}
     norm_mean, norm_var = mean, var
+    if p.use_running_stats or p.update_running_stats:
+        running_mean, running_var = _running(case)
+        if p.use_running_stats:
+            norm_mean = _per_group(p, running_mean)
+            norm_var = _per_group(p, running_var)
+        if p.update_running_stats:
+            stats.update(_updated_running_stats(p, mean, var, running_mean, running_var))
     sources: list[npt.NDArray[np.generic]] = [case.x]
     weight, bias = param_views(p, case.weight, case.bias)
-    if weight is not None:
-        sources.append(weight)
-    if bias is not None:
-        sources.append(bias)
+    sources += [a for a in (weight, bias) if a is not None]
 
     def compute(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
         n = blocks[0].shape[0]
@@ -69,13 +94,106 @@ def run(case: Case) -> NormResult:
                 np.add(y, rest.pop(0), out=y)
         return y
 
-    quantities: dict[str, Quantity] = {
-        "output": LazyTensor(layout, tuple(sources), compute),
-        "mean": mean,
-        "var": var,
-        "rstd": rstd,
+    return LazyTensor(layout, tuple(sources), compute), stats
+
+
+def _running(case: Case) -> tuple[F64, F64]:
+    """The running statistics given, or those of a fresh module (zeros and ones)."""
+    shape = case.plan.stats_shape
+    mean = (
+        np.zeros(shape)
+        if case.running_mean is None
+        else np.asarray(case.running_mean, dtype=np.float64)
+    )
+    var = (
+        np.ones(shape)
+        if case.running_var is None
+        else np.asarray(case.running_var, dtype=np.float64)
+    )
+    return mean, var
+
+
+def _per_group(p: Plan, per_channel: F64) -> F64:
+    """Per-channel values spread over the groups (InstanceNorm's groups are (N, C))."""
+    shape = [1] * len(p.group_shape)
+    assert p.channel_group_axis is not None
+    shape[p.channel_group_axis] = per_channel.size
+    return np.broadcast_to(per_channel.reshape(shape), p.group_shape).reshape(-1)
+
+
+def _updated_running_stats(
+    p: Plan, mean: F64, var: F64, running_mean: F64, running_var: F64
+) -> dict[str, Quantity]:
+    """torch's update rule: the running variance takes the *unbiased* batch variance, although
+    the output is normalized with the biased one; InstanceNorm averages its per-instance
+    statistics over the batch first."""
+    n = p.group_size
+    with np.errstate(all="ignore"):
+        unbiased = var * (n / (n - 1))
+    axis = p.channel_group_axis
+    assert axis is not None
+    others = tuple(i for i in range(len(p.group_shape)) if i != axis)
+    batch_mean = mean.reshape(p.group_shape).mean(axis=others)
+    batch_var = unbiased.reshape(p.group_shape).mean(axis=others)
+    f = p.momentum_factor
+    return {
+        "running_mean": (1 - f) * running_mean + f * batch_mean,
+        "running_var": (1 - f) * running_var + f * batch_var,
     }
-    return NormResult(NAME, quantities)
+
+
+def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan) -> F64:
+    """LocalResponseNorm on a (positions, channels) block, padded as torch pads it: size // 2
+    zero channels in front and (size - 1) // 2 behind, averaged over the full window."""
+    layer = p.layer
+    size = layer.size
+    assert size is not None
+    x = np.asarray(blocks[0], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
+        window = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1).sum(axis=-1)
+        return np.asarray(x / (layer.k + layer.alpha * window / size) ** layer.beta)
+
+
+def activation_function(
+    name: str, param: float | str | None, dtype: str = "float64"
+) -> Callable[[F64], F64]:
+    """The activation as a float64 NumPy function (``param`` as in ``layers.Activation``).
+
+    A PReLU or LeakyReLU slope is a parameter torch holds in the compute dtype, so it is
+    rounded to that dtype first.
+    """
+    from lncheck.dtypes import round_to
+
+    def slope(value: float | str | None) -> float:
+        return float(round_to(np.array([float(value or 0.0)]), dtype)[0])  # type: ignore[arg-type]
+
+    if name == "relu":
+        return lambda y: np.maximum(y, 0.0)
+    if name in ("leaky_relu", "prelu"):
+        a = slope(param) if name == "prelu" else float(param or 0.0)
+        return lambda y: np.where(y >= 0, y, a * y)
+    if name == "silu":
+
+        def silu(y: F64) -> F64:
+            with np.errstate(over="ignore"):
+                return y / (1.0 + np.exp(-y))
+
+        return silu
+    if name == "gelu" and param == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        return lambda y: 0.5 * y * (1.0 + np.tanh(c * (y + 0.044715 * y**3)))
+    if name == "gelu":
+        return lambda y: 0.5 * y * (1.0 + _erf(y / math.sqrt(2.0)))
+    raise AssertionError(f"unknown activation {name}")
+
+
+# NumPy has no erf; the C library's, one element at a time, is exact to the last bit.
+_erf_elementwise = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(y: F64) -> F64:
+    return np.asarray(_erf_elementwise(y), dtype=np.float64)
 
 
 def layout_of(p: Plan) -> GroupLayout:

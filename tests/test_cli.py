@@ -90,8 +90,8 @@ def test_json_schema() -> None:
         ("torch.nn.functional.layer_norm", "output"),
         ("torch.native_layer_norm", "output"),
         ("torch.native_layer_norm", "mean"),
-        ("torch.native_layer_norm", "rstd"),
         ("torch.native_layer_norm", "var"),
+        ("torch.native_layer_norm", "rstd"),
     ]
     for check in doc["checks"]:
         assert set(check) >= CHECK_KEYS

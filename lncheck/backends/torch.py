@@ -42,20 +42,61 @@ class Inputs:
 
 
 PathFn = Callable[[Case, Inputs], dict[str, torch.Tensor]]
+ELEMENTWISE = ("output", "activation")  # input-shaped quantities; the rest are per group or channel
+QUANTITY_ORDER = (*ELEMENTWISE, "mean", "var", "rstd", "running_mean", "running_var")
 
 
 def run(case: Case) -> Iterator[NormResult]:
     """Yield one ``NormResult`` per torch code path, one at a time, so that only one path's
     outputs are alive while it is being compared."""
     inputs = _inputs(case)
-    for name, fn in PATHS[case.plan.op]:
+    for name, fn in paths(case):
         with torch.no_grad():
             produced = fn(case, inputs)
+            if case.plan.activation is not None:
+                produced["activation"] = _activation_module(case, inputs.x)(produced["output"])
         yield NormResult(name, _to_numpy(case, produced))
         del produced
 
 
-# --- layer norm -----------------------------------------------------------------------------
+def paths(case: Case) -> list[tuple[str, PathFn]]:
+    """The torch code paths that implement the case's layer, as (candidate name, function)."""
+    op = case.plan.op
+    found = [(name.format(module=case.plan.torch_name), fn) for name, fn in PATHS[op]]
+    if op == "rms_norm" and hasattr(torch, "_fused_rms_norm"):  # private, so not in every release
+        found.append(("torch._fused_rms_norm", _rms_norm_fused))
+    return found
+
+
+def default_eps(op: str, dtype: str) -> float:
+    """The eps torch uses when it is given ``eps=None`` (RMSNorm), measured on the installed torch.
+
+    RMSNorm maps x to x / sqrt(x**2 + eps) on a single element. With x**2 equal to the eps being
+    tested, the result is 1/sqrt(2) exactly when that is torch's eps, and near 0 or 1 otherwise.
+    """
+    assert op == "rms_norm"
+    candidates = [2.0**-52, 2.0**-23, 2.0**-10, 2.0**-7]  # float64/32/16, bfloat16 epsilons
+    for eps in candidates:
+        x = torch.tensor([eps**0.5], dtype=torch.float64).to(TORCH_DTYPES[dtype])
+        y = F.rms_norm(x, [1], None, None).double().item()
+        if abs(y - 0.5**0.5) < 0.01:
+            return eps
+    raise BackendUnavailable(
+        f"cannot tell which eps torch {torch.__version__} uses for RMSNorm in {dtype}"
+    )
+
+
+def device_name(device: str) -> str:
+    """A human name for the device, e.g. ``NVIDIA H100 80GB HBM3`` or ``cpu``."""
+    d = _device(device)
+    return str(torch.cuda.get_device_name(d)) if d.type == "cuda" else str(d.type)
+
+
+def version() -> str:
+    return str(torch.__version__)
+
+
+# --- layer norm and RMS norm: torch wants the normalized axes last -----------------------------
 
 
 def _ln_axes(case: Case) -> tuple[list[int], list[int]]:
@@ -105,11 +146,260 @@ def _layer_norm_native(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
     return {"output": _from_ln_layout(case, y), "mean": mean, "rstd": rstd}
 
 
+def _rms_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    # eps as the user gave it: None exercises torch's own default.
+    module = torch.nn.RMSNorm(
+        p.param_shape,
+        eps=p.layer.eps,
+        elementwise_affine=p.affine,
+        device=t.x.device,
+        dtype=t.x.dtype,
+    )
+    _load_params(module, t)
+    return {"output": _from_ln_layout(case, module(_to_ln_layout(case, t.x)))}
+
+
+def _rms_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, _ = _affine_or_default(case, t)
+    y = F.rms_norm(_to_ln_layout(case, t.x), p.param_shape, weight, p.layer.eps)
+    return {"output": _from_ln_layout(case, y)}
+
+
+def _rms_norm_fused(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, _ = _affine_or_default(case, t)
+    y, rstd = torch._fused_rms_norm(
+        _to_ln_layout(case, t.x), list(p.param_shape), weight, p.layer.eps
+    )
+    return {"output": _from_ln_layout(case, y), "rstd": rstd}
+
+
+# --- ops with a channel axis: torch wants it at position 1 ------------------------------------
+
+
+def _to_channels_first(case: Case, x: torch.Tensor) -> torch.Tensor:
+    k = case.plan.channel_axis
+    return x if k in (None, 1) else torch.movedim(x, k, 1)
+
+
+def _from_channels_first(case: Case, y: torch.Tensor) -> torch.Tensor:
+    k = case.plan.channel_axis
+    return y if k in (None, 1) else torch.movedim(y, 1, k)
+
+
+def _channels(case: Case) -> int:
+    k = case.plan.channel_axis
+    assert k is not None
+    return case.plan.input_shape[k]
+
+
+def _groups(case: Case) -> int:
+    groups = case.plan.layer.groups
+    assert groups is not None  # the plan checked it
+    return groups
+
+
+def _group_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    module = torch.nn.GroupNorm(
+        _groups(case),
+        _channels(case),
+        eps=p.eps,
+        affine=p.affine,
+        device=t.x.device,
+        dtype=t.x.dtype,
+    )
+    _load_params(module, t)
+    return {"output": _from_channels_first(case, module(_to_channels_first(case, t.x)))}
+
+
+def _group_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, bias = _affine_or_default(case, t)
+    y = F.group_norm(_to_channels_first(case, t.x), _groups(case), weight, bias, p.eps)
+    return {"output": _from_channels_first(case, y)}
+
+
+def _group_norm_native(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, bias = _affine_or_default(case, t)
+    x = _to_channels_first(case, t.x).contiguous()
+    n, c = x.shape[0], x.shape[1]
+    hxw = x[0, 0].numel()
+    y, mean, rstd = torch.native_group_norm(x, weight, bias, n, c, hxw, _groups(case), p.eps)
+    return {"output": _from_channels_first(case, y), "mean": mean, "rstd": rstd}
+
+
+def _running_buffers(case: Case, t: Inputs) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Fresh copies of the running statistics (torch updates them in place)."""
+    p = case.plan
+    if not p.stats_shape:
+        return None, None
+    c = p.stats_shape
+    mean = (
+        t.running_mean.clone()
+        if t.running_mean is not None
+        else torch.zeros(c, dtype=t.x.dtype, device=t.x.device)
+    )
+    var = (
+        t.running_var.clone()
+        if t.running_var is not None
+        else torch.ones(c, dtype=t.x.dtype, device=t.x.device)
+    )
+    return mean, var
+
+
+def _with_running(
+    case: Case, out: dict[str, torch.Tensor], mean: torch.Tensor | None, var: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    if case.plan.update_running_stats and mean is not None and var is not None:
+        out["running_mean"], out["running_var"] = mean, var
+    return out
+
+
+def _norm_module(case: Case, t: Inputs, classes: dict[int, Any]) -> dict[str, torch.Tensor]:
+    p = case.plan
+    cls = classes[len(p.input_shape)]
+    module = cls(
+        _channels(case),
+        eps=p.eps,
+        momentum=p.layer.momentum,
+        affine=p.affine,
+        track_running_stats=bool(p.layer.track_running_stats),
+        device=t.x.device,
+        dtype=t.x.dtype,
+    )
+    _load_params(module, t)
+    mean, var = _running_buffers(case, t)
+    if mean is not None and var is not None:
+        with torch.no_grad():
+            module.running_mean.copy_(mean)
+            module.running_var.copy_(var)
+    module.train(p.layer.training)
+    y = _from_channels_first(case, module(_to_channels_first(case, t.x)))
+    stats = (module.running_mean, module.running_var) if mean is not None else (None, None)
+    return _with_running(case, {"output": y}, *stats)
+
+
+def _instance_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    nn = torch.nn
+    return _norm_module(case, t, {3: nn.InstanceNorm1d, 4: nn.InstanceNorm2d, 5: nn.InstanceNorm3d})
+
+
+def _instance_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, bias = _affine_or_default(case, t)
+    mean, var = _running_buffers(case, t)
+    y = F.instance_norm(
+        _to_channels_first(case, t.x),
+        mean,
+        var,
+        weight,
+        bias,
+        use_input_stats=not p.use_running_stats,
+        momentum=p.momentum_factor,
+        eps=p.eps,
+    )
+    return _with_running(case, {"output": _from_channels_first(case, y)}, mean, var)
+
+
+def _batch_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    nn = torch.nn
+    return _norm_module(
+        case, t, {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+    )
+
+
+def _batch_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, bias = _affine_or_default(case, t)
+    mean, var = _running_buffers(case, t)
+    y = F.batch_norm(
+        _to_channels_first(case, t.x),
+        mean,
+        var,
+        weight,
+        bias,
+        training=not p.use_running_stats,
+        momentum=p.momentum_factor,
+        eps=p.eps,
+    )
+    return _with_running(case, {"output": _from_channels_first(case, y)}, mean, var)
+
+
+def _batch_norm_native(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    p = case.plan
+    weight, bias = _affine_or_default(case, t)
+    mean, var = _running_buffers(case, t)
+    training = not p.use_running_stats
+    y, save_mean, save_invstd = torch.native_batch_norm(
+        _to_channels_first(case, t.x), weight, bias, mean, var, training, p.momentum_factor, p.eps
+    )
+    out = {"output": _from_channels_first(case, y)}
+    if training:  # in eval torch saves no statistics
+        out.update(mean=save_mean, rstd=save_invstd)
+    return _with_running(case, out, mean, var)
+
+
+def _lrn_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    layer = case.plan.layer
+    module = torch.nn.LocalResponseNorm(layer.size, alpha=layer.alpha, beta=layer.beta, k=layer.k)
+    return {"output": _from_channels_first(case, module(_to_channels_first(case, t.x)))}
+
+
+def _lrn_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+    layer = case.plan.layer
+    assert layer.size is not None
+    y = F.local_response_norm(
+        _to_channels_first(case, t.x), layer.size, layer.alpha, layer.beta, layer.k
+    )
+    return {"output": _from_channels_first(case, y)}
+
+
+def _activation_module(case: Case, like: torch.Tensor) -> torch.nn.Module:
+    act = case.plan.activation
+    assert act is not None
+    nn = torch.nn
+    if act.name == "relu":
+        return nn.ReLU()
+    if act.name == "leaky_relu":
+        return nn.LeakyReLU(float(act.param))  # type: ignore[arg-type]
+    if act.name == "prelu":
+        return nn.PReLU(init=float(act.param), device=like.device, dtype=like.dtype)  # type: ignore[arg-type]
+    if act.name == "gelu":
+        return nn.GELU(approximate=str(act.param))
+    return nn.SiLU()
+
+
 PATHS: dict[str, list[tuple[str, PathFn]]] = {
     "layer_norm": [
         ("torch.nn.LayerNorm", _layer_norm_module),
         ("torch.nn.functional.layer_norm", _layer_norm_functional),
         ("torch.native_layer_norm", _layer_norm_native),
+    ],
+    "rms_norm": [
+        ("torch.nn.RMSNorm", _rms_norm_module),
+        ("torch.nn.functional.rms_norm", _rms_norm_functional),
+    ],
+    "group_norm": [
+        ("torch.nn.GroupNorm", _group_norm_module),
+        ("torch.nn.functional.group_norm", _group_norm_functional),
+        ("torch.native_group_norm", _group_norm_native),
+    ],
+    "instance_norm": [
+        ("torch.nn.{module}", _instance_norm_module),
+        ("torch.nn.functional.instance_norm", _instance_norm_functional),
+    ],
+    "batch_norm": [
+        ("torch.nn.{module}", _batch_norm_module),
+        ("torch.nn.functional.batch_norm", _batch_norm_functional),
+        ("torch.native_batch_norm", _batch_norm_native),
+    ],
+    "local_response_norm": [
+        ("torch.nn.LocalResponseNorm", _lrn_module),
+        ("torch.nn.functional.local_response_norm", _lrn_functional),
     ],
 }
 
@@ -179,11 +469,11 @@ def _to_numpy(case: Case, produced: dict[str, torch.Tensor]) -> dict[str, npt.ND
     out: dict[str, npt.NDArray[np.floating]] = {}
     for name, t in produced.items():
         a = _numpy(t)
-        out[name] = a if name == "output" else a.reshape(-1).astype(np.float64)
+        out[name] = a if name in ELEMENTWISE else a.reshape(-1).astype(np.float64)
     if "rstd" in out and "var" not in out:
         with np.errstate(all="ignore"):
             out["var"] = 1.0 / (out["rstd"] * out["rstd"]) - case.plan.eps
-    return out
+    return {name: out[name] for name in QUANTITY_ORDER if name in out}
 
 
 def _numpy(t: torch.Tensor) -> npt.NDArray[np.floating]:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import IO
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lncheck.compare import Comparison
-from lncheck.report import Report, StatsTable
+if TYPE_CHECKING:  # kept out of the import path of `lncheck ops`, which needs no NumPy
+    from lncheck.compare import Comparison
+    from lncheck.report import Report, StatsTable
 
 STYLE_PASS = "bold green"
 STYLE_FAIL = "bold red"
@@ -38,15 +39,36 @@ def print_error(message: str) -> None:
 def render(report: Report, console: Console) -> None:
     """Print a report: header, statistics, output checks, small tensors, verdict."""
     console.print(_header(report))
-    if report.stats is not None:
-        console.print(_stats(report.stats))
-    console.print(_checks(report.checks))
-    console.print(_worst(report.checks))
+    tables = [_stats(report.stats)] if report.stats is not None else []
+    tables += [_checks(report.checks), _worst(report.checks)]
     if report.small:
-        console.print(_small(report))
+        tables.append(_small(report))
+    for table in tables:
+        console.print()
+        console.print(table)
     for c in report.failures:
         console.print(Text(c.message(), style=STYLE_FAIL), soft_wrap=True)
     console.print(_verdict(report))
+
+
+def render_ops(console: Console) -> None:
+    """The table of ``lncheck ops``."""
+    from lncheck.layers import OPS
+
+    table = _table("Normalization layers lncheck checks")
+    table.add_column("op", no_wrap=True)
+    table.add_column("what it does")
+    for info in OPS:
+        details = Text()
+        details.append("statistics over ", style=STYLE_DIM).append(info.statistics_over + "\n")
+        details.append("options ", style=STYLE_DIM).append(info.options + "\n")
+        details.append("torch ", style=STYLE_DIM).append(info.torch)
+        table.add_row(Text(info.op, style=STYLE_HEADER), details)
+        table.add_section()
+    console.print(table)
+    console.print(
+        "Any op: --dtype, --activation relu|leaky_relu[=SLOPE]|prelu[=INIT]|gelu[=tanh]|silu."
+    )
 
 
 def _header(report: Report) -> Table:
@@ -83,61 +105,73 @@ def _stats(stats: StatsTable) -> Table:
     return table
 
 
+def _by_candidate(checks: tuple[Comparison, ...]) -> list[tuple[str, list[Comparison]]]:
+    groups: dict[str, list[Comparison]] = {}
+    for c in checks:
+        groups.setdefault(c.candidate, []).append(c)
+    return list(groups.items())
+
+
+def _check_rows(
+    table: Table, checks: tuple[Comparison, ...], row: Callable[[Comparison], list[Any]]
+) -> None:
+    """One heading row per candidate, then its quantities indented below it: the candidate name
+    does not take a column of its own, so the tables fit 80 columns."""
+    for candidate, group in _by_candidate(checks):
+        table.add_row(Text(short_name(candidate), style=STYLE_HEADER))
+        for c in group:
+            table.add_row(f"  {c.quantity}", *row(c))
+        table.add_section()
+
+
 def _checks(checks: tuple[Comparison, ...]) -> Table:
     table = _table("Checks against the reference")
-    for name in ("candidate", "quantity", "max abs", "max rel", "mean abs", "mismatched", ""):
-        table.add_column(
-            name, justify="left" if name in ("candidate", "quantity") else "right", no_wrap=True
-        )
-    for c in checks:
+    table.add_column("candidate / quantity", no_wrap=True)
+    for name in ("max abs", "max rel", "mean abs", "mismatched", ""):
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def row(c: Comparison) -> list[Any]:
         if c.note:
-            table.add_row(
-                short_name(c.candidate),
-                c.quantity,
-                Text(c.note, style=STYLE_FAIL),
-                "",
-                "",
-                "",
-                _mark(c),
-            )
-            continue
-        table.add_row(
-            short_name(c.candidate),
-            c.quantity,
+            return [Text(c.note, style=STYLE_FAIL), "", "", "", _mark(c)]
+        return [
             _num(c.max_abs_err),
             _num(c.max_rel_err),
             _num(c.mean_abs_err),
-            f"{c.mismatched}/{c.total}\n{_percent(c.mismatch_fraction)}",
+            f"{c.mismatched}/{c.total} {_percent(c.mismatch_fraction)}",
             _mark(c),
-        )
+        ]
+
+    _check_rows(table, checks, row)
     return table
 
 
 def _worst(checks: tuple[Comparison, ...]) -> Table:
     table = _table("Worst element, and the tolerance that would have passed")
-    table.add_column("candidate", no_wrap=True)
-    table.add_column("quantity", no_wrap=True)
+    table.add_column("candidate / quantity", no_wrap=True)
     table.add_column("worst at", no_wrap=True)
     # Paired values share a cell, one above the other, so the table fits 80 columns.
     table.add_column("actual\nexpected", justify="right", no_wrap=True)
     table.add_column("rtol\natol", justify="right", no_wrap=True)
     table.add_column("needs atol\nneeds rtol", justify="right", no_wrap=True)
-    for c in checks:
+
+    def row(c: Comparison) -> list[Any]:
         if c.note:
-            continue
-        table.add_row(
-            short_name(c.candidate),
-            c.quantity,
+            return [Text(c.note, style=STYLE_FAIL)]
+        return [
             _dims(c.worst_index),
             f"{_num(c.worst_actual, 8)}\n{_num(c.worst_expected, 8)}",
             f"{_num(c.rtol, 2)}\n{_num(c.atol, 2)}",
             f"{_num(c.required_atol, 2)}\n{_num(c.required_rtol, 2)}",
-        )
+        ]
+
+    _check_rows(table, checks, row)
     return table
 
 
 def _small(report: Report) -> Table:
     """Every element of a small tensor: the input, the reference and each candidate's output."""
+    import numpy as np
+
     table = _table("Elements")
     names = list(report.small)
     table.add_column("index", justify="left")
