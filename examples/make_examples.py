@@ -32,6 +32,18 @@ def main() -> None:
         + "\n"
     )
 
+    # A small image batch (N, C, H, W) with running statistics for BatchNorm in eval mode,
+    # and the same images channels-last (N, H, W, C).
+    image = rng.normal(0.0, 1.5, size=(2, 4, 3, 3)).astype(np.float32)
+    np.save(HERE / "image.npy", image)
+    np.save(HERE / "image_nhwc.npy", np.ascontiguousarray(np.moveaxis(image, 1, -1)))
+    np.savez(
+        HERE / "bn_eval.npz",
+        input=image,
+        running_mean=rng.normal(0.0, 0.2, size=4).astype(np.float32),
+        running_var=rng.uniform(1.5, 2.5, size=4).astype(np.float32),
+    )
+
     # What a buggy kernel would produce for tokens.npy with --shape 4: it normalizes with the
     # unbiased (N - 1) variance. `lncheck compare tokens.npy --shape 4 --expected ...` fails.
     t = tokens.astype(np.float64)

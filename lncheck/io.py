@@ -25,7 +25,7 @@ from lncheck import dtypes
 from lncheck.case import Case
 from lncheck.dtypes import DTypeName
 from lncheck.errors import InputError, LncheckError, with_context
-from lncheck.layers import Layer, check_options, plan
+from lncheck.layers import Layer, Plan, check_options, plan
 from lncheck.tolerances import ToleranceSpec
 
 STDIN = "-"
@@ -305,33 +305,79 @@ def load_case(
     check_options(layer)
     main = read_arrays(sources.input, max_bytes=max_bytes)
     found = _pick_named(main.arrays, sources.input)
-    x_raw = found.pop("input")
-    input_dtype = main.dtype_names.get(_input_key(main.arrays), str(x_raw.dtype))
+    input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+    where = dict.fromkeys(found, sources.input)
     for role in ARRAY_NAMES:
         path = getattr(sources, role)
         if path is not None:
             found[role] = _read_single(path, role, max_bytes)
-    x = _numeric(x_raw, sources.input, "input")
+            where[role] = path
+    return _build(found, where, layer, input_dtype, dtype, tolerance, device, name or sources.input)
+
+
+def case_from_arrays(
+    x: npt.ArrayLike,
+    layer: Layer,
+    *,
+    dtype: DTypeName | None = None,
+    tolerance: ToleranceSpec | None = None,
+    device: str = "cpu",
+    name: str = "array",
+    **arrays: npt.ArrayLike | None,
+) -> Case:
+    """A ``Case`` from in-memory arrays: ``weight``, ``bias``, ``expected``, ``running_mean``,
+    ``running_var`` as keyword arguments (torch tensors are accepted through NumPy).
+
+    Raises:
+        InputError: as ``load_case``, naming the argument.
+    """
+    check_options(layer)
+    unknown = sorted(set(arrays) - set(ARRAY_NAMES))
+    if unknown:
+        raise InputError(f"unknown array argument {unknown[0]!r} (known: {', '.join(ARRAY_NAMES)})")
+    found = {"input": _as_numpy(x)}
+    found.update({role: _as_numpy(a) for role, a in arrays.items() if a is not None})
+    where = {role: f"argument {role!r}" for role in found}
+    return _build(found, where, layer, str(found["input"].dtype), dtype, tolerance, device, name)
+
+
+def _as_numpy(a: npt.ArrayLike) -> npt.NDArray[Any]:
+    if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor, without importing torch
+        t = a.detach().cpu()
+        a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
+    return np.asarray(a)
+
+
+def _build(
+    found: dict[str, npt.NDArray[Any]],
+    where: dict[str, str],
+    layer: Layer,
+    input_dtype: str,
+    dtype: DTypeName | None,
+    tolerance: ToleranceSpec | None,
+    device: str,
+    name: str,
+) -> Case:
+    """Check and round the arrays of a case, plan the layer, and assemble the ``Case``."""
+    source = where["input"]
+    x = _numeric(found.pop("input"), source, "input")
     chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
-    notes = [note] if note else []
     x = dtypes.round_to(_native(x), chosen)
     if x.ndim and x.size == 0:
-        raise InputError(
-            f"{sources.input}: input has shape {tuple(x.shape)} and no elements to normalize"
-        )
+        raise InputError(f"{source}: input has shape {tuple(x.shape)} and no elements to normalize")
     try:
         the_plan = plan(
             layer, tuple(x.shape), chosen, default_eps=_torch_default_eps(layer, chosen)
         )
     except LncheckError as e:
-        raise with_context(e, sources.input) from None
-    arrays: dict[str, npt.NDArray[np.floating]] = {}
-    for role, value in found.items():
-        where = getattr(sources, role) or sources.input
-        arrays[role] = _as_role(_native(_numeric(value, where, role)), role, chosen)
-    _check_shapes(arrays, the_plan, sources)
+        raise with_context(e, source) from None
+    arrays = {
+        role: _as_role(_native(_numeric(value, where[role], role)), role, chosen)
+        for role, value in found.items()
+    }
+    _check_shapes(arrays, the_plan, where)
     return Case(
-        name=name or sources.input,
+        name=name,
         x=x,
         input_dtype=input_dtype,
         dtype=chosen,
@@ -344,7 +390,7 @@ def load_case(
         running_var=arrays.get("running_var"),
         tolerance=tolerance or ToleranceSpec(),
         device=device,
-        notes=tuple(notes) + the_plan.notes,
+        notes=((note,) if note else ()) + the_plan.notes,
     )
 
 
@@ -436,7 +482,9 @@ def _default_dtype(x: npt.NDArray[Any], input_dtype: str) -> tuple[DTypeName, st
     return dtypes.default_compute_dtype(x.dtype)
 
 
-def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources: Sources) -> None:
+def _check_shapes(
+    arrays: Mapping[str, npt.NDArray[Any]], the_plan: Plan, where: Mapping[str, str]
+) -> None:
     expect = {
         "weight": the_plan.param_shape,
         "bias": the_plan.param_shape,
@@ -447,7 +495,7 @@ def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources
     for role in ("running_mean", "running_var"):
         if role in arrays and not the_plan.stats_shape:
             raise InputError(
-                f"{getattr(sources, role) or sources.input}: gives a {role}, but "
+                f"{where[role]}: gives a {role}, but "
                 f"{the_plan.torch_name} here keeps no running statistics "
                 "(see --track-running-stats)"
             )
@@ -459,19 +507,18 @@ def _check_shapes(arrays: Mapping[str, npt.NDArray[Any]], the_plan: Any, sources
     if not the_plan.affine:
         for role in ("weight", "bias"):
             if role in arrays:
-                where = getattr(sources, role) or sources.input
                 raise InputError(
-                    f"{where}: gives a {role}, but the layer has no affine parameters (--no-affine)"
+                    f"{where[role]}: gives a {role}, but the layer has no affine parameters "
+                    "(--no-affine)"
                 )
     for role, value in arrays.items():
         want = expect[role]
         if tuple(value.shape) != tuple(want):
-            where = getattr(sources, role) or sources.input
             what = {"weight": "--weight", "bias": "--bias", "expected": "--expected"}.get(
                 role, f"--{role.replace('_', '-')}"
             )
             raise InputError(
-                f"{where}: {role} has shape {tuple(value.shape)}; "
+                f"{where[role]}: {role} has shape {tuple(value.shape)}; "
                 f"{what} must have shape {tuple(want)} "
                 f"for {the_plan.layer.op} on an input of shape {the_plan.input_shape}"
             )

@@ -364,13 +364,21 @@ def _group_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
             f"--groups {g} does not divide the {c} channels of an input of shape {shape}"
         )
     view = (*shape[:k], g, c // g, *shape[k + 1 :])
+    if math.prod(shape) // g == 1:
+        # torch's group_norm reuses BatchNorm's batch-size check on (N * C/G, G, spatial)
+        raise InputError(
+            f"torch's GroupNorm rejects an input of shape {shape} with {g} groups: "
+            "it needs more than one value per group across the batch"
+        )
     affine = True if layer.affine is None else layer.affine
     return Plan(
         layer=layer.with_(channel_axis=k),
         torch_name="GroupNorm",
         input_shape=shape,
         view_shape=view,
-        reduce_axes=tuple(i for i in range(1, len(view)) if i != k),
+        # Channels within the group first, then the spatial axes: the same element order for
+        # channels-first and channels-last data, so both give bit-identical statistics.
+        reduce_axes=(k + 1, *(i for i in range(1, len(view)) if i not in (k, k + 1))),
         eps=DEFAULT_EPS if layer.eps is None else layer.eps,
         affine=affine,
         has_bias=affine,

@@ -271,3 +271,115 @@ def test_help_does_not_import_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- every op from the command line -----------------------------------------------------------
+
+IMAGE = str(EXAMPLES / "image.npy")
+
+
+@pytest.mark.parametrize(
+    ("args", "candidates"),
+    [
+        (["--op", "group_norm", "--groups", "2"], 3),
+        (["--op", "instance_norm", "--affine"], 2),
+        (["--op", "batch_norm", "--momentum", "none"], 3),
+        (["--op", "rms_norm", "--shape", "3", "3"], 3),
+        (["--op", "local_response_norm", "--size", "2"], 2),
+        (["--axes", "1", "-1"], 3),
+        (["--op", "layer_norm", "--shape", "3", "--activation", "leaky_relu=0.2"], 3),
+    ],
+)
+def test_ops_from_the_command_line(args: list[str], candidates: int) -> None:
+    code, doc = _json("compare", IMAGE, *args)
+    assert code == 0, doc
+    assert len({c["candidate"] for c in doc["checks"]}) == candidates
+
+
+def test_batch_norm_eval_with_running_statistics_from_npz() -> None:
+    code, doc = _json("compare", str(EXAMPLES / "bn_eval.npz"), "--op", "batch_norm", "--eval")
+    assert code == 0
+    assert doc["params"]["training"] is False
+    assert {c["quantity"] for c in doc["checks"]} == {"output"}  # eval saves no statistics
+
+
+def test_batch_norm_training_checks_running_statistics() -> None:
+    code, doc = _json("compare", IMAGE, "--op", "batch_norm")
+    assert code == 0
+    quantities = {(c["candidate"], c["quantity"]) for c in doc["checks"]}
+    assert ("torch.nn.BatchNorm2d", "running_var") in quantities
+    assert ("torch.native_batch_norm", "rstd") in quantities
+
+
+def test_channels_last_example() -> None:
+    code, doc = _json(
+        "compare",
+        str(EXAMPLES / "image_nhwc.npy"),
+        "--op",
+        "group_norm",
+        "--groups",
+        "2",
+        "--channel-axis",
+        "-1",
+    )
+    assert code == 0 and doc["params"]["channel_axis"] == 3
+
+
+def test_activation_is_its_own_quantity() -> None:
+    code, doc = _json("compare", TOKENS, "--shape", "4", "--activation", "gelu")
+    assert code == 0
+    assert [c["quantity"] for c in doc["checks"] if c["candidate"] == "torch.nn.LayerNorm"] == [
+        "output",
+        "activation",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (
+            ["--op", "group_norm", "--groups", "3"],
+            ["image.npy", "--groups 3 does not divide the 4 channels"],
+        ),
+        (["--op", "group_norm"], ["needs --groups"]),
+        (["--op", "batch_norm", "--eval"], ["give --running-mean and --running-var"]),
+        (["--op", "batch_norm", "--momentum", "fast"], ["--momentum"]),
+        (["--op", "warp_norm"], ["--op"]),
+        (["--op", "local_response_norm"], ["needs --size"]),
+        (["--axes", "1", "1"], ["repeat an axis"]),
+        (["--axes", "7"], ["axis 7 is out of range"]),
+        (["--shape", "3", "--axes", "1"], ["--shape (3,) means axes (3,)"]),
+        (["--shape", "3", "--activation", "tanh"], ["unknown activation 'tanh'"]),
+        (["--op", "batch_norm", "--channel-axis", "0"], ["--channel-axis 0 is the batch axis"]),
+    ],
+)
+def test_op_errors_are_one_line_and_exit_2(args: list[str], phrases: list[str]) -> None:
+    _assert_user_error(_run("compare", IMAGE, *args), *phrases)
+
+
+def test_ops_command_lists_every_op() -> None:
+    result = _run("ops")
+    assert result.exit_code == 0
+    for op in (
+        "layer_norm",
+        "group_norm",
+        "instance_norm",
+        "batch_norm",
+        "rms_norm",
+        "local_response_norm",
+    ):
+        assert op in result.stdout
+    assert "nn.BatchNorm1d/2d/3d" in result.stdout and "--momentum 0.1" in result.stdout
+
+
+def test_ops_does_not_import_torch_or_numpy() -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from lncheck.cli import app; "
+        "r = CliRunner().invoke(app, ['ops']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
