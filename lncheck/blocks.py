@@ -64,6 +64,13 @@ class GroupLayout:
             view = np.broadcast_to(a, self.view_shape)
         return np.moveaxis(view, self.reduce_axes, range(-len(self.reduce_axes), 0))
 
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """The ``[first, stop)`` group ranges of the blocks: they depend on the shape only, so
+        the blocks of differently laid out arrays (an input, a torch output) always line up."""
+        step = self.groups_per_block
+        for first in range(0, self.groups, step):
+            yield first, min(self.groups, first + step)
+
     def blocks(self, a: npt.NDArray[np.generic]) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:
         """Yield ``(first_group, block)`` where ``block`` is a (groups, group_size) array.
 
@@ -72,22 +79,17 @@ class GroupLayout:
         """
         t = self.transposed(a)
         k = len(self.group_axes)
-        gshape, m = t.shape[:k], self.group_size
+        m = self.group_size
         if k == 0:
             yield 0, t.reshape(1, m)
             return
         merged = _merge_leading(t, k)
-        if merged is not None:
-            step = self.groups_per_block
-            for g0 in range(0, merged.shape[0], step):
-                yield g0, merged[g0 : g0 + step].reshape(-1, m)
-            return
-        # The group axes cannot be merged without a copy: walk the first one, whole sub-blocks
-        # of the others at a time.
-        inner = math.prod(gshape[1:])
-        step = max(1, self.groups_per_block // max(1, inner))
-        for i0 in range(0, gshape[0], step):
-            yield i0 * inner, t[i0 : i0 + step].reshape(-1, m)
+        for first, stop in self.spans():
+            if merged is not None:
+                block = merged[first:stop]
+            else:  # group axes that cannot be merged without a copy: gather this block's groups
+                block = t[np.unravel_index(np.arange(first, stop), self.group_shape)]
+            yield first, block.reshape(stop - first, m)
 
     def index(self, group: int, element: int) -> tuple[int, ...]:
         """The input index of element ``element`` of group ``group``."""

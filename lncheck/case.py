@@ -34,6 +34,10 @@ class Case:
     expected: Array | None = None
     running_mean: Array | None = None
     running_var: Array | None = None
+    grad_output: Array | None = None
     tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
     device: str = "cpu"
+    vs_device: str | None = None
+    grad: bool = False
+    seed: int = 0
     notes: tuple[str, ...] = ()

@@ -8,38 +8,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import reference
+from lncheck import gradients, reference
 from lncheck.backends import get_backend
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.compare import Comparison, compare
-from lncheck.layers import describe, params_of
+from lncheck.layers import Plan, describe, params_of
 from lncheck.report import Header, Report, StatRow, StatsTable
 from lncheck.result import NormResult, Quantity, as_array
+from lncheck.tolerances import applied
 
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
 FIRST_GROUPS = 3
 WORST_GROUPS = 5
-ELEMENTWISE = ("output", "activation")
+ELEMENTWISE = ("output", "activation", "grad_input")
+PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
 STATISTICS = ("mean", "var", "rstd")
 RUNNING = ("running_mean", "running_var")
 EXPECTED = "expected"  # the candidate name of an output given with --expected
 
 
-def check(case: Case, backend: str = "torch") -> Report:
-    """Compare every candidate for ``case`` with the reference and return the report."""
+def check(case: Case, backend: str | None = "torch", *, heatmaps: bool = False) -> Report:
+    """Compare every candidate for ``case`` with the reference and return the report.
+
+    ``backend=None`` checks only the case's expected output (no torch needed); ``heatmaps``
+    keeps a (group, element) map of each element-wise error, for ``--plot``.
+    """
     ref = reference.run(case)
     p = case.plan
+    if case.grad:
+        grads, grad_bounds = gradients.backward(case)
+        ref = replace(
+            ref, quantities={**ref.quantities, **grads}, bounds={**ref.bounds, **grad_bounds}
+        )
     layouts = {
         **dict.fromkeys(ELEMENTWISE, reference.layout_of(p)),
         **dict.fromkeys(STATISTICS, GroupLayout(p.group_shape, p.group_shape, ())),
         **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
+        **dict.fromkeys(PARAMETER_GRADIENTS, GroupLayout(p.param_shape, p.param_shape, ())),
     }
-    rtol, atol = case.tolerance.resolve(case.dtype)
+    tolerance = {
+        q: applied(case.tolerance, case.dtype, _reduced_over(p, q), ref.bounds.get(q))
+        for q in ref.quantities
+    }
     checks: list[Comparison] = []
     stats: StatsTable | None = None
     small: dict[str, npt.NDArray[np.floating]] = {}
@@ -52,6 +68,9 @@ def check(case: Case, backend: str = "torch") -> Report:
             if quantity in STATISTICS:  # flat per-group arrays, compared in the group's shape
                 expected, value = _in_shape(expected, layout), _in_shape(value, layout)
             actual = as_array(value)
+            rtol, atol = tolerance[quantity]
+            if quantity in STATISTICS and not isinstance(atol, float):
+                atol = np.asarray(atol).reshape(-1)
             checks.append(
                 compare(
                     result.candidate,
@@ -62,10 +81,13 @@ def check(case: Case, backend: str = "torch") -> Report:
                     rtol=rtol,
                     atol=atol,
                     equal_nan=case.tolerance.equal_nan,
+                    magnitude=_magnitude(ref, quantity),
+                    ulp_dtype=case.dtype,
+                    heatmap=heatmaps and quantity in ELEMENTWISE,
                 )
             )
         if stats is None and "var" in result.quantities:
-            stats = _stats_table(ref, result, layouts["var"])
+            stats = _stats_table(ref, result, layouts["var"], ref.conditioning)
         # Small tensors show the first torch path and any expected output beside the reference.
         first_path = len(small) == 2
         if small and "output" in result.quantities and (first_path or result.candidate == EXPECTED):
@@ -87,23 +109,50 @@ def check(case: Case, backend: str = "torch") -> Report:
     return Report(header, tuple(checks), stats, small)
 
 
+def _magnitude(ref: NormResult, quantity: str) -> float | npt.NDArray[np.float64]:
+    bound = ref.bounds.get(quantity)
+    return 0.0 if bound is None else bound.magnitude
+
+
 def _in_shape(q: Quantity, layout: GroupLayout) -> Quantity:
     a = as_array(q)
     return a.reshape(layout.input_shape) if a.size == math.prod(layout.input_shape) else a
 
 
-def _candidates(case: Case, backend: str) -> Iterator[NormResult]:
-    yield from get_backend(backend).run(case)
+def _candidates(case: Case, backend: str | None) -> Iterator[NormResult]:
+    """Every implementation under test: torch on the case's device (names get ``@device``
+    unless it is the CPU), torch on ``--vs-device``, then any expected output."""
+    runs = [(case.device, "" if case.device == "cpu" else f"@{case.device}")]
+    if case.vs_device is not None:
+        runs.append((case.vs_device, f"@{case.vs_device}"))
+    if backend is not None:
+        implementation = get_backend(backend)
+        for device, suffix in runs:
+            for result in implementation.run(replace(case, device=device)):
+                yield replace(result, candidate=result.candidate + suffix) if suffix else result
     if case.expected is not None:
         yield NormResult(EXPECTED, {"output": case.expected})
 
 
 def _describe_tolerance(case: Case) -> str:
-    rtol, atol = case.tolerance.resolve(case.dtype)
-    return f"{case.tolerance.mode}: rtol={rtol:g}, atol={atol:g}"
+    return case.tolerance.describe(case.dtype, _reduced_over(case.plan, "output"))
 
 
-def _stats_table(ref: NormResult, cand: NormResult, layout: GroupLayout) -> StatsTable:
+def _reduced_over(p: Plan, quantity: str) -> int:
+    """How many values each element of a quantity is reduced from (its error grows with it)."""
+    if p.op == "local_response_norm":
+        return p.layer.size or 1
+    if quantity in PARAMETER_GRADIENTS:
+        return gradients.shared_count(p)
+    return p.group_size
+
+
+def _stats_table(
+    ref: NormResult,
+    cand: NormResult,
+    layout: GroupLayout,
+    conditioning: npt.NDArray[np.float64] | None,
+) -> StatsTable:
     """The first groups and the worst ones (by the larger relative difference of mean or var)."""
     ref_mean, ref_var = as_array(ref.quantities["mean"]), as_array(ref.quantities["var"])
     var = as_array(cand.quantities["var"])
@@ -132,6 +181,7 @@ def _stats_table(ref: NormResult, cand: NormResult, layout: GroupLayout) -> Stat
             float(ref_var[g]),
             float(mean[g]),
             float(var[g]),
+            math.nan if conditioning is None else float(conditioning[g]),
         )
         for g in sorted(chosen)
     )

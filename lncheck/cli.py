@@ -136,6 +136,11 @@ def _root(
     """
 
 
+class ToleranceChoice(str, Enum):
+    auto = "auto"
+    fixed = "fixed"
+
+
 class DType(str, Enum):
     float64 = "float64"
     float32 = "float32"
@@ -308,6 +313,33 @@ def compare(
     dtype: Annotated[
         DType | None, _opt("Dtype torch computes in; default the input's floating dtype.", LAYER)
     ] = None,
+    device: Annotated[
+        str, _opt("Device torch runs on: cpu, cuda, cuda:N or mps.", LAYER, show_default=True)
+    ] = "cpu",
+    vs_device: Annotated[
+        str | None,
+        _opt(
+            "Also run torch on this device as more candidates (--device cuda --vs-device cpu).",
+            LAYER,
+        ),
+    ] = None,
+    grad: Annotated[
+        bool, _opt("Also check the backward pass: dx, dweight, dbias.", LAYER, "--grad")
+    ] = False,
+    grad_output: Annotated[
+        Path | None, _opt("Upstream gradient for --grad; default seeded random normal.", FILES)
+    ] = None,
+    seed: Annotated[
+        int, _opt("Seed of the random upstream gradient.", LAYER, show_default=True)
+    ] = 0,
+    tolerance: Annotated[
+        ToleranceChoice | None,
+        _opt(
+            "auto (default): an error bound from the dtype, group size and conditioning; "
+            "fixed: torch.testing's table.",
+            TOLERANCES,
+        ),
+    ] = None,
     rtol: Annotated[float | None, _opt("Relative tolerance (give --atol too).", TOLERANCES)] = None,
     atol: Annotated[float | None, _opt("Absolute tolerance (give --rtol too).", TOLERANCES)] = None,
     equal_nan: Annotated[
@@ -318,6 +350,10 @@ def compare(
     ] = False,
     max_bytes: Annotated[
         int | None, _opt("Refuse inputs larger than this many bytes; default half the RAM.", OUTPUT)
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        _opt("Write a PNG with the error histogram and heatmap (needs matplotlib).", OUTPUT),
     ] = None,
 ) -> None:
     """Check a normalization layer on INPUT: torch's module, functional and native paths
@@ -348,13 +384,19 @@ def compare(
         running_var=_path(running_var),
         expected=_path(expected),
         dtype=None if dtype is None else dtype.value,
+        device=device,
+        vs_device=vs_device,
+        grad=grad,
+        grad_output=_path(grad_output),
+        seed=seed,
+        tolerance=None if tolerance is None else tolerance.value,
         rtol=rtol,
         atol=atol,
         equal_nan=equal_nan,
         max_bytes=max_bytes,
     )
-    report = check(load(spec))
-    _emit(report, json_output)
+    report = check(load(spec), heatmaps=plot is not None)
+    _emit(report, json_output, plot)
     raise typer.Exit(int(report.exit_status))
 
 
@@ -370,7 +412,11 @@ def _path(p: Path | None) -> str | None:
     return None if p is None else str(p)
 
 
-def _emit(report: Any, json_output: bool) -> None:
+def _emit(report: Any, json_output: bool, plot: Path | None = None) -> None:
+    if plot is not None:
+        from lncheck.render import plot as render_plot
+
+        render_plot.write(report, plot)
     if json_output:
         from lncheck.render import json as render_json
 

@@ -14,7 +14,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from lncheck.tolerances import ToleranceSpec
 
 STDIN = "-"
 INPUT_NAMES = ("input", "x")
-ARRAY_NAMES = ("weight", "bias", "expected", "running_mean", "running_var")
+ARRAY_NAMES = ("weight", "bias", "expected", "running_mean", "running_var", "grad_output")
 MAX_JSON_DEPTH = 64
 SUFFIXES = (".npy", ".npz", ".json", ".pt", ".pth")
 
@@ -284,6 +284,7 @@ class Sources:
     expected: str | None = None
     running_mean: str | None = None
     running_var: str | None = None
+    grad_output: str | None = None
 
 
 def load_case(
@@ -388,6 +389,7 @@ def _build(
         expected=arrays.get("expected"),
         running_mean=arrays.get("running_mean"),
         running_var=arrays.get("running_var"),
+        grad_output=arrays.get("grad_output"),
         tolerance=tolerance or ToleranceSpec(),
         device=device,
         notes=((note,) if note else ()) + the_plan.notes,
@@ -491,6 +493,7 @@ def _check_shapes(
         "expected": the_plan.input_shape,
         "running_mean": the_plan.stats_shape,
         "running_var": the_plan.stats_shape,
+        "grad_output": the_plan.input_shape,
     }
     for role in ("running_mean", "running_var"):
         if role in arrays and not the_plan.stats_shape:
@@ -554,6 +557,11 @@ class CaseSpec:
     running_var: str | None = None
     dtype: DTypeName | None = None
     device: str = "cpu"
+    vs_device: str | None = None
+    grad: bool = False
+    grad_output: str | None = None
+    seed: int = 0
+    tolerance: str | None = None
     rtol: float | None = None
     atol: float | None = None
     equal_nan: bool = False
@@ -587,6 +595,7 @@ class CaseSpec:
             expected=self.expected,
             running_mean=self.running_mean,
             running_var=self.running_var,
+            grad_output=self.grad_output,
         )
 
 
@@ -596,8 +605,10 @@ def load(spec: CaseSpec) -> Case:
         raise InputError(
             f"--dtype must be one of {', '.join(dtypes.DTYPE_NAMES)}, got {spec.dtype!r}"
         )
-    tolerance = ToleranceSpec.from_options(spec.rtol, spec.atol, equal_nan=spec.equal_nan)
-    return load_case(
+    tolerance = ToleranceSpec.from_options(
+        spec.rtol, spec.atol, mode=spec.tolerance, equal_nan=spec.equal_nan
+    )
+    case = load_case(
         spec.sources(),
         spec.layer(),
         dtype=spec.dtype,
@@ -605,4 +616,10 @@ def load(spec: CaseSpec) -> Case:
         device=spec.device,
         max_bytes=spec.max_bytes,
         name=spec.name,
+    )
+    return replace(
+        case,
+        vs_device=spec.vs_device,
+        grad=spec.grad or spec.grad_output is not None,
+        seed=spec.seed,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy.typing as npt
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.layers import Layer, Plan, plan
-from lncheck.result import LazyTensor, NormResult, Quantity
+from lncheck.result import Bound, LazyTensor, NormResult, Quantity, Scale
 
 F64 = npt.NDArray[np.float64]
 NAME = "reference"
@@ -44,39 +45,92 @@ def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tup
 
 
 def run(case: Case) -> NormResult:
-    """Run the reference on a case: statistics now, element-wise quantities lazily, by block."""
+    """Run the reference on a case: statistics now, element-wise quantities lazily, by block.
+
+    Besides each quantity, the result holds its forward error bound (``bounds``, see
+    ``tolerances``) and each group's conditioning.
+    """
     p = case.plan
     layout = layout_of(p)
-    quantities: dict[str, Quantity] = {}
     if p.has_statistics:
-        output, stats = _moments(case, layout)
-        quantities.update({"output": output, **stats})
+        moments = _moments(case, layout)
+        quantities, bounds, output = moments.quantities, moments.bounds, moments.output
+        terms, conditioning = moments.output_terms, moments.conditioning
     else:
         output = LazyTensor(layout, (case.x,), partial(_lrn_block, p=p))
-        quantities["output"] = output
+        beta = abs(p.layer.beta)
+        # The window's sum of squares has the statistics' error; the power magnifies it by beta.
+        terms = {"spread": lambda first, blocks: beta * np.abs(output.compute(first, blocks))}
+        quantities = {"output": output}
+        bounds = {"output": Bound("relative", _lazy_terms(output, terms))}
+        conditioning = None
     if p.activation is not None:
         act = activation_function(p.activation.name, p.activation.param, case.dtype)
-        quantities["activation"] = LazyTensor(
-            layout, output.sources, lambda first, blocks: act(output.compute(first, blocks))
+        lipschitz = activation_lipschitz(p.activation.name, p.activation.param)
+        quantities["activation"] = output.map(act)
+        # An activation with slope at most L turns an input error e into at most L * e.
+        act_terms: dict[str, BlockFn] = {
+            "relative": lambda first, blocks: lipschitz * np.abs(output.compute(first, blocks))
+        }
+        for kind, fn in terms.items():
+            act_terms[kind] = partial(_scaled_block, fn=fn, factor=lipschitz)
+        magnitude = lipschitz * bounds["output"].magnitude
+        bounds["activation"] = Bound("relative", _lazy_terms(output, act_terms), magnitude)
+    return NormResult(NAME, quantities, bounds, conditioning)
+
+
+BlockFn = Callable[[int, tuple[npt.NDArray[np.generic], ...]], F64 | float]
+
+
+def _scaled_block(
+    first: int, blocks: tuple[npt.NDArray[np.generic], ...], fn: BlockFn, factor: float
+) -> F64:
+    return np.asarray(factor * np.asarray(fn(first, blocks)), dtype=np.float64)
+
+
+def _lazy_terms(output: LazyTensor, terms: dict[str, BlockFn]) -> dict[str, Scale]:
+    """Per-element bound terms, computed from the same blocks as ``output``."""
+
+    def full(fn: BlockFn) -> Callable[[int, tuple[npt.NDArray[np.generic], ...]], F64]:
+        return lambda first, blocks: np.broadcast_to(
+            np.asarray(fn(first, blocks), dtype=np.float64), blocks[0].shape
         )
-    return NormResult(NAME, quantities)
+
+    return {k: LazyTensor(output.layout, output.sources, full(fn)) for k, fn in terms.items()}
 
 
-def _moments(case: Case, layout: GroupLayout) -> tuple[LazyTensor, dict[str, Quantity]]:
+@dataclass(frozen=True)
+class _Moments:
+    output: LazyTensor
+    output_terms: dict[str, BlockFn]
+    quantities: dict[str, Quantity]
+    bounds: dict[str, Bound]
+    conditioning: F64
+
+
+def _moments(case: Case, layout: GroupLayout) -> _Moments:
     """The mean/variance ops: statistics per group, and the output as a lazy quantity."""
     p = case.plan
     mean, var = _statistics(layout, case.x, p.center)
     with np.errstate(all="ignore"):
         rstd = 1.0 / np.sqrt(var + p.eps)
-    stats: dict[str, Quantity] = {"mean": mean, "var": var, "rstd": rstd}
+    quantities: dict[str, Quantity] = {"mean": mean, "var": var, "rstd": rstd}
     norm_mean, norm_var = mean, var
+    bounds: dict[str, Bound] = {}
     if p.use_running_stats or p.update_running_stats:
         running_mean, running_var = _running(case)
         if p.use_running_stats:
             norm_mean = _per_group(p, running_mean)
             norm_var = _per_group(p, running_var)
         if p.update_running_stats:
-            stats.update(_updated_running_stats(p, mean, var, running_mean, running_var))
+            running, running_bounds = _updated_running_stats(
+                p, mean, var, running_mean, running_var
+            )
+            quantities.update(running)
+            bounds.update(running_bounds)
+    with np.errstate(all="ignore"):
+        kappa = np.abs(norm_mean) / np.sqrt(norm_var + p.eps)
+        batch_kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     sources: list[npt.NDArray[np.generic]] = [case.x]
     weight, bias = param_views(p, case.weight, case.bias)
     sources += [a for a in (weight, bias) if a is not None]
@@ -94,7 +148,61 @@ def _moments(case: Case, layout: GroupLayout) -> tuple[LazyTensor, dict[str, Qua
                 np.add(y, rest.pop(0), out=y)
         return y
 
-    return LazyTensor(layout, tuple(sources), compute), stats
+    def spread(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
+        """``(1 + kappa) * |w|``: how far an error of the statistics moves an element."""
+        k = 1.0 + kappa[first : first + blocks[0].shape[0], None]
+        if weight is None:
+            return k
+        with np.errstate(all="ignore"):
+            return np.asarray(k * np.abs(np.asarray(blocks[1], dtype=np.float64)))
+
+    def fixed(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
+        return np.abs(np.asarray(blocks[-1], dtype=np.float64))
+
+    output = LazyTensor(layout, tuple(sources), compute)
+    output_terms: dict[str, BlockFn] = {"spread": spread}
+    if bias is not None:
+        output_terms["fixed"] = fixed
+    magnitude = _group_max(p, case.weight, 1.0) + _group_max(
+        p, case.bias if p.has_bias else None, 0.0
+    )
+    if weight is None and bias is None:  # per group: no per-element work
+        bounds["output"] = Bound("relative", {"spread": 1.0 + kappa}, magnitude)
+    else:
+        bounds["output"] = Bound("relative", _lazy_terms(output, output_terms), magnitude)
+    with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
+        bounds["mean"] = Bound("spread", {"spread": np.sqrt(var + abs(p.eps))}, np.sqrt(var))
+        bounds["var"] = Bound(
+            "spread", {"spread": batch_kappa * np.abs(var) + (1.0 + batch_kappa) * abs(p.eps)}
+        )
+        bounds["rstd"] = Bound("spread", {"spread": batch_kappa * rstd})
+    quantities = {"output": output, **quantities}
+    return _Moments(output, output_terms, quantities, bounds, kappa)
+
+
+def normalizing_statistics(case: Case) -> tuple[F64, F64]:
+    """The per-group mean and variance the output is normalized with: the batch's, or the
+    running statistics in eval mode."""
+    p = case.plan
+    mean, var = _statistics(layout_of(p), case.x, p.center)
+    if not p.use_running_stats:
+        return mean, var
+    running_mean, running_var = _running(case)
+    return _per_group(p, running_mean), _per_group(p, running_var)
+
+
+def _group_max(p: Plan, param: npt.NDArray[np.generic] | None, default: float) -> F64 | float:
+    """The largest ``|param|`` each group uses (``default`` for a missing one), per group."""
+    if param is None or not p.affine:
+        return default
+    shape = [p.view_shape[axis] if axis in p.param_axes else 1 for axis in range(len(p.view_shape))]
+    largest = (
+        np.abs(np.asarray(param, dtype=np.float64))
+        .reshape(shape)
+        .max(axis=p.reduce_axes, keepdims=True)
+    )
+    per_group = np.squeeze(largest, axis=p.reduce_axes)
+    return np.broadcast_to(per_group, p.group_shape).reshape(-1)
 
 
 def _running(case: Case) -> tuple[F64, F64]:
@@ -123,23 +231,38 @@ def _per_group(p: Plan, per_channel: F64) -> F64:
 
 def _updated_running_stats(
     p: Plan, mean: F64, var: F64, running_mean: F64, running_var: F64
-) -> dict[str, Quantity]:
+) -> tuple[dict[str, Quantity], dict[str, Bound]]:
     """torch's update rule: the running variance takes the *unbiased* batch variance, although
     the output is normalized with the biased one; InstanceNorm averages its per-instance
-    statistics over the batch first."""
+    statistics over the batch first. Also returns their error bounds."""
     n = p.group_size
     with np.errstate(all="ignore"):
         unbiased = var * (n / (n - 1))
+        kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     axis = p.channel_group_axis
     assert axis is not None
     others = tuple(i for i in range(len(p.group_shape)) if i != axis)
-    batch_mean = mean.reshape(p.group_shape).mean(axis=others)
-    batch_var = unbiased.reshape(p.group_shape).mean(axis=others)
+
+    def per_channel(a: F64, reduce: Callable[..., F64]) -> F64:
+        return reduce(a.reshape(p.group_shape), axis=others)
+
     f = p.momentum_factor
-    return {
-        "running_mean": (1 - f) * running_mean + f * batch_mean,
-        "running_var": (1 - f) * running_var + f * batch_var,
+    with np.errstate(all="ignore"):
+        mean_size = per_channel(np.abs(mean) + np.sqrt(var), np.max)
+        var_size = per_channel((1 + kappa) * (np.abs(unbiased) + abs(p.eps)), np.max)
+    quantities: dict[str, Quantity] = {
+        "running_mean": (1 - f) * running_mean + f * per_channel(mean, np.mean),
+        "running_var": (1 - f) * running_var + f * per_channel(unbiased, np.mean),
     }
+    bounds = {
+        "running_mean": Bound(
+            "spread", {"spread": abs(1 - f) * np.abs(running_mean) + abs(f) * mean_size}
+        ),
+        "running_var": Bound(
+            "spread", {"spread": abs(1 - f) * np.abs(running_var) + abs(f) * var_size}
+        ),
+    }
+    return quantities, bounds
 
 
 def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan) -> F64:
@@ -153,6 +276,13 @@ def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan)
         padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
         window = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1).sum(axis=-1)
         return np.asarray(x / (layer.k + layer.alpha * window / size) ** layer.beta)
+
+
+def activation_lipschitz(name: str, param: float | str | None) -> float:
+    """The largest slope of the activation: how much it can magnify an error in its input."""
+    if name in ("leaky_relu", "prelu"):
+        return max(1.0, abs(float(param or 0.0)))
+    return {"relu": 1.0, "gelu": 1.13, "silu": 1.1}[name]
 
 
 def activation_function(
@@ -184,7 +314,7 @@ def activation_function(
         c = math.sqrt(2.0 / math.pi)
         return lambda y: 0.5 * y * (1.0 + np.tanh(c * (y + 0.044715 * y**3)))
     if name == "gelu":
-        return lambda y: 0.5 * y * (1.0 + _erf(y / math.sqrt(2.0)))
+        return lambda y: 0.5 * y * (1.0 + erf(y / math.sqrt(2.0)))
     raise AssertionError(f"unknown activation {name}")
 
 
@@ -192,7 +322,7 @@ def activation_function(
 _erf_elementwise = np.frompyfunc(math.erf, 1, 1)
 
 
-def _erf(y: F64) -> F64:
+def erf(y: F64) -> F64:
     return np.asarray(_erf_elementwise(y), dtype=np.float64)
 
 
@@ -235,8 +365,15 @@ def normalize(
     layer: Layer,
     weight: npt.ArrayLike | None = None,
     bias: npt.ArrayLike | None = None,
+    *,
+    running_mean: npt.ArrayLike | None = None,
+    running_var: npt.ArrayLike | None = None,
 ) -> F64:
-    """Apply ``layer`` to ``x`` in float64 and return the whole output."""
+    """Apply ``layer`` to ``x`` in float64 and return the whole output (before any activation).
+
+    >>> normalize([[0.0, 2.0]], Layer("layer_norm", normalized_shape=(2,), eps=0.0))
+    array([[-1.,  1.]])
+    """
     from lncheck.dtypes import round_to
 
     arr = np.asarray(x, dtype=np.float64)
@@ -248,12 +385,18 @@ def normalize(
         dtype="float64",
         layer=p.layer,
         plan=p,
-        weight=None if weight is None else np.asarray(weight, dtype=np.float64),
-        bias=None if bias is None else np.asarray(bias, dtype=np.float64),
+        weight=_float64(weight),
+        bias=_float64(bias),
+        running_mean=_float64(running_mean),
+        running_var=_float64(running_var),
     )
     out = run(case).quantities["output"]
     assert isinstance(out, LazyTensor)
     return out.materialize()
+
+
+def _float64(a: npt.ArrayLike | None) -> F64 | None:
+    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def layer_norm(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.compare import Comparison
+from lncheck.compare import Comparison, histogram_bins
 
 
 class ExitStatus(IntEnum):
@@ -32,6 +32,9 @@ class StatRow:
     ref_var: float
     mean: float
     var: float
+    conditioning: float = (
+        math.nan
+    )  # |mean| / sqrt(var + eps): how much the output amplifies rounding
 
     @property
     def mean_diff(self) -> float:
@@ -131,6 +134,9 @@ def check_to_dict(c: Comparison) -> dict[str, Any]:
         "nan_expected": c.nan_expected,
         "inf_actual": c.inf_actual,
         "inf_expected": c.inf_expected,
+        "tolerance_used": _finite_or_none(c.tolerance_used),
+        "max_ulp_err": _finite_or_none(c.max_ulp_err),
+        "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
         "note": c.note,
     }
 

@@ -35,6 +35,11 @@ class LazyTensor:
             first = parts[0][0]
             yield first, self.compute(first, tuple(block for _, block in parts))
 
+    def map(self, fn: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]) -> LazyTensor:
+        """A lazy quantity whose blocks are ``fn`` of this one's blocks."""
+        inner = self.compute
+        return LazyTensor(self.layout, self.sources, lambda first, blocks: fn(inner(first, blocks)))
+
     def materialize(self) -> npt.NDArray[np.float64]:
         """The whole quantity as an input-shaped array (for small tensors and tests)."""
         layout = self.layout
@@ -48,6 +53,25 @@ class LazyTensor:
 
 
 Quantity = Array | LazyTensor
+# A per-group array (one value per group of the quantity's layout), or a per-element lazy one.
+Scale = npt.NDArray[np.float64] | LazyTensor
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A quantity's forward error bound, in parts that ``tolerances`` weighs by the dtype:
+    ``|error| <= coefficient[rtol_kind] * |value| + sum(coefficient[k] * terms[k])``.
+
+    Kinds: ``relative`` (roundings proportional to the result), ``spread`` (the error of the
+    statistics, which grows with the group size and is magnified by the conditioning),
+    ``fixed`` (single roundings, such as adding the bias).
+    """
+
+    rtol_kind: str
+    terms: Mapping[str, Scale] = field(default_factory=dict)
+    # The quantity's natural size per group (|w| + |b| for an output): ULP errors are counted
+    # at max(|value|, magnitude), so that values near zero are not held to the spacing there.
+    magnitude: npt.NDArray[np.float64] | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,13 +80,15 @@ class NormResult:
 
     ``quantities`` maps names to values: ``output`` (input-shaped), per-group statistics
     ``mean``, ``var`` and ``rstd`` (flat, one per group in ``GroupLayout`` order), and any
-    op-specific ones (``running_mean``, ...). ``scales`` holds, for the reference only, the
-    per-group error scale of each quantity that the automatic tolerance multiplies.
+    op-specific ones (``running_mean``, ...). For the reference only, ``bounds`` holds each
+    quantity's error bound (see ``tolerances``) and ``conditioning`` each group's
+    ``|mean| / sqrt(var + eps)``.
     """
 
     candidate: str
     quantities: Mapping[str, Quantity]
-    scales: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    bounds: Mapping[str, Bound] = field(default_factory=dict)
+    conditioning: npt.NDArray[np.float64] | None = None
 
 
 def as_array(q: Quantity) -> npt.NDArray[np.floating]:

@@ -360,7 +360,11 @@ def test_torch_functional_with_weight_equals_module() -> None:
         (Layer("group_norm", groups=4), (2, 6, 3), "--groups 4 does not divide the 6 channels"),
         (Layer("group_norm"), (2, 6, 3), "group_norm needs --groups"),
         (Layer("group_norm", groups=0), (2, 6, 3), "--groups must be positive"),
-    (Layer("group_norm", groups=2), (1, 2), "torch's GroupNorm rejects an input of shape (1, 2)"),
+        (
+            Layer("group_norm", groups=2),
+            (1, 2),
+            "torch's GroupNorm rejects an input of shape (1, 2)",
+        ),
         (Layer("instance_norm"), (2, 6), "InstanceNorm needs an input with 3 to 5 dims"),
         (Layer("instance_norm"), (2, 6, 1), "more than one spatial element"),
         (

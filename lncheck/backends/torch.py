@@ -42,21 +42,73 @@ class Inputs:
 
 
 PathFn = Callable[[Case, Inputs], dict[str, torch.Tensor]]
-ELEMENTWISE = ("output", "activation")  # input-shaped quantities; the rest are per group or channel
-QUANTITY_ORDER = (*ELEMENTWISE, "mean", "var", "rstd", "running_mean", "running_var")
+ELEMENTWISE = ("output", "activation", "grad_input")  # input-shaped; the rest per group/channel
+PARAM_SHAPED = ("grad_weight", "grad_bias")
+QUANTITY_ORDER = (*ELEMENTWISE, *PARAM_SHAPED, "mean", "var", "rstd", "running_mean", "running_var")
 
 
 def run(case: Case) -> Iterator[NormResult]:
     """Yield one ``NormResult`` per torch code path, one at a time, so that only one path's
     outputs are alive while it is being compared."""
     inputs = _inputs(case)
+    upstream = _gradient(case, inputs.x) if case.grad else None
     for name, fn in paths(case):
-        with torch.no_grad():
-            produced = fn(case, inputs)
-            if case.plan.activation is not None:
-                produced["activation"] = _activation_module(case, inputs.x)(produced["output"])
+        try:
+            t = _leaves(case, inputs) if upstream is not None else inputs
+            with torch.set_grad_enabled(upstream is not None):
+                produced = fn(case, t)
+                if case.plan.activation is not None:
+                    produced["activation"] = _activation_module(case, t.x)(produced["output"])
+                if upstream is not None:
+                    produced.update(_backward(case, t, produced, upstream))
+        except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
+            # torch's own limits (an op without a kernel for this dtype or device) are not a
+            # verdict on the layer: say which path could not run, and why.
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BackendUnavailable(
+                f"{name} cannot run this case in {case.dtype} on {case.device}: "
+                f"{type(e).__name__}: {first[:200]}"
+            ) from None
+        for key in PARAMETERS:
+            produced.pop(key, None)
         yield NormResult(name, _to_numpy(case, produced))
         del produced
+
+
+PARAMETERS = ("weight_param", "bias_param")  # a module's own parameters, for their gradients
+
+
+def _gradient(case: Case, like: torch.Tensor) -> torch.Tensor:
+    from lncheck.gradients import check_supported, upstream
+
+    check_supported(case.plan)
+    return torch.from_numpy(upstream(case)).to(device=like.device, dtype=like.dtype)
+
+
+def _leaves(case: Case, t: Inputs) -> Inputs:
+    """Fresh leaf tensors that record gradients (weight and bias made explicit)."""
+    weight, bias = _affine_or_default(case, t)
+
+    def leaf(a: torch.Tensor | None) -> torch.Tensor | None:
+        return None if a is None else a.detach().clone().requires_grad_(True)
+
+    return Inputs(leaf(t.x), leaf(weight), leaf(bias), t.running_mean, t.running_var)
+
+
+def _backward(
+    case: Case, t: Inputs, produced: dict[str, torch.Tensor], g: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Run autograd from the final output with upstream gradient ``g``; collect dx, dw, db."""
+    final = produced.get("activation", produced["output"])
+    final.backward(g)
+    weight = produced.get("weight_param", t.weight)
+    bias = produced.get("bias_param", t.bias)
+    grads = {"grad_input": t.x.grad}
+    if case.plan.affine and weight is not None:
+        grads["grad_weight"] = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+    if case.plan.has_bias and bias is not None:
+        grads["grad_bias"] = bias.grad if bias.grad is not None else torch.zeros_like(bias)
+    return grads
 
 
 def paths(case: Case) -> list[tuple[str, PathFn]]:
@@ -127,7 +179,7 @@ def _layer_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
         dtype=t.x.dtype,
     )
     _load_params(module, t)
-    return {"output": _from_ln_layout(case, module(_to_ln_layout(case, t.x)))}
+    return _with_params(module, {"output": _from_ln_layout(case, module(_to_ln_layout(case, t.x)))})
 
 
 def _layer_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
@@ -157,7 +209,7 @@ def _rms_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
         dtype=t.x.dtype,
     )
     _load_params(module, t)
-    return {"output": _from_ln_layout(case, module(_to_ln_layout(case, t.x)))}
+    return _with_params(module, {"output": _from_ln_layout(case, module(_to_ln_layout(case, t.x)))})
 
 
 def _rms_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
@@ -212,7 +264,9 @@ def _group_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
         dtype=t.x.dtype,
     )
     _load_params(module, t)
-    return {"output": _from_channels_first(case, module(_to_channels_first(case, t.x)))}
+    return _with_params(
+        module, {"output": _from_channels_first(case, module(_to_channels_first(case, t.x)))}
+    )
 
 
 def _group_norm_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
@@ -280,7 +334,7 @@ def _norm_module(case: Case, t: Inputs, classes: dict[int, Any]) -> dict[str, to
     module.train(p.layer.training)
     y = _from_channels_first(case, module(_to_channels_first(case, t.x)))
     stats = (module.running_mean, module.running_var) if mean is not None else (None, None)
-    return _with_running(case, {"output": y}, *stats)
+    return _with_params(module, _with_running(case, {"output": y}, *stats))
 
 
 def _instance_norm_module(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
@@ -424,6 +478,14 @@ def _affine_or_default(case: Case, t: Inputs) -> tuple[torch.Tensor | None, torc
     return weight, bias
 
 
+def _with_params(module: torch.nn.Module, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for key, name in zip(PARAMETERS, ("weight", "bias"), strict=True):
+        param = getattr(module, name, None)
+        if param is not None:
+            out[key] = param
+    return out
+
+
 def _load_params(module: torch.nn.Module, t: Inputs) -> None:
     with torch.no_grad():
         if t.weight is not None and getattr(module, "weight", None) is not None:
@@ -469,7 +531,7 @@ def _to_numpy(case: Case, produced: dict[str, torch.Tensor]) -> dict[str, npt.ND
     out: dict[str, npt.NDArray[np.floating]] = {}
     for name, t in produced.items():
         a = _numpy(t)
-        out[name] = a if name in ELEMENTWISE else a.reshape(-1).astype(np.float64)
+        out[name] = a if name in ELEMENTWISE + PARAM_SHAPED else a.reshape(-1).astype(np.float64)
     if "rstd" in out and "var" not in out:
         with np.errstate(all="ignore"):
             out["var"] = 1.0 / (out["rstd"] * out["rstd"]) - case.plan.eps

@@ -20,6 +20,7 @@ STYLE_FAIL = "bold red"
 STYLE_NOTE = "yellow"
 STYLE_DIM = "dim"
 STYLE_HEADER = "bold"
+STYLE_BAR = "cyan"
 
 
 def make_console(
@@ -41,6 +42,13 @@ def render(report: Report, console: Console) -> None:
     console.print(_header(report))
     tables = [_stats(report.stats)] if report.stats is not None else []
     tables += [_checks(report.checks), _worst(report.checks)]
+    elementwise = [
+        c
+        for c in report.checks
+        if c.histogram and not c.note and c.quantity in ("output", "activation")
+    ]
+    if elementwise:
+        tables.append(_histogram(max(elementwise, key=lambda c: c.tolerance_used)))
     if report.small:
         tables.append(_small(report))
     for table in tables:
@@ -88,20 +96,22 @@ def _header(report: Report) -> Table:
 
 def _stats(stats: StatsTable) -> Table:
     table = _table(f"Per-group statistics: reference vs {short_name(stats.candidate)}")
-    for name in ("group", "ref mean", "mean", "diff", "ref var", "var", "diff"):
-        table.add_column(name, justify="left" if name == "group" else "right")
+    table.add_column("group", no_wrap=True)
+    # Reference above the candidate in one cell, so the table fits 80 columns.
+    for name in ("mean\n(ref / torch)", "diff", "var\n(ref / torch)", "diff", "kappa"):
+        table.add_column(name, justify="right", no_wrap=True)
     for row in stats.rows:
         table.add_row(
             _dims(row.group),
-            _num(row.ref_mean, 7),
-            _num(row.mean, 7),
+            f"{_num(row.ref_mean, 9)}\n{_num(row.mean, 9)}",
             _num(row.mean_diff),
-            _num(row.ref_var, 7),
-            _num(row.var, 7),
+            f"{_num(row.ref_var, 9)}\n{_num(row.var, 9)}",
             _num(row.var_diff),
+            _num(row.conditioning),
         )
+    table.caption = "kappa = |mean| / sqrt(var + eps): the group's conditioning"
     if stats.omitted:
-        table.caption = f"{stats.omitted} more group{'s' if stats.omitted > 1 else ''} not shown"
+        table.caption += f"; {stats.omitted} more group{'s' if stats.omitted > 1 else ''} not shown"
     return table
 
 
@@ -127,21 +137,53 @@ def _check_rows(
 def _checks(checks: tuple[Comparison, ...]) -> Table:
     table = _table("Checks against the reference")
     table.add_column("candidate / quantity", no_wrap=True)
-    for name in ("max abs", "max rel", "mean abs", "mismatched", ""):
+    for name in ("max abs", "max rel", "max ulp", "mean abs", "mismatched", ""):
         table.add_column(name, justify="right", no_wrap=True)
 
     def row(c: Comparison) -> list[Any]:
         if c.note:
-            return [Text(c.note, style=STYLE_FAIL), "", "", "", _mark(c)]
+            return [Text(c.note, style=STYLE_FAIL), "", "", "", "", _mark(c)]
         return [
-            _num(c.max_abs_err),
-            _num(c.max_rel_err),
-            _num(c.mean_abs_err),
+            _num(c.max_abs_err, 2),
+            _num(c.max_rel_err, 2),
+            _num(c.max_ulp_err, 2),
+            _num(c.mean_abs_err, 2),
             f"{c.mismatched}/{c.total} {_percent(c.mismatch_fraction)}",
             _mark(c),
         ]
 
     _check_rows(table, checks, row)
+    table.caption = (
+        "max ulp: in units in the last place of the compute dtype at max(|ref|, |w| + |b|)"
+    )
+    return table
+
+
+def _histogram(c: Comparison) -> Table:
+    """The distribution of ``|actual - expected|`` by decade, with bars on a log scale."""
+    from lncheck.compare import histogram_bins
+
+    table = _table(
+        f"Error distribution: {short_name(c.candidate)} {c.quantity}, |actual - expected|"
+    )
+    table.add_column("error", no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    counts = list(c.histogram)
+    used = [i for i, n in enumerate(counts) if n]
+    if not used:
+        return table
+    top = max(math.log10(n + 1) for n in counts)
+    labels = histogram_bins()
+    for i in range(used[0], used[-1] + 1):
+        n = counts[i]
+        width = round(40 * math.log10(n + 1) / top) if top else 0
+        label = (
+            labels[i]
+            if i < 2 or i == len(labels) - 1
+            else f"{labels[i]}..1e{int(labels[i][2:]) + 1}"
+        )
+        table.add_row(label, str(n), Text("█" * width, style=STYLE_BAR))
     return table
 
 

@@ -1,0 +1,76 @@
+"""``--plot FILE.png``: the error histogram and a (group, element) heatmap, with matplotlib.
+
+matplotlib is an optional extra (``pip install 'lncheck[plot]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lncheck.compare import Comparison, histogram_bins
+from lncheck.errors import BackendUnavailable, InputError
+from lncheck.render.console import short_name
+from lncheck.report import Report
+
+ELEMENTWISE = ("output", "activation")
+
+
+def write(report: Report, path: Path) -> None:
+    """Write the plot of ``report`` to ``path`` (PNG).
+
+    Raises:
+        BackendUnavailable: matplotlib is not installed.
+        InputError: the file cannot be written.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BackendUnavailable("--plot needs matplotlib: pip install 'lncheck[plot]'") from None
+    checks = [c for c in report.checks if c.quantity in ELEMENTWISE and not c.note and c.histogram]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    labels = histogram_bins()
+    for c in checks:
+        left.step(
+            range(len(labels)),
+            c.histogram,
+            where="mid",
+            label=f"{short_name(c.candidate)} {c.quantity}",
+        )
+    left.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+    left.set_yscale("symlog")
+    left.set_ylim(bottom=0)
+    left.set_xlabel("|actual - expected| (decade)")
+    left.set_ylabel("elements")
+    left.set_title("Error distribution")
+    if checks:
+        left.legend(fontsize=7)
+    worst = max(checks, key=lambda c: c.tolerance_used) if checks else None
+    _heatmap(right, worst, fig)
+    fig.suptitle(
+        f"lncheck: {report.header.layer} on {report.header.case} ({report.header.dtype})",
+        fontsize=9,
+    )
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise InputError(f"--plot {path}: cannot write: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+
+
+def _heatmap(ax: object, c: Comparison | None, fig: object) -> None:
+    if c is None or c.heatmap is None:
+        ax.set_axis_off()  # type: ignore[attr-defined]
+        return
+    with np.errstate(divide="ignore"):
+        image = np.log10(np.where(c.heatmap > 0, c.heatmap, np.nan))
+    shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="magma")  # type: ignore[attr-defined]
+    ax.set_xlabel("element within group")  # type: ignore[attr-defined]
+    ax.set_ylabel("group")  # type: ignore[attr-defined]
+    ax.set_title(f"log10 |error|: {short_name(c.candidate)} {c.quantity} (max-pooled)")  # type: ignore[attr-defined]
+    fig.colorbar(shown, ax=ax)  # type: ignore[attr-defined]
