@@ -358,8 +358,8 @@ def compare(
 ) -> None:
     """Check a normalization layer on INPUT: torch's module, functional and native paths
     against the float64 reference."""
-    from lncheck.check import check
     from lncheck.io import CaseSpec, load
+    from lncheck.runner import check_case
 
     spec = CaseSpec(
         input=input,
@@ -395,7 +395,7 @@ def compare(
         equal_nan=equal_nan,
         max_bytes=max_bytes,
     )
-    report = check(load(spec), heatmaps=plot is not None)
+    report = check_case(load(spec), heatmaps=plot is not None)
     _emit(report, json_output, plot)
     raise typer.Exit(int(report.exit_status))
 

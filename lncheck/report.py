@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.compare import Comparison, histogram_bins
+from lncheck.comparison import Comparison, histogram_bins
 
 
 class ExitStatus(IntEnum):

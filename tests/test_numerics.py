@@ -16,14 +16,14 @@ import torch
 from typer.testing import CliRunner
 
 from lncheck import gradients
-from lncheck.check import check
 from lncheck.cli import app
-from lncheck.compare import histogram_bins, ulp
+from lncheck.comparison import histogram_bins, ulp
 from lncheck.dtypes import DTYPES
 from lncheck.errors import BackendUnavailable, InputError
 from lncheck.io import case_from_arrays
 from lncheck.layers import Layer
 from lncheck.reference import normalize
+from lncheck.runner import check_case as check
 from lncheck.tolerances import ToleranceSpec
 
 from .conftest import EXAMPLES

@@ -11,7 +11,6 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lncheck.check import check
 from lncheck.errors import InputError
 from lncheck.io import case_from_arrays
 from lncheck.layers import Layer, plan
@@ -19,6 +18,7 @@ from lncheck.reference import normalize
 from lncheck.reference import run as run_reference
 from lncheck.report import Report
 from lncheck.result import as_array
+from lncheck.runner import check_case as check
 from lncheck.tolerances import ToleranceSpec
 
 TIGHT = ToleranceSpec.from_options(1e-10, 1e-10)

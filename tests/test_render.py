@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lncheck.compare import Comparison
+from lncheck.comparison import Comparison
 from lncheck.render import console as render_console
 from lncheck.render import json as render_json
 from lncheck.report import Header, Report, StatRow, StatsTable

@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from lncheck import tolerances
-from lncheck.check import check
-from lncheck.compare import Comparison
+from lncheck.comparison import Comparison
 from lncheck.io import case_from_arrays
 from lncheck.layers import Layer
 from lncheck.reference import run as run_reference
 from lncheck.result import as_array
+from lncheck.runner import check_case as check
 from lncheck.tolerances import ToleranceSpec
 
 from .mutants import BUGS, CORRECT, torch_cpu

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # kept out of the import path of `lncheck ops`, which needs no NumPy
-    from lncheck.compare import Comparison
+    from lncheck.comparison import Comparison
     from lncheck.report import Report, StatsTable
 
 STYLE_PASS = "bold green"
@@ -161,7 +161,7 @@ def _checks(checks: tuple[Comparison, ...]) -> Table:
 
 def _histogram(c: Comparison) -> Table:
     """The distribution of ``|actual - expected|`` by decade, with bars on a log scale."""
-    from lncheck.compare import histogram_bins
+    from lncheck.comparison import histogram_bins
 
     table = _table(
         f"Error distribution: {short_name(c.candidate)} {c.quantity}, |actual - expected|"

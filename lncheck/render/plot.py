@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lncheck.compare import Comparison, histogram_bins
+from lncheck.comparison import Comparison, histogram_bins
 from lncheck.errors import BackendUnavailable, InputError
 from lncheck.render.console import short_name
 from lncheck.report import Report

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lncheck.blocks import GroupLayout
-from lncheck.compare import Comparison, compare
+from lncheck.comparison import Comparison, compare
 from lncheck.errors import InputError
 from lncheck.tolerances import DEFAULTS, ToleranceSpec
 

@@ -17,7 +17,7 @@ from lncheck import gradients, reference
 from lncheck.backends import get_backend
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.compare import Comparison, compare
+from lncheck.comparison import Comparison, compare
 from lncheck.layers import Plan, describe, params_of
 from lncheck.report import Header, Report, StatRow, StatsTable
 from lncheck.result import NormResult, Quantity, as_array
@@ -33,7 +33,7 @@ RUNNING = ("running_mean", "running_var")
 EXPECTED = "expected"  # the candidate name of an output given with --expected
 
 
-def check(case: Case, backend: str | None = "torch", *, heatmaps: bool = False) -> Report:
+def check_case(case: Case, backend: str | None = "torch", *, heatmaps: bool = False) -> Report:
     """Compare every candidate for ``case`` with the reference and return the report.
 
     ``backend=None`` checks only the case's expected output (no torch needed); ``heatmaps``
