@@ -408,6 +408,173 @@ def ops() -> None:
     render_ops(make_console())
 
 
+SELECTION = "Selection"
+BASELINE = "Baseline"
+
+RUN_EPILOG = """\
+[bold]Examples[/bold]
+
+lncheck init-suite suite.toml && lncheck run suite.toml
+lncheck run suite.toml --junit report.xml --json report.json
+lncheck run suite.toml --shard 0/4 -k layer_norm --jobs 2
+lncheck baseline suite.toml -o golden.npz
+lncheck run suite.toml --baseline golden.npz --strict-baseline
+"""
+
+
+@app.command(epilog=RUN_EPILOG)
+def run(
+    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    junit: Annotated[Path | None, _opt("Write a JUnit XML report here.", OUTPUT)] = None,
+    json_file: Annotated[
+        Path | None, _opt("Write the full JSON report here.", OUTPUT, "--json")
+    ] = None,
+    quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
+    shard: Annotated[
+        str | None, _opt("Run every N-th case from the I-th (0-based): --shard 1/4.", SELECTION)
+    ] = None,
+    pattern: Annotated[
+        str | None,
+        _opt("Only cases whose name contains PATTERN (or matches a glob).", SELECTION, "-k"),
+    ] = None,
+    fail_fast: Annotated[
+        bool, _opt("Stop at the first failing case.", SELECTION, "--fail-fast")
+    ] = False,
+    jobs: Annotated[
+        int, _opt("Run cases in this many worker processes.", SELECTION, show_default=True)
+    ] = 1,
+    baseline: Annotated[
+        Path | None, _opt("Compare torch's results with this recorded baseline.", BASELINE)
+    ] = None,
+    baseline_rtol: Annotated[
+        float | None,
+        _opt(
+            "Relative difference from the baseline that is not drift (give --baseline-atol too).",
+            BASELINE,
+        ),
+    ] = None,
+    baseline_atol: Annotated[
+        float | None, _opt("Absolute difference from the baseline that is not drift.", BASELINE)
+    ] = None,
+    strict_baseline: Annotated[
+        bool, _opt("Drift from the baseline fails the run.", BASELINE, "--strict-baseline")
+    ] = False,
+) -> None:
+    """Run every case of a suite file; exit 0 if all pass, 1 if any fails, 2 on invalid input."""
+    from lncheck.render import console
+    from lncheck.runner import SuiteOptions, run_cases
+
+    if jobs < 1:
+        raise typer.BadParameter(f"must be at least 1, got {jobs}", param_hint="--jobs")
+    cases = _selected(suite, shard, pattern)
+    b_rtol, b_atol = _both_or_neither(
+        baseline_rtol, baseline_atol, "--baseline-rtol", "--baseline-atol"
+    )
+    options = SuiteOptions(
+        baseline=_path(baseline),
+        baseline_rtol=b_rtol,
+        baseline_atol=b_atol,
+        strict_baseline=strict_baseline,
+        fail_fast=fail_fast,
+        jobs=jobs,
+    )
+    if baseline is not None:
+        from lncheck.baseline import open_baseline
+
+        open_baseline(baseline)  # an unreadable baseline is an input error before anything runs
+    out = console.make_console()
+    with console.SuiteProgress(out, len(cases), quiet=quiet) as progress:
+        report = run_cases(str(suite), cases, options, lambda r: progress.advance(r.name, r.status))
+    console.render_suite(report, out)
+    _write_reports(report, junit, json_file)
+    raise typer.Exit(int(report.exit_status))
+
+
+@app.command(name="baseline")
+def record_baseline(
+    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="Where to write the baseline (.npz).", show_default=False
+        ),
+    ],
+    shard: Annotated[
+        str | None, _opt("Record every N-th case from the I-th (0-based).", SELECTION)
+    ] = None,
+    pattern: Annotated[
+        str | None, _opt("Only cases whose name contains PATTERN.", SELECTION, "-k")
+    ] = None,
+    quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
+) -> None:
+    """Record torch's outputs and statistics for every case of a suite, with versions and device."""
+    from lncheck import baseline
+    from lncheck.backends import get_backend
+    from lncheck.render import console
+
+    cases = _selected(suite, shard, pattern)
+    out = console.make_console()
+    environment = get_backend().environment(cases[0].spec.device if cases else "cpu")
+    with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
+        count = baseline.record(cases, output, environment, lambda name: progress.advance(name))
+    where = f"torch {environment['torch']} on {environment['device']}"
+    out.print(f"recorded {count} cases to {output} ({where})")
+
+
+@app.command(name="init-suite")
+def init_suite(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a commented example suite covering every op (and the input file it uses)."""
+    from lncheck.examples import write_example_suite
+
+    written = write_example_suite(path, force=force)
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _selected(suite: Path, shard: str | None, pattern: str | None) -> list[Any]:
+    from lncheck.suite import load_suite, parse_shard, select
+
+    loaded = load_suite(suite)
+    chosen = select(
+        loaded.cases, shard=None if shard is None else parse_shard(shard), pattern=pattern
+    )
+    if not chosen:
+        raise typer.BadParameter(f"no case of {suite} is selected", param_hint="-k/--shard")
+    return chosen
+
+
+def _both_or_neither(
+    rtol: float | None, atol: float | None, r_name: str, a_name: str
+) -> tuple[float, float]:
+    if (rtol is None) != (atol is None):
+        given, missing = (r_name, a_name) if rtol is not None else (a_name, r_name)
+        raise typer.BadParameter(f"give {missing} too (both or neither)", param_hint=given)
+    return (rtol or 0.0, atol or 0.0)
+
+
+def _write_reports(report: Any, junit: Path | None, json_file: Path | None) -> None:
+    from lncheck.errors import InputError
+
+    outputs = []
+    if junit is not None:
+        from lncheck.render import junit as render_junit
+
+        outputs.append((junit, "--junit", render_junit.render(report)))
+    if json_file is not None:
+        import json
+
+        outputs.append((json_file, "--json", json.dumps(report.to_dict(), allow_nan=False) + "\n"))
+    for path, option, text in outputs:
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"{option} {path}: cannot write: {e.strerror or e}") from None
+
+
 def _path(p: Path | None) -> str | None:
     return None if p is None else str(p)
 

@@ -49,6 +49,9 @@ class Comparison:
     max_ulp_err: float = math.nan  # in units in the last place of the compute dtype
     histogram: tuple[int, ...] = ()  # counts per HISTOGRAM_DECADES bin (see histogram_bins)
     note: str | None = None
+    # "reference": against the float64 reference; "baseline": against a recorded torch result,
+    # where a difference is drift (reported, failing only with --strict-baseline).
+    kind: str = "reference"
     heatmap: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -65,8 +68,9 @@ def make_mismatch_message(c: Comparison) -> str:
     if c.note:
         return f"{head}: {c.note}"
     verdict = "matches" if c.passed else "does not match"
+    against = "the reference" if c.kind == "reference" else "the baseline"
     text = (
-        f"{head} {verdict} the reference: {c.mismatched} / {c.total} elements mismatched "
+        f"{head} {verdict} {against}: {c.mismatched} / {c.total} elements mismatched "
         f"({100 * c.mismatch_fraction:.1f}%); greatest absolute difference {c.max_abs_err:.3g}, "
         f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {c.worst_expected:.9g} "
         f"(allowed rtol={c.rtol:.3g}, atol={c.atol:.3g})"

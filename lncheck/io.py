@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,22 @@ def _check_declared(
         )
 
 
-def _from_npz(path: Path, limit: int) -> Loaded:
+def read_npz(path: Path, select: Callable[[str], bool], *, max_bytes: int | None = None) -> Loaded:
+    """The arrays of an ``.npz`` file whose names ``select`` accepts (checked as ``read_arrays``).
+
+    Raises:
+        InputError: as ``read_arrays``.
+    """
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    try:
+        return _from_npz(path, limit, select)
+    except LncheckError as e:
+        raise with_context(e, str(path)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: cannot read: {_reason(e)}") from None
+
+
+def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = None) -> Loaded:
     if not zipfile.is_zipfile(path):
         raise InputError("is not a valid .npz file (not a zip archive)")
     arrays: dict[str, npt.NDArray[Any]] = {}
@@ -157,6 +172,8 @@ def _from_npz(path: Path, limit: int) -> Loaded:
             if not member.filename.endswith(".npy"):
                 raise InputError(f"member {member.filename!r} is not a .npy array")
             name = member.filename[: -len(".npy")]
+            if select is not None and not select(name):
+                continue
             with archive.open(member) as f:
                 shape, fortran, dtype = _read_npy_header(f)
                 header = f.tell()
@@ -296,17 +313,24 @@ def load_case(
     device: str = "cpu",
     max_bytes: int | None = None,
     name: str | None = None,
+    input_array: npt.NDArray[Any] | None = None,
 ) -> Case:
     """Read the input (and any weight, bias, expected or running-stat files) into a ``Case``.
+
+    ``input_array``, when given, is the input itself (a generated one, say), and
+    ``sources.input`` only names it in messages.
 
     Raises:
         InputError: a file cannot be read, holds the wrong kind of data, or does not fit
             the layer; the message names the file or option.
     """
     check_options(layer)
-    main = read_arrays(sources.input, max_bytes=max_bytes)
-    found = _pick_named(main.arrays, sources.input)
-    input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+    if input_array is None:
+        main = read_arrays(sources.input, max_bytes=max_bytes)
+        found = _pick_named(main.arrays, sources.input)
+        input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+    else:
+        found, input_dtype = {"input": input_array}, str(input_array.dtype)
     where = dict.fromkeys(found, sources.input)
     for role in ARRAY_NAMES:
         path = getattr(sources, role)
@@ -599,7 +623,7 @@ class CaseSpec:
         )
 
 
-def load(spec: CaseSpec) -> Case:
+def load(spec: CaseSpec, input_array: npt.NDArray[Any] | None = None) -> Case:
     """Load the case a ``CaseSpec`` describes (see ``load_case``)."""
     if spec.dtype is not None and spec.dtype not in dtypes.DTYPE_NAMES:
         raise InputError(
@@ -616,6 +640,7 @@ def load(spec: CaseSpec) -> Case:
         device=spec.device,
         max_bytes=spec.max_bytes,
         name=spec.name,
+        input_array=input_array,
     )
     return replace(
         case,

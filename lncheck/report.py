@@ -80,14 +80,25 @@ class Report:
     checks: tuple[Comparison, ...]
     stats: StatsTable | None = None
     small: Mapping[str, npt.NDArray[np.floating]] = field(default_factory=dict)
+    strict_baseline: bool = False
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not self.failures
 
     @property
     def failures(self) -> tuple[Comparison, ...]:
-        return tuple(c for c in self.checks if not c.passed)
+        """Failed checks that count: against the reference, and against a baseline if strict."""
+        return tuple(
+            c
+            for c in self.checks
+            if not c.passed and (c.kind == "reference" or self.strict_baseline)
+        )
+
+    @property
+    def drift(self) -> tuple[Comparison, ...]:
+        """Baseline checks whose result moved beyond the baseline tolerance."""
+        return tuple(c for c in self.checks if c.kind == "baseline" and not c.passed)
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -138,6 +149,7 @@ def check_to_dict(c: Comparison) -> dict[str, Any]:
         "max_ulp_err": _finite_or_none(c.max_ulp_err),
         "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
         "note": c.note,
+        "kind": c.kind,
     }
 
 
@@ -152,3 +164,73 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float):
         return _finite_or_none(v)
     return v
+
+
+CaseStatus = str  # "pass", "fail", "skip", "xfail", "xpass" or "error"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case of a suite run: its status, its report (unless skipped or in error), its time."""
+
+    name: str
+    status: CaseStatus
+    report: Report | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "skip", "xfail")
+
+    def worst(self) -> Comparison | None:
+        """The check that used the most of its tolerance (a failing one first)."""
+        if self.report is None or not self.report.checks:
+            return None
+        return max(self.report.checks, key=lambda c: (not c.passed, c.tolerance_used))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 4),
+            "message": self.message,
+            "drift": [] if self.report is None else [check_to_dict(c) for c in self.report.drift],
+            "report": None if self.report is None else self.report.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SuiteReport:
+    """A suite run: every case's result and where it ran."""
+
+    suite: str
+    results: tuple[CaseResult, ...]
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if any(r.status == "error" for r in self.results):
+            return ExitStatus.INVALID_INPUT
+        return ExitStatus.OK if self.passed else ExitStatus.CHECK_FAILED
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(("pass", "fail", "skip", "xfail", "xpass", "error"), 0)
+        for r in self.results:
+            out[r.status] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "suite": self.suite,
+            "counts": self.counts(),
+            "environment": dict(self.environment),
+            "notes": list(self.notes),
+            "cases": [r.to_dict() for r in self.results],
+        }

@@ -7,20 +7,25 @@ outputs are alive at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import replace
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lncheck import gradients, reference
 from lncheck.backends import get_backend
+from lncheck.baseline import open_baseline
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, compare
+from lncheck.errors import LncheckError
 from lncheck.layers import Plan, describe, params_of
-from lncheck.report import Header, Report, StatRow, StatsTable
+from lncheck.report import CaseResult, Header, Report, StatRow, StatsTable, SuiteReport
 from lncheck.result import NormResult, Quantity, as_array
+from lncheck.suite import SuiteCase
 from lncheck.tolerances import applied
 
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
@@ -33,11 +38,29 @@ RUNNING = ("running_mean", "running_var")
 EXPECTED = "expected"  # the candidate name of an output given with --expected
 
 
-def check_case(case: Case, backend: str | None = "torch", *, heatmaps: bool = False) -> Report:
+@dataclass(frozen=True)
+class BaselineCheck:
+    """Recorded torch results of one case, and the tolerance a difference from them needs to be
+    called drift (bitwise by default)."""
+
+    arrays: Mapping[tuple[str, str], npt.NDArray[Any]]
+    rtol: float = 0.0
+    atol: float = 0.0
+    strict: bool = False
+
+
+def check_case(
+    case: Case,
+    backend: str | None = "torch",
+    *,
+    heatmaps: bool = False,
+    baseline: BaselineCheck | None = None,
+) -> Report:
     """Compare every candidate for ``case`` with the reference and return the report.
 
     ``backend=None`` checks only the case's expected output (no torch needed); ``heatmaps``
-    keeps a (group, element) map of each element-wise error, for ``--plot``.
+    keeps a (group, element) map of each element-wise error, for ``--plot``; ``baseline`` adds
+    a check of each torch result against its recorded value.
     """
     ref = reference.run(case)
     p = case.plan
@@ -86,6 +109,8 @@ def check_case(case: Case, backend: str | None = "torch", *, heatmaps: bool = Fa
                     heatmap=heatmaps and quantity in ELEMENTWISE,
                 )
             )
+        if baseline is not None and result.candidate != EXPECTED:
+            checks += _against_baseline(result, baseline, layouts)
         if stats is None and "var" in result.quantities:
             stats = _stats_table(ref, result, layouts["var"], ref.conditioning)
         # Small tensors show the first torch path and any expected output beside the reference.
@@ -106,7 +131,33 @@ def check_case(case: Case, backend: str | None = "torch", *, heatmaps: bool = Fa
         device=case.device,
         notes=case.notes,
     )
-    return Report(header, tuple(checks), stats, small)
+    strict = baseline is not None and baseline.strict
+    return Report(header, tuple(checks), stats, small, strict_baseline=strict)
+
+
+def _against_baseline(
+    result: NormResult, baseline: BaselineCheck, layouts: Mapping[str, GroupLayout]
+) -> list[Comparison]:
+    checks = []
+    for quantity, value in result.quantities.items():
+        recorded = baseline.arrays.get((result.candidate, quantity))
+        if recorded is None:
+            continue
+        layout = layouts[quantity]
+        actual = as_array(value)
+        if quantity in STATISTICS:
+            recorded, actual = _in_shape(recorded, layout), _in_shape(actual, layout)  # type: ignore[assignment]
+        c = compare(
+            result.candidate,
+            quantity,
+            recorded,
+            actual,
+            layout,
+            rtol=baseline.rtol,
+            atol=baseline.atol,
+        )
+        checks.append(replace(c, kind="baseline"))
+    return checks
 
 
 def _magnitude(ref: NormResult, quantity: str) -> float | npt.NDArray[np.float64]:
@@ -186,3 +237,103 @@ def _stats_table(
         for g in sorted(chosen)
     )
     return StatsTable(cand.candidate, rows, n - len(rows))
+
+
+# --- suites ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """How to run a suite's cases (everything but which cases)."""
+
+    baseline: str | None = None
+    baseline_rtol: float = 0.0
+    baseline_atol: float = 0.0
+    strict_baseline: bool = False
+    fail_fast: bool = False
+    jobs: int = 1
+
+
+def run_cases(
+    suite_path: str,
+    cases: Sequence[SuiteCase],
+    options: SuiteOptions = SuiteOptions(),
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> SuiteReport:
+    """Run ``cases`` (validated, see ``suite.load_suite``) and collect a ``SuiteReport``."""
+    environment = get_backend().environment(_first_device(cases))
+    notes: list[str] = []
+    if options.baseline is not None:
+        notes += open_baseline(options.baseline).notes(environment)
+    results: list[CaseResult] = []
+
+    def done(result: CaseResult) -> bool:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        return options.fail_fast and not result.ok
+
+    if options.jobs <= 1:
+        for case in cases:
+            if done(run_one(case, options)):
+                break
+    else:
+        _run_parallel(cases, options, done)
+    order = {c.name: c.index for c in cases}
+    results.sort(key=lambda r: order[r.name])
+    return SuiteReport(suite_path, tuple(results), environment, tuple(notes))
+
+
+def run_one(suite_case: SuiteCase, options: SuiteOptions) -> CaseResult:
+    """One case of a suite, never raising: errors become a result with status ``error``."""
+    if suite_case.skip is not None:
+        return CaseResult(suite_case.name, "skip", message=suite_case.skip)
+    start = time.perf_counter()
+    try:
+        case = suite_case.load()
+        baseline = None
+        if options.baseline is not None:
+            arrays = open_baseline(options.baseline).arrays(suite_case.name)
+            baseline = BaselineCheck(
+                arrays, options.baseline_rtol, options.baseline_atol, options.strict_baseline
+            )
+        report = check_case(case, baseline=baseline)
+    except LncheckError as e:
+        return CaseResult(
+            suite_case.name, "error", message=str(e), seconds=time.perf_counter() - start
+        )
+    seconds = time.perf_counter() - start
+    failed = not report.passed
+    message: str | None
+    if suite_case.xfail is not None:
+        status = "xfail" if failed else "xpass"
+        message = (
+            suite_case.xfail if failed else f"passed, but is marked xfail ({suite_case.xfail})"
+        )
+    else:
+        status = "fail" if failed else "pass"
+        message = report.failures[0].message() if failed else None
+    return CaseResult(suite_case.name, status, report, message, seconds)
+
+
+def _run_parallel(
+    cases: Sequence[SuiteCase], options: SuiteOptions, done: Callable[[CaseResult], bool]
+) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn, not fork: torch's thread pools do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+        pending = {pool.submit(run_one, case, options) for case in cases}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if done(future.result()):
+                    for other in pending:
+                        other.cancel()
+                    return
+
+
+def _first_device(cases: Sequence[SuiteCase]) -> str:
+    return cases[0].spec.device if cases else "cpu"

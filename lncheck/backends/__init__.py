@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from lncheck.case import Case
 from lncheck.errors import BackendUnavailable
@@ -26,6 +26,8 @@ class Backend(Protocol):
     def version(self) -> str: ...
 
     def device_name(self, device: str) -> str: ...
+
+    def environment(self, device: str = "cpu") -> dict[str, Any]: ...
 
 
 def get_backend(name: str = "torch") -> Backend:

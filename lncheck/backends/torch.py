@@ -148,6 +148,22 @@ def version() -> str:
     return str(torch.__version__)
 
 
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """What a report records about where it ran."""
+    import platform
+
+    from lncheck import __version__
+
+    return {
+        "lncheck": __version__,
+        "torch": version(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
 # --- layer norm and RMS norm: torch wants the normalized axes last -----------------------------
 
 

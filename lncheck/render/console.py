@@ -13,7 +13,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # kept out of the import path of `lncheck ops`, which needs no NumPy
     from lncheck.comparison import Comparison
-    from lncheck.report import Report, StatsTable
+    from lncheck.report import Report, StatsTable, SuiteReport
 
 STYLE_PASS = "bold green"
 STYLE_FAIL = "bold red"
@@ -45,7 +45,10 @@ def render(report: Report, console: Console) -> None:
     elementwise = [
         c
         for c in report.checks
-        if c.histogram and not c.note and c.quantity in ("output", "activation")
+        if c.histogram
+        and not c.note
+        and c.kind == "reference"
+        and c.quantity in ("output", "activation")
     ]
     if elementwise:
         tables.append(_histogram(max(elementwise, key=lambda c: c.tolerance_used)))
@@ -56,6 +59,9 @@ def render(report: Report, console: Console) -> None:
         console.print(table)
     for c in report.failures:
         console.print(Text(c.message(), style=STYLE_FAIL), soft_wrap=True)
+    for c in report.drift:
+        if c not in report.failures:
+            console.print(Text(f"drift: {c.message()}", style=STYLE_NOTE), soft_wrap=True)
     console.print(_verdict(report))
 
 
@@ -130,7 +136,8 @@ def _check_rows(
     for candidate, group in _by_candidate(checks):
         table.add_row(Text(short_name(candidate), style=STYLE_HEADER))
         for c in group:
-            table.add_row(f"  {c.quantity}", *row(c))
+            label = f"  {c.quantity}" + (" vs baseline" if c.kind == "baseline" else "")
+            table.add_row(label, *row(c))
         table.add_section()
 
 
@@ -247,14 +254,19 @@ def _percent(fraction: float) -> str:
 
 
 def _mark(c: Comparison) -> Text:
+    if c.kind == "baseline":
+        return Text("same", style=STYLE_PASS) if c.passed else Text("drift", style=STYLE_NOTE)
     return Text("pass", style=STYLE_PASS) if c.passed else Text("FAIL", style=STYLE_FAIL)
 
 
 def _verdict(report: Report) -> Text:
-    n, bad = len(report.checks), len(report.failures)
+    counted = [c for c in report.checks if c.kind == "reference" or report.strict_baseline]
+    n, bad = len(counted), len(report.failures)
+    baseline = [c for c in report.checks if c.kind == "baseline"]
+    drift = f"; {len(report.drift)} of {len(baseline)} baseline checks drifted" if baseline else ""
     if report.passed:
-        return Text(f"PASS: all {n} checks passed", style=STYLE_PASS)
-    return Text(f"FAIL: {bad} of {n} checks failed", style=STYLE_FAIL)
+        return Text(f"PASS: all {n} checks passed{drift}", style=STYLE_PASS)
+    return Text(f"FAIL: {bad} of {n} checks failed{drift}", style=STYLE_FAIL)
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -267,3 +279,90 @@ def _num(x: float, digits: int = 3) -> str:
 
 def _dims(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+# --- suites ---------------------------------------------------------------------------------
+
+STATUS_STYLES = {
+    "pass": STYLE_PASS,
+    "fail": STYLE_FAIL,
+    "error": STYLE_FAIL,
+    "xpass": STYLE_FAIL,
+    "xfail": STYLE_NOTE,
+    "skip": STYLE_DIM,
+}
+
+
+class SuiteProgress:
+    """A progress bar for a suite run, shown only on a terminal and unless ``quiet``."""
+
+    def __init__(
+        self, console: Console, total: int, *, quiet: bool = False, label: str = "cases"
+    ) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=console,
+            disable=quiet or not console.is_terminal,
+            transient=True,
+        )
+        self._task = self._progress.add_task(label, total=total, last="")
+
+    def __enter__(self) -> SuiteProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, name: str, status: str = "") -> None:
+        self._progress.update(self._task, advance=1, last=f"{name} {status}")
+
+
+def render_suite(report: SuiteReport, console: Console) -> None:
+    """The summary table of a suite run, the failures spelled out, and a verdict line."""
+    table = _table(f"Suite {report.suite}")
+    # Pairs share a cell, one above the other, so the table fits 80 columns.
+    table.add_column("case\nop", overflow="fold")
+    table.add_column("dtype", no_wrap=True)
+    table.add_column("worst check", overflow="fold")
+    table.add_column("max abs\nmax rel", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    for r in report.results:
+        worst = r.worst()
+        header = r.report.header if r.report is not None else None
+        table.add_row(
+            f"{r.name}\n{header.op}" if header else r.name,
+            header.dtype if header else "",
+            f"{short_name(worst.candidate)}\n{worst.quantity}" if worst else (r.message or ""),
+            f"{_num(worst.max_abs_err, 2)}\n{_num(worst.max_rel_err, 2)}" if worst else "",
+            Text(r.status if r.status != "fail" else "FAIL", style=STATUS_STYLES[r.status]),
+            f"{r.seconds:.2f}s" if r.seconds else "",
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(Text(f"note: {note}", style=STYLE_NOTE), soft_wrap=True)
+    for r in report.results:
+        if r.report is not None and r.report.drift:
+            for c in r.report.drift:
+                console.print(
+                    Text(f"{r.name}: drift: {c.message()}", style=STYLE_NOTE), soft_wrap=True
+                )
+        if r.status in ("fail", "xpass", "error") and r.message:
+            console.print(Text(f"{r.name}: {r.message}", style=STYLE_FAIL), soft_wrap=True)
+    counts = {k: v for k, v in report.counts().items() if v}
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    style = STYLE_PASS if report.passed else STYLE_FAIL
+    console.print(Text(f"{'PASS' if report.passed else 'FAIL'}: {summary}", style=style))
