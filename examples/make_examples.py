@@ -44,6 +44,13 @@ def main() -> None:
         running_var=rng.uniform(1.5, 2.5, size=4).astype(np.float32),
     )
 
+    # BatchNorm's output in training mode (batch statistics) for that image batch: in eval mode
+    # (running statistics) BatchNorm gives something else, so checking this file with --eval fails.
+    im = image.astype(np.float64)
+    mean_c = im.mean(axis=(0, 2, 3), keepdims=True)
+    var_c = im.var(axis=(0, 2, 3), keepdims=True)
+    np.save(HERE / "bn_train_output.npy", ((im - mean_c) / np.sqrt(var_c + 1e-5)).astype(np.float32))
+
     # What a buggy kernel would produce for tokens.npy with --shape 4: it normalizes with the
     # unbiased (N - 1) variance. `lncheck compare tokens.npy --shape 4 --expected ...` fails.
     t = tokens.astype(np.float64)
