@@ -9,6 +9,7 @@ a time, so comparing a tensor never needs a float64 copy of the whole of it.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -124,49 +125,22 @@ def compare(
             math.inf,
             note=f"has shape {tuple(actual.shape)}, the reference has shape {tuple(shape)}",
         )
-    acc = _Accumulator(
+    acc = Accumulator(
         rtol,
         equal_nan,
         None if ulp_dtype is None else DTYPES[ulp_dtype],  # type: ignore[index]
         (layout.groups, layout.group_size) if heatmap else None,
     )
     magnitudes = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (layout.groups,))
-    atol_max = 0.0
     for (first, exp), (_, act), tol in zip(
-        _blocks(expected, layout), layout.blocks(actual), _atol_blocks(atol, layout), strict=True
+        _blocks(expected, layout), layout.blocks(actual), atol_blocks(atol, layout), strict=True
     ):
-        acc.update(first, exp, act, tol, magnitudes[first : first + exp.shape[0], None])
-        if tol.size:
-            atol_max = max(atol_max, float(np.nanmax(tol)) if not np.isnan(tol).all() else math.nan)
-    g, m = acc.worst_position
-    return Comparison(
-        candidate=candidate,
-        quantity=quantity,
-        passed=acc.mismatched == 0,
-        total=acc.total,
-        mismatched=acc.mismatched,
-        max_abs_err=acc.max_abs,
-        max_rel_err=acc.max_rel,
-        mean_abs_err=acc.sum_abs / acc.finite if acc.finite else 0.0,
-        worst_index=layout.index(g, m),
-        worst_actual=acc.worst_values[0],
-        worst_expected=acc.worst_values[1],
-        rtol=rtol,
-        atol=atol_max,
-        required_atol=acc.required_atol,
-        required_rtol=acc.required_rtol,
-        nan_actual=acc.nan_actual,
-        nan_expected=acc.nan_expected,
-        inf_actual=acc.inf_actual,
-        inf_expected=acc.inf_expected,
-        tolerance_used=max(acc.worst_key[0], 0.0),
-        max_ulp_err=acc.max_ulp if ulp_dtype is not None else math.nan,
-        histogram=tuple(int(n) for n in acc.histogram),
-        heatmap=acc.heatmap,
-    )
+        shared = prepare(exp, rtol, tol, magnitudes[first : first + exp.shape[0], None], acc.ulp_of)
+        acc.update(first, shared, act, tol)
+    return acc.result(candidate, quantity, layout)
 
 
-def _atol_blocks(atol: float | F64 | LazyTensor, layout: GroupLayout) -> Iterator[F64]:
+def atol_blocks(atol: float | F64 | LazyTensor, layout: GroupLayout) -> Iterator[F64]:
     """``atol`` block by block, in ``layout``'s order, shaped to broadcast against each block."""
     if isinstance(atol, LazyTensor):
         for _, block in atol.blocks():
@@ -186,14 +160,54 @@ def _blocks(q: Quantity, layout: GroupLayout) -> Iterator[tuple[int, npt.NDArray
     return q.blocks() if isinstance(q, LazyTensor) else layout.blocks(q)
 
 
-# Decades of the absolute error that the histogram counts: [10^k, 10^(k+1)) for k in this range,
-# plus a bin for exact matches, one below and one above.
-HISTOGRAM_DECADES = range(-16, 3)
+# The histogram counts |actual - expected| in bins three octaves wide, [2^k, 2^(k+3)) for k in
+# HISTOGRAM_OCTAVES, plus exact matches, one bin below and one above. Binary bins are exact and
+# cost a shift of the float's exponent bits, not a logarithm per element.
+HISTOGRAM_OCTAVES = range(-63, 9, 3)
 HEATMAP_SIZE = 128
+_TINY = np.finfo(np.float64).tiny
 
 
-class _Accumulator:
-    """Running metrics over blocks: counts, maxima, and the worst element seen so far."""
+@dataclass(frozen=True)
+class Shared:
+    """What every candidate's comparison of one block needs from the reference: computed once."""
+
+    expected: F64
+    magnitude: F64  # |expected|
+    allowed: F64  # atol + rtol * |expected|, never 0 (so error / allowed is never 0 / 0)
+    # error * 2**ulp_shift is the error in ULPs of the compute dtype at max(|expected|, the
+    # group's magnitude): the spacing there is 2**(exponent - mantissa bits).
+    ulp_shift: npt.NDArray[np.int32] | None
+
+
+def prepare(
+    expected: npt.NDArray[np.generic],
+    rtol: float,
+    atol: F64 | float,
+    magnitude: F64 | float,
+    ulp_of: DTypeInfo | None = None,
+) -> Shared:
+    """The parts of a block's comparison that do not depend on the candidate."""
+    e = np.asarray(expected, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        mag = np.abs(e)
+        allowed = mag * rtol
+        allowed += atol
+        np.maximum(allowed, _TINY, out=allowed)
+        shift = None
+        if ulp_of is not None:
+            scale = np.maximum(mag, magnitude) if np.any(magnitude) else mag
+            _, exponent = np.frexp(np.maximum(scale, ulp_of.tiny))
+            shift = (ulp_of.mantissa_bits + 1 - exponent).astype(np.int32)
+    return Shared(e, mag, allowed, shift)
+
+
+class Accumulator:
+    """Running metrics of one candidate's quantity over blocks: counts, maxima, the worst element.
+
+    Blocks arrive with the index of their first group in the whole tensor, in any order, so a
+    tensor can be compared chunk by chunk; ``result`` turns the totals into a ``Comparison``.
+    """
 
     def __init__(
         self,
@@ -207,10 +221,11 @@ class _Accumulator:
         self.nan_actual = self.nan_expected = self.inf_actual = self.inf_expected = 0
         self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
         self.required_atol = self.required_rtol = 0.0
+        self.atol_max = 0.0
         self.worst_key: tuple[float, float] = (-1.0, -1.0)
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
-        self.histogram = np.zeros(len(HISTOGRAM_DECADES) + 3, dtype=np.int64)
+        self.histogram = np.zeros(len(HISTOGRAM_OCTAVES) + 3, dtype=np.int64)
         self.heatmap_shape = heatmap
         self.heatmap = (
             None
@@ -219,16 +234,53 @@ class _Accumulator:
         )
 
     def update(
-        self,
-        first: int,
-        expected: npt.NDArray[np.generic],
-        actual: npt.NDArray[np.generic],
-        atol: F64,
-        magnitude: F64 | float,
+        self, first: int, shared: Shared, actual: npt.NDArray[np.generic], atol: F64 | float
     ) -> None:
-        e = np.asarray(expected, dtype=np.float64)
-        a = np.asarray(actual, dtype=np.float64)
+        """Add one block: ``actual`` against the reference block that ``shared`` describes."""
+        e = shared.expected
         self.total += e.size
+        self.atol_max = max(self.atol_max, float(np.max(atol)))
+        with np.errstate(all="ignore"):
+            diff = np.subtract(actual, e, dtype=np.float64)
+            if np.isfinite(diff).all():
+                self._finite_block(first, shared, np.abs(diff, out=diff), atol, actual)
+            else:
+                self._mixed_block(first, shared, np.asarray(actual, dtype=np.float64), atol)
+
+    def _finite_block(
+        self, first: int, s: Shared, err: F64, atol: F64 | float, actual: npt.NDArray[np.generic]
+    ) -> None:
+        """The common case, every pair finite: a dozen passes over the block, no masks."""
+        self.finite += err.size
+        score = err / s.allowed
+        k = int(score.argmax())
+        best = float(score.flat[k])
+        if best > 1:
+            self.mismatched += int(np.count_nonzero(score > 1))
+        self._worst(
+            first,
+            k,
+            best,
+            float(err.flat[k]),
+            float(np.asarray(actual).flat[k]),
+            float(s.expected.flat[k]),
+            err.shape[1],
+        )
+        self.sum_abs += float(err.sum())
+        self.max_abs = max(self.max_abs, float(err.max()))
+        excess = err - s.allowed  # how far over (or under) its tolerance each element is
+        self.required_atol = max(self.required_atol, float((excess + atol).max()))
+        self.max_rel = max(self.max_rel, _fmax(err / s.magnitude))
+        self.required_rtol = max(self.required_rtol, _fmax(excess / s.magnitude) + self.rtol)
+        if s.ulp_shift is not None:
+            self.max_ulp = max(self.max_ulp, float(np.ldexp(err, s.ulp_shift).max()))
+        self._histogram(err)
+        if self.heatmap is not None:
+            self._pool(first, err)
+
+    def _mixed_block(self, first: int, s: Shared, a: F64, atol: F64 | float) -> None:
+        """A block with NaN or Inf somewhere: masks decide what each pair means."""
+        e = s.expected
         e_nan, a_nan = np.isnan(e), np.isnan(a)
         e_inf, a_inf = np.isinf(e), np.isinf(a)
         self.nan_expected += int(e_nan.sum())
@@ -236,64 +288,64 @@ class _Accumulator:
         self.inf_expected += int(e_inf.sum())
         self.inf_actual += int(a_inf.sum())
         finite = ~(e_nan | a_nan | e_inf | a_inf)
-        with np.errstate(all="ignore"):
-            err = np.where(finite, np.abs(a - e), 0.0)
-            mag = np.abs(e)
-            allowed = atol + self.rtol * mag
-            ok = err <= allowed
-            # Non-finite pairs pass only when they are the same value (or both NaN if allowed).
-            nonfinite_ok = (a == e) | (a_nan & e_nan & self.equal_nan)
-            ok = np.where(finite, ok, nonfinite_ok)
-            score = np.where(finite, err / allowed, np.where(nonfinite_ok, 0.0, np.inf))
-            score = np.where(np.isnan(score), 0.0, score)  # 0 / 0: exact match with no tolerance
-        self.mismatched += int(e.size - ok.sum())
-        n_finite = int(finite.sum())
-        self.finite += n_finite
-        if n_finite:
-            self._finite_metrics(err, mag, finite, atol, magnitude)
-        if self.heatmap is not None and self.heatmap_shape is not None:
-            self._pool(first, np.where(finite, err, np.where(ok, 0.0, np.inf)))
-        if not ok[~finite].all():
-            self.required_atol = self.required_rtol = math.inf
-        flat = int(np.argmax(score))
-        best = float(score.flat[flat])
+        # Non-finite pairs pass only when they are the same value (or both NaN, if allowed).
+        nonfinite_ok = (a == e) | (a_nan & e_nan & self.equal_nan)
+        err = np.where(finite, np.abs(a - e), 0.0)
+        ok = np.where(finite, err <= s.allowed, nonfinite_ok)
+        self.mismatched += int(e.size - np.count_nonzero(ok))
+        score = np.where(finite, err / s.allowed, np.where(nonfinite_ok, 0.0, np.inf))
+        k = int(score.argmax())
+        best = float(score.flat[k])
         if best == math.inf:
             # Several elements are infinitely far out: name the one with the largest error,
             # a non-finite mismatch first.
-            tie = np.where(score == math.inf, np.where(finite, err, np.inf), -1.0)
-            flat = int(np.argmax(tie))
-        key = (best, float(err.flat[flat]) if finite.flat[flat] else math.inf)
+            k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
+        err_k = float(err.flat[k]) if finite.flat[k] else math.inf
+        self._worst(first, k, best, err_k, float(a.flat[k]), float(e.flat[k]), e.shape[1])
+        if not ok[~finite].all():
+            self.required_atol = self.required_rtol = math.inf
+        n_finite = int(np.count_nonzero(finite))
+        self.finite += n_finite
+        if n_finite:
+            f_err, f_allowed, f_mag = err[finite], s.allowed[finite], s.magnitude[finite]
+            f_atol = np.broadcast_to(atol, err.shape)[finite]
+            self.sum_abs += float(f_err.sum())
+            self.max_abs = max(self.max_abs, float(f_err.max()))
+            excess = f_err - f_allowed
+            self.required_atol = max(self.required_atol, float((excess + f_atol).max()))
+            self.max_rel = max(self.max_rel, _fmax(f_err / f_mag))
+            self.required_rtol = max(self.required_rtol, _fmax(excess / f_mag) + self.rtol)
+            if s.ulp_shift is not None:
+                shift = s.ulp_shift[finite]
+                self.max_ulp = max(self.max_ulp, float(np.ldexp(f_err, shift).max()))
+            self._histogram(f_err)
+        if self.heatmap is not None:
+            self._pool(first, np.where(finite, err, np.where(ok, 0.0, np.inf)))
+
+    def _worst(
+        self,
+        first: int,
+        k: int,
+        score: float,
+        err: float,
+        actual: float,
+        expected: float,
+        width: int,
+    ) -> None:
+        key = (score, err)
         if key > self.worst_key:
             self.worst_key = key
-            g, m = divmod(flat, e.shape[1])
+            g, m = divmod(k, width)
             self.worst_position = (first + g, m)
-            self.worst_values = (float(a.flat[flat]), float(e.flat[flat]))
+            self.worst_values = (actual, expected)
 
-    def _finite_metrics(
-        self, err: F64, mag: F64, finite: npt.NDArray[np.bool_], atol: F64, magnitude: F64 | float
-    ) -> None:
-        self.sum_abs += float(err.sum())
-        self.max_abs = max(self.max_abs, float(err.max()))
-        with np.errstate(all="ignore"):
-            rel = np.where(finite & (err > 0), err / mag, 0.0)
-            need_atol = np.where(finite, err - self.rtol * mag, 0.0)
-            excess = err - atol
-            need_rtol = np.where(finite & (excess > 0), excess / mag, 0.0)
-        self.max_rel = max(self.max_rel, float(rel.max()))
-        self.required_atol = max(self.required_atol, float(need_atol.max()))
-        self.required_rtol = max(self.required_rtol, float(need_rtol.max()))
-        if self.ulp_of is not None:
-            spacing = ulp(np.maximum(mag, magnitude), self.ulp_of)
-            self.max_ulp = max(self.max_ulp, float((err / spacing).max()))
-        nonzero = err[err > 0]
-        self.histogram[0] += err.size - nonzero.size - int((~finite).sum())
-        if nonzero.size:
-            decade = np.floor(np.log10(nonzero)).astype(np.int64)
-            low, high = HISTOGRAM_DECADES.start, HISTOGRAM_DECADES.stop
-            bins = np.clip(decade - low, -1, high - low) + 2
-            self.histogram += np.bincount(bins, minlength=self.histogram.size)[
-                : self.histogram.size
-            ]
+    def _histogram(self, err: F64) -> None:
+        """Count the errors per bin from their biased binary exponents: the top 16 bits of a
+        float64 are its sign, its 11 exponent bits and 4 mantissa bits."""
+        words = np.ascontiguousarray(err, dtype=np.float64).view(np.uint16).reshape(-1, 4)
+        per_exponent = np.bincount(words[:, _TOP_WORD] >> 4, minlength=2048)[:2048]
+        zeros = int(np.count_nonzero(err == 0))
+        self.histogram += _to_bins(per_exponent, zeros)
 
     def _pool(self, first: int, err: F64) -> None:
         """Max-pool the block's errors into the (group, element) heatmap."""
@@ -302,6 +354,55 @@ class _Accumulator:
         rows = (np.arange(first, first + err.shape[0]) * self.heatmap.shape[0]) // max(groups, 1)
         cols = (np.arange(err.shape[1]) * self.heatmap.shape[1]) // max(size, 1)
         np.maximum.at(self.heatmap, (rows[:, None], cols[None, :]), err)
+
+    def result(self, candidate: str, quantity: str, layout: GroupLayout) -> Comparison:
+        g, m = self.worst_position
+        return Comparison(
+            candidate=candidate,
+            quantity=quantity,
+            passed=self.mismatched == 0,
+            total=self.total,
+            mismatched=self.mismatched,
+            max_abs_err=self.max_abs,
+            max_rel_err=self.max_rel,
+            mean_abs_err=self.sum_abs / self.finite if self.finite else 0.0,
+            worst_index=layout.index(g, m),
+            worst_actual=self.worst_values[0],
+            worst_expected=self.worst_values[1],
+            rtol=self.rtol,
+            atol=self.atol_max,
+            required_atol=max(self.required_atol, 0.0),
+            required_rtol=max(self.required_rtol, 0.0),
+            nan_actual=self.nan_actual,
+            nan_expected=self.nan_expected,
+            inf_actual=self.inf_actual,
+            inf_expected=self.inf_expected,
+            tolerance_used=max(self.worst_key[0], 0.0),
+            max_ulp_err=self.max_ulp if self.ulp_of is not None else math.nan,
+            histogram=tuple(int(n) for n in self.histogram),
+            heatmap=self.heatmap,
+        )
+
+
+_TOP_WORD = 3 if sys.byteorder == "little" else 0
+# Biased exponent (0..2047) -> histogram bin; exponent 0 (zeros, subnormals) lands below.
+_BIN_OF_EXPONENT = np.clip(
+    (np.arange(2048) - 1023 - HISTOGRAM_OCTAVES.start) // 3 + 2, 1, len(HISTOGRAM_OCTAVES) + 2
+)
+
+
+def _to_bins(per_exponent: npt.NDArray[np.int64], zeros: int) -> npt.NDArray[np.int64]:
+    """Counts per biased exponent -> counts per histogram bin, exact zeros in their own bin."""
+    out = np.bincount(_BIN_OF_EXPONENT, weights=per_exponent, minlength=len(HISTOGRAM_OCTAVES) + 3)
+    counts = out.astype(np.int64)
+    counts[1] -= zeros
+    counts[0] += zeros
+    return counts
+
+
+def _fmax(a: F64) -> float:
+    """The largest value, ignoring the NaN of 0 / 0 (an exact zero)."""
+    return float(np.fmax.reduce(a, axis=None)) if a.size else 0.0
 
 
 def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:
@@ -312,9 +413,14 @@ def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:
 
 
 def histogram_bins() -> list[str]:
-    """Labels of the histogram bins, in order."""
-    low, high = HISTOGRAM_DECADES.start, HISTOGRAM_DECADES.stop
-    return ["0", f"<1e{low}", *(f"1e{k}" for k in HISTOGRAM_DECADES), f">=1e{high}"]
+    """Labels of the histogram bins, in order: each bin's lower edge."""
+    low, high = HISTOGRAM_OCTAVES.start, HISTOGRAM_OCTAVES.stop
+    return [
+        "0",
+        f"<{2.0**low:.2g}",
+        *(f"{2.0**k:.2g}" for k in HISTOGRAM_OCTAVES),
+        f">={2.0**high:.2g}",
+    ]
 
 
 def all_passed(checks: Iterable[Comparison]) -> bool:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,13 +21,14 @@ from lncheck.backends import get_backend
 from lncheck.baseline import open_baseline
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.comparison import Comparison, compare
+from lncheck.comparison import Accumulator, Comparison, atol_blocks, compare, prepare
+from lncheck.dtypes import DTYPES
 from lncheck.errors import LncheckError
-from lncheck.layers import Plan, describe, params_of
+from lncheck.layers import Plan, describe, params_of, plan
 from lncheck.report import CaseResult, Header, Report, StatRow, StatsTable, SuiteReport
-from lncheck.result import NormResult, Quantity, as_array
+from lncheck.result import LazyTensor, NormResult, Quantity, as_array
 from lncheck.suite import SuiteCase
-from lncheck.tolerances import applied
+from lncheck.tolerances import Atol, applied
 
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
 FIRST_GROUPS = 3
@@ -49,74 +51,72 @@ class BaselineCheck:
     strict: bool = False
 
 
+# Above this many elements, per-sample ops are checked chunk by chunk: torch runs on about this
+# many elements at a time and every candidate is compared against one reference block.
+CHUNK_ELEMENTS = 1 << 21
+CHUNKABLE = ("layer_norm", "rms_norm", "group_norm", "instance_norm", "local_response_norm")
+
+
 def check_case(
     case: Case,
     backend: str | None = "torch",
     *,
     heatmaps: bool = False,
     baseline: BaselineCheck | None = None,
+    timings: dict[str, float] | None = None,
+    chunk_elements: int | None = CHUNK_ELEMENTS,
 ) -> Report:
     """Compare every candidate for ``case`` with the reference and return the report.
 
     ``backend=None`` checks only the case's expected output (no torch needed); ``heatmaps``
     keeps a (group, element) map of each element-wise error, for ``--plot``; ``baseline`` adds
-    a check of each torch result against its recorded value.
+    a check of each torch result against its recorded value; ``timings`` collects seconds per
+    stage (reference, torch, compare).
+
+    Large inputs of ops whose samples are independent (all but BatchNorm) are checked chunk by
+    chunk (``chunk_elements`` per torch call; ``None`` never chunks): memory stays bounded
+    whatever the size, and each reference block is computed once for every candidate. Other
+    cases run torch on the whole tensor, one candidate at a time.
     """
-    ref = reference.run(case)
     p = case.plan
-    if case.grad:
-        grads, grad_bounds = gradients.backward(case)
-        ref = replace(
-            ref, quantities={**ref.quantities, **grads}, bounds={**ref.bounds, **grad_bounds}
-        )
+    clock = _Clock(timings)
     layouts = {
         **dict.fromkeys(ELEMENTWISE, reference.layout_of(p)),
         **dict.fromkeys(STATISTICS, GroupLayout(p.group_shape, p.group_shape, ())),
         **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
         **dict.fromkeys(PARAMETER_GRADIENTS, GroupLayout(p.param_shape, p.param_shape, ())),
     }
-    tolerance = {
-        q: applied(case.tolerance, case.dtype, _reduced_over(p, q), ref.bounds.get(q))
-        for q in ref.quantities
-    }
-    checks: list[Comparison] = []
-    stats: StatsTable | None = None
+    feeder = _Feeder(case, layouts, heatmaps, clock)
+    stats = _StatsCollector(layouts["var"])
     small: dict[str, npt.NDArray[np.floating]] = {}
-    if case.x.size <= SMALL_TENSOR:
-        small = {"input": case.x, "reference": as_array(ref.quantities["output"])}
-    for result in _candidates(case, backend):
-        for quantity, value in result.quantities.items():
-            layout = layouts[quantity]
-            expected = ref.quantities[quantity]
-            if quantity in STATISTICS:  # flat per-group arrays, compared in the group's shape
-                expected, value = _in_shape(expected, layout), _in_shape(value, layout)
-            actual = as_array(value)
-            rtol, atol = tolerance[quantity]
-            if quantity in STATISTICS and not isinstance(atol, float):
-                atol = np.asarray(atol).reshape(-1)
-            checks.append(
-                compare(
-                    result.candidate,
-                    quantity,
-                    expected,
-                    actual,
-                    layout,
-                    rtol=rtol,
-                    atol=atol,
-                    equal_nan=case.tolerance.equal_nan,
-                    magnitude=_magnitude(ref, quantity),
-                    ulp_dtype=case.dtype,
-                    heatmap=heatmaps and quantity in ELEMENTWISE,
+    extra: list[Comparison] = []
+    units = _units(case, chunk_elements if baseline is None else None)
+    for offset, unit in units.parts:
+        with clock("reference"):
+            ref = reference.run(unit)
+            if unit.grad:
+                grads, grad_bounds = gradients.backward(unit)
+                ref = replace(
+                    ref,
+                    quantities={**ref.quantities, **grads},
+                    bounds={**ref.bounds, **grad_bounds},
                 )
-            )
-        if baseline is not None and result.candidate != EXPECTED:
-            checks += _against_baseline(result, baseline, layouts)
-        if stats is None and "var" in result.quantities:
-            stats = _stats_table(ref, result, layouts["var"], ref.conditioning)
-        # Small tensors show the first torch path and any expected output beside the reference.
-        first_path = len(small) == 2
-        if small and "output" in result.quantities and (first_path or result.candidate == EXPECTED):
-            small[result.candidate] = as_array(result.quantities["output"])
+        if case.x.size <= SMALL_TENSOR:
+            small = {"input": case.x, "reference": as_array(ref.quantities["output"])}
+        candidates = _timed(_candidates(unit, backend), clock)
+        # Chunks are small: compare every candidate in one pass over the reference blocks.
+        # The whole tensor: one candidate at a time, so that one output is alive at a time.
+        batches = [list(candidates)] if units.chunked else ([r] for r in candidates)
+        for batch in batches:
+            feeder.feed(offset, reference.layout_of(unit.plan), ref, batch)
+            for result in batch:
+                stats.add(offset, ref, result)
+                if baseline is not None and result.candidate != EXPECTED:
+                    extra += _against_baseline(result, baseline, layouts)
+                # Small tensors show the first torch path and any expected output.
+                wanted = len(small) == 2 or result.candidate == EXPECTED
+                if small and "output" in result.quantities and wanted:
+                    small[result.candidate] = as_array(result.quantities["output"])
     header = Header(
         case=case.name,
         op=p.op,
@@ -129,10 +129,297 @@ def check_case(
         params=params_of(p),
         tolerance=_describe_tolerance(case),
         device=case.device,
-        notes=case.notes,
+        notes=case.notes + units.notes,
     )
     strict = baseline is not None and baseline.strict
-    return Report(header, tuple(checks), stats, small, strict_baseline=strict)
+    checks = feeder.results() + extra
+    return Report(header, tuple(checks), stats.table(), small, strict_baseline=strict)
+
+
+class _Clock:
+    """Seconds per stage, accumulated into ``timings`` (a no-op without it)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.timings is None:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _timed(results: Iterator[NormResult], clock: _Clock) -> Iterator[NormResult]:
+    """The candidates, with the time spent producing them counted as torch's."""
+    while True:
+        with clock("torch"):
+            result = next(results, None)
+        if result is None:
+            return
+        yield result
+
+
+@dataclass(frozen=True)
+class _Units:
+    parts: Iterable[tuple[int, Case]]  # (index of the first group, the case restricted to it)
+    chunked: bool
+    notes: tuple[str, ...] = ()
+
+
+def _units(case: Case, chunk_elements: int | None) -> _Units:
+    """The whole case, or lazily its chunks along the first axis (each a case of its own)."""
+    p = case.plan
+    rows = _rows_view(case)
+    if (
+        chunk_elements is None
+        or rows is None
+        or p.op not in CHUNKABLE
+        or p.update_running_stats
+        or case.grad
+        or case.x.size < 2 * chunk_elements
+    ):
+        return _Units([(0, case)], chunked=False)
+    x, per_row = rows
+    step = max(1, chunk_elements // max(1, math.prod(x.shape[1:])))
+    if step >= x.shape[0]:
+        return _Units([(0, case)], chunked=False)
+    note = (
+        f"checked in chunks of {step} along the first axis "
+        f"({step * math.prod(x.shape[1:])} elements per torch call)"
+    )
+    return _Units(
+        (
+            (start * per_row, _chunk(case, x, start, start + step))
+            for start in range(0, x.shape[0], step)
+        ),
+        chunked=True,
+        notes=(note,),
+    )
+
+
+def _rows_view(case: Case) -> tuple[npt.NDArray[Any], int] | None:
+    """The input as rows along which its groups are independent, and the groups per row.
+
+    LayerNorm and RMSNorm over trailing dims flatten the leading ones (free for a contiguous
+    input); ops with a batch axis use it as it is. ``None`` when neither applies.
+    """
+    p = case.plan
+    ndim = len(p.input_shape)
+    trailing = tuple(range(ndim - len(p.reduce_axes), ndim))
+    if p.op in ("layer_norm", "rms_norm") and p.reduce_axes == trailing and len(trailing) < ndim:
+        shape = (-1, *p.input_shape[ndim - len(trailing) :])
+        if not case.x.flags.c_contiguous:
+            return None
+        x = case.x.reshape(shape)
+        return x, 1
+    if 0 in p.reduce_axes or p.input_shape[0] < 2:
+        return None
+    return case.x, p.groups // p.input_shape[0]
+
+
+def _chunk(case: Case, x: npt.NDArray[Any], start: int, stop: int) -> Case:
+    p = case.plan
+    part = x[start:stop]
+    layer = p.layer
+    if part.ndim != len(p.input_shape):  # flattened LayerNorm/RMSNorm rows
+        layer = layer.with_(axes=None, normalized_shape=tuple(part.shape[1:]))
+    elif layer.axes is not None:  # the plan filled normalized_shape in from the axes
+        layer = layer.with_(normalized_shape=None)
+    expected = None if case.expected is None else case.expected.reshape(x.shape)[start:stop]
+    sub = plan(layer, tuple(part.shape), case.dtype, default_eps=p.eps)
+    return replace(case, x=part, expected=expected, plan=sub, layer=sub.layer)
+
+
+class _Feeder:
+    """One accumulator per (candidate, quantity), fed block by block, unit by unit."""
+
+    def __init__(
+        self, case: Case, layouts: Mapping[str, GroupLayout], heatmaps: bool, clock: _Clock
+    ) -> None:
+        self.case, self.layouts, self.heatmaps, self.clock = case, layouts, heatmaps, clock
+        self.ulp_of = DTYPES[case.dtype]
+        self.accumulators: dict[tuple[str, str], Accumulator] = {}
+        self.broken: dict[tuple[str, str], Comparison] = {}
+
+    def feed(
+        self, offset: int, layout: GroupLayout, ref: NormResult, results: Sequence[NormResult]
+    ) -> None:
+        """Compare ``results`` with ``ref``, which cover the unit at group ``offset`` laid out
+        by ``layout``."""
+        quantities = [q for q in ref.quantities if any(q in r.quantities for r in results)]
+        for quantity in quantities:
+            want = (
+                np.shape(as_array(ref.quantities[quantity]))
+                if quantity not in ELEMENTWISE
+                else layout.input_shape
+            )
+            having = []
+            for r in results:
+                if quantity not in r.quantities:
+                    continue
+                got = np.shape(r.quantities[quantity])
+                if math.prod(got) != math.prod(want):  # never silently broadcast: a failed check
+                    note = f"has shape {got}, the reference has shape {tuple(want)}"
+                    self.broken[(r.candidate, quantity)] = _noted(r.candidate, quantity, note)
+                else:
+                    having.append(r)
+            rtol, atol = applied(
+                self.case.tolerance,
+                self.case.dtype,
+                _reduced_over(self.case.plan, quantity),
+                ref.bounds.get(quantity),
+            )
+            accumulators = [self._accumulator(r.candidate, quantity, rtol) for r in having]
+            if quantity in ELEMENTWISE:
+                self._elementwise(offset, layout, ref, quantity, having, accumulators, rtol, atol)
+            else:
+                self._small(offset, ref, quantity, having, accumulators, rtol, atol)
+
+    def _accumulator(self, candidate: str, quantity: str, rtol: float) -> Accumulator:
+        key = (candidate, quantity)
+        if key not in self.accumulators:
+            layout = self.layouts[quantity]
+            grid = (
+                (layout.groups, layout.group_size)
+                if self.heatmaps and quantity in ELEMENTWISE
+                else None
+            )
+            self.accumulators[key] = Accumulator(
+                rtol, self.case.tolerance.equal_nan, DTYPES[self.case.dtype], grid
+            )
+        return self.accumulators[key]
+
+    def _elementwise(
+        self,
+        offset: int,
+        layout: GroupLayout,
+        ref: NormResult,
+        quantity: str,
+        results: Sequence[NormResult],
+        accumulators: Sequence[Accumulator],
+        rtol: float,
+        atol: Atol,
+    ) -> None:
+        expected = ref.quantities[quantity]
+        magnitude = np.broadcast_to(
+            np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
+        )
+        reference_blocks = (
+            expected.blocks() if isinstance(expected, LazyTensor) else layout.blocks(expected)
+        )
+        tolerance_blocks = atol_blocks(atol, layout)
+        candidate_blocks = [layout.blocks(as_array(r.quantities[quantity])) for r in results]
+        for first, stop in layout.spans():
+            with self.clock("reference"):
+                _, block = next(reference_blocks)
+                tol = next(tolerance_blocks)
+            with self.clock("compare"):
+                shared = prepare(block, rtol, tol, magnitude[first:stop, None], self.ulp_of)
+                for acc, blocks in zip(accumulators, candidate_blocks, strict=True):
+                    _, actual = next(blocks)
+                    acc.update(offset + first, shared, actual, tol)
+
+    def _small(
+        self,
+        offset: int,
+        ref: NormResult,
+        quantity: str,
+        results: Sequence[NormResult],
+        accumulators: Sequence[Accumulator],
+        rtol: float,
+        atol: Atol,
+    ) -> None:
+        """Statistics, running statistics and parameter gradients: one block of rows of one."""
+        with self.clock("compare"):
+            expected = as_array(ref.quantities[quantity]).reshape(-1, 1)
+            tol = np.asarray(
+                as_array(atol) if isinstance(atol, LazyTensor) else atol, dtype=np.float64
+            )
+            tol = np.broadcast_to(tol.reshape(-1, 1) if tol.size > 1 else tol, expected.shape)
+            size = np.asarray(_magnitude(ref, quantity), dtype=np.float64)
+            magnitude = np.broadcast_to(
+                size.reshape(-1, 1) if size.size > 1 else size, expected.shape
+            )
+            shared = prepare(expected, rtol, tol, magnitude, self.ulp_of)
+            for acc, result in zip(accumulators, results, strict=True):
+                acc.update(
+                    offset, shared, as_array(result.quantities[quantity]).reshape(-1, 1), tol
+                )
+
+    def results(self) -> list[Comparison]:
+        done = [acc.result(c, q, self.layouts[q]) for (c, q), acc in self.accumulators.items()]
+        return done + list(self.broken.values())
+
+
+def _noted(candidate: str, quantity: str, note: str) -> Comparison:
+    """A check that could not be made: failed, with the reason."""
+    nan = math.nan
+    return Comparison(
+        candidate, quantity, False, 0, 0, nan, nan, nan, (), nan, nan, nan, nan, nan, nan, note=note
+    )
+
+
+class _StatsCollector:
+    """The statistics table across units: the first groups, and the worst ones overall."""
+
+    def __init__(self, layout: GroupLayout) -> None:
+        self.layout = layout
+        self.candidate: str | None = None
+        self.rows: list[tuple[float, StatRow]] = []
+        self.seen = 0
+
+    def add(self, offset: int, ref: NormResult, result: NormResult) -> None:
+        if "var" not in result.quantities or self.candidate not in (None, result.candidate):
+            return
+        self.candidate = result.candidate
+        ref_mean, ref_var = as_array(ref.quantities["mean"]), as_array(ref.quantities["var"])
+        var = as_array(result.quantities["var"])
+        # A candidate without its own mean (RMSNorm's rstd-only native op) shows none.
+        mean = (
+            as_array(result.quantities["mean"])
+            if "mean" in result.quantities
+            else np.full_like(var, np.nan)
+        )
+        with np.errstate(all="ignore"):
+            spread = np.sqrt(np.abs(ref_var)) + np.finfo(np.float64).tiny
+            badness = np.fmax(
+                np.abs(mean - ref_mean) / spread,
+                np.abs(var - ref_var) / (np.abs(ref_var) + np.finfo(np.float64).tiny),
+            )
+        badness = np.where(np.isnan(badness), np.inf, badness)
+        kappa = ref.conditioning
+        picked = set(range(max(0, min(FIRST_GROUPS - offset, ref_mean.size))))
+        picked.update(int(g) for g in np.argsort(-badness, kind="stable")[:WORST_GROUPS])
+        for g in sorted(picked):
+            row = StatRow(
+                self.layout.group_index(offset + g),
+                float(ref_mean[g]),
+                float(ref_var[g]),
+                float(mean[g]),
+                float(var[g]),
+                math.nan if kappa is None else float(kappa[g]),
+            )
+            first = offset + g < FIRST_GROUPS
+            self.rows.append((math.inf if first else float(badness[g]), row))
+        self.seen += ref_mean.size
+
+    def table(self) -> StatsTable | None:
+        if self.candidate is None:
+            return None
+        if self.seen <= FIRST_GROUPS + WORST_GROUPS:
+            chosen = [row for _, row in self.rows]
+        else:
+            first = [row for score, row in self.rows if score == math.inf][:FIRST_GROUPS]
+            rest = sorted((r for r in self.rows if r[0] != math.inf), key=lambda r: -r[0])
+            chosen = first + [row for score, row in rest[:WORST_GROUPS] if score > 0]
+        unique = {row.group: row for row in chosen}
+        rows = tuple(sorted(unique.values(), key=lambda r: r.group))
+        return StatsTable(self.candidate, rows, self.seen - len(rows))
 
 
 def _against_baseline(
@@ -196,47 +483,6 @@ def _reduced_over(p: Plan, quantity: str) -> int:
     if quantity in PARAMETER_GRADIENTS:
         return gradients.shared_count(p)
     return p.group_size
-
-
-def _stats_table(
-    ref: NormResult,
-    cand: NormResult,
-    layout: GroupLayout,
-    conditioning: npt.NDArray[np.float64] | None,
-) -> StatsTable:
-    """The first groups and the worst ones (by the larger relative difference of mean or var)."""
-    ref_mean, ref_var = as_array(ref.quantities["mean"]), as_array(ref.quantities["var"])
-    var = as_array(cand.quantities["var"])
-    # A candidate without its own mean (RMSNorm's rstd-only native op) shows none.
-    mean = (
-        as_array(cand.quantities["mean"])
-        if "mean" in cand.quantities
-        else np.full_like(var, np.nan)
-    )
-    with np.errstate(all="ignore"):
-        spread = np.sqrt(np.abs(ref_var)) + np.finfo(np.float64).tiny
-        badness = np.fmax(
-            np.abs(mean - ref_mean) / spread,
-            np.abs(var - ref_var) / (np.abs(ref_var) + np.finfo(np.float64).tiny),
-        )
-    badness = np.where(np.isnan(badness), np.inf, badness)
-    n = ref_mean.size
-    chosen = list(range(min(FIRST_GROUPS, n)) if n > FIRST_GROUPS + WORST_GROUPS else range(n))
-    for g in np.argsort(-badness, kind="stable")[:WORST_GROUPS]:
-        if int(g) not in chosen and badness[g] > 0:
-            chosen.append(int(g))
-    rows = tuple(
-        StatRow(
-            layout.group_index(g),
-            float(ref_mean[g]),
-            float(ref_var[g]),
-            float(mean[g]),
-            float(var[g]),
-            math.nan if conditioning is None else float(conditioning[g]),
-        )
-        for g in sorted(chosen)
-    )
-    return StatsTable(cand.candidate, rows, n - len(rows))
 
 
 # --- suites ---------------------------------------------------------------------------------

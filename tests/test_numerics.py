@@ -253,8 +253,22 @@ def test_histogram_counts_every_element() -> None:
     out = next(c for c in report.checks if c.quantity == "output")
     assert sum(out.histogram) == out.total == 256
     assert len(out.histogram) == len(histogram_bins())
-    errors = sorted(histogram_bins()[i] for i, n in enumerate(out.histogram) if n)
-    assert "1e-8" in errors or "1e-7" in errors
+
+
+def test_histogram_bins_by_hand() -> None:
+    from lncheck.blocks import GroupLayout
+    from lncheck.comparison import compare
+
+    errors = np.array([[0.0, 2.0**-70, 2.0**-24, 1.5 * 2.0**-24, 2.0**-22, 2.0**-21, 1e4]])
+    layout = GroupLayout(errors.shape, errors.shape, (1,))
+    c = compare("c", "output", np.zeros_like(errors), errors, layout, rtol=0.0, atol=1e9)
+    labels = histogram_bins()
+    counts = dict(zip(labels, c.histogram, strict=True))
+    assert counts["0"] == 1 and counts[labels[1]] == 1  # exact, and below 2^-63
+    assert counts[f"{2.0**-24:.2g}"] == 3  # [2^-24, 2^-21)
+    assert counts[f"{2.0**-21:.2g}"] == 1
+    assert counts[labels[-1]] == 1  # 1e4 >= 2^9
+    assert sum(c.histogram) == errors.size
 
 
 # --- devices, tolerance modes, plots --------------------------------------------------------

@@ -185,11 +185,8 @@ def _histogram(c: Comparison) -> Table:
     for i in range(used[0], used[-1] + 1):
         n = counts[i]
         width = round(40 * math.log10(n + 1) / top) if top else 0
-        label = (
-            labels[i]
-            if i < 2 or i == len(labels) - 1
-            else f"{labels[i]}..1e{int(labels[i][2:]) + 1}"
-        )
+        inner = 2 <= i < len(labels) - 1
+        label = f"{labels[i]}..{labels[i + 1].lstrip('>=')}" if inner else labels[i]
         table.add_row(label, str(n), Text("█" * width, style=STYLE_BAR))
     return table
 
