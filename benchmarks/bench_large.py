@@ -60,7 +60,9 @@ def make_input(rows: int, cols: int) -> Path:
         rng = np.random.default_rng(0)
         data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, cols))
         for start in range(0, rows, 4096):
-            data[start : start + 4096] = rng.standard_normal((min(4096, rows - start), cols), dtype=np.float32)
+            data[start : start + 4096] = rng.standard_normal(
+                (min(4096, rows - start), cols), dtype=np.float32
+            )
         data.flush()
         del data
     return path
@@ -84,8 +86,12 @@ def main() -> None:
             results[name].append(measure(cmd))
             wall, rss = results[name][-1]
             print(f"run {run + 1}: {name:13s} {wall:6.2f} s {rss:8.0f} MiB", flush=True)
-    medians = {n: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for n, r in results.items()}
-    print(f"\n{args.rows} x {args.cols} float32 ({args.rows * args.cols / 1e6:.0f}M elements), medians of {args.runs}:")
+    medians = {
+        n: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
+        for n, r in results.items()
+    }
+    size = f"{args.rows * args.cols / 1e6:.0f}M elements"
+    print(f"\n{args.rows} x {args.cols} float32 ({size}), medians of {args.runs}:")
     for name, (wall, rss) in medians.items():
         print(f"  {name:13s} {wall:6.2f} s {rss:8.0f} MiB")
     (pw, pr), (lw, lr) = medians["plain script"], medians["lncheck"]

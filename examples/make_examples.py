@@ -49,7 +49,9 @@ def main() -> None:
     im = image.astype(np.float64)
     mean_c = im.mean(axis=(0, 2, 3), keepdims=True)
     var_c = im.var(axis=(0, 2, 3), keepdims=True)
-    np.save(HERE / "bn_train_output.npy", ((im - mean_c) / np.sqrt(var_c + 1e-5)).astype(np.float32))
+    np.save(
+        HERE / "bn_train_output.npy", ((im - mean_c) / np.sqrt(var_c + 1e-5)).astype(np.float32)
+    )
 
     # What a buggy kernel would produce for tokens.npy with --shape 4: it normalizes with the
     # unbiased (N - 1) variance. `lncheck compare tokens.npy --shape 4 --expected ...` fails.

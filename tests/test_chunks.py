@@ -25,13 +25,25 @@ CASES = [
 
 def _key(report):  # type: ignore[no-untyped-def]
     return sorted(
-        (c.candidate, c.quantity, c.passed, c.total, c.mismatched, c.max_abs_err, c.worst_index,
-         c.histogram, c.max_ulp_err, c.tolerance_used)
+        (
+            c.candidate,
+            c.quantity,
+            c.passed,
+            c.total,
+            c.mismatched,
+            c.max_abs_err,
+            c.worst_index,
+            c.histogram,
+            c.max_ulp_err,
+            c.tolerance_used,
+        )
         for c in report.checks
     )
 
 
-@pytest.mark.parametrize(("layer", "shape"), CASES, ids=lambda v: v.op if isinstance(v, Layer) else str(v))
+@pytest.mark.parametrize(
+    ("layer", "shape"), CASES, ids=lambda v: v.op if isinstance(v, Layer) else str(v)
+)
 def test_chunked_equals_whole(layer: Layer, shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(2.0, 1.5, size=shape).astype(np.float32)
@@ -65,6 +77,8 @@ def test_chunked_failure_names_the_same_worst_element() -> None:
 
 def test_batch_norm_is_never_chunked() -> None:
     x = np.random.default_rng(2).standard_normal((400, 8)).astype(np.float32)
-    report = check_case(case_from_arrays(x, Layer("batch_norm"), dtype="float32"), chunk_elements=100)
+    report = check_case(
+        case_from_arrays(x, Layer("batch_norm"), dtype="float32"), chunk_elements=100
+    )
     assert not any("checked in chunks" in n for n in report.header.notes)
     assert report.passed
