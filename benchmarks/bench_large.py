@@ -51,20 +51,28 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
+GENERATE = """
+import sys
+import numpy as np
+path, rows, cols = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, cols))
+for start in range(0, rows, 4096):
+    n = min(4096, rows - start)
+    data[start : start + n] = rng.standard_normal((n, cols), dtype=np.float32)
+data.flush()
+"""
+
+
 def make_input(rows: int, cols: int) -> Path:
+    """The input file, written once by a separate process: a child forked from a process that
+    has just written gigabytes would count that memory in its own peak RSS."""
     path = OUT / f"ln_{rows}x{cols}.npy"
     if not path.exists():
-        import numpy as np
-
         OUT.mkdir(exist_ok=True)
-        rng = np.random.default_rng(0)
-        data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, cols))
-        for start in range(0, rows, 4096):
-            data[start : start + 4096] = rng.standard_normal(
-                (min(4096, rows - start), cols), dtype=np.float32
-            )
-        data.flush()
-        del data
+        subprocess.run(
+            [sys.executable, "-c", GENERATE, str(path), str(rows), str(cols)], check=True
+        )
     return path
 
 

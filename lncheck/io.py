@@ -8,6 +8,7 @@ that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -648,3 +649,25 @@ def load(spec: CaseSpec, input_array: npt.NDArray[Any] | None = None) -> Case:
         grad=spec.grad or spec.grad_output is not None,
         seed=spec.seed,
     )
+
+
+def release_pages(view: npt.NDArray[Any], root: npt.NDArray[Any]) -> None:
+    """Drop the pages of ``view`` (a part of the read-only memory-mapped ``root``) from this
+    process's memory once it has been checked: the file stays in the page cache, but the
+    process's resident memory no longer grows with the size of the input.
+
+    Does nothing for arrays that are not views of a read-only file mapping.
+    """
+    import mmap as mmap_module
+
+    handle = getattr(root, "_mmap", None)
+    if handle is None or root.flags.writeable or not hasattr(handle, "madvise"):
+        return
+    base = root.ctypes.data - getattr(root, "offset", 0) % mmap_module.ALLOCATIONGRANULARITY
+    page = mmap_module.PAGESIZE
+    begin = view.ctypes.data - base
+    start = -(-begin // page) * page  # only whole pages inside the view
+    stop = (begin + view.nbytes) // page * page
+    if stop > start:
+        with contextlib.suppress(OSError, ValueError):  # an advice, not a requirement
+            handle.madvise(mmap_module.MADV_DONTNEED, start, stop - start)

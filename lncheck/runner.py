@@ -24,6 +24,7 @@ from lncheck.case import Case
 from lncheck.comparison import Accumulator, Comparison, atol_blocks, compare, prepare
 from lncheck.dtypes import DTYPES
 from lncheck.errors import LncheckError
+from lncheck.io import release_pages
 from lncheck.layers import Plan, describe, params_of, plan
 from lncheck.report import CaseResult, Header, Report, StatRow, StatsTable, SuiteReport
 from lncheck.result import LazyTensor, NormResult, Quantity, as_array
@@ -91,7 +92,11 @@ def check_case(
     small: dict[str, npt.NDArray[np.floating]] = {}
     extra: list[Comparison] = []
     units = _units(case, chunk_elements if baseline is None else None)
+    previous: npt.NDArray[Any] | None = None
     for offset, unit in units.parts:
+        if units.chunked and previous is not None:
+            release_pages(previous, case.x)
+        previous = unit.x if units.chunked else None
         with clock("reference"):
             ref = reference.run(unit)
             if unit.grad:
@@ -117,6 +122,8 @@ def check_case(
                 wanted = len(small) == 2 or result.candidate == EXPECTED
                 if small and "output" in result.quantities and wanted:
                     small[result.candidate] = as_array(result.quantities["output"])
+    if previous is not None:
+        release_pages(previous, case.x)
     header = Header(
         case=case.name,
         op=p.op,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,32 @@ def test_batch_norm_is_never_chunked() -> None:
     )
     assert not any("checked in chunks" in n for n in report.header.notes)
     assert report.passed
+
+
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise RuntimeError("no RssFile")
+
+
+@pytest.mark.skipif(
+    not __import__("os").path.exists("/proc/self/status"), reason="needs Linux /proc"
+)
+def test_checked_pages_are_handed_back(tmp_path: Path) -> None:
+    from lncheck.io import release_pages
+
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((4096, 1024), np.float32))  # 16 MiB
+    x = np.load(path, mmap_mode="r")
+    before = _rss_file_kib()
+    assert float(x.sum()) == 4096 * 1024
+    touched = _rss_file_kib()
+    release_pages(x[: x.shape[0] // 2], x)
+    released = _rss_file_kib()
+    assert touched - before > 12_000  # the pages really were mapped in
+    assert touched - released > 6_000  # and half of them handed back
+    assert float(x[:10].sum()) == 10 * 1024  # the data is still there, from the file
+    writable = np.ones(1000)
+    release_pages(writable, writable)  # not a read-only mapping: left alone
+    assert writable.sum() == 1000
