@@ -170,14 +170,19 @@ _TINY = np.finfo(np.float64).tiny
 
 @dataclass(frozen=True)
 class Shared:
-    """What every candidate's comparison of one block needs from the reference: computed once."""
+    """What every candidate's comparison of one block needs from the reference: computed once.
+
+    Reciprocals are kept so that each candidate multiplies instead of dividing.
+    """
 
     expected: F64
-    magnitude: F64  # |expected|
     allowed: F64  # atol + rtol * |expected|, never 0 (so error / allowed is never 0 / 0)
-    # error * 2**ulp_shift is the error in ULPs of the compute dtype at max(|expected|, the
-    # group's magnitude): the spacing there is 2**(exponent - mantissa bits).
-    ulp_shift: npt.NDArray[np.int32] | None
+    rtol_part: F64  # rtol * |expected|
+    inv_allowed: F64
+    inv_magnitude: F64  # 1 / |expected|, huge (not inf) where expected is 0
+    # error * inv_spacing is the error in ULPs of the compute dtype at max(|expected|, the
+    # group's magnitude), where the spacing is 2**(exponent - mantissa bits).
+    inv_spacing: F64 | None
 
 
 def prepare(
@@ -191,15 +196,16 @@ def prepare(
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(all="ignore"):
         mag = np.abs(e)
-        allowed = mag * rtol
-        allowed += atol
+        rtol_part = mag * rtol
+        allowed = rtol_part + atol
         np.maximum(allowed, _TINY, out=allowed)
-        shift = None
+        inv_spacing = None
         if ulp_of is not None:
             scale = np.maximum(mag, magnitude) if np.any(magnitude) else mag
             _, exponent = np.frexp(np.maximum(scale, ulp_of.tiny))
-            shift = (ulp_of.mantissa_bits + 1 - exponent).astype(np.int32)
-    return Shared(e, mag, allowed, shift)
+            inv_spacing = np.ldexp(1.0, ulp_of.mantissa_bits + 1 - exponent)
+        inv_magnitude = 1.0 / np.maximum(mag, _TINY, out=mag)
+    return Shared(e, allowed, rtol_part, 1.0 / allowed, inv_magnitude, inv_spacing)
 
 
 class Accumulator:
@@ -241,22 +247,26 @@ class Accumulator:
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.max(atol)))
         with np.errstate(all="ignore"):
-            diff = np.subtract(actual, e, dtype=np.float64)
-            if np.isfinite(diff).all():
-                self._finite_block(first, shared, np.abs(diff, out=diff), atol, actual)
+            err = np.subtract(actual, e, dtype=np.float64)
+            np.abs(err, out=err)
+            total = float(err.sum())
+            if math.isfinite(total):  # so every pair is finite (a NaN or Inf would show here)
+                self._finite_block(first, shared, err, total, actual)
             else:
                 self._mixed_block(first, shared, np.asarray(actual, dtype=np.float64), atol)
 
     def _finite_block(
-        self, first: int, s: Shared, err: F64, atol: F64 | float, actual: npt.NDArray[np.generic]
+        self, first: int, s: Shared, err: F64, total: float, actual: npt.NDArray[np.generic]
     ) -> None:
-        """The common case, every pair finite: a dozen passes over the block, no masks."""
+        """The common case, every pair finite: about ten passes over the block, no masks, one
+        scratch array."""
         self.finite += err.size
-        score = err / s.allowed
-        k = int(score.argmax())
-        best = float(score.flat[k])
+        self.sum_abs += total
+        scratch = np.multiply(err, s.inv_allowed)  # each element's share of its tolerance
+        k = int(scratch.argmax())
+        best = float(scratch.flat[k])
         if best > 1:
-            self.mismatched += int(np.count_nonzero(score > 1))
+            self.mismatched += int(np.count_nonzero(scratch > 1))
         self._worst(
             first,
             k,
@@ -266,14 +276,17 @@ class Accumulator:
             float(s.expected.flat[k]),
             err.shape[1],
         )
-        self.sum_abs += float(err.sum())
         self.max_abs = max(self.max_abs, float(err.max()))
-        excess = err - s.allowed  # how far over (or under) its tolerance each element is
-        self.required_atol = max(self.required_atol, float((excess + atol).max()))
-        self.max_rel = max(self.max_rel, _fmax(err / s.magnitude))
-        self.required_rtol = max(self.required_rtol, _fmax(excess / s.magnitude) + self.rtol)
-        if s.ulp_shift is not None:
-            self.max_ulp = max(self.max_ulp, float(np.ldexp(err, s.ulp_shift).max()))
+        np.multiply(err, s.inv_magnitude, out=scratch)
+        self.max_rel = max(self.max_rel, float(scratch.max()))
+        np.subtract(err, s.rtol_part, out=scratch)  # the atol each element needs with this rtol
+        self.required_atol = max(self.required_atol, float(scratch.max()))
+        np.subtract(err, s.allowed, out=scratch)  # the rtol it needs beyond this one, times |e|
+        scratch *= s.inv_magnitude
+        self.required_rtol = max(self.required_rtol, float(scratch.max()) + self.rtol)
+        if s.inv_spacing is not None:
+            np.multiply(err, s.inv_spacing, out=scratch)
+            self.max_ulp = max(self.max_ulp, float(scratch.max()))
         self._histogram(err)
         if self.heatmap is not None:
             self._pool(first, err)
@@ -293,7 +306,7 @@ class Accumulator:
         err = np.where(finite, np.abs(a - e), 0.0)
         ok = np.where(finite, err <= s.allowed, nonfinite_ok)
         self.mismatched += int(e.size - np.count_nonzero(ok))
-        score = np.where(finite, err / s.allowed, np.where(nonfinite_ok, 0.0, np.inf))
+        score = np.where(finite, err * s.inv_allowed, np.where(nonfinite_ok, 0.0, np.inf))
         k = int(score.argmax())
         best = float(score.flat[k])
         if best == math.inf:
@@ -307,17 +320,15 @@ class Accumulator:
         n_finite = int(np.count_nonzero(finite))
         self.finite += n_finite
         if n_finite:
-            f_err, f_allowed, f_mag = err[finite], s.allowed[finite], s.magnitude[finite]
-            f_atol = np.broadcast_to(atol, err.shape)[finite]
+            f_err, inv_mag = err[finite], s.inv_magnitude[finite]
             self.sum_abs += float(f_err.sum())
             self.max_abs = max(self.max_abs, float(f_err.max()))
-            excess = f_err - f_allowed
-            self.required_atol = max(self.required_atol, float((excess + f_atol).max()))
-            self.max_rel = max(self.max_rel, _fmax(f_err / f_mag))
-            self.required_rtol = max(self.required_rtol, _fmax(excess / f_mag) + self.rtol)
-            if s.ulp_shift is not None:
-                shift = s.ulp_shift[finite]
-                self.max_ulp = max(self.max_ulp, float(np.ldexp(f_err, shift).max()))
+            self.required_atol = max(self.required_atol, float((f_err - s.rtol_part[finite]).max()))
+            self.max_rel = max(self.max_rel, float((f_err * inv_mag).max()))
+            excess = (f_err - s.allowed[finite]) * inv_mag
+            self.required_rtol = max(self.required_rtol, float(excess.max()) + self.rtol)
+            if s.inv_spacing is not None:
+                self.max_ulp = max(self.max_ulp, float((f_err * s.inv_spacing[finite]).max()))
             self._histogram(f_err)
         if self.heatmap is not None:
             self._pool(first, np.where(finite, err, np.where(ok, 0.0, np.inf)))
@@ -340,12 +351,21 @@ class Accumulator:
             self.worst_values = (actual, expected)
 
     def _histogram(self, err: F64) -> None:
-        """Count the errors per bin from their biased binary exponents: the top 16 bits of a
-        float64 are its sign, its 11 exponent bits and 4 mantissa bits."""
+        """Count the errors per bin from their biased binary exponents (the top 16 bits of a
+        float64 are its sign, 11 exponent bits and 4 mantissa bits): one comparison of those
+        16-bit words per bin edge between the smallest and the largest error."""
         words = np.ascontiguousarray(err, dtype=np.float64).view(np.uint16).reshape(-1, 4)
-        per_exponent = np.bincount(words[:, _TOP_WORD] >> 4, minlength=2048)[:2048]
-        zeros = int(np.count_nonzero(err == 0))
-        self.histogram += _to_bins(per_exponent, zeros)
+        top = words[:, _TOP_WORD] >> np.uint16(4)
+        low, high = int(_BIN_OF_EXPONENT[top.min()]), int(_BIN_OF_EXPONENT[top.max()])
+        at_least = [top.size]  # how many errors fall in bin `low` or above, then low + 1, ...
+        for b in range(low + 1, high + 1):
+            at_least.append(int(np.count_nonzero(top >= _FIRST_EXPONENT_OF_BIN[b])))
+        at_least.append(0)
+        self.histogram[low : high + 1] += np.diff(np.array(at_least)) * -1
+        if low <= 1:
+            zeros = int(np.count_nonzero(err == 0))
+            self.histogram[1] -= zeros
+            self.histogram[0] += zeros
 
     def _pool(self, first: int, err: F64) -> None:
         """Max-pool the block's errors into the (group, element) heatmap."""
@@ -391,18 +411,9 @@ _BIN_OF_EXPONENT = np.clip(
 )
 
 
-def _to_bins(per_exponent: npt.NDArray[np.int64], zeros: int) -> npt.NDArray[np.int64]:
-    """Counts per biased exponent -> counts per histogram bin, exact zeros in their own bin."""
-    out = np.bincount(_BIN_OF_EXPONENT, weights=per_exponent, minlength=len(HISTOGRAM_OCTAVES) + 3)
-    counts = out.astype(np.int64)
-    counts[1] -= zeros
-    counts[0] += zeros
-    return counts
-
-
-def _fmax(a: F64) -> float:
-    """The largest value, ignoring the NaN of 0 / 0 (an exact zero)."""
-    return float(np.fmax.reduce(a, axis=None)) if a.size else 0.0
+# The smallest biased exponent of each bin (bins 0 and 1 both start at exponent 0).
+_FIRST_EXPONENT_OF_BIN = np.searchsorted(_BIN_OF_EXPONENT, np.arange(len(HISTOGRAM_OCTAVES) + 3))
+_FIRST_EXPONENT_OF_BIN = _FIRST_EXPONENT_OF_BIN.astype(np.uint16)
 
 
 def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:

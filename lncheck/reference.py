@@ -135,12 +135,14 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     weight, bias = param_views(p, case.weight, case.bias)
     sources += [a for a in (weight, bias) if a is not None]
 
+    with np.errstate(all="ignore"):
+        inv_std = 1.0 / np.sqrt(norm_var + p.eps)
+
     def compute(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
         n = blocks[0].shape[0]
-        m = norm_mean[first : first + n, None]
-        v = norm_var[first : first + n, None]
         with np.errstate(all="ignore"):
-            y = (np.asarray(blocks[0], dtype=np.float64) - m) / np.sqrt(v + p.eps)
+            y = np.subtract(blocks[0], norm_mean[first : first + n, None], dtype=np.float64)
+            y *= inv_std[first : first + n, None]
             rest = list(blocks[1:])
             if weight is not None:
                 np.multiply(y, rest.pop(0), out=y)

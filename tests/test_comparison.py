@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lncheck.blocks import GroupLayout
 from lncheck.comparison import Comparison, compare
@@ -130,3 +132,32 @@ def test_tolerance_table_and_both_or_neither() -> None:
         ToleranceSpec.from_options(None, 1e-3)
     with pytest.raises(InputError, match=r"^--atol must be a finite number >= 0, got -1.0$"):
         ToleranceSpec.from_options(0.0, -1.0)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.just(0.0), st.floats(0, 1e6), st.floats(1e-320, 1e-300), st.floats(1e-30, 1e-3)
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_histogram_matches_a_naive_count(errors: list[float]) -> None:
+    from lncheck.comparison import HISTOGRAM_OCTAVES, Accumulator
+
+    err = np.array(errors, dtype=np.float64).reshape(1, -1)
+    acc = Accumulator(0.0, False, None, None)
+    acc._histogram(err)
+    want = np.zeros_like(acc.histogram)
+    low, high = HISTOGRAM_OCTAVES.start, HISTOGRAM_OCTAVES.stop
+    for e in errors:
+        if e == 0:
+            want[0] += 1
+        elif e < 2.0**low:
+            want[1] += 1
+        elif e >= 2.0**high:
+            want[-1] += 1
+        else:
+            want[2 + (math.floor(math.log2(e)) - low) // 3] += 1
+    np.testing.assert_array_equal(acc.histogram, want)
