@@ -141,7 +141,7 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     def compute(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
         n = blocks[0].shape[0]
         with np.errstate(all="ignore"):
-            y = np.subtract(blocks[0], norm_mean[first : first + n, None], dtype=np.float64)
+            y: F64 = np.subtract(blocks[0], norm_mean[first : first + n, None], dtype=np.float64)
             y *= inv_std[first : first + n, None]
             rest = list(blocks[1:])
             if weight is not None:
