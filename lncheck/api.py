@@ -8,16 +8,13 @@ True
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
-from lncheck.io import case_from_arrays
-from lncheck.layers import Layer
+from lncheck.io import CaseSpec, load
 from lncheck.report import Report, SuiteReport
-from lncheck.tolerances import ToleranceSpec
 
 LAYER_OPTIONS = (
     "eps",
@@ -87,34 +84,36 @@ def compare(
     unknown = sorted(set(layer_options) - set(LAYER_OPTIONS))
     if unknown:
         raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
-    layer = Layer(
-        op=op,  # type: ignore[arg-type]
-        normalized_shape=_dims(normalized_shape),
+    spec = CaseSpec(
+        input=name,
+        name=name,
+        op=op,
+        shape=_dims(normalized_shape),
         axes=_dims(axes),
-        training=train,
+        train=train,
+        dtype=dtype,  # type: ignore[arg-type]
+        device=device,
+        vs_device=vs_device,
+        grad=grad,
+        seed=seed,
+        tolerance=None if rtol is not None else tolerance,
+        rtol=rtol,
+        atol=atol,
+        equal_nan=equal_nan,
         **layer_options,
     )
-    spec = ToleranceSpec.from_options(
-        rtol, atol, mode=None if rtol is not None else tolerance, equal_nan=equal_nan
-    )
-    case = case_from_arrays(
-        x,
-        layer,
-        dtype=dtype,  # type: ignore[arg-type]
-        tolerance=spec,
-        device=device,
-        name=name,
-        weight=weight,
-        bias=bias,
-        expected=expected,
-        running_mean=running_mean,
-        running_var=running_var,
-        grad_output=grad_output,
-    )
-    case = replace(case, vs_device=vs_device, grad=grad or grad_output is not None, seed=seed)
+    arrays = {
+        "input": x,
+        "weight": weight,
+        "bias": bias,
+        "expected": expected,
+        "running_mean": running_mean,
+        "running_var": running_var,
+        "grad_output": grad_output,
+    }
     from lncheck.runner import check_case
 
-    return check_case(case, backend=backend)
+    return check_case(load(spec, given=arrays), backend=backend)
 
 
 def check(

@@ -314,30 +314,37 @@ def load_case(
     device: str = "cpu",
     max_bytes: int | None = None,
     name: str | None = None,
-    input_array: npt.NDArray[Any] | None = None,
+    given: Mapping[str, npt.ArrayLike | None] | None = None,
 ) -> Case:
     """Read the input (and any weight, bias, expected or running-stat files) into a ``Case``.
 
-    ``input_array``, when given, is the input itself (a generated one, say), and
-    ``sources.input`` only names it in messages.
+    ``given`` holds arrays already in memory by role (``input``, ``weight``, ...; torch tensors
+    are accepted): they are used instead of files, and ``sources.input`` then only names the
+    input in messages.
 
     Raises:
         InputError: a file cannot be read, holds the wrong kind of data, or does not fit
-            the layer; the message names the file or option.
+            the layer; the message names the file, option or argument.
     """
     check_options(layer)
-    if input_array is None:
+    in_memory = {role: _as_numpy(a) for role, a in (given or {}).items() if a is not None}
+    unknown = sorted(set(in_memory) - {"input", *ARRAY_NAMES})
+    if unknown:
+        raise InputError(f"unknown array argument {unknown[0]!r} (known: {', '.join(ARRAY_NAMES)})")
+    if "input" in in_memory:
+        found = {"input": in_memory.pop("input")}
+        input_dtype = str(found["input"].dtype)
+    else:
         main = read_arrays(sources.input, max_bytes=max_bytes)
         found = _pick_named(main.arrays, sources.input)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
-    else:
-        found, input_dtype = {"input": input_array}, str(input_array.dtype)
     where = dict.fromkeys(found, sources.input)
     for role in ARRAY_NAMES:
         path = getattr(sources, role)
-        if path is not None:
-            found[role] = _read_single(path, role, max_bytes)
-            where[role] = path
+        if role in in_memory:
+            found[role], where[role] = in_memory[role], f"argument {role!r}"
+        elif path is not None:
+            found[role], where[role] = _read_single(path, role, max_bytes), path
     return _build(found, where, layer, input_dtype, dtype, tolerance, device, name or sources.input)
 
 
@@ -352,19 +359,20 @@ def case_from_arrays(
     **arrays: npt.ArrayLike | None,
 ) -> Case:
     """A ``Case`` from in-memory arrays: ``weight``, ``bias``, ``expected``, ``running_mean``,
-    ``running_var`` as keyword arguments (torch tensors are accepted through NumPy).
+    ``running_var``, ``grad_output`` as keyword arguments.
 
     Raises:
         InputError: as ``load_case``, naming the argument.
     """
-    check_options(layer)
-    unknown = sorted(set(arrays) - set(ARRAY_NAMES))
-    if unknown:
-        raise InputError(f"unknown array argument {unknown[0]!r} (known: {', '.join(ARRAY_NAMES)})")
-    found = {"input": _as_numpy(x)}
-    found.update({role: _as_numpy(a) for role, a in arrays.items() if a is not None})
-    where = {role: f"argument {role!r}" for role in found}
-    return _build(found, where, layer, str(found["input"].dtype), dtype, tolerance, device, name)
+    return load_case(
+        Sources(name),
+        layer,
+        dtype=dtype,
+        tolerance=tolerance,
+        device=device,
+        name=name,
+        given={"input": x, **arrays},
+    )
 
 
 def _as_numpy(a: npt.ArrayLike) -> npt.NDArray[Any]:
@@ -624,8 +632,8 @@ class CaseSpec:
         )
 
 
-def load(spec: CaseSpec, input_array: npt.NDArray[Any] | None = None) -> Case:
-    """Load the case a ``CaseSpec`` describes (see ``load_case``)."""
+def load(spec: CaseSpec, given: Mapping[str, npt.ArrayLike | None] | None = None) -> Case:
+    """Load the case a ``CaseSpec`` describes; ``given`` as in ``load_case``."""
     if spec.dtype is not None and spec.dtype not in dtypes.DTYPE_NAMES:
         raise InputError(
             f"--dtype must be one of {', '.join(dtypes.DTYPE_NAMES)}, got {spec.dtype!r}"
@@ -641,14 +649,10 @@ def load(spec: CaseSpec, input_array: npt.NDArray[Any] | None = None) -> Case:
         device=spec.device,
         max_bytes=spec.max_bytes,
         name=spec.name,
-        input_array=input_array,
+        given=given,
     )
-    return replace(
-        case,
-        vs_device=spec.vs_device,
-        grad=spec.grad or spec.grad_output is not None,
-        seed=spec.seed,
-    )
+    upstream = spec.grad_output is not None or case.grad_output is not None
+    return replace(case, vs_device=spec.vs_device, grad=spec.grad or upstream, seed=spec.seed)
 
 
 def release_pages(view: npt.NDArray[Any], root: npt.NDArray[Any]) -> None:

@@ -400,23 +400,17 @@ def _instance_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
         )
     affine = False if layer.affine is None else layer.affine
     momentum = 0.0 if layer.momentum is None else layer.momentum  # as nn.InstanceNorm does
-    return Plan(
-        layer=layer.with_(channel_axis=k, track_running_stats=track, affine=affine),
-        torch_name=f"InstanceNorm{len(shape) - 2}d",
-        input_shape=shape,
-        view_shape=shape,
-        reduce_axes=spatial,
-        eps=DEFAULT_EPS if layer.eps is None else layer.eps,
-        affine=affine,
-        has_bias=affine,
-        param_shape=(shape[k],),
-        param_axes=(k,),
-        channel_axis=k,
-        stats_shape=(shape[k],) if track else (),
-        channel_group_axis=1,
-        use_running_stats=not use_input_stats,
-        update_running_stats=layer.training and track,
-        momentum_factor=momentum,
+    return _per_channel(
+        layer,
+        shape,
+        k,
+        f"InstanceNorm{len(shape) - 2}d",
+        spatial,
+        affine,
+        track,
+        use_input_stats,
+        momentum,
+        1,
     )
 
 
@@ -433,10 +427,26 @@ def _batch_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
     affine = True if layer.affine is None else layer.affine
     # momentum=None is the cumulative average: 1 / num_batches_tracked after a fresh module's step.
     momentum = 1.0 if layer.momentum is None else layer.momentum
-    rank = len(shape)
+    name = f"BatchNorm{1 if len(shape) <= 3 else len(shape) - 2}d"
+    return _per_channel(layer, shape, k, name, reduce, affine, track, use_batch_stats, momentum, 0)
+
+
+def _per_channel(
+    layer: Layer,
+    shape: tuple[int, ...],
+    k: int,
+    torch_name: str,
+    reduce: tuple[int, ...],
+    affine: bool,
+    track: bool,
+    input_stats: bool,
+    momentum: float,
+    channel_group_axis: int,
+) -> Plan:
+    """InstanceNorm's and BatchNorm's plan: parameters and running statistics per channel."""
     return Plan(
         layer=layer.with_(channel_axis=k, track_running_stats=track, affine=affine),
-        torch_name=f"BatchNorm{1 if rank <= 3 else rank - 2}d",
+        torch_name=torch_name,
         input_shape=shape,
         view_shape=shape,
         reduce_axes=reduce,
@@ -447,8 +457,8 @@ def _batch_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
         param_axes=(k,),
         channel_axis=k,
         stats_shape=(shape[k],) if track else (),
-        channel_group_axis=0,
-        use_running_stats=not use_batch_stats,
+        channel_group_axis=channel_group_axis,
+        use_running_stats=not input_stats,
         update_running_stats=layer.training and track,
         momentum_factor=momentum,
     )

@@ -176,7 +176,7 @@ class SuiteCase:
         """
         if self.random is None:
             return load(self.spec)
-        return load(self.spec, input_array=self.random.generate(self.spec.dtype))
+        return load(self.spec, given={"input": self.random.generate(self.spec.dtype)})
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def _validate(case: SuiteCase) -> None:
     if case.random is None:
         load(case.spec)
     else:  # the shape is what matters: zeros stand in for the generated values
-        load(case.spec, input_array=np.zeros(case.random.shape, dtype=np.float32))
+        load(case.spec, given={"input": np.zeros(case.random.shape, dtype=np.float32)})
 
 
 def select(

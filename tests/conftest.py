@@ -45,3 +45,39 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The torch and NumPy modules imported once ``code`` has run in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    report = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    return [m for m in modules if m.split(".")[0] in ("torch", "numpy")]
+
+
+def random_parameters(
+    layer: Any, shape: tuple[int, ...], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Weight, bias and running statistics that fit ``layer`` on ``shape``, drawn from ``rng``."""
+    from lncheck.layers import plan
+
+    p = plan(layer, shape)
+    arrays: dict[str, np.ndarray] = {}
+    if p.affine:
+        arrays["weight"] = rng.normal(1, 0.5, p.param_shape)
+        if p.has_bias:
+            arrays["bias"] = rng.normal(0, 0.5, p.param_shape)
+    if p.use_running_stats:
+        arrays["running_mean"] = rng.normal(0, 0.5, p.stats_shape)
+        arrays["running_var"] = rng.uniform(0.5, 2, p.stats_shape)
+    return arrays

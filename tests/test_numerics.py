@@ -26,7 +26,7 @@ from lncheck.reference import normalize
 from lncheck.runner import check_case as check
 from lncheck.tolerances import ToleranceSpec
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, random_parameters
 
 runner = CliRunner()
 TIGHT = ToleranceSpec.from_options(1e-9, 1e-9)
@@ -79,17 +79,7 @@ GRAD_LAYERS = [
 def _grad_case(layer: Layer, shape: tuple[int, ...], dtype: str = "float64", seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     x = rng.normal(0.5, 1.3, size=shape)
-    from lncheck.layers import plan
-
-    p = plan(layer, shape)
-    arrays: dict[str, Any] = {}
-    if p.affine:
-        arrays["weight"] = rng.normal(1, 0.4, p.param_shape)
-        if p.has_bias:
-            arrays["bias"] = rng.normal(0, 0.4, p.param_shape)
-    if p.use_running_stats:
-        arrays["running_mean"] = rng.normal(0, 0.5, p.stats_shape)
-        arrays["running_var"] = rng.uniform(0.5, 2, p.stats_shape)
+    arrays = random_parameters(layer, shape, rng)
     return case_from_arrays(x, layer, dtype=dtype, **arrays), arrays  # type: ignore[arg-type]
 
 

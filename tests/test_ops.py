@@ -13,13 +13,15 @@ from hypothesis import strategies as st
 
 from lncheck.errors import InputError
 from lncheck.io import case_from_arrays
-from lncheck.layers import Layer, plan
+from lncheck.layers import OP_NAMES, Layer, plan
 from lncheck.reference import normalize
 from lncheck.reference import run as run_reference
 from lncheck.report import Report
 from lncheck.result import as_array
 from lncheck.runner import check_case as check
 from lncheck.tolerances import ToleranceSpec
+
+from .conftest import random_parameters
 
 TIGHT = ToleranceSpec.from_options(1e-10, 1e-10)
 
@@ -231,18 +233,7 @@ def test_activations_match_torch_defaults(activation: str, module: torch.nn.Modu
 
 @st.composite
 def random_layers(draw: st.DrawFn) -> tuple[Layer, tuple[int, ...]]:
-    op = draw(
-        st.sampled_from(
-            [
-                "layer_norm",
-                "group_norm",
-                "instance_norm",
-                "batch_norm",
-                "rms_norm",
-                "local_response_norm",
-            ]
-        )
-    )
+    op = draw(st.sampled_from(OP_NAMES))
     n = draw(st.integers(1, 3))
     c = draw(st.integers(1, 6))
     spatial = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
@@ -279,13 +270,7 @@ def test_random_layers_match_torch_in_float64(
     args: tuple[Layer, tuple[int, ...]], seed: int
 ) -> None:
     layer, shape = args
-    rng = np.random.default_rng(seed)
-    p = plan(layer, shape)
-    arrays: dict[str, Any] = {}
-    if p.affine:
-        arrays["weight"] = rng.normal(1, 0.5, p.param_shape)
-        if p.has_bias:
-            arrays["bias"] = rng.normal(0, 0.5, p.param_shape)
+    arrays = random_parameters(layer, shape, np.random.default_rng(seed))
     assert_matches_reference(layer, "float64", shape, seed=seed, tolerance=TIGHT, **arrays)
 
 
