@@ -353,6 +353,14 @@ def compare(
     max_bytes: Annotated[
         int | None, _opt("Refuse inputs larger than this many bytes; default half the RAM.", OUTPUT)
     ] = None,
+    no_chunks: Annotated[
+        bool,
+        _opt(
+            "Run torch on the whole tensor even when it is large (more memory).",
+            OUTPUT,
+            "--no-chunks",
+        ),
+    ] = False,
     plot: Annotated[
         Path | None,
         _opt("Write a PNG with the error histogram and heatmap (needs matplotlib).", OUTPUT),
@@ -397,7 +405,8 @@ def compare(
         equal_nan=equal_nan,
         max_bytes=max_bytes,
     )
-    report = check_case(load(spec), heatmaps=plot is not None)
+    chunks = {"chunk_elements": None} if no_chunks else {}
+    report = check_case(load(spec), heatmaps=plot is not None, **chunks)
     _emit(report, json_output, plot)
     raise typer.Exit(int(report.exit_status))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -432,7 +432,3 @@ def histogram_bins() -> list[str]:
         *(f"{2.0**k:.2g}" for k in HISTOGRAM_OCTAVES),
         f">={2.0**high:.2g}",
     ]
-
-
-def all_passed(checks: Iterable[Comparison]) -> bool:
-    return all(c.passed for c in checks)

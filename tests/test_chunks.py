@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,3 +113,19 @@ def test_checked_pages_are_handed_back(tmp_path: Path) -> None:
     writable = np.ones(1000)
     release_pages(writable, writable)  # not a read-only mapping: left alone
     assert writable.sum() == 1000
+
+
+def test_no_chunks_option(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lncheck.cli import app
+
+    path = tmp_path / "big.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((8200, 1024)).astype(np.float32))
+    chunked = CliRunner().invoke(app, ["compare", str(path), "--shape", "1024", "--json"])
+    whole = CliRunner().invoke(
+        app, ["compare", str(path), "--shape", "1024", "--json", "--no-chunks"]
+    )
+    notes = [json.loads(r.stdout)["notes"] for r in (chunked, whole)]
+    assert any("checked in chunks" in n for n in notes[0]) and notes[1] == []
+    assert chunked.exit_code == whole.exit_code == 0
