@@ -37,10 +37,14 @@ class Baseline:
     def arrays(self, case: str) -> dict[tuple[str, str], npt.NDArray[Any]]:
         """``{(candidate, quantity): array}`` recorded for ``case`` (empty if none)."""
         prefix = f"{case}/"
-        loaded = read_npz(self.path, lambda name: name.startswith(prefix))
+        loaded = read_npz(self.path, lambda name: name.startswith(prefix) and name.count("/") == 2)
         out = {}
         for name, array in loaded.arrays.items():
-            _, candidate, quantity = name.split("/", 2)
+            _, candidate, quantity = name.split("/")
+            if array.dtype.kind not in "fiub":
+                raise InputError(
+                    f"--baseline {self.path}: entry {name!r} holds {array.dtype}, not real numbers"
+                )
             out[(candidate, quantity)] = array
         return out
 
@@ -66,8 +70,10 @@ def open_baseline(path: str | Path) -> Baseline:
         raise InputError(f"--baseline {path}: not an lncheck baseline (no {META} entry)")
     try:
         meta = json.loads(str(loaded.arrays[META][()]))
-    except (ValueError, TypeError):
-        raise InputError(f"--baseline {path}: its {META} entry is not valid JSON") from None
+    except (ValueError, TypeError, IndexError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise InputError(f"--baseline {path}: its {META} entry is not a JSON object")
     return Baseline(path, meta)
 
 

@@ -21,9 +21,8 @@ import typer
 from typer.core import TyperGroup
 
 from lncheck import __version__
-from lncheck.errors import LncheckError
+from lncheck.errors import ExitStatus, LncheckError
 
-USAGE_ERROR = 2
 # Options that take a variable number of integers: ``--shape 3 4`` is rewritten to
 # ``--shape 3,4`` before parsing, because click options take a fixed number of values.
 MULTI_INT_OPTIONS = ("--shape", "--axes")
@@ -60,13 +59,14 @@ class _Group(TyperGroup):
         except typer.TyperException as e:  # click's usage errors (bad option, missing value)
             if show_traceback:
                 raise
-            _fail(e.format_message(), getattr(e, "exit_code", USAGE_ERROR) or USAGE_ERROR)
+            _fail(e.format_message(), ExitStatus.INVALID_INPUT)
         except typer.Abort:
             _fail("aborted", 1)
         except Exception as e:  # a bug in lncheck, not in the input: say so in one line
             if show_traceback:
                 raise
-            _fail(f"internal error: {type(e).__name__}: {e} (run with --traceback for details)", 3)
+            message = f"internal error: {type(e).__name__}: {e} (run with --traceback for details)"
+            _fail(message, ExitStatus.INTERNAL_ERROR)
         code = status if isinstance(status, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -478,9 +478,12 @@ def run(
     if jobs < 1:
         raise typer.BadParameter(f"must be at least 1, got {jobs}", param_hint="--jobs")
     cases = _selected(suite, shard, pattern)
-    b_rtol, b_atol = _both_or_neither(
-        baseline_rtol, baseline_atol, "--baseline-rtol", "--baseline-atol"
+    from lncheck.tolerances import ToleranceSpec
+
+    drift = ToleranceSpec.from_options(
+        baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )
+    b_rtol, b_atol = drift.rtol or 0.0, drift.atol or 0.0
     options = SuiteOptions(
         baseline=_path(baseline),
         baseline_rtol=b_rtol,
@@ -556,15 +559,6 @@ def _selected(suite: Path, shard: str | None, pattern: str | None) -> list[Any]:
     if not chosen:
         raise typer.BadParameter(f"no case of {suite} is selected", param_hint="-k/--shard")
     return chosen
-
-
-def _both_or_neither(
-    rtol: float | None, atol: float | None, r_name: str, a_name: str
-) -> tuple[float, float]:
-    if (rtol is None) != (atol is None):
-        given, missing = (r_name, a_name) if rtol is not None else (a_name, r_name)
-        raise typer.BadParameter(f"give {missing} too (both or neither)", param_hint=given)
-    return (rtol or 0.0, atol or 0.0)
 
 
 def _write_reports(report: Any, junit: Path | None, json_file: Path | None) -> None:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
 from lncheck.dtypes import DTYPES, DTypeInfo
-from lncheck.result import LazyTensor, Quantity
+from lncheck.result import LazyTensor, Quantity, blocks_of
 
 F64 = npt.NDArray[np.float64]
 
@@ -106,25 +106,7 @@ def compare(
     """
     shape = expected.shape
     if tuple(actual.shape) != tuple(shape):
-        atol_max = atol if isinstance(atol, float) else math.nan
-        return Comparison(
-            candidate,
-            quantity,
-            False,
-            math.prod(shape),
-            math.prod(shape),
-            math.inf,
-            math.inf,
-            math.inf,
-            (),
-            math.nan,
-            math.nan,
-            rtol,
-            atol_max,
-            math.inf,
-            math.inf,
-            note=f"has shape {tuple(actual.shape)}, the reference has shape {tuple(shape)}",
-        )
+        return unmatched(candidate, quantity, tuple(actual.shape), tuple(shape), rtol)
     acc = Accumulator(
         rtol,
         equal_nan,
@@ -133,7 +115,7 @@ def compare(
     )
     magnitudes = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (layout.groups,))
     for (first, exp), (_, act), tol in zip(
-        _blocks(expected, layout), layout.blocks(actual), atol_blocks(atol, layout), strict=True
+        blocks_of(expected, layout), layout.blocks(actual), atol_blocks(atol, layout), strict=True
     ):
         shared = prepare(exp, rtol, tol, magnitudes[first : first + exp.shape[0], None], acc.ulp_of)
         acc.update(first, shared, act, tol)
@@ -156,8 +138,36 @@ def atol_blocks(atol: float | F64 | LazyTensor, layout: GroupLayout) -> Iterator
         yield per_group[first:stop, None]
 
 
-def _blocks(q: Quantity, layout: GroupLayout) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:
-    return q.blocks() if isinstance(q, LazyTensor) else layout.blocks(q)
+def unmatched(
+    candidate: str,
+    quantity: str,
+    got: tuple[int, ...],
+    want: tuple[int, ...],
+    rtol: float = math.nan,
+) -> Comparison:
+    """A check that could not be made because the shapes differ: failed, with a note (never a
+    broadcast)."""
+    n = math.prod(want)
+    inf, nan = math.inf, math.nan
+    note = f"has shape {got}, the reference has shape {want}"
+    return Comparison(
+        candidate,
+        quantity,
+        False,
+        n,
+        n,
+        inf,
+        inf,
+        inf,
+        (),
+        nan,
+        nan,
+        rtol,
+        nan,
+        inf,
+        inf,
+        note=note,
+    )
 
 
 # The histogram counts |actual - expected| in bins three octaves wide, [2^k, 2^(k+3)) for k in
@@ -198,7 +208,10 @@ def prepare(
         mag = np.abs(e)
         rtol_part = mag * rtol
         allowed = rtol_part + atol
-        np.maximum(allowed, _TINY, out=allowed)
+        # A bound that came out NaN (inf * 0 for a zero-variance group with eps=0) allows
+        # nothing beyond the rtol part: fmax drops the NaN. Never 0, so error / allowed is
+        # never 0 / 0.
+        np.fmax(allowed, np.fmax(rtol_part, _TINY), out=allowed)
         inv_spacing = None
         if ulp_of is not None:
             scale = np.maximum(mag, magnitude) if np.any(magnitude) else mag
@@ -245,7 +258,7 @@ class Accumulator:
         """Add one block: ``actual`` against the reference block that ``shared`` describes."""
         e = shared.expected
         self.total += e.size
-        self.atol_max = max(self.atol_max, float(np.max(atol)))
+        self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
         with np.errstate(all="ignore"):
             err = np.subtract(actual, e, dtype=np.float64)
             np.abs(err, out=err)
@@ -384,7 +397,7 @@ class Accumulator:
             total=self.total,
             mismatched=self.mismatched,
             max_abs_err=self.max_abs,
-            max_rel_err=self.max_rel,
+            max_rel_err=_unbounded(self.max_rel),
             mean_abs_err=self.sum_abs / self.finite if self.finite else 0.0,
             worst_index=layout.index(g, m),
             worst_actual=self.worst_values[0],
@@ -392,7 +405,7 @@ class Accumulator:
             rtol=self.rtol,
             atol=self.atol_max,
             required_atol=max(self.required_atol, 0.0),
-            required_rtol=max(self.required_rtol, 0.0),
+            required_rtol=_unbounded(max(self.required_rtol, 0.0)),
             nan_actual=self.nan_actual,
             nan_expected=self.nan_expected,
             inf_actual=self.inf_actual,
@@ -414,6 +427,15 @@ _BIN_OF_EXPONENT = np.clip(
 # The smallest biased exponent of each bin (bins 0 and 1 both start at exponent 0).
 _FIRST_EXPONENT_OF_BIN = np.searchsorted(_BIN_OF_EXPONENT, np.arange(len(HISTOGRAM_OCTAVES) + 3))
 _FIRST_EXPONENT_OF_BIN = _FIRST_EXPONENT_OF_BIN.astype(np.uint16)
+
+
+def _unbounded(ratio: float) -> float:
+    """Relative figures divide by |expected|, taken as at least the smallest normal float64:
+    anything that large means an error where the reference is 0, which no rtol covers."""
+    return math.inf if ratio > _NO_RTOL else ratio
+
+
+_NO_RTOL = 1e250
 
 
 def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:

@@ -46,11 +46,6 @@ DTYPES: dict[DTypeName, DTypeInfo] = {
 }
 
 
-def info(name: str) -> DTypeInfo:
-    """Look up a dtype by name; raises ``KeyError`` for names that are not compute dtypes."""
-    return DTYPES[name]  # type: ignore[index]
-
-
 def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName, str | None]:
     """The dtype torch computes in when the user does not say, and a note when it is a guess.
 

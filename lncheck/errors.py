@@ -7,11 +7,22 @@ Every ``LncheckError`` reaches the user as one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """The documented exit statuses of every lncheck command."""
+
+    OK = 0
+    CHECK_FAILED = 1
+    INVALID_INPUT = 2
+    INTERNAL_ERROR = 3
+
 
 class LncheckError(Exception):
     """Root of the errors that lncheck reports to the user instead of a traceback."""
 
-    exit_status = 2
+    exit_status = ExitStatus.INVALID_INPUT
 
 
 class InputError(LncheckError):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
@@ -107,7 +108,7 @@ def _from_npy(path: Path, limit: int) -> Loaded:
         array = np.zeros(shape, dtype)
     else:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    return Loaded({"input": array}, {"input": str(dtype)})
+    return Loaded({"input": array}, {"input": dtype.name})
 
 
 def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
@@ -187,7 +188,7 @@ def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = Non
                 data = f.read(count * dtype.itemsize)
             flat = np.frombuffer(data, dtype=dtype, count=count)
             arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
-            names[name] = str(dtype)
+            names[name] = dtype.name
     return Loaded(arrays, names)
 
 
@@ -333,7 +334,7 @@ def load_case(
         raise InputError(f"unknown array argument {unknown[0]!r} (known: {', '.join(ARRAY_NAMES)})")
     if "input" in in_memory:
         found = {"input": in_memory.pop("input")}
-        input_dtype = str(found["input"].dtype)
+        input_dtype = _dtype_name((given or {})["input"], found["input"])
     else:
         main = read_arrays(sources.input, max_bytes=max_bytes)
         found = _pick_named(main.arrays, sources.input)
@@ -376,10 +377,21 @@ def case_from_arrays(
 
 
 def _as_numpy(a: npt.ArrayLike) -> npt.NDArray[Any]:
-    if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor, without importing torch
-        t = a.detach().cpu()
+    if _is_tensor(a):  # a torch tensor, without importing torch
+        t = a.detach().cpu()  # type: ignore[union-attr]
         a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
     return np.asarray(a)
+
+
+def _is_tensor(a: object) -> bool:
+    return hasattr(a, "detach") and hasattr(a, "numpy") and hasattr(a, "dtype")
+
+
+def _dtype_name(original: object, converted: npt.NDArray[Any]) -> str:
+    """The dtype the caller's array had: a bfloat16 tensor arrives as float32."""
+    if _is_tensor(original):
+        return str(original.dtype).removeprefix("torch.")  # type: ignore[attr-defined]
+    return converted.dtype.name
 
 
 def _build(
@@ -394,9 +406,9 @@ def _build(
 ) -> Case:
     """Check and round the arrays of a case, plan the layer, and assemble the ``Case``."""
     source = where["input"]
-    x = _numeric(found.pop("input"), source, "input")
+    x = _native(_numeric(found.pop("input"), source, "input"))
     chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
-    x = dtypes.round_to(_native(x), chosen)
+    x = dtypes.round_to(x, chosen)
     if x.ndim and x.size == 0:
         raise InputError(f"{source}: input has shape {tuple(x.shape)} and no elements to normalize")
     try:
@@ -632,8 +644,22 @@ class CaseSpec:
         )
 
 
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:[0-9]+)?)$")
+
+
+def check_device(name: str, option: str = "--device") -> None:
+    """Raises ``InputError`` for a device name torch would not know (no torch needed)."""
+    if not _DEVICE.match(name):
+        raise InputError(f"{option} must be cpu, cuda, cuda:N or mps, got {name!r}")
+
+
 def load(spec: CaseSpec, given: Mapping[str, npt.ArrayLike | None] | None = None) -> Case:
     """Load the case a ``CaseSpec`` describes; ``given`` as in ``load_case``."""
+    check_device(spec.device, "--device")
+    if spec.vs_device is not None:
+        check_device(spec.vs_device, "--vs-device")
+    if spec.seed < 0:
+        raise InputError(f"--seed must be 0 or more, got {spec.seed}")
     if spec.dtype is not None and spec.dtype not in dtypes.DTYPE_NAMES:
         raise InputError(
             f"--dtype must be one of {', '.join(dtypes.DTYPE_NAMES)}, got {spec.dtype!r}"

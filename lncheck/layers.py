@@ -230,12 +230,13 @@ def plan(
     check_options(layer)
     if not input_shape:
         raise InputError("input is a scalar (0-d); normalization needs at least one axis")
-    built = _PLANNERS[layer.op](layer, tuple(input_shape), dtype)
     if layer.op == "rms_norm" and layer.eps is None:
         eps = rms_default_eps(dtype) if default_eps is None else default_eps
-        built = replace(
-            built, eps=eps, notes=(f"eps=None: torch uses {eps:.6g} for {dtype} input",)
-        )
+        built = _PLANNERS[layer.op](layer.with_(eps=eps), tuple(input_shape), dtype)
+        note = f"eps=None: torch uses {eps:.6g} for {dtype} input"
+        built = replace(built, layer=built.layer.with_(eps=None), notes=(note,))
+    else:
+        built = _PLANNERS[layer.op](layer, tuple(input_shape), dtype)
     return replace(built, activation=parse_activation(layer.activation))
 
 
@@ -345,7 +346,7 @@ def _rms_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
         input_shape=shape,
         view_shape=shape,
         reduce_axes=axes,
-        eps=rms_default_eps(dtype) if layer.eps is None else layer.eps,  # see plan()
+        eps=_resolved(layer.eps),  # plan() resolves eps=None
         center=False,
         affine=affine,
         has_bias=False,
@@ -429,6 +430,11 @@ def _batch_norm(layer: Layer, shape: tuple[int, ...], dtype: str) -> Plan:
     momentum = 1.0 if layer.momentum is None else layer.momentum
     name = f"BatchNorm{1 if len(shape) <= 3 else len(shape) - 2}d"
     return _per_channel(layer, shape, k, name, reduce, affine, track, use_batch_stats, momentum, 0)
+
+
+def _resolved(eps: float | None) -> float:
+    assert eps is not None
+    return eps
 
 
 def _per_channel(

@@ -114,6 +114,7 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     mean, var = _statistics(layout, case.x, p.center)
     with np.errstate(all="ignore"):
         rstd = 1.0 / np.sqrt(var + p.eps)
+        batch_kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     quantities: dict[str, Quantity] = {"mean": mean, "var": var, "rstd": rstd}
     norm_mean, norm_var = mean, var
     bounds: dict[str, Bound] = {}
@@ -124,13 +125,12 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
             norm_var = _per_group(p, running_var)
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(
-                p, mean, var, running_mean, running_var
+                p, mean, var, batch_kappa, running_mean, running_var
             )
             quantities.update(running)
             bounds.update(running_bounds)
     with np.errstate(all="ignore"):
         kappa = np.abs(norm_mean) / np.sqrt(norm_var + p.eps)
-        batch_kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     sources: list[npt.NDArray[np.generic]] = [case.x]
     weight, bias = param_views(p, case.weight, case.bias)
     sources += [a for a in (weight, bias) if a is not None]
@@ -232,7 +232,7 @@ def _per_group(p: Plan, per_channel: F64) -> F64:
 
 
 def _updated_running_stats(
-    p: Plan, mean: F64, var: F64, running_mean: F64, running_var: F64
+    p: Plan, mean: F64, var: F64, kappa: F64, running_mean: F64, running_var: F64
 ) -> tuple[dict[str, Quantity], dict[str, Bound]]:
     """torch's update rule: the running variance takes the *unbiased* batch variance, although
     the output is normalized with the biased one; InstanceNorm averages its per-instance
@@ -240,7 +240,6 @@ def _updated_running_stats(
     n = p.group_size
     with np.errstate(all="ignore"):
         unbiased = var * (n / (n - 1))
-        kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     axis = p.channel_group_axis
     assert axis is not None
     others = tuple(i for i in range(len(p.group_shape)) if i != axis)

@@ -5,22 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lncheck.comparison import Comparison, histogram_bins
-
-
-class ExitStatus(IntEnum):
-    """The documented exit statuses of every lncheck command."""
-
-    OK = 0
-    CHECK_FAILED = 1
-    INVALID_INPUT = 2
-    INTERNAL_ERROR = 3
+from lncheck.errors import ExitStatus
 
 
 @dataclass(frozen=True)
@@ -137,8 +128,8 @@ def check_to_dict(c: Comparison) -> dict[str, Any]:
         "worst_index": list(c.worst_index),
         "worst_actual": _finite_or_none(c.worst_actual),
         "worst_expected": _finite_or_none(c.worst_expected),
-        "rtol": c.rtol,
-        "atol": c.atol,
+        "rtol": _finite_or_none(c.rtol),
+        "atol": _finite_or_none(c.atol),
         "required_atol": _finite_or_none(c.required_atol),
         "required_rtol": _finite_or_none(c.required_rtol),
         "nan_actual": c.nan_actual,

@@ -91,5 +91,14 @@ class NormResult:
     conditioning: npt.NDArray[np.float64] | None = None
 
 
+# Input-shaped quantities; the others are one per group, per channel or per parameter.
+ELEMENTWISE = ("output", "activation", "grad_input")
+
+
+def blocks_of(q: Quantity, layout: GroupLayout) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:
+    """The blocks of a quantity, whether it is computed lazily or held whole."""
+    return q.blocks() if isinstance(q, LazyTensor) else layout.blocks(q)
+
+
 def as_array(q: Quantity) -> npt.NDArray[np.floating]:
     return q.materialize() if isinstance(q, LazyTensor) else q

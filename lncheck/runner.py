@@ -21,20 +21,19 @@ from lncheck.backends import get_backend
 from lncheck.baseline import open_baseline
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.comparison import Accumulator, Comparison, atol_blocks, compare, prepare
+from lncheck.comparison import Accumulator, Comparison, atol_blocks, compare, prepare, unmatched
 from lncheck.dtypes import DTYPES
 from lncheck.errors import LncheckError
 from lncheck.io import release_pages
 from lncheck.layers import Plan, describe, params_of, plan
 from lncheck.report import CaseResult, Header, Report, StatRow, StatsTable, SuiteReport
-from lncheck.result import LazyTensor, NormResult, Quantity, as_array
+from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, Quantity, as_array, blocks_of
 from lncheck.suite import SuiteCase
 from lncheck.tolerances import Atol, applied
 
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
 FIRST_GROUPS = 3
 WORST_GROUPS = 5
-ELEMENTWISE = ("output", "activation", "grad_input")
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
 STATISTICS = ("mean", "var", "rstd")
 RUNNING = ("running_mean", "running_var")
@@ -192,18 +191,20 @@ def _units(case: Case, chunk_elements: int | None) -> _Units:
     ):
         return _Units([(0, case)], chunked=False)
     x, per_row = rows
-    step = max(1, chunk_elements // max(1, math.prod(x.shape[1:])))
-    if step >= x.shape[0]:
+    rows = x.shape[0]
+    step = max(2, chunk_elements // max(1, math.prod(x.shape[1:])))
+    if step >= rows:
         return _Units([(0, case)], chunked=False)
+    starts = list(range(0, rows, step))
+    if rows - starts[-1] < 2:  # a lone last sample: GroupNorm, say, may refuse one
+        starts.pop()
+    bounds = list(zip(starts, [*starts[1:], rows], strict=True))
     note = (
         f"checked in chunks of {step} along the first axis "
         f"({step * math.prod(x.shape[1:])} elements per torch call)"
     )
     return _Units(
-        (
-            (start * per_row, _chunk(case, x, start, start + step))
-            for start in range(0, x.shape[0], step)
-        ),
+        ((start * per_row, _chunk(case, x, start, stop)) for start, stop in bounds),
         chunked=True,
         notes=(note,),
     )
@@ -271,8 +272,9 @@ class _Feeder:
                     continue
                 got = np.shape(r.quantities[quantity])
                 if math.prod(got) != math.prod(want):  # never silently broadcast: a failed check
-                    note = f"has shape {got}, the reference has shape {tuple(want)}"
-                    self.broken[(r.candidate, quantity)] = _noted(r.candidate, quantity, note)
+                    self.broken[(r.candidate, quantity)] = unmatched(
+                        r.candidate, quantity, got, tuple(want)
+                    )
                 else:
                     having.append(r)
             rtol, atol = applied(
@@ -316,9 +318,7 @@ class _Feeder:
         magnitude = np.broadcast_to(
             np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
         )
-        reference_blocks = (
-            expected.blocks() if isinstance(expected, LazyTensor) else layout.blocks(expected)
-        )
+        reference_blocks = blocks_of(expected, layout)
         tolerance_blocks = atol_blocks(atol, layout)
         candidate_blocks = [layout.blocks(as_array(r.quantities[quantity])) for r in results]
         for first, stop in layout.spans():
@@ -363,21 +363,13 @@ class _Feeder:
         return done + list(self.broken.values())
 
 
-def _noted(candidate: str, quantity: str, note: str) -> Comparison:
-    """A check that could not be made: failed, with the reason."""
-    nan = math.nan
-    return Comparison(
-        candidate, quantity, False, 0, 0, nan, nan, nan, (), nan, nan, nan, nan, nan, nan, note=note
-    )
-
-
 class _StatsCollector:
     """The statistics table across units: the first groups, and the worst ones overall."""
 
     def __init__(self, layout: GroupLayout) -> None:
         self.layout = layout
         self.candidate: str | None = None
-        self.rows: list[tuple[float, StatRow]] = []
+        self.rows: list[tuple[bool, float, StatRow]] = []  # (among the first?, badness, row)
         self.seen = 0
 
     def add(self, offset: int, ref: NormResult, result: NormResult) -> None:
@@ -392,16 +384,17 @@ class _StatsCollector:
             if "mean" in result.quantities
             else np.full_like(var, np.nan)
         )
+        tiny = np.finfo(np.float64).tiny
         with np.errstate(all="ignore"):
-            spread = np.sqrt(np.abs(ref_var)) + np.finfo(np.float64).tiny
             badness = np.fmax(
-                np.abs(mean - ref_mean) / spread,
-                np.abs(var - ref_var) / (np.abs(ref_var) + np.finfo(np.float64).tiny),
+                np.abs(mean - ref_mean) / (np.sqrt(np.abs(ref_var)) + tiny),
+                np.abs(var - ref_var) / (np.abs(ref_var) + tiny),
             )
-        badness = np.where(np.isnan(badness), np.inf, badness)
+        badness = np.where(np.isnan(badness), np.inf, badness)  # a NaN group is the worst
         kappa = ref.conditioning
         picked = set(range(max(0, min(FIRST_GROUPS - offset, ref_mean.size))))
-        picked.update(int(g) for g in np.argsort(-badness, kind="stable")[:WORST_GROUPS])
+        worst_first = np.argsort(-badness, kind="stable")
+        picked.update(int(g) for g in worst_first[: WORST_GROUPS + FIRST_GROUPS])
         for g in sorted(picked):
             row = StatRow(
                 self.layout.group_index(offset + g),
@@ -411,19 +404,18 @@ class _StatsCollector:
                 float(var[g]),
                 math.nan if kappa is None else float(kappa[g]),
             )
-            first = offset + g < FIRST_GROUPS
-            self.rows.append((math.inf if first else float(badness[g]), row))
+            self.rows.append((offset + g < FIRST_GROUPS, float(badness[g]), row))
         self.seen += ref_mean.size
 
     def table(self) -> StatsTable | None:
         if self.candidate is None:
             return None
+        first = [row for is_first, _, row in self.rows if is_first]
+        rest = sorted((r for r in self.rows if not r[0]), key=lambda r: -r[1])
         if self.seen <= FIRST_GROUPS + WORST_GROUPS:
-            chosen = [row for _, row in self.rows]
+            chosen = first + [row for _, _, row in rest]
         else:
-            first = [row for score, row in self.rows if score == math.inf][:FIRST_GROUPS]
-            rest = sorted((r for r in self.rows if r[0] != math.inf), key=lambda r: -r[0])
-            chosen = first + [row for score, row in rest[:WORST_GROUPS] if score > 0]
+            chosen = first + [row for _, score, row in rest[:WORST_GROUPS] if score > 0]
         unique = {row.group: row for row in chosen}
         rows = tuple(sorted(unique.values(), key=lambda r: r.group))
         return StatsTable(self.candidate, rows, self.seen - len(rows))
@@ -449,6 +441,7 @@ def _against_baseline(
             layout,
             rtol=baseline.rtol,
             atol=baseline.atol,
+            equal_nan=True,  # a NaN recorded and a NaN today: no drift
         )
         checks.append(replace(c, kind="baseline"))
     return checks
@@ -467,13 +460,13 @@ def _in_shape(q: Quantity, layout: GroupLayout) -> Quantity:
 def _candidates(case: Case, backend: str | None) -> Iterator[NormResult]:
     """Every implementation under test: torch on the case's device (names get ``@device``
     unless it is the CPU), torch on ``--vs-device``, then any expected output."""
-    runs = [(case.device, "" if case.device == "cpu" else f"@{case.device}")]
+    runs = [(case.device, "" if case.device == "cpu" else f"@{case.device}", "--device")]
     if case.vs_device is not None:
-        runs.append((case.vs_device, f"@{case.vs_device}"))
+        runs.append((case.vs_device, f"@{case.vs_device}", "--vs-device"))
     if backend is not None:
         implementation = get_backend(backend)
-        for device, suffix in runs:
-            for result in implementation.run(replace(case, device=device)):
+        for device, suffix, option in runs:
+            for result in implementation.run(replace(case, device=device), option):
                 yield replace(result, candidate=result.candidate + suffix) if suffix else result
     if case.expected is not None:
         yield NormResult(EXPECTED, {"output": case.expected})
@@ -555,6 +548,13 @@ def run_one(suite_case: SuiteCase, options: SuiteOptions) -> CaseResult:
         return CaseResult(
             suite_case.name, "error", message=str(e), seconds=time.perf_counter() - start
         )
+    except Exception as e:  # a bug in lncheck: one case's error, not the whole run's
+        return CaseResult(
+            suite_case.name,
+            "error",
+            message=f"internal error: {type(e).__name__}: {e}",
+            seconds=time.perf_counter() - start,
+        )
     seconds = time.perf_counter() - start
     failed = not report.passed
     message: str | None
@@ -565,7 +565,8 @@ def run_one(suite_case: SuiteCase, options: SuiteOptions) -> CaseResult:
         )
     else:
         status = "fail" if failed else "pass"
-        message = report.failures[0].message() if failed else None
+        worst = max(report.failures, key=lambda c: c.tolerance_used) if failed else None
+        message = None if worst is None else worst.message()
     return CaseResult(suite_case.name, status, report, message, seconds)
 
 

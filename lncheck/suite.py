@@ -230,7 +230,11 @@ def load_suite(path: str | Path) -> Suite:
             raise InputError(f"{where}: key 'name' repeats another case's name")
         names.add(name)
         try:
-            case = _case(path.parent, index, name, {**defaults, **raw}, set(defaults))
+            merged = {**defaults, **raw}
+            for own, other in (("input", "random"), ("random", "input")):
+                if own in raw and other not in raw:  # a case's input replaces the default one
+                    merged.pop(other, None)
+            case = _case(path.parent, index, name, merged, set(defaults))
             if case.skip is None:
                 _validate(case)
         except LncheckError as e:
@@ -296,6 +300,16 @@ def _random(value: Any) -> RandomInput:
     shape = parsed["shape"]
     if any(n <= 0 for n in shape) or math.prod(shape) > 1 << 28:
         raise InputError(f"key 'random.shape': {shape} must be positive and at most 2**28 elements")
+    if parsed.get("seed", 0) < 0:
+        raise InputError(f"key 'random.seed' must be 0 or more, got {parsed['seed']}")
+    for key in ("mean", "std", "low", "high"):
+        if key in parsed and not math.isfinite(parsed[key]):
+            raise InputError(f"key 'random.{key}' must be finite, got {parsed[key]}")
+    if parsed.get("std", 1.0) < 0:
+        raise InputError(f"key 'random.std' must be 0 or more, got {parsed['std']}")
+    low, high = parsed.get("low", 0.0), parsed.get("high", 1.0)
+    if not low < high or math.isinf(high - low):
+        raise InputError(f"keys 'random.low' and 'random.high': need low < high, got {low}, {high}")
     return RandomInput(**parsed)
 
 

@@ -180,6 +180,10 @@ def main() -> None:
             __import__("torch").ones(2, 4, dtype=__import__("torch").complex64)
         ),
         "good.pt": torch_object({"input": __import__("torch").ones(3, 8)}),
+        "float8.pt": torch_object(
+            {"input": __import__("torch").ones(2, 4).to(__import__("torch").float8_e4m3fn)}
+        ),
+        "sparse.pt": torch_object({"input": __import__("torch").ones(2, 4).to_sparse()}),
         "no_suffix": npy_bytes(good),
     }
     for name, data in files.items():
@@ -224,6 +228,8 @@ def main() -> None:
         ("list.pt", ["--shape", "4"], 2, "holds a list"),
         ("complex.pt", ["--shape", "4"], 2, "complex"),
         ("good.pt", shape8, 0, ""),
+        ("float8.pt", ["--shape", "4"], 2, "has no NumPy form"),
+        ("sparse.pt", ["--shape", "4"], 2, "not a plain dense tensor"),
         ("no_suffix", shape8, 2, "unknown file type"),
         ("a_directory.npy", shape8, 2, "is a directory"),
         ("missing.npy", shape8, 2, "no such file"),
@@ -254,10 +260,34 @@ def main() -> None:
         ("scalar.npy", ["--op", "batch_norm"], 2, "scalar"),
         ("good.npy", [*shape8, "--dtype", "float8"], 2, "--dtype"),
         ("good.npy", [*shape8, "--device", "cuda"], 2, "--device cuda"),
+        ("good.npy", [*shape8, "--device", "cuda:1"], 2, "--device cuda:1"),
+        (
+            "good.npy",
+            [*shape8, "--vs-device", "tpu"],
+            2,
+            "--vs-device must be cpu, cuda, cuda:N or mps",
+        ),
+        ("good.npy", [*shape8, "--grad", "--seed", "-1"], 2, "--seed must be 0 or more"),
+        (
+            "good.npy",
+            [*shape8, "--rtol", "nan", "--atol", "0"],
+            2,
+            "--rtol must be a finite number",
+        ),
         ("good.npy", [*shape8, "--weight", "tests/data/bad/a_directory.npy"], 2, "is a directory"),
         ("good.npy", [*shape8, "--max-bytes", "10"], 2, "over the --max-bytes limit 10"),
     ]
-    manifest = [{"file": f, "args": a, "exit": e, "phrase": p} for f, a, e, p in entries]
+    # On a machine with CUDA the device entries mean something else: the test skips them there.
+    manifest = [
+        {
+            "file": f,
+            "args": a,
+            "exit": e,
+            "phrase": p,
+            "without_cuda": any(x.startswith("cuda") for x in a),
+        }
+        for f, a, e, p in entries
+    ]
     (OUT / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(files)} files and {len(manifest)} checks to {OUT}")
 

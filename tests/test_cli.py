@@ -367,3 +367,11 @@ def test_ops_does_not_import_torch_or_numpy() -> None:
         "r = CliRunner().invoke(app, ['ops']); assert r.exit_code == 0, r.output"
     )
     assert heavy_modules_after(code) == []
+
+
+def test_version_does_not_import_torch_or_numpy() -> None:
+    code = (
+        "from typer.testing import CliRunner; from lncheck.cli import app; "
+        "r = CliRunner().invoke(app, ['--version']); assert r.exit_code == 0, r.output"
+    )
+    assert heavy_modules_after(code) == []

@@ -278,7 +278,7 @@ def test_unavailable_device_is_exit_2() -> None:
     result = runner.invoke(
         app, ["compare", str(EXAMPLES / "tokens.npy"), "--shape", "4", "--device", "tpu"]
     )
-    assert result.exit_code == 2 and "--device must be cpu, cuda or mps" in result.stderr
+    assert result.exit_code == 2 and "--device must be cpu, cuda, cuda:N or mps" in result.stderr
 
 
 def test_vs_device_adds_candidates() -> None:

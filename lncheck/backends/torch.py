@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from lncheck.case import Case
 from lncheck.errors import BackendUnavailable, InputError
-from lncheck.result import NormResult
+from lncheck.io import check_device
+from lncheck.result import ELEMENTWISE, NormResult
 
 TORCH_DTYPES = {
     "float64": torch.float64,
@@ -42,15 +43,15 @@ class Inputs:
 
 
 PathFn = Callable[[Case, Inputs], dict[str, torch.Tensor]]
-ELEMENTWISE = ("output", "activation", "grad_input")  # input-shaped; the rest per group/channel
 PARAM_SHAPED = ("grad_weight", "grad_bias")
 QUANTITY_ORDER = (*ELEMENTWISE, *PARAM_SHAPED, "mean", "var", "rstd", "running_mean", "running_var")
 
 
-def run(case: Case) -> Iterator[NormResult]:
+def run(case: Case, option: str = "--device") -> Iterator[NormResult]:
     """Yield one ``NormResult`` per torch code path, one at a time, so that only one path's
-    outputs are alive while it is being compared."""
-    inputs = _inputs(case)
+    outputs are alive while it is being compared. ``option`` names the device's option in
+    messages."""
+    inputs = _inputs(case, option)
     upstream = _gradient(case, inputs.x) if case.grad else None
     for name, fn in paths(case):
         try:
@@ -510,8 +511,8 @@ def _load_params(module: torch.nn.Module, t: Inputs) -> None:
             module.bias.copy_(t.bias)
 
 
-def _inputs(case: Case) -> Inputs:
-    device = _device(case.device)
+def _inputs(case: Case, option: str = "--device") -> Inputs:
+    device = _device(case.device, option)
     dtype = TORCH_DTYPES[case.dtype]
 
     def tensor(a: npt.NDArray[Any] | None) -> torch.Tensor | None:
@@ -532,13 +533,19 @@ def _inputs(case: Case) -> Inputs:
     )
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable("--device cuda: torch reports no CUDA device on this machine")
+def _device(name: str, option: str = "--device") -> torch.device:
+    check_device(name, option)
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if count == 0:
+            raise BackendUnavailable(
+                f"{option} {name}: torch reports no CUDA device on this machine"
+            )
+        if index >= count:
+            raise BackendUnavailable(f"{option} {name}: this machine has {count} CUDA device(s)")
     if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise BackendUnavailable("--device mps: torch reports no MPS device on this machine")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise InputError(f"--device must be cpu, cuda or mps, got {name!r}")
+        raise BackendUnavailable(f"{option} mps: torch reports no MPS device on this machine")
     return torch.device(name)
 
 
@@ -569,7 +576,9 @@ def load_tensors(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str
             holds something other than tensors.
     """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        with warnings.catch_warnings():  # torch's deprecation notes are not the user's business
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # torch raises many types here; all mean "not a safe tensor file"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(f"cannot load safely with weights_only=True: {first[:200]}") from None
@@ -587,6 +596,16 @@ def load_tensors(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str
             raise InputError(
                 f"tensor {key!r} is complex ({value.dtype}); normalization layers take real numbers"
             )
+        if value.layout != torch.strided or value.is_quantized:
+            raise InputError(
+                f"tensor {key!r} is not a plain dense tensor ({value.layout}, {value.dtype})"
+            )
         names[key] = str(value.dtype).removeprefix("torch.")
-        arrays[key] = _numpy(value)
+        try:
+            arrays[key] = _numpy(value)
+        except (TypeError, RuntimeError, NotImplementedError) as e:  # float8 and the like
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(
+                f"tensor {key!r} of dtype {value.dtype} has no NumPy form: {first}"
+            ) from None
     return arrays, names

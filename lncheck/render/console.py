@@ -167,7 +167,7 @@ def _checks(checks: tuple[Comparison, ...]) -> Table:
 
 
 def _histogram(c: Comparison) -> Table:
-    """The distribution of ``|actual - expected|`` by decade, with bars on a log scale."""
+    """The distribution of ``|actual - expected|`` in three-octave bins, bars on a log scale."""
     from lncheck.comparison import histogram_bins
 
     table = _table(

@@ -14,7 +14,7 @@ from lncheck.errors import BackendUnavailable, InputError
 from lncheck.render.console import short_name
 from lncheck.report import Report
 
-ELEMENTWISE = ("output", "activation")
+PLOTTED = ("output", "activation")
 
 
 def write(report: Report, path: Path) -> None:
@@ -31,7 +31,7 @@ def write(report: Report, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise BackendUnavailable("--plot needs matplotlib: pip install 'lncheck[plot]'") from None
-    checks = [c for c in report.checks if c.quantity in ELEMENTWISE and not c.note and c.histogram]
+    checks = [c for c in report.checks if c.quantity in PLOTTED and not c.note and c.histogram]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
     labels = histogram_bins()
     for c in checks:
@@ -44,7 +44,7 @@ def write(report: Report, path: Path) -> None:
     left.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
     left.set_yscale("symlog")
     left.set_ylim(bottom=0)
-    left.set_xlabel("|actual - expected| (decade)")
+    left.set_xlabel("|actual - expected| (lower edge of a three-octave bin)")
     left.set_ylabel("elements")
     left.set_title("Error distribution")
     if checks:

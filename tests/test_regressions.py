@@ -1,0 +1,175 @@
+"""Each test here fired on a defect found in review, and guards its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import lncheck
+from lncheck.blocks import GroupLayout
+from lncheck.cli import app
+from lncheck.comparison import compare
+from lncheck.io import case_from_arrays
+from lncheck.layers import Layer
+from lncheck.runner import BaselineCheck, check_case
+
+runner = CliRunner()
+
+
+def test_json_with_an_unbounded_tolerance_is_valid_json() -> None:
+    # eps=0 on a constant row: 0 / 0, and a conditioning (and so a tolerance) of infinity
+    result = runner.invoke(
+        app, ["compare", "-", "--shape", "4", "--eps", "0", "--json"], input="[[1,1,1,1]]"
+    )
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert all(c["nan_expected"] == 4 for c in doc["checks"] if c["quantity"] == "output")
+
+
+def test_a_nan_tolerance_never_lets_an_error_pass() -> None:
+    layout = GroupLayout((1, 3), (1, 3), (1,))
+    c = compare(
+        "c",
+        "output",
+        np.array([[1.0, 2.0, 3.0]]),
+        np.array([[5.0, 2.0, 3.0]]),
+        layout,
+        rtol=0.0,
+        atol=np.array([np.nan]),
+    )
+    assert not c.passed and c.worst_index == (0, 0) and c.worst_actual == 5.0
+
+
+def test_zero_reference_gives_unbounded_relative_figures() -> None:
+    layout = GroupLayout((1, 3), (1, 3), (1,))
+    c = compare(
+        "c",
+        "output",
+        np.array([[0.0, 2.0, 3.0]]),
+        np.array([[1e-9, 2.0, 3.0]]),
+        layout,
+        rtol=1e-3,
+        atol=0.0,
+    )
+    assert c.max_rel_err == float("inf") and c.required_rtol == float("inf")
+
+
+def test_big_endian_float64_is_computed_in_float64(tmp_path: Path) -> None:
+    path = tmp_path / "be.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((3, 4)).astype(">f8"))
+    doc = json.loads(runner.invoke(app, ["compare", str(path), "--shape", "4", "--json"]).stdout)
+    assert (doc["dtype"], doc["input_dtype"], doc["notes"]) == ("float64", "float64", [])
+
+
+def test_a_lone_last_sample_joins_the_previous_chunk() -> None:
+    x = np.random.default_rng(0).standard_normal((21, 2)).astype(np.float32)
+    report = check_case(case_from_arrays(x, Layer("group_norm", groups=2)), chunk_elements=8)
+    assert report.passed and any("chunks" in n for n in report.header.notes)
+
+
+def test_a_nan_group_is_shown_among_the_worst() -> None:
+    x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    x[10, 3] = np.nan
+    for chunk in (None, 64):
+        report = check_case(
+            case_from_arrays(x, Layer("layer_norm", normalized_shape=(8,))), chunk_elements=chunk
+        )
+        assert report.stats is not None
+        groups = [row.group for row in report.stats.rows]
+        assert (10,) in groups and groups[:3] == [(0,), (1,), (2,)] and len(groups) == 8
+
+
+def test_identical_nans_are_no_drift() -> None:
+    x = np.ones((2, 4), np.float32)
+    case = case_from_arrays(x, Layer("layer_norm", normalized_shape=(4,), eps=0.0))
+    recorded = {("torch.nn.LayerNorm", "output"): np.full((2, 4), np.nan, np.float32)}
+    report = check_case(case, baseline=BaselineCheck(recorded, strict=True))
+    drift = [c for c in report.checks if c.kind == "baseline"]
+    assert drift and all(c.passed for c in drift)
+
+
+def test_a_bfloat16_tensor_is_checked_in_bfloat16() -> None:
+    import torch
+
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    report = lncheck.compare(x, normalized_shape=8)
+    assert (report.header.dtype, report.header.input_dtype) == ("bfloat16", "bfloat16")
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        ("random = {shape = [2, 4], std = -1.0}", "key 'random.std' must be 0 or more"),
+        ("random = {shape = [2, 4], seed = -3}", "key 'random.seed' must be 0 or more"),
+        ('random = {shape = [2, 4], dist = "uniform", low = -1e308, high = 1e308}', "low < high"),
+        ("random = {shape = [2, 4]}\nseed = -1\ngrad = true", "--seed must be 0 or more"),
+        ('random = {shape = [2, 4]}\ndevice = "tpu"', "--device must be cpu, cuda, cuda:N or mps"),
+    ],
+)
+def test_suite_values_checked_before_running(tmp_path: Path, body: str, phrase: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(f'[[case]]\nname = "a"\nshape = [4]\n{body}\n')
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    assert phrase in result.stderr and "case 'a'" in result.stderr
+
+
+def test_a_case_input_replaces_a_default_random(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32) + np.arange(4))
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[defaults]\nrandom = {shape = [3, 4]}\nshape = [4]\n"
+        '[[case]]\nname = "file"\ninput = "x.npy"\n'
+        '[[case]]\nname = "generated"\n'
+    )
+    report = lncheck.run_suite(path)
+    shapes = {r.name: r.report.header.input_shape for r in report.results if r.report}
+    assert shapes == {"file": (2, 4), "generated": (3, 4)}
+
+
+def test_baseline_meta_must_be_an_object(tmp_path: Path) -> None:
+    golden = tmp_path / "g.npz"
+    np.savez(golden, __meta__=np.array(json.dumps([1, 2])))
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(Path(__file__).parent.parent / "examples" / "suite.toml"),
+            "-k",
+            "rms_norm",
+            "--baseline",
+            str(golden),
+        ],
+    )
+    assert result.exit_code == 2 and "is not a JSON object" in result.stderr
+
+
+@pytest.mark.parametrize("values", [["-1", "0"], ["nan", "0"], ["0", "-2"]])
+def test_baseline_tolerances_are_checked(values: list[str]) -> None:
+    suite = str(Path(__file__).parent.parent / "examples" / "suite.toml")
+    result = runner.invoke(
+        app, ["run", suite, "--baseline-rtol", values[0], "--baseline-atol", values[1]]
+    )
+    assert result.exit_code == 2 and "must be a finite number >= 0" in result.stderr
+
+
+def test_a_failing_case_reports_its_worst_check(tmp_path: Path) -> None:
+    """Torch's paths fail first (a tolerance of 1e-9 on float32), the expected output far worse."""
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    ref = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    ref[3, 7] += 1.0
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", ref.astype(np.float32))
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nexpected = "y.npy"\n'
+        "rtol = 1e-9\natol = 1e-9\n"
+    )
+    (result,) = lncheck.run_suite(path).results
+    assert result.status == "fail" and result.report is not None
+    assert result.report.failures[0].candidate == "torch.nn.LayerNorm"
+    assert result.message is not None and result.message.startswith("expected output")
