@@ -8,11 +8,13 @@ True
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
+from lncheck.errors import InputError
 from lncheck.io import CaseSpec, load
 from lncheck.report import Report, SuiteReport
 
@@ -84,6 +86,8 @@ def compare(
     unknown = sorted(set(layer_options) - set(LAYER_OPTIONS))
     if unknown:
         raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
+    if isinstance(layer_options.get("momentum"), str) and layer_options["momentum"] == "none":
+        layer_options["momentum"] = None  # the command line's word for the cumulative average
     spec = CaseSpec(
         input=name,
         name=name,
@@ -92,8 +96,8 @@ def compare(
         axes=_dims(axes),
         train=train,
         dtype=dtype,  # type: ignore[arg-type]
-        device=device,
-        vs_device=vs_device,
+        device=str(device),  # a torch.device works too
+        vs_device=None if vs_device is None else str(vs_device),
         grad=grad,
         seed=seed,
         tolerance=None if rtol is not None else tolerance,
@@ -111,6 +115,8 @@ def compare(
         "running_var": running_var,
         "grad_output": grad_output,
     }
+    if backend is None and expected is None:
+        raise InputError("nothing to check: backend=None and no expected output given")
     from lncheck.runner import check_case
 
     return check_case(load(spec, given=arrays), backend=backend)
@@ -180,4 +186,10 @@ def run_suite(
 def _dims(value: int | tuple[int, ...] | None) -> tuple[int, ...] | None:
     if value is None:
         return None
-    return (value,) if isinstance(value, int) else tuple(value)
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    try:
+        if any(isinstance(d, bool) for d in items):
+            raise TypeError
+        return tuple(operator.index(d) for d in items)
+    except TypeError:
+        raise InputError(f"normalized_shape/axes must be integers, got {value!r}") from None

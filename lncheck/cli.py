@@ -53,24 +53,29 @@ class _Group(TyperGroup):
                 **extra,
             )
         except LncheckError as e:
-            if show_traceback:
-                raise
+            _print_traceback(show_traceback)
             _fail(str(e), e.exit_status)
         except typer.TyperException as e:  # click's usage errors (bad option, missing value)
-            if show_traceback:
-                raise
+            _print_traceback(show_traceback)
             _fail(e.format_message(), ExitStatus.INVALID_INPUT)
         except typer.Abort:
             _fail("aborted", 1)
         except Exception as e:  # a bug in lncheck, not in the input: say so in one line
-            if show_traceback:
-                raise
+            _print_traceback(show_traceback)
             message = f"internal error: {type(e).__name__}: {e} (run with --traceback for details)"
             _fail(message, ExitStatus.INTERNAL_ERROR)
         code = status if isinstance(status, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _print_traceback(wanted: bool) -> None:
+    # printed rather than re-raised, so that the exit status stays the documented one
+    if wanted:
+        import traceback
+
+        traceback.print_exc()
 
 
 def _fail(message: str, status: int) -> None:

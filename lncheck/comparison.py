@@ -129,7 +129,7 @@ def atol_blocks(atol: float | F64 | LazyTensor, layout: GroupLayout) -> Iterator
             yield block
         return
     values = np.asarray(atol, dtype=np.float64)
-    if values.shape == layout.input_shape and values.size > 1:  # one per element
+    if values.ndim and values.shape == layout.input_shape:  # one per element
         for _, part in layout.blocks(values):
             yield np.asarray(part, dtype=np.float64)
         return
@@ -147,9 +147,15 @@ def unmatched(
 ) -> Comparison:
     """A check that could not be made because the shapes differ: failed, with a note (never a
     broadcast)."""
-    n = math.prod(want)
-    inf, nan = math.inf, math.nan
     note = f"has shape {got}, the reference has shape {want}"
+    return not_made(candidate, quantity, math.prod(want), note, rtol)
+
+
+def not_made(
+    candidate: str, quantity: str, n: int, note: str, rtol: float = math.nan
+) -> Comparison:
+    """A failed check of ``n`` elements that could not be made, saying why in ``note``."""
+    inf, nan = math.inf, math.nan
     return Comparison(
         candidate,
         quantity,

@@ -61,6 +61,8 @@ def read_arrays(path: str, *, max_bytes: int | None = None) -> Loaded:
             or holds something that is not a real-valued numeric array.
     """
     limit = default_max_bytes() if max_bytes is None else max_bytes
+    if not path:
+        raise InputError("no input file given (an empty path)")
     try:
         if path == STDIN:
             return _from_json(sys.stdin.buffer.read(), limit)
@@ -163,6 +165,7 @@ def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = Non
         raise InputError("is not a valid .npz file (not a zip archive)")
     arrays: dict[str, npt.NDArray[Any]] = {}
     names: dict[str, str] = {}
+    seen: set[str] = set()
     with zipfile.ZipFile(path) as archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         declared = sum(m.file_size for m in members)
@@ -174,6 +177,9 @@ def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = Non
             if not member.filename.endswith(".npy"):
                 raise InputError(f"member {member.filename!r} is not a .npy array")
             name = member.filename[: -len(".npy")]
+            if name in seen:
+                raise InputError(f"holds two arrays named {name!r}; which one is meant?")
+            seen.add(name)
             if select is not None and not select(name):
                 continue
             with archive.open(member) as f:
@@ -200,7 +206,12 @@ def _from_json(raw: bytes, limit: int) -> Loaded:
     except UnicodeDecodeError:
         raise InputError("is not UTF-8 text, so not JSON") from None
     try:
-        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int)
+        doc = json.loads(
+            text,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise InputError(f"JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
     except json.JSONDecodeError as e:
@@ -209,6 +220,17 @@ def _from_json(raw: bytes, limit: int) -> Loaded:
         return _from_json_object(doc)
     # Like torch.tensor(data): a plain list of numbers is float32 unless the user says otherwise.
     return Loaded({"input": _json_array(doc, "data")}, {"input": "float32"})
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal keys without a word; a file that says two things is
+    # an error here, not a coin toss
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise InputError(f"JSON object has the key {key!r} twice")
+        doc[key] = value
+    return doc
 
 
 def _parse_float(text: str) -> float:
@@ -328,7 +350,7 @@ def load_case(
             the layer; the message names the file, option or argument.
     """
     check_options(layer)
-    in_memory = {role: _as_numpy(a) for role, a in (given or {}).items() if a is not None}
+    in_memory = {role: _as_numpy(a, role) for role, a in (given or {}).items() if a is not None}
     unknown = sorted(set(in_memory) - {"input", *ARRAY_NAMES})
     if unknown:
         raise InputError(f"unknown array argument {unknown[0]!r} (known: {', '.join(ARRAY_NAMES)})")
@@ -376,11 +398,16 @@ def case_from_arrays(
     )
 
 
-def _as_numpy(a: npt.ArrayLike) -> npt.NDArray[Any]:
-    if _is_tensor(a):  # a torch tensor, without importing torch
-        t = a.detach().cpu()  # type: ignore[union-attr]
-        a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
-    return np.asarray(a)
+def _as_numpy(a: npt.ArrayLike, role: str) -> npt.NDArray[Any]:
+    try:
+        if _is_tensor(a):  # a torch tensor, without importing torch
+            t = a.detach().cpu()  # type: ignore[union-attr]
+            a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
+        return np.asarray(a)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as e:
+        # ragged nested lists, meta or sparse tensors, objects NumPy cannot convert
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{role}: not an array of numbers: {first}") from None
 
 
 def _is_tensor(a: object) -> bool:

@@ -9,9 +9,11 @@ so no later stage needs to know which op it is looking at beyond what the plan s
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Literal, NoReturn, get_args
 
 from lncheck.errors import InputError
 
@@ -246,6 +248,7 @@ def check_options(layer: Layer) -> None:
     Raises:
         InputError: naming the option.
     """
+    _check_types(layer)
     if layer.op not in _PLANNERS:
         raise InputError(f"--op: unknown op {layer.op!r} (known: {', '.join(_PLANNERS)})")
     if layer.eps is not None and not math.isfinite(layer.eps):
@@ -260,6 +263,58 @@ def check_options(layer: Layer) -> None:
         if not math.isfinite(getattr(layer, name)):
             raise InputError(f"--{name} must be finite, got {getattr(layer, name)}")
     parse_activation(layer.activation)
+
+
+_INTS = ("groups", "size", "channel_axis")
+_REALS = ("eps", "momentum", "alpha", "beta", "k")
+_BOOLS = ("affine", "training", "track_running_stats")
+
+
+def _check_types(layer: Layer) -> None:
+    """The API passes options straight through: a float group count or a string eps must be an
+    input error here, not a crash in a later stage."""
+
+    def fail(name: str, kind: str, value: object) -> NoReturn:
+        raise InputError(f"--{name.replace('_', '-')} must be {kind}, got {value!r}")
+
+    for name in _INTS:
+        value = getattr(layer, name)
+        if value is not None and (_is_bool(value) or not _is_index(value)):
+            fail(name, "an integer", value)
+    for name in ("normalized_shape", "axes"):
+        dims = getattr(layer, name)
+        if dims is not None and not (
+            isinstance(dims, tuple) and all(_is_index(d) and not _is_bool(d) for d in dims)
+        ):
+            fail(name, "integers", dims)
+    for name in _REALS:
+        value = getattr(layer, name)
+        if value is not None and (_is_bool(value) or not isinstance(value, numbers.Real)):
+            fail(name, "a number", value)
+    for name in _BOOLS:
+        value = getattr(layer, name)
+        if value is not None and not _is_bool(value):
+            fail(name, "True or False", value)
+    if not isinstance(layer.op, str):
+        fail("op", "a name", layer.op)
+    if layer.activation is not None and not isinstance(layer.activation, str):
+        fail("activation", "a name such as 'relu' or 'leaky_relu=0.2'", layer.activation)
+
+
+def _is_bool(value: object) -> bool:
+    # NumPy's bool is not a bool subclass; checked by name so that this module needs no NumPy
+    kind = type(value)
+    return isinstance(value, bool) or (
+        kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")
+    )
+
+
+def _is_index(value: object) -> bool:
+    try:
+        operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 def rms_default_eps(dtype: str) -> float:

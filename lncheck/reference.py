@@ -251,18 +251,18 @@ def _updated_running_stats(
     with np.errstate(all="ignore"):
         mean_size = per_channel(np.abs(mean) + np.sqrt(var), np.max)
         var_size = per_channel((1 + kappa) * (np.abs(unbiased) + abs(p.eps)), np.max)
-    quantities: dict[str, Quantity] = {
-        "running_mean": (1 - f) * running_mean + f * per_channel(mean, np.mean),
-        "running_var": (1 - f) * running_var + f * per_channel(unbiased, np.mean),
-    }
-    bounds = {
-        "running_mean": Bound(
-            "spread", {"spread": abs(1 - f) * np.abs(running_mean) + abs(f) * mean_size}
-        ),
-        "running_var": Bound(
-            "spread", {"spread": abs(1 - f) * np.abs(running_var) + abs(f) * var_size}
-        ),
-    }
+        quantities: dict[str, Quantity] = {
+            "running_mean": (1 - f) * running_mean + f * per_channel(mean, np.mean),
+            "running_var": (1 - f) * running_var + f * per_channel(unbiased, np.mean),
+        }
+        bounds = {
+            "running_mean": Bound(
+                "spread", {"spread": abs(1 - f) * np.abs(running_mean) + abs(f) * mean_size}
+            ),
+            "running_var": Bound(
+                "spread", {"spread": abs(1 - f) * np.abs(running_var) + abs(f) * var_size}
+            ),
+        }
     return quantities, bounds
 
 
@@ -274,8 +274,12 @@ def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan)
     assert size is not None
     x = np.asarray(blocks[0], dtype=np.float64)
     with np.errstate(all="ignore"):
-        padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
-        window = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1).sum(axis=-1)
+        if size >= 2 * x.shape[1] - 1:  # every window spans all channels: no huge padding
+            window = np.broadcast_to((x * x).sum(axis=1, keepdims=True), x.shape)
+        else:
+            padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
+            windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1)
+            window = windows.sum(axis=-1)
         return np.asarray(x / (layer.k + layer.alpha * window / size) ** layer.beta)
 
 

@@ -21,7 +21,15 @@ from lncheck.backends import get_backend
 from lncheck.baseline import open_baseline
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.comparison import Accumulator, Comparison, atol_blocks, compare, prepare, unmatched
+from lncheck.comparison import (
+    Accumulator,
+    Comparison,
+    atol_blocks,
+    compare,
+    not_made,
+    prepare,
+    unmatched,
+)
 from lncheck.dtypes import DTYPES
 from lncheck.errors import LncheckError
 from lncheck.io import release_pages
@@ -427,9 +435,12 @@ def _against_baseline(
     checks = []
     for quantity, value in result.quantities.items():
         recorded = baseline.arrays.get((result.candidate, quantity))
-        if recorded is None:
-            continue
         layout = layouts[quantity]
+        if recorded is None:  # drift cannot be ruled out: counts as drift under --strict-baseline
+            size = math.prod(value.shape)
+            missing = not_made(result.candidate, quantity, size, "not in the baseline")
+            checks.append(replace(missing, kind="baseline"))
+            continue
         actual = as_array(value)
         if quantity in STATISTICS:
             recorded, actual = _in_shape(recorded, layout), _in_shape(actual, layout)  # type: ignore[assignment]

@@ -135,7 +135,10 @@ class RandomInput:
             x = rng.normal(self.mean, self.std, size=self.shape)
         else:
             x = rng.uniform(self.low, self.high, size=self.shape)
-        return x if dtype == "float64" else x.astype(np.float32)
+        if dtype == "float64":
+            return x
+        with np.errstate(over="ignore"):  # a huge std overflows float32 to inf, as torch would
+            return x.astype(np.float32)
 
     def describe(self) -> str:
         spread = (
@@ -221,9 +224,10 @@ def load_suite(path: str | Path) -> Suite:
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
         name = raw.get("name", f"case{index + 1}")
-        if not isinstance(name, str) or not name or "/" in name:
+        if not isinstance(name, str) or not name or "/" in name or not name.isprintable():
             raise InputError(
-                f"{where}: key 'name' must be a non-empty string without '/', got {name!r}"
+                f"{where}: key 'name' must be a non-empty printable string without '/', "
+                f"got {name!r}"
             )
         where = f"{path}: case {name!r}"
         if name in names:
@@ -327,12 +331,24 @@ def select(
     """The cases a run takes: shard ``(i, n)`` keeps every n-th case from the i-th (0-based) of
     the whole suite, so shards never overlap; ``pattern`` then keeps names containing it (or
     matching it, if it has glob characters)."""
+    if shard is not None:
+        _check_shard(shard)
     chosen = [c for c in cases if shard is None or c.index % shard[1] == shard[0]]
     if pattern is None:
         return chosen
     if any(ch in pattern for ch in "*?["):
         return [c for c in chosen if fnmatch.fnmatchcase(c.name, pattern)]
     return [c for c in chosen if pattern in c.name]
+
+
+def _check_shard(shard: object) -> None:
+    ok = (
+        isinstance(shard, tuple)
+        and len(shard) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+    )
+    if not ok or not 0 <= shard[0] < shard[1]:  # type: ignore[index]
+        raise InputError(f"shard must be (i, n) with integers 0 <= i < n, got {shard!r}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

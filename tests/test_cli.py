@@ -195,10 +195,13 @@ def test_pickled_npy_is_a_user_error(tmp_path: Path) -> None:
     _assert_user_error(_run("compare", str(path), "--shape", "1"), "obj.npy", "pickle")
 
 
-def test_traceback_flag_reraises() -> None:
+def test_traceback_flag_prints_the_traceback_and_keeps_the_exit_status() -> None:
     result = _run("compare", "missing.npy", "--shape", "4", "--traceback")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "InputError"
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "InputError" in result.stderr and "missing.npy" in result.stderr
+    usage = _run("compare", "x.npy", "--no-such-option", "--traceback")
+    assert usage.exit_code == 2 and "Traceback" in usage.stderr
 
 
 def test_version() -> None:

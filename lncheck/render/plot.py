@@ -59,6 +59,8 @@ def write(report: Report, path: Path) -> None:
         fig.savefig(path, dpi=110)
     except OSError as e:
         raise InputError(f"--plot {path}: cannot write: {e.strerror or e}") from None
+    except ValueError as e:  # matplotlib's word for an unknown file extension
+        raise InputError(f"--plot {path}: {e}") from None
     finally:
         plt.close(fig)
 
