@@ -64,43 +64,78 @@ def backward(case: Case) -> tuple[dict[str, Quantity], dict[str, Bound]]:
     # Through an activation, the error of the forward output y moves its derivative too (by at
     # most |y's error| since |act''| <= 1 for these activations): ``g_error`` carries it.
     g_error = np.zeros(1)
+    jump = np.zeros(1)  # where the derivative may jump: |g| * |1 - slope| (not a rounding)
     if p.activation is not None:
         y = n * w + b
         g_error = np.abs(g) * (np.abs(y) + (1 + kappa) * np.abs(w) + np.abs(b))
+        jump = _derivative_jumps(case, g, y, kappa, w, b)
         g = g * activation_derivative(p.activation.name, p.activation.param)(y)
     dn = g * w
     axes = tuple(p.reduce_axes)
+
+    def propagated(dn_size: F64) -> F64:
+        """How much a change of ``dn_size`` in ``dn`` moves ``dx`` at most."""
+        if p.use_running_stats:
+            return np.asarray(dn_size * r)
+        size = dn_size + dn_size.mean(axis=axes, keepdims=True)
+        mixed = (dn_size * np.abs(n)).mean(axis=axes, keepdims=True)
+        return np.asarray(r * (size + (np.abs(n) + 1) * mixed))
+
     with np.errstate(all="ignore"):
-        dn_size = np.abs(dn) + g_error * np.abs(w)
         if p.use_running_stats:
             dx = dn * r
-            spread = dn_size * r
         else:
             dn_n = (dn * n).mean(axis=axes, keepdims=True)
             centered = dn - dn.mean(axis=axes, keepdims=True) if p.center else dn
             dx = r * (centered - n * dn_n)
-            size = dn_size + dn_size.mean(axis=axes, keepdims=True)
-            spread = r * (
-                size + (np.abs(n) + 1) * (dn_size * np.abs(n)).mean(axis=axes, keepdims=True)
-            )
-    quantities: dict[str, Quantity] = {"grad_input": dx.reshape(p.input_shape)}
-    bounds = {
-        "grad_input": Bound("relative", {"spread": ((1 + kappa) * spread).reshape(p.input_shape)})
-    }
+        spread = propagated(np.abs(dn) + g_error * np.abs(w))
+        shape = p.input_shape
+        input_terms = {"spread": ((1 + kappa) * spread).reshape(shape)}
+        if jump.any():
+            jumped = np.broadcast_to(jump * np.abs(w), dn.shape)
+            input_terms["exact"] = propagated(jumped).reshape(shape)
+    quantities: dict[str, Quantity] = {"grad_input": dx.reshape(shape)}
+    bounds = {"grad_input": Bound("relative", input_terms)}
     if p.affine:
         shared = tuple(i for i in range(len(view)) if i not in p.param_axes)
-        quantities["grad_weight"] = (g * n).sum(axis=shared).reshape(p.param_shape)
+
+        def summed(a: F64) -> F64:
+            return np.asarray(np.broadcast_to(a, dn.shape).sum(axis=shared).reshape(p.param_shape))
+
+        quantities["grad_weight"] = summed(g * n)
         g_size = np.abs(g) + g_error
-        bounds["grad_weight"] = Bound(
-            "spread",
-            {"spread": (g_size * (np.abs(n) + 1 + kappa)).sum(axis=shared).reshape(p.param_shape)},
-        )
+        weight_terms = {"spread": summed(g_size * (np.abs(n) + 1 + kappa))}
+        bias_terms = {"spread": summed(g_size)}
+        if jump.any():
+            weight_terms["exact"] = summed(jump * np.abs(n))
+            bias_terms["exact"] = summed(jump)
+        bounds["grad_weight"] = Bound("spread", weight_terms)
         if p.has_bias:
-            quantities["grad_bias"] = g.sum(axis=shared).reshape(p.param_shape)
-            bounds["grad_bias"] = Bound(
-                "spread", {"spread": g_size.sum(axis=shared).reshape(p.param_shape)}
-            )
+            quantities["grad_bias"] = summed(g)
+            bounds["grad_bias"] = Bound("spread", bias_terms)
     return quantities, bounds
+
+
+def _derivative_jumps(case: Case, g: F64, y: F64, kappa: F64, w: F64, b: F64 | float) -> F64:
+    """ReLU-like activations change slope at 0: where the forward output is within its own
+    error bound of 0, torch's rounded output may sit on the other side, and its gradient then
+    differs by ``|g| * |1 - slope|`` however exact the arithmetic."""
+    from lncheck.tolerances import atol_floor, coefficients
+
+    activation = case.plan.activation
+    assert activation is not None
+    if activation.name not in ("relu", "leaky_relu", "prelu"):
+        return np.zeros(1)
+    slope = 0.0 if activation.name == "relu" else float(activation.param or 0.0)
+    c = coefficients(case.dtype, case.plan.group_size)
+    with np.errstate(all="ignore"):
+        error = (
+            c["relative"] * np.abs(y)
+            + c["spread"] * (1 + kappa) * np.abs(w)
+            + c["fixed"] * np.abs(b)
+            + atol_floor(case.dtype)
+        )
+        return np.where(np.abs(y) <= error, np.abs(g) * abs(1.0 - slope), 0.0)
 
 
 def shared_count(p: Plan) -> int:

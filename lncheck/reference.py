@@ -174,8 +174,16 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
         bounds["output"] = Bound("relative", _lazy_terms(output, output_terms), magnitude)
     with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
         bounds["mean"] = Bound("spread", {"spread": np.sqrt(var + abs(p.eps))}, np.sqrt(var))
+        # a variance read back from rstd as 1 / rstd**2 - eps (torch returns only rstd) also
+        # carries rstd's absolute rounding error where rstd may be subnormal (a huge eps;
+        # 2**-14 is float16's smallest normal, the largest of the dtypes')
+        subnormal = np.where(rstd < 2.0**-14, np.minimum(2.0 / rstd**3, 1e300), 0.0)
         bounds["var"] = Bound(
-            "spread", {"spread": batch_kappa * np.abs(var) + (1.0 + batch_kappa) * abs(p.eps)}
+            "spread",
+            {
+                "spread": batch_kappa * np.abs(var) + (1.0 + batch_kappa) * abs(p.eps),
+                "floor": subnormal,
+            },
         )
         bounds["rstd"] = Bound("spread", {"spread": batch_kappa * rstd})
     quantities = {"output": output, **quantities}

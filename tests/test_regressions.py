@@ -296,3 +296,48 @@ def test_huge_random_std_in_float32_warns_nothing(tmp_path: Path) -> None:
     with np.errstate(all="raise"):
         x = RandomInput(shape=(2, 2), std=1e300).generate("float32")
     assert np.isinf(x).any()
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "group_norm"])
+def test_torch_channels_last_kernels_on_large_groups_pass(op: str) -> None:
+    # torch's channels-last CPU kernels accumulate each channel's squares sequentially in
+    # float32: at 1M values per group rstd is off by 7e-5, several times a sqrt(n) allowance
+    x = np.random.default_rng(3).normal(2.0, 1.0, size=(8, 512, 256, 4)).astype(np.float32)
+    options = {"groups": 2} if op == "group_norm" else {}
+    report = lncheck.compare(x, op, channel_axis=-1, **options)
+    outputs = [c for c in report.checks if c.quantity == "output"]
+    assert report.passed, [c.message() for c in report.failures]
+    assert max(c.tolerance_used for c in outputs) > 0.02  # the check is not vacuous
+
+
+def test_relu_gradients_where_the_output_is_near_zero_in_bfloat16() -> None:
+    # torch's bfloat16 output lands on the other side of 0 for a few elements, and ReLU's
+    # derivative there is 0 instead of 1: no rounding model covers that, the jump term does
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(2, 6, 4, 4)) * rng.choice([1, 10])).astype(np.float32)
+    for act in ("relu", "leaky_relu=0.2", "prelu"):
+        report = lncheck.compare(
+            x, "instance_norm", dtype="bfloat16", activation=act, grad=True, seed=5
+        )
+        assert report.passed, [c.message() for c in report.failures]
+
+
+def test_relu_jump_allowance_does_not_hide_a_wrong_gradient() -> None:
+    from lncheck import gradients
+    from lncheck.tolerances import ToleranceSpec, applied
+
+    # symmetric rows: the middle element is exactly the mean, so its output is 0
+    x = np.array([[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0], [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]])
+    case = case_from_arrays(x, Layer(normalized_shape=(7,), activation="relu"), dtype="float16")
+    quantities, bounds = gradients.backward(case)
+    jumped = np.asarray(bounds["grad_input"].terms["exact"]) > 0
+    assert jumped[:, 3].all()  # the kink is allowed for
+    rtol, atol = applied(ToleranceSpec(), "float16", 7, bounds["grad_input"])
+    right = np.asarray(quantities["grad_input"])
+    assert np.any(np.abs(right * 1.1 - right) > atol + rtol * np.abs(right))  # a bug still fails
+
+
+def test_variance_read_back_from_a_subnormal_float16_rstd() -> None:
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    report = lncheck.compare(x, normalized_shape=8, dtype="float16", eps=1e10)
+    assert report.passed, [c.message() for c in report.failures]
