@@ -64,7 +64,9 @@ class Bound:
 
     Kinds: ``relative`` (roundings proportional to the result), ``spread`` (the error of the
     statistics, which grows with the group size and is magnified by the conditioning),
-    ``fixed`` (single roundings, such as adding the bias).
+    ``fixed`` (single roundings, such as adding the bias), ``floor`` (magnified absolute
+    errors of subnormal values), ``exact`` (differences that are not roundings at all, such as
+    a ReLU derivative's jump where the output is within its error of 0).
     """
 
     rtol_kind: str

@@ -341,3 +341,12 @@ def test_variance_read_back_from_a_subnormal_float16_rstd() -> None:
     x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     report = lncheck.compare(x, normalized_shape=8, dtype="float16", eps=1e10)
     assert report.passed, [c.message() for c in report.failures]
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+def test_float64_batch_statistics_on_float16_valued_data(op: str) -> None:
+    # torch's float64 CPU BatchNorm sums sequentially; on short mantissas its roundings lean one
+    # way (0.1 * n * u in rstd), far beyond a sqrt(n) model
+    x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float16)
+    report = lncheck.compare(x, op, dtype="float64")
+    assert report.passed, [c.message() for c in report.failures]
