@@ -165,8 +165,11 @@ def run_suite(
     """Run a suite file as ``lncheck run`` does and return its report (``.passed``,
     ``.exit_status``, ``.results``, ``.to_dict()``).
 
+    ``jobs > 1`` runs cases in spawned worker processes: in a script, call it under ``if
+    __name__ == "__main__":`` (if the workers cannot start, the cases run in this process).
+
     Raises:
-        lncheck.errors.InputError: the suite file is invalid (nothing ran).
+        lncheck.errors.InputError: the suite file or an option is invalid (nothing ran).
     """
     from lncheck.runner import SuiteOptions, run_cases
     from lncheck.suite import load_suite, select

@@ -2,7 +2,7 @@
 
 Commands only translate options into library calls. ``main`` (via ``_Group.main``) turns every
 ``LncheckError`` and every usage error into one line on stderr and exit status 2; ``--traceback``
-re-raises instead. Nothing here imports torch or NumPy at module level: ``lncheck --help``
+prints the traceback first. Nothing here imports torch or NumPy at module level: ``lncheck --help``
 must stay fast.
 """
 
@@ -133,7 +133,7 @@ def _root(
     traceback: Annotated[
         bool,
         typer.Option(
-            "--traceback", help="Re-raise errors with a traceback (for debugging lncheck)."
+            "--traceback", help="Print the traceback of an error too (for debugging lncheck)."
         ),
     ] = False,
 ) -> None:

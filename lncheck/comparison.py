@@ -334,8 +334,8 @@ class Accumulator:
             k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
         self._worst(first, k, best, err_k, float(a.flat[k]), float(e.flat[k]), e.shape[1])
-        if not ok[~finite].all():
-            self.required_atol = self.required_rtol = math.inf
+        if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
+            self.required_atol = self.required_rtol = self.max_abs = math.inf
         n_finite = int(np.count_nonzero(finite))
         self.finite += n_finite
         if n_finite:

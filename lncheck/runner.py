@@ -510,6 +510,12 @@ class SuiteOptions:
     fail_fast: bool = False
     jobs: int = 1
 
+    def __post_init__(self) -> None:
+        from lncheck.tolerances import ToleranceSpec
+
+        names = ("--baseline-rtol", "--baseline-atol")
+        ToleranceSpec.from_options(self.baseline_rtol, self.baseline_atol, names=names)
+
 
 def run_cases(
     suite_path: str,
@@ -586,18 +592,29 @@ def _run_parallel(
 ) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: torch's thread pools do not survive a fork.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
-        pending = {pool.submit(run_one, case, options) for case in cases}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if done(future.result()):
-                    for other in pending:
-                        other.cancel()
-                    return
+    left = {case.name: case for case in cases}
+    try:
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+            pending = {pool.submit(run_one, case, options) for case in cases}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    result = future.result()
+                    left.pop(result.name, None)
+                    if done(result):
+                        for other in pending:
+                            other.cancel()
+                        return
+    except BrokenProcessPool:
+        # a worker died (killed for memory, or a script without an ``if __name__ ==
+        # "__main__":`` guard that spawn cannot re-import): finish here, one case at a time
+        for case in left.values():
+            if done(run_one(case, options)):
+                return
 
 
 def _first_device(cases: Sequence[SuiteCase]) -> str:

@@ -350,3 +350,30 @@ def test_float64_batch_statistics_on_float16_valued_data(op: str) -> None:
     x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float16)
     report = lncheck.compare(x, op, dtype="float64")
     assert report.passed, [c.message() for c in report.failures]
+
+
+def test_a_nan_candidate_reports_an_unbounded_difference_not_zero() -> None:
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    with pytest.raises(AssertionError, match="greatest absolute difference inf"):
+        lncheck.check(np.full_like(x, np.nan), x, normalized_shape=4, equal_nan=True)
+
+
+def test_baseline_tolerances_are_validated_in_the_api() -> None:
+    with pytest.raises(InputError, match="--baseline-rtol"):
+        lncheck.run_suite("examples/suite.toml", baseline_rtol=-1.0, baseline_atol=0.0)
+    with pytest.raises(InputError, match="--baseline-atol"):
+        lncheck.run_suite("examples/suite.toml", baseline_atol=float("nan"))
+
+
+def test_a_broken_worker_pool_finishes_the_suite_in_process(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise BrokenProcessPool("a worker died")
+
+    serial = lncheck.run_suite("examples/suite.toml", pattern="layer")
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", Broken)
+    report = lncheck.run_suite("examples/suite.toml", jobs=2, pattern="layer")
+    statuses = [(r.name, r.status) for r in report.results]
+    assert len(statuses) > 1 and statuses == [(r.name, r.status) for r in serial.results]
