@@ -120,21 +120,18 @@ def _derivative_jumps(case: Case, g: F64, y: F64, kappa: F64, w: F64, b: F64 | f
     """ReLU-like activations change slope at 0: where the forward output is within its own
     error bound of 0, torch's rounded output may sit on the other side, and its gradient then
     differs by ``|g| * |1 - slope|`` however exact the arithmetic."""
-    from lncheck.tolerances import atol_floor, coefficients
+    from lncheck.tolerances import ToleranceSpec, applied
 
     activation = case.plan.activation
     assert activation is not None
     if activation.name not in ("relu", "leaky_relu", "prelu"):
         return np.zeros(1)
     slope = 0.0 if activation.name == "relu" else float(activation.param or 0.0)
-    c = coefficients(case.dtype, case.plan.group_size)
     with np.errstate(all="ignore"):
-        error = (
-            c["relative"] * np.abs(y)
-            + c["spread"] * (1 + kappa) * np.abs(w)
-            + c["fixed"] * np.abs(b)
-            + atol_floor(case.dtype)
-        )
+        # the output's own automatic bound, weighed exactly as the output check weighs it
+        output = Bound("relative", {"spread": (1 + kappa) * np.abs(w), "fixed": np.abs(b)})
+        rtol, atol = applied(ToleranceSpec(), case.dtype, case.plan.group_size, output)
+        error = rtol * np.abs(y) + np.asarray(atol, dtype=np.float64)
         return np.where(np.abs(y) <= error, np.abs(g) * abs(1.0 - slope), 0.0)
 
 
