@@ -1,5 +1,9 @@
 """The Python API: ``compare`` (a report), ``check`` (an assertion for tests), ``run_suite``.
 
+``compare`` takes every option of the option table (``lncheck.options``) as a keyword argument
+under its name (``normalized_shape=``, ``groups=``, ``training=``; the aliases ``shape=`` and
+``train=`` work too); array options take arrays. Errors name options as keywords (``groups=``).
+
 >>> import numpy as np, lncheck
 >>> x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
 >>> lncheck.compare(x, normalized_shape=8).passed
@@ -8,117 +12,94 @@ True
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
-from lncheck.errors import InputError
-from lncheck.io import CaseSpec, load
+from lncheck.errors import InputError, LncheckError, spelled
+from lncheck.options import ALIASES, OPTIONS_LIST, parse, spelling
 from lncheck.report import Report, SuiteReport
 
-LAYER_OPTIONS = (
-    "eps",
-    "groups",
-    "channel_axis",
-    "affine",
-    "track_running_stats",
-    "momentum",
-    "size",
-    "alpha",
-    "beta",
-    "k",
-    "activation",
-)
+_UNSET = object()
+_KEYWORDS = {o.name for o in OPTIONS_LIST if "api" in o.surfaces} | set(ALIASES)
 
 
 def compare(
     x: npt.ArrayLike,
     op: str = "layer_norm",
     *,
-    normalized_shape: int | tuple[int, ...] | None = None,
-    axes: int | tuple[int, ...] | None = None,
-    train: bool = True,
-    weight: npt.ArrayLike | None = None,
-    bias: npt.ArrayLike | None = None,
-    expected: npt.ArrayLike | None = None,
-    running_mean: npt.ArrayLike | None = None,
-    running_var: npt.ArrayLike | None = None,
-    grad_output: npt.ArrayLike | None = None,
-    dtype: str | None = None,
-    device: str = "cpu",
-    vs_device: str | None = None,
-    grad: bool = False,
-    seed: int = 0,
-    tolerance: str = "auto",
-    rtol: float | None = None,
-    atol: float | None = None,
-    equal_nan: bool = False,
     backend: str | None = "torch",
     name: str = "array",
-    **layer_options: Any,
+    **options: Any,
 ) -> Report:
-    """Check a normalization layer on ``x``: torch's paths (and ``expected``) against the
+    """Check a normalization layer on ``x``: the backend's paths (and ``expected``) against the
     float64 reference, exactly as ``lncheck compare`` does.
 
     Args:
         x: the input (NumPy array, nested lists, or a torch tensor).
         op: ``layer_norm``, ``group_norm``, ``instance_norm``, ``batch_norm``, ``rms_norm`` or
-            ``local_response_norm``.
-        normalized_shape, axes: what LayerNorm/RMSNorm normalize over.
-        layer_options: ``eps``, ``groups``, ``channel_axis``, ``affine``,
-            ``track_running_stats``, ``momentum``, ``size``, ``alpha``, ``beta``, ``k``,
-            ``activation``, as the command line's options.
-        backend: ``None`` checks only ``expected`` (no torch paths run).
+            ``local_response_norm`` (``lncheck.ops.OP_NAMES``).
+        backend: the implementation under test; ``None`` checks only ``expected``.
+        name: how reports name the input.
+        options: the command line's options as keywords: ``normalized_shape``, ``axes``,
+            ``eps``, ``groups``, ``channel_axis``, ``affine``, ``training``, ``momentum``, ...;
+            ``weight``, ``bias``, ``expected``, ``running_mean``, ``running_var``,
+            ``grad_output`` as arrays; ``dtype``, ``device``, ``grad``, ``tolerance``, ``rtol``,
+            ``atol``, ... (the signature lists them all).
 
     Returns:
         The report: ``.passed``, ``.checks``, ``.to_dict()`` (the JSON of ``--json``).
 
     Raises:
-        lncheck.errors.InputError: the input or options are invalid.
+        TypeError: an unknown keyword argument.
+        lncheck.errors.InputError: the input or options are invalid (named as keywords).
 
     >>> import numpy as np
     >>> report = compare(np.ones((2, 3, 4)), "group_norm", groups=1, dtype="float64")
     >>> [c.candidate for c in report.checks][:1]
     ['torch.nn.GroupNorm']
     """
-    unknown = sorted(set(layer_options) - set(LAYER_OPTIONS))
+    from lncheck.loading import load
+    from lncheck.pipeline import check_case
+
+    unknown = sorted(set(options) - _KEYWORDS)
     if unknown:
         raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
-    if isinstance(layer_options.get("momentum"), str) and layer_options["momentum"] == "none":
-        layer_options["momentum"] = None  # the command line's word for the cumulative average
-    spec = CaseSpec(
-        input=name,
-        name=name,
-        op=op,
-        shape=_dims(normalized_shape),
-        axes=_dims(axes),
-        train=train,
-        dtype=dtype,  # type: ignore[arg-type]
-        device=str(device),  # a torch.device works too
-        vs_device=None if vs_device is None else str(vs_device),
-        grad=grad,
-        seed=seed,
-        tolerance=None if rtol is not None else tolerance,
-        rtol=rtol,
-        atol=atol,
-        equal_nan=equal_nan,
-        **layer_options,
-    )
-    arrays = {
-        "input": x,
-        "weight": weight,
-        "bias": bias,
-        "expected": expected,
-        "running_mean": running_mean,
-        "running_var": running_var,
-        "grad_output": grad_output,
-    }
-    if backend is None and expected is None:
+    if backend is None and options.get("expected") is None:
         raise InputError("nothing to check: backend=None and no expected output given")
-    from lncheck.runner import check_case
+    try:
+        # None means "the default", as in torch's signatures; momentum=None is torch's own value
+        # (the cumulative average)
+        raw = {
+            "op": op,
+            **{
+                k: v for k, v in options.items() if v is not None or ALIASES.get(k, k) == "momentum"
+            },
+        }
+        if backend is not None:
+            raw["backend"] = backend
+        if "device" in raw and not isinstance(raw["device"], str):
+            raw["device"] = str(raw["device"])  # a torch.device works too
+        settings = parse(raw, "api", unset=_UNSET)
+        given = {"input": x}
+        return check_case(load(settings, name, given=given), backend=None if backend is None else
+                          settings["backend"])  # fmt: skip
+    except LncheckError as e:
+        raise spelled(e, spelling("api")) from None
 
-    return check_case(load(spec, given=arrays), backend=backend)
+
+compare.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        *list(inspect.signature(compare).parameters.values())[:4],
+        *(
+            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
+            for o in OPTIONS_LIST
+            if "api" in o.surfaces and o.name not in ("op", "backend")
+        ),
+    ]
+)
 
 
 def check(
@@ -126,8 +107,8 @@ def check(
 ) -> Report:
     """Assert that ``actual`` is ``op`` applied to ``x``, within the tolerance: for tests.
 
-    Takes the options of ``compare``; only ``actual`` is checked (torch's paths do not run
-    unless ``backend="torch"`` is given).
+    Takes the options of ``compare``; only ``actual`` is checked (the backend's paths do not
+    run unless ``backend="torch"`` is given).
 
     Raises:
         AssertionError: with the message of the command line's failing row.
@@ -170,27 +151,22 @@ def run_suite(
     Raises:
         lncheck.errors.InputError: the suite file or an option is invalid (nothing ran).
     """
-    from lncheck.runner import SuiteOptions, run_cases
-    from lncheck.suite import load_suite, select
+    from lncheck.suite.parse import load_suite
+    from lncheck.suite.run import SuiteOptions, run_cases, select
 
-    cases = select(load_suite(path).cases, shard=shard, pattern=pattern)
-    options = SuiteOptions(
-        baseline=None if baseline is None else str(baseline),
-        baseline_rtol=baseline_rtol,
-        baseline_atol=baseline_atol,
-        strict_baseline=strict_baseline,
-        fail_fast=fail_fast,
-        jobs=jobs,
-    )
-    return run_cases(str(path), cases, options)
-
-
-def _dims(value: int | tuple[int, ...] | None) -> tuple[int, ...] | None:
-    """One int or a sequence of them as a tuple; their types are checked with the other
-    options (``layers.check_options``)."""
-    if value is None:
-        return None
     try:
-        return tuple(value)  # type: ignore[arg-type]
-    except TypeError:
-        return (value,)  # type: ignore[return-value]
+        options = SuiteOptions(
+            baseline=None if baseline is None else str(baseline),
+            baseline_rtol=baseline_rtol,
+            baseline_atol=baseline_atol,
+            strict_baseline=strict_baseline,
+            fail_fast=fail_fast,
+            jobs=jobs,
+        )
+        cases = select(load_suite(path).cases, shard=shard, pattern=pattern)
+        return run_cases(str(path), cases, options)
+    except LncheckError as e:
+        raise spelled(e, spelling("api")) from None
+
+
+__all__ = ["check", "compare", "run_suite"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lncheck.dtypes import DTypeName
-from lncheck.layers import Layer, Plan
+from lncheck.ops.spec import NormSpec
+from lncheck.options import Settings
 from lncheck.tolerances import ToleranceSpec
 
 Array = npt.NDArray[np.floating]
@@ -18,17 +20,18 @@ Array = npt.NDArray[np.floating]
 class Case:
     """One input with the layer to check it with.
 
-    Arrays hold exactly the values torch receives: already rounded to ``dtype`` (bfloat16
-    values are stored in float32), so the reference never counts input rounding as torch's
-    error. ``input_dtype`` is the dtype the input had on disk.
+    Arrays hold exactly the values the backend receives: already rounded to ``dtype`` (bfloat16
+    values are stored in float32), so the reference never counts input rounding as the
+    backend's error. ``input_dtype`` is the dtype the input had on disk; ``settings`` are the
+    options the case was made from, ``spec`` the layer they describe on this input.
     """
 
     name: str
     x: Array
     input_dtype: str
     dtype: DTypeName
-    layer: Layer
-    plan: Plan
+    spec: NormSpec
+    settings: Settings = field(default_factory=Settings)
     weight: Array | None = None
     bias: Array | None = None
     expected: Array | None = None
@@ -36,8 +39,25 @@ class Case:
     running_var: Array | None = None
     grad_output: Array | None = None
     tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
-    device: str = "cpu"
-    vs_device: str | None = None
     grad: bool = False
-    seed: int = 0
     notes: tuple[str, ...] = ()
+
+    @property
+    def device(self) -> str:
+        return str(self.settings["device"])
+
+    @property
+    def vs_device(self) -> str | None:
+        value = self.settings["vs_device"]
+        return None if value is None else str(value)
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings["seed"])
+
+    @property
+    def backend(self) -> str:
+        return str(self.settings["backend"])
+
+    def with_(self, **changes: Any) -> Case:
+        return replace(self, **changes)

@@ -14,15 +14,13 @@ Arrays are materialized whole: ``--grad`` is for tensors that fit in memory seve
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import numpy as np
 import numpy.typing as npt
 
+from lncheck import activations
 from lncheck.case import Case
-from lncheck.errors import InputError
-from lncheck.layers import Plan
+from lncheck.errors import InputError, option
+from lncheck.ops.spec import NormSpec
 from lncheck.reference import normalizing_statistics, param_views
 from lncheck.result import Bound, Quantity
 
@@ -37,18 +35,26 @@ def upstream(case: Case) -> F64:
 
     if case.grad_output is not None:
         return np.asarray(case.grad_output, dtype=np.float64)
-    g = np.random.default_rng(case.seed).standard_normal(case.plan.input_shape)
+    g = np.random.default_rng(case.seed).standard_normal(case.spec.input_shape)
     return np.asarray(round_to(g, case.dtype), dtype=np.float64)
 
 
-def check_supported(p: Plan) -> None:
-    if not p.has_statistics:
-        raise InputError(f"--grad is not supported for {p.op}: only the mean/variance ops")
+def check_supported(p: NormSpec) -> None:
+    """Raises ``InputError`` for a layer whose backward pass this module does not derive."""
+    if not p.statistics:
+        raise InputError(
+            f"{option('grad')} is not supported for {p.op}: only the mean/variance ops"
+        )
+    if (p.variance, p.eps_placement) != ("biased", "sqrt"):
+        raise InputError(
+            f"{option('grad')} is not supported for {p.op} with the {p.variance} variance and "
+            f"eps on the {'std' if p.eps_placement == 'std' else 'variance'}"
+        )
 
 
 def backward(case: Case) -> tuple[dict[str, Quantity], dict[str, Bound]]:
     """The reference gradients of ``case`` for its upstream gradient, and their error bounds."""
-    p = case.plan
+    p = case.spec
     check_supported(p)
     view = p.view_shape
     x = np.asarray(case.x, dtype=np.float64).reshape(view)
@@ -69,7 +75,7 @@ def backward(case: Case) -> tuple[dict[str, Quantity], dict[str, Bound]]:
         y = n * w + b
         g_error = np.abs(g) * (np.abs(y) + (1 + kappa) * np.abs(w) + np.abs(b))
         jump = _derivative_jumps(case, g, y, kappa, w, b)
-        g = g * activation_derivative(p.activation.name, p.activation.param)(y)
+        g = g * activations.derivative(p.activation)(y)
     dn = g * w
     axes = tuple(p.reduce_axes)
 
@@ -122,58 +128,20 @@ def _derivative_jumps(case: Case, g: F64, y: F64, kappa: F64, w: F64, b: F64 | f
     differs by ``|g| * |1 - slope|`` however exact the arithmetic."""
     from lncheck.tolerances import ToleranceSpec, applied
 
-    activation = case.plan.activation
+    activation = case.spec.activation
     assert activation is not None
-    if activation.name not in ("relu", "leaky_relu", "prelu"):
+    if not activation.has_kink:
         return np.zeros(1)
-    slope = 0.0 if activation.name == "relu" else float(activation.param or 0.0)
+    slope = activation.slope_below_zero
     with np.errstate(all="ignore"):
         # the output's own automatic bound, weighed exactly as the output check weighs it
         output = Bound("relative", {"spread": (1 + kappa) * np.abs(w), "fixed": np.abs(b)})
-        rtol, atol = applied(ToleranceSpec(), case.dtype, case.plan.group_size, output)
+        rtol, atol = applied(ToleranceSpec(), case.dtype, case.spec.group_size, output)
         error = rtol * np.abs(y) + np.asarray(atol, dtype=np.float64)
         return np.where(np.abs(y) <= error, np.abs(g) * abs(1.0 - slope), 0.0)
 
 
-def shared_count(p: Plan) -> int:
-    """How many values each weight gradient sums."""
-    return math.prod(p.input_shape) // max(1, math.prod(p.param_shape))
-
-
-def _in_view(p: Plan, per_group: F64) -> F64:
+def _in_view(p: NormSpec, per_group: F64) -> F64:
     """A per-group array shaped to broadcast against the plan's view."""
     grouped = np.asarray(per_group, dtype=np.float64).reshape(p.group_shape)
     return np.expand_dims(grouped, tuple(sorted(p.reduce_axes)))
-
-
-def activation_derivative(name: str, param: float | str | None) -> Callable[[F64], F64]:
-    """The derivative torch's autograd uses (at 0: 0 for ReLU, the slope for LeakyReLU/PReLU)."""
-    if name == "relu":
-        return lambda y: (y > 0).astype(np.float64)
-    if name in ("leaky_relu", "prelu"):
-        slope = float(param or 0.0)
-        return lambda y: np.where(y > 0, 1.0, slope)
-    if name == "silu":
-
-        def silu(y: F64) -> F64:
-            with np.errstate(over="ignore"):
-                s = 1.0 / (1.0 + np.exp(-y))
-            return np.asarray(s * (1.0 + y * (1.0 - s)))
-
-        return silu
-    if name == "gelu" and param == "tanh":
-        c = math.sqrt(2.0 / math.pi)
-
-        def gelu_tanh(y: F64) -> F64:
-            t = np.tanh(c * (y + 0.044715 * y**3))
-            return np.asarray(0.5 * (1 + t) + 0.5 * y * (1 - t * t) * c * (1 + 3 * 0.044715 * y**2))
-
-        return gelu_tanh
-    from lncheck.reference import erf
-
-    def gelu(y: F64) -> F64:
-        cdf = 0.5 * (1.0 + erf(y / math.sqrt(2.0)))
-        pdf = np.exp(-0.5 * y * y) / math.sqrt(2.0 * math.pi)
-        return np.asarray(cdf + y * pdf)
-
-    return gelu

@@ -11,7 +11,6 @@ agrees with an exact-arithmetic oracle to within a few float64 units in the last
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -19,9 +18,10 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
+from lncheck import activations
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.layers import Layer, Plan, plan
+from lncheck.ops.spec import NormSpec
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity, Scale
 
 F64 = npt.NDArray[np.float64]
@@ -50,23 +50,23 @@ def run(case: Case) -> NormResult:
     Besides each quantity, the result holds its forward error bound (``bounds``, see
     ``tolerances``) and each group's conditioning.
     """
-    p = case.plan
+    p = case.spec
     layout = layout_of(p)
-    if p.has_statistics:
+    if p.statistics:
         moments = _moments(case, layout)
         quantities, bounds, output = moments.quantities, moments.bounds, moments.output
         terms, conditioning = moments.output_terms, moments.conditioning
     else:
         output = LazyTensor(layout, (case.x,), partial(_lrn_block, p=p))
-        beta = abs(p.layer.beta)
+        beta = abs(p.options["beta"])
         # The window's sum of squares has the statistics' error; the power magnifies it by beta.
         terms = {"spread": lambda first, blocks: beta * np.abs(output.compute(first, blocks))}
         quantities = {"output": output}
         bounds = {"output": Bound("relative", _lazy_terms(output, terms))}
         conditioning = None
     if p.activation is not None:
-        act = activation_function(p.activation.name, p.activation.param, case.dtype)
-        lipschitz = activation_lipschitz(p.activation.name, p.activation.param)
+        act = activations.function(p.activation, case.dtype)
+        lipschitz = p.activation.lipschitz
         quantities["activation"] = output.map(act)
         # An activation with slope at most L turns an input error e into at most L * e.
         act_terms: dict[str, BlockFn] = {
@@ -110,10 +110,11 @@ class _Moments:
 
 def _moments(case: Case, layout: GroupLayout) -> _Moments:
     """The mean/variance ops: statistics per group, and the output as a lazy quantity."""
-    p = case.plan
-    mean, var = _statistics(layout, case.x, p.center)
+    p = case.spec
+    mean, biased = _statistics(layout, case.x, p.center)
+    var = estimated(biased, p)
     with np.errstate(all="ignore"):
-        rstd = 1.0 / np.sqrt(var + p.eps)
+        rstd = reciprocal_std(var, p)
         batch_kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
     quantities: dict[str, Quantity] = {"mean": mean, "var": var, "rstd": rstd}
     norm_mean, norm_var = mean, var
@@ -125,7 +126,7 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
             norm_var = _per_group(p, running_var)
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(
-                p, mean, var, batch_kappa, running_mean, running_var
+                p, mean, biased, batch_kappa, running_mean, running_var
             )
             quantities.update(running)
             bounds.update(running_bounds)
@@ -136,7 +137,7 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     sources += [a for a in (weight, bias) if a is not None]
 
     with np.errstate(all="ignore"):
-        inv_std = 1.0 / np.sqrt(norm_var + p.eps)
+        inv_std = reciprocal_std(norm_var, p)
 
     def compute(first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> F64:
         n = blocks[0].shape[0]
@@ -165,7 +166,7 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     output_terms: dict[str, BlockFn] = {"spread": spread}
     if bias is not None:
         output_terms["fixed"] = fixed
-    magnitude = _group_max(p, case.weight, 1.0) + _group_max(
+    magnitude = _group_max(p, _offset(case.weight, p), 1.0) + _group_max(
         p, case.bias if p.has_bias else None, 0.0
     )
     if weight is None and bias is None:  # per group: no per-element work
@@ -190,18 +191,35 @@ def _moments(case: Case, layout: GroupLayout) -> _Moments:
     return _Moments(output, output_terms, quantities, bounds, kappa)
 
 
+def estimated(biased: F64, p: NormSpec) -> F64:
+    """The variance the spec's estimator gives from the biased one: ÷n, or ÷(n - 1)."""
+    if p.variance == "biased":
+        return biased
+    n = p.group_size
+    with np.errstate(all="ignore"):
+        return np.asarray(biased * (n / (n - 1)), dtype=np.float64)
+
+
+def reciprocal_std(var: F64, p: NormSpec) -> F64:
+    """``1 / sqrt(var + eps)``, or ``1 / (sqrt(var) + eps)`` where eps goes on the std."""
+    with np.errstate(all="ignore"):
+        if p.eps_placement == "std":
+            return np.asarray(1.0 / (np.sqrt(var) + p.eps), dtype=np.float64)
+        return np.asarray(1.0 / np.sqrt(var + p.eps), dtype=np.float64)
+
+
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
     """The per-group mean and variance the output is normalized with: the batch's, or the
     running statistics in eval mode."""
-    p = case.plan
-    mean, var = _statistics(layout_of(p), case.x, p.center)
+    p = case.spec
+    mean, biased = _statistics(layout_of(p), case.x, p.center)
     if not p.use_running_stats:
-        return mean, var
+        return mean, estimated(biased, p)
     running_mean, running_var = _running(case)
     return _per_group(p, running_mean), _per_group(p, running_var)
 
 
-def _group_max(p: Plan, param: npt.NDArray[np.generic] | None, default: float) -> F64 | float:
+def _group_max(p: NormSpec, param: npt.NDArray[np.generic] | None, default: float) -> F64 | float:
     """The largest ``|param|`` each group uses (``default`` for a missing one), per group."""
     if param is None or not p.affine:
         return default
@@ -217,7 +235,7 @@ def _group_max(p: Plan, param: npt.NDArray[np.generic] | None, default: float) -
 
 def _running(case: Case) -> tuple[F64, F64]:
     """The running statistics given, or those of a fresh module (zeros and ones)."""
-    shape = case.plan.stats_shape
+    shape = case.spec.stats_shape
     mean = (
         np.zeros(shape)
         if case.running_mean is None
@@ -231,7 +249,7 @@ def _running(case: Case) -> tuple[F64, F64]:
     return mean, var
 
 
-def _per_group(p: Plan, per_channel: F64) -> F64:
+def _per_group(p: NormSpec, per_channel: F64) -> F64:
     """Per-channel values spread over the groups (InstanceNorm's groups are (N, C))."""
     shape = [1] * len(p.group_shape)
     assert p.channel_group_axis is not None
@@ -240,7 +258,7 @@ def _per_group(p: Plan, per_channel: F64) -> F64:
 
 
 def _updated_running_stats(
-    p: Plan, mean: F64, var: F64, kappa: F64, running_mean: F64, running_var: F64
+    p: NormSpec, mean: F64, var: F64, kappa: F64, running_mean: F64, running_var: F64
 ) -> tuple[dict[str, Quantity], dict[str, Bound]]:
     """torch's update rule: the running variance takes the *unbiased* batch variance, although
     the output is normalized with the biased one; InstanceNorm averages its per-instance
@@ -274,12 +292,11 @@ def _updated_running_stats(
     return quantities, bounds
 
 
-def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan) -> F64:
+def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: NormSpec) -> F64:
     """LocalResponseNorm on a (positions, channels) block, padded as torch pads it: size // 2
     zero channels in front and (size - 1) // 2 behind, averaged over the full window."""
-    layer = p.layer
-    size = layer.size
-    assert size is not None
+    o = p.options
+    size, alpha, beta, k = o["size"], o["alpha"], o["beta"], o["k"]
     x = np.asarray(blocks[0], dtype=np.float64)
     with np.errstate(all="ignore"):
         if size >= 2 * x.shape[1] - 1:  # every window spans all channels: no huge padding
@@ -288,63 +305,15 @@ def _lrn_block(first: int, blocks: tuple[npt.NDArray[np.generic], ...], p: Plan)
             padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
             windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1)
             window = windows.sum(axis=-1)
-        return np.asarray(x / (layer.k + layer.alpha * window / size) ** layer.beta)
+        return np.asarray(x / (k + alpha * window / size) ** beta)
 
 
-def activation_lipschitz(name: str, param: float | str | None) -> float:
-    """The largest slope of the activation: how much it can magnify an error in its input."""
-    if name in ("leaky_relu", "prelu"):
-        return max(1.0, abs(float(param or 0.0)))
-    return {"relu": 1.0, "gelu": 1.13, "silu": 1.1}[name]
-
-
-def activation_function(
-    name: str, param: float | str | None, dtype: str = "float64"
-) -> Callable[[F64], F64]:
-    """The activation as a float64 NumPy function (``param`` as in ``layers.Activation``).
-
-    A PReLU or LeakyReLU slope is a parameter torch holds in the compute dtype, so it is
-    rounded to that dtype first.
-    """
-    from lncheck.dtypes import round_to
-
-    def slope(value: float | str | None) -> float:
-        return float(round_to(np.array([float(value or 0.0)]), dtype)[0])  # type: ignore[arg-type]
-
-    if name == "relu":
-        return lambda y: np.maximum(y, 0.0)
-    if name in ("leaky_relu", "prelu"):
-        a = slope(param) if name == "prelu" else float(param or 0.0)
-        return lambda y: np.where(y >= 0, y, a * y)
-    if name == "silu":
-
-        def silu(y: F64) -> F64:
-            with np.errstate(over="ignore"):
-                return y / (1.0 + np.exp(-y))
-
-        return silu
-    if name == "gelu" and param == "tanh":
-        c = math.sqrt(2.0 / math.pi)
-        return lambda y: 0.5 * y * (1.0 + np.tanh(c * (y + 0.044715 * y**3)))
-    if name == "gelu":
-        return lambda y: 0.5 * y * (1.0 + erf(y / math.sqrt(2.0)))
-    raise AssertionError(f"unknown activation {name}")
-
-
-# NumPy has no erf; the C library's, one element at a time, is exact to the last bit.
-_erf_elementwise = np.frompyfunc(math.erf, 1, 1)
-
-
-def erf(y: F64) -> F64:
-    return np.asarray(_erf_elementwise(y), dtype=np.float64)
-
-
-def layout_of(p: Plan) -> GroupLayout:
+def layout_of(p: NormSpec) -> GroupLayout:
     return GroupLayout(p.input_shape, p.view_shape, p.reduce_axes)
 
 
 def param_views(
-    p: Plan, weight: npt.NDArray[np.generic] | None, bias: npt.NDArray[np.generic] | None
+    p: NormSpec, weight: npt.NDArray[np.generic] | None, bias: npt.NDArray[np.generic] | None
 ) -> tuple[npt.NDArray[np.generic] | None, npt.NDArray[np.generic] | None]:
     """Weight and bias reshaped to broadcast against the plan's view (``None`` when absent).
 
@@ -358,7 +327,14 @@ def param_views(
     def view(a: npt.NDArray[np.generic] | None) -> npt.NDArray[np.generic] | None:
         return None if a is None or not p.affine else np.asarray(a).reshape(shape)
 
-    return view(weight), view(bias) if p.has_bias else None
+    return view(_offset(weight, p)), view(bias) if p.has_bias else None
+
+
+def _offset(weight: npt.NDArray[np.generic] | None, p: NormSpec) -> npt.NDArray[np.generic] | None:
+    """The weight the output is scaled by: ``w``, or ``1 + w`` for zero-centred weights."""
+    if weight is None or not p.weight_offset:
+        return weight
+    return np.asarray(weight, dtype=np.float64) + p.weight_offset
 
 
 def _statistics(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> tuple[F64, F64]:
@@ -375,29 +351,33 @@ def _statistics(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -
 
 def normalize(
     x: npt.ArrayLike,
-    layer: Layer,
+    op: str = "layer_norm",
     weight: npt.ArrayLike | None = None,
     bias: npt.ArrayLike | None = None,
     *,
     running_mean: npt.ArrayLike | None = None,
     running_var: npt.ArrayLike | None = None,
+    **options: object,
 ) -> F64:
-    """Apply ``layer`` to ``x`` in float64 and return the whole output (before any activation).
+    """Apply layer ``op`` (with ``options`` as the Python API takes them) to ``x`` in float64
+    and return the whole output (before any activation).
 
-    >>> normalize([[0.0, 2.0]], Layer("layer_norm", normalized_shape=(2,), eps=0.0))
+    >>> normalize([[0.0, 2.0]], normalized_shape=2, eps=0.0)
     array([[-1.,  1.]])
     """
-    from lncheck.dtypes import round_to
+    from lncheck import ops
+    from lncheck import options as option_table
 
     arr = np.asarray(x, dtype=np.float64)
-    p = plan(layer, tuple(arr.shape), "float64")
+    settings = option_table.parse({"op": op, **options}, "api")
+    spec = ops.build(settings, tuple(arr.shape), "float64")
     case = Case(
         name="array",
-        x=round_to(arr, "float64"),
+        x=arr,
         input_dtype="float64",
         dtype="float64",
-        layer=p.layer,
-        plan=p,
+        spec=spec,
+        settings=settings,
         weight=_float64(weight),
         bias=_float64(bias),
         running_mean=_float64(running_mean),
@@ -424,5 +404,4 @@ def layer_norm(
     >>> layer_norm([[1.0, 2.0, 3.0]], 3, eps=0.0).round(6)
     array([[-1.224745,  0.      ,  1.224745]])
     """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    return normalize(x, Layer("layer_norm", normalized_shape=shape, eps=eps), weight, bias)
+    return normalize(x, "layer_norm", weight, bias, normalized_shape=normalized_shape, eps=eps)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.comparison import Comparison, histogram_bins
+from lncheck.comparison import Comparison
 from lncheck.errors import ExitStatus
 
 
@@ -43,6 +43,7 @@ class StatsTable:
     candidate: str
     rows: tuple[StatRow, ...]
     omitted: int
+    label: str = "candidate"  # how the candidate's side is headed, e.g. "torch"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Report:
     stats: StatsTable | None = None
     small: Mapping[str, npt.NDArray[np.floating]] = field(default_factory=dict)
     strict_baseline: bool = False
+    names: Mapping[str, str] = field(default_factory=dict)  # candidate -> its display name
+
+    def name(self, candidate: str) -> str:
+        """How tables show a candidate (the backend's short name, e.g. ``F.layer_norm``)."""
+        return self.names.get(candidate, candidate)
 
     @property
     def passed(self) -> bool:
@@ -86,6 +92,10 @@ class Report:
             if not c.passed and (c.kind == "reference" or self.strict_baseline)
         )
 
+    def worst_failure(self) -> Comparison | None:
+        """The failing check furthest outside its tolerance."""
+        return max(self.failures, key=lambda c: c.tolerance_used) if self.failures else None
+
     @property
     def drift(self) -> tuple[Comparison, ...]:
         """Baseline checks whose result moved beyond the baseline tolerance."""
@@ -96,65 +106,10 @@ class Report:
         return ExitStatus.OK if self.passed else ExitStatus.CHECK_FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document of ``lncheck compare --json`` (schema in README)."""
-        h = self.header
-        return {
-            "passed": self.passed,
-            "op": h.op,
-            "input": h.case,
-            "input_shape": list(h.input_shape),
-            "input_dtype": h.input_dtype,
-            "dtype": h.dtype,
-            "device": h.device,
-            "groups": h.groups,
-            "group_size": h.group_size,
-            "params": {k: _jsonable(v) for k, v in h.params.items()},
-            "tolerance": h.tolerance,
-            "notes": list(h.notes),
-            "checks": [check_to_dict(c) for c in self.checks],
-        }
+        """The JSON document of ``lncheck compare --json`` (the schema is ``render.json``'s)."""
+        from lncheck.render.json import report_document
 
-
-def check_to_dict(c: Comparison) -> dict[str, Any]:
-    return {
-        "candidate": c.candidate,
-        "quantity": c.quantity,
-        "passed": c.passed,
-        "max_abs_err": _finite_or_none(c.max_abs_err),
-        "max_rel_err": _finite_or_none(c.max_rel_err),
-        "mean_abs_err": _finite_or_none(c.mean_abs_err),
-        "mismatched": c.mismatched,
-        "total": c.total,
-        "worst_index": list(c.worst_index),
-        "worst_actual": _finite_or_none(c.worst_actual),
-        "worst_expected": _finite_or_none(c.worst_expected),
-        "rtol": _finite_or_none(c.rtol),
-        "atol": _finite_or_none(c.atol),
-        "required_atol": _finite_or_none(c.required_atol),
-        "required_rtol": _finite_or_none(c.required_rtol),
-        "nan_actual": c.nan_actual,
-        "nan_expected": c.nan_expected,
-        "inf_actual": c.inf_actual,
-        "inf_expected": c.inf_expected,
-        "tolerance_used": _finite_or_none(c.tolerance_used),
-        "max_ulp_err": _finite_or_none(c.max_ulp_err),
-        "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
-        "note": c.note,
-        "kind": c.kind,
-    }
-
-
-def _finite_or_none(x: float) -> float | None:
-    """JSON has no NaN or infinity: they become null (the README says what null means)."""
-    return x if math.isfinite(x) else None
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_jsonable(i) for i in v]
-    if isinstance(v, float):
-        return _finite_or_none(v)
-    return v
+        return report_document(self)
 
 
 CaseStatus = str  # "pass", "fail", "skip", "xfail", "xpass" or "error"
@@ -179,16 +134,6 @@ class CaseResult:
         if self.report is None or not self.report.checks:
             return None
         return max(self.report.checks, key=lambda c: (not c.passed, c.tolerance_used))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "seconds": round(self.seconds, 4),
-            "message": self.message,
-            "drift": [] if self.report is None else [check_to_dict(c) for c in self.report.drift],
-            "report": None if self.report is None else self.report.to_dict(),
-        }
 
 
 @dataclass(frozen=True)
@@ -217,11 +162,7 @@ class SuiteReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "suite": self.suite,
-            "counts": self.counts(),
-            "environment": dict(self.environment),
-            "notes": list(self.notes),
-            "cases": [r.to_dict() for r in self.results],
-        }
+        """The JSON document of ``lncheck run --json FILE`` (the schema is ``render.json``'s)."""
+        from lncheck.render.json import suite_document
+
+        return suite_document(self)

@@ -62,7 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.dtypes import DTYPES
-from lncheck.errors import InputError
+from lncheck.errors import InputError, option
 from lncheck.result import Bound, LazyTensor, Scale
 
 ToleranceMode = Literal["auto", "fixed", "explicit"]
@@ -132,7 +132,7 @@ class ToleranceSpec:
         *,
         mode: str | None = None,
         equal_nan: bool = False,
-        names: tuple[str, str] = ("--rtol", "--atol"),
+        names: tuple[str, str] = (option("rtol"), option("atol")),
     ) -> ToleranceSpec:
         """Explicit tolerances need both values or neither, as in ``torch.testing``.
 
@@ -141,7 +141,7 @@ class ToleranceSpec:
                 mode is unknown or contradicts them.
         """
         if mode is not None and mode not in ("auto", "fixed"):
-            raise InputError(f"--tolerance must be auto or fixed, got {mode!r}")
+            raise InputError(f"{option('tolerance')} must be auto or fixed, got {mode!r}")
         if (rtol is None) != (atol is None):
             given, missing = names if rtol is not None else names[::-1]
             raise InputError(f"{given} was given without {missing}: give both or neither")
@@ -149,7 +149,8 @@ class ToleranceSpec:
             return cls(mode=mode or "auto", equal_nan=equal_nan)  # type: ignore[arg-type]
         if mode is not None:
             raise InputError(
-                f"--tolerance {mode} and --rtol/--atol contradict each other: give one"
+                f"{option('tolerance')} {mode} and {names[0]}/{names[1]} contradict each other: "
+                "give one"
             )
         for name, value in zip(names, (rtol, atol), strict=True):
             if not value >= 0 or value == float("inf"):

@@ -37,11 +37,23 @@ def print_error(message: str) -> None:
     )
 
 
+def write(report: Report | SuiteReport, out: IO[str]) -> None:
+    """The ``console`` format (``render.FORMATS``): colour only where ``out`` is a terminal."""
+    from lncheck.report import SuiteReport
+
+    console = make_console(file=out)
+    if isinstance(report, SuiteReport):
+        render_suite(report, console)
+    else:
+        render(report, console)
+
+
 def render(report: Report, console: Console) -> None:
     """Print a report: header, statistics, output checks, small tensors, verdict."""
     console.print(_header(report))
-    tables = [_stats(report.stats)] if report.stats is not None else []
-    tables += [_checks(report.checks), _worst(report.checks)]
+    name = report.name
+    tables = [_stats(report.stats, name)] if report.stats is not None else []
+    tables += [_checks(report.checks, name), _worst(report.checks, name)]
     elementwise = [
         c
         for c in report.checks
@@ -51,7 +63,7 @@ def render(report: Report, console: Console) -> None:
         and c.quantity in ("output", "activation")
     ]
     if elementwise:
-        tables.append(_histogram(max(elementwise, key=lambda c: c.tolerance_used)))
+        tables.append(_histogram(max(elementwise, key=lambda c: c.tolerance_used), name))
     if report.small:
         tables.append(_small(report))
     for table in tables:
@@ -65,19 +77,17 @@ def render(report: Report, console: Console) -> None:
     console.print(_verdict(report))
 
 
-def render_ops(console: Console) -> None:
-    """The table of ``lncheck ops``."""
-    from lncheck.layers import OPS
-
+def render_ops(console: Console, rows: list[tuple[str, str, str, str, str]]) -> None:
+    """The table of ``lncheck ops``: (op, statistics over, options, backend, its paths)."""
     table = _table("Normalization layers lncheck checks")
     table.add_column("op", no_wrap=True)
     table.add_column("what it does")
-    for info in OPS:
+    for op, over, options, backend, paths in rows:
         details = Text()
-        details.append("statistics over ", style=STYLE_DIM).append(info.statistics_over + "\n")
-        details.append("options ", style=STYLE_DIM).append(info.options + "\n")
-        details.append("torch ", style=STYLE_DIM).append(info.torch)
-        table.add_row(Text(info.op, style=STYLE_HEADER), details)
+        details.append("statistics over ", style=STYLE_DIM).append(over + "\n")
+        details.append("options ", style=STYLE_DIM).append(options + "\n")
+        details.append(f"{backend} ", style=STYLE_DIM).append(paths)
+        table.add_row(Text(op, style=STYLE_HEADER), details)
         table.add_section()
     console.print(table)
     console.print(
@@ -100,12 +110,13 @@ def _header(report: Report) -> Table:
     return grid
 
 
-def _stats(stats: StatsTable) -> Table:
-    table = _table(f"Per-group statistics: reference vs {short_name(stats.candidate)}")
+def _stats(stats: StatsTable, display: Callable[[str], str]) -> Table:
+    table = _table(f"Per-group statistics: reference vs {display(stats.candidate)}")
     table.add_column("group", no_wrap=True)
     # Reference above the candidate in one cell, so the table fits 80 columns.
-    for name in ("mean\n(ref / torch)", "diff", "var\n(ref / torch)", "diff", "kappa"):
-        table.add_column(name, justify="right", no_wrap=True)
+    pair = f"(ref / {stats.label})"
+    for heading in (f"mean\n{pair}", "diff", f"var\n{pair}", "diff", "kappa"):
+        table.add_column(heading, justify="right", no_wrap=True)
     for row in stats.rows:
         table.add_row(
             _dims(row.group),
@@ -129,19 +140,22 @@ def _by_candidate(checks: tuple[Comparison, ...]) -> list[tuple[str, list[Compar
 
 
 def _check_rows(
-    table: Table, checks: tuple[Comparison, ...], row: Callable[[Comparison], list[Any]]
+    table: Table,
+    checks: tuple[Comparison, ...],
+    row: Callable[[Comparison], list[Any]],
+    display: Callable[[str], str],
 ) -> None:
     """One heading row per candidate, then its quantities indented below it: the candidate name
     does not take a column of its own, so the tables fit 80 columns."""
     for candidate, group in _by_candidate(checks):
-        table.add_row(Text(short_name(candidate), style=STYLE_HEADER))
+        table.add_row(Text(display(candidate), style=STYLE_HEADER))
         for c in group:
             label = f"  {c.quantity}" + (" vs baseline" if c.kind == "baseline" else "")
             table.add_row(label, *row(c))
         table.add_section()
 
 
-def _checks(checks: tuple[Comparison, ...]) -> Table:
+def _checks(checks: tuple[Comparison, ...], display: Callable[[str], str]) -> Table:
     table = _table("Checks against the reference")
     table.add_column("candidate / quantity", no_wrap=True)
     for name in ("max abs", "max rel", "max ulp", "mean abs", "mismatched", ""):
@@ -159,20 +173,18 @@ def _checks(checks: tuple[Comparison, ...]) -> Table:
             _mark(c),
         ]
 
-    _check_rows(table, checks, row)
+    _check_rows(table, checks, row, display)
     table.caption = (
         "max ulp: in units in the last place of the compute dtype at max(|ref|, |w| + |b|)"
     )
     return table
 
 
-def _histogram(c: Comparison) -> Table:
+def _histogram(c: Comparison, display: Callable[[str], str]) -> Table:
     """The distribution of ``|actual - expected|`` in three-octave bins, bars on a log scale."""
     from lncheck.comparison import histogram_bins
 
-    table = _table(
-        f"Error distribution: {short_name(c.candidate)} {c.quantity}, |actual - expected|"
-    )
+    table = _table(f"Error distribution: {display(c.candidate)} {c.quantity}, |actual - expected|")
     table.add_column("error", no_wrap=True)
     table.add_column("count", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
@@ -191,7 +203,7 @@ def _histogram(c: Comparison) -> Table:
     return table
 
 
-def _worst(checks: tuple[Comparison, ...]) -> Table:
+def _worst(checks: tuple[Comparison, ...], display: Callable[[str], str]) -> Table:
     table = _table("Worst element, and the tolerance that would have passed")
     table.add_column("candidate / quantity", no_wrap=True)
     table.add_column("worst at", no_wrap=True)
@@ -210,7 +222,7 @@ def _worst(checks: tuple[Comparison, ...]) -> Table:
             f"{_num(c.required_atol, 2)}\n{_num(c.required_rtol, 2)}",
         ]
 
-    _check_rows(table, checks, row)
+    _check_rows(table, checks, row, display)
     return table
 
 
@@ -222,16 +234,11 @@ def _small(report: Report) -> Table:
     names = list(report.small)
     table.add_column("index", justify="left")
     for name in names:
-        table.add_column(short_name(name), justify="right")
+        table.add_column(report.name(name), justify="right")
     arrays = [np.asarray(report.small[n], dtype=np.float64) for n in names]
     for index in np.ndindex(arrays[0].shape):
         table.add_row(_dims(index), *[_num(float(a[index]), 7) for a in arrays])
     return table
-
-
-def short_name(candidate: str) -> str:
-    """Display names: ``torch.nn.functional.layer_norm`` -> ``F.layer_norm``, ``torch.`` dropped."""
-    return candidate.replace("torch.nn.functional.", "F.").removeprefix("torch.")
 
 
 def _table(title: str) -> Table:
@@ -343,7 +350,9 @@ def render_suite(report: SuiteReport, console: Console) -> None:
         table.add_row(
             f"{r.name}\n{header.op}" if header else r.name,
             header.dtype if header else "",
-            f"{short_name(worst.candidate)}\n{worst.quantity}" if worst else (r.message or ""),
+            f"{r.report.name(worst.candidate)}\n{worst.quantity}"
+            if worst and r.report
+            else (r.message or ""),
             f"{_num(worst.max_abs_err, 2)}\n{_num(worst.max_rel_err, 2)}" if worst else "",
             Text(r.status if r.status != "fail" else "FAIL", style=STATUS_STYLES[r.status]),
             f"{r.seconds:.2f}s" if r.seconds else "",

@@ -1,12 +1,111 @@
-"""The JSON rendering: exactly one JSON document, and nothing else."""
+"""The JSON rendering and its schema: exactly one strict JSON document, and nothing else.
+
+A case's report is ``report_document``; a suite run is ``suite_document`` (every case's report
+plus the environment). Floats that are NaN or infinite are written as ``null``: JSON has no
+literal for them (README says what each ``null`` means).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from typing import IO, Any
 
-from lncheck.report import Report
+from lncheck.comparison import Comparison, histogram_bins
+from lncheck.report import CaseResult, Report, SuiteReport
 
 
-def render(report: Report) -> str:
-    """The report as one JSON object (strict JSON: no NaN or infinity literals)."""
-    return json.dumps(report.to_dict(), allow_nan=False)
+def render(report: Report | SuiteReport) -> str:
+    """The report as one JSON object."""
+    doc = suite_document(report) if isinstance(report, SuiteReport) else report_document(report)
+    return json.dumps(doc, allow_nan=False)
+
+
+def write(report: Report | SuiteReport, out: IO[str]) -> None:
+    out.write(render(report) + "\n")
+
+
+def report_document(report: Report) -> dict[str, Any]:
+    """The JSON document of ``lncheck compare --json``."""
+    h = report.header
+    return {
+        "passed": report.passed,
+        "op": h.op,
+        "input": h.case,
+        "input_shape": list(h.input_shape),
+        "input_dtype": h.input_dtype,
+        "dtype": h.dtype,
+        "device": h.device,
+        "groups": h.groups,
+        "group_size": h.group_size,
+        "params": {k: _jsonable(v) for k, v in h.params.items()},
+        "tolerance": h.tolerance,
+        "notes": list(h.notes),
+        "checks": [check_document(c) for c in report.checks],
+    }
+
+
+def check_document(c: Comparison) -> dict[str, Any]:
+    """One check: its figures, the tolerance applied, and the histogram by bin."""
+    return {
+        "candidate": c.candidate,
+        "quantity": c.quantity,
+        "passed": c.passed,
+        "max_abs_err": _finite_or_none(c.max_abs_err),
+        "max_rel_err": _finite_or_none(c.max_rel_err),
+        "mean_abs_err": _finite_or_none(c.mean_abs_err),
+        "mismatched": c.mismatched,
+        "total": c.total,
+        "worst_index": list(c.worst_index),
+        "worst_actual": _finite_or_none(c.worst_actual),
+        "worst_expected": _finite_or_none(c.worst_expected),
+        "rtol": _finite_or_none(c.rtol),
+        "atol": _finite_or_none(c.atol),
+        "required_atol": _finite_or_none(c.required_atol),
+        "required_rtol": _finite_or_none(c.required_rtol),
+        "nan_actual": c.nan_actual,
+        "nan_expected": c.nan_expected,
+        "inf_actual": c.inf_actual,
+        "inf_expected": c.inf_expected,
+        "tolerance_used": _finite_or_none(c.tolerance_used),
+        "max_ulp_err": _finite_or_none(c.max_ulp_err),
+        "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
+        "note": c.note,
+        "kind": c.kind,
+    }
+
+
+def case_document(r: CaseResult) -> dict[str, Any]:
+    """One case of a suite run."""
+    return {
+        "name": r.name,
+        "status": r.status,
+        "seconds": round(r.seconds, 4),
+        "message": r.message,
+        "drift": [] if r.report is None else [check_document(c) for c in r.report.drift],
+        "report": None if r.report is None else report_document(r.report),
+    }
+
+
+def suite_document(report: SuiteReport) -> dict[str, Any]:
+    """The JSON document of ``lncheck run --json FILE``."""
+    return {
+        "passed": report.passed,
+        "suite": report.suite,
+        "counts": report.counts(),
+        "environment": dict(report.environment),
+        "notes": list(report.notes),
+        "cases": [case_document(r) for r in report.results],
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(i) for i in v]
+    if isinstance(v, float):
+        return _finite_or_none(v)
+    return v

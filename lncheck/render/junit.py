@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import IO
 
-from lncheck.report import CaseResult, SuiteReport
+from lncheck.report import CaseResult, Report, SuiteReport
 
 
-def render(report: SuiteReport) -> str:
-    """The suite run as a JUnit XML document (one ``testsuite``, one ``testcase`` per case)."""
+def write(report: Report | SuiteReport, out: IO[str]) -> None:
+    out.write(render(report))
+
+
+def render(report: Report | SuiteReport) -> str:
+    """The run as a JUnit XML document (one ``testsuite``, one ``testcase`` per case; a single
+    case's report is a suite of one)."""
+    if isinstance(report, Report):
+        status = "pass" if report.passed else "fail"
+        worst = report.worst_failure()
+        message = None if worst is None else worst.message()
+        result = CaseResult(report.header.case, status, report, message)
+        report = SuiteReport(report.header.case, (result,))
     counts = report.counts()
     suite = ET.Element(
         "testsuite",

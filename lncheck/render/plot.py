@@ -5,13 +5,13 @@ matplotlib is an optional extra (``pip install 'lncheck[plot]'``), imported only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from lncheck.comparison import Comparison, histogram_bins
 from lncheck.errors import BackendUnavailable, InputError
-from lncheck.render.console import short_name
 from lncheck.report import Report
 
 PLOTTED = ("output", "activation")
@@ -39,7 +39,7 @@ def write(report: Report, path: Path) -> None:
             range(len(labels)),
             c.histogram,
             where="mid",
-            label=f"{short_name(c.candidate)} {c.quantity}",
+            label=f"{report.name(c.candidate)} {c.quantity}",
         )
     left.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
     left.set_yscale("symlog")
@@ -50,7 +50,7 @@ def write(report: Report, path: Path) -> None:
     if checks:
         left.legend(fontsize=7)
     worst = max(checks, key=lambda c: c.tolerance_used) if checks else None
-    _heatmap(right, worst, fig)
+    _heatmap(right, worst, fig, report.name)
     fig.suptitle(
         f"lncheck: {report.header.layer} on {report.header.case} ({report.header.dtype})",
         fontsize=9,
@@ -65,7 +65,7 @@ def write(report: Report, path: Path) -> None:
         plt.close(fig)
 
 
-def _heatmap(ax: object, c: Comparison | None, fig: object) -> None:
+def _heatmap(ax: object, c: Comparison | None, fig: object, name: Callable[[str], str]) -> None:
     if c is None or c.heatmap is None:
         ax.set_axis_off()  # type: ignore[attr-defined]
         return
@@ -74,5 +74,5 @@ def _heatmap(ax: object, c: Comparison | None, fig: object) -> None:
     shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="magma")  # type: ignore[attr-defined]
     ax.set_xlabel("element within group")  # type: ignore[attr-defined]
     ax.set_ylabel("group")  # type: ignore[attr-defined]
-    ax.set_title(f"log10 |error|: {short_name(c.candidate)} {c.quantity} (max-pooled)")  # type: ignore[attr-defined]
+    ax.set_title(f"log10 |error|: {name(c.candidate)} {c.quantity} (max-pooled)")  # type: ignore[attr-defined]
     fig.colorbar(shown, ax=ax)  # type: ignore[attr-defined]

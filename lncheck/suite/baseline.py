@@ -1,4 +1,4 @@
-"""Golden baselines: torch's results for every case of a suite, recorded once, compared later.
+"""Golden baselines: a backend's results for every case of a suite, recorded once, compared later.
 
 A baseline is an ``.npz`` file: one array per ``<case>/<candidate>/<quantity>`` and a
 ``__meta__`` entry holding JSON (versions, device, dtypes, date). It is written one array at a
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.backends import get_backend
-from lncheck.errors import InputError
-from lncheck.io import read_npz
+from lncheck.errors import InputError, option
+from lncheck.pipeline import backend_for, candidates, resolved
+from lncheck.readers import read_npz
 from lncheck.result import as_array
-from lncheck.suite import SuiteCase
+from lncheck.suite.parse import SuiteCase
 
 META = "__meta__"
 
@@ -43,7 +43,8 @@ class Baseline:
             _, candidate, quantity = name.split("/")
             if array.dtype.kind not in "fiub":
                 raise InputError(
-                    f"--baseline {self.path}: entry {name!r} holds {array.dtype}, not real numbers"
+                    f"{option('baseline')} {self.path}: entry {name!r} holds {array.dtype}, "
+                    "not real numbers"
                 )
             out[(candidate, quantity)] = array
         return out
@@ -67,13 +68,13 @@ def open_baseline(path: str | Path) -> Baseline:
     path = Path(path)
     loaded = read_npz(path, lambda name: name == META)
     if META not in loaded.arrays:
-        raise InputError(f"--baseline {path}: not an lncheck baseline (no {META} entry)")
+        raise InputError(f"{option('baseline')} {path}: not an lncheck baseline (no {META} entry)")
     try:
         meta = json.loads(str(loaded.arrays[META][()]))
     except (ValueError, TypeError, IndexError):
         meta = None
     if not isinstance(meta, dict):
-        raise InputError(f"--baseline {path}: its {META} entry is not a JSON object")
+        raise InputError(f"{option('baseline')} {path}: its {META} entry is not a JSON object")
     return Baseline(path, meta)
 
 
@@ -83,14 +84,16 @@ def record(
     environment: dict[str, Any],
     on_case: Callable[[str], None] | None = None,
 ) -> int:
-    """Run torch on every case and write its results to ``path``; returns the number of cases.
+    """Run every case's backend and write its results to ``path``; returns the number of cases.
+
+    The candidates are those a run enumerates (``check.candidates``, without the user's files),
+    so a replay finds every result under the same name.
 
     Raises:
         InputError: the file cannot be written, or a case cannot be loaded.
     """
     path = Path(path)
     recorded: dict[str, Any] = {}
-    backend = get_backend("torch")
     try:
         with zipfile.ZipFile(
             path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True
@@ -99,7 +102,9 @@ def record(
                 if suite_case.skip is not None:
                     continue
                 case = suite_case.load()
-                for result in backend.run(case):
+                backend = backend_for(case)
+                case = resolved(case, backend)
+                for result in candidates(case, backend, files=False):
                     for quantity, value in result.quantities.items():
                         _write(
                             archive,
@@ -107,7 +112,7 @@ def record(
                             as_array(value),
                         )
                 recorded[suite_case.name] = {
-                    "op": case.plan.op,
+                    "op": case.spec.op,
                     "dtype": case.dtype,
                     "device": case.device,
                 }
@@ -122,7 +127,7 @@ def record(
             }
             _write(archive, META, np.array(json.dumps(meta)))
     except OSError as e:
-        raise InputError(f"-o {path}: cannot write: {e.strerror or e}") from None
+        raise InputError(f"{option('output')} {path}: cannot write: {e.strerror or e}") from None
     return len(recorded)
 
 

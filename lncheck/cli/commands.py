@@ -1,0 +1,297 @@
+"""The commands: ``compare``, ``ops``, ``run``, ``baseline``, ``init-suite``.
+
+Each translates its options into library calls and hands the report to the renderers: what
+goes to standard output is ``--format`` (``--json`` is ``--format json``), files are
+``--report FORMAT=PATH`` (``--junit FILE`` is ``--report junit=FILE``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lncheck.cli import app
+from lncheck.cli.params import with_table_options
+from lncheck.options import parse
+
+OUTPUT = "Output"
+SELECTION = "Selection"
+BASELINE = "Baseline"
+
+
+def _opt(help: str, panel: str, *names: str, **kw: Any) -> Any:
+    return typer.Option(
+        *names, help=help, rich_help_panel=panel, show_default=kw.pop("show_default", False), **kw
+    )
+
+
+def _formats() -> str:
+    from lncheck.render import FORMATS
+
+    return "|".join(FORMATS)
+
+
+COMPARE_EPILOG = """\
+[bold]Examples[/bold]
+
+[dim]# LayerNorm over the last two dims: normalized_shape=(3, 4)[/dim]
+lncheck compare input.npy --shape 3 4
+
+[dim]# weight and bias from the .npz, a JSON report[/dim]
+lncheck compare data.npz --shape 8 --json
+
+[dim]# check an output produced elsewhere as one more candidate[/dim]
+lncheck compare x.npy --shape 8 --expected y.npy
+
+[dim]# GroupNorm with 4 groups; BatchNorm in eval with running statistics[/dim]
+lncheck compare image.npy --op group_norm --groups 4
+lncheck compare image.npy --op batch_norm --eval --running-mean m.npy --running-var v.npy
+
+[dim]# TF/Keras-style axes, channels-last data, an activation after the norm[/dim]
+lncheck compare x.npy --axes 1 3
+lncheck compare nhwc.npy --op group_norm --groups 8 --channel-axis -1 --activation silu
+
+[dim]# JSON on standard input[/dim]
+echo '[[1, 2, 3, 4]]' | lncheck compare - --shape 4
+"""
+
+FormatOption = Annotated[
+    str | None,
+    _opt("What goes to standard output: console (tables), json or junit.", OUTPUT, "--format",
+         metavar=f"[{_formats()}]"),
+]  # fmt: skip
+ReportOption = Annotated[
+    list[str] | None,
+    _opt("Also write the report as FORMAT to PATH (repeatable): --report junit=r.xml.", OUTPUT,
+         "--report", metavar="FORMAT=PATH"),
+]  # fmt: skip
+
+
+@app.command(epilog=COMPARE_EPILOG)
+@with_table_options("cli")
+def compare(
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="Input tensor: .npy, .npz, .json, .pt, or - for JSON on stdin.", show_default=False
+        ),
+    ],
+    json_output: Annotated[
+        bool, _opt("Print one JSON object instead of tables (--format json).", OUTPUT, "--json")
+    ] = False,
+    output_format: FormatOption = None,
+    reports: ReportOption = None,
+    plot: Annotated[
+        Path | None,
+        _opt("Write a PNG with the error histogram and heatmap (needs matplotlib).", OUTPUT),
+    ] = None,
+    **options: Any,
+) -> None:
+    """Check a normalization layer on INPUT: the backend's module, functional and native paths
+    against the float64 reference."""
+    from lncheck.loading import load
+    from lncheck.pipeline import check_case
+
+    stdout_format = _stdout_format(json_output, output_format)
+    targets = _report_targets(reports)
+    settings = parse(options, "cli")
+    report = check_case(load(settings, input), heatmaps=plot is not None)
+    if plot is not None:
+        from lncheck.render import plot as render_plot
+
+        render_plot.write(report, plot)
+    _emit(report, stdout_format, targets)
+    raise typer.Exit(int(report.exit_status))
+
+
+@app.command()
+def ops() -> None:
+    """List the ops, their options with defaults, and the backend paths they check."""
+    from lncheck import ops as registry
+    from lncheck.backends import BACKENDS, get_backend
+    from lncheck.options import OPTIONS
+    from lncheck.render.console import make_console, render_ops
+
+    rows = []
+    for name in registry.OPS:
+        op = registry.module(name)
+        flags = [f"{OPTIONS[o].flag.split('/')[0]} {text}".strip() for o, text in op.READS.items()]
+        for backend_name in BACKENDS:
+            backend = get_backend(backend_name)
+            rows.append((name, op.SUMMARY, ", ".join(flags), backend.LABEL, backend.describe(name)))
+    render_ops(make_console(), rows)
+
+
+RUN_EPILOG = """\
+[bold]Examples[/bold]
+
+lncheck init-suite suite.toml && lncheck run suite.toml
+lncheck run suite.toml --junit report.xml --json report.json
+lncheck run suite.toml --shard 0/4 -k layer_norm --jobs 2
+lncheck baseline suite.toml -o golden.npz
+lncheck run suite.toml --baseline golden.npz --strict-baseline
+"""
+
+
+@app.command(epilog=RUN_EPILOG)
+def run(
+    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    junit: Annotated[
+        Path | None, _opt("Write a JUnit XML report here (--report junit=FILE).", OUTPUT)
+    ] = None,
+    json_file: Annotated[
+        Path | None, _opt("Write the full JSON report here (--report json=FILE).", OUTPUT, "--json")
+    ] = None,
+    output_format: FormatOption = None,
+    reports: ReportOption = None,
+    quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
+    shard: Annotated[
+        str | None, _opt("Run every N-th case from the I-th (0-based): --shard 1/4.", SELECTION)
+    ] = None,
+    pattern: Annotated[
+        str | None,
+        _opt("Only cases whose name contains PATTERN (or matches a glob).", SELECTION, "-k"),
+    ] = None,
+    fail_fast: Annotated[
+        bool, _opt("Stop at the first failing case.", SELECTION, "--fail-fast")
+    ] = False,
+    jobs: Annotated[
+        int, _opt("Run cases in this many worker processes.", SELECTION, show_default=True)
+    ] = 1,
+    baseline: Annotated[
+        Path | None, _opt("Compare the backend's results with this recorded baseline.", BASELINE)
+    ] = None,
+    baseline_rtol: Annotated[
+        float | None,
+        _opt(
+            "Relative difference from the baseline that is not drift (give --baseline-atol too).",
+            BASELINE,
+        ),
+    ] = None,
+    baseline_atol: Annotated[
+        float | None, _opt("Absolute difference from the baseline that is not drift.", BASELINE)
+    ] = None,
+    strict_baseline: Annotated[
+        bool, _opt("Drift from the baseline fails the run.", BASELINE, "--strict-baseline")
+    ] = False,
+) -> None:
+    """Run every case of a suite file; exit 0 if all pass, 1 if any fails, 2 on invalid input."""
+    from lncheck.render import console
+    from lncheck.suite.run import SuiteOptions, run_cases
+    from lncheck.tolerances import ToleranceSpec
+
+    stdout_format = output_format or "console"
+    targets = _report_targets(
+        [*(reports or ()), *([f"junit={junit}"] if junit else []),
+         *([f"json={json_file}"] if json_file else [])]
+    )  # fmt: skip
+    drift = ToleranceSpec.from_options(
+        baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
+    )
+    options = SuiteOptions(
+        baseline=None if baseline is None else str(baseline),
+        baseline_rtol=drift.rtol or 0.0,
+        baseline_atol=drift.atol or 0.0,
+        strict_baseline=strict_baseline,
+        fail_fast=fail_fast,
+        jobs=jobs,
+    )
+    cases = _selected(suite, shard, pattern)
+    if baseline is not None:
+        from lncheck.suite.baseline import open_baseline
+
+        open_baseline(baseline)  # an unreadable baseline is an input error before anything runs
+    out = console.make_console(stderr=stdout_format != "console")
+    with console.SuiteProgress(out, len(cases), quiet=quiet) as progress:
+        report = run_cases(str(suite), cases, options, lambda r: progress.advance(r.name, r.status))
+    _emit(report, stdout_format, targets)
+    raise typer.Exit(int(report.exit_status))
+
+
+@app.command(name="baseline")
+def record_baseline(
+    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="Where to write the baseline (.npz).", show_default=False
+        ),
+    ],
+    shard: Annotated[
+        str | None, _opt("Record every N-th case from the I-th (0-based).", SELECTION)
+    ] = None,
+    pattern: Annotated[
+        str | None, _opt("Only cases whose name contains PATTERN.", SELECTION, "-k")
+    ] = None,
+    quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
+) -> None:
+    """Record the backend's outputs and statistics for every case of a suite, with versions and
+    device."""
+    from lncheck.render import console
+    from lncheck.suite import baseline
+    from lncheck.suite.run import environment_of
+
+    cases = _selected(suite, shard, pattern)
+    out = console.make_console()
+    environment = environment_of(cases)
+    with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
+        count = baseline.record(cases, output, environment, lambda name: progress.advance(name))
+    backend = str(environment.get("backend", "torch"))
+    where = f"{backend} {environment.get(backend, '?')} on {environment['device']}"
+    out.print(f"recorded {count} cases to {output} ({where})")
+
+
+@app.command(name="init-suite")
+def init_suite(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a commented example suite covering every op (and the input file it uses)."""
+    from lncheck.examples import write_example_suite
+
+    written = write_example_suite(path, force=force)
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _selected(suite: Path, shard: str | None, pattern: str | None) -> list[Any]:
+    from lncheck.suite.parse import load_suite
+    from lncheck.suite.run import parse_shard, select
+
+    loaded = load_suite(suite)
+    chosen = select(
+        loaded.cases, shard=None if shard is None else parse_shard(shard), pattern=pattern
+    )
+    if not chosen:
+        raise typer.BadParameter(f"no case of {suite} is selected", param_hint="-k/--shard")
+    return chosen
+
+
+def _stdout_format(json_output: bool, output_format: str | None) -> str:
+    from lncheck.errors import InputError
+    from lncheck.render import get_format
+
+    if json_output and output_format not in (None, "json"):
+        raise InputError(f"--json and --format {output_format} contradict each other: give one")
+    name = "json" if json_output else (output_format or "console")
+    get_format(name)
+    return name
+
+
+def _report_targets(reports: list[str] | None) -> list[tuple[str, Path]]:
+    from lncheck.render import parse_report_target
+
+    return [parse_report_target(text) for text in reports or ()]
+
+
+def _emit(report: Any, stdout_format: str, targets: list[tuple[str, Path]]) -> None:
+    """Write the report files (each whole or not at all), then the chosen format to stdout."""
+    from lncheck.render import get_format, write_file
+
+    for name, path in targets:
+        write_file(name, report, path, f"--report {name}=")
+    get_format(stdout_format).write(report, sys.stdout)

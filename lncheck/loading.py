@@ -1,0 +1,264 @@
+"""From ``Settings`` and files (or arrays in memory) to a ``Case``.
+
+Arrays are read with ``readers``, checked (real numbers, native byte order), rounded to the
+compute dtype as the backend will round them, and matched against the op's spec: a weight of
+the wrong shape, running statistics an op does not keep, an eval-mode BatchNorm without them
+are input errors naming the option. Nothing here runs a backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import dtypes, ops
+from lncheck.case import Case
+from lncheck.dtypes import DTypeName
+from lncheck.errors import InputError, LncheckError, option, with_context
+from lncheck.ops.spec import NormSpec
+from lncheck.options import ARRAY_OPTIONS, Settings
+from lncheck.readers import INPUT_NAMES, read_arrays
+from lncheck.tolerances import ToleranceSpec
+
+
+def load(
+    settings: Settings,
+    source: str,
+    *,
+    given: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Case:
+    """Read the input ``source`` (and any array options that are paths) into a ``Case``.
+
+    ``given`` holds arrays already in memory by role (``input``, ``weight``, ...; NumPy arrays,
+    nested lists or torch tensors); ``source`` then only names the input in messages. Array
+    options in ``settings`` are paths (command line, suites) or arrays (the Python API).
+
+    Raises:
+        InputError: a file cannot be read, holds the wrong kind of data, or does not fit the
+            layer; the message names the file or the option in the caller's spelling.
+    """
+    try:
+        return _load(settings, source, dict(given or {}), name or source)
+    except LncheckError as e:
+        raise settings.spell(e) from None
+
+
+def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> Case:
+    tolerance = ToleranceSpec.from_options(
+        settings["rtol"],
+        settings["atol"],
+        mode=settings["tolerance"],
+        equal_nan=settings["equal_nan"],
+    )
+    max_bytes = settings["max_bytes"]
+    for role in ARRAY_OPTIONS:
+        value = settings[role]
+        if value is not None and not isinstance(value, str):
+            given[role] = value  # the API's arrays
+    if "input" in given:
+        original = given.pop("input")
+        found = {"input": _as_numpy(original, "input")}
+        input_dtype = _dtype_name_of(original, found["input"])
+    else:
+        main = read_arrays(source, max_bytes=max_bytes)
+        found = _pick_named(main.arrays, source)
+        input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+    where = dict.fromkeys(found, source)
+    for role in ARRAY_OPTIONS:
+        if role in given:
+            found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
+        elif isinstance(settings[role], str):
+            path = settings[role]
+            found[role], where[role] = _read_single(path, role, max_bytes), path
+    return _build(found, where, settings, input_dtype, tolerance, name)
+
+
+def _as_numpy(a: Any, role: str) -> npt.NDArray[Any]:
+    try:
+        if _is_tensor(a):  # a torch tensor, without importing torch
+            t = a.detach().cpu()
+            a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
+        return np.asarray(a)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as e:
+        # ragged nested lists, meta or sparse tensors, objects NumPy cannot convert
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{role}: not an array of numbers: {first}") from None
+
+
+def _is_tensor(a: object) -> bool:
+    return hasattr(a, "detach") and hasattr(a, "numpy") and hasattr(a, "dtype")
+
+
+def _dtype_name_of(original: object, converted: npt.NDArray[Any]) -> str:
+    """The dtype the caller's array had: a bfloat16 tensor arrives as float32."""
+    if _is_tensor(original):
+        return str(original.dtype).removeprefix("torch.")  # type: ignore[attr-defined]
+    return converted.dtype.name
+
+
+def _build(
+    found: dict[str, npt.NDArray[Any]],
+    where: dict[str, str],
+    settings: Settings,
+    input_dtype: str,
+    tolerance: ToleranceSpec,
+    name: str,
+) -> Case:
+    """Check and round the arrays of a case, build the spec, and assemble the ``Case``."""
+    source = where["input"]
+    x = _native(_numeric(found.pop("input"), source, "input"))
+    dtype: DTypeName | None = settings["dtype"]
+    chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
+    x = dtypes.round_to(x, chosen)
+    if x.ndim and x.size == 0:
+        raise InputError(f"{source}: input has shape {tuple(x.shape)} and no elements to normalize")
+    try:
+        spec = ops.build(settings, tuple(x.shape), chosen)
+    except LncheckError as e:
+        raise with_context(e, source) from None
+    arrays = {
+        role: _as_role(_native(_numeric(value, where[role], role)), role, chosen)
+        for role, value in found.items()
+    }
+    _check_shapes(arrays, spec, where)
+    upstream = "grad_output" in arrays
+    return Case(
+        name=name,
+        x=x,
+        input_dtype=input_dtype,
+        dtype=chosen,
+        spec=spec,
+        settings=settings,
+        weight=arrays.get("weight"),
+        bias=arrays.get("bias"),
+        expected=arrays.get("expected"),
+        running_mean=arrays.get("running_mean"),
+        running_var=arrays.get("running_var"),
+        grad_output=arrays.get("grad_output"),
+        tolerance=tolerance,
+        grad=bool(settings["grad"]) or upstream,
+        notes=((note,) if note else ()) + spec.notes,
+    )
+
+
+def _as_role(value: npt.NDArray[Any], role: str, dtype: DTypeName) -> npt.NDArray[np.floating]:
+    """Parameters become what the backend's module holds after the cast to the compute dtype;
+    an expected output is a candidate, so it is compared exactly as it was given."""
+    if role != "expected":
+        return dtypes.round_to(value, dtype)
+    return value if value.dtype.kind == "f" else value.astype(np.float64)
+
+
+def _input_key(arrays: Mapping[str, Any]) -> str:
+    for key in INPUT_NAMES:
+        if key in arrays:
+            return key
+    return next(iter(arrays))
+
+
+def _pick_named(arrays: dict[str, npt.NDArray[Any]], path: str) -> dict[str, npt.NDArray[Any]]:
+    """Split a file's arrays into the input and the named extras, rejecting unknown names."""
+    inputs = [k for k in INPUT_NAMES if k in arrays]
+    if len(inputs) > 1:
+        raise InputError(
+            f"{path}: has both {inputs[0]!r} and {inputs[1]!r} arrays; "
+            "which one is the input is ambiguous"
+        )
+    unknown = sorted(set(arrays) - set(INPUT_NAMES) - set(ARRAY_OPTIONS))
+    if not inputs and len(arrays) == 1 and unknown:
+        inputs = unknown  # a file with one unnamed array is the input
+        unknown = []
+    if unknown:
+        raise InputError(
+            f"{path}: unknown array {unknown[0]!r} "
+            f"(known names: {', '.join(INPUT_NAMES + ARRAY_OPTIONS)})"
+        )
+    if not inputs:
+        raise InputError(f"{path}: no input array (name it 'input' or 'x')")
+    picked = {role: arrays[role] for role in ARRAY_OPTIONS if role in arrays}
+    picked["input"] = arrays[inputs[0]]
+    return picked
+
+
+def _read_single(path: str, role: str, max_bytes: int | None) -> npt.NDArray[Any]:
+    loaded = read_arrays(path, max_bytes=max_bytes).arrays
+    if role in loaded:
+        return loaded[role]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise InputError(f"{path}: holds {len(loaded)} arrays and none is named {role!r}")
+
+
+def _numeric(a: npt.NDArray[Any], path: str, role: str) -> npt.NDArray[Any]:
+    kind = a.dtype.kind
+    if a.dtype.names is not None:
+        raise InputError(f"{path}: {role} has a structured dtype {a.dtype}; expected plain numbers")
+    if kind == "c":
+        raise InputError(
+            f"{path}: {role} is complex ({a.dtype}); normalization layers take real numbers"
+        )
+    if kind not in "fiub" or (kind == "f" and a.dtype.itemsize > 8):
+        raise InputError(
+            f"{path}: {role} has dtype {a.dtype}; expected floating or integer numbers"
+        )
+    return a
+
+
+def _native(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``a`` in native byte order (torch cannot take big-endian data)."""
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != _NATIVE:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _default_dtype(x: npt.NDArray[Any], input_dtype: str) -> tuple[DTypeName, str | None]:
+    if input_dtype in dtypes.DTYPE_NAMES:
+        return input_dtype, None
+    return dtypes.default_compute_dtype(x.dtype)
+
+
+def _check_shapes(
+    arrays: Mapping[str, npt.NDArray[Any]], spec: NormSpec, where: Mapping[str, str]
+) -> None:
+    expect = {
+        "weight": spec.param_shape,
+        "bias": spec.param_shape,
+        "expected": spec.input_shape,
+        "running_mean": spec.stats_shape,
+        "running_var": spec.stats_shape,
+        "grad_output": spec.input_shape,
+    }
+    for role in ("running_mean", "running_var"):
+        if role in arrays and not spec.stats_shape:
+            raise InputError(
+                f"{where[role]}: gives a {role}, but {spec.module} here keeps no running "
+                f"statistics (see {option('track_running_stats')})"
+            )
+    if spec.use_running_stats and not {"running_mean", "running_var"} <= set(arrays):
+        raise InputError(
+            f"{spec.module} in eval mode normalizes with running statistics: "
+            f"give {option('running_mean')} and {option('running_var')}"
+        )
+    if not spec.affine:
+        for role in ("weight", "bias"):
+            if role in arrays:
+                raise InputError(
+                    f"{where[role]}: gives a {role}, but the layer has no affine parameters "
+                    f"({option('affine')} is off)"
+                )
+    for role, value in arrays.items():
+        want = expect[role]
+        if tuple(value.shape) != tuple(want):
+            raise InputError(
+                f"{where[role]}: {role} has shape {tuple(value.shape)}; "
+                f"{option(role)} must have shape {tuple(want)} "
+                f"for {spec.op} on an input of shape {spec.input_shape}"
+            )

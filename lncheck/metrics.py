@@ -1,0 +1,350 @@
+"""Comparing block by block: running metrics of one candidate's quantity, and whole-tensor
+comparison on top of them.
+
+Metrics are accumulated one block at a time, so comparing a tensor never needs a float64 copy
+of the whole of it; the reference-side work of a block (``prepare``) is shared by every
+candidate.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.blocks import GroupLayout
+from lncheck.comparison import HISTOGRAM_OCTAVES, Comparison, unmatched
+from lncheck.dtypes import DTYPES, DTypeInfo
+from lncheck.result import LazyTensor, Quantity, blocks_of
+
+F64 = npt.NDArray[np.float64]
+HEATMAP_SIZE = 128
+_TINY = np.finfo(np.float64).tiny
+
+
+def compare(
+    candidate: str,
+    quantity: str,
+    expected: Quantity,
+    actual: npt.NDArray[np.generic],
+    layout: GroupLayout,
+    *,
+    rtol: float,
+    atol: float | F64 | LazyTensor,
+    equal_nan: bool = False,
+    magnitude: float | F64 = 0.0,
+    ulp_dtype: str | None = None,
+    heatmap: bool = False,
+) -> Comparison:
+    """Compare ``actual`` with the reference quantity ``expected``, both laid out by ``layout``.
+
+    ``atol`` is one number, one per group of ``layout``, or one per element (a lazy quantity
+    laid out like ``expected``). Shapes are checked before any arithmetic: a shape mismatch is
+    a failed comparison with a note, never a broadcast. ULP errors are counted in
+    ``ulp_dtype`` at ``max(|expected|, magnitude)`` (``magnitude`` one number or one per group),
+    so values near zero are not measured against the tiny spacing there. ``heatmap`` keeps a
+    max-pooled (group, element) map of the absolute error for plots.
+    """
+    shape = expected.shape
+    if tuple(actual.shape) != tuple(shape):
+        return unmatched(candidate, quantity, tuple(actual.shape), tuple(shape), rtol)
+    acc = Accumulator(
+        rtol,
+        equal_nan,
+        None if ulp_dtype is None else DTYPES[ulp_dtype],  # type: ignore[index]
+        (layout.groups, layout.group_size) if heatmap else None,
+    )
+    magnitudes = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (layout.groups,))
+    for (first, exp), (_, act), tol in zip(
+        blocks_of(expected, layout), layout.blocks(actual), atol_blocks(atol, layout), strict=True
+    ):
+        shared = prepare(exp, rtol, tol, magnitudes[first : first + exp.shape[0], None], acc.ulp_of)
+        acc.update(first, shared, act, tol)
+    return acc.result(candidate, quantity, layout)
+
+
+def atol_blocks(atol: float | F64 | LazyTensor, layout: GroupLayout) -> Iterator[F64]:
+    """``atol`` block by block, in ``layout``'s order, shaped to broadcast against each block."""
+    if isinstance(atol, LazyTensor):
+        for _, block in atol.blocks():
+            yield block
+        return
+    values = np.asarray(atol, dtype=np.float64)
+    if values.ndim and values.shape == layout.input_shape:  # one per element
+        for _, part in layout.blocks(values):
+            yield np.asarray(part, dtype=np.float64)
+        return
+    per_group = np.broadcast_to(values, (layout.groups,))
+    for first, stop in layout.spans():
+        yield per_group[first:stop, None]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every candidate's comparison of one block needs from the reference: computed once.
+
+    Reciprocals are kept so that each candidate multiplies instead of dividing.
+    """
+
+    expected: F64
+    allowed: F64  # atol + rtol * |expected|, never 0 (so error / allowed is never 0 / 0)
+    rtol_part: F64  # rtol * |expected|
+    inv_allowed: F64
+    inv_magnitude: F64  # 1 / |expected|, huge (not inf) where expected is 0
+    # error * inv_spacing is the error in ULPs of the compute dtype at max(|expected|, the
+    # group's magnitude), where the spacing is 2**(exponent - mantissa bits).
+    inv_spacing: F64 | None
+
+
+def prepare(
+    expected: npt.NDArray[np.generic],
+    rtol: float,
+    atol: F64 | float,
+    magnitude: F64 | float,
+    ulp_of: DTypeInfo | None = None,
+) -> Shared:
+    """The parts of a block's comparison that do not depend on the candidate."""
+    e = np.asarray(expected, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        mag = np.abs(e)
+        rtol_part = mag * rtol
+        allowed = rtol_part + atol
+        # A bound that came out NaN (inf * 0 for a zero-variance group with eps=0) allows
+        # nothing beyond the rtol part: fmax drops the NaN. Never 0, so error / allowed is
+        # never 0 / 0.
+        np.fmax(allowed, np.fmax(rtol_part, _TINY), out=allowed)
+        inv_spacing = None
+        if ulp_of is not None:
+            scale = np.maximum(mag, magnitude) if np.any(magnitude) else mag
+            _, exponent = np.frexp(np.maximum(scale, ulp_of.tiny))
+            inv_spacing = np.ldexp(1.0, ulp_of.mantissa_bits + 1 - exponent)
+        inv_magnitude = 1.0 / np.maximum(mag, _TINY, out=mag)
+    return Shared(e, allowed, rtol_part, 1.0 / allowed, inv_magnitude, inv_spacing)
+
+
+class Accumulator:
+    """Running metrics of one candidate's quantity over blocks: counts, maxima, the worst element.
+
+    Blocks arrive with the index of their first group in the whole tensor, in any order, so a
+    tensor can be compared chunk by chunk; ``result`` turns the totals into a ``Comparison``.
+    """
+
+    def __init__(
+        self,
+        rtol: float,
+        equal_nan: bool,
+        ulp_of: DTypeInfo | None,
+        heatmap: tuple[int, int] | None,
+    ) -> None:
+        self.rtol, self.equal_nan, self.ulp_of = rtol, equal_nan, ulp_of
+        self.total = self.mismatched = self.finite = 0
+        self.nan_actual = self.nan_expected = self.inf_actual = self.inf_expected = 0
+        self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
+        self.required_atol = self.required_rtol = 0.0
+        self.atol_max = 0.0
+        self.worst_key: tuple[float, float] = (-1.0, -1.0)
+        self.worst_position = (0, 0)
+        self.worst_values = (math.nan, math.nan)
+        self.histogram = np.zeros(len(HISTOGRAM_OCTAVES) + 3, dtype=np.int64)
+        self.heatmap_shape = heatmap
+        self.heatmap = (
+            None
+            if heatmap is None
+            else np.zeros((min(heatmap[0], HEATMAP_SIZE), min(heatmap[1], HEATMAP_SIZE)))
+        )
+
+    def update(
+        self, first: int, shared: Shared, actual: npt.NDArray[np.generic], atol: F64 | float
+    ) -> None:
+        """Add one block: ``actual`` against the reference block that ``shared`` describes."""
+        e = shared.expected
+        self.total += e.size
+        self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
+        with np.errstate(all="ignore"):
+            err = np.subtract(actual, e, dtype=np.float64)
+            np.abs(err, out=err)
+            total = float(err.sum())
+            if math.isfinite(total):  # so every pair is finite (a NaN or Inf would show here)
+                self._finite_block(first, shared, err, total, actual)
+            else:
+                self._mixed_block(first, shared, np.asarray(actual, dtype=np.float64), atol)
+
+    def _finite_block(
+        self, first: int, s: Shared, err: F64, total: float, actual: npt.NDArray[np.generic]
+    ) -> None:
+        """The common case, every pair finite: about ten passes over the block, no masks, one
+        scratch array."""
+        self.finite += err.size
+        self.sum_abs += total
+        scratch = np.multiply(err, s.inv_allowed)  # each element's share of its tolerance
+        k = int(scratch.argmax())
+        best = float(scratch.flat[k])
+        if best > 1:
+            self.mismatched += int(np.count_nonzero(scratch > 1))
+        self._worst(
+            first,
+            k,
+            best,
+            float(err.flat[k]),
+            float(np.asarray(actual).flat[k]),
+            float(s.expected.flat[k]),
+            err.shape[1],
+        )
+        self.max_abs = max(self.max_abs, float(err.max()))
+        np.multiply(err, s.inv_magnitude, out=scratch)
+        self.max_rel = max(self.max_rel, float(scratch.max()))
+        np.subtract(err, s.rtol_part, out=scratch)  # the atol each element needs with this rtol
+        self.required_atol = max(self.required_atol, float(scratch.max()))
+        np.subtract(err, s.allowed, out=scratch)  # the rtol it needs beyond this one, times |e|
+        scratch *= s.inv_magnitude
+        self.required_rtol = max(self.required_rtol, float(scratch.max()) + self.rtol)
+        if s.inv_spacing is not None:
+            np.multiply(err, s.inv_spacing, out=scratch)
+            self.max_ulp = max(self.max_ulp, float(scratch.max()))
+        self._histogram(err)
+        if self.heatmap is not None:
+            self._pool(first, err)
+
+    def _mixed_block(self, first: int, s: Shared, a: F64, atol: F64 | float) -> None:
+        """A block with NaN or Inf somewhere: masks decide what each pair means."""
+        e = s.expected
+        e_nan, a_nan = np.isnan(e), np.isnan(a)
+        e_inf, a_inf = np.isinf(e), np.isinf(a)
+        self.nan_expected += int(e_nan.sum())
+        self.nan_actual += int(a_nan.sum())
+        self.inf_expected += int(e_inf.sum())
+        self.inf_actual += int(a_inf.sum())
+        finite = ~(e_nan | a_nan | e_inf | a_inf)
+        # Non-finite pairs pass only when they are the same value (or both NaN, if allowed).
+        nonfinite_ok = (a == e) | (a_nan & e_nan & self.equal_nan)
+        err = np.where(finite, np.abs(a - e), 0.0)
+        ok = np.where(finite, err <= s.allowed, nonfinite_ok)
+        self.mismatched += int(e.size - np.count_nonzero(ok))
+        score = np.where(finite, err * s.inv_allowed, np.where(nonfinite_ok, 0.0, np.inf))
+        k = int(score.argmax())
+        best = float(score.flat[k])
+        if best == math.inf:
+            # Several elements are infinitely far out: name the one with the largest error,
+            # a non-finite mismatch first.
+            k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
+        err_k = float(err.flat[k]) if finite.flat[k] else math.inf
+        self._worst(first, k, best, err_k, float(a.flat[k]), float(e.flat[k]), e.shape[1])
+        if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
+            self.required_atol = self.required_rtol = self.max_abs = math.inf
+        n_finite = int(np.count_nonzero(finite))
+        self.finite += n_finite
+        if n_finite:
+            f_err, inv_mag = err[finite], s.inv_magnitude[finite]
+            self.sum_abs += float(f_err.sum())
+            self.max_abs = max(self.max_abs, float(f_err.max()))
+            self.required_atol = max(self.required_atol, float((f_err - s.rtol_part[finite]).max()))
+            self.max_rel = max(self.max_rel, float((f_err * inv_mag).max()))
+            excess = (f_err - s.allowed[finite]) * inv_mag
+            self.required_rtol = max(self.required_rtol, float(excess.max()) + self.rtol)
+            if s.inv_spacing is not None:
+                self.max_ulp = max(self.max_ulp, float((f_err * s.inv_spacing[finite]).max()))
+            self._histogram(f_err)
+        if self.heatmap is not None:
+            self._pool(first, np.where(finite, err, np.where(ok, 0.0, np.inf)))
+
+    def _worst(
+        self,
+        first: int,
+        k: int,
+        score: float,
+        err: float,
+        actual: float,
+        expected: float,
+        width: int,
+    ) -> None:
+        key = (score, err)
+        if key > self.worst_key:
+            self.worst_key = key
+            g, m = divmod(k, width)
+            self.worst_position = (first + g, m)
+            self.worst_values = (actual, expected)
+
+    def _histogram(self, err: F64) -> None:
+        """Count the errors per bin from their biased binary exponents (the top 16 bits of a
+        float64 are its sign, 11 exponent bits and 4 mantissa bits): one comparison of those
+        16-bit words per bin edge between the smallest and the largest error."""
+        words = np.ascontiguousarray(err, dtype=np.float64).view(np.uint16).reshape(-1, 4)
+        top = words[:, _TOP_WORD] >> np.uint16(4)
+        low, high = int(_BIN_OF_EXPONENT[top.min()]), int(_BIN_OF_EXPONENT[top.max()])
+        at_least = [top.size]  # how many errors fall in bin `low` or above, then low + 1, ...
+        for b in range(low + 1, high + 1):
+            at_least.append(int(np.count_nonzero(top >= _FIRST_EXPONENT_OF_BIN[b])))
+        at_least.append(0)
+        self.histogram[low : high + 1] += np.diff(np.array(at_least)) * -1
+        if low <= 1:
+            zeros = int(np.count_nonzero(err == 0))
+            self.histogram[1] -= zeros
+            self.histogram[0] += zeros
+
+    def _pool(self, first: int, err: F64) -> None:
+        """Max-pool the block's errors into the (group, element) heatmap."""
+        assert self.heatmap is not None and self.heatmap_shape is not None
+        groups, size = self.heatmap_shape
+        rows = (np.arange(first, first + err.shape[0]) * self.heatmap.shape[0]) // max(groups, 1)
+        cols = (np.arange(err.shape[1]) * self.heatmap.shape[1]) // max(size, 1)
+        np.maximum.at(self.heatmap, (rows[:, None], cols[None, :]), err)
+
+    def result(self, candidate: str, quantity: str, layout: GroupLayout) -> Comparison:
+        g, m = self.worst_position
+        return Comparison(
+            candidate=candidate,
+            quantity=quantity,
+            passed=self.mismatched == 0,
+            total=self.total,
+            mismatched=self.mismatched,
+            max_abs_err=self.max_abs,
+            max_rel_err=_unbounded(self.max_rel),
+            mean_abs_err=self.sum_abs / self.finite if self.finite else 0.0,
+            worst_index=layout.index(g, m),
+            worst_actual=self.worst_values[0],
+            worst_expected=self.worst_values[1],
+            rtol=self.rtol,
+            atol=self.atol_max,
+            required_atol=max(self.required_atol, 0.0),
+            required_rtol=_unbounded(max(self.required_rtol, 0.0)),
+            nan_actual=self.nan_actual,
+            nan_expected=self.nan_expected,
+            inf_actual=self.inf_actual,
+            inf_expected=self.inf_expected,
+            tolerance_used=max(self.worst_key[0], 0.0),
+            max_ulp_err=self.max_ulp if self.ulp_of is not None else math.nan,
+            histogram=tuple(int(n) for n in self.histogram),
+            heatmap=self.heatmap,
+        )
+
+
+_TOP_WORD = 3 if sys.byteorder == "little" else 0
+# Biased exponent (0..2047) -> histogram bin; exponent 0 (zeros, subnormals) lands below.
+_BIN_OF_EXPONENT = np.clip(
+    (np.arange(2048) - 1023 - HISTOGRAM_OCTAVES.start) // 3 + 2, 1, len(HISTOGRAM_OCTAVES) + 2
+)
+
+
+# The smallest biased exponent of each bin (bins 0 and 1 both start at exponent 0).
+_FIRST_EXPONENT_OF_BIN = np.searchsorted(_BIN_OF_EXPONENT, np.arange(len(HISTOGRAM_OCTAVES) + 3))
+_FIRST_EXPONENT_OF_BIN = _FIRST_EXPONENT_OF_BIN.astype(np.uint16)
+
+
+def _unbounded(ratio: float) -> float:
+    """Relative figures divide by |expected|, taken as at least the smallest normal float64:
+    anything that large means an error where the reference is 0, which no rtol covers."""
+    return math.inf if ratio > _NO_RTOL else ratio
+
+
+_NO_RTOL = 1e250
+
+
+def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:
+    """The spacing of ``dtype``'s numbers at ``magnitude``; below the smallest normal number it
+    is the (constant) spacing of the subnormals."""
+    _, exponent = np.frexp(np.maximum(magnitude, dtype.tiny))
+    return np.asarray(np.ldexp(1.0, exponent - 1 - dtype.mantissa_bits), dtype=np.float64)

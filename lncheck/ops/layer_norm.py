@@ -1,0 +1,40 @@
+"""LayerNorm: statistics over the trailing dims ``normalized_shape`` (or any ``axes``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lncheck.ops.spec import NormSpec, eps_or, trailing_or_axes
+from lncheck.options import Settings
+
+NAME = "layer_norm"
+SUMMARY = "the trailing dims (--shape) or any --axes, per sample"
+READS = {"normalized_shape": "", "axes": "", "eps": "1e-5", "affine": "on"}
+
+
+def build(s: Settings, shape: tuple[int, ...], dtype: str, defaults: Mapping[str, Any]) -> NormSpec:
+    axes = trailing_or_axes(s["normalized_shape"], s["axes"], shape, "LayerNorm")
+    affine = True if s["affine"] is None else s["affine"]
+    normalized = tuple(shape[a] for a in axes)
+    eps = eps_or(s["eps"])
+    return NormSpec(
+        op=NAME,
+        module="LayerNorm",
+        input_shape=shape,
+        view_shape=shape,
+        reduce_axes=axes,
+        eps=eps,
+        options={"eps": eps},
+        affine=affine,
+        has_bias=affine,
+        param_shape=normalized,
+        param_axes=axes,
+        params={
+            "normalized_shape": normalized,
+            "axes": axes,
+            "eps": eps,
+            "elementwise_affine": affine,
+            "bias": affine,
+        },
+    )

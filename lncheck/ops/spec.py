@@ -1,0 +1,194 @@
+"""``NormSpec``: everything about a layer on one input that later stages need, and nothing else.
+
+An op module (``lncheck/ops/<op>.py``) turns ``Settings`` and an input shape into a spec; from
+then on the reference, the backends, the comparison, chunking and the report read the spec and
+never ask which op it is. A spec says where the statistics come from (axes of one, possibly
+reshaped, view of the input), how the core normalizes (centring, the variance estimator, where
+eps goes, a weight offset), the shapes of parameters and statistics, the running-statistics
+rule, how the input may be split into chunks, and how the layer describes itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from lncheck.activations import Activation
+from lncheck.errors import InputError, option
+
+Variance = Literal["biased", "unbiased"]
+EpsPlacement = Literal["sqrt", "std"]
+DEFAULT_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """One layer on one input shape, self-sufficient.
+
+    ``view_shape`` is the input's shape, except that GroupNorm splits the channel axis into
+    (groups, channels per group). Statistics are reduced over ``reduce_axes`` of that view, one
+    group per index of the remaining axes (``group_shape``). Weight and bias have the user-facing
+    ``param_shape`` and span ``param_axes`` of the view. Running statistics have
+    ``stats_shape`` (one per channel) and run along axis ``channel_group_axis`` of the groups.
+
+    The core computes ``(x - mean) / sqrt(var + eps) * (w + weight_offset) + b`` with
+    ``mean = 0`` unless ``center``, ``var`` the ``variance`` estimator, and with
+    ``eps_placement == "std"`` the denominator ``sqrt(var) + eps`` instead.
+    ``options`` are the layer's options as the caller gave them (``eps=None`` included), for
+    backends that pass them on to their own implementation.
+    """
+
+    op: str
+    module: str  # the layer's class name, e.g. "LayerNorm", "BatchNorm2d"
+    input_shape: tuple[int, ...]
+    view_shape: tuple[int, ...]
+    reduce_axes: tuple[int, ...]
+    eps: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+    center: bool = True
+    variance: Variance = "biased"
+    eps_placement: EpsPlacement = "sqrt"
+    weight_offset: float = 0.0
+    statistics: bool = True  # normalizes by a mean and variance per group (LRN does not)
+    affine: bool = True
+    has_bias: bool = True
+    param_shape: tuple[int, ...] = ()
+    param_axes: tuple[int, ...] = ()
+    channel_axis: int | None = None
+    stats_shape: tuple[int, ...] = ()
+    channel_group_axis: int | None = None
+    use_running_stats: bool = False
+    update_running_stats: bool = False
+    momentum_factor: float = 0.0
+    window: int | None = None  # values a windowed op (LRN) reduces each element over
+    activation: Activation | None = None
+    description: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    backend_defaults: tuple[str, ...] = ()  # options whose unset value the backend decides
+    notes: tuple[str, ...] = ()
+
+    @property
+    def group_shape(self) -> tuple[int, ...]:
+        return tuple(n for i, n in enumerate(self.view_shape) if i not in self.reduce_axes)
+
+    @property
+    def groups(self) -> int:
+        return math.prod(self.group_shape)
+
+    @property
+    def group_size(self) -> int:
+        return math.prod(self.view_shape[i] for i in self.reduce_axes)
+
+    @property
+    def reduced(self) -> int:
+        """How many values each output element is computed from (its error grows with it)."""
+        return self.window if self.window is not None else self.group_size
+
+    @property
+    def shared_count(self) -> int:
+        """How many values each weight gradient sums."""
+        return math.prod(self.input_shape) // max(1, math.prod(self.param_shape))
+
+    def with_(self, **changes: Any) -> NormSpec:
+        return replace(self, **changes)
+
+
+# --- helpers the op modules share: axes and channels -------------------------------------------
+
+
+def channel_axis(
+    value: int, shape: tuple[int, ...], name: str, *, min_ndim: int, max_ndim: int = 64
+) -> int:
+    """The channel axis, non-negative, checked against the input's rank."""
+    ndim = len(shape)
+    if not min_ndim <= ndim <= max_ndim:
+        want = f"{min_ndim} to {max_ndim}" if max_ndim < 64 else f"at least {min_ndim}"
+        raise InputError(f"{name} needs an input with {want} dims (N, C, ...), got shape {shape}")
+    where = option("channel_axis")
+    if not -ndim <= value < ndim:
+        raise InputError(f"{where} {value} is out of range for an input with {ndim} dims")
+    k = value % ndim
+    if k == 0:
+        raise InputError(f"{where} 0 is the batch axis; {name} needs channels on another axis")
+    return k
+
+
+def trailing_or_axes(
+    normalized_shape: tuple[int, ...] | None,
+    axes: tuple[int, ...] | None,
+    shape: tuple[int, ...],
+    name: str,
+) -> tuple[int, ...]:
+    """The axes a LayerNorm-like op reduces: from ``normalized_shape``, from ``axes``, or both."""
+    ndim = len(shape)
+    from_shape: tuple[int, ...] | None = None
+    ns_option = option("normalized_shape")
+    if normalized_shape is not None:
+        ns = tuple(normalized_shape)
+        if not ns:
+            raise InputError(f"{ns_option} needs at least one dimension")
+        if any(n <= 0 for n in ns):
+            raise InputError(f"{ns_option} {dims(ns)} has a dimension that is not positive")
+        if len(ns) > ndim or tuple(shape[ndim - len(ns) :]) != ns:
+            raise InputError(
+                f"input has shape {dims(shape)}; {name}(normalized_shape={dims(ns)}) "
+                f"needs trailing dims {dims(ns)}"
+            )
+        from_shape = tuple(range(ndim - len(ns), ndim))
+    from_axes = None if axes is None else normalize_axes(axes, ndim, option("axes"))
+    if from_shape is not None and from_axes is not None and from_shape != from_axes:
+        raise InputError(
+            f"{ns_option} {dims(normalized_shape or ())} means axes {dims(from_shape)} of an "
+            f"input of shape {dims(shape)}, but {option('axes')} says {dims(from_axes)}"
+        )
+    found = from_shape if from_shape is not None else from_axes
+    if found is None:
+        raise InputError(f"{name} needs {ns_option} (normalized_shape) or {option('axes')}")
+    return found
+
+
+def normalize_axes(axes: tuple[int, ...], ndim: int, where: str) -> tuple[int, ...]:
+    """Sorted non-negative axes; raises ``InputError`` for out-of-range or repeated ones."""
+    if not axes:
+        raise InputError(f"{where} needs at least one axis")
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise InputError(f"{where}: axis {a} is out of range for an input with {ndim} dims")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise InputError(f"{where}: axes {dims(axes)} repeat an axis")
+    return tuple(sorted(out))
+
+
+def eps_or(value: float | None, default: float = DEFAULT_EPS) -> float:
+    return default if value is None else value
+
+
+def describe(module: str, params: Mapping[str, Any], suffix: str = "") -> str:
+    """Torch-style constructor text, e.g. ``LayerNorm(normalized_shape=(3, 4), eps=1e-05)``."""
+    hidden = {"axes", "channel_axis", "activation", "training"}
+    shown = ", ".join(f"{k}={v}" for k, v in params.items() if k not in hidden)
+    return f"{module}({shown}){suffix}"
+
+
+def finish(spec: NormSpec, activation: Activation | None, suffix: str = "") -> NormSpec:
+    """Add what every op shares to a spec: the activation, the channel axis in the parameters,
+    and the description."""
+    params = dict(spec.params)
+    if spec.channel_axis is not None:
+        params["channel_axis"] = spec.channel_axis
+    if activation is not None:
+        params["activation"] = str(activation)
+    text = describe(spec.module, spec.params, suffix)
+    if spec.channel_axis not in (None, 1):
+        text += f" on channel axis {spec.channel_axis}"
+    if activation is not None:
+        text += f" -> {activation}"
+    return replace(spec, activation=activation, params=params, description=text)
+
+
+def dims(shape: tuple[int, ...]) -> str:
+    return str(tuple(shape))

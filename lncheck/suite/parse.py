@@ -1,0 +1,304 @@
+"""Suite files: many cases in one TOML file, validated whole before anything runs.
+
+A suite has an optional ``[defaults]`` table and one ``[[case]]`` table per case. A case takes
+every option of ``lncheck compare`` under its name in the option table (``normalized_shape``
+or ``shape``, ``channel_axis``, ``running_mean``, ...), plus ``name``, ``input`` (a path
+relative to the suite file) or ``random`` (a generated input), and ``skip``/``xfail`` (a
+reason). Defaults apply to every case whose op reads them; a case overrides them. A key a case
+sets itself that its op does not read is an error.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import ops
+from lncheck.backends import check_devices, get_backend
+from lncheck.case import Case
+from lncheck.dtypes import DTYPES
+from lncheck.errors import InputError, LncheckError, option, spelled
+from lncheck.loading import load
+from lncheck.options import (
+    ALIASES,
+    ARRAY_OPTIONS,
+    OPTIONS,
+    Settings,
+    integer,
+    integers,
+    number,
+    one_of,
+    parse,
+    spelling,
+    text,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CASE_KEYS = ("name", "input", "random", "skip", "xfail")
+# A case loaded while the suite is validated is kept for the run when its arrays are this small
+# (a memory-mapped .npy costs nothing until read); larger ones are read again when they run.
+KEEP_LOADED_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class RandomInput:
+    """A generated input: ``random = {shape = [8, 16], seed = 0, dist = "normal", ...}``."""
+
+    shape: tuple[int, ...]
+    seed: int = 0
+    dist: str = "normal"
+    mean: float = 0.0
+    std: float = 1.0
+    low: float = 0.0
+    high: float = 1.0
+
+    def generate(self, dtype: str | None) -> npt.NDArray[np.floating]:
+        """The input, in float64 if the case computes in float64 and float32 otherwise (like
+        ``torch.randn``); the values depend on the seed only."""
+        rng = np.random.default_rng(self.seed)
+        if self.dist == "normal":
+            x = rng.normal(self.mean, self.std, size=self.shape)
+        else:
+            x = rng.uniform(self.low, self.high, size=self.shape)
+        if dtype == "float64":
+            return x
+        with np.errstate(over="ignore"):  # a huge std overflows float32 to inf, as torch would
+            return x.astype(np.float32)
+
+    def describe(self) -> str:
+        spread = (
+            f"mean={self.mean}, std={self.std}"
+            if self.dist == "normal"
+            else f"{self.low}..{self.high}"
+        )
+        return f"random({self.dist}, shape={self.shape}, {spread}, seed={self.seed})"
+
+
+def _non_negative(value: Any, key: str) -> float:
+    result = number(value, key)
+    if result < 0:
+        raise InputError(f"{option(key)} must be 0 or more, got {value}")
+    return result
+
+
+def _seed(value: Any, key: str) -> int:
+    result = integer(value, key)
+    if result < 0:
+        raise InputError(f"{option(key)} must be 0 or more, got {result}")
+    return result
+
+
+RANDOM_KEYS: dict[str, Callable[[Any, str], Any]] = {
+    "shape": integers,
+    "seed": _seed,
+    "dist": one_of(lambda: ("normal", "uniform")),
+    "mean": number,
+    "std": _non_negative,
+    "low": number,
+    "high": number,
+}
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    """One validated case of a suite: its options, its input, and what to expect of it."""
+
+    name: str
+    index: int
+    settings: Settings
+    source: str  # the input file, or a description of the generated input
+    random: RandomInput | None = None
+    skip: str | None = None
+    xfail: str | None = None
+    loaded: Case | None = field(default=None, compare=False, repr=False)
+
+    def load(self) -> Case:
+        """The case, with its generated or file input (kept from validation when small).
+
+        Raises:
+            InputError: as ``loading.load``.
+        """
+        if self.loaded is not None:
+            return self.loaded
+        given = None if self.random is None else {"input": self.random.generate(self._dtype)}
+        return load(self.settings, self.source, given=given, name=self.name)
+
+    @property
+    def _dtype(self) -> str | None:
+        value = self.settings["dtype"]
+        return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    cases: tuple[SuiteCase, ...]
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse and validate a suite file: every case is loaded once, so that an unknown key, a
+    missing file or a bad value is found before anything runs.
+
+    Raises:
+        InputError: naming the suite file, the case and the key.
+    """
+    path = Path(path)
+    doc = _read(path)
+    unknown = sorted(set(doc) - {"defaults", "case"})
+    if unknown:
+        raise InputError(
+            f"{path}: unknown top-level key {unknown[0]!r} (expected [defaults] and [[case]])"
+        )
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise InputError(f"{path}: [defaults] must be a table")
+    raw_cases = doc.get("case", [])
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise InputError(f"{path}: no cases: add at least one [[case]] table")
+    cases = []
+    names: set[str] = set()
+    for index, raw in enumerate(raw_cases):
+        where = f"{path}: case #{index + 1}"
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: must be a table")
+        name = raw.get("name", f"case{index + 1}")
+        if not isinstance(name, str) or not name or "/" in name or not name.isprintable():
+            raise InputError(
+                f"{where}: key 'name' must be a non-empty printable string without '/', "
+                f"got {name!r}"
+            )
+        where = f"{path}: case {name!r}"
+        if name in names:
+            raise InputError(f"{where}: key 'name' repeats another case's name")
+        names.add(name)
+        try:
+            case = _case(path.parent, index, name, defaults, raw)
+            if case.skip is None:
+                case = _validated(case)
+        except LncheckError as e:
+            raise InputError(f"{where}: {spelled(e, spelling('suite')).raw}") from None
+        cases.append(case)
+    return Suite(path, tuple(cases))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such suite file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a suite file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: invalid TOML: {e}") from None
+
+
+def _case(
+    root: Path, index: int, name: str, defaults: dict[str, Any], raw: dict[str, Any]
+) -> SuiteCase:
+    unknown = sorted(
+        key
+        for key in {*defaults, *raw}
+        if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
+    )
+    if unknown:
+        place = "[defaults]" if unknown[0] in defaults and unknown[0] not in raw else "case"
+        raise InputError(f"key {unknown[0]!r}: unknown {place} key")
+    merged = {**defaults, **raw}
+    for own, other in (("input", "random"), ("random", "input")):
+        if own in raw and other not in raw:  # a case's input replaces the default one
+            merged.pop(other, None)
+    op = merged.get("op", OPTIONS["op"].default)
+    reads = set(ops.module(op).READS) if op in ops.OPS else set()
+    given = {
+        key: value
+        for key, value in merged.items()
+        if key not in CASE_KEYS
+        # a default the case's op does not read stays out of it; the case's own keys all count
+        and (key in raw or not OPTIONS[ALIASES.get(key, key)].per_op
+             or ALIASES.get(key, key) in reads)
+    }  # fmt: skip
+    settings = parse(given, "suite")
+    for role in ARRAY_OPTIONS:
+        if isinstance(settings[role], str):
+            settings = settings.with_values(**{role: str(_existing(root, settings[role], role))})
+    random = None
+    if "random" in merged and "input" in merged:
+        raise InputError("keys 'input' and 'random' both given: give one")
+    if "random" in merged:
+        random = _random(merged["random"])
+        source = random.describe()
+    elif "input" in merged:
+        source = str(_existing(root, text(merged["input"], "input"), "input"))
+    else:
+        raise InputError("key 'input' or 'random' is required")
+    skip = _reason(merged.get("skip"), "skip")
+    xfail = _reason(merged.get("xfail"), "xfail")
+    return SuiteCase(name, index, settings, source, random, skip, xfail)
+
+
+def _existing(root: Path, value: str, key: str) -> Path:
+    path = (root / value) if not Path(value).is_absolute() else Path(value)
+    if not path.exists():
+        raise InputError(f"{option(key)}: no such file {str(path)!r}")
+    return path
+
+
+def _reason(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if value is True:
+        return key
+    return text(value, key)
+
+
+def _random(value: Any) -> RandomInput:
+    if not isinstance(value, dict):
+        raise InputError("key 'random' must be a table such as {shape = [8, 16], seed = 0}")
+    unknown = sorted(set(value) - set(RANDOM_KEYS))
+    if unknown:
+        raise InputError(f"key 'random.{unknown[0]}': unknown (known: {', '.join(RANDOM_KEYS)})")
+    if "shape" not in value:
+        raise InputError("key 'random.shape' is required")
+    parsed = {k: RANDOM_KEYS[k](v, f"random.{k}") for k, v in value.items()}
+    shape = parsed["shape"]
+    if any(n <= 0 for n in shape) or math.prod(shape) > 1 << 28:
+        raise InputError(f"key 'random.shape': {shape} must be positive and at most 2**28 elements")
+    low, high = parsed.get("low", 0.0), parsed.get("high", 1.0)
+    if not low < high or math.isinf(high - low):
+        raise InputError(f"keys 'random.low' and 'random.high': need low < high, got {low}, {high}")
+    return RandomInput(**parsed)
+
+
+def _validated(case: SuiteCase) -> SuiteCase:
+    """Everything but running: files readable, shapes fitting the layer, options consistent,
+    devices the backend can name. The loaded case is kept for the run when it is small."""
+    check_devices(get_backend(case.settings["backend"]), case.settings)
+    if case.random is not None:
+        # the shape is what matters: zeros that take no memory stand in for the values
+        dtype = case._dtype
+        storage = DTYPES[dtype].storage if dtype in DTYPES else np.float32
+        zeros = np.broadcast_to(np.zeros((), storage), case.random.shape)
+        load(case.settings, case.source, given={"input": zeros}, name=case.name)
+        return case
+    loaded = load(case.settings, case.source, name=case.name)
+    if _resident_bytes(loaded) <= KEEP_LOADED_BYTES:
+        return replace(case, loaded=loaded)
+    return case
+
+
+def _resident_bytes(case: Case) -> int:
+    arrays = (case.x, case.weight, case.bias, case.expected, case.running_mean, case.running_var)
+    return sum(a.nbytes for a in (*arrays, case.grad_output) if a is not None)
