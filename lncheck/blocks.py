@@ -91,6 +91,22 @@ class GroupLayout:
                 block = t[np.unravel_index(np.arange(first, stop), self.group_shape)]
             yield first, block.reshape(stop - first, m)
 
+    def block_at(
+        self, a: npt.NDArray[np.generic], first: int, stop: int
+    ) -> npt.NDArray[np.generic]:
+        """The ``(stop - first, group_size)`` block of groups ``[first, stop)`` of ``a``, as
+        ``blocks`` would yield it (for stages that visit several arrays block by block)."""
+        t = self.transposed(a)
+        k = len(self.group_axes)
+        if k == 0:
+            return t.reshape(1, self.group_size)
+        merged = _merge_leading(t, k)
+        if merged is not None:
+            block = merged[first:stop]
+        else:
+            block = t[np.unravel_index(np.arange(first, stop), self.group_shape)]
+        return block.reshape(stop - first, self.group_size)
+
     def index(self, group: int, element: int) -> tuple[int, ...]:
         """The input index of element ``element`` of group ``group``."""
         view_index = [0] * len(self.view_shape)

@@ -44,12 +44,20 @@ class Comparison:
     inf_actual: int = 0
     inf_expected: int = 0
     tolerance_used: float = 0.0  # the worst element's error / what it was allowed: > 1 fails
+    atol_max: float = math.nan  # the largest per-element atol (``atol`` is the worst element's)
     max_ulp_err: float = math.nan  # in units in the last place of the compute dtype
     histogram: tuple[int, ...] = ()  # counts per HISTOGRAM_DECADES bin (see histogram_bins)
     note: str | None = None
     # "reference": against the float64 reference; "baseline": against a recorded torch result,
     # where a difference is drift (reported, failing only with --strict-baseline).
     kind: str = "reference"
+    # accuracy verdicts (automatic tolerance): the class the difference fits, the worst
+    # group's implied scale and shift of the normalized values, and why, in words
+    accuracy_class: str | None = None
+    implied_scale: float = math.nan
+    implied_shift: float = math.nan
+    explanation: str | None = None
+    overflow: int = 0  # exact values beyond the dtype's range (an infinity is right there)
     heatmap: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -71,10 +79,14 @@ def make_mismatch_message(c: Comparison) -> str:
         f"{head} {verdict} {against}: {c.mismatched} / {c.total} elements mismatched "
         f"({100 * c.mismatch_fraction:.1f}%); greatest absolute difference {c.max_abs_err:.3g}, "
         f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {c.worst_expected:.9g} "
-        f"(allowed rtol={c.rtol:.3g}, atol={c.atol:.3g})"
+        f"(allowed there: rtol={c.rtol:.3g}, atol={c.atol:.3g})"
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
+    if c.accuracy_class is not None and not c.passed:
+        text += f"; accuracy class {c.accuracy_class}"
+    if c.explanation:
+        text += f": {c.explanation}" if c.accuracy_class and not c.passed else f"; {c.explanation}"
     return text
 
 

@@ -54,6 +54,8 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         settings["atol"],
         mode=settings["tolerance"],
         equal_nan=settings["equal_nan"],
+        strict=settings["strict"],
+        accept=settings["accept"],
     )
     max_bytes = settings["max_bytes"]
     for role in ARRAY_OPTIONS:

@@ -98,6 +98,9 @@ class Shared:
     # error * inv_spacing is the error in ULPs of the compute dtype at max(|expected|, the
     # group's magnitude), where the spacing is 2**(exponent - mantissa bits).
     inv_spacing: F64 | None
+    # where the exact value lies beyond the dtype's finite range, the correctly rounded value
+    # is an infinity: there it replaces the exact one (``overflow`` marks those elements)
+    overflow: npt.NDArray[np.bool_] | None = None
 
 
 def prepare(
@@ -106,9 +109,20 @@ def prepare(
     atol: F64 | float,
     magnitude: F64 | float,
     ulp_of: DTypeInfo | None = None,
+    rounds_to: DTypeInfo | None = None,
 ) -> Shared:
-    """The parts of a block's comparison that do not depend on the candidate."""
+    """The parts of a block's comparison that do not depend on the candidate.
+
+    With ``rounds_to``, exact values beyond that dtype's finite range are replaced by the
+    infinity they round to (round to nearest: from ``max + ulp(max) / 2`` on)."""
     e = np.asarray(expected, dtype=np.float64)
+    overflow = None
+    if rounds_to is not None:
+        with np.errstate(all="ignore"):
+            beyond = np.abs(e) >= rounds_to.max * (1.0 + 2.0 ** -(rounds_to.mantissa_bits + 2))
+        if beyond.any():
+            overflow = beyond
+            e = np.where(beyond, np.copysign(np.inf, e), e)
     with np.errstate(all="ignore"):
         mag = np.abs(e)
         rtol_part = mag * rtol
@@ -123,7 +137,7 @@ def prepare(
             _, exponent = np.frexp(np.maximum(scale, ulp_of.tiny))
             inv_spacing = np.ldexp(1.0, ulp_of.mantissa_bits + 1 - exponent)
         inv_magnitude = 1.0 / np.maximum(mag, _TINY, out=mag)
-    return Shared(e, allowed, rtol_part, 1.0 / allowed, inv_magnitude, inv_spacing)
+    return Shared(e, allowed, rtol_part, 1.0 / allowed, inv_magnitude, inv_spacing, overflow)
 
 
 class Accumulator:
@@ -146,6 +160,8 @@ class Accumulator:
         self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
         self.required_atol = self.required_rtol = 0.0
         self.atol_max = 0.0
+        self.overflow = 0
+        self.worst_atol = math.nan
         self.worst_key: tuple[float, float] = (-1.0, -1.0)
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
@@ -158,29 +174,51 @@ class Accumulator:
         )
 
     def update(
-        self, first: int, shared: Shared, actual: npt.NDArray[np.generic], atol: F64 | float
-    ) -> None:
-        """Add one block: ``actual`` against the reference block that ``shared`` describes."""
+        self,
+        first: int,
+        shared: Shared,
+        actual: npt.NDArray[np.generic],
+        atol: F64 | float,
+        extra: F64 | None = None,
+    ) -> F64:
+        """Add one block: ``actual`` against the reference block that ``shared`` describes.
+
+        ``extra`` is a further share of the tolerance per element (a structural check's) that
+        counts like the element's own. Returns the absolute error of each element (``inf``
+        for a non-finite mismatch, ``0`` for a non-finite match)."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
+        if shared.overflow is not None:
+            self.overflow += int(np.count_nonzero(shared.overflow))
         with np.errstate(all="ignore"):
             err = np.subtract(actual, e, dtype=np.float64)
             np.abs(err, out=err)
             total = float(err.sum())
             if math.isfinite(total):  # so every pair is finite (a NaN or Inf would show here)
-                self._finite_block(first, shared, err, total, actual)
-            else:
-                self._mixed_block(first, shared, np.asarray(actual, dtype=np.float64), atol)
+                self._finite_block(first, shared, err, total, actual, atol, extra)
+                return np.asarray(err, dtype=np.float64)
+            return self._mixed_block(
+                first, shared, np.asarray(actual, dtype=np.float64), atol, extra
+            )
 
     def _finite_block(
-        self, first: int, s: Shared, err: F64, total: float, actual: npt.NDArray[np.generic]
+        self,
+        first: int,
+        s: Shared,
+        err: F64,
+        total: float,
+        actual: npt.NDArray[np.generic],
+        atol: F64 | float,
+        extra: F64 | None,
     ) -> None:
         """The common case, every pair finite: about ten passes over the block, no masks, one
         scratch array."""
         self.finite += err.size
         self.sum_abs += total
         scratch = np.multiply(err, s.inv_allowed)  # each element's share of its tolerance
+        if extra is not None:
+            np.maximum(scratch, extra, out=scratch)
         k = int(scratch.argmax())
         best = float(scratch.flat[k])
         if best > 1:
@@ -193,6 +231,7 @@ class Accumulator:
             float(np.asarray(actual).flat[k]),
             float(s.expected.flat[k]),
             err.shape[1],
+            _at(atol, k, err.shape),
         )
         self.max_abs = max(self.max_abs, float(err.max()))
         np.multiply(err, s.inv_magnitude, out=scratch)
@@ -209,7 +248,9 @@ class Accumulator:
         if self.heatmap is not None:
             self._pool(first, err)
 
-    def _mixed_block(self, first: int, s: Shared, a: F64, atol: F64 | float) -> None:
+    def _mixed_block(
+        self, first: int, s: Shared, a: F64, atol: F64 | float, extra: F64 | None
+    ) -> F64:
         """A block with NaN or Inf somewhere: masks decide what each pair means."""
         e = s.expected
         e_nan, a_nan = np.isnan(e), np.isnan(a)
@@ -225,6 +266,9 @@ class Accumulator:
         ok = np.where(finite, err <= s.allowed, nonfinite_ok)
         self.mismatched += int(e.size - np.count_nonzero(ok))
         score = np.where(finite, err * s.inv_allowed, np.where(nonfinite_ok, 0.0, np.inf))
+        if extra is not None:
+            score = np.fmax(score, np.where(finite, extra, 0.0))
+            self.mismatched += int(np.count_nonzero(ok & (score > 1)))
         k = int(score.argmax())
         best = float(score.flat[k])
         if best == math.inf:
@@ -232,7 +276,16 @@ class Accumulator:
             # a non-finite mismatch first.
             k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
-        self._worst(first, k, best, err_k, float(a.flat[k]), float(e.flat[k]), e.shape[1])
+        self._worst(
+            first,
+            k,
+            best,
+            err_k,
+            float(a.flat[k]),
+            float(e.flat[k]),
+            e.shape[1],
+            _at(atol, k, e.shape),
+        )
         if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
             self.required_atol = self.required_rtol = self.max_abs = math.inf
         n_finite = int(np.count_nonzero(finite))
@@ -248,8 +301,10 @@ class Accumulator:
             if s.inv_spacing is not None:
                 self.max_ulp = max(self.max_ulp, float((f_err * s.inv_spacing[finite]).max()))
             self._histogram(f_err)
+        full = np.where(finite, err, np.where(ok, 0.0, np.inf))
         if self.heatmap is not None:
-            self._pool(first, np.where(finite, err, np.where(ok, 0.0, np.inf)))
+            self._pool(first, full)
+        return full
 
     def _worst(
         self,
@@ -260,6 +315,7 @@ class Accumulator:
         actual: float,
         expected: float,
         width: int,
+        atol: float,
     ) -> None:
         key = (score, err)
         if key > self.worst_key:
@@ -267,6 +323,7 @@ class Accumulator:
             g, m = divmod(k, width)
             self.worst_position = (first + g, m)
             self.worst_values = (actual, expected)
+            self.worst_atol = atol
 
     def _histogram(self, err: F64) -> None:
         """Count the errors per bin from their biased binary exponents (the top 16 bits of a
@@ -295,6 +352,9 @@ class Accumulator:
 
     def result(self, candidate: str, quantity: str, layout: GroupLayout) -> Comparison:
         g, m = self.worst_position
+        # with no finite pair, there are no finite figures: NaN, or inf where a pair mismatched
+        unmeasured = math.inf if self.mismatched else math.nan
+        no_finite = self.finite == 0 and self.total > 0
         return Comparison(
             candidate=candidate,
             quantity=quantity,
@@ -302,13 +362,14 @@ class Accumulator:
             total=self.total,
             mismatched=self.mismatched,
             max_abs_err=self.max_abs,
-            max_rel_err=_unbounded(self.max_rel),
-            mean_abs_err=self.sum_abs / self.finite if self.finite else 0.0,
+            max_rel_err=unmeasured if no_finite else _unbounded(self.max_rel),
+            mean_abs_err=self.sum_abs / self.finite if self.finite else math.nan,
             worst_index=layout.index(g, m),
             worst_actual=self.worst_values[0],
             worst_expected=self.worst_values[1],
             rtol=self.rtol,
-            atol=self.atol_max,
+            atol=self.worst_atol if math.isfinite(self.worst_atol) else self.atol_max,
+            atol_max=self.atol_max,
             required_atol=max(self.required_atol, 0.0),
             required_rtol=_unbounded(max(self.required_rtol, 0.0)),
             nan_actual=self.nan_actual,
@@ -316,7 +377,10 @@ class Accumulator:
             inf_actual=self.inf_actual,
             inf_expected=self.inf_expected,
             tolerance_used=max(self.worst_key[0], 0.0),
-            max_ulp_err=self.max_ulp if self.ulp_of is not None else math.nan,
+            max_ulp_err=(unmeasured if no_finite else self.max_ulp)
+            if self.ulp_of is not None
+            else math.nan,
+            overflow=self.overflow,
             histogram=tuple(int(n) for n in self.histogram),
             heatmap=self.heatmap,
         )
@@ -332,6 +396,12 @@ _BIN_OF_EXPONENT = np.clip(
 # The smallest biased exponent of each bin (bins 0 and 1 both start at exponent 0).
 _FIRST_EXPONENT_OF_BIN = np.searchsorted(_BIN_OF_EXPONENT, np.arange(len(HISTOGRAM_OCTAVES) + 3))
 _FIRST_EXPONENT_OF_BIN = _FIRST_EXPONENT_OF_BIN.astype(np.uint16)
+
+
+def _at(atol: F64 | float, k: int, shape: tuple[int, ...]) -> float:
+    """The atol applied at flat index ``k`` of a block of ``shape``."""
+    values = np.asarray(atol, dtype=np.float64)
+    return float(values) if values.ndim == 0 else float(np.broadcast_to(values, shape).flat[k])
 
 
 def _unbounded(ratio: float) -> float:

@@ -304,6 +304,12 @@ OPTIONS_LIST: tuple[Option, ...] = (
     Option("atol", "float", any_number, "Absolute tolerance (give --rtol too).", TOLERANCES),
     Option("equal_nan", "flag", flag, "NaN in both places counts as a match.", TOLERANCES,
            default=False, flags=("--equal-nan",)),
+    Option("strict", "flag", flag,
+           "Pass only the accurate class (not sequential accumulation).", TOLERANCES,
+           default=False, flags=("--strict",)),
+    Option("accept", "choice", one_of(lambda: ("low-precision",)),
+           "Also pass the low_precision class (statistics or sums in the compute dtype).",
+           TOLERANCES, choices=lambda: ("low-precision",)),
 )  # fmt: skip
 
 OPTIONS: dict[str, Option] = {o.name: o for o in OPTIONS_LIST}

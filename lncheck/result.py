@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
+
+if TYPE_CHECKING:
+    from lncheck.output_model import OutputModel
 
 Array = npt.NDArray[np.floating]
 
@@ -34,6 +38,11 @@ class LazyTensor:
         for parts in zip(*iterators, strict=True):
             first = parts[0][0]
             yield first, self.compute(first, tuple(block for _, block in parts))
+
+    def at(self, first: int, stop: int) -> npt.NDArray[np.float64]:
+        """The block of groups ``[first, stop)`` (one of ``blocks``, computed on its own)."""
+        parts = tuple(self.layout.block_at(s, first, stop) for s in self.sources)
+        return self.compute(first, parts)
 
     def map(self, fn: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]) -> LazyTensor:
         """A lazy quantity whose blocks are ``fn`` of this one's blocks."""
@@ -69,7 +78,7 @@ class Bound:
     a ReLU derivative's jump where the output is within its error of 0).
     """
 
-    rtol_kind: str
+    rtol_kind: str | tuple[str, ...]  # the kinds whose weights sum to rtol
     terms: Mapping[str, Scale] = field(default_factory=dict)
     # The quantity's natural size per group (|w| + |b| for an output): ULP errors are counted
     # at max(|value|, magnitude), so that values near zero are not held to the spacing there.
@@ -91,6 +100,8 @@ class NormResult:
     quantities: Mapping[str, Quantity]
     bounds: Mapping[str, Bound] = field(default_factory=dict)
     conditioning: npt.NDArray[np.float64] | None = None
+    # for a mean/variance op's reference: the output's bounds per class and its structure
+    model: OutputModel | None = None
 
 
 # Input-shaped quantities; the others are one per group, per channel or per parameter.

@@ -61,6 +61,7 @@ def check_document(c: Comparison) -> dict[str, Any]:
         "worst_expected": _finite_or_none(c.worst_expected),
         "rtol": _finite_or_none(c.rtol),
         "atol": _finite_or_none(c.atol),
+        "atol_max": _finite_or_none(c.atol_max),
         "required_atol": _finite_or_none(c.required_atol),
         "required_rtol": _finite_or_none(c.required_rtol),
         "nan_actual": c.nan_actual,
@@ -72,6 +73,11 @@ def check_document(c: Comparison) -> dict[str, Any]:
         "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
         "note": c.note,
         "kind": c.kind,
+        "accuracy_class": c.accuracy_class,
+        "implied_scale": _finite_or_none(c.implied_scale),
+        "implied_shift": _finite_or_none(c.implied_shift),
+        "explanation": c.explanation,
+        "overflow": c.overflow,
     }
 
 

@@ -1,0 +1,101 @@
+"""The reference's error bounds for its quantities other than a mean/variance op's output
+(whose bound, per accuracy class, is ``output_model``'s): statistics, running statistics,
+LocalResponseNorm, activations. Each bound is a sum of terms of the kinds ``tolerances``
+weighs by accuracy class; see its docstring for the derivation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.ops.spec import NormSpec
+from lncheck.result import Bound, LazyTensor, Scale
+
+F64 = npt.NDArray[np.float64]
+ROUNDED = ("relative", "spread")  # a statistic's own rounding, and its algorithm's error
+
+
+def statistics(
+    p: NormSpec, mean: F64, var: F64, rstd: F64, magnitude: F64 | float
+) -> dict[str, Bound]:
+    """Bounds of a mean/variance op's statistics; the output's bound is only its magnitude (the
+    scale its ULP errors are measured at) here, the rest is ``OutputModel``'s."""
+    with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
+        kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
+        k = 1.0 + kappa
+        # a variance read back from rstd as 1 / rstd**2 - eps (torch returns only rstd) also
+        # carries rstd's absolute rounding error where rstd may be subnormal (a huge eps;
+        # 2**-14 is float16's smallest normal, the largest of the dtypes')
+        subnormal = np.where(rstd < 2.0**-14, np.minimum(2.0 / rstd**3, 1e300), 0.0)
+        return {
+            "output": Bound("relative", {}, magnitude),
+            "mean": Bound(ROUNDED, {"spread": np.sqrt(var + abs(p.eps))}, np.sqrt(var)),
+            "var": Bound(
+                ROUNDED,
+                {
+                    "spread": kappa * np.abs(var) + k * abs(p.eps),
+                    "quadratic": k * k * (np.abs(var) + abs(p.eps)),
+                    "floor": subnormal,
+                },
+            ),
+            "rstd": Bound(ROUNDED, {"spread": kappa * rstd, "quadratic": k * k * rstd}),
+        }
+
+
+def running(
+    f: float, running_mean: F64, running_var: F64, mean_size: F64, var_size: F64
+) -> dict[str, Bound]:
+    """Bounds of the updated running statistics: the momentum-weighted sums of the old values'
+    roundings and the batch statistics' errors."""
+    with np.errstate(all="ignore"):
+        return {
+            "running_mean": Bound(
+                ROUNDED, {"spread": abs(1 - f) * np.abs(running_mean) + abs(f) * mean_size}
+            ),
+            "running_var": Bound(
+                ROUNDED, {"spread": abs(1 - f) * np.abs(running_var) + abs(f) * var_size}
+            ),
+        }
+
+
+BlockFn = Callable[[int, tuple[npt.NDArray[np.generic], ...]], F64]
+
+
+def window(output: LazyTensor, beta: float) -> Bound:
+    """LocalResponseNorm: the window's sum of squares has the statistics' error, and the power
+    magnifies it by ``beta``."""
+    return Bound(
+        "relative", {"spread": _lazy(output, lambda f, b: beta * np.abs(output.compute(f, b)))}
+    )
+
+
+def through(bound: Bound, lipschitz: float, output: LazyTensor | None = None) -> Bound:
+    """An activation with slope at most ``L`` after the quantity ``bound`` describes: every
+    term times ``L``, and ``L * |y|`` for the quantity's own relative part."""
+    terms: dict[str, Scale] = {}
+    for kind, term in bound.terms.items():
+        terms[kind] = _scaled(term, lipschitz)
+    if output is not None:
+        terms["relative"] = _lazy(output, lambda f, b: lipschitz * np.abs(output.compute(f, b)))
+    magnitude = lipschitz * np.asarray(bound.magnitude, dtype=np.float64)
+    return Bound("relative", terms, magnitude)
+
+
+def _scaled(term: Scale, factor: float) -> Scale:
+    if isinstance(term, LazyTensor):
+        inner = term.compute
+        return LazyTensor(term.layout, term.sources, lambda f, b: factor * inner(f, b))
+    return np.asarray(factor * np.asarray(term, dtype=np.float64))
+
+
+def _lazy(output: LazyTensor, fn: BlockFn) -> LazyTensor:
+    """A per-element term computed from the same blocks as ``output``."""
+    return LazyTensor(
+        output.layout,
+        output.sources,
+        lambda first, blocks: np.broadcast_to(
+            np.asarray(fn(first, blocks), np.float64), blocks[0].shape
+        ),
+    )

@@ -1,0 +1,304 @@
+"""The output of a mean/variance op, block by block: the reference value, its error bound per
+accuracy class, and the structure a candidate's error must have.
+
+For a group with (float64-exact) normalized values ``n_i = (x_i - mean) * rstd``, effective
+weight ``w_i`` and bias ``b_i``, ``y_i = n_i * w_i + b_i``. Any error in the statistics moves
+``n_i`` affinely (``n_i * s + t``: ``s`` is the candidate's rstd relative to the exact one,
+``t`` its mean error times rstd; RMSNorm has no ``t``), whatever the algorithm; everything else
+an implementation does rounds element by element. ``Structure`` fits ``s`` and ``t`` per group
+by least squares and checks the element-wise residual against rounding level: a residual
+above it (a row copied from elsewhere, a wrong weight broadcast, a missing bias) is a
+``mismatch`` whatever the dtype, and ``s``, ``t`` are judged against each accuracy class's
+bound on the statistics (``tolerances``).
+
+Two structural limits hold for any correct layer computing its statistics from the group (not
+eval-mode running statistics): ``|y - b| <= |w| * sqrt(n - 1)`` for centred ops (``sqrt(n)``
+for RMSNorm), since ``sum(n_i**2) = n`` with ``sum(n_i) = 0``; and on a group whose values are
+all equal every element's output is the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.blocks import GroupLayout
+from lncheck.tolerances import Allowance, allowance, atol_floor
+
+F64 = npt.NDArray[np.float64]
+MIN_FIT_SIZE = 4  # below this many values a group's residual says nothing beyond s and t
+
+
+@dataclass(frozen=True)
+class OutputModel:
+    """What the reference knows about an output: per group the first-pass mean ``m0``, its
+    ``correction`` (``x - mean = (x - m0) - correction``, which keeps ``mean``'s own rounding
+    out of every element), ``rstd`` and ``kappa``; the weight and bias in view shape."""
+
+    layout: GroupLayout
+    x: npt.NDArray[np.generic]
+    m0: F64
+    correction: F64
+    rstd: F64
+    kappa: F64
+    weight: npt.NDArray[np.generic] | None
+    bias: npt.NDArray[np.generic] | None
+    constant: npt.NDArray[np.bool_]  # groups whose values are all equal
+    centered: bool
+    running: bool  # normalized with running statistics (eval): none computed here
+
+    @property
+    def group_size(self) -> int:
+        return self.layout.group_size
+
+    @property
+    def cap(self) -> float:
+        """``|n_i| <= sqrt(n - 1)`` for the exact mean and variance; a kernel's own mean
+        estimate, about which it measures its variance, moves that to at most ``sqrt(n)``."""
+        return math.sqrt(self.layout.group_size)
+
+    def blocks(self) -> Iterator[OutputBlock]:
+        """The output block by block, in ``layout`` order."""
+        sources = [self.x] + [a for a in (self.weight, self.bias) if a is not None]
+        iterators = [self.layout.blocks(s) for s in sources]
+        for parts in zip(*iterators, strict=True):
+            first = parts[0][0]
+            yield self.block(first, tuple(block for _, block in parts))
+
+    def at(self, first: int, stop: int) -> OutputBlock:
+        """The block of groups ``[first, stop)``."""
+        sources = [self.x] + [a for a in (self.weight, self.bias) if a is not None]
+        return self.block(first, tuple(self.layout.block_at(s, first, stop) for s in sources))
+
+    def block(self, first: int, blocks: tuple[npt.NDArray[np.generic], ...]) -> OutputBlock:
+        """One block: ``blocks`` are the blocks of ``x`` (then weight, then bias, as given)."""
+        rows = slice(first, first + blocks[0].shape[0])
+        with np.errstate(all="ignore"):
+            nhat: F64 = np.subtract(blocks[0], self.m0[rows, None], dtype=np.float64)
+            nhat -= self.correction[rows, None]
+            nhat *= self.rstd[rows, None]
+            rest = list(blocks[1:])
+            w = np.asarray(rest.pop(0), dtype=np.float64) if self.weight is not None else None
+            b = np.asarray(rest.pop(0), dtype=np.float64) if self.bias is not None else None
+            y = nhat if w is None else nhat * w
+            if b is not None:
+                y = y + b
+        return OutputBlock(self, first, nhat, w, b, np.asarray(y, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class OutputBlock:
+    """One block of groups: normalized values, weight and bias (``None``: ones, zeros), the
+    reference output."""
+
+    model: OutputModel
+    first: int
+    nhat: F64
+    weight: F64 | None
+    bias: F64 | None
+    y: F64
+
+    @property
+    def k(self) -> F64:
+        """``1 + kappa`` per group, as a column."""
+        return 1.0 + self.model.kappa[self.first : self.first + self.y.shape[0], None]
+
+    def scaled(self) -> tuple[F64, F64 | float, F64 | float]:
+        """``|w n|``, ``|w|`` and ``|b|``: what the element-wise terms scale with."""
+        with np.errstate(all="ignore"):
+            a = np.abs(self.nhat if self.weight is None else self.nhat * self.weight)
+            big_w = 1.0 if self.weight is None else np.abs(self.weight)
+            big_b = 0.0 if self.bias is None else np.abs(self.bias)
+        return a, big_w, big_b
+
+    def allowance(self, dtype: str, klass: str) -> Allowance:
+        return allowance(dtype, self.model.group_size, klass, running=self.model.running)
+
+    def limits(self, dtype: str, klass: str) -> tuple[F64, F64]:
+        """Per group (as columns), the largest implied scale ``|s - 1|`` and shift ``|t|``
+        class ``klass`` allows."""
+        c = self.allowance(dtype, klass)
+        k = self.k
+        scale = c.scale * k + c.scale_const + c.quadratic * k * k
+        return np.asarray(scale, dtype=np.float64), np.asarray((c.shift + c.fused) * k)
+
+    def atol(self, dtype: str, klass: str) -> F64:
+        """The element-wise atol of class ``klass`` (its rtol, ``allowance().relative``,
+        applies to ``|y|``): the statistics' distortion at its largest, plus roundings."""
+        c = self.allowance(dtype, klass)
+        scale, shift = self.limits(dtype, klass)
+        a, big_w, big_b = self.scaled()
+        with np.errstate(all="ignore"):
+            total = a * (c.plain + scale) + big_w * shift + c.plain * big_b
+            total += atol_floor(dtype)
+        return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
+
+    def residual_bound(self, dtype: str, klass: str) -> F64:
+        """What element-wise roundings alone may leave after the statistics' affine part.
+
+        A folded scale and shift rounds ``x * scale + shift`` differently for different ``x``
+        (and per channel), but equal inputs with equal weight and bias give equal outputs: on
+        a constant group whose weight and bias are uniform that term is absent."""
+        c = self.allowance(dtype, klass)
+        a, big_w, big_b = self.scaled()
+        rows = slice(self.first, self.first + self.y.shape[0])
+        identical = self.model.constant[rows] & _uniform(self.weight) & _uniform(self.bias)
+        k = np.where(identical[:, None], 0.0, self.k)
+        with np.errstate(all="ignore"):
+            total = c.relative * np.abs(self.y) + c.plain * (a + big_b)
+            total = total + c.fused * k * big_w + atol_floor(dtype)
+        return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
+
+
+def _uniform(param: F64 | None) -> npt.NDArray[np.bool_]:
+    """Per row, whether every element of ``param`` is the same (``True`` for none)."""
+    if param is None:
+        return np.array(True)
+    return np.asarray(np.ptp(param, axis=1) == 0)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A block's candidate as an affine distortion of the reference's normalized values, per
+    group: implied ``scale`` and ``shift``, and the element-wise ``residual`` left over
+    (``NaN`` where a group has non-finite values or too few to fit)."""
+
+    scale: F64
+    shift: F64
+    residual: F64
+    fitted: npt.NDArray[np.bool_]  # groups whose fit means something
+
+
+def fit(block: OutputBlock, actual: npt.NDArray[np.generic]) -> Fit:
+    """Least squares per group of ``actual - b = w * (n * scale + shift)`` (no shift without
+    centring). Groups with fewer than ``MIN_FIT_SIZE`` values, or with NaN/Inf, are not fitted."""
+    with np.errstate(all="ignore"):
+        u = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
+        a = block.nhat if block.weight is None else block.nhat * block.weight
+        c = np.broadcast_to(1.0 if block.weight is None else block.weight, u.shape)
+        saa = np.einsum("ij,ij->i", a, a)
+        sau = np.einsum("ij,ij->i", a, u)
+        if block.model.centered:
+            sac = np.einsum("ij,ij->i", a, c)
+            scc = np.einsum("ij,ij->i", c, c)
+            scu = np.einsum("ij,ij->i", c, u)
+            det = saa * scc - sac * sac
+            # a constant group (all n_i equal) fits a shift alone
+            flat = ~(det > 1e-12 * saa * scc)
+            scale = np.where(flat, 1.0, (sau * scc - scu * sac) / det)
+            shift = np.where(flat, (scu - sac) / scc, (saa * scu - sac * sau) / det)
+        else:
+            flat = ~(saa > 0)
+            scale = np.where(flat, 1.0, sau / saa)
+            shift = np.zeros_like(scale)
+        residual = u - scale[:, None] * a - shift[:, None] * c
+    fitted = np.isfinite(residual).all(axis=1) & (u.shape[1] >= MIN_FIT_SIZE)
+    return Fit(scale, shift, residual, fitted)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Shares of the accepted class's structural bounds: per element (the residual's, and its
+    group's scale and shift's) and per group (the largest)."""
+
+    extra: F64
+    group: F64
+
+
+NOISE_SIGMAS = 6.0  # how far rounding noise may move a least-squares scale or shift
+
+
+def judge(
+    block: OutputBlock,
+    f: Fit,
+    actual: npt.NDArray[np.generic],
+    dtype: str,
+    classes: tuple[str, ...],
+    accepted: int,
+) -> tuple[npt.NDArray[np.int8], Scores, list[str | None]]:
+    """Per group, the index in ``classes`` of the first class whose bounds on the implied scale
+    and shift (``tolerances.allowance``, widened by what the elements' own roundings can move a
+    least-squares fit), on the residual, and on ``|y - b|`` hold, ``len(classes)`` for none (a
+    mismatch); the shares of the accepted class's bounds; and per group what failed
+    structurally (``"cap"``, ``"residual"`` or ``None``).
+
+    The fit's own uncertainty takes the residual bound ``R`` as independent noise per element:
+    ``NOISE_SIGMAS * sqrt(sum(a**2 R**2)) / sum(a**2)`` for the scale (``a = w * n``), the same
+    with ``|w|`` for the shift; it widens the residual's bound too, since it moves the fitted
+    line.
+    """
+    groups = block.y.shape[0]
+    best = np.full(groups, len(classes), dtype=np.int8)
+    a = block.nhat if block.weight is None else block.nhat * block.weight
+    c = np.broadcast_to(1.0 if block.weight is None else np.abs(block.weight), a.shape)
+    residual = np.abs(f.residual)
+    extra = np.zeros(a.shape)
+    group_score = np.zeros(groups)
+    residual_failed = np.zeros(groups, dtype=bool)
+    cap_failed = np.zeros(groups, dtype=bool)
+    with np.errstate(all="ignore"):
+        saa = np.einsum("ij,ij->i", a, a)
+        scc = np.einsum("ij,ij->i", c, c)
+        for index in range(len(classes) - 1, -1, -1):
+            klass = classes[index]
+            scale_limit, shift_limit = (v[:, 0] for v in block.limits(dtype, klass))
+            bound = block.residual_bound(dtype, klass)
+            noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, bound * bound)) / saa
+            noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, bound * bound)) / scc
+            noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
+            noise_t = np.where(scc > 0, noise_t, 0.0)
+            share_s = np.where(saa > 0, np.abs(f.scale - 1.0) / (scale_limit + noise_s), 0.0)
+            share_t = np.abs(f.shift) / (shift_limit + noise_t)
+            if not block.model.centered:
+                share_t = np.zeros(groups)
+            # the fit's own uncertainty moves the fitted line, and so every residual, too
+            share_r = residual / (bound + np.abs(a) * noise_s[:, None] + c * noise_t[:, None])
+            worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+            cap = _beyond_cap(block, actual, scale_limit, shift_limit, klass, dtype)
+            ok = np.where(f.fitted, (share_s <= 1) & (share_t <= 1) & (worst_r <= 1), True)
+            ok &= ~cap
+            best = np.where(ok, index, best).astype(np.int8)
+            if index == len(classes) - 1:
+                residual_failed = f.fitted & (worst_r > 1)
+                cap_failed = cap
+            if index == accepted:
+                stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
+                extra = np.where(f.fitted[:, None], np.fmax(share_r, stats[:, None]), 0.0)
+                extra = np.where(cap[:, None], np.inf, extra)
+                largest = np.max(extra, axis=1) if a.shape[1] else np.zeros(groups)
+                group_score = np.where(cap, np.inf, largest)
+    kinds: list[str | None] = [
+        "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
+        for g in range(groups)
+    ]
+    return best, Scores(np.asarray(extra, dtype=np.float64), group_score), kinds
+
+
+def _beyond_cap(
+    block: OutputBlock,
+    actual: npt.NDArray[np.generic],
+    scale_limit: F64,
+    shift_limit: F64,
+    klass: str,
+    dtype: str,
+) -> npt.NDArray[np.bool_]:
+    """Groups with an element no implementation of class ``klass`` can produce: ``|y - b| >
+    |w| * sqrt(n)`` plus rounding for kernels that measure the variance about their own mean;
+    a low-precision one (a one-pass variance may come out near zero) may add its allowed
+    distortion."""
+    model = block.model
+    if model.running:
+        return np.zeros(block.y.shape[0], dtype=bool)
+    with np.errstate(all="ignore"):
+        centred = np.abs(np.subtract(actual, 0.0 if block.bias is None else block.bias))
+        big_w = 1.0 if block.weight is None else np.abs(block.weight)
+        reach = np.full(block.y.shape[0], model.cap)
+        if klass == "low_precision":
+            reach = model.cap * (1.0 + scale_limit) + shift_limit
+        bound = block.residual_bound(dtype, klass)
+        over = centred > big_w * reach[:, None] * (1 + 1e-2) + bound
+    return np.asarray(np.any(over & np.isfinite(centred), axis=1))

@@ -1,0 +1,143 @@
+"""Accuracy verdicts: which class a check's difference fits, and why, in words.
+
+A check's class is the worst over its blocks; a block's is the first class (accurate,
+sequential, low_precision) whose bound every element meets, and, for a mean/variance op's
+output, whose statistics and residual bounds every group meets (``output_model``); else
+``mismatch``. ``explain`` turns the worst group's implied scale and shift into the convention
+that would produce them (an unbiased variance, another eps, eps on the std, a mean offset).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.tolerances import CLASSES
+
+F64 = npt.NDArray[np.float64]
+
+
+def block_class(err: F64, allowed: Callable[[int], F64], accepted: int, accepted_max: float) -> int:
+    """The index in ``CLASSES`` of the first class whose ``allowed(index)`` (per element) every
+    element's ``err`` meets; ``accepted_max`` is the block's worst share of the accepted
+    class's tolerance, already known."""
+    with np.errstate(all="ignore"):
+        if accepted_max <= 1:
+            index = accepted
+            while index > 0 and bool(np.all(err <= allowed(index - 1))):
+                index -= 1
+            return index
+        for index in range(accepted + 1, len(CLASSES) - 1):
+            if bool(np.all(err <= allowed(index))):
+                return index
+    return len(CLASSES) - 1
+
+
+@dataclass
+class Distortion:
+    """The worst group so far: its implied scale and shift, and what it is judged against."""
+
+    score: float = -1.0
+    scale: float = math.nan
+    shift: float = math.nan
+    group: int = -1
+    structural: str | None = None  # "residual" or "cap" when the structure failed there
+
+
+class ClassTally:
+    """A check's class across blocks, and its worst group's distortion."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.worst = Distortion()
+
+    def add(self, index: int) -> None:
+        self.index = max(self.index, index)
+
+    def distortion(
+        self, score: float, scale: float, shift: float, group: int, structural: str | None
+    ) -> None:
+        # a structural failure outranks any scale or shift
+        rank = (structural is not None, score)
+        if rank > (self.worst.structural is not None, self.worst.score):
+            self.worst = Distortion(score, scale, shift, group, structural)
+
+    @property
+    def klass(self) -> str:
+        return CLASSES[self.index]
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    """What an explanation needs to know about the worst group."""
+
+    var: float  # the reference's variance (as the spec estimates it)
+    eps: float
+    n: int
+    centered: bool
+    rstd: float
+    dtype: str
+
+
+def explain(
+    klass: str, worst: Distortion, facts: GroupFacts | None, overflow: int, quantity: str
+) -> str | None:
+    """A short text saying what the difference looks like, or ``None``."""
+    notes = []
+    if overflow:
+        dtype = facts.dtype if facts else "the dtype"
+        plural = "s" if overflow > 1 else ""
+        notes.append(
+            f"{overflow} exact value{plural} beyond {dtype}'s range: "
+            "the matching infinity is right there"
+        )
+    if klass in ("accurate", "sequential") or facts is None:
+        return "; ".join(notes) or None
+    if worst.structural == "cap":
+        notes.append(
+            "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): "
+            "a different function"
+        )
+    elif worst.structural == "residual":
+        notes.append(
+            "not an affine distortion of the normalized values: a different function (a row "
+            "from elsewhere, a wrong weight or bias broadcast, wrong axes or groups)"
+        )
+    elif math.isfinite(worst.scale):
+        notes += _translations(worst, facts, klass)
+    return "; ".join(notes) or None
+
+
+def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
+    """Conventions that reproduce the worst group's implied scale ``s`` and shift ``t``:
+    the candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``."""
+    out = []
+    s, t = worst.scale, worst.shift
+    if s > 0 and math.isfinite(s) and abs(s - 1) > 1e-12:
+        implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
+        if f.centered and f.n > 1 and f.var > 0:
+            ratio = (implied - f.eps) / f.var
+            if abs(ratio - f.n / (f.n - 1)) <= 0.1 / (f.n - 1):
+                out.append(f"matches an unbiased variance (÷(n - 1), n = {f.n})")
+        if not out and f.var > 0:
+            on_std = math.sqrt(f.var + f.eps) / (math.sqrt(f.var) + f.eps)
+            if f.eps > 0 and abs(s - on_std) <= 0.05 * abs(s - 1):
+                out.append("matches eps added to the std instead of the variance")
+        if not out:
+            eps = implied - f.var
+            if eps > 0 and f.var < 1e3 * eps:
+                out.append(f"matches eps = {eps:.3g} instead of {f.eps:g}")
+            else:
+                out.append(f"rstd {100 * (s - 1):+.3g}% off")
+    if f.centered and math.isfinite(t) and abs(t) > 0 and f.rstd > 0:
+        out.append(f"mean off by {-t / f.rstd:.3g} ({t:+.3g} std)")
+    if klass == "low_precision":
+        out.append(
+            "within what statistics or sums kept in the compute dtype, or a one-pass "
+            "E[x^2] - E[x]^2 variance, lose"
+        )
+    return out
