@@ -44,7 +44,7 @@ Statistics get the bound of the same steps with ``s``: ``mean`` ``|mean| + std``
 ``(1 + kappa) * (var + eps)``, ``rstd`` ``(1 + kappa) * rstd``, the running statistics the
 momentum-weighted sums.
 
-The constants were measured, not guessed (tests/test_tolerance_model.py): on 300 random
+The constants were measured, not guessed (tests/test_tolerances.py): on 300 random
 LayerNorm inputs (groups of 8 to 4096, means up to 1e4 std, variances near eps) torch's CPU
 kernels, a float32 two-pass and a sequential float32 Welford use at most 53% of the bound, and
 100 outputs of torch's H100 kernels at most 34%, while every seeded bug whose error is 10x that
