@@ -5,7 +5,7 @@ elements: a table to compare from one version to the next (a regression shows in
     python benchmarks/bench_trend.py --sizes 1 4   # millions of elements
 
 Inputs are float32 (N, 64, 32, 32) files in benchmarks/out/, written once. Stages: load (read
-or memory-map the file), reference (float64 statistics and outputs), torch (every torch path),
+or memory-map the file), reference (float64 statistics and outputs), backend (every torch path),
 compare (metrics of every candidate against the reference).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 OUT = Path(__file__).parent / "out"
 OPS = {
-    "layer_norm": {"shape": (32, 32)},
+    "layer_norm": {"op": "layer_norm", "normalized_shape": (32, 32)},
     "group_norm": {"op": "group_norm", "groups": 8},
     "batch_norm": {"op": "batch_norm"},
 }
@@ -47,19 +47,20 @@ def main() -> None:
     args = parser.parse_args()
     import torch  # imported once, outside the timings
 
-    from lncheck.io import CaseSpec, load
-    from lncheck.runner import check_case
+    from lncheck.loading import load
+    from lncheck.options import parse
+    from lncheck.pipeline import check_case
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        f"{'op':12s} {'size':>6s} {'load':>7s} {'reference':>10s} {'torch':>7s} "
+        f"{'op':12s} {'size':>6s} {'load':>7s} {'reference':>10s} {'backend':>7s} "
         f"{'compare':>8s} {'total':>7s}  verdict"
     )
     for millions in args.sizes:
         path = make_input(millions)
         for op, options in OPS.items():
             start = time.perf_counter()
-            case = load(CaseSpec(input=str(path), **options))  # type: ignore[arg-type]
+            case = load(parse(options, "api"), str(path))
             loaded = time.perf_counter()
             timings: dict[str, float] = {}
             report = check_case(case, timings=timings)
@@ -67,7 +68,7 @@ def main() -> None:
             print(
                 f"{op:12s} {millions:5d}M {loaded - start:7.3f} "
                 f"{timings.get('reference', 0):10.3f} "
-                f"{timings.get('torch', 0):7.3f} {timings.get('compare', 0):8.3f} {total:7.3f}  "
+                f"{timings.get('backend', 0):7.3f} {timings.get('compare', 0):8.3f} {total:7.3f}  "
                 f"{'pass' if report.passed else 'FAIL'}",
                 flush=True,
             )

@@ -1,6 +1,6 @@
 """How much of the automatic bound correct kernels use, and how far beyond it bugs land.
 
-Runs the mutation suite of tests/test_tolerance_model.py and prints, over its random LayerNorm
+Runs the mutation suite of tests/test_tolerances.py and prints, over its random LayerNorm
 inputs, the largest fraction of the bound any correct implementation uses (torch's CPU kernels
 in every dtype, a float32 two-pass, a sequential float32 Welford) and the smallest multiple of
 the bound any distinguishable bug (error more than 10x the correct ones') reaches; then the
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.mutants import BUGS, CORRECT, torch_cpu  # noqa: E402
-from tests.test_tolerance_model import (  # noqa: E402
+from tests.test_tolerances import (  # noqa: E402
     DATA,
     EPS,
     _cuda_case,

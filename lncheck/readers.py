@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import tokenize
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
             shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=1 << 16)
         else:
             raise InputError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+    # numpy's header parser tokenizes the header: a mangled one can raise TokenError
+    except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as e:
         raise InputError(f"not a valid .npy file ({_reason(e)})") from None
     return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: every op x dtype with --device cuda --vs-device cpu, verdicts to $OUT.
+# The GPU check: every op x dtype with --device cuda --vs-device cpu, verdicts to $OUT, then the
+# tests marked `cuda` (tests/backends/test_torch.py), which skip on a machine without CUDA.
 # Run it on a machine with a CUDA device (the lent H100), from the repository root:
 #     OUT=/tmp/out bash scripts/device_check.sh
 # It installs lncheck into a fresh virtual environment if `lncheck` is not on PATH.
@@ -40,3 +41,8 @@ for op, args in cases.items():
         print(op, dtype, entry["exit"], entry.get("worst", entry["stderr"])[:1])
 json.dump(verdicts, open(f"{out}/verdicts.json", "w"), indent=1)
 PY
+if python -c "import pytest, hypothesis" 2>/dev/null; then
+    python -m pytest -q -m cuda -p no:cacheprovider tests/backends 2>&1 | tee "$OUT/pytest-cuda.txt" | tail -3
+else
+    echo "pytest or hypothesis not installed: the cuda-marked tests did not run" | tee "$OUT/pytest-cuda.txt"
+fi

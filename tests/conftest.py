@@ -68,10 +68,11 @@ def heavy_modules_after(code: str) -> list[str]:
 def random_parameters(
     layer: Any, shape: tuple[int, ...], rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """Weight, bias and running statistics that fit ``layer`` on ``shape``, drawn from ``rng``."""
-    from lncheck.layers import plan
+    """Weight, bias and running statistics that fit ``layer`` (``Settings``) on ``shape``, drawn
+    from ``rng``."""
+    from lncheck import ops
 
-    p = plan(layer, shape)
+    p = ops.build(layer, shape)
     arrays: dict[str, np.ndarray] = {}
     if p.affine:
         arrays["weight"] = rng.normal(1, 0.5, p.param_shape)

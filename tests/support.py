@@ -12,10 +12,14 @@ from lncheck.loading import load
 from lncheck.options import ARRAY_OPTIONS, Settings, parse
 from lncheck.tolerances import ToleranceSpec
 
+_UNSET = object()
+
 
 def settings(op: str = "layer_norm", **options: Any) -> Settings:
-    """``Settings`` as ``lncheck.compare(x, op, **options)`` would make them."""
-    return parse({"op": op, **options}, "api")
+    """``Settings`` as ``lncheck.compare(x, op, **options)`` would make them (``None`` is the
+    default, except ``momentum=None``: the cumulative average, as in torch)."""
+    given = {k: v for k, v in options.items() if v is not None or k == "momentum"}
+    return parse({"op": op, **given}, "api", unset=_UNSET)
 
 
 def make_case(

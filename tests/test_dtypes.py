@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from lncheck.dtypes import DTYPES, default_compute_dtype, round_to
+from lncheck.errors import InputError
+from lncheck.options import parse
+
+from .support import make_case
 
 TORCH = {
     "float64": torch.float64,
@@ -69,3 +75,17 @@ def test_default_compute_dtype() -> None:
     assert default_compute_dtype(np.dtype(np.float16)) == ("float16", None)
     name, note = default_compute_dtype(np.dtype(np.int64))
     assert name == "float32" and note is not None and "int64" in note
+
+
+def test_bfloat16_range_is_finite() -> None:
+    assert math.isfinite(DTYPES["bfloat16"].max)
+
+
+def test_unknown_dtype_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="--dtype must be one of float64, float32, float16"):
+        parse({"dtype": "float8"}, "cli")
+    with pytest.raises(
+        InputError,
+        match=r"^dtype= must be one of float64, float32, float16, bfloat16, got 'float8'",
+    ):
+        make_case(np.ones((2, 4)), normalized_shape=4, dtype="float8")

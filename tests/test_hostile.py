@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from lncheck.cli import app
 from lncheck.errors import InputError
-from lncheck.io import default_max_bytes, read_arrays
+from lncheck.readers import default_max_bytes, read_arrays
 
 from .conftest import REPO
 
@@ -157,38 +157,3 @@ def _only_arrays_or_input_errors(path: Path) -> None:
         return
     for array in loaded.arrays.values():
         assert isinstance(array, np.ndarray)
-
-
-# --- non-finite values in the input --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_input_propagates_and_is_counted(bad: float) -> None:
-    from lncheck.io import case_from_arrays
-    from lncheck.layers import Layer
-    from lncheck.runner import check_case
-    from lncheck.tolerances import ToleranceSpec
-
-    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
-    x[1, 3] = bad
-    layer = Layer("layer_norm", normalized_shape=(8,))
-    report = check_case(case_from_arrays(x, layer))
-    out = [c for c in report.checks if c.quantity == "output"]
-    # the whole group of the bad value is NaN on both sides; the other groups still compare
-    assert all(c.nan_expected == 8 and c.nan_actual == 8 and c.total == 32 for c in out)
-    assert all(c.mismatched == 8 and not c.passed for c in out)
-    assert all(c.worst_index[0] == 1 for c in out)
-    means = [c for c in report.checks if c.quantity == "mean"]
-    assert means and means[0].nan_expected == 1  # the statistics keep the bad group, as NaN
-    lenient = check_case(case_from_arrays(x, layer, tolerance=ToleranceSpec(equal_nan=True)))
-    assert all(c.passed for c in lenient.checks if c.quantity == "output")
-
-
-def test_nan_where_the_reference_is_finite_fails_even_with_equal_nan() -> None:
-    import lncheck
-
-    x = np.random.default_rng(1).standard_normal((3, 8))
-    y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
-    y[2, 5] = np.nan
-    with pytest.raises(AssertionError, match="candidate has 1 NaN"):
-        lncheck.check(y, x, normalized_shape=8, dtype="float64", equal_nan=True)

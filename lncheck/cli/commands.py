@@ -118,7 +118,11 @@ def ops() -> None:
     rows = []
     for name in registry.OPS:
         op = registry.module(name)
-        flags = [f"{OPTIONS[o].flag.split('/')[0]} {text}".strip() for o, text in op.READS.items()]
+        flags = [
+            f"{OPTIONS[o].flag} ({text})" if "/" in OPTIONS[o].flag else f"{OPTIONS[o].flag} {text}"
+            for o, text in op.READS.items()
+        ]
+        flags = [f.removesuffix(" ()").strip() for f in flags]
         for backend_name in BACKENDS:
             backend = get_backend(backend_name)
             rows.append((name, op.SUMMARY, ", ".join(flags), backend.LABEL, backend.describe(name)))

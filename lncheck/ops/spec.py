@@ -145,7 +145,7 @@ def trailing_or_axes(
         )
     found = from_shape if from_shape is not None else from_axes
     if found is None:
-        raise InputError(f"{name} needs {ns_option} (normalized_shape) or {option('axes')}")
+        raise InputError(f"{name} needs {ns_option} or {option('axes')}")
     return found
 
 

@@ -53,7 +53,10 @@ def parse_report_target(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not path:
         raise InputError(f"{option('report')} must be FORMAT=PATH such as junit=report.xml")
-    get_format(name)
+    if name not in FORMATS:
+        raise InputError(
+            f"{option('report')} {text}: unknown format {name!r} (known: {', '.join(FORMATS)})"
+        )
     return name, Path(path)
 
 

@@ -1,25 +1,22 @@
-"""The command line through Typer's CliRunner and as a real subprocess."""
+"""``lncheck compare`` through Typer's CliRunner: options, every op, outputs and user errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from lncheck import __version__
-from lncheck.cli import app, join_multi_int_options
-from lncheck.layers import OP_NAMES
+from lncheck.cli import join_multi_int_options
 
-from .conftest import EXAMPLES, REPO, heavy_modules_after
+from ..conftest import EXAMPLES
+from .helpers import assert_user_error, invoke, invoke_json
 
-runner = CliRunner()
 TOKENS = str(EXAMPLES / "tokens.npy")
+IMAGE = str(EXAMPLES / "image.npy")
 CHECK_KEYS = {
     "candidate",
     "quantity",
@@ -35,45 +32,52 @@ CHECK_KEYS = {
 }
 
 
-def _run(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), input=input)
-
-
-def _json(*args: str, input: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
-    result = _run(*args, "--json", input=input)
-    return result.exit_code, json.loads(result.stdout)
-
-
-def _assert_user_error(result, *phrases: str) -> None:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("lncheck: error: ")
-    for phrase in phrases:
-        assert phrase in lines[0]
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-
-
 def test_compare_passes_on_the_example() -> None:
-    result = _run("compare", TOKENS, "--shape", "3", "4")
+    result = invoke("compare", TOKENS, "--shape", "3", "4")
     assert result.exit_code == 0, result.output
     assert "LayerNorm(normalized_shape=(3, 4)" in result.stdout
     assert "PASS: all 6 checks passed" in result.stdout
 
 
 @pytest.mark.parametrize(
-    ("shape", "groups", "size"), [(["3", "4"], 2, 12), (["3,4"], 2, 12), (["4"], 6, 4)]
+    ("shape", "groups", "size"),
+    [(["3", "4"], 2, 12), (["3,4"], 2, 12), (["4"], 6, 4), (["--shape=3", "4"], 2, 12)],
 )
 def test_shape_forms(shape: list[str], groups: int, size: int) -> None:
-    code, doc = _json("compare", TOKENS, "--shape", *shape)
+    flag = [] if shape[0].startswith("--") else ["--shape"]
+    code, doc = invoke_json("compare", TOKENS, *flag, *shape)
     assert code == 0
     assert (doc["groups"], doc["group_size"]) == (groups, size)
-    assert doc["params"]["normalized_shape"] == [int(s) for s in ",".join(shape).split(",")]
+    assert doc["params"]["normalized_shape"] == [
+        int(s) for s in ",".join(shape).removeprefix("--shape=").split(",")
+    ]
+
+
+def test_join_multi_int_options() -> None:
+    assert join_multi_int_options(["compare", "--shape", "3", "4", "x.npy"]) == [
+        "compare",
+        "--shape",
+        "3,4",
+        "x.npy",
+    ]
+    assert join_multi_int_options(["--axes", "-1", "-2", "--eps", "1"]) == [
+        "--axes",
+        "-1,-2",
+        "--eps",
+        "1",
+    ]
+    assert join_multi_int_options(["--shape", "3,4"]) == ["--shape", "3,4"]
+    # `--shape=3 4` takes the following integers too; a file name is not one of them
+    assert join_multi_int_options(["--shape=3", "4.npy"]) == ["--shape", "3", "4.npy"]
+    assert join_multi_int_options(["--shape=3", "4", "x.npy"]) == ["--shape", "3,4", "x.npy"]
+    assert join_multi_int_options(["--normalized-shape", "3", "4"]) == [
+        "--normalized-shape",
+        "3,4",
+    ]
 
 
 def test_json_schema() -> None:
-    result = _run("compare", TOKENS, "--shape", "4", "--json")
+    result = invoke("compare", TOKENS, "--shape", "4", "--json")
     doc = json.loads(result.stdout)  # exactly one JSON document, nothing else on stdout
     assert result.stderr == ""
     assert doc["passed"] is True and doc["op"] == "layer_norm"
@@ -105,21 +109,21 @@ def test_perturbed_expected_fails_and_names_the_worst_index(write: Callable[...,
     y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
     y[1, 2, 3] += 0.01
     path = write("y.npy", y.astype(np.float32))
-    result = _run("compare", TOKENS, "--shape", "4", "--expected", str(path))
+    result = invoke("compare", TOKENS, "--shape", "4", "--expected", str(path))
     assert result.exit_code == 1
     assert (
         "expected output does not match the reference: 1 / 24 elements mismatched" in result.stdout
     )
     assert "worst element at index (1, 2, 3)" in result.stdout
     assert "FAIL: 1 of 7 checks failed" in result.stdout
-    code, doc = _json("compare", TOKENS, "--shape", "4", "--expected", str(path))
+    code, doc = invoke_json("compare", TOKENS, "--shape", "4", "--expected", str(path))
     failing = [c for c in doc["checks"] if not c["passed"]]
     assert code == 1 and doc["passed"] is False
     assert [(c["candidate"], c["worst_index"]) for c in failing] == [("expected", [1, 2, 3])]
 
 
 def test_unbiased_kernel_example_fails() -> None:
-    result = _run(
+    result = invoke(
         "compare",
         TOKENS,
         "--shape",
@@ -132,12 +136,12 @@ def test_unbiased_kernel_example_fails() -> None:
 
 
 def test_stdin_json() -> None:
-    code, doc = _json("compare", "-", "--shape", "4", input="[[1, 2, 3, 4], [0, 0, 1, 1]]")
+    code, doc = invoke_json("compare", "-", "--shape", "4", input="[[1, 2, 3, 4], [0, 0, 1, 1]]")
     assert code == 0 and doc["input_shape"] == [2, 4] and doc["input"] == "-"
 
 
 def test_dtype_option_and_explicit_tolerance() -> None:
-    code, doc = _json(
+    code, doc = invoke_json(
         "compare", TOKENS, "--shape", "4", "--dtype", "bfloat16", "--rtol", "0.1", "--atol", "0.1"
     )
     assert code == 0 and doc["dtype"] == "bfloat16"
@@ -145,20 +149,17 @@ def test_dtype_option_and_explicit_tolerance() -> None:
 
 
 def test_zero_tolerance_fails_on_float32_rounding() -> None:
-    code, doc = _json("compare", TOKENS, "--shape", "4", "--rtol", "0", "--atol", "0")
+    code, doc = invoke_json("compare", TOKENS, "--shape", "4", "--rtol", "0", "--atol", "0")
     assert code == 1 and not doc["passed"]
 
 
 def test_examples_in_readme_run() -> None:
-    assert _run("compare", str(EXAMPLES / "affine.npz"), "--shape", "8").exit_code == 0
-    assert (
-        _run(
-            "compare", str(EXAMPLES / "small.json"), "--shape", "4", "--dtype", "float16"
-        ).exit_code
-        == 0
-    )
-    _assert_user_error(
-        _run("compare", str(EXAMPLES / "affine.npz"), "--shape", "8", "--no-affine"), "affine.npz"
+    assert invoke("compare", str(EXAMPLES / "affine.npz"), "--shape", "8").exit_code == 0
+    small = str(EXAMPLES / "small.json")
+    assert invoke("compare", small, "--shape", "4", "--dtype", "float16").exit_code == 0
+    assert_user_error(
+        invoke("compare", str(EXAMPLES / "affine.npz"), "--shape", "8", "--no-affine"),
+        "affine.npz",
     )
 
 
@@ -180,101 +181,31 @@ def test_examples_in_readme_run() -> None:
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(args: list[str], phrases: list[str]) -> None:
-    _assert_user_error(_run(*args), *phrases)
+    assert_user_error(invoke(*args), *phrases)
 
 
 def test_malformed_json_on_stdin() -> None:
-    _assert_user_error(
-        _run("compare", "-", "--shape", "4", input="[[1, 2, 3, 4]"), "-: invalid JSON"
+    assert_user_error(
+        invoke("compare", "-", "--shape", "4", input="[[1, 2, 3, 4]"), "-: invalid JSON"
     )
 
 
 def test_pickled_npy_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "obj.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    _assert_user_error(_run("compare", str(path), "--shape", "1"), "obj.npy", "pickle")
+    assert_user_error(invoke("compare", str(path), "--shape", "1"), "obj.npy", "pickle")
 
 
 def test_traceback_flag_prints_the_traceback_and_keeps_the_exit_status() -> None:
-    result = _run("compare", "missing.npy", "--shape", "4", "--traceback")
+    result = invoke("compare", "missing.npy", "--shape", "4", "--traceback")
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.stderr
     assert "InputError" in result.stderr and "missing.npy" in result.stderr
-    usage = _run("compare", "x.npy", "--no-such-option", "--traceback")
+    usage = invoke("compare", "x.npy", "--no-such-option", "--traceback")
     assert usage.exit_code == 2 and "Traceback" in usage.stderr
 
 
-def test_version() -> None:
-    result = _run("--version")
-    assert result.exit_code == 0 and result.stdout.strip() == f"lncheck {__version__}"
-
-
-def test_join_multi_int_options() -> None:
-    assert join_multi_int_options(["compare", "--shape", "3", "4", "x.npy"]) == [
-        "compare",
-        "--shape",
-        "3,4",
-        "x.npy",
-    ]
-    assert join_multi_int_options(["--axes", "-1", "-2", "--eps", "1"]) == [
-        "--axes",
-        "-1,-2",
-        "--eps",
-        "1",
-    ]
-    assert join_multi_int_options(["--shape", "3,4"]) == ["--shape", "3,4"]
-    assert join_multi_int_options(["--shape=3", "4.npy"]) == ["--shape=3", "4.npy"]
-
-
-# --- as a real process ----------------------------------------------------------------------
-
-
-def _process(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lncheck", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        input=input,
-        timeout=120,
-    )
-
-
-def test_subprocess_exit_statuses() -> None:
-    ok = _process("compare", "examples/tokens.npy", "--shape", "3", "4")
-    assert ok.returncode == 0 and "PASS" in ok.stdout
-    bad = _process(
-        "compare",
-        "examples/tokens.npy",
-        "--shape",
-        "4",
-        "--expected",
-        "examples/unbiased_kernel_output.npy",
-    )
-    assert bad.returncode == 1
-    err = _process("compare", "examples/nope.npy", "--shape", "4")
-    assert err.returncode == 2 and err.stdout == ""
-    assert err.stderr.strip() == "lncheck: error: examples/nope.npy: no such file"
-
-
-def test_subprocess_json_is_the_only_output() -> None:
-    done = _process("compare", "-", "--shape", "4", "--json", input="[[1, 2, 3, 4]]")
-    assert done.returncode == 0
-    assert json.loads(done.stdout)["passed"] is True
-
-
-def test_help_does_not_import_torch() -> None:
-    code = (
-        "from typer.testing import CliRunner; from lncheck.cli import app; "
-        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-        "r = CliRunner().invoke(app, ['compare', '--help']); assert 'Examples' in r.output"
-    )
-    assert heavy_modules_after(code) == []
-
-
 # --- every op from the command line -----------------------------------------------------------
-
-IMAGE = str(EXAMPLES / "image.npy")
 
 
 @pytest.mark.parametrize(
@@ -290,20 +221,22 @@ IMAGE = str(EXAMPLES / "image.npy")
     ],
 )
 def test_ops_from_the_command_line(args: list[str], candidates: int) -> None:
-    code, doc = _json("compare", IMAGE, *args)
+    code, doc = invoke_json("compare", IMAGE, *args)
     assert code == 0, doc
     assert len({c["candidate"] for c in doc["checks"]}) == candidates
 
 
 def test_batch_norm_eval_with_running_statistics_from_npz() -> None:
-    code, doc = _json("compare", str(EXAMPLES / "bn_eval.npz"), "--op", "batch_norm", "--eval")
+    code, doc = invoke_json(
+        "compare", str(EXAMPLES / "bn_eval.npz"), "--op", "batch_norm", "--eval"
+    )
     assert code == 0
     assert doc["params"]["training"] is False
     assert {c["quantity"] for c in doc["checks"]} == {"output"}  # eval saves no statistics
 
 
 def test_batch_norm_training_checks_running_statistics() -> None:
-    code, doc = _json("compare", IMAGE, "--op", "batch_norm")
+    code, doc = invoke_json("compare", IMAGE, "--op", "batch_norm")
     assert code == 0
     quantities = {(c["candidate"], c["quantity"]) for c in doc["checks"]}
     assert ("torch.nn.BatchNorm2d", "running_var") in quantities
@@ -311,7 +244,7 @@ def test_batch_norm_training_checks_running_statistics() -> None:
 
 
 def test_channels_last_example() -> None:
-    code, doc = _json(
+    code, doc = invoke_json(
         "compare",
         str(EXAMPLES / "image_nhwc.npy"),
         "--op",
@@ -325,12 +258,18 @@ def test_channels_last_example() -> None:
 
 
 def test_activation_is_its_own_quantity() -> None:
-    code, doc = _json("compare", TOKENS, "--shape", "4", "--activation", "gelu")
+    code, doc = invoke_json("compare", TOKENS, "--shape", "4", "--activation", "gelu")
     assert code == 0
     assert [c["quantity"] for c in doc["checks"] if c["candidate"] == "torch.nn.LayerNorm"] == [
         "output",
         "activation",
     ]
+
+
+def test_gelu_is_shown_as_gelu() -> None:
+    result = invoke("compare", TOKENS, "--shape", "4", "--activation", "gelu")
+    assert result.exit_code == 0, result.output
+    assert "gelu" in result.stdout and "gelu=none" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -350,31 +289,78 @@ def test_activation_is_its_own_quantity() -> None:
         (["--shape", "3", "--axes", "1"], ["--shape (3,) means axes (3,)"]),
         (["--shape", "3", "--activation", "tanh"], ["unknown activation 'tanh'"]),
         (["--op", "batch_norm", "--channel-axis", "0"], ["--channel-axis 0 is the batch axis"]),
+        (["--shape", "3", "--groups", "2"], ["--groups does not apply to layer_norm"]),
     ],
 )
 def test_op_errors_are_one_line_and_exit_2(args: list[str], phrases: list[str]) -> None:
-    _assert_user_error(_run("compare", IMAGE, *args), *phrases)
+    assert_user_error(invoke("compare", IMAGE, *args), *phrases)
 
 
-def test_ops_command_lists_every_op() -> None:
-    result = _run("ops")
-    assert result.exit_code == 0
-    for op in OP_NAMES:
-        assert op in result.stdout
-    assert "nn.BatchNorm1d/2d/3d" in result.stdout and "--momentum 0.1" in result.stdout
+# --- what goes where: --format, --report FORMAT=PATH ------------------------------------------
 
 
-def test_ops_does_not_import_torch_or_numpy() -> None:
-    code = (
-        "from typer.testing import CliRunner; from lncheck.cli import app; "
-        "r = CliRunner().invoke(app, ['ops']); assert r.exit_code == 0, r.output"
+def test_format_json_is_the_json_flag() -> None:
+    by_flag = invoke("compare", TOKENS, "--shape", "4", "--json")
+    by_format = invoke("compare", TOKENS, "--shape", "4", "--format", "json")
+    assert by_format.exit_code == 0 and by_format.stderr == ""
+    assert json.loads(by_format.stdout) == json.loads(by_flag.stdout)
+    both = invoke("compare", TOKENS, "--shape", "4", "--json", "--format", "json")
+    assert json.loads(both.stdout) == json.loads(by_flag.stdout)
+
+
+def test_format_junit_on_stdout_is_a_suite_of_one() -> None:
+    bad = str(EXAMPLES / "unbiased_kernel_output.npy")
+    result = invoke("compare", TOKENS, "--shape", "4", "--expected", bad, "--format", "junit")
+    assert result.exit_code == 1
+    root = ET.fromstring(result.stdout)
+    assert root.tag == "testsuite" and root.get("tests") == "1" and root.get("failures") == "1"
+    (case,) = root.iter("testcase")
+    assert case.get("name") == TOKENS
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("expected output does not match the reference")
+
+
+def test_report_files_beside_the_console(tmp_path: Path) -> None:
+    xml, doc = tmp_path / "r.xml", tmp_path / "r.json"
+    result = invoke(
+        "compare", TOKENS, "--shape", "4", "--report", f"junit={xml}", "--report", f"json={doc}"
     )
-    assert heavy_modules_after(code) == []
+    assert result.exit_code == 0, result.output
+    assert "PASS: all 6 checks passed" in result.stdout  # the console still goes to stdout
+    assert json.loads(doc.read_text()) == invoke_json("compare", TOKENS, "--shape", "4")[1]
+    root = ET.parse(xml).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "0")
+    assert [c.get("name") for c in root.iter("testcase")] == [TOKENS]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.xml"]  # no temporaries
 
 
-def test_version_does_not_import_torch_or_numpy() -> None:
-    code = (
-        "from typer.testing import CliRunner; from lncheck.cli import app; "
-        "r = CliRunner().invoke(app, ['--version']); assert r.exit_code == 0, r.output"
-    )
-    assert heavy_modules_after(code) == []
+def test_report_console_to_a_file_and_json_to_stdout(tmp_path: Path) -> None:
+    text = tmp_path / "r.txt"
+    code, doc = invoke_json("compare", TOKENS, "--shape", "4", "--report", f"console={text}")
+    assert code == 0 and doc["passed"] is True
+    written = text.read_text()
+    assert "PASS: all 6 checks passed" in written and "\x1b[" not in written  # no colour in files
+
+
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (["--format", "yaml"], ["--format", "unknown format 'yaml'", "console, json, junit"]),
+        (["--json", "--format", "junit"], ["--json and --format junit contradict"]),
+        (["--report", "r.xml"], ["--report must be FORMAT=PATH"]),
+        (["--report", "junit="], ["--report must be FORMAT=PATH"]),
+        (["--report", "xml=r.xml"], ["--report xml=r.xml: unknown format 'xml'"]),
+        (["--report", "junit=no/such/folder/r.xml"], ["--report junit=", "cannot write"]),
+    ],
+)
+def test_output_option_errors(args: list[str], phrases: list[str]) -> None:
+    assert_user_error(invoke("compare", TOKENS, "--shape", "4", *args), *phrases)
+
+
+def test_backend_and_chunks_options() -> None:
+    code, doc = invoke_json("compare", TOKENS, "--shape", "4", "--backend", "torch")
+    assert code == 0 and doc["checks"][0]["candidate"] == "torch.nn.LayerNorm"
+    unchunked = invoke_json("compare", TOKENS, "--shape", "4", "--no-chunks")[1]
+    assert unchunked["checks"] == doc["checks"]
+    assert_user_error(invoke("compare", TOKENS, "--shape", "4", "--backend", "jax"), "--backend")

@@ -1,0 +1,1 @@
+"""Backends: one conformance test for every registered backend, and each backend's own tests."""

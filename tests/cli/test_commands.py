@@ -1,0 +1,100 @@
+"""The other commands and the root: ``ops``, ``init-suite``, ``--version``, ``--help``, shell
+completion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lncheck import __version__
+from lncheck.cli import app
+from lncheck.ops import OP_NAMES
+from lncheck.suite.parse import load_suite
+
+from .helpers import invoke, runner
+
+
+def test_ops_command_lists_every_op() -> None:
+    result = invoke("ops")
+    assert result.exit_code == 0
+    for op in OP_NAMES:
+        assert op in result.stdout
+    assert "nn.BatchNorm1d/2d/3d" in result.stdout and "--momentum 0.1" in result.stdout
+    assert "--groups (required)" in result.stdout and "--size (required)" in result.stdout
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"lncheck {__version__}"
+
+
+def test_init_suite_passes_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    result = invoke("init-suite", str(path))
+    assert result.exit_code == 0 and path.exists() and (tmp_path / "s-tokens.npy").exists()
+    ops = {c.settings["op"] for c in load_suite(path).cases}
+    assert ops == set(OP_NAMES)
+    result = invoke("run", str(path))
+    assert result.exit_code == 0, result.output
+    again = invoke("init-suite", str(path))
+    assert again.exit_code == 2 and "exists already: use --force" in again.stderr
+    assert invoke("init-suite", str(path), "--force").exit_code == 0
+
+
+# --- help --------------------------------------------------------------------------------------
+
+
+def test_bare_lncheck_shows_the_commands() -> None:
+    result = invoke()
+    assert result.exit_code == 2 and result.stderr == ""  # click's no_args_is_help: a usage error
+    for command in ("compare", "ops", "run", "baseline", "init-suite"):
+        assert command in result.stdout
+
+
+def test_compare_help_has_every_panel_and_the_examples() -> None:
+    result = invoke("compare", "--help")
+    assert result.exit_code == 0
+    for panel in ("Layer", "Parameters and statistics", "Run", "Tolerances", "Output"):
+        assert f"─ {panel} " in result.stdout
+    for flag in ("--shape", "--groups", "--train", "--eval", "--expected", "--format", "--report"):
+        assert flag in result.stdout
+    assert "Examples" in result.stdout and "lncheck compare input.npy --shape 3 4" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "baseline", "init-suite", "ops"])
+def test_every_command_has_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and f"Usage: lncheck {command}" in result.stdout
+
+
+# --- shell completion --------------------------------------------------------------------------
+
+
+def test_show_completion_writes_a_script() -> None:
+    result = invoke("--show-completion", "bash")
+    assert result.exit_code == 0
+    assert "_LNCHECK_COMPLETE=complete_bash" in result.stdout
+    assert "complete -o default -F _lncheck_completion lncheck" in result.stdout
+
+
+def _complete(words: str) -> list[str]:
+    env = {
+        "_LNCHECK_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    result = runner.invoke(app, [], env=env, prog_name="lncheck")
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def test_completion_offers_the_table_choices() -> None:
+    assert _complete("lncheck compare x.npy --op ") == list(OP_NAMES)
+    assert _complete("lncheck compare x.npy --op gr") == ["group_norm"]
+    assert _complete("lncheck compare x.npy --dtype bf") == ["bfloat16"]
+    assert _complete("lncheck compare x.npy --backend ") == ["torch"]
+
+
+def test_completion_offers_the_commands() -> None:
+    assert set(_complete("lncheck ")) >= {"compare", "ops", "run", "baseline", "init-suite"}

@@ -1,0 +1,92 @@
+"""LayerNorm: its spec, torch's paths in float64 and float32, eps at the edges, its errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lncheck import pipeline
+from lncheck.tolerances import ToleranceSpec
+
+from ..backends.test_conformance import spec_of
+from ..support import make_case
+from . import error_of, matches_torch_in_float32, matches_torch_in_float64
+
+CONFIGS = [
+    ((3, 4, 5), {"normalized_shape": (5,)}),
+    ((3, 4, 5), {"axes": (0, 2)}),
+]
+
+
+@pytest.mark.parametrize(("shape", "options"), CONFIGS, ids=str)
+class TestMatchesTorch:
+    def test_float64_to_1e_10(self, shape: tuple[int, ...], options: dict[str, Any]) -> None:
+        matches_torch_in_float64("layer_norm", shape, **options)
+
+    def test_float32(self, shape: tuple[int, ...], options: dict[str, Any]) -> None:
+        matches_torch_in_float32("layer_norm", shape, **options)
+
+
+def test_spec_of_trailing_dims() -> None:
+    spec = spec_of("layer_norm", (3, 4, 5), normalized_shape=(4, 5))
+    assert (spec.module, spec.reduce_axes, spec.param_shape, spec.param_axes) == (
+        "LayerNorm",
+        (1, 2),
+        (4, 5),
+        (1, 2),
+    )
+    assert (spec.groups, spec.group_size, spec.eps, spec.center) == (3, 20, 1e-5, True)
+    assert spec.description == (
+        "LayerNorm(normalized_shape=(4, 5), eps=1e-05, elementwise_affine=True, bias=True)"
+    )
+
+
+def test_spec_of_any_axes() -> None:
+    spec = spec_of("layer_norm", (3, 4, 5), axes=(-3, -1), affine=False)
+    assert spec.reduce_axes == (0, 2) and spec.param_shape == (3, 5) and spec.groups == 4
+    assert not spec.affine and not spec.has_bias
+
+
+def test_eps_zero_works() -> None:
+    matches_torch_in_float64("layer_norm", (3, 4), normalized_shape=(4,), eps=0.0)
+
+
+def test_negative_eps_gives_nan_on_both_sides_and_is_reported() -> None:
+    x = np.array([[0.0, 1e-3, 2e-3, 3e-3]])  # var 1.25e-6: var + eps < 0 for eps = -1e-3
+    case = make_case(x, normalized_shape=(4,), eps=-1e-3, dtype="float64")
+    report = pipeline.check_case(case)
+    out = [c for c in report.checks if c.quantity == "output"]
+    assert out and all(c.nan_expected == 4 and c.nan_actual == 4 for c in out)
+    assert not report.passed  # NaN fails unless --equal-nan
+    report = pipeline.check_case(case.with_(tolerance=ToleranceSpec(equal_nan=True)))
+    assert all(c.passed for c in report.checks if c.quantity == "output")
+
+
+@pytest.mark.parametrize(
+    ("shape", "options", "message"),
+    [
+        ((2, 3), {"normalized_shape": (3,), "axes": (0,)}, "--shape (3,) means axes (1,)"),
+        ((2, 3), {"axes": (1, 1)}, "repeat an axis"),
+        ((2, 3), {"axes": (2,)}, "axis 2 is out of range"),
+        (
+            (2, 3),
+            {"normalized_shape": (4,)},
+            "input has shape (2, 3); LayerNorm(normalized_shape=(4,)) needs trailing dims (4,)",
+        ),
+        ((2, 3), {"normalized_shape": (0,)}, "--shape (0,) has a dimension that is not positive"),
+        ((2, 3), {}, "LayerNorm needs --shape or --axes"),
+    ],
+)
+def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -> None:
+    assert message in error_of("layer_norm", shape, **options)
+
+
+def test_errors_name_options_as_the_caller_did() -> None:
+    assert "normalized_shape= (3,) means axes (1,)" in error_of(
+        "layer_norm", (2, 3), "api", normalized_shape=(3,), axes=(0,)
+    )
+    assert "key 'shape' (3,) means axes (1,)" in error_of(
+        "layer_norm", (2, 3), "suite", shape=(3,), axes=(0,)
+    )

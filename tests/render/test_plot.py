@@ -1,0 +1,58 @@
+"""``--plot FILE.png``: a PNG with the error histogram and heatmap, or a one-line error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lncheck.errors import BackendUnavailable
+from lncheck.render import plot
+
+from ..cli.helpers import assert_user_error, invoke
+from .reports import make_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "errors.png"
+    result = invoke(
+        "compare", "-", "--shape", "4", "--plot", str(path), input="[[1,2,3,4],[0,1,0,1]]"
+    )
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_hand_built_report_plots_without_heatmaps(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "r.png"
+    plot.write(make_report(), path)
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_plot_with_an_unknown_extension_is_a_user_error(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = invoke(
+        "compare", "-", "--shape", "2", "--plot", str(tmp_path / "x.xyz"), input="[[1,2]]"
+    )
+    assert result.exit_code == 2 and "--plot" in result.stderr and "xyz" in result.stderr
+
+
+def test_plot_into_a_missing_folder_is_a_user_error(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = invoke(
+        "compare", "-", "--shape", "2", "--plot", str(tmp_path / "no" / "x.png"), input="[[1,2]]"
+    )
+    assert_user_error(result, "--plot", "cannot write")
+
+
+def test_without_matplotlib_the_plot_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(BackendUnavailable, match=r"pip install 'lncheck\[plot\]'"):
+        plot.write(make_report(), tmp_path / "r.png")
+    assert not (tmp_path / "r.png").exists()

@@ -1,0 +1,196 @@
+"""Golden baselines: recorded with ``lncheck baseline``, replayed with ``lncheck run
+--baseline``: unchanged, drifted, from another machine, or not a baseline at all."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lncheck
+from lncheck.errors import InputError
+from lncheck.suite.baseline import META, open_baseline
+
+from ..cli.helpers import invoke
+from .helpers import SUITE, write_suite
+
+
+def _entries(baseline: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(baseline) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _rewrite(baseline: Path, entries: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(baseline, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _perturb(baseline: Path, key: str, factor: float) -> None:
+    """Rewrite one recorded array of a baseline, multiplied by ``factor``."""
+    entries = _entries(baseline)
+    array = np.load(io.BytesIO(entries[key]), allow_pickle=False)
+    entries[key] = _npy((array * factor).astype(array.dtype))
+    _rewrite(baseline, entries)
+
+
+def test_baseline_unchanged_then_drifted(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.npz"
+    result = invoke("baseline", str(SUITE), "-o", str(golden), "-k", "layer_norm-last")
+    assert result.exit_code == 0, result.output
+    assert "recorded 2 cases" in result.stdout
+    same = invoke(
+        "run",
+        str(SUITE),
+        "-k",
+        "layer_norm-last",
+        "--baseline",
+        str(golden),
+        "--json",
+        str(tmp_path / "a.json"),
+    )
+    assert same.exit_code == 0, same.output
+    doc = json.loads((tmp_path / "a.json").read_text())
+    kinds = [k for c in doc["cases"] for k in c["report"]["checks"] if k["kind"] == "baseline"]
+    assert kinds and all(k["passed"] and k["max_abs_err"] == 0.0 for k in kinds)  # bitwise the same
+    _perturb(golden, "layer_norm-last-dim/torch.nn.LayerNorm/output.npy", 1.0 + 2**-20)
+    drifted = invoke(
+        "run",
+        str(SUITE),
+        "-k",
+        "layer_norm-last",
+        "--baseline",
+        str(golden),
+        "--json",
+        str(tmp_path / "b.json"),
+    )
+    assert drifted.exit_code == 0  # drift is reported, not a failure
+    assert (
+        "drift" in drifted.stdout
+        and "torch.nn.LayerNorm output does not match the baseline" in drifted.stdout
+    )
+    doc = json.loads((tmp_path / "b.json").read_text())
+    case = next(c for c in doc["cases"] if c["name"] == "layer_norm-last-dim")
+    assert [(d["candidate"], d["quantity"]) for d in case["drift"]] == [
+        ("torch.nn.LayerNorm", "output")
+    ]
+    strict = invoke(
+        "run", str(SUITE), "-k", "layer_norm-last", "--baseline", str(golden), "--strict-baseline"
+    )
+    assert strict.exit_code == 1
+    loose = invoke(
+        "run",
+        str(SUITE),
+        "-k",
+        "layer_norm-last",
+        "--baseline",
+        str(golden),
+        "--strict-baseline",
+        "--baseline-rtol",
+        "1e-5",
+        "--baseline-atol",
+        "0",
+    )
+    assert loose.exit_code == 0, loose.output
+
+
+def test_a_vs_device_case_replays_against_its_own_baseline(tmp_path: Path) -> None:
+    """Recording once enumerated candidates apart from running: the ``@cpu`` copies of a
+    ``vs_device`` case were never recorded, and a strict replay failed on them."""
+    path = write_suite(
+        tmp_path,
+        '[[case]]\nname = "twice"\ninput = "x.npy"\nshape = [8]\nvs_device = "cpu"\n'
+        '[[case]]\nname = "grads"\nrandom = {shape = [3, 8]}\nshape = [8]\nvs_device = "cpu"\n'
+        "grad = true\n",
+    )
+    golden = tmp_path / "golden.npz"
+    recorded = invoke("baseline", str(path), "-o", str(golden))
+    assert recorded.exit_code == 0, recorded.output
+    assert "recorded 2 cases" in recorded.stdout
+    names = set(_entries(golden)) - {f"{META}.npy"}
+    assert {
+        "twice/torch.nn.LayerNorm@cpu/output.npy",
+        "grads/torch.nn.LayerNorm@cpu/grad_input.npy",
+    } <= names
+    # every result on the case's device has its twin on vs_device, and nothing else is recorded
+    on_device = [n.split("/") for n in names if "@cpu/" not in n]
+    twins = {f"{case}/{candidate}@cpu/{quantity}" for case, candidate, quantity in on_device}
+    assert len(on_device) == 6 + 15 and twins == names - {"/".join(n) for n in on_device}
+    report = tmp_path / "r.json"
+    result = invoke(
+        "run", str(path), "--baseline", str(golden), "--strict-baseline", "--json", str(report)
+    )
+    assert result.exit_code == 0, result.output
+    assert "not in the baseline" not in result.output
+    doc = json.loads(report.read_text())
+    checks = [k for c in doc["cases"] for k in c["report"]["checks"] if k["kind"] == "baseline"]
+    candidates = {k["candidate"] for k in checks}
+    assert {"torch.nn.LayerNorm", "torch.nn.LayerNorm@cpu"} <= candidates
+    assert all(k["passed"] and k["note"] is None for k in checks)
+
+
+def test_baseline_from_another_torch_is_noted(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "rms_norm").exit_code == 0
+    entries = _entries(golden)
+    meta = json.loads(str(np.load(io.BytesIO(entries[f"{META}.npy"]))[()]))
+    meta["torch"], meta["device"] = "2.11.0+cu130", "NVIDIA H100 80GB HBM3"
+    entries[f"{META}.npy"] = _npy(np.array(json.dumps(meta)))
+    _rewrite(golden, entries)
+    report = lncheck.run_suite(SUITE, pattern="rms_norm", baseline=golden)
+    assert any("recorded with torch 2.11.0+cu130" in n for n in report.notes)
+    assert any("recorded with device NVIDIA H100" in n for n in report.notes)
+
+
+def test_baseline_meta_records_where_it_ran(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "group_norm").exit_code == 0
+    meta = open_baseline(golden).meta
+    assert meta["backend"] == "torch" and meta["device"] and meta["created"]
+    assert meta["cases"] == {
+        "group_norm": {"op": "group_norm", "dtype": "float32", "device": "cpu"},
+        "group_norm-channels-last": {"op": "group_norm", "dtype": "float32", "device": "cpu"},
+    }
+
+
+def test_not_a_baseline_is_exit_2(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.npz"
+    np.savez(fake, a=np.ones(3))
+    result = invoke("run", str(SUITE), "-k", "rms_norm", "--baseline", str(fake))
+    assert result.exit_code == 2 and "not an lncheck baseline" in result.stderr
+
+
+def test_baseline_meta_must_be_an_object(tmp_path: Path) -> None:
+    golden = tmp_path / "g.npz"
+    np.savez(golden, __meta__=np.array(json.dumps([1, 2])))
+    result = invoke("run", str(SUITE), "-k", "rms_norm", "--baseline", str(golden))
+    assert result.exit_code == 2 and "is not a JSON object" in result.stderr
+
+
+@pytest.mark.parametrize("values", [["-1", "0"], ["nan", "0"], ["0", "-2"]])
+def test_baseline_tolerances_are_checked(values: list[str]) -> None:
+    result = invoke("run", str(SUITE), "--baseline-rtol", values[0], "--baseline-atol", values[1])
+    assert result.exit_code == 2 and "must be a finite number >= 0" in result.stderr
+
+
+def test_baseline_tolerances_are_validated_in_the_api() -> None:
+    with pytest.raises(InputError, match="baseline_rtol="):
+        lncheck.run_suite(SUITE, baseline_rtol=-1.0, baseline_atol=0.0)
+    with pytest.raises(InputError, match="baseline_atol="):
+        lncheck.run_suite(SUITE, baseline_atol=float("nan"))
+
+
+def test_an_unwritable_baseline_is_exit_2(tmp_path: Path) -> None:
+    result = invoke("baseline", str(SUITE), "-o", str(tmp_path / "no" / "g.npz"), "-k", "rms")
+    assert result.exit_code == 2
+    assert "--output" in result.stderr and "cannot write" in result.stderr

@@ -1,0 +1,188 @@
+"""Suite files: every error names the file, the case and the key, and nothing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lncheck
+from lncheck.suite.parse import RandomInput, load_suite
+
+from ..cli.helpers import invoke
+from .helpers import SUITE, write_suite
+
+
+@pytest.mark.parametrize(
+    ("text", "phrases"),
+    [
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nwieght = "w.npy"\n',
+            ["case 'a'", "key 'wieght': unknown case key"],
+        ),
+        (
+            '[defaults]\ntolerence = "auto"\n[[case]]\ninput = "x.npy"\nshape = [8]\n',
+            ["case 'case1'", "key 'tolerence': unknown [defaults] key"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "missing.npy"\nshape = [8]\n',
+            ["case 'a'", "key 'input': no such file"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nweight = "w.npy"\n',
+            ["key 'weight': no such file"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = "eight"\n',
+            ["case 'a'", "key 'shape': expected integers such as '3 4' or '3,4', got 'eight'"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\ndtype = "int8"\n',
+            ["key 'dtype' must be one of"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nmomentum = "fast"\n',
+            ["key 'momentum' must be a number"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\ngrad = "yes"\n',
+            ["key 'grad' must be true or false"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [5]\n',
+            ["case 'a'", "x.npy: input has shape (4, 8)"],
+        ),
+        ('[[case]]\nname = "a"\nshape = [8]\n', ["key 'input' or 'random' is required"]),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nrandom = {shape = [2, 8]}\nshape = [8]\n',
+            ["both given"],
+        ),
+        (
+            '[[case]]\nname = "a"\nrandom = {shape = [2, 8], sead = 1}\nshape = [8]\n',
+            ["key 'random.sead': unknown"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n' * 2,
+            ["repeats another case's name"],
+        ),
+        ('[[case]]\nname = "a/b"\ninput = "x.npy"\nshape = [8]\n', ["without '/'"]),
+        ("[[case]\n", ["invalid TOML"]),
+        ('title = "x"\n', ["unknown top-level key 'title'"]),
+        ("[defaults]\neps = 1e-5\n", ["no cases"]),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nop = "group_norm"\n',
+            ["case 'a'", "group_norm needs key 'groups'"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\ngroups = 2\n',
+            ["case 'a'", "key 'groups' does not apply to layer_norm"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nnormalized_shape = [8]\n',
+            ["case 'a'", "given twice"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nchunks = false\n',
+            ["case 'a'", "unknown option 'chunks'"],
+        ),
+    ],
+)
+def test_suite_errors(tmp_path: Path, text: str, phrases: list[str]) -> None:
+    path = write_suite(tmp_path, text)
+    junit = tmp_path / "r.xml"
+    result = invoke("run", str(path), "--junit", str(junit))
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"lncheck: error: {path}")
+    for phrase in phrases:
+        assert phrase in line
+    assert result.stdout == "" and not junit.exists()  # nothing ran, nothing written
+
+
+def test_missing_suite_file(tmp_path: Path) -> None:
+    result = invoke("run", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2 and "no such suite file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        ("random = {shape = [2, 4], std = -1.0}", "key 'random.std' must be 0 or more"),
+        ("random = {shape = [2, 4], seed = -3}", "key 'random.seed' must be 0 or more"),
+        ('random = {shape = [2, 4], dist = "uniform", low = -1e308, high = 1e308}', "low < high"),
+        ("random = {shape = [2, 4]}\nseed = -1\ngrad = true", "key 'seed' must be 0 or more"),
+        (
+            'random = {shape = [2, 4]}\ndevice = "tpu"',
+            "key 'device' must be cpu, cuda, cuda:N or mps",
+        ),
+    ],
+)
+def test_suite_values_checked_before_running(tmp_path: Path, body: str, phrase: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(f'[[case]]\nname = "a"\nshape = [4]\n{body}\n')
+    result = invoke("run", str(path))
+    assert result.exit_code == 2, result.output
+    assert phrase in result.stderr and "case 'a'" in result.stderr
+
+
+def test_a_case_input_replaces_a_default_random(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32) + np.arange(4))
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[defaults]\nrandom = {shape = [3, 4]}\nshape = [4]\n"
+        '[[case]]\nname = "file"\ninput = "x.npy"\n'
+        '[[case]]\nname = "generated"\n'
+    )
+    report = lncheck.run_suite(path)
+    shapes = {r.name: r.report.header.input_shape for r in report.results if r.report}
+    assert shapes == {"file": (2, 4), "generated": (3, 4)}
+
+
+def test_defaults_apply_only_to_the_ops_that_read_them(tmp_path: Path) -> None:
+    path = write_suite(
+        tmp_path,
+        "[defaults]\ngroups = 2\nshape = [8]\neps = 1e-3\n"
+        '[[case]]\nname = "ln"\ninput = "x.npy"\n'
+        '[[case]]\nname = "gn"\nrandom = {shape = [2, 4, 3]}\nop = "group_norm"\n',
+    )
+    cases = {c.name: c.settings for c in load_suite(path).cases}
+    assert not cases["ln"].given("groups") and cases["ln"]["normalized_shape"] == (8,)
+    assert cases["gn"]["groups"] == 2 and not cases["gn"].given("normalized_shape")
+    assert cases["ln"]["eps"] == cases["gn"]["eps"] == 1e-3
+
+
+def test_paths_are_relative_to_the_suite_file(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n')
+    (case,) = load_suite(path).cases
+    assert case.source == str(tmp_path / "x.npy")
+    assert case.load().x.shape == (4, 8)
+
+
+def test_the_example_suite_parses() -> None:
+    cases = {c.name: c for c in load_suite(SUITE).cases}
+    assert len(cases) == 16
+    assert cases["layer_norm-cuda"].skip == "needs a CUDA device"
+    assert cases["batch_norm-eval"].settings["training"] is False  # the alias `train`
+    assert cases["rms_norm"].random == RandomInput(shape=(8, 256), seed=3)
+
+
+def test_suite_case_names_must_be_printable(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text('[[case]]\nname = "a\\u0007b"\nrandom = {shape = [2, 4]}\nshape = [4]\n')
+    result = invoke("run", str(suite))
+    assert result.exit_code == 2 and "printable" in result.stderr
+
+
+def test_huge_random_std_in_float32_warns_nothing() -> None:
+    with np.errstate(all="raise"):
+        x = RandomInput(shape=(2, 2), std=1e300).generate("float32")
+    assert np.isinf(x).any()
+
+
+def test_random_inputs_depend_on_the_seed_only() -> None:
+    a = RandomInput(shape=(3, 4), seed=5).generate("float32")
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, RandomInput(shape=(3, 4), seed=5).generate(None))
+    assert RandomInput(shape=(3, 4), seed=5).generate("float64").dtype == np.float64
+    assert not np.array_equal(a, RandomInput(shape=(3, 4), seed=6).generate("float32"))

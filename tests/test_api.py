@@ -1,0 +1,178 @@
+"""The Python API: ``lncheck.compare``, ``lncheck.check`` and ``lncheck.run_suite``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lncheck
+from lncheck.errors import InputError
+
+from .cli.helpers import invoke
+from .conftest import EXAMPLES, heavy_modules_after
+
+SUITE = EXAMPLES / "suite.toml"
+
+
+def test_api_report_equals_cli_json() -> None:
+    path = str(EXAMPLES / "image.npy")
+    cli = json.loads(
+        invoke("compare", path, "--op", "group_norm", "--groups", "2", "--json").stdout
+    )
+    api = lncheck.compare(np.load(path), "group_norm", groups=2, name=path).to_dict()
+    assert api == cli
+
+
+def test_check_raises_with_the_cli_message() -> None:
+    x = np.load(EXAMPLES / "tokens.npy")
+    bad = np.load(EXAMPLES / "unbiased_kernel_output.npy")
+    with pytest.raises(AssertionError) as info:
+        lncheck.check(bad, x, normalized_shape=4)
+    cli = invoke(
+        "compare",
+        str(EXAMPLES / "tokens.npy"),
+        "--shape",
+        "4",
+        "--expected",
+        str(EXAMPLES / "unbiased_kernel_output.npy"),
+    )
+    assert str(info.value) in cli.stdout
+    good = lncheck.compare(x, normalized_shape=4)
+    assert lncheck.check(np.asarray(good.small["torch.nn.LayerNorm"]), x, normalized_shape=4).passed
+
+
+def test_check_runs_only_the_given_output_unless_asked() -> None:
+    x = np.random.default_rng(0).standard_normal((3, 8))
+    y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    alone = lncheck.check(y, x, normalized_shape=8, dtype="float64")
+    assert {c.candidate for c in alone.checks} == {"expected"}
+    both = lncheck.check(y, x, normalized_shape=8, dtype="float64", backend="torch")
+    assert {c.candidate for c in both.checks} >= {"expected", "torch.nn.LayerNorm"}
+
+
+def test_api_options_are_checked() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'gruops'"):
+        lncheck.compare(np.ones((2, 4, 3)), "group_norm", gruops=2)
+    with pytest.raises(InputError, match="needs groups="):
+        lncheck.compare(np.ones((2, 4, 3)), "group_norm")
+
+
+@pytest.mark.parametrize(("alias", "name"), [("shape", "normalized_shape"), ("train", "training")])
+def test_aliases_and_names_are_both_keywords(alias: str, name: str) -> None:
+    x = np.random.default_rng(0).normal(size=(4, 3, 2))
+    values = {"shape": 2, "train": False}
+    op = "layer_norm" if alias == "shape" else "batch_norm"
+    extra: dict[str, Any] = {}
+    if op == "batch_norm":
+        extra = {"running_mean": np.zeros(3), "running_var": np.ones(3)}
+    by_alias = lncheck.compare(x, op, dtype="float64", **{alias: values[alias]}, **extra)
+    by_name = lncheck.compare(x, op, dtype="float64", **{name: values[alias]}, **extra)
+    assert by_alias.to_dict() == by_name.to_dict() and by_alias.passed
+    with pytest.raises(InputError, match=f"given twice, as '{name}' and '{alias}'"):
+        lncheck.compare(x, op, **{name: values[alias], alias: values[alias]}, **extra)
+
+
+def test_none_means_the_default() -> None:
+    x = np.random.default_rng(0).normal(size=(4, 8))
+    assert (
+        lncheck.compare(x, normalized_shape=8, eps=None, weight=None, dtype=None).to_dict()
+        == lncheck.compare(x, normalized_shape=8).to_dict()
+    )
+
+
+def test_import_lncheck_is_cheap() -> None:
+    assert heavy_modules_after("import lncheck") == []
+
+
+def test_a_bfloat16_tensor_is_checked_in_bfloat16() -> None:
+    import torch
+
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    report = lncheck.compare(x, normalized_shape=8)
+    assert (report.header.dtype, report.header.input_dtype) == ("bfloat16", "bfloat16")
+
+
+@pytest.mark.parametrize(
+    ("call", "phrase"),
+    [
+        (lambda: lncheck.check(None, np.ones((1, 4)), normalized_shape=4), "nothing to check"),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, backend=None), "nothing"),
+        (lambda: lncheck.compare([[1.0, 2.0], [3.0]], normalized_shape=2), "input"),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4.0), "integers"),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=True), "integers"),
+        (lambda: lncheck.compare(np.ones((2, 4)), "group_norm", groups=2.0), "groups="),
+        (lambda: lncheck.compare(np.ones((2, 4)), "group_norm", groups=True), "groups="),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, eps="1e-5"), "eps="),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, affine="no"), "affine="),
+        (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, activation=1), "activ"),
+        (
+            lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, eps=float("nan")),
+            "eps= must be finite",
+        ),
+        (
+            lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, backend="jax"),
+            "backend= must be one of torch",
+        ),
+        (
+            lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, rtol=1e-3),
+            "rtol= was given without atol=",
+        ),
+        (lambda: lncheck.run_suite(SUITE, shard=(4, 4)), "shard= must be"),
+        (lambda: lncheck.run_suite(SUITE, shard=(0.0, 2)), "shard"),
+        (lambda: lncheck.run_suite(SUITE, jobs=0), "jobs= must be at least 1"),
+    ],
+)
+def test_bad_api_arguments_are_input_errors(call: Callable[[], object], phrase: str) -> None:
+    with pytest.raises(InputError, match=phrase):
+        call()
+
+
+def test_api_takes_numpy_integers_a_torch_device_and_momentum_none() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(1).normal(size=(4, 3, 2))
+    report = lncheck.compare(
+        x,
+        "batch_norm",
+        momentum="none",
+        device=torch.device("cpu"),
+        running_mean=np.zeros(3),
+        running_var=np.ones(3),
+        track_running_stats=True,
+        dtype="float64",
+    )
+    assert report.passed and report.header.params["momentum"] is None
+    assert lncheck.compare(x, normalized_shape=np.int64(2), dtype="float64").passed
+    none = lncheck.compare(
+        x,
+        "batch_norm",
+        momentum=None,
+        running_mean=np.zeros(3),
+        running_var=np.ones(3),
+        dtype="float64",
+    )
+    assert none.header.params["momentum"] is None  # torch's None: the cumulative average
+
+
+def test_a_meta_tensor_is_an_input_error() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(InputError, match="input"):
+        lncheck.compare(torch.ones(2, 4, device="meta"), normalized_shape=4)
+
+
+def test_nan_where_the_reference_is_finite_fails_even_with_equal_nan() -> None:
+    x = np.random.default_rng(1).standard_normal((3, 8))
+    y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    y[2, 5] = np.nan
+    with pytest.raises(AssertionError, match="candidate has 1 NaN"):
+        lncheck.check(y, x, normalized_shape=8, dtype="float64", equal_nan=True)
+
+
+def test_run_suite_returns_the_report() -> None:
+    report = lncheck.run_suite(SUITE, pattern="group_norm")
+    assert [r.name for r in report.results] == ["group_norm", "group_norm-channels-last"]
+    assert report.passed and report.exit_status == 0
+    assert report.to_dict()["counts"]["pass"] == 2

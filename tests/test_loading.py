@@ -1,0 +1,244 @@
+"""Case assembly (``lncheck.loading.load``): arrays from files or memory, rounded to the compute
+dtype, matched against the op's spec; every mismatch an input error naming the file and the
+option in the caller's spelling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lncheck.case import Case
+from lncheck.errors import InputError
+from lncheck.loading import load
+from lncheck.options import Surface, parse
+
+from .cli.helpers import invoke, invoke_json
+from .support import settings
+
+
+def _load(path: str | Path, surface: Surface = "api", **options: Any) -> Case:
+    """``path`` loaded as ``layer_norm`` over the last dim of 4 unless ``options`` say else."""
+    options = {"op": "layer_norm", "normalized_shape": 4, **options}
+    return load(parse(options, surface), str(path))
+
+
+def _error(path: str | Path, surface: Surface = "cli", **options: Any) -> str:
+    with pytest.raises(InputError) as info:
+        _load(path, surface, **options)
+    return str(info.value)
+
+
+def test_npy_is_memory_mapped_and_keeps_its_dtype(write: Callable[..., Path]) -> None:
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    case = _load(write("x.npy", x))
+    assert isinstance(case.x, np.memmap)
+    assert case.dtype == "float32" and case.input_dtype == "float32"
+    np.testing.assert_array_equal(case.x, x)
+
+
+def test_npz_with_weight_bias_and_expected(write: Callable[..., Path]) -> None:
+    x = np.ones((3, 4))
+    path = write(
+        "d.npz", input=x, weight=np.full(4, 2.0), bias=np.zeros(4), expected=np.zeros((3, 4))
+    )
+    case = _load(path)
+    assert case.dtype == "float64"
+    np.testing.assert_array_equal(case.weight, np.full(4, 2.0))
+    assert case.expected is not None and case.expected.shape == (3, 4)
+
+
+def test_npz_named_x_and_single_unnamed(write: Callable[..., Path]) -> None:
+    assert _load(write("a.npz", x=np.ones((1, 4)))).x.shape == (1, 4)
+    assert _load(write("b.npz", arr_0=np.ones((2, 4)))).x.shape == (2, 4)
+
+
+def test_json_list_is_float32_and_object_has_dtype(write: Callable[..., Path]) -> None:
+    case = _load(write("x.json", [[0.1, 2, 3, 4]]))
+    assert case.dtype == "float32" and case.x.dtype == np.float32
+    assert case.x[0, 0] == np.float32(0.1)
+    obj = {"data": [[1, 2, 3, 4]], "dtype": "float16", "weight": [1, 1, 1, 2]}
+    case = _load(write("y.json", obj))
+    assert case.dtype == "float16" and case.x.dtype == np.float16
+    np.testing.assert_array_equal(case.weight, [1, 1, 1, 2])
+
+
+def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
+    case = _load("-")
+    assert case.x.shape == (1, 4) and case.name == "-"
+
+
+def test_dtype_option_rounds_input_and_integers_become_float32(write: Callable[..., Path]) -> None:
+    x = np.array([[1.0 + 2.0**-9, 2.0, 3.0, 4.0]])
+    case = _load(write("x.npy", x), dtype="bfloat16")
+    assert case.x[0, 0] == 1.0 and case.x.dtype == np.float32
+    case = _load(write("i.npy", np.arange(8).reshape(2, 4)))
+    assert case.dtype == "float32" and any("int64" in n for n in case.notes)
+
+
+def test_fortran_and_big_endian_npy_load(write: Callable[..., Path]) -> None:
+    x = np.arange(12.0).reshape(3, 4)
+    f = _load(write("f.npy", np.asfortranarray(x))).x
+    b = _load(write("b.npy", x.astype(">f8"))).x
+    np.testing.assert_array_equal(f, x)
+    np.testing.assert_array_equal(b, x)
+    assert b.dtype.isnative
+
+
+def test_big_endian_float64_is_computed_in_float64(tmp_path: Path) -> None:
+    path = tmp_path / "be.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((3, 4)).astype(">f8"))
+    code, doc = invoke_json("compare", str(path), "--shape", "4")
+    assert code == 0
+    assert (doc["dtype"], doc["input_dtype"], doc["notes"]) == ("float64", "float64", [])
+
+
+def test_weight_and_bias_files(write: Callable[..., Path]) -> None:
+    x = write("x.npy", np.ones((2, 4)))
+    w = write("w.npy", np.arange(4.0))
+    bz = write("b.npz", bias=np.ones(4))
+    case = _load(x, weight=str(w), bias=str(bz))
+    np.testing.assert_array_equal(case.weight, np.arange(4.0))
+    np.testing.assert_array_equal(case.bias, np.ones(4))
+
+
+def test_arrays_in_memory(write: Callable[..., Path]) -> None:
+    """The Python API gives arrays, not paths: as ``given`` or inside the settings."""
+    x = np.arange(8.0).reshape(2, 4)
+    case = load(settings(normalized_shape=4, weight=np.full(4, 3.0)), "mine", given={"input": x})
+    assert case.name == "mine" and case.dtype == "float64"
+    np.testing.assert_array_equal(case.x, x)
+    np.testing.assert_array_equal(case.weight, np.full(4, 3.0))
+    listed = load(settings(normalized_shape=2), "lists", given={"input": [[1, 2], [3, 5]]})
+    assert listed.x.shape == (2, 2) and listed.input_dtype == "int64"
+
+
+def test_the_case_keeps_its_settings_and_spec(write: Callable[..., Path]) -> None:
+    case = _load(write("x.npy", np.ones((2, 4), np.float32)), eps=1e-3, grad=True, seed=7)
+    assert case.spec.op == "layer_norm" and case.spec.module == "LayerNorm"
+    assert case.spec.eps == 1e-3 and case.spec.reduce_axes == (1,)
+    assert case.settings["eps"] == 1e-3 and case.settings.given("eps")
+    assert (case.grad, case.seed, case.device, case.vs_device, case.backend) == (
+        True,
+        7,
+        "cpu",
+        None,
+        "torch",
+    )
+
+
+def test_a_given_upstream_gradient_turns_gradients_on(write: Callable[..., Path]) -> None:
+    x = write("x.npy", np.ones((2, 4), np.float32))
+    g = write("g.npy", np.ones((2, 4), np.float32))
+    assert _load(x).grad is False
+    assert _load(x, grad_output=str(g)).grad is True
+
+
+# --- errors: one InputError that names the file, the option and the problem ----------------------
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert _error(tmp_path / "nope.npy") == f"{tmp_path / 'nope.npy'}: no such file"
+    assert "is a directory" in _error(tmp_path)
+
+
+def test_shape_mismatch_names_both_shapes(write: Callable[..., Path]) -> None:
+    path = write("x.npy", np.ones((2, 3, 5)))
+    message = _error(path, normalized_shape=(4, 8))
+    assert message == (
+        f"{path}: input has shape (2, 3, 5); "
+        "LayerNorm(normalized_shape=(4, 8)) needs trailing dims (4, 8)"
+    )
+
+
+def test_weight_of_wrong_shape(write: Callable[..., Path]) -> None:
+    x, w = write("x.npy", np.ones((2, 4))), write("w.npy", np.ones(3))
+    message = _error(x, weight=str(w))
+    assert message.startswith(f"{w}: weight has shape (3,); --weight must have shape (4,)")
+    assert f"{w}: weight has shape (3,); weight= must have shape (4,)" in _error(
+        x, "api", weight=str(w)
+    )
+    assert "key 'weight' must have shape (4,)" in _error(x, "suite", weight=str(w))
+
+
+def test_expected_of_wrong_shape(write: Callable[..., Path]) -> None:
+    x, e = write("x.npy", np.ones((2, 4))), write("e.npy", np.ones((4, 2)))
+    assert "--expected must have shape (2, 4)" in _error(x, expected=str(e))
+
+
+def test_an_array_in_memory_of_the_wrong_shape_is_named_as_an_argument() -> None:
+    with pytest.raises(InputError) as info:
+        load(settings(normalized_shape=4, bias=np.ones(3)), "x", given={"input": np.ones((2, 4))})
+    assert str(info.value).startswith(
+        "argument 'bias': bias has shape (3,); bias= must have shape (4,)"
+    )
+
+
+def test_parameters_a_layer_does_not_have(write: Callable[..., Path]) -> None:
+    x = write("x.npy", np.ones((2, 4)))
+    w = write("w.npy", np.ones(4))
+    assert "the layer has no affine parameters (--affine is off)" in _error(
+        x, weight=str(w), affine=False
+    )
+    image, m = write("i.npy", np.ones((2, 4, 3))), str(write("m.npy", np.ones(4)))
+    assert _error(image, op="instance_norm", normalized_shape=None, running_mean=m) == (
+        f"{m}: gives a running_mean, but InstanceNorm1d here keeps no running statistics "
+        "(see --track-running-stats)"
+    )
+    assert _error(image, op="batch_norm", normalized_shape=None, training=False) == (
+        "BatchNorm1d in eval mode normalizes with running statistics: "
+        "give --running-mean and --running-var"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arrays", "phrase"),
+    [
+        ({"input": np.ones((1, 4)), "x": np.ones((1, 4))}, "ambiguous"),
+        ({"weight": np.ones(4)}, "no input array"),
+        ({"input": np.ones((1, 4)), "wieght": np.ones(4)}, "unknown array 'wieght'"),
+    ],
+)
+def test_npz_names(write: Callable[..., Path], arrays: dict[str, np.ndarray], phrase: str) -> None:
+    assert phrase in _error(write("x.npz", **arrays))
+
+
+@pytest.mark.parametrize(
+    ("array", "phrase"),
+    [
+        (np.ones((2, 4), dtype=np.complex64), "complex"),
+        (np.array([["a", "b", "c", "d"]]), "dtype <U1"),
+        (np.zeros((2, 4), dtype=[("a", "f4"), ("b", "f4")]), "structured"),
+        (np.float32(3.0), "scalar"),
+        (np.zeros((0, 4), dtype=np.float32), "no elements"),
+    ],
+)
+def test_npy_that_is_not_real_numbers(
+    write: Callable[..., Path], array: np.ndarray, phrase: str
+) -> None:
+    assert phrase in _error(write("x.npy", array))
+
+
+@pytest.mark.parametrize(("text", "phrase"), [("5", "scalar"), ("[]", "no elements")])
+def test_json_without_elements(write: Callable[..., Path], text: str, phrase: str) -> None:
+    path = write("x.json", text)
+    message = _error(path)
+    assert message.startswith(str(path)) and phrase in message
+
+
+def test_max_bytes(write: Callable[..., Path]) -> None:
+    path = write("x.npy", np.ones((64, 4)))
+    assert "--max-bytes" in _error(path, max_bytes=100)
+    assert "max_bytes=" in _error(path, "api", max_bytes=100)
+
+
+def test_errors_through_the_command_line_name_the_flag(write: Callable[..., Path]) -> None:
+    x, w = write("x.npy", np.ones((2, 4))), write("w.npy", np.ones(3))
+    result = invoke("compare", str(x), "--shape", "4", "--weight", str(w))
+    assert result.exit_code == 2 and "--weight must have shape (4,)" in result.stderr

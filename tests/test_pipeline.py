@@ -1,0 +1,119 @@
+"""The case pipeline (``lncheck.pipeline``): the one enumeration of candidates, and a case
+checked whole or in chunks, with or without a backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lncheck
+from lncheck.backends import get_backend
+from lncheck.pipeline import EXPECTED, backend_for, candidates, check_case, resolved
+from lncheck.tolerances import ToleranceSpec
+
+from .support import make_case
+
+TORCH_LAYER_NORM = [
+    "torch.nn.LayerNorm",
+    "torch.nn.functional.layer_norm",
+    "torch.native_layer_norm",
+]
+
+
+def _x(shape: tuple[int, ...] = (4, 8), seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_candidates_are_the_backend_paths_then_the_expected_output() -> None:
+    x = _x()
+    case = make_case(x, normalized_shape=8, expected=x)
+    backend = backend_for(case)
+    names = [r.candidate for r in candidates(case, backend)]
+    assert names == [*TORCH_LAYER_NORM, EXPECTED]
+    assert [r.candidate for r in candidates(case, backend, files=False)] == TORCH_LAYER_NORM
+    assert [r.candidate for r in candidates(case, None)] == [EXPECTED]
+
+
+def test_vs_device_candidates_are_named_after_their_device() -> None:
+    case = make_case(_x(), normalized_shape=8, vs_device="cpu")
+    names = [r.candidate for r in candidates(case, backend_for(case))]
+    assert names == [*TORCH_LAYER_NORM, *(f"{n}@cpu" for n in TORCH_LAYER_NORM)]
+    report = check_case(case)
+    assert {c.candidate for c in report.checks} == set(names) and report.passed
+
+
+def test_backend_for_and_resolved() -> None:
+    case = make_case(_x(), "rms_norm", normalized_shape=8)
+    assert backend_for(case, None) is None
+    backend = backend_for(case)
+    assert backend is get_backend("torch")
+    assert case.spec.backend_defaults == ("eps",)
+    filled = resolved(case, backend)
+    assert filled.spec.eps == np.finfo(np.float32).eps  # torch's eps=None for float32
+    assert resolved(case, None) is case
+
+
+def test_without_a_backend_only_the_expected_output_is_checked() -> None:
+    x = _x()
+    report = check_case(make_case(x, normalized_shape=8, expected=x), backend=None)
+    assert {c.candidate for c in report.checks} == {EXPECTED}
+    assert report.names == {} and not report.passed  # x itself is not its layer norm
+
+
+def test_the_report_names_candidates_as_the_backend_shows_them() -> None:
+    report = check_case(make_case(_x(), normalized_shape=8))
+    shown = {c.candidate: report.name(c.candidate) for c in report.checks}
+    assert shown == {
+        "torch.nn.LayerNorm": "nn.LayerNorm",
+        "torch.nn.functional.layer_norm": "F.layer_norm",
+        "torch.native_layer_norm": "native_layer_norm",
+    }
+    assert report.name("input") == "input" and report.name("reference") == "reference"
+    assert report.stats is not None and report.stats.label == "torch"
+
+
+def test_timings_are_counted_per_stage() -> None:
+    timings: dict[str, float] = {}
+    check_case(make_case(_x(), normalized_shape=8), timings=timings)
+    assert set(timings) == {"reference", "backend", "compare"}
+    assert all(seconds > 0 for seconds in timings.values())
+
+
+def test_chunks_give_the_same_verdicts_and_say_so() -> None:
+    case = make_case(_x((64, 8)), normalized_shape=8)
+    whole = check_case(case)
+    chunked = check_case(case, chunk_elements=64)
+    assert [(c.candidate, c.quantity, c.passed, c.total) for c in chunked.checks] == [
+        (c.candidate, c.quantity, c.passed, c.total) for c in whole.checks
+    ]
+    assert "checked in chunks of 8 along the first axis (64 elements per backend call)" in (
+        chunked.header.notes
+    )
+    assert not any("chunks" in n for n in whole.header.notes)
+    unchunked = check_case(
+        make_case(_x((64, 8)), normalized_shape=8, chunks=False), chunk_elements=64
+    )
+    assert not any("chunks" in n for n in unchunked.header.notes)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_propagates_and_is_counted(bad: float) -> None:
+    x = _x((4, 8))
+    x[1, 3] = bad
+    report = check_case(make_case(x, normalized_shape=8))
+    out = [c for c in report.checks if c.quantity == "output"]
+    # the whole group of the bad value is NaN on both sides; the other groups still compare
+    assert all(c.nan_expected == 8 and c.nan_actual == 8 and c.total == 32 for c in out)
+    assert all(c.mismatched == 8 and not c.passed for c in out)
+    assert all(c.worst_index[0] == 1 for c in out)
+    means = [c for c in report.checks if c.quantity == "mean"]
+    assert means and means[0].nan_expected == 1  # the statistics keep the bad group, as NaN
+    lenient = check_case(make_case(x, normalized_shape=8, tolerance=ToleranceSpec(equal_nan=True)))
+    assert all(c.passed for c in lenient.checks if c.quantity == "output")
+
+
+def test_a_single_element_input_with_gradients_runs() -> None:
+    # a per-element atol of shape (1, 1) was taken for a per-group one
+    report = lncheck.compare(np.array([[0.5]]), normalized_shape=1, grad=True, dtype="float64")
+    grads = [c for c in report.checks if c.quantity.startswith("grad")]
+    assert grads and all(c.passed for c in grads)
