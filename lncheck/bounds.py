@@ -18,7 +18,7 @@ ROUNDED = ("relative", "spread")  # a statistic's own rounding, and its algorith
 
 
 def statistics(
-    p: NormSpec, mean: F64, var: F64, rstd: F64, magnitude: F64 | float
+    p: NormSpec, mean: F64, var: F64, rstd: F64, magnitude: F64 | float, steps: F64
 ) -> dict[str, Bound]:
     """Bounds of a mean/variance op's statistics; the output's bound is only its magnitude (the
     scale its ULP errors are measured at) here, the rest is ``OutputModel``'s."""
@@ -37,10 +37,14 @@ def statistics(
                 {
                     "spread": kappa * np.abs(var) + k * abs(p.eps),
                     "quadratic": k * k * (np.abs(var) + abs(p.eps)),
+                    "sequential": steps * np.abs(var),
                     "floor": subnormal,
                 },
             ),
-            "rstd": Bound(ROUNDED, {"spread": kappa * rstd, "quadratic": k * k * rstd}),
+            "rstd": Bound(
+                ROUNDED,
+                {"spread": kappa * rstd, "quadratic": k * k * rstd, "sequential": steps * rstd},
+            ),
         }
 
 

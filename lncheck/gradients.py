@@ -96,7 +96,10 @@ def backward(case: Case) -> tuple[dict[str, Quantity], dict[str, Bound]]:
             dx = r * (centered - n * dn_n)
         spread = propagated(np.abs(dn) + g_error * np.abs(w))
         shape = p.input_shape
-        input_terms = {"spread": ((1 + kappa) * spread).reshape(shape)}
+        size = ((1 + kappa) * spread).reshape(shape)
+        # element-wise products round in the compute dtype ("fixed"); the group's reductions
+        # err by the accuracy class's amount ("spread")
+        input_terms = {"spread": size, "fixed": size}
         if jump.any():
             jumped = np.broadcast_to(jump * np.abs(w), dn.shape)
             input_terms["exact"] = propagated(jumped).reshape(shape)
@@ -110,15 +113,19 @@ def backward(case: Case) -> tuple[dict[str, Quantity], dict[str, Bound]]:
 
         quantities["grad_weight"] = summed(g * n)
         g_size = np.abs(g) + g_error
-        weight_terms = {"spread": summed(g_size * (np.abs(n) + 1 + kappa))}
-        bias_terms = {"spread": summed(g_size)}
+        weighted = g_size * (np.abs(n) + 1 + kappa)
+        # the sum's own error grows with the class's reduction ("spread", times the sum of
+        # |terms|); its terms round once each in the compute dtype, independently, so those
+        # errors add like a random walk: sqrt(sum(terms**2)) ("fixed")
+        weight_terms = {"spread": summed(weighted), "fixed": np.sqrt(summed(weighted**2))}
+        bias_terms = {"spread": summed(g_size), "fixed": np.sqrt(summed(g_size**2))}
         if jump.any():
             weight_terms["exact"] = summed(jump * np.abs(n))
             bias_terms["exact"] = summed(jump)
-        bounds["grad_weight"] = Bound("spread", weight_terms)
+        bounds["grad_weight"] = Bound(("relative", "spread"), weight_terms)
         if p.has_bias:
             quantities["grad_bias"] = summed(g)
-            bounds["grad_bias"] = Bound("spread", bias_terms)
+            bounds["grad_bias"] = Bound(("relative", "spread"), bias_terms)
     return quantities, bounds
 
 

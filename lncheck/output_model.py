@@ -27,10 +27,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
-from lncheck.tolerances import Allowance, allowance, atol_floor
+from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
 MIN_FIT_SIZE = 4  # below this many values a group's residual says nothing beyond s and t
+SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all of them
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class OutputModel:
     weight: npt.NDArray[np.generic] | None
     bias: npt.NDArray[np.generic] | None
     constant: npt.NDArray[np.bool_]  # groups whose values are all equal
+    peak: F64  # the largest share one element has of a group's sum of squares
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here
 
@@ -118,13 +120,24 @@ class OutputBlock:
     def allowance(self, dtype: str, klass: str) -> Allowance:
         return allowance(dtype, self.model.group_size, klass, running=self.model.running)
 
-    def limits(self, dtype: str, klass: str) -> tuple[F64, F64]:
+    def limits(self, dtype: str, klass: str, shift: F64 | None = None) -> tuple[F64, F64]:
         """Per group (as columns), the largest implied scale ``|s - 1|`` and shift ``|t|``
-        class ``klass`` allows."""
+        class ``klass`` allows. A mean off by ``t`` std inflates a variance measured about it
+        by ``t**2``: the scale may move by ``t**2 / 2`` more, with ``t`` the observed ``shift``
+        (capped at its limit) where it is known, the limit itself otherwise."""
         c = self.allowance(dtype, klass)
         k = self.k
-        scale = c.scale * k + c.scale_const + c.quadratic * k * k
-        return np.asarray(scale, dtype=np.float64), np.asarray((c.shift + c.fused) * k)
+        rows = slice(self.first, self.first + self.y.shape[0])
+        model = self.model
+        steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
+        with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
+            limit = (c.shift + c.fused) * k
+            moved = limit if shift is None else np.minimum(np.abs(shift).reshape(-1, 1), limit)
+            scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
+            # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
+            # the running mean fall below its last place (n v K near 1)
+            scale = scale + np.minimum(c.drift * k, G_DRIFT) + 0.5 * moved**2
+        return np.asarray(scale, dtype=np.float64), np.asarray(limit, dtype=np.float64)
 
     def atol(self, dtype: str, klass: str) -> F64:
         """The element-wise atol of class ``klass`` (its rtol, ``allowance().relative``,
@@ -171,33 +184,89 @@ class Fit:
     shift: F64
     residual: F64
     fitted: npt.NDArray[np.bool_]  # groups whose fit means something
+    ds: F64  # scale - 1, kept apart so that tiny deviations keep their digits
 
 
-def fit(block: OutputBlock, actual: npt.NDArray[np.generic]) -> Fit:
+def fit(
+    block: OutputBlock,
+    actual: npt.NDArray[np.generic],
+    trim: F64 | None = None,
+    rounded: F64 | None = None,
+) -> Fit:
     """Least squares per group of ``actual - b = w * (n * scale + shift)`` (no shift without
-    centring). Groups with fewer than ``MIN_FIT_SIZE`` values, or with NaN/Inf, are not fitted."""
+    centring). Groups with fewer than ``MIN_FIT_SIZE`` values, or with NaN/Inf, are not fitted.
+
+    ``rounded`` is the exact output rounded to the compute dtype. With ``trim`` (a
+    per-element residual bound), elements whose residual exceeds it and four
+    times the group's median residual are left out of a second fit, so that a few wrong
+    elements do not tilt the fit of the others (as long as more than half of a group remains).
+    """
     with np.errstate(all="ignore"):
         u = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
+        if rounded is not None:
+            # measured from the exact output's own rounding: a kernel rounds its result the
+            # same way, and on data with few distinct values those roundings would otherwise
+            # lean one way and read as a scale or a shift
+            u -= rounded - block.y
         a = block.nhat if block.weight is None else block.nhat * block.weight
         c = np.broadcast_to(1.0 if block.weight is None else block.weight, u.shape)
-        saa = np.einsum("ij,ij->i", a, a)
-        sau = np.einsum("ij,ij->i", a, u)
-        if block.model.centered:
-            sac = np.einsum("ij,ij->i", a, c)
-            scc = np.einsum("ij,ij->i", c, c)
-            scu = np.einsum("ij,ij->i", c, u)
-            det = saa * scc - sac * sac
-            # a constant group (all n_i equal) fits a shift alone
-            flat = ~(det > 1e-12 * saa * scc)
-            scale = np.where(flat, 1.0, (sau * scc - scu * sac) / det)
-            shift = np.where(flat, (scu - sac) / scc, (saa * scu - sac * sau) / det)
-        else:
-            flat = ~(saa > 0)
-            scale = np.where(flat, 1.0, sau / saa)
-            shift = np.zeros_like(scale)
-        residual = u - scale[:, None] * a - shift[:, None] * c
+        e = u - a  # the deviation from the exact affine map
+        ds, shift = _solve(a, c, e, None, block.model.centered)
+        residual = e - ds[:, None] * a - shift[:, None] * c
+        if trim is not None:
+            # the first fit spreads a wrong element's error over the rest: judge them against
+            # the typical residual, not the rounding alone
+            typical = 4.0 * np.median(np.abs(residual), axis=1, keepdims=True)
+            keep = np.abs(residual) <= np.maximum(trim, typical)
+            if u.shape[1] <= SMALL_GROUP:
+                err = np.abs(np.subtract(actual, block.y))
+                keep &= err <= np.maximum(trim, 4.0 * np.median(err, axis=1, keepdims=True))
+            partial = ~keep.all(axis=1) & (keep.sum(axis=1) * 2 > u.shape[1])
+            if partial.any():
+                refit_ds, refit_shift = _solve(a, c, e, keep, block.model.centered)
+                refit = e - refit_ds[:, None] * a - refit_shift[:, None] * c
+                # keep the refit where it leaves fewer elements beyond the bound (a wrong
+                # element no longer tilts the rest), the first fit where an element it left
+                # out was one the scale depends on (a large outlier of the data)
+                before = np.sum(np.abs(residual) > trim, axis=1)
+                after = np.sum(np.abs(refit) > trim, axis=1)
+                # ...and where the elements left out were out of line already: an element
+                # whose residual the refit multiplies was holding the fit (high leverage)
+                out = ~keep
+                was = np.max(np.where(out, np.abs(residual), 0.0), axis=1)
+                now = np.max(np.where(out, np.abs(refit), 0.0), axis=1)
+                better = partial & (after < before) & (now <= 2.0 * was)
+                ds = np.where(better, refit_ds, ds)
+                shift = np.where(better, refit_shift, shift)
+                residual = np.where(better[:, None], refit, residual)
+        scale = 1.0 + ds
     fitted = np.isfinite(residual).all(axis=1) & (u.shape[1] >= MIN_FIT_SIZE)
-    return Fit(scale, shift, residual, fitted)
+    return Fit(scale, shift, residual, fitted, ds)
+
+
+def _solve(
+    a: F64, c: npt.NDArray[np.float64], e: F64, keep: npt.NDArray[np.bool_] | None, centered: bool
+) -> tuple[F64, F64]:
+    """Per row, the least-squares ``ds``, ``shift`` of ``e ~ ds * a + shift * c`` over the
+    elements ``keep`` marks (all without it). ``e`` is the deviation from the exact affine map
+    (``ds = scale - 1``): fitting it, not the values, keeps float64's own cancellation out."""
+    m = np.ones_like(e) if keep is None else keep.astype(np.float64)
+    if not centered:
+        saa = (a * m * a).sum(axis=1)
+        return np.where(saa > 0, (a * m * e).sum(axis=1) / saa, 0.0), np.zeros(e.shape[0])
+    # orthogonalize a against c first: in eval mode (running statistics) n is far from
+    # centred, a and c are nearly parallel, and the normal equations would cancel
+    cm = c * m
+    scc = (cm * c).sum(axis=1)
+    along = (cm * a).sum(axis=1) / scc
+    a_perp = a - along[:, None] * c
+    am_perp = a_perp * m
+    spp = (am_perp * a_perp).sum(axis=1)
+    # a constant group (all n_i equal) fits a shift alone
+    flat = ~(spp > 1e-24 * (a * m * a).sum(axis=1))
+    ds = np.where(flat, 0.0, (am_perp * e).sum(axis=1) / spp)
+    shift = ((cm * e).sum(axis=1) - ds * (cm * a).sum(axis=1)) / scc
+    return ds, shift
 
 
 @dataclass(frozen=True)
@@ -207,9 +276,13 @@ class Scores:
 
     extra: F64
     group: F64
+    # per group, the accurate class's limits on the implied scale (ds) and shift, widened by
+    # the fit's noise: what a convention's prediction must meet to explain the group
+    scale_accurate: F64
+    shift_accurate: F64
 
 
-NOISE_SIGMAS = 6.0  # how far rounding noise may move a least-squares scale or shift
+NOISE_SIGMAS = 10.0  # how far rounding noise may move a least-squares scale or shift
 
 
 def judge(
@@ -233,6 +306,7 @@ def judge(
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
+    centred = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
     a = block.nhat if block.weight is None else block.nhat * block.weight
     c = np.broadcast_to(1.0 if block.weight is None else np.abs(block.weight), a.shape)
     residual = np.abs(f.residual)
@@ -240,18 +314,23 @@ def judge(
     group_score = np.zeros(groups)
     residual_failed = np.zeros(groups, dtype=bool)
     cap_failed = np.zeros(groups, dtype=bool)
+    scale_accurate = shift_accurate = np.full(groups, np.inf)
     with np.errstate(all="ignore"):
-        saa = np.einsum("ij,ij->i", a, a)
         scc = np.einsum("ij,ij->i", c, c)
+        if block.model.centered:  # the scale is measured by a's part across c (see _solve)
+            along = np.einsum("ij,ij->i", c, a) / scc
+            a = a - along[:, None] * np.where(scc[:, None] > 0, c, 0.0)
+        saa = np.einsum("ij,ij->i", a, a)
         for index in range(len(classes) - 1, -1, -1):
             klass = classes[index]
-            scale_limit, shift_limit = (v[:, 0] for v in block.limits(dtype, klass))
-            bound = block.residual_bound(dtype, klass)
+            scale_limit, shift_limit = (v[:, 0] for v in block.limits(dtype, klass, f.shift))
+            # the fit's own float64 arithmetic: a few units in the last place of what it fits
+            bound = block.residual_bound(dtype, klass) + 1e-15 * np.abs(centred)
             noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, bound * bound)) / saa
             noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, bound * bound)) / scc
             noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
             noise_t = np.where(scc > 0, noise_t, 0.0)
-            share_s = np.where(saa > 0, np.abs(f.scale - 1.0) / (scale_limit + noise_s), 0.0)
+            share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit + noise_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
@@ -265,17 +344,27 @@ def judge(
             if index == len(classes) - 1:
                 residual_failed = f.fitted & (worst_r > 1)
                 cap_failed = cap
+            if index == 0:
+                scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
+                shift_accurate = shift_limit + noise_t
             if index == accepted:
+                extra = np.where(f.fitted[:, None], share_r, 0.0)
+                # a statistics failure is charged to the group's worst element only: the
+                # elements' own errors say which others are out of tolerance
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
-                extra = np.where(f.fitted[:, None], np.fmax(share_r, stats[:, None]), 0.0)
+                if a.shape[1]:
+                    worst = np.argmax(np.abs(np.subtract(actual, block.y)), axis=1)
+                    rows = np.arange(groups)
+                    extra[rows, worst] = np.fmax(extra[rows, worst], stats)
                 extra = np.where(cap[:, None], np.inf, extra)
                 largest = np.max(extra, axis=1) if a.shape[1] else np.zeros(groups)
-                group_score = np.where(cap, np.inf, largest)
+                group_score = np.where(cap, np.inf, np.fmax(largest, stats))
     kinds: list[str | None] = [
         "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
         for g in range(groups)
     ]
-    return best, Scores(np.asarray(extra, dtype=np.float64), group_score), kinds
+    scores = Scores(np.asarray(extra, np.float64), group_score, scale_accurate, shift_accurate)
+    return best, scores, kinds
 
 
 def _beyond_cap(

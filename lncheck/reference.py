@@ -35,14 +35,16 @@ NAME = "reference"
 
 @dataclass(frozen=True)
 class Moments:
-    """Per group: the first-pass mean ``m0``, its ``correction``, the biased variance, and
-    ``scale``, the power of two the group was scaled by (``var_scaled = var * scale**2``)."""
+    """Per group: the first-pass mean ``m0``, its ``correction``, the biased variance,
+    ``scale``, the power of two the group was scaled by (``var_scaled = var * scale**2``), and
+    ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``)."""
 
     m0: F64
     correction: F64
     var: F64
     var_scaled: F64
     scale: F64
+    peak: F64
 
     @property
     def mean(self) -> F64:
@@ -60,14 +62,18 @@ def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moment
         xs = x * scale[:, None]
         if not center:
             zeros = np.zeros(x.shape[0])
-            var_s = np.mean(xs * xs, axis=1)
-            return Moments(zeros, zeros, var_s / (scale * scale), var_s, scale)
+            squares = xs * xs
+            var_s = np.mean(squares, axis=1)
+            peak = np.max(squares, axis=1) / (var_s * x.shape[1])
+            return Moments(zeros, zeros, var_s / (scale * scale), var_s, scale, peak)
         m0 = np.mean(xs, axis=1)
         d = xs - m0[:, None]
         correction = np.mean(d, axis=1)
-        var_s = np.mean(d * d, axis=1) - correction * correction
+        squares = d * d
+        var_s = np.mean(squares, axis=1) - correction * correction
         var_s = np.maximum(var_s, 0.0, where=~np.isnan(var_s), out=var_s)
-        return Moments(m0 / scale, correction / scale, var_s / (scale * scale), var_s, scale)
+        peak = np.max(squares, axis=1) / np.sum(squares, axis=1)
+        return Moments(m0 / scale, correction / scale, var_s / (scale * scale), var_s, scale, peak)
 
 
 def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tuple[F64, F64]:
@@ -84,7 +90,7 @@ def moments(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> Mo
     parts = [group_moments(block, center) for _, block in layout.blocks(x)]
     if not parts:
         empty = np.zeros(0)
-        return Moments(empty, empty, empty, empty, empty)
+        return Moments(empty, empty, empty, empty, empty, empty)
     return Moments(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in Moments.__dataclass_fields__)
     )
@@ -182,6 +188,7 @@ def run(case: Case) -> NormResult:
             weight=weight,
             bias=bias,
             constant=batch.var == 0,
+            peak=np.nan_to_num(batch.peak, nan=1.0),
             centered=p.center,
             running=norm.running,
         )
@@ -198,7 +205,7 @@ def run(case: Case) -> NormResult:
         magnitude = _group_max(p, _offset(case.weight, p), 1.0) + _group_max(
             p, case.bias if p.has_bias else None, 0.0
         )
-        found = bounds.statistics(p, batch.mean, var, rstd, magnitude)
+        found = bounds.statistics(p, batch.mean, var, rstd, magnitude, _runs(p, batch.peak))
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(case, batch.mean, batch.var)
             quantities.update(running)
@@ -214,6 +221,13 @@ def run(case: Case) -> NormResult:
         quantities["activation"] = output.map(act)
         found["activation"] = bounds.through(found["output"], p.activation.lipschitz, output)
     return NormResult(NAME, quantities, found, conditioning, model)
+
+
+def _runs(p: NormSpec, peak: F64) -> F64:
+    """How many steps a sequential sum's rounding may drift in (``tolerances.sequential_steps``)."""
+    from lncheck.tolerances import sequential_steps
+
+    return sequential_steps(p.group_size, np.nan_to_num(peak, nan=1.0), p.center)
 
 
 def _updated_running_stats(

@@ -69,8 +69,10 @@ ToleranceMode = Literal["auto", "fixed", "explicit"]
 
 A = 3.0  # roundings of the element-wise steps (subtract, scale, weight, bias)
 G_TREE = 0.5  # per doubling of n, for blocked, pairwise and tree sums
-G_SEQ = 0.2  # per element, for a sequential variance (every addition rounding the same way)
-G_SEQ_MEAN = 1.0  # per sqrt(n), for a sequential mean (Higham & Mary's probabilistic bound)
+G_SCALE = 0.5  # times K, the variance's share of the mean's rounding (x - mean, squared)
+G_SEQ = 0.2  # per step that rounds the same way, for a sequential variance
+G_DRIFT = 0.01  # a sequential Welford's variance once its running mean rounds (n v K near 1)
+G_SEQ_MEAN = 0.5  # per element, for a sequential mean (updates below its last place are lost)
 G_LOW = 1.5  # per sqrt(n), for sums in the compute dtype
 G_ONE_PASS = 1.0  # per sqrt(n), times K**2, for a one-pass variance
 A_FUSED = 4.0  # x * scale + shift, scale and shift folded per channel
@@ -106,6 +108,8 @@ class Allowance:
     shift: float
     scale: float
     scale_const: float
+    sequential: float  # times ``sequential_steps``: a sequential variance's drift
+    drift: float  # times min(n * v * K, 1): a sequential variance's drift with the mean
     quadratic: float
     fused: float
     plain: float
@@ -124,18 +128,36 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
     narrower = low and u > v  # statistics kept in a dtype narrower than the accumulator
     if running:
         const = A * (u if low else v)
-        return Allowance(0.0, 0.0, const, 0.0, A_FUSED * v, A * v, A * u)
+        return Allowance(0.0, 0.0, const, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u)
     base = (A + G_TREE * math.log2(n)) * v
-    kept = (A + G_LOW * math.sqrt(n)) * u if narrower else 0.0
+    kept = A * u if narrower else 0.0
     return Allowance(
-        shift=base + (G_SEQ_MEAN * math.sqrt(n) * v if sequential else 0.0) + kept,
-        scale=base + kept,
-        scale_const=G_SEQ * (n - 1) * v if sequential else 0.0,
-        quadratic=G_ONE_PASS * math.sqrt(n) * v if low else 0.0,
+        shift=base + (G_SEQ_MEAN * (n - 1) * v if sequential else 0.0) + kept,
+        scale=G_SCALE * v + kept,
+        scale_const=base,
+        sequential=G_SEQ * v if sequential else 0.0,
+        drift=G_DRIFT * min(n * v, 1.0) if sequential else 0.0,
+        quadratic=G_ONE_PASS * math.log2(n) * v if low else 0.0,
         fused=A_FUSED * v,
         plain=A * v,
         relative=A * u,
     )
+
+
+def sequential_steps(
+    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True
+) -> npt.NDArray[np.float64]:
+    """How many of a sequential sum of squares' roundings may lean the same way (Higham §4.2:
+    recursive summation errs by up to ``(n - 1) u``, but by about ``sqrt(n) u`` when its
+    roundings cancel like a random walk). They lean alike once one element dominates the
+    running sum (``peak``, its share, near 1: every later addition is small against the sum),
+    and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
+    dwarfs the spread (``centered=False``: all ``n``); squared deviations from the mean are
+    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``."""
+    with np.errstate(all="ignore"):
+        if not centered:
+            return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
+        return np.asarray(np.maximum(n * np.asarray(peak, np.float64), math.sqrt(max(n, 1))))
 
 
 def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, float]:
@@ -149,6 +171,7 @@ def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, flo
         "relative": a.relative,
         "plain": a.plain,
         "spread": a.shift + a.scale + a.scale_const,
+        "sequential": a.sequential,
         "quadratic": a.quadratic,
         "fused": a.fused,
         "fixed": a.relative,
@@ -275,7 +298,8 @@ def applied(
 def _weighted(terms: Mapping[str, Scale], weights: Mapping[str, float], floor: float) -> Atol:
     lazy = [(weights[k], t) for k, t in terms.items() if isinstance(t, LazyTensor)]
     eager = [(weights[k], t) for k, t in terms.items() if not isinstance(t, LazyTensor)]
-    base = floor + sum((w * np.asarray(t, dtype=np.float64) for w, t in eager), np.float64(0.0))
+    with np.errstate(all="ignore"):  # NaN statistics give NaN terms, which allow nothing
+        base = floor + sum((w * np.asarray(t, np.float64) for w, t in eager), np.float64(0.0))
     if not lazy:
         return np.asarray(base, dtype=np.float64)
     first = lazy[0][1]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lncheck.semantics import Distortions
 from lncheck.tolerances import CLASSES
 
 F64 = npt.NDArray[np.float64]
@@ -49,11 +50,13 @@ class Distortion:
 
 
 class ClassTally:
-    """A check's class across blocks, and its worst group's distortion."""
+    """A check's class across blocks, its worst group's distortion, and every group's (for
+    ``semantics``)."""
 
     def __init__(self) -> None:
         self.index = 0
         self.worst = Distortion()
+        self.distortions = Distortions()
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)

@@ -269,8 +269,21 @@ def _verdict(report: Report) -> Text:
     baseline = [c for c in report.checks if c.kind == "baseline"]
     drift = f"; {len(report.drift)} of {len(baseline)} baseline checks drifted" if baseline else ""
     if report.passed:
-        return Text(f"PASS: all {n} checks passed{drift}", style=STYLE_PASS)
-    return Text(f"FAIL: {bad} of {n} checks failed{drift}", style=STYLE_FAIL)
+        sequential = sum(c.accuracy_class == "sequential" for c in counted)
+        within = f" ({sequential} within the sequential-accumulation bound)" if sequential else ""
+        return Text(f"PASS: all {n} checks passed{within}{drift}", style=STYLE_PASS)
+    return Text(f"FAIL: {bad} of {n} checks failed{_classes(report)}{drift}", style=STYLE_FAIL)
+
+
+def _classes(report: Report) -> str:
+    """The failures' accuracy classes, and the worst one's explanation."""
+    classes = [c.accuracy_class for c in report.failures if c.accuracy_class]
+    if not classes:
+        return ""
+    counts = ", ".join(f"{classes.count(k)} {k}" for k in dict.fromkeys(classes))
+    worst = report.worst_failure()
+    why = f": {worst.explanation}" if worst is not None and worst.explanation else ""
+    return f" ({counts}){why}"
 
 
 def _num(x: float, digits: int = 3) -> str:

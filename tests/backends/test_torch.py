@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import lncheck.backends.torch as torch_backend
+import lncheck
 from lncheck import pipeline
 from lncheck.backends import BACKENDS, get_backend, usable
 from lncheck.backends.torch import files, runner
@@ -246,3 +248,27 @@ def test_to_numpy_leaves_the_graph_and_the_device() -> None:
     t = torch.ones(3, requires_grad=True) * 2
     a = files.to_numpy(t)
     assert isinstance(a, np.ndarray) and a.tolist() == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_cpu_batch_norm_keeps_its_statistics_in_the_input_dtype(dtype: str) -> None:
+    """The finding behind the ``low_precision`` class of torch's reduced-precision CPU
+    BatchNorm: its output is, bit for bit, ``(x - m) * r`` with the batch mean ``m`` and rstd
+    ``r`` rounded to the input dtype first (float32 arithmetic, one final rounding)."""
+    from lncheck.dtypes import round_to
+
+    x = np.random.default_rng(0).normal(10, 1, size=(16, 8, 6, 6)).astype(np.float32)
+    x = round_to(x, dtype)  # type: ignore[arg-type]
+    t = torch.from_numpy(np.asarray(x)).to(getattr(torch, dtype))
+    y = F.batch_norm(t, None, None, training=True, eps=1e-5).float().numpy()
+    xd = np.asarray(x, dtype=np.float64)
+    mean = xd.mean(axis=(0, 2, 3), keepdims=True)
+    rstd = 1 / np.sqrt(xd.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    kept = (xd - round_to(mean, dtype)) * round_to(rstd, dtype)  # type: ignore[arg-type]
+    if dtype == "float16":  # bfloat16 rounds its intermediates differently again
+        assert np.array_equal(y, round_to(kept, dtype))  # type: ignore[arg-type]
+    exact = round_to((xd - mean) * rstd, dtype)  # type: ignore[arg-type]
+    assert not np.array_equal(y, exact)
+    report = lncheck.compare(x, "batch_norm", dtype=dtype)
+    assert not report.passed
+    assert {c.accuracy_class for c in report.checks if c.quantity == "output"} == {"low_precision"}

@@ -64,13 +64,18 @@ def make_report() -> Report:
         notes=("an example note",),
     )
     checks = (
-        check("torch.nn.LayerNorm", "output"),
-        check("torch.nn.functional.layer_norm", "output"),
+        check("torch.nn.LayerNorm", "output", accuracy_class="accurate"),
+        check("torch.nn.functional.layer_norm", "output", accuracy_class="sequential"),
         check("torch.native_layer_norm", "mean", total=2, worst_index=(1,)),
         check(
             "expected",
             "output",
             passed=False,
+            accuracy_class="mismatch",
+            implied_scale=0.8660254,
+            implied_shift=0.0,
+            explanation="matches an unbiased variance (÷(n - 1), n = 4)",
+            atol_max=2e-5,
             mismatched=3,
             max_abs_err=0.25,
             max_rel_err=math.inf,

@@ -1,0 +1,161 @@
+"""Conventions a distortion consistent across groups matches: a different function, not lost
+precision.
+
+Precision losses (sequential sums, statistics kept in float16, a one-pass variance) move each
+group's implied scale ``s`` and shift ``t`` by different, data-dependent amounts; a different
+convention moves them by what the convention predicts, group after group: another eps, an
+unbiased variance, eps on the std, a missing bias, the bias added before the weight. When one
+of these predicts every group's ``s`` and ``t`` to within what even the ``accurate`` class
+allows, and the prediction differs from the specified layer by more than that in at least two
+groups, the difference is a ``mismatch``, whatever class its size alone would fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+KEEP = 100_000  # groups remembered per check: plenty to see a pattern
+SIGNIFICANT = 3.0  # a prediction counts where it is this many accurate limits away from 1, 0
+MIN_GROUPS = 2
+
+
+@dataclass
+class Distortions:
+    """Per fitted group (up to ``KEEP`` of them): the implied ``ds = s - 1`` and ``shift``, the
+    accurate class's limits on each, and the group's weight and bias where they are uniform
+    (``NaN`` otherwise)."""
+
+    index: list[F64] = field(default_factory=list)
+    ds: list[F64] = field(default_factory=list)
+    shift: list[F64] = field(default_factory=list)
+    ds_limit: list[F64] = field(default_factory=list)
+    shift_limit: list[F64] = field(default_factory=list)
+    weight: list[F64] = field(default_factory=list)
+    bias: list[F64] = field(default_factory=list)
+    kept: int = 0
+
+    def add(
+        self,
+        first: int,
+        fitted: npt.NDArray[np.bool_],
+        ds: F64,
+        shift: F64,
+        ds_limit: F64,
+        shift_limit: F64,
+        weight: F64,
+        bias: F64,
+    ) -> None:
+        take = np.flatnonzero(fitted)[: max(0, KEEP - self.kept)]
+        if not take.size:
+            return
+        self.kept += take.size
+        self.index.append((first + take).astype(np.float64))
+        for store, values in (
+            (self.ds, ds),
+            (self.shift, shift),
+            (self.ds_limit, ds_limit),
+            (self.shift_limit, shift_limit),
+            (self.weight, weight),
+            (self.bias, bias),
+        ):
+            store.append(np.asarray(values, dtype=np.float64)[take])
+
+    def explain(self, var: F64, eps: float, n: int, centered: bool) -> str | None:
+        """The convention every remembered group's distortion matches, or ``None``.
+
+        ``var`` is the reference's variance per group (as the layer estimates it), ``eps`` and
+        ``n`` the layer's; shifts are judged only for centred ops."""
+        if not self.kept:
+            return None
+        groups = np.concatenate(self.index).astype(np.int64)
+        ds, shift = np.concatenate(self.ds), np.concatenate(self.shift)
+        ds_limit, shift_limit = np.concatenate(self.ds_limit), np.concatenate(self.shift_limit)
+        w, b = np.concatenate(self.weight), np.concatenate(self.bias)
+        v = np.asarray(var, dtype=np.float64)[groups]
+        for words, predict_ds, predict_shift in _hypotheses(v, eps, n, ds, w, b, centered):
+            with np.errstate(all="ignore"):
+                want_ds = predict_ds if predict_ds is not None else np.zeros_like(ds)
+                want_t = predict_shift if predict_shift is not None else np.zeros_like(shift)
+                fits = np.abs(ds - want_ds) <= ds_limit
+                if centered:
+                    fits &= np.abs(shift - want_t) <= shift_limit
+                apart = (np.abs(want_ds) > SIGNIFICANT * ds_limit) | (
+                    np.abs(want_t) > SIGNIFICANT * shift_limit
+                )
+            if bool(np.all(fits)) and int(np.count_nonzero(apart)) >= MIN_GROUPS:
+                return f"{words} (in all {ds.size} groups checked)"
+        return None
+
+
+Hypothesis = tuple[str, F64 | None, F64 | None]
+
+
+def _hypotheses(
+    var: F64, eps: float, n: int, ds: F64, w: F64, b: F64, centered: bool
+) -> list[Hypothesis]:
+    """Each convention's predicted ``ds`` and ``shift`` per group (``None``: zero)."""
+    out: list[Hypothesis] = []
+    with np.errstate(all="ignore"):
+        exact = var + eps
+        # another eps, fitted: the one the groups imply, their median
+        implied = exact / (1.0 + ds) ** 2 - var
+        finite = implied[np.isfinite(implied)]
+        if finite.size:
+            other = float(np.median(finite))
+            if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
+                out.append(
+                    (
+                        f"matches eps = {other:.3g} instead of {eps:g}",
+                        _scale(exact, var + other),
+                        None,
+                    )
+                )
+        if centered and n > 1:
+            out.append(
+                (
+                    "matches an unbiased variance (÷(n - 1))",
+                    _scale(exact, var * n / (n - 1) + eps),
+                    None,
+                )
+            )
+        if eps > 0:
+            on_std = np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0
+            out.append(("matches eps added to the std instead of the variance", on_std, None))
+        if np.isfinite(w).any():
+            out.append(("matches 1 + w used where the weight is w", 1.0 / w, None))
+            out.append(("matches w used where the weight is 1 + w", -1.0 / (1.0 + w), None))
+            other = _another_weight(w, ds)
+            if other is not None:
+                out.append(("matches each group scaled by another channel's weight", other, None))
+        if centered and np.isfinite(b).any():
+            out.append(
+                ("matches the bias left out", None, np.where(np.isfinite(b), -b / w, np.nan))
+            )
+            out.append(("matches the bias added before the weight", None, b * (w - 1.0) / w))
+    return out
+
+
+def _another_weight(w: F64, ds: F64) -> F64 | None:
+    """The ``ds`` each group would have with the nearest *other* uniform weight in place of its
+    own (``None`` when there are fewer than two distinct weights): a weight broadcast to the
+    wrong channel."""
+    values = np.unique(w[np.isfinite(w)])
+    if values.size < 2:
+        return None
+    with np.errstate(all="ignore"):
+        implied = w * (1.0 + ds)
+        at = np.clip(np.searchsorted(values, implied), 1, values.size - 1)
+        left, right = values[at - 1], values[at]
+        nearest = np.where(np.abs(implied - left) <= np.abs(implied - right), left, right)
+        # a group may not explain itself by its own weight
+        nearest = np.where(nearest == w, np.nan, nearest)
+        return np.asarray(nearest / w - 1.0, dtype=np.float64)
+
+
+def _scale(exact: F64, candidate: F64) -> F64:
+    """``ds`` of a candidate normalizing by ``sqrt(candidate)`` instead of ``sqrt(exact)``."""
+    return np.asarray(np.sqrt(exact / candidate) - 1.0, dtype=np.float64)
