@@ -139,5 +139,6 @@ def main() -> None:
 
 
 from lncheck.cli import commands as _commands  # noqa: E402  (registers the commands on app)
+from lncheck.cli import explain as _explain  # noqa: E402, F401  (registers explain)
 
 __all__ = ["_commands", "app", "join_multi_int_options", "main"]

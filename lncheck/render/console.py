@@ -372,3 +372,66 @@ def render_suite(report: SuiteReport, console: Console) -> None:
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
     style = STYLE_PASS if report.passed else STYLE_FAIL
     console.print(Text(f"{'PASS' if report.passed else 'FAIL'}: {summary}", style=style))
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from lncheck.explain.report import ExplainReport
+
+EXPLAIN_SHOWN = 3  # candidates whose torch code and notes are printed under the table
+VERDICT_STYLES = {"exact": STYLE_PASS, "rounding": STYLE_PASS, "none": STYLE_FAIL}
+
+
+def render_explain(report: ExplainReport, console: Console) -> None:
+    """The ranked candidates of ``lncheck explain``: a table, the torch code and notes of the
+    best ones, and a verdict line."""
+    shape = _dims(report.input_shape)
+    held = "" if report.precision == report.output_dtype else f", values of {report.precision}"
+    console.print(
+        Text(
+            f"explain: input {shape} {report.input_dtype} -> output {report.output_dtype}{held}; "
+            f"{report.hypotheses} hypotheses in {report.seconds:.2f} s",
+            style=STYLE_HEADER,
+        ),
+        soft_wrap=True,
+    )
+    for note in report.notes:
+        console.print(Text(f"note: {note}", style=STYLE_NOTE), soft_wrap=True)
+    if not report.candidates:
+        console.print(Text("no explanation found: no structure fits the output", style=STYLE_FAIL))
+        return
+    title = "Candidates, best first" if report.explained else "Closest attempts (none explains)"
+    table = _table(title)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("configuration", overflow="fold", ratio=1)
+    table.add_column("max abs\nrms", justify="right", no_wrap=True)
+    table.add_column("vs\nrounding", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for i, c in enumerate(report.candidates, 1):
+        table.add_row(
+            str(i),
+            c.description,
+            f"{_num(c.max_abs_residual, 2)}\n{_num(c.rms_residual, 2)}",
+            f"{_num(c.rounding_ratio, 2)}x",
+            Text(c.verdict, style=VERDICT_STYLES[c.verdict]),
+        )
+    console.print()
+    console.print(table)
+    for i, c in enumerate(report.candidates[:EXPLAIN_SHOWN], 1):
+        console.print(Text(f"{i}. torch:", style=STYLE_HEADER))
+        for line in c.torch_code.splitlines():
+            console.print(Text(f"   {line}", style=STYLE_BAR), soft_wrap=True)
+        for note in c.notes:
+            console.print(Text(f"   note: {note}", style=STYLE_NOTE), soft_wrap=True)
+    best = report.candidates[0]
+    if report.explained:
+        how = "exactly" if best.verdict == "exact" else "within rounding"
+        verdict = Text(f"EXPLAINED ({how}): {best.description}", style=STYLE_PASS)
+    else:
+        verdict = Text(
+            "NOT EXPLAINED: no candidate reproduces the output within rounding "
+            f"(closest: {best.description}, {_num(best.rounding_ratio, 2)}x the rounding)",
+            style=STYLE_FAIL,
+        )
+    console.print(verdict, soft_wrap=True)
