@@ -62,6 +62,35 @@ def main() -> None:
         HERE / "unbiased_kernel_output.npy", ((t - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
     )
 
+    # Rows whose mean (300) is large next to their spread (1): a one-pass float32 variance
+    # (examples/onepass_layernorm.py) cancels here, a two-pass one does not.
+    shifted = rng.normal(300.0, 1.0, size=(8, 64)).astype(np.float32)
+    np.save(HERE / "shifted.npy", shifted)
+
+    # A kernel's results for tokens.npy with --shape 4, as a bundle: the output and its saved
+    # statistics, ONNX-style (Mean and InvStdDev with the reduced dim kept as size 1). And the
+    # rstd of a fused kernel that keeps it in float16: `--expected fused.rstd=...` fails.
+    rstd = 1 / np.sqrt(t.var(axis=-1, keepdims=True) + 1e-5)
+    ln = (t - mean) * rstd
+    np.savez(
+        HERE / "ln_kernel.npz",
+        output=ln.astype(np.float32),
+        mean=mean.astype(np.float32),
+        rstd=rstd.astype(np.float32),
+    )
+    np.save(HERE / "rstd_float16.npy", rstd.astype(np.float16))
+
+    # Gemma's RMSNorm: a zero-centred weight, y = x * rstd * (1 + w) in float32, one rounding to
+    # bfloat16 (check it with --weight-offset 1); input and weight are bfloat16 values.
+    from lncheck.dtypes import round_to
+
+    h = round_to(rng.normal(0.0, 1.0, size=(4, 64)), "bfloat16")
+    w = round_to(rng.normal(0.0, 0.3, size=64), "bfloat16")
+    h64 = h.astype(np.float64)
+    normed = h64 / np.sqrt((h64 * h64).mean(axis=-1, keepdims=True) + 1e-6)
+    gemma = round_to(normed.astype(np.float32) * (1.0 + w), "bfloat16")
+    np.savez(HERE / "gemma.npz", input=h, weight=w, expected=gemma)
+
 
 if __name__ == "__main__":
     main()

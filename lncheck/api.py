@@ -19,7 +19,7 @@ from typing import Any
 import numpy.typing as npt
 
 from lncheck.errors import InputError, LncheckError, spelled
-from lncheck.options import ALIASES, OPTIONS_LIST, parse, spelling
+from lncheck.options import ALIASES, OPTIONS_LIST, Settings, parse, spelling
 from lncheck.report import Report, SuiteReport
 
 _UNSET = object()
@@ -41,13 +41,16 @@ def compare(
         x: the input (NumPy array, nested lists, or a torch tensor).
         op: ``layer_norm``, ``group_norm``, ``instance_norm``, ``batch_norm``, ``rms_norm`` or
             ``local_response_norm`` (``lncheck.ops.OP_NAMES``).
-        backend: the implementation under test; ``None`` checks only ``expected``.
+        backend: the implementation under test; ``None`` checks only the user's candidates
+            (``expected``, ``candidates``, ``candidate_cmd``).
         name: how reports name the input.
         options: the command line's options as keywords: ``normalized_shape``, ``axes``,
             ``eps``, ``groups``, ``channel_axis``, ``affine``, ``training``, ``momentum``, ...;
-            ``weight``, ``bias``, ``expected``, ``running_mean``, ``running_var``,
-            ``grad_output`` as arrays; ``dtype``, ``device``, ``grad``, ``tolerance``, ``rtol``,
-            ``atol``, ... (the signature lists them all).
+            ``weight``, ``bias``, ``running_mean``, ``running_var``, ``grad_output`` as arrays;
+            ``expected`` as an array (the final output), a dict of quantities (a bundle) or a
+            dict of candidate names to either; ``candidates={"mine": fn}`` (functions called
+            with torch tensors), ``candidate_cmd``, ``repeat``; ``dtype``, ``device``,
+            ``grad``, ``tolerance``, ``rtol``, ``atol``, ... (the signature lists them all).
 
     Returns:
         The report: ``.passed``, ``.checks``, ``.to_dict()`` (the JSON of ``--json``).
@@ -64,30 +67,41 @@ def compare(
     from lncheck.loading import load
     from lncheck.pipeline import check_case
 
+    __tracebackhide__ = True  # in pytest, an error points at the caller's line
     unknown = sorted(set(options) - _KEYWORDS)
     if unknown:
         raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
-    if backend is None and options.get("expected") is None:
-        raise InputError("nothing to check: backend=None and no expected output given")
+    theirs = ("expected", "candidate", "candidates", "candidate_cmd")
+    if backend is None and all(options.get(k) is None for k in theirs):
+        raise InputError(
+            "nothing to check: backend=None and no expected=, candidates= or candidate_cmd= given"
+        )
     try:
-        # None means "the default", as in torch's signatures; momentum=None is torch's own value
-        # (the cumulative average)
-        raw = {
-            "op": op,
-            **{
-                k: v for k, v in options.items() if v is not None or ALIASES.get(k, k) == "momentum"
-            },
-        }
-        if backend is not None:
-            raw["backend"] = backend
-        if "device" in raw and not isinstance(raw["device"], str):
-            raw["device"] = str(raw["device"])  # a torch.device works too
-        settings = parse(raw, "api", unset=_UNSET)
+        settings = api_settings(op, backend, options)
         given = {"input": x}
         return check_case(load(settings, name, given=given), backend=None if backend is None else
                           settings["backend"])  # fmt: skip
     except LncheckError as e:
         raise spelled(e, spelling("api")) from None
+
+
+def api_settings(op: str, backend: str | None, options: dict[str, Any]) -> Settings:
+    """The ``Settings`` of ``compare``'s keyword arguments.
+
+    Raises:
+        InputError: an invalid value (option markers unspelled).
+    """
+    # None means "the default", as in torch's signatures; momentum=None is torch's own value
+    # (the cumulative average)
+    raw = {
+        "op": op,
+        **{k: v for k, v in options.items() if v is not None or ALIASES.get(k, k) == "momentum"},
+    }
+    if backend is not None:
+        raw["backend"] = backend
+    if "device" in raw and not isinstance(raw["device"], str):
+        raw["device"] = str(raw["device"])  # a torch.device works too
+    return parse(raw, "api", unset=_UNSET)
 
 
 compare.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -108,10 +122,14 @@ def check(
     """Assert that ``actual`` is ``op`` applied to ``x``, within the tolerance: for tests.
 
     Takes the options of ``compare``; only ``actual`` is checked (the backend's paths do not
-    run unless ``backend="torch"`` is given).
+    run unless ``backend="torch"`` is given). In pytest, the traceback stops at the caller's
+    line (``__tracebackhide__``).
 
     Raises:
-        AssertionError: with the message of the command line's failing row.
+        AssertionError: a short message in the manner of ``torch.testing.assert_close``: what
+            failed, how many elements (in which groups), the greatest difference and what was
+            allowed, and a hint when ``actual`` has a lower precision than the compute dtype.
+        lncheck.errors.InputError: the input or options are invalid.
 
     >>> import numpy as np
     >>> x = np.array([[1.0, 2.0, 3.0, 4.0]])
@@ -121,13 +139,67 @@ def check(
     >>> check(y * 1.01, x, normalized_shape=4, dtype="float64")
     Traceback (most recent call last):
     ...
-    AssertionError: expected output does not match the reference: 4 / 4 elements mismatched ...
+    AssertionError: expected output does not match the reference (LayerNorm(...) in float64)!
+    ...
     """
+    __tracebackhide__ = True
     options.setdefault("backend", None)
     report = compare(x, op, expected=actual, **options)
     if not report.passed:
-        raise AssertionError("\n".join(c.message() for c in report.failures))
+        raise AssertionError(assertion_message(report, _dtype_of(actual)))
     return report
+
+
+def assertion_message(report: Report, actual_dtype: str | None = None) -> str:
+    """What ``check`` says about a failed report: per failing check a few lines, as
+    ``torch.testing.assert_close`` does."""
+    h = report.header
+    parts = []
+    for c in report.failures:
+        head = f"{c.candidate} {c.quantity} does not match the reference ({h.layer} in {h.dtype})"
+        if c.note:
+            parts.append(f"{head}:\n{c.note}")
+            continue
+        where = _groups(report, c.candidate, c.quantity)
+        lines = [f"{head}!", ""]
+        lines.append(
+            f"Mismatched elements: {c.mismatched} / {c.total} ({100 * c.mismatch_fraction:.1f}%)"
+            + where
+        )
+        lines.append(
+            f"Worst element at index {c.worst_index}: {c.worst_actual:.9g} vs "
+            f"{c.worst_expected:.9g} expected; greatest absolute difference {c.max_abs_err:.3g} "
+            f"(rtol {c.rtol:.3g}, atol up to {c.atol:.3g})"
+        )
+        if c.nan_actual or c.inf_actual:
+            lines.append(f"The candidate has {c.nan_actual} NaN and {c.inf_actual} Inf")
+        parts.append("\n".join(lines))
+    if actual_dtype in _LOWER and _LOWER[actual_dtype] < _LOWER.get(h.dtype, 99):
+        parts.append(
+            f"The output is {actual_dtype} but the check computed in {h.dtype}: if the layer "
+            f'ran in {actual_dtype}, pass dtype="{actual_dtype}".'
+        )
+    return "\n\n".join(parts)
+
+
+# Precision rank of the dtypes a layer may run in (bits of mantissa, roughly).
+_LOWER = {"bfloat16": 0, "float16": 1, "float32": 2, "float64": 3}
+
+
+def _groups(report: Report, candidate: str, quantity: str) -> str:
+    found = report.failing_groups.get((candidate, quantity))
+    if found is None or found.groups <= 1:
+        return ""
+    worst = ", ".join(f"{g} {n}" for g, n in found.worst[:3])
+    more = ", ..." if found.failing > 3 else ""
+    return f" in {found.failing} of {found.groups} groups: {worst}{more}"
+
+
+def _dtype_of(a: object) -> str | None:
+    dtype = getattr(a, "dtype", None)
+    if dtype is None:
+        return None
+    return str(dtype).removeprefix("torch.")
 
 
 def run_suite(
@@ -145,14 +217,17 @@ def run_suite(
     """Run a suite file as ``lncheck run`` does and return its report (``.passed``,
     ``.exit_status``, ``.results``, ``.to_dict()``).
 
-    ``jobs > 1`` runs cases in spawned worker processes: in a script, call it under ``if
+    ``shard=(i, n)`` runs the i-th of n shards, counting from 1 (``(1, 4)`` ... ``(4, 4)``);
+    a shard that ``pattern`` leaves empty runs nothing (a note says so). ``jobs > 1`` runs
+    cases in spawned worker processes, at most one per CPU: in a script, call it under ``if
     __name__ == "__main__":`` (if the workers cannot start, the cases run in this process).
 
     Raises:
-        lncheck.errors.InputError: the suite file or an option is invalid (nothing ran).
+        lncheck.errors.InputError: the suite file or an option is invalid, a shard is not
+            ``1 <= i <= n``, or ``pattern`` matches no case of the suite (nothing ran).
     """
     from lncheck.suite.parse import load_suite
-    from lncheck.suite.run import SuiteOptions, run_cases, select
+    from lncheck.suite.run import SuiteOptions, run_cases, select, selection_note
 
     try:
         options = SuiteOptions(
@@ -164,7 +239,7 @@ def run_suite(
             jobs=jobs,
         )
         cases = select(load_suite(path).cases, shard=shard, pattern=pattern)
-        return run_cases(str(path), cases, options)
+        return run_cases(str(path), cases, options, notes=selection_note(cases, shard))
     except LncheckError as e:
         raise spelled(e, spelling("api")) from None
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lncheck.sources import check_intact
+
 # About 1 MiB of float32 input per block: the float64 scratch then fits in L2 (measured fastest).
 BLOCK_ELEMENTS = 1 << 18
 
@@ -81,10 +83,12 @@ class GroupLayout:
         k = len(self.group_axes)
         m = self.group_size
         if k == 0:
+            check_intact(a)
             yield 0, t.reshape(1, m)
             return
         merged = _merge_leading(t, k)
         for first, stop in self.spans():
+            check_intact(a)  # a memory-mapped file truncated meanwhile: an error, not SIGBUS
             if merged is not None:
                 block = merged[first:stop]
             else:  # group axes that cannot be merged without a copy: gather this block's groups
@@ -110,24 +114,32 @@ class GroupLayout:
     def index(self, group: int, element: int) -> tuple[int, ...]:
         """The input index of element ``element`` of group ``group``."""
         view_index = [0] * len(self.view_shape)
-        if self.group_axes:
-            for axis, i in zip(
-                self.group_axes, np.unravel_index(group, self.group_shape), strict=True
-            ):
-                view_index[axis] = int(i)
-        if self.reduce_axes:
-            for axis, i in zip(
-                self.reduce_axes, np.unravel_index(element, self.reduced_shape), strict=True
-            ):
-                view_index[axis] = int(i)
-        flat = int(np.ravel_multi_index(view_index, self.view_shape)) if view_index else 0
-        return tuple(int(i) for i in np.unravel_index(flat, self.input_shape))
+        for axis, i in zip(self.group_axes, unravel(group, self.group_shape), strict=True):
+            view_index[axis] = i
+        for axis, i in zip(self.reduce_axes, unravel(element, self.reduced_shape), strict=True):
+            view_index[axis] = i
+        return unravel(_ravel(view_index, self.view_shape), self.input_shape)
 
     def group_index(self, group: int) -> tuple[int, ...]:
         """The multi-index of group ``group`` in ``group_shape``."""
-        if not self.group_shape:
-            return ()
-        return tuple(int(i) for i in np.unravel_index(group, self.group_shape))
+        return unravel(group, self.group_shape)
+
+
+# NumPy's ravel_multi_index/unravel_index take at most 32 dims; arrays may have 64.
+def unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The C-order multi-index of ``flat`` in ``shape`` (any number of dims)."""
+    out = []
+    for n in reversed(shape):
+        flat, i = divmod(int(flat), n) if n else (flat, 0)
+        out.append(i)
+    return tuple(reversed(out))
+
+
+def _ravel(index: list[int], shape: tuple[int, ...]) -> int:
+    flat = 0
+    for i, n in zip(index, shape, strict=True):
+        flat = flat * n + i
+    return flat
 
 
 def _merge_leading(t: npt.NDArray[np.generic], k: int) -> npt.NDArray[np.generic] | None:

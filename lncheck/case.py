@@ -11,6 +11,7 @@ import numpy.typing as npt
 from lncheck.dtypes import DTypeName
 from lncheck.ops.spec import NormSpec
 from lncheck.options import Settings
+from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
 Array = npt.NDArray[np.floating]
@@ -23,7 +24,9 @@ class Case:
     Arrays hold exactly the values the backend receives: already rounded to ``dtype`` (bfloat16
     values are stored in float32), so the reference never counts input rounding as the
     backend's error. ``input_dtype`` is the dtype the input had on disk; ``settings`` are the
-    options the case was made from, ``spec`` the layer they describe on this input.
+    options the case was made from, ``spec`` the layer they describe on this input. ``given``
+    are the results the user gave as files or arrays (``--expected``), one per candidate, with
+    quantities checked and laid out as the reference lays them out (``candidates.bundles``).
     """
 
     name: str
@@ -34,7 +37,7 @@ class Case:
     settings: Settings = field(default_factory=Settings)
     weight: Array | None = None
     bias: Array | None = None
-    expected: Array | None = None
+    given: tuple[NormResult, ...] = ()
     running_mean: Array | None = None
     running_var: Array | None = None
     grad_output: Array | None = None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import numpy as np
 import numpy.typing as npt
 
 from lncheck.case import Case
@@ -86,16 +87,29 @@ def units(case: Case, chunk_elements: int | None) -> Units:
         f"({step * math.prod(x.shape[1:])} elements per backend call)"
     )
     return Units(
-        ((start * per_row, _chunk(case, x, how, start, stop)) for start, stop in bounds),
+        ((start * per_row, _chunk(case, x, how, start, stop, per_row)) for start, stop in bounds),
         chunked=True,
         notes=(note,),
     )
 
 
-def _chunk(case: Case, x: npt.NDArray[Any], how: Mode, start: int, stop: int) -> Case:
+def _chunk(case: Case, x: npt.NDArray[Any], how: Mode, start: int, stop: int, per_row: int) -> Case:
     part = x[start:stop]
-    expected = None if case.expected is None else case.expected.reshape(x.shape)[start:stop]
-    return case.with_(x=part, expected=expected, spec=restricted(case.spec, how, part.shape))
+    given = tuple(
+        replace(r, quantities={q: _rows(a, x.shape, start, stop, per_row)
+                               for q, a in r.quantities.items()})
+        for r in case.given
+    )  # fmt: skip
+    return case.with_(x=part, given=given, spec=restricted(case.spec, how, part.shape))
+
+
+def _rows(a: Any, shape: tuple[int, ...], start: int, stop: int, per_row: int) -> npt.NDArray[Any]:
+    """The part of a given quantity that belongs to rows ``start:stop``: input-shaped ones by
+    row, statistics (flat, one per group) by their groups. Nothing else reaches a chunk:
+    gradients and running statistics are never checked in chunks."""
+    if a.ndim == 1 and a.size != math.prod(shape):
+        return np.asarray(a[start * per_row : stop * per_row])
+    return np.asarray(a.reshape(shape)[start:stop])
 
 
 def restricted(spec: NormSpec, how: Mode, shape: tuple[int, ...]) -> NormSpec:

@@ -7,6 +7,7 @@ float64 to float16 or bfloat16; rounding float64 straight to float16 differs in 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -59,6 +60,37 @@ def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName,
     if array_dtype == np.float16:
         return "float16", None
     return "float32", f"input dtype {array_dtype} is not floating: computing in float32"
+
+
+def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]:
+    """``a`` checked to hold real numbers (floating, integer or boolean), in native byte order
+    (torch cannot take big-endian data).
+
+    Raises:
+        InputError: structured, complex, object, string or extended-precision data; the message
+            starts with ``where`` and names ``role``.
+    """
+    from lncheck.errors import InputError
+
+    kind = a.dtype.kind
+    if a.dtype.names is not None:
+        raise InputError(
+            f"{where}: {role} has a structured dtype {a.dtype}; expected plain numbers"
+        )
+    if kind == "c":
+        raise InputError(
+            f"{where}: {role} is complex ({a.dtype}); normalization layers take real numbers"
+        )
+    if kind not in "fiub" or (kind == "f" and a.dtype.itemsize > 8):
+        raise InputError(
+            f"{where}: {role} has dtype {a.dtype}; expected floating or integer numbers"
+        )
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != _NATIVE:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
 
 
 def round_to(x: npt.NDArray[Any], name: DTypeName) -> npt.NDArray[Any]:

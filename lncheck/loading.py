@@ -8,7 +8,6 @@ are input errors naming the option. Nothing here runs a backend.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import dtypes, ops
+from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES, bundles, command, specs
+from lncheck.candidates.callable import resolve
 from lncheck.case import Case
-from lncheck.dtypes import DTypeName
+from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, with_context
 from lncheck.ops.spec import NormSpec
 from lncheck.options import ARRAY_OPTIONS, Settings
 from lncheck.readers import INPUT_NAMES, read_arrays
+from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
 
@@ -37,6 +39,9 @@ def load(
     ``given`` holds arrays already in memory by role (``input``, ``weight``, ...; NumPy arrays,
     nested lists or torch tensors); ``source`` then only names the input in messages. Array
     options in ``settings`` are paths (command line, suites) or arrays (the Python API).
+    ``--expected`` files (and an input file's ``expected``/``expected_<quantity>`` arrays)
+    become the case's ``given`` results; programs and callables are checked to fit the layer
+    (placeholders it can fill, functions that import), to run later.
 
     Raises:
         InputError: a file cannot be read, holds the wrong kind of data, or does not fit the
@@ -70,6 +75,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         main = read_arrays(source, max_bytes=max_bytes)
         found = _pick_named(main.arrays, source)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+    parts = _expected_parts(found, source, settings["expected"] or (), max_bytes)
     where = dict.fromkeys(found, source)
     for role in ARRAY_OPTIONS:
         if role in given:
@@ -77,7 +83,47 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         elif isinstance(settings[role], str):
             path = settings[role]
             found[role], where[role] = _read_single(path, role, max_bytes), path
-    return _build(found, where, settings, input_dtype, tolerance, name)
+    case = _build(found, where, settings, input_dtype, tolerance, name)
+    results = bundles.given(parts, case.spec, case.grad)
+    _check_programs(settings, case, results)
+    return case.with_(given=results)
+
+
+def _expected_parts(
+    found: dict[str, npt.NDArray[Any]],
+    source: str,
+    entries: tuple[specs.Given, ...],
+    max_bytes: int | None,
+) -> list[bundles.Part]:
+    """The ``--expected`` entries read, after the input file's own expected arrays (taken out
+    of ``found``): ``expected`` is the final output, ``expected_<quantity>`` a quantity."""
+    parts = []
+    for key in [k for k in found if k == "expected" or k.startswith(EXPECTED_PREFIX)]:
+        quantity = None if key == "expected" else key.removeprefix(EXPECTED_PREFIX)
+        parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
+    for entry in entries:
+        if isinstance(entry.source, str):
+            arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
+            where = entry.source
+        elif isinstance(entry.source, Mapping):
+            where = "argument 'expected'"
+            arrays = {str(k): _as_numpy(v, f"expected {k!r}") for k, v in entry.source.items()}
+        else:
+            where = "argument 'expected'"
+            arrays = {"input": _as_numpy(entry.source, "expected")}
+        parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where))
+    return parts
+
+
+def _check_programs(settings: Settings, case: Case, results: tuple[NormResult, ...]) -> None:
+    """Programs and callables, checked before anything runs: names unique, every placeholder
+    one the layer can fill, every function importable."""
+    programs, functions = settings["candidate_cmd"] or (), settings["candidate"] or ()
+    specs.names(tuple(specs.Given(r.candidate, None, None) for r in results), programs, functions)
+    for program in programs:
+        command.check(program, case.spec, case.grad)
+    for function in functions:
+        resolve(function)
 
 
 def _as_numpy(a: Any, role: str) -> npt.NDArray[Any]:
@@ -113,7 +159,7 @@ def _build(
 ) -> Case:
     """Check and round the arrays of a case, build the spec, and assemble the ``Case``."""
     source = where["input"]
-    x = _native(_numeric(found.pop("input"), source, "input"))
+    x = real_numbers(found.pop("input"), source, "input")
     dtype: DTypeName | None = settings["dtype"]
     chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
     x = dtypes.round_to(x, chosen)
@@ -124,10 +170,13 @@ def _build(
     except LncheckError as e:
         raise with_context(e, source) from None
     arrays = {
-        role: _as_role(_native(_numeric(value, where[role], role)), role, chosen)
+        role: dtypes.round_to(real_numbers(value, where[role], role), chosen)
         for role, value in found.items()
     }
     _check_shapes(arrays, spec, where)
+    if spec.weight_offset and spec.affine and "weight" not in arrays:
+        # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
+        arrays["weight"] = np.zeros(spec.param_shape, x.dtype)
     upstream = "grad_output" in arrays
     return Case(
         name=name,
@@ -138,7 +187,6 @@ def _build(
         settings=settings,
         weight=arrays.get("weight"),
         bias=arrays.get("bias"),
-        expected=arrays.get("expected"),
         running_mean=arrays.get("running_mean"),
         running_var=arrays.get("running_var"),
         grad_output=arrays.get("grad_output"),
@@ -146,14 +194,6 @@ def _build(
         grad=bool(settings["grad"]) or upstream,
         notes=((note,) if note else ()) + spec.notes,
     )
-
-
-def _as_role(value: npt.NDArray[Any], role: str, dtype: DTypeName) -> npt.NDArray[np.floating]:
-    """Parameters become what the backend's module holds after the cast to the compute dtype;
-    an expected output is a candidate, so it is compared exactly as it was given."""
-    if role != "expected":
-        return dtypes.round_to(value, dtype)
-    return value if value.dtype.kind == "f" else value.astype(np.float64)
 
 
 def _input_key(arrays: Mapping[str, Any]) -> str:
@@ -171,18 +211,27 @@ def _pick_named(arrays: dict[str, npt.NDArray[Any]], path: str) -> dict[str, npt
             f"{path}: has both {inputs[0]!r} and {inputs[1]!r} arrays; "
             "which one is the input is ambiguous"
         )
-    unknown = sorted(set(arrays) - set(INPUT_NAMES) - set(ARRAY_OPTIONS))
+    expected = ["expected", *(EXPECTED_PREFIX + q for q in QUANTITIES)]
+    known = [*INPUT_NAMES, *ARRAY_OPTIONS, *expected]
+    unknown = sorted(set(arrays) - set(known))
     if not inputs and len(arrays) == 1 and unknown:
         inputs = unknown  # a file with one unnamed array is the input
         unknown = []
     if unknown:
+        hint = ""
+        if unknown[0] in QUANTITIES:  # a kernel's result: a candidate, not a parameter
+            hint = (
+                f"; a result to check goes in {option('expected')} FILE, or here as "
+                f"'{EXPECTED_PREFIX}{unknown[0]}'"
+            )
         raise InputError(
             f"{path}: unknown array {unknown[0]!r} "
-            f"(known names: {', '.join(INPUT_NAMES + ARRAY_OPTIONS)})"
+            f"(known names: {', '.join([*INPUT_NAMES, *ARRAY_OPTIONS])}, expected, "
+            f"{EXPECTED_PREFIX}<quantity>{hint})"
         )
     if not inputs:
         raise InputError(f"{path}: no input array (name it 'input' or 'x')")
-    picked = {role: arrays[role] for role in ARRAY_OPTIONS if role in arrays}
+    picked = {role: arrays[role] for role in known if role in arrays and role not in INPUT_NAMES}
     picked["input"] = arrays[inputs[0]]
     return picked
 
@@ -194,31 +243,6 @@ def _read_single(path: str, role: str, max_bytes: int | None) -> npt.NDArray[Any
     if len(loaded) == 1:
         return next(iter(loaded.values()))
     raise InputError(f"{path}: holds {len(loaded)} arrays and none is named {role!r}")
-
-
-def _numeric(a: npt.NDArray[Any], path: str, role: str) -> npt.NDArray[Any]:
-    kind = a.dtype.kind
-    if a.dtype.names is not None:
-        raise InputError(f"{path}: {role} has a structured dtype {a.dtype}; expected plain numbers")
-    if kind == "c":
-        raise InputError(
-            f"{path}: {role} is complex ({a.dtype}); normalization layers take real numbers"
-        )
-    if kind not in "fiub" or (kind == "f" and a.dtype.itemsize > 8):
-        raise InputError(
-            f"{path}: {role} has dtype {a.dtype}; expected floating or integer numbers"
-        )
-    return a
-
-
-def _native(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """``a`` in native byte order (torch cannot take big-endian data)."""
-    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != _NATIVE:
-        return a.astype(a.dtype.newbyteorder("="))
-    return a
-
-
-_NATIVE = "<" if sys.byteorder == "little" else ">"
 
 
 def _default_dtype(x: npt.NDArray[Any], input_dtype: str) -> tuple[DTypeName, str | None]:
@@ -233,7 +257,6 @@ def _check_shapes(
     expect = {
         "weight": spec.param_shape,
         "bias": spec.param_shape,
-        "expected": spec.input_shape,
         "running_mean": spec.stats_shape,
         "running_var": spec.stats_shape,
         "grad_output": spec.input_shape,

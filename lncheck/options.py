@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lncheck.candidates.specs import callables, commands, expected_entries, positive_seconds
 from lncheck.errors import InputError, LncheckError, option, spelled
 
 Surface = Literal["cli", "suite", "api"]
@@ -34,9 +35,10 @@ class Option:
     """One option: its name, how a value is checked, its default, its help and its spellings.
 
     ``kind`` says how the command line takes it (``int``, ``float``, ``ints``, ``flag``,
-    ``choice``, ``text``, ``array``); ``parse(value, name)`` checks a value from any surface and
-    returns the canonical one, raising ``InputError`` that names the option. ``default`` is what
-    an unset option means where no op says otherwise (``None``: the op's or backend's default).
+    ``choice``, ``text``, ``array``, ``texts``: repeatable); ``parse(value, name)`` checks a
+    value from any surface and returns the canonical one, raising ``InputError`` that names the
+    option. ``default`` is what an unset option means where no op says otherwise (``None``: the
+    op's or backend's default).
     ``per_op`` options are read only by the ops that declare them; the others apply to every op.
     """
 
@@ -222,6 +224,7 @@ def _tolerance_modes() -> tuple[str, ...]:
 
 LAYER = "Layer"
 FILES = "Parameters and statistics"
+CANDIDATES = "Candidates"
 RUN = "Run"
 TOLERANCES = "Tolerances"
 
@@ -268,15 +271,36 @@ OPTIONS_LIST: tuple[Option, ...] = (
     Option("activation", "text", text,
            "Applied after the norm and checked too: relu, leaky_relu[=SLOPE], prelu[=INIT], "
            "gelu[=tanh], silu.", LAYER),
+    Option("weight_offset", "float", number,
+           "Scale by (weight + OFFSET): 1 for zero-centred weights (Gemma, TransformerEngine's "
+           "zero_centered_gamma); the default weight is then zeros. torch has no such module: "
+           "the backend runs the layer without weight and multiplies by (OFFSET + w) in float32, "
+           "casting once.", default=0.0, default_text="0", **_PER_OP),
     Option("weight", "array", array, "Weight (gamma) file; default ones.", FILES),
     Option("bias", "array", array, "Bias (beta) file; default zeros.", FILES),
     Option("running_mean", "array", array,
            "Running mean file (batch_norm, instance_norm); default zeros.", FILES),
     Option("running_var", "array", array, "Running variance file; default ones.", FILES),
-    Option("expected", "array", array,
-           "An output made elsewhere, checked as one more candidate.", FILES),
     Option("grad_output", "array", array,
            "Upstream gradient for --grad; default seeded random normal.", FILES),
+    Option("expected", "texts", expected_entries,
+           "Results made elsewhere, checked as a candidate: FILE (the final output, or a bundle "
+           ".npz/.pt/.json of quantities), NAME=FILE, QUANTITY=FILE or NAME.QUANTITY=FILE; "
+           "repeatable.", CANDIDATES, metavar="[NAME=]FILE"),
+    Option("candidate_cmd", "texts", commands,
+           "A program checked as a candidate, run per case without a shell: [NAME=]TEMPLATE "
+           "with {input}, {output}, {weight}, {eps}, ...; repeatable.", CANDIDATES,
+           metavar="[NAME=]TEMPLATE"),
+    Option("candidate", "texts", callables,
+           "A Python function checked as a candidate: [NAME=]module.path:function or "
+           "file.py:function, called with torch tensors; repeatable.", CANDIDATES,
+           aliases=("candidates",), metavar="[NAME=]MODULE:FUNCTION"),
+    Option("candidate_timeout", "float", positive_seconds,
+           "Seconds a --candidate-cmd program may run before it is stopped (a failed check).",
+           CANDIDATES, default=60.0, default_text="60"),
+    Option("repeat", "int", positive,
+           "Run every candidate N times; a run that differs bitwise from the first fails it.",
+           CANDIDATES, default=1, default_text="1"),
     Option("dtype", "choice", one_of(_dtype_names),
            "Dtype torch computes in; default the input's floating dtype.", RUN,
            choices=_dtype_names),

@@ -1,16 +1,20 @@
 """The case pipeline: the only place that enumerates a case's candidates and checks one case.
 
 ``candidates`` yields everything under test: the backend's paths on the case's device (named
-``path@device`` unless it is the CPU), on ``vs_device``, then the outputs given by the user.
-``check_case`` runs the reference once, compares every candidate with it, unit by unit (see
-``chunks``), and collects a ``Report``. ``compare``, ``run``, ``baseline`` and every later
-command go through here.
+``path@device`` unless it is the CPU), on ``vs_device``, then the user's candidates: results
+given as files (``--expected``), programs (``--candidate-cmd``) and Python callables
+(``--candidate``), each run ``--repeat`` times (``lncheck.candidates``). ``check_case`` runs
+the reference once, compares every candidate with it, unit by unit (see ``chunks``), and
+collects a ``Report``. ``compare``, ``run``, ``baseline`` and every later command go through
+here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,11 +22,17 @@ import numpy.typing as npt
 from lncheck import gradients, ops, reference
 from lncheck.backends import Backend, check_devices, usable
 from lncheck.blocks import GroupLayout
+from lncheck.candidates import CandidateFailed, bundles, command, repeat
+from lncheck.candidates.callable import resolve
+from lncheck.candidates.specs import EXPECTED as EXPECTED  # an unnamed --expected's candidate
 from lncheck.case import Case
 from lncheck.chunks import CHUNK_ELEMENTS, release_pages, units
-from lncheck.compare_blocks import PARAMETER_GRADIENTS, BlockComparer, Clock, reduced_over
-from lncheck.comparison import Comparison
+from lncheck.compare_blocks import PARAMETER_GRADIENTS, Clock, reduced_over
+from lncheck.comparison import Comparison, not_made
 from lncheck.drift import BaselineCheck, drift_checks
+from lncheck.errors import LncheckError, spell
+from lncheck.group_failures import SHOWN, GroupCounting
+from lncheck.options import spelling
 from lncheck.report import Header, Report
 from lncheck.result import ELEMENTWISE, NormResult, as_array
 from lncheck.stats_table import StatsCollector
@@ -30,23 +40,106 @@ from lncheck.stats_table import StatsCollector
 SMALL_TENSOR = 64  # up to this many elements, the tensors themselves are shown
 STATISTICS = ("mean", "var", "rstd")
 RUNNING = ("running_mean", "running_var")
-EXPECTED = "expected"  # the candidate name of an output given with --expected
 DEFAULT = "case"  # the backend the case's settings name
+Produced = NormResult | Comparison
 
 
-def candidates(case: Case, backend: Backend | None, *, files: bool = True) -> Iterator[NormResult]:
+@overload
+def candidates(
+    case: Case, backend: Backend | None, *, files: Literal[False]
+) -> Iterator[NormResult]: ...
+
+
+@overload
+def candidates(
+    case: Case, backend: Backend | None, *, files: bool = True
+) -> Iterator[Produced]: ...
+
+
+def candidates(case: Case, backend: Backend | None, *, files: bool = True) -> Iterator[Produced]:
     """Every implementation under test, one at a time: the backend on the case's device (names
-    get ``@device`` unless it is the CPU), on ``vs_device``, then (with ``files``) any expected
-    output."""
+    get ``@device`` unless it is the CPU), on ``vs_device``, then (with ``files``) the user's
+    candidates: results given as files, programs and callables.
+
+    With ``files``, every candidate that runs runs ``--repeat`` times and is followed by its
+    checks against its first run (``Comparison`` of kind ``repeat``); a program or callable
+    that fails yields a failed ``Comparison`` instead of a result. ``files=False`` yields the
+    backend's results only, one run each (what a baseline records).
+    """
+    times = int(case.settings["repeat"]) if files else 1
     runs = [(case.device, "" if case.device == "cpu" else f"@{case.device}", "device")]
     if case.vs_device is not None:
         runs.append((case.vs_device, f"@{case.vs_device}", "vs_device"))
     if backend is not None:
         for device, suffix, option_name in runs:
-            for result in backend.run(case, device, option_name):
-                yield replace(result, candidate=result.candidate + suffix) if suffix else result
-    if files and case.expected is not None:
-        yield NormResult(EXPECTED, {"output": case.expected})
+            run = partial(_backend_run, backend, case, device, option_name, suffix)
+            yield from _repeated(run, times)
+    if not files:
+        return
+    yield from case.given
+    timeout = float(case.settings["candidate_timeout"])
+    for program in case.settings["candidate_cmd"] or ():
+        produce = partial(command.run, program, case, timeout)
+        yield from _repeated(partial(_once, case, program.name, produce), times)
+    functions = case.settings["candidate"] or ()
+    caller = usable(case.backend) if functions else None
+    for target in functions:
+        fn = resolve(target)
+        produce = partial(caller.call, case, fn, case.device)  # type: ignore[union-attr]
+        yield from _repeated(partial(_once, case, target.name, produce), times)
+
+
+def user_candidates(case: Case) -> set[str]:
+    """The names of the user's candidates: given results, programs and callables."""
+    programs, functions = case.settings["candidate_cmd"] or (), case.settings["candidate"] or ()
+    return {r.candidate for r in case.given} | {c.name for c in (*programs, *functions)}
+
+
+def _backend_run(
+    backend: Backend, case: Case, device: str, option_name: str, suffix: str
+) -> Iterator[NormResult]:
+    for result in backend.run(case, device, option_name):
+        yield replace(result, candidate=result.candidate + suffix) if suffix else result
+
+
+def _once(case: Case, name: str, produce: Callable[[], dict[str, Any]]) -> Iterator[Produced]:
+    """One run of a program or callable: its result, or a failed check that says why. (An
+    ``LncheckError`` while preparing the run, such as a device that does not exist, is the
+    user's input error and propagates.)"""
+    final = bundles.final_quantity(case.spec)
+    try:
+        arrays = produce()
+    except CandidateFailed as e:
+        note = str(e)
+    else:
+        try:
+            found = bundles.members(arrays, None, case.spec)
+            yield NormResult(name, bundles.checked(found, case.spec, case.grad, "its result"))
+            return
+        except LncheckError as e:  # a result that does not fit the layer: the candidate's fault
+            note = e.raw
+    words = spelling(case.settings.surface, case.settings.words)
+    yield not_made(name, final, int(case.x.size), spell(note, words))
+
+
+def _repeated(make: Callable[[], Iterator[Produced]], times: int) -> Iterator[Produced]:
+    """The results of ``make()``, each followed, when ``times > 1``, by its checks against
+    ``times - 1`` more runs (made in step, so that two results are alive at a time)."""
+    first_run, others = make(), [make() for _ in range(times - 1)]
+    for first in first_run:
+        if isinstance(first, Comparison) or not others:
+            yield first
+            continue
+        runs = repeat.Runs(first, times)
+        for number, again in enumerate(others, start=2):
+            result = next(again, None)
+            if isinstance(result, NormResult):
+                runs.add(number, result)
+            else:
+                runs.fail(number, "no result" if result is None else str(result.note))
+            del result
+        yield first
+        yield from runs.checks()
 
 
 def backend_for(case: Case, backend: str | None = DEFAULT) -> Backend | None:
@@ -84,6 +177,7 @@ def check_case(
     baseline: BaselineCheck | None = None,
     timings: dict[str, float] | None = None,
     chunk_elements: int | None = CHUNK_ELEMENTS,
+    failing_groups: int | None = SHOWN,
 ) -> Report:
     """Compare every candidate for ``case`` with the reference and return the report.
 
@@ -91,7 +185,8 @@ def check_case(
     element) map of each element-wise error, for plots; ``baseline`` adds a check of each
     backend result against its recorded value; ``timings`` collects seconds per stage
     (reference, backend, compare); ``chunk_elements=None`` (or the case's ``chunks=False``)
-    never splits the input.
+    never splits the input; ``failing_groups`` is how many of a failing check's groups the
+    report lists, most mismatches first (``None``: every one).
 
     A baseline compares whole tensors, so a case checked against one is not split (the header
     says so).
@@ -106,15 +201,25 @@ def check_case(
         **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
         **dict.fromkeys(PARAMETER_GRADIENTS, GroupLayout(p.param_shape, p.param_shape, ())),
     }
-    comparer = BlockComparer(case, layouts, heatmaps, clock)
-    stats = StatsCollector(layouts["var"], implementation.LABEL if implementation else "")
+    comparer = GroupCounting(case, layouts, heatmaps, clock, failing_groups)
+    label = implementation.LABEL if implementation else ""
+    stats = StatsCollector(layouts["var"], label, centred=p.center and p.statistics)
     small: dict[str, npt.NDArray[np.floating]] = {}
     extra: list[Comparison] = []
-    split = chunk_elements if case.settings["chunks"] and baseline is None else None
+    missing: dict[tuple[str, str], Comparison] = {}
+    users = user_candidates(case)
+    running = bool(case.settings["candidate_cmd"] or case.settings["candidate"])
+    whole = baseline is not None or running or case.settings["repeat"] > 1
+    split = chunk_elements if case.settings["chunks"] and not whole else None
     parts = units(case, split)
     notes = parts.notes
-    if baseline is not None and units(case, chunk_elements).chunked:
-        notes += ("not checked in chunks: a baseline compares whole tensors",)
+    if whole and units(case, chunk_elements).chunked:
+        why = (
+            "a baseline compares whole tensors"
+            if baseline is not None
+            else "programs, callables and --repeat run on the whole input"
+        )
+        notes += (f"not checked in chunks: {why}",)
     previous: npt.NDArray[np.generic] | None = None
     for offset, unit in parts.parts:
         if parts.chunked and previous is not None:
@@ -136,25 +241,35 @@ def check_case(
         # The whole tensor: one candidate at a time, so that one output is alive at a time.
         batches = [list(produced)] if parts.chunked else ([r] for r in produced)
         for batch in batches:
-            comparer.feed(offset, reference.layout_of(unit.spec), ref, batch)
-            for result in batch:
+            extra += [c for c in batch if isinstance(c, Comparison)]
+            results = [r for r in batch if isinstance(r, NormResult)]
+            comparer.feed(offset, reference.layout_of(unit.spec), ref, results)
+            for result in results:
                 stats.add(offset, ref, result)
-                if baseline is not None and result.candidate != EXPECTED:
+                if baseline is not None and result.candidate not in users:
                     extra += drift_checks(result, baseline, layouts)
-                # Small tensors show the first backend path and any expected output.
-                wanted = len(small) == 2 or result.candidate == EXPECTED
+                for quantity in result.quantities:  # never silently left out
+                    if quantity not in ref.quantities:
+                        missing[(result.candidate, quantity)] = not_made(
+                            result.candidate, quantity, 0,
+                            f"the reference computes no {quantity} for {case.spec.description}",
+                        )  # fmt: skip
+                # Small tensors show the first backend path and the user's candidates.
+                wanted = len(small) == 2 or result.candidate in users
                 if small and "output" in result.quantities and wanted:
                     small[result.candidate] = as_array(result.quantities["output"])
+        stats.add_reference(offset, ref, unit)  # when no candidate had statistics of its own
     if previous is not None:
         release_pages(previous, case.x)
-    checks = comparer.results() + extra
+    checks = comparer.results() + extra + list(missing.values())
     return Report(
         _header(case, notes),
         tuple(checks),
         stats.table(),
         small,
         strict_baseline=baseline is not None and baseline.strict,
-        names=_display_names(implementation, [c.candidate for c in checks] + list(small)),
+        failing_groups=comparer.failures(),
+        names=_display_names(implementation, [c.candidate for c in checks] + list(small), users),
     )
 
 
@@ -169,6 +284,8 @@ def _header(case: Case, notes: tuple[str, ...]) -> Header:
         dtype=case.dtype,
         groups=p.groups,
         group_size=p.group_size,
+        group_shape=p.group_shape,
+        window=p.window,
         params=p.params,
         tolerance=case.tolerance.describe(case.dtype, reduced_over(p, "output")),
         device=case.device,
@@ -176,13 +293,13 @@ def _header(case: Case, notes: tuple[str, ...]) -> Header:
     )
 
 
-def _display_names(backend: Backend | None, names: list[str]) -> dict[str, str]:
+def _display_names(backend: Backend | None, names: list[str], users: set[str]) -> dict[str, str]:
     if backend is None:
         return {}
-    return {name: backend.short_name(name) for name in names if name != EXPECTED}
+    return {name: backend.short_name(name) for name in names if name not in users}
 
 
-def _timed(results: Iterator[NormResult], clock: Clock) -> Iterator[NormResult]:
+def _timed(results: Iterator[Produced], clock: Clock) -> Iterator[Produced]:
     """The candidates, with the time spent producing them counted as the backend's."""
     while True:
         with clock("backend"):

@@ -10,22 +10,25 @@ read, so that loading never imports a backend.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import math
 import os
-import sys
-import tokenize
+import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from lncheck import dtypes
+from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES
 from lncheck.errors import InputError, LncheckError, option, with_context
+from lncheck.sources import CHUNK, PREFIX_CHECKS, Source, read_capped, read_stdin, size_of
 
 STDIN = "-"
 INPUT_NAMES = ("input", "x")
@@ -61,7 +64,7 @@ def read_arrays(path: str, *, max_bytes: int | None = None) -> Loaded:
         raise InputError("no input file given (an empty path)")
     try:
         if path == STDIN:
-            return _from_json(sys.stdin.buffer.read(), limit)
+            return _from_json(read_stdin(limit), limit)
         p = Path(path)
         if not p.exists():
             raise InputError("no such file")
@@ -73,19 +76,37 @@ def read_arrays(path: str, *, max_bytes: int | None = None) -> Loaded:
                 f"unknown file type {suffix or '(no suffix)'!r}; "
                 f"expected one of {', '.join(READERS)}"
             )
-        return _reader(READERS[suffix])(p, limit)
+        source: Source = p
+        if not stat.S_ISREG(p.stat().st_mode):
+            # a pipe, a device, a process substitution: nothing to map or seek; never read
+            # past the limit (a device may never end)
+            with p.open("rb") as f:
+                source = io.BytesIO(read_capped(f, limit, PREFIX_CHECKS.get(suffix)))
+        return _reader(READERS[suffix])(source, limit)
     except LncheckError as e:
         raise with_context(e, path) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError, MemoryError) as e:
+    except (OSError, ValueError, EOFError, RecursionError, MemoryError) as e:
         raise InputError(f"{path}: cannot read: {_reason(e)}") from None
 
 
-def _reader(where: str | Callable[[Path, int], Loaded]) -> Callable[[Path, int], Loaded]:
+@contextmanager
+def parsing(what: str) -> Iterator[None]:
+    """Any error a parsing library (NumPy's header reader, zipfile, zlib) raises on a file's
+    bytes means the file is malformed: an input error, whatever its type."""
+    try:
+        yield
+    except LncheckError:
+        raise
+    except Exception as e:
+        raise InputError(f"{what} ({_reason(e)})") from None
+
+
+def _reader(where: str | Callable[[Source, int], Loaded]) -> Callable[[Source, int], Loaded]:
     """A reader, importing it first where the registry names it as ``module:function``."""
     if callable(where):
         return where
     module, _, name = where.partition(":")
-    found: Callable[[Path, int], Loaded] = getattr(importlib.import_module(module), name)
+    found: Callable[[Source, int], Loaded] = getattr(importlib.import_module(module), name)
     return found
 
 
@@ -94,31 +115,55 @@ def over_limit(size: int, limit: int) -> InputError:
 
 
 def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # some parsers' errors carry (message, position) pairs: the message is what helps
+    first = e.args[0] if len(e.args) > 1 and isinstance(e.args[0], str) else str(e)
+    text = first.strip().splitlines()[0] if first.strip() else type(e).__name__
     return text[:200]
 
 
 # --- readers -----------------------------------------------------------------------------
 
 
-def _from_npy(path: Path, limit: int) -> Loaded:
-    with path.open("rb") as f:
-        shape, _, dtype = _read_npy_header(f)
+def _from_npy(source: Source, limit: int) -> Loaded:
+    with _opened(source) as f:
+        shape, fortran, dtype = _read_npy_header(f)
         offset = f.tell()
-    _check_declared(shape, dtype, limit, path.stat().st_size - offset)
+    _check_declared(shape, dtype, limit, size_of(source) - offset)
     if dtype.hasobject:
         raise InputError("holds Python objects (a pickle); refusing to load it")
+    order: Literal["F", "C"] = "F" if fortran else "C"
     if math.prod(shape) == 0:
-        array = np.zeros(shape, dtype)
+        array: npt.NDArray[Any] = np.zeros(shape, dtype)
+    elif isinstance(source, io.BytesIO):
+        count = math.prod(shape)
+        data = np.frombuffer(source.getbuffer(), dtype=dtype, count=count, offset=offset)
+        array = data.reshape(shape, order=order)
     else:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        # mapped, not read: a large input costs no memory until a block of it is used (and
+        # each block checks that the file is still whole, see ``check_intact``)
+        array = np.memmap(source, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
     return Loaded({"input": array}, {"input": dtype.name})
 
 
+@contextmanager
+def _opened(source: Source) -> Iterator[IO[bytes]]:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+        yield source
+    else:
+        with source.open("rb") as f:
+            yield f
+
+
+MAX_DIMS = 64  # NumPy's limit
+
+
 def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """The header of a ``.npy`` stream: every error of NumPy's parser is an input error, and
+    the shape is held to stricter rules than NumPy's (no booleans, no negative dimensions)."""
     from numpy.lib import format as npy
 
-    try:
+    with parsing("not a valid .npy file"):
         version = npy.read_magic(f)
         if version == (1, 0):
             shape, fortran, dtype = npy.read_array_header_1_0(f, max_header_size=1 << 16)
@@ -126,21 +171,29 @@ def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
             shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=1 << 16)
         else:
             raise InputError(f"unsupported .npy format version {version}")
-    # numpy's header parser tokenizes the header: a mangled one can raise TokenError
-    except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as e:
-        raise InputError(f"not a valid .npy file ({_reason(e)})") from None
-    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
+        dtype = np.dtype(dtype)
+    if not isinstance(shape, tuple) or len(shape) > MAX_DIMS:
+        raise InputError(f"not a valid .npy file (its header's shape {shape!r} has too many dims)")
+    for n in shape:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InputError(
+                f"not a valid .npy file (its header's shape {shape!r} has a dimension {n!r} "
+                "that is not a count)"
+            )
+    return tuple(shape), bool(fortran), dtype
 
 
 def _check_declared(
     shape: tuple[int, ...], dtype: np.dtype[Any], limit: int, available: int
 ) -> None:
-    nbytes = math.prod(shape) * dtype.itemsize
+    # Zero-length dims make an array of no bytes, whatever the others say: bound those too.
+    nbytes = math.prod(max(n, 1) for n in shape) * dtype.itemsize
     if nbytes > limit:
         raise InputError(
             f"declares shape {shape} of {dtype} ({nbytes} bytes), "
             f"over the {option('max_bytes')} limit {limit}"
         )
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > available:
         raise InputError(
             f"is truncated: its header declares shape {shape} of {dtype} ({nbytes} bytes) "
@@ -148,29 +201,44 @@ def _check_declared(
         )
 
 
-def read_npz(path: Path, select: Callable[[str], bool], *, max_bytes: int | None = None) -> Loaded:
+def read_npz(
+    path: Path,
+    select: Callable[[str], bool],
+    *,
+    max_bytes: int | None = None,
+    verify_all: bool = False,
+) -> Loaded:
     """The arrays of an ``.npz`` file whose names ``select`` accepts (checked as ``read_arrays``).
+    ``verify_all`` reads the other members too, to their end, so that every member's CRC is
+    checked.
 
     Raises:
         InputError: as ``read_arrays``.
     """
     limit = default_max_bytes() if max_bytes is None else max_bytes
     try:
-        return _from_npz(path, limit, select)
+        return _from_npz(path, limit, select, verify_all)
     except LncheckError as e:
         raise with_context(e, str(path)) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise InputError(f"{path}: cannot read: {_reason(e)}") from None
 
 
-def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = None) -> Loaded:
-    if not zipfile.is_zipfile(path):
+def _from_npz(
+    source: Source,
+    limit: int,
+    select: Callable[[str], bool] | None = None,
+    verify_all: bool = True,
+) -> Loaded:
+    if not zipfile.is_zipfile(source):
         raise InputError("is not a valid .npz file (not a zip archive)")
     arrays: dict[str, npt.NDArray[Any]] = {}
     names: dict[str, str] = {}
     seen: set[str] = set()
-    with zipfile.ZipFile(path) as archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
+    # zipfile and zlib raise many types on a damaged archive (a bad CRC, a flipped byte in a
+    # deflated member, an encrypted or unknown method, an empty member name): all mean the same
+    with parsing("is not a valid .npz file"), zipfile.ZipFile(source) as archive:
+        members = [m for m in archive.infolist() if not m.filename.endswith("/")]
         declared = sum(m.file_size for m in members)
         if declared > limit:
             raise InputError(
@@ -184,10 +252,15 @@ def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = Non
             if name in seen:
                 raise InputError(f"holds two arrays named {name!r}; which one is meant?")
             seen.add(name)
-            if select is not None and not select(name):
-                continue
             with archive.open(member) as f:
-                shape, fortran, dtype = _read_npy_header(f)
+                if select is not None and not select(name):
+                    if verify_all:
+                        _read_to_end(f)
+                    continue
+                try:
+                    shape, fortran, dtype = _read_npy_header(f)
+                except InputError as e:
+                    raise InputError(f"member {member.filename!r}: {e.raw}") from None
                 header = f.tell()
                 if dtype.hasobject:
                     raise InputError(
@@ -196,10 +269,18 @@ def _from_npz(path: Path, limit: int, select: Callable[[str], bool] | None = Non
                 _check_declared(shape, dtype, limit, member.file_size - header)
                 count = math.prod(shape)
                 data = f.read(count * dtype.itemsize)
+                # zipfile checks a member's CRC only once it is read to its end: bytes after
+                # the array (which NumPy ignores) must not hide a change
+                _read_to_end(f)
             flat = np.frombuffer(data, dtype=dtype, count=count)
             arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
             names[name] = dtype.name
     return Loaded(arrays, names)
+
+
+def _read_to_end(f: IO[bytes]) -> None:
+    while f.read(CHUNK):
+        pass
 
 
 def _from_json(raw: bytes, limit: int) -> Loaded:
@@ -251,22 +332,24 @@ def _parse_int(text: str) -> float:
 
 
 def _from_json_object(doc: dict[str, Any]) -> Loaded:
-    known = {"data", "dtype", *INPUT_NAMES, *ARRAY_NAMES}
+    # a candidate's quantities: a bundle of its own (no input), or an input's expected_<name>
+    results = [*QUANTITIES, *(EXPECTED_PREFIX + q for q in QUANTITIES)]
+    known = {"data", "dtype", *INPUT_NAMES, *ARRAY_NAMES, *results}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise InputError(
             f"unknown key {unknown[0]!r} in JSON object (known: {', '.join(sorted(known))})"
         )
     given = [k for k in ("data", *INPUT_NAMES) if k in doc]
-    if not given:
+    if not given and not set(doc) & set(results):
         raise InputError('JSON object has no "data" array')
     if len(given) > 1:
         raise InputError(f"JSON object has both {given[0]!r} and {given[1]!r}; give one input")
     dtype = doc.get("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in dtypes.DTYPE_NAMES:
         raise InputError(f'"dtype" must be one of {", ".join(dtypes.DTYPE_NAMES)}, got {dtype!r}')
-    arrays = {"input": _json_array(doc[given[0]], given[0])}
-    for name in ARRAY_NAMES:
+    arrays = {"input": _json_array(doc[given[0]], given[0])} if given else {}
+    for name in (*ARRAY_NAMES, *results):
         if name in doc:
             arrays[name] = _json_array(doc[name], name)
     return Loaded(arrays, {name: dtype for name in arrays})
@@ -307,14 +390,15 @@ def _json_kind(value: Any) -> str:
     return "an object"
 
 
-def _from_json_file(path: Path, limit: int) -> Loaded:
-    if path.stat().st_size > limit:
-        raise over_limit(path.stat().st_size, limit)
-    return _from_json(path.read_bytes(), limit)
+def _from_json_file(source: Source, limit: int) -> Loaded:
+    if size_of(source) > limit:
+        raise over_limit(size_of(source), limit)
+    with _opened(source) as f:
+        return _from_json(f.read(), limit)
 
 
 # Suffix -> reader; a string names a reader in a backend, imported only when such a file is read.
-READERS: dict[str, str | Callable[[Path, int], Loaded]] = {
+READERS: dict[str, str | Callable[[Source, int], Loaded]] = {
     ".npy": _from_npy,
     ".npz": _from_npz,
     ".json": _from_json_file,

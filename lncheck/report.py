@@ -40,10 +40,29 @@ class StatRow:
 class StatsTable:
     """The groups worth showing (the first few and the worst), and how many were left out."""
 
-    candidate: str
+    candidate: str  # "" when no candidate returns statistics: the reference's alone
     rows: tuple[StatRow, ...]
     omitted: int
     label: str = "candidate"  # how the candidate's side is headed, e.g. "torch"
+    # mean and variance (LayerNorm, ...), or the mean square in ``var`` (RMSNorm, LRN)
+    centred: bool = True
+
+
+@dataclass(frozen=True)
+class GroupFailures:
+    """The failing groups of one check: how many fail (of ``groups`` of ``group_size``
+    elements), and the worst ones (all with ``--all-groups``) as ``(group index, mismatched
+    elements)``, most mismatches first."""
+
+    failing: int
+    groups: int
+    group_size: int
+    worst: tuple[tuple[tuple[int, ...], int], ...]
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``worst`` lists every failing group."""
+        return len(self.worst) == self.failing
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,8 @@ class Header:
     tolerance: str
     device: str = "cpu"
     notes: tuple[str, ...] = ()
+    group_shape: tuple[int, ...] = ()  # how groups are indexed in the tables (and plots)
+    window: int | None = None  # values each element is reduced over, if not its group (LRN)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class Report:
     small: Mapping[str, npt.NDArray[np.floating]] = field(default_factory=dict)
     strict_baseline: bool = False
     names: Mapping[str, str] = field(default_factory=dict)  # candidate -> its display name
+    # (candidate, quantity) -> where that check fails, group by group
+    failing_groups: Mapping[tuple[str, str], GroupFailures] = field(default_factory=dict)
 
     def name(self, candidate: str) -> str:
         """How tables show a candidate (the backend's short name, e.g. ``F.layer_norm``)."""
@@ -85,11 +108,12 @@ class Report:
 
     @property
     def failures(self) -> tuple[Comparison, ...]:
-        """Failed checks that count: against the reference, and against a baseline if strict."""
+        """Failed checks that count: against the reference or a candidate's first run
+        (``--repeat``), and against a baseline if strict."""
         return tuple(
             c
             for c in self.checks
-            if not c.passed and (c.kind == "reference" or self.strict_baseline)
+            if not c.passed and (c.kind != "baseline" or self.strict_baseline)
         )
 
     def worst_failure(self) -> Comparison | None:
@@ -112,7 +136,10 @@ class Report:
         return report_document(self)
 
 
-CaseStatus = str  # "pass", "fail", "skip", "xfail", "xpass" or "error"
+# "pass", "fail", "drift" (passed, but differs from the baseline, or was not compared with it),
+# "skip", "xfail", "xpass" or "error"
+CaseStatus = str
+STATUSES = ("pass", "fail", "drift", "skip", "xfail", "xpass", "error")
 
 
 @dataclass(frozen=True)
@@ -127,7 +154,7 @@ class CaseResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("pass", "skip", "xfail")
+        return self.status in ("pass", "drift", "skip", "xfail")
 
     def worst(self) -> Comparison | None:
         """The check that used the most of its tolerance (a failing one first)."""
@@ -156,7 +183,7 @@ class SuiteReport:
         return ExitStatus.OK if self.passed else ExitStatus.CHECK_FAILED
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(("pass", "fail", "skip", "xfail", "xpass", "error"), 0)
+        out = dict.fromkeys(STATUSES, 0)
         for r in self.results:
             out[r.status] += 1
         return out

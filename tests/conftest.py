@@ -26,6 +26,24 @@ def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def junit_is_well_formed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every JUnit document a test writes is parsed: a control character in a message must
+    never make it malformed XML."""
+    import xml.etree.ElementTree as ET
+
+    from lncheck.render import junit
+
+    real = junit.render
+
+    def checked(report: Any) -> str:
+        document = real(report)
+        ET.fromstring(document.encode("utf-8"))
+        return document
+
+    monkeypatch.setattr(junit, "render", checked)
+
+
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[..., Path]:
     """``write("x.npy", array)`` / ``write("x.json", obj)`` / ``write("x.npz", input=a, ...)``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,20 @@ def test_api_report_equals_cli_json() -> None:
     assert api == cli
 
 
-def test_check_raises_with_the_cli_message() -> None:
+def test_check_raises_a_short_message_with_the_cli_figures() -> None:
     x = np.load(EXAMPLES / "tokens.npy")
     bad = np.load(EXAMPLES / "unbiased_kernel_output.npy")
     with pytest.raises(AssertionError) as info:
         lncheck.check(bad, x, normalized_shape=4)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "expected output does not match the reference (LayerNorm(normalized_shape=(4,), "
+        "eps=1e-05, elementwise_affine=True, bias=True) in float32)!",
+        "",
+        "Mismatched elements: 24 / 24 (100.0%) in 6 of 6 groups: (0, 0) 4, (0, 1) 4, (0, 2) 4, ...",
+        "Worst element at index (0, 1, 0): -1.41705251 vs -1.63626852 expected; greatest absolute "
+        "difference 0.226 (rtol 2.03e-07, atol up to 1.26e-06)",
+    ]
     cli = invoke(
         "compare",
         str(EXAMPLES / "tokens.npy"),
@@ -40,9 +50,49 @@ def test_check_raises_with_the_cli_message() -> None:
         "--expected",
         str(EXAMPLES / "unbiased_kernel_output.npy"),
     )
-    assert str(info.value) in cli.stdout
+    # the same figures as the command line's failing row
+    assert "24 / 24 elements mismatched" in cli.stdout
+    assert "-1.41705251 vs -1.63626852" in cli.stdout
     good = lncheck.compare(x, normalized_shape=4)
     assert lncheck.check(np.asarray(good.small["torch.nn.LayerNorm"]), x, normalized_shape=4).passed
+
+
+def test_check_says_a_lower_precision_output_needs_its_dtype() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.nn.functional.layer_norm(x.bfloat16(), (8,))
+    with pytest.raises(AssertionError) as info:
+        lncheck.check(y, x, normalized_shape=8)
+    assert str(info.value).endswith(
+        "The output is bfloat16 but the check computed in float32: if the layer ran in "
+        'bfloat16, pass dtype="bfloat16".'
+    )
+    assert lncheck.check(y, x, normalized_shape=8, dtype="bfloat16").passed  # the hint works
+    with pytest.raises(AssertionError) as same:  # a float32 output: no such hint
+        lncheck.check(y.float() * 1.1, x, normalized_shape=8)
+    assert "pass dtype=" not in str(same.value)
+
+
+def test_a_failing_check_in_pytest_shows_the_callers_line_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    test = tmp_path / "test_kernel.py"
+    test.write_text(
+        "import numpy as np, lncheck\n"
+        "def test_it():\n"
+        "    x = np.arange(8.0).reshape(2, 4)\n"
+        "    lncheck.check(x, x, normalized_shape=4)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    failure = done.stdout[done.stdout.index("test_it ___") : done.stdout.index("short test")]
+    assert "lncheck.check(x, x, normalized_shape=4)" in failure
+    assert "api.py" not in failure and "def check(" not in failure  # no lncheck source
+    assert len(failure.splitlines()) < 20, failure
 
 
 def test_check_runs_only_the_given_output_unless_asked() -> None:
@@ -121,7 +171,8 @@ def test_a_bfloat16_tensor_is_checked_in_bfloat16() -> None:
             lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, rtol=1e-3),
             "rtol= was given without atol=",
         ),
-        (lambda: lncheck.run_suite(SUITE, shard=(4, 4)), "shard= must be"),
+        (lambda: lncheck.run_suite(SUITE, shard=(0, 4)), "shard= must be"),
+        (lambda: lncheck.run_suite(SUITE, shard=(5, 4)), "shard= must be"),
         (lambda: lncheck.run_suite(SUITE, shard=(0.0, 2)), "shard"),
         (lambda: lncheck.run_suite(SUITE, jobs=0), "jobs= must be at least 1"),
     ],
@@ -176,3 +227,38 @@ def test_run_suite_returns_the_report() -> None:
     assert [r.name for r in report.results] == ["group_norm", "group_norm-channels-last"]
     assert report.passed and report.exit_status == 0
     assert report.to_dict()["counts"]["pass"] == 2
+
+
+def test_candidates_in_the_api() -> None:
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+
+    def mine(x: torch.Tensor, normalized_shape: Any, weight: Any, bias: Any) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, normalized_shape, weight, bias)
+
+    native = torch.native_layer_norm(torch.from_numpy(x), [8], None, None, 1e-5)
+    y, mean, rstd = (t.numpy() for t in native)
+    report = lncheck.compare(
+        x,
+        normalized_shape=8,
+        backend=None,
+        candidates={"mine": mine},
+        expected={"output": y, "rstd": rstd, "other": {"mean": mean + 0.1}},
+        repeat=2,
+    )
+    verdicts = {(c.candidate, c.quantity, c.kind): c.passed for c in report.checks}
+    assert verdicts == {
+        ("mine", "output", "reference"): True,
+        ("mine", "output", "repeat"): True,
+        ("expected", "output", "reference"): True,
+        ("expected", "rstd", "reference"): True,
+        ("other", "mean", "reference"): False,
+    }
+    assert report.to_dict()["checks"][-1]["candidate"] in {"mine", "expected", "other"}
+    with pytest.raises(InputError, match="nothing to check: backend=None and no expected="):
+        lncheck.compare(x, normalized_shape=8, backend=None)
+    # named back as the caller spelled it: candidates= (an alias of candidate=)
+    with pytest.raises(InputError) as info:
+        lncheck.compare(x, normalized_shape=8, candidates=[3])
+    assert str(info.value) == "candidates= must be 'module.path:function' or a callable, got 3"

@@ -166,3 +166,22 @@ def test_no_chunks_option(tmp_path: Path) -> None:
     assert any("checked in chunks" in n for n in notes[0]) and notes[1] == []
     assert any("elements per backend call" in n for n in notes[0])
     assert chunked.exit_code == whole.exit_code == 0
+
+
+def test_given_statistics_are_checked_chunk_by_chunk() -> None:
+    # a bundle's output and per-row statistics are cut along the same rows as the input
+    x = np.random.default_rng(4).standard_normal((400, 16)).astype(np.float32)
+    xd = x.astype(np.float64)
+    mean = xd.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(xd.var(-1, keepdims=True) + 1e-5)
+    wrong = rstd.copy()
+    wrong[321] *= 1.01
+    bundle = {"output": ((xd - mean) * rstd).astype(np.float32), "mean": mean, "rstd": wrong}
+    case = make_case(x, normalized_shape=16, expected=bundle)
+    whole = check_case(case, chunk_elements=None, backend=None)
+    chunked = check_case(case, chunk_elements=1000, backend=None)
+    assert any("checked in chunks" in n for n in chunked.header.notes)
+    key = {(c.quantity, c.passed, c.mismatched, c.worst_index) for c in whole.checks}
+    assert key == {(c.quantity, c.passed, c.mismatched, c.worst_index) for c in chunked.checks}
+    assert ("rstd", False, 1, (321,)) in key
+    assert all(passed for quantity, passed, _, _ in key if quantity != "rstd")

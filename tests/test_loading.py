@@ -48,7 +48,9 @@ def test_npz_with_weight_bias_and_expected(write: Callable[..., Path]) -> None:
     case = _load(path)
     assert case.dtype == "float64"
     np.testing.assert_array_equal(case.weight, np.full(4, 2.0))
-    assert case.expected is not None and case.expected.shape == (3, 4)
+    (given,) = case.given  # the input file's own expected output: candidate "expected"
+    assert given.candidate == "expected" and list(given.quantities) == ["output"]
+    np.testing.assert_array_equal(given.quantities["output"], np.zeros((3, 4)))
 
 
 def test_npz_named_x_and_single_unnamed(write: Callable[..., Path]) -> None:
@@ -169,7 +171,9 @@ def test_weight_of_wrong_shape(write: Callable[..., Path]) -> None:
 
 def test_expected_of_wrong_shape(write: Callable[..., Path]) -> None:
     x, e = write("x.npy", np.ones((2, 4))), write("e.npy", np.ones((4, 2)))
-    assert "--expected must have shape (2, 4)" in _error(x, expected=str(e))
+    assert f"{e}: output has shape (4, 2); layer_norm on an input of shape (2, 4) needs (2, 4)" in (
+        _error(x, expected=str(e))
+    )
 
 
 def test_an_array_in_memory_of_the_wrong_shape_is_named_as_an_argument() -> None:

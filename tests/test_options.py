@@ -24,7 +24,7 @@ from .conftest import EXAMPLES
 
 IMAGE = EXAMPLES / "image.npy"
 # The compare command's own parameters, beside the table's: its input and where output goes.
-COMPARE_OWN = {"input", "json_output", "output_format", "reports", "plot"}
+COMPARE_OWN = {"input", "json_output", "output_format", "reports", "plot", "quiet", "all_groups"}
 
 
 def _on(surface: str) -> list[Option]:
@@ -101,6 +101,8 @@ def test_every_api_keyword_and_alias_is_taken_and_named_back() -> None:
             lncheck.compare(x, **{word: object()}, **layer)  # no value of any kind
         if OPTIONS[ALIASES.get(word, word)].kind == "array":
             assert str(info.value).startswith(f"argument {word!r}: {word} has dtype object")
+        elif word == "expected":  # an array of the final output, read as one
+            assert str(info.value).startswith("argument 'expected': output has dtype object")
         else:
             assert str(info.value).startswith(f"{word}= must be"), word
 
@@ -232,3 +234,40 @@ def test_options_that_are_not_per_op_apply_to_every_op() -> None:
         if op not in readers_of("momentum"):
             with pytest.raises(InputError, match=f"momentum= does not apply to {op}"):
                 check_applies(per_op, op, module(op).READS)
+
+
+def test_repeatable_options_repeat_on_every_surface(tmp_path: Path) -> None:
+    params = typer.main.get_command(app).commands["compare"].params  # type: ignore[attr-defined]
+    repeatable = {p.name for p in params if getattr(p, "multiple", False)}
+    assert repeatable == {o.name for o in _on("cli") if o.kind == "texts"} | {"reports"}
+    assert {o.name for o in OPTIONS_LIST if o.kind == "texts"} == {
+        "expected",
+        "candidate_cmd",
+        "candidate",
+    }
+    # a list on the command line, a list or a table in a suite, a list or a dict in the API
+    cli = parse({"candidate_cmd": ["a {output}", "b=b {output}"]}, "cli")
+    suite = parse({"candidate_cmd": {"command": "a {output}", "b": "b {output}"}}, "suite")
+    api = parse({"candidates": {"fn": len}}, "api")
+    assert cli["candidate_cmd"] == suite["candidate_cmd"]
+    assert [t.name for t in api["candidate"]] == ["fn"] and api.words["candidate"] == "candidates"
+
+
+def test_the_candidate_options_are_rows_of_the_table() -> None:
+    new = {"expected", "candidate_cmd", "candidate", "candidate_timeout", "repeat", "weight_offset"}
+    assert new <= set(OPTIONS)
+    assert [OPTIONS[n].flag for n in sorted(new)] == [
+        "--candidate",
+        "--candidate-cmd",
+        "--candidate-timeout",
+        "--expected",
+        "--repeat",
+        "--weight-offset",
+    ]
+    assert OPTIONS["weight_offset"].per_op and readers_of("weight_offset") == [
+        "layer_norm",
+        "rms_norm",
+    ]
+    assert "torch has no such module" in OPTIONS["weight_offset"].help
+    assert (OPTIONS["repeat"].default, OPTIONS["candidate_timeout"].default) == (1, 60.0)
+    assert ALIASES["candidates"] == "candidate"

@@ -3,12 +3,21 @@ checked whole or in chunks, with or without a backend."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 import lncheck
 from lncheck.backends import get_backend
-from lncheck.pipeline import EXPECTED, backend_for, candidates, check_case, resolved
+from lncheck.pipeline import (
+    EXPECTED,
+    backend_for,
+    candidates,
+    check_case,
+    resolved,
+    user_candidates,
+)
 from lncheck.tolerances import ToleranceSpec
 
 from .support import make_case
@@ -117,3 +126,41 @@ def test_a_single_element_input_with_gradients_runs() -> None:
     report = lncheck.compare(np.array([[0.5]]), normalized_shape=1, grad=True, dtype="float64")
     grads = [c for c in report.checks if c.quantity.startswith("grad")]
     assert grads and all(c.passed for c in grads)
+
+
+def test_every_kind_of_candidate_is_enumerated_here_in_order(tmp_path: Any) -> None:
+    import shlex
+    import sys
+
+    x = _x()
+    prog = tmp_path / "p.py"
+    prog.write_text("import sys, numpy as np\nnp.save(sys.argv[2], np.load(sys.argv[1]))\n")
+    case = make_case(
+        x,
+        normalized_shape=8,
+        expected={"a": x, "b": {"output": x}},
+        candidate_cmd=f"{shlex.quote(sys.executable)} {prog} {{input}} {{output}}",
+        candidate={"fn": lambda x: x},
+    )
+    backend = backend_for(case)
+    names = [r.candidate for r in candidates(case, backend)]
+    assert names == [*TORCH_LAYER_NORM, "a", "b", "command", "fn"]
+    assert user_candidates(case) == {"a", "b", "command", "fn"}
+    # a baseline records the backend alone, run once
+    assert [r.candidate for r in candidates(case, backend, files=False)] == TORCH_LAYER_NORM
+    report = check_case(case)
+    # the user's candidates keep their own names: the backend renames only its own
+    assert not {"a", "b", "command", "fn"} & set(report.names)
+    assert {c.candidate for c in report.checks} >= {"a", "b", "command", "fn"}
+
+
+def test_a_failed_candidate_is_a_check_not_a_result() -> None:
+    def broken(x: Any) -> Any:
+        raise MemoryError("out of shared memory")
+
+    case = make_case(_x(), normalized_shape=8, candidate={"k": broken}, repeat=3)
+    produced = list(candidates(case, None))
+    assert [type(p).__name__ for p in produced] == ["Comparison"]  # not run again
+    (c,) = produced
+    assert (c.candidate, c.quantity, c.passed) == ("k", "output", False)
+    assert c.note == "raised MemoryError: out of shared memory"

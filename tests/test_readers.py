@@ -196,3 +196,12 @@ def test_duplicate_npz_members_are_an_input_error(tmp_path: Path) -> None:
 def test_an_empty_input_path_is_a_user_error() -> None:
     result = invoke("compare", "", "--shape", "2")
     assert result.exit_code == 2 and "no input file given" in result.stderr
+
+
+def test_a_json_object_of_quantities_is_a_bundle(write: Callable[..., Path]) -> None:
+    loaded = read_arrays(str(write("b.json", {"output": [[1, 2]], "rstd": [0.5]})))
+    assert sorted(loaded.arrays) == ["output", "rstd"]
+    loaded = read_arrays(str(write("i.json", {"data": [[1, 2]], "expected_rstd": [0.5]})))
+    assert sorted(loaded.arrays) == ["expected_rstd", "input"]
+    with pytest.raises(InputError, match="unknown key 'rstdd' in JSON object"):
+        read_arrays(str(write("c.json", {"output": [[1, 2]], "rstdd": [0.5]})))

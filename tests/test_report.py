@@ -60,9 +60,11 @@ def test_suite_verdicts() -> None:
     assert suite("pass", "skip", "xfail").exit_status == ExitStatus.OK
     assert suite("pass", "xpass").exit_status == ExitStatus.CHECK_FAILED
     assert suite("fail", "error").exit_status == ExitStatus.INVALID_INPUT  # an error wins
+    assert suite("pass", "drift").exit_status == ExitStatus.OK  # drift alone does not fail
     assert suite("pass", "pass", "fail").counts() == {
         "pass": 2,
         "fail": 1,
+        "drift": 0,
         "skip": 0,
         "xfail": 0,
         "xpass": 0,

@@ -12,7 +12,10 @@ import time: ``lncheck --help``, suite validation and ``lncheck ops`` use it) an
 * ``default(op, option, dtype)``: the value of an option left unset that the backend decides
   (``NormSpec.backend_defaults``), e.g. RMSNorm's ``eps=None``;
 * ``run(case, device, option_name) -> Iterator[NormResult]``: one result per code path, one
-  at a time, with statistics in the reference's group order (``backends.common``).
+  at a time, with statistics in the reference's group order (``backends.common``);
+* ``call(case, fn, device) -> dict``: call a user's function (``--candidate``) with the
+  backend's tensors and return what it produced by quantity, as NumPy arrays; raise
+  ``lncheck.candidates.CandidateFailed`` when it cannot (it raised, changed its input, ...).
 
 A conformance test (``tests/backends/test_conformance.py``) checks every registered backend
 against the reference on every op and dtype.
@@ -21,7 +24,7 @@ against the reference on every op and dtype.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lncheck.errors import BackendUnavailable, LncheckError, option
@@ -51,6 +54,8 @@ class Backend(Protocol):
     def default(self, op: str, option_name: str, dtype: str) -> Any: ...
 
     def run(self, case: Case, device: str, option_name: str) -> Iterator[NormResult]: ...
+
+    def call(self, case: Case, fn: Callable[..., Any], device: str) -> dict[str, Any]: ...
 
 
 def get_backend(name: str = "torch") -> Backend:

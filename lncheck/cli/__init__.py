@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ from lncheck import __version__
 from lncheck.cli.params import join_multi_int_options
 from lncheck.errors import ExitStatus, LncheckError, spelled
 from lncheck.options import spelling
+from lncheck.render import ClosedPipe
 
 
 class _Group(TyperGroup):
@@ -39,30 +41,126 @@ class _Group(TyperGroup):
         # --traceback is global and may appear anywhere, after the command too.
         show_traceback = "--traceback" in argv
         argv = [a for a in argv if a != "--traceback"]
-        try:
-            status = super().main(
-                join_multi_int_options(argv),
-                prog_name,
-                complete_var,
-                standalone_mode=False,
-                **extra,
-            )
-        except LncheckError as e:
-            _print_traceback(show_traceback)
-            _fail(str(spelled(e, spelling("cli"))), e.exit_status)
-        except typer.TyperException as e:  # click's usage errors (bad option, missing value)
-            _print_traceback(show_traceback)
-            _fail(e.format_message(), ExitStatus.INVALID_INPUT)
-        except typer.Abort:
-            _fail("aborted", 1)
-        except Exception as e:  # a bug in lncheck, not in the input: say so in one line
-            _print_traceback(show_traceback)
-            message = f"internal error: {type(e).__name__}: {e} (run with --traceback for details)"
-            _fail(message, ExitStatus.INTERNAL_ERROR)
+        stdout = sys.stdout
+        was_devnull = _stdout_is_devnull()
+        # Libraries' warnings (torch's UserWarning, NumPy's RuntimeWarning) would print lines
+        # of their own before lncheck's: they are kept, and folded into the one error line.
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                sys.stdout = _Stdout(stdout)
+                status = super().main(
+                    join_multi_int_options(argv),
+                    prog_name,
+                    complete_var,
+                    standalone_mode=False,
+                    **extra,
+                )
+                sys.stdout.flush()
+            except (ClosedPipe, BrokenPipeError):  # the reader went away (`| head -1`)
+                _closed_pipe()
+            except LncheckError as e:
+                _print_traceback(show_traceback)
+                message = str(spelled(e, spelling("cli")))
+                _fail(message + _warned(caught), e.exit_status)
+            except typer.TyperException as e:  # click's usage errors (bad option, missing value)
+                _print_traceback(show_traceback)
+                _fail(e.format_message(), ExitStatus.INVALID_INPUT)
+            except SystemExit as e:
+                # rich (which prints typer's help) answers a closed pipe by pointing stdout at
+                # /dev/null and exiting with 1, lncheck's status for a failed check
+                if e.code == 1 and not was_devnull and _stdout_is_devnull():
+                    _closed_pipe()
+                raise
+            except typer.Abort:  # end of input at a prompt; typer makes Ctrl-C status 130
+                _fail("aborted", 130)
+            except Exception as e:  # a bug in lncheck, not in the input: say so in one line
+                _print_traceback(show_traceback)
+                message = f"internal error: {type(e).__name__}: {e}{_warned(caught)}"
+                _fail(message + " (run with --traceback for details)", ExitStatus.INTERNAL_ERROR)
+            finally:
+                sys.stdout = stdout
+        _show_warnings(caught)
         code = status if isinstance(status, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+class OutputError(LncheckError):
+    """Standard output cannot be written (a full disk, ``> /dev/full``): the environment's
+    fault, not lncheck's."""
+
+
+class _Stdout:
+    """Standard output, whose write errors say where they come from: a failed write is an
+    ``OutputError`` (exit status 2), a closed pipe a ``ClosedPipe`` (141)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with self._guard():
+            return int(self._stream.write(text))
+
+    def flush(self) -> None:
+        with self._guard():
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        if self._stream is None:  # started with stdout closed (`>&-`)
+            raise OutputError("cannot write to standard output: it is closed")
+        try:
+            yield
+        except BrokenPipeError:
+            raise ClosedPipe from None
+        except OSError as e:
+            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except OSError:
+        return False
+
+
+def _closed_pipe() -> None:
+    """Exit as a process killed by SIGPIPE would (141), silently: what is left to print goes
+    nowhere, so that the interpreter's last flush does not complain either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+    sys.exit(141)
+
+
+def _warned(caught: list[warnings.WarningMessage]) -> str:
+    """The warnings libraries raised, as a tail for the one error line."""
+    texts = _warning_texts(caught)
+    return f" (warned: {'; '.join(texts)})" if texts else ""
+
+
+def _warning_texts(caught: list[warnings.WarningMessage]) -> list[str]:
+    texts: list[str] = []
+    for w in caught:
+        first = (str(w.message).strip().splitlines() or [""])[0][:200]
+        text = f"{w.category.__name__}: {first}"
+        if text not in texts:
+            texts.append(text)
+    return texts
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """After a run that worked, each distinct warning as one line on stderr."""
+    if not caught:
+        return
+    from lncheck.render.console import print_error
+
+    for text in _warning_texts(caught):
+        print_error(text, label="warning")
 
 
 def _print_traceback(wanted: bool) -> None:
@@ -130,14 +228,21 @@ def main() -> None:
         app()
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            _closed_pipe()
+        except (OSError, ValueError):
+            pass
         if "torch" not in sys.modules:
             raise
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to keep
-                stream.flush()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
         os._exit(code)
 
 
 from lncheck.cli import commands as _commands  # noqa: E402  (registers the commands on app)
+from lncheck.cli import explain as _explain  # noqa: E402, F401  (registers explain)
 
 __all__ = ["_commands", "app", "join_multi_int_options", "main"]

@@ -46,6 +46,11 @@ lncheck compare data.npz --shape 8 --json
 [dim]# check an output produced elsewhere as one more candidate[/dim]
 lncheck compare x.npy --shape 8 --expected y.npy
 
+[dim]# a kernel's quantities (a bundle .npz), a program, a Python function, run 5 times[/dim]
+lncheck compare x.npy --shape 8 --expected triton=out.npz
+lncheck compare x.npy --shape 8 --candidate-cmd "./ln {input} {output} --eps {eps}"
+lncheck compare x.npy --shape 8 --candidate kernels.py:layer_norm --repeat 5
+
 [dim]# GroupNorm with 4 groups; BatchNorm in eval with running statistics[/dim]
 lncheck compare image.npy --op group_norm --groups 4
 lncheck compare image.npy --op batch_norm --eval --running-mean m.npy --running-var v.npy
@@ -88,23 +93,58 @@ def compare(
         Path | None,
         _opt("Write a PNG with the error histogram and heatmap (needs matplotlib).", OUTPUT),
     ] = None,
+    quiet: Annotated[
+        bool, _opt("One line per check, then the verdict.", OUTPUT, "--quiet", "-q")
+    ] = False,
+    all_groups: Annotated[
+        bool,
+        _opt(
+            "List every failing group of a failing check (default: the 10 worst).",
+            OUTPUT,
+            "--all-groups",
+        ),
+    ] = False,
     **options: Any,
 ) -> None:
     """Check a normalization layer on INPUT: the backend's module, functional and native paths
     against the float64 reference."""
+    from lncheck.errors import InputError
     from lncheck.loading import load
     from lncheck.pipeline import check_case
 
     stdout_format = _stdout_format(json_output, output_format)
+    if quiet and stdout_format != "console":
+        raise InputError(
+            f"--quiet shortens the console output; it does not apply to {stdout_format}"
+        )
     targets = _report_targets(reports)
     settings = parse(options, "cli")
-    report = check_case(load(settings, input), heatmaps=plot is not None)
+    read = _files_read(settings, input)
+    _protect(targets, read)
+    if plot is not None:
+        _protect([("", plot)], read, where="--plot")
+    case = load(settings, input)
+    report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)
     if plot is not None:
         from lncheck.render import plot as render_plot
 
         render_plot.write(report, plot)
-    _emit(report, stdout_format, targets)
+    _emit(report, stdout_format, targets, quiet=quiet)
     raise typer.Exit(int(report.exit_status))
+
+
+def _files_read(settings: Any, source: str) -> dict[str, str]:
+    """The files a compare reads (the input and the array options), for ``_protect``."""
+    from lncheck.options import ARRAY_OPTIONS, OPTIONS
+
+    found = {} if source == "-" else {source: "the input"}
+    for role in (*ARRAY_OPTIONS, "expected"):
+        values = settings[role] if isinstance(settings[role], tuple) else (settings[role],)
+        for value in values:
+            path = getattr(value, "source", value)  # an --expected entry names its file
+            if isinstance(path, str):
+                found[path] = f"the {OPTIONS[role].flag} file"
+    return found
 
 
 @app.command()
@@ -134,7 +174,7 @@ RUN_EPILOG = """\
 
 lncheck init-suite suite.toml && lncheck run suite.toml
 lncheck run suite.toml --junit report.xml --json report.json
-lncheck run suite.toml --shard 0/4 -k layer_norm --jobs 2
+lncheck run suite.toml --shard 1/4 -k layer_norm --jobs 2
 lncheck baseline suite.toml -o golden.npz
 lncheck run suite.toml --baseline golden.npz --strict-baseline
 """
@@ -151,13 +191,21 @@ def run(
     ] = None,
     output_format: FormatOption = None,
     reports: ReportOption = None,
-    quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
+    quiet: Annotated[
+        bool, _opt("No progress bar; the summary only.", OUTPUT, "--quiet", "-q")
+    ] = False,
     shard: Annotated[
-        str | None, _opt("Run every N-th case from the I-th (0-based): --shard 1/4.", SELECTION)
+        str | None,
+        _opt("Run every N-th case from the I-th, counting from 1: --shard 1/4 ... 4/4.", SELECTION),
     ] = None,
     pattern: Annotated[
         str | None,
-        _opt("Only cases whose name contains PATTERN (or matches a glob).", SELECTION, "-k"),
+        _opt(
+            "Only cases whose name contains PATTERN (or matches a glob).",
+            SELECTION,
+            "-k",
+            "--pattern",
+        ),
     ] = None,
     fail_fast: Annotated[
         bool, _opt("Stop at the first failing case.", SELECTION, "--fail-fast")
@@ -203,14 +251,19 @@ def run(
         fail_fast=fail_fast,
         jobs=jobs,
     )
-    cases = _selected(suite, shard, pattern)
+    cases, notes = _selected(suite, shard, pattern)
+    _protect(targets, {str(suite): "the suite file", **_files_of(cases)}, baseline)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
-        open_baseline(baseline)  # an unreadable baseline is an input error before anything runs
+        # an unreadable or damaged baseline is an input error before anything runs
+        open_baseline(baseline, verify=True)
+    _remove_stale(targets)
     out = console.make_console(stderr=stdout_format != "console")
     with console.SuiteProgress(out, len(cases), quiet=quiet) as progress:
-        report = run_cases(str(suite), cases, options, lambda r: progress.advance(r.name, r.status))
+        report = run_cases(
+            str(suite), cases, options, lambda r: progress.advance(r.name, r.status), notes
+        )
     _emit(report, stdout_format, targets)
     raise typer.Exit(int(report.exit_status))
 
@@ -225,27 +278,53 @@ def record_baseline(
         ),
     ],
     shard: Annotated[
-        str | None, _opt("Record every N-th case from the I-th (0-based).", SELECTION)
+        str | None, _opt("Record every N-th case from the I-th, counting from 1.", SELECTION)
     ] = None,
     pattern: Annotated[
-        str | None, _opt("Only cases whose name contains PATTERN.", SELECTION, "-k")
+        str | None,
+        _opt("Only cases whose name contains PATTERN.", SELECTION, "-k", "--pattern"),
     ] = None,
+    prune: Annotated[
+        bool,
+        _opt(
+            "Drop the cases of an existing baseline that are no longer in the suite.",
+            BASELINE,
+            "--prune",
+        ),
+    ] = False,
     quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
 ) -> None:
     """Record the backend's outputs and statistics for every case of a suite, with versions and
-    device."""
+    device. Re-recording some cases (-k, --shard) keeps the others of an existing baseline."""
     from lncheck.render import console
     from lncheck.suite import baseline
+    from lncheck.suite.parse import load_suite
     from lncheck.suite.run import environment_of
 
-    cases = _selected(suite, shard, pattern)
+    everything = load_suite(suite).cases
+    cases, notes = _selected(suite, shard, pattern, everything)
+    _protect([("", output)], {str(suite): "the suite file", **_files_of(everything)},
+             where="-o")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
     with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
-        count = baseline.record(cases, output, environment, lambda name: progress.advance(name))
+        done = baseline.record(
+            cases,
+            output,
+            environment,
+            lambda name: progress.advance(name),
+            root=suite.parent,
+            suite_names={c.name for c in everything},
+            prune=prune,
+        )
     backend = str(environment.get("backend", "torch"))
     where = f"{backend} {environment.get(backend, '?')} on {environment['device']}"
-    out.print(f"recorded {count} cases to {output} ({where})")
+    kept = f"; kept {len(done.kept)} recorded before" if done.kept else ""
+    pruned = f"; dropped {len(done.pruned)} no longer in the suite" if done.pruned else ""
+    for note in notes:
+        console.print_line(out, f"note: {note}", console.STYLE_NOTE)
+    count = len(done.recorded)
+    console.print_line(out, f"recorded {count} cases to {output} ({where}){kept}{pruned}")
 
 
 @app.command(name="init-suite")
@@ -262,17 +341,57 @@ def init_suite(
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
-def _selected(suite: Path, shard: str | None, pattern: str | None) -> list[Any]:
+def _selected(
+    suite: Path, shard: str | None, pattern: str | None, cases: Any = None
+) -> tuple[list[Any], list[str]]:
+    """The cases ``--shard`` and ``-k`` select, and a note if that leaves none (not an error:
+    a CI matrix may have more shards than a pattern has cases)."""
     from lncheck.suite.parse import load_suite
-    from lncheck.suite.run import parse_shard, select
+    from lncheck.suite.run import parse_shard, select, selection_note
 
-    loaded = load_suite(suite)
-    chosen = select(
-        loaded.cases, shard=None if shard is None else parse_shard(shard), pattern=pattern
-    )
-    if not chosen:
-        raise typer.BadParameter(f"no case of {suite} is selected", param_hint="-k/--shard")
-    return chosen
+    split = None if shard is None else parse_shard(shard)
+    everything = load_suite(suite).cases if cases is None else cases
+    chosen = select(everything, shard=split, pattern=pattern)
+    return chosen, selection_note(chosen, split)
+
+
+def _files_of(cases: Any) -> dict[str, str]:
+    """The files a suite's cases read, and what each is, for ``_protect``."""
+    from lncheck.options import ARRAY_OPTIONS
+
+    found: dict[str, str] = {}
+    for case in cases:
+        if case.random is None:
+            found[case.source] = f"the input of case {case.name!r}"
+        for role in ARRAY_OPTIONS:
+            if isinstance(case.settings[role], str):
+                found[case.settings[role]] = f"the {role} of case {case.name!r}"
+    return found
+
+
+def _protect(
+    targets: list[tuple[str, Path]],
+    files: dict[str, str],
+    baseline: Path | None = None,
+    where: str = "--report",
+) -> None:
+    from lncheck.render import check_targets
+
+    if baseline is not None:
+        files[str(baseline)] = "the baseline"
+    check_targets(targets, files, where)
+
+
+def _remove_stale(targets: list[tuple[str, Path]]) -> None:
+    """Reports of an earlier run go before this one starts: if it is interrupted, CI finds no
+    report rather than a stale one that may say "pass"."""
+    from lncheck.errors import InputError
+
+    for name, path in targets:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise InputError(f"--report {name}={path}: cannot replace: {e.strerror or e}") from None
 
 
 def _stdout_format(json_output: bool, output_format: str | None) -> str:
@@ -292,10 +411,17 @@ def _report_targets(reports: list[str] | None) -> list[tuple[str, Path]]:
     return [parse_report_target(text) for text in reports or ()]
 
 
-def _emit(report: Any, stdout_format: str, targets: list[tuple[str, Path]]) -> None:
+def _emit(
+    report: Any, stdout_format: str, targets: list[tuple[str, Path]], *, quiet: bool = False
+) -> None:
     """Write the report files (each whole or not at all), then the chosen format to stdout."""
     from lncheck.render import get_format, write_file
 
     for name, path in targets:
         write_file(name, report, path, f"--report {name}=")
+    if quiet and stdout_format == "console":
+        from lncheck.render.console import write_quiet
+
+        write_quiet(report, sys.stdout)
+        return
     get_format(stdout_format).write(report, sys.stdout)

@@ -30,6 +30,7 @@ _TYPES: dict[str, Any] = {
     "choice": str | None,
     "text": str | None,
     "array": str | None,
+    "texts": list[str] | None,  # repeatable: --expected a.npy --expected b=b.npz
 }
 
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lncheck.ops.spec import NormSpec, trailing_or_axes
+from lncheck.ops.spec import NormSpec, offset_of, trailing_or_axes
 from lncheck.options import Settings
 
 NAME = "rms_norm"
 SUMMARY = "the trailing dims (--shape) or any --axes, per sample; no mean"
-READS = {"normalized_shape": "", "axes": "", "eps": "None (torch's default)", "affine": "on"}
+READS = {
+    "normalized_shape": "",
+    "axes": "",
+    "eps": "None (torch's default)",
+    "affine": "on",
+    "weight_offset": "0",
+}
 
 
 def default_eps(dtype: str) -> float:
@@ -41,6 +47,7 @@ def build(s: Settings, shape: tuple[int, ...], dtype: str, defaults: Mapping[str
         center=False,
         affine=affine,
         has_bias=False,
+        weight_offset=offset_of(s, affine),
         param_shape=normalized,
         param_axes=axes,
         params={
@@ -48,6 +55,7 @@ def build(s: Settings, shape: tuple[int, ...], dtype: str, defaults: Mapping[str
             "axes": axes,
             "eps": eps,
             "elementwise_affine": affine,
+            **({"weight_offset": s["weight_offset"]} if s["weight_offset"] else {}),
         },
         backend_defaults=("eps",) if given is None else (),
         notes=notes,

@@ -163,6 +163,17 @@ def normalize_axes(axes: tuple[int, ...], ndim: int, where: str) -> tuple[int, .
     return tuple(sorted(out))
 
 
+def offset_of(s: Any, affine: bool) -> float:
+    """``weight_offset``, checked: scaling by ``w + offset`` needs a weight."""
+    offset = float(s["weight_offset"])
+    if offset and not affine:
+        raise InputError(
+            f"{option('weight_offset')} scales by (weight + {offset:g}), but the layer has no "
+            f"weight ({option('affine')} is off)"
+        )
+    return offset
+
+
 def eps_or(value: float | None, default: float = DEFAULT_EPS) -> float:
     return default if value is None else value
 

@@ -8,13 +8,14 @@ writes a file (atomically: a temporary file renamed into place).
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import tempfile
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
+from lncheck.atomic import replacing
 from lncheck.errors import InputError, option
 
 if TYPE_CHECKING:
@@ -25,6 +26,40 @@ FORMATS: dict[str, str] = {
     "json": "lncheck.render.json",
     "junit": "lncheck.render.junit",
 }
+
+
+# C0 and C1 controls (ESC, BEL, CR, ...) and the bidirectional overrides, which can rewrite what
+# a terminal shows, and lone surrogates (an undecodable file name), which no output encoding
+# takes; newline and tab are kept (callers that need one line collapse them).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` with control characters spelled out (``\\x1b``): what every string that came
+    from outside (a path, baseline metadata, a library's message) goes through before it
+    reaches a terminal, so that it cannot set the window title or clear the screen.
+    ``newlines=False`` spells out newlines and tabs too."""
+    pattern = _CONTROLS if newlines else _ALL_CONTROLS
+    return pattern.sub(_escape, text)
+
+
+_ALL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class ClosedPipe(Exception):
+    """Standard output's reader went away (``| head -1``). Not an ``OSError``, so that no
+    library on the way (typer turns EPIPE into exit status 1) mistakes it for its own."""
 
 
 class Format(Protocol):
@@ -68,17 +103,29 @@ def write_file(name: str, report: Report | SuiteReport, path: Path, where: str) 
         InputError: the file cannot be written (``where`` names the option).
     """
     renderer = get_format(name)
-    folder = path.parent if str(path.parent) else Path(".")
+    with replacing(path, where) as temporary, temporary.open("w", encoding="utf-8") as out:
+        renderer.write(report, out)
+
+
+def check_targets(
+    targets: Sequence[tuple[str, Path]], protected: Mapping[str, str], where: str = "--report"
+) -> None:
+    """Refuse to write a file over one the run reads: ``targets`` are ``(format, path)`` (an
+    empty format for a plain path option), ``protected`` maps the paths a run reads (the suite
+    file, inputs, a baseline) to what they are.
+
+    Raises:
+        InputError: a target is one of them.
+    """
+    for name, path in targets:
+        for other, what in protected.items():
+            if _same_file(path, Path(other)):
+                spelled = f"{name}={path}" if name else str(path)
+                raise InputError(f"{where} {spelled}: that is {what}; refusing to overwrite it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise InputError(f"{where} {path}: cannot write: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            renderer.write(report, out)
-        os.replace(temporary, path)
-    except OSError as e:
-        raise InputError(f"{where} {path}: cannot write: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): the same path is still the same file
+        return os.path.realpath(a) == os.path.realpath(b)

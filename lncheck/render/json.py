@@ -115,3 +115,39 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float):
         return _finite_or_none(v)
     return v
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+from typing import TYPE_CHECKING  # noqa: E402  (this block keeps its imports to itself)
+
+if TYPE_CHECKING:
+    from lncheck.explain.report import ExplainReport
+
+
+def explain_document(report: ExplainReport) -> dict[str, Any]:
+    """The JSON document of ``lncheck explain --json``: ``explained`` and the candidates, best
+    first, with exactly the keys of issue 12's schema (residuals that are not finite are
+    ``null``)."""
+    return {
+        "explained": report.explained,
+        "candidates": [
+            {
+                "op": c.op,
+                "axes": list(c.axes),
+                "groups": c.groups,
+                "grouping": c.grouping,
+                "eps": c.eps,
+                "variance": c.variance,
+                "variance_algorithm": c.variance_algorithm,
+                "eps_placement": c.eps_placement,
+                "centered": c.centered,
+                "affine": c.affine,
+                "torch_code": c.torch_code,
+                "max_abs_residual": _finite_or_none(c.max_abs_residual),
+                "rms_residual": _finite_or_none(c.rms_residual),
+                "verdict": c.verdict,
+            }
+            for c in report.candidates
+        ],
+    }

@@ -1,7 +1,9 @@
-"""JUnit XML for CI systems: one testcase per suite case, the worst check as the message."""
+"""JUnit XML for CI systems: one testcase per suite case, the worst check as the message, every
+candidate named in the testcase's properties."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import IO
 
@@ -44,6 +46,10 @@ def render(report: Report | SuiteReport) -> str:
             name=result.name,
             time=f"{result.seconds:.3f}",
         )
+        if result.report is not None:  # every candidate by name, the user's as well as torch's
+            named = ET.SubElement(case, "properties")
+            for candidate in dict.fromkeys(c.candidate for c in result.report.checks):
+                ET.SubElement(named, "property", name="candidate", value=candidate)
         message = result.message or ""
         if result.status in ("fail", "xpass"):
             ET.SubElement(case, "failure", message=message, type=result.status).text = _details(
@@ -53,11 +59,27 @@ def render(report: Report | SuiteReport) -> str:
             ET.SubElement(case, "error", message=message, type="error")
         elif result.status in ("skip", "xfail"):
             ET.SubElement(case, "skipped", message=f"{result.status}: {message}")
-        if result.report is not None and result.report.drift:
-            drift = "\n".join(c.message() for c in result.report.drift)
-            ET.SubElement(case, "system-out").text = f"drift from the baseline:\n{drift}"
+        drifted = [c.message() for c in result.report.drift] if result.report else []
+        if result.status == "drift" and result.message:  # not compared: options changed, ...
+            drifted.insert(0, result.message)
+        if drifted:
+            ET.SubElement(case, "system-out").text = "drift from the baseline:\n" + "\n".join(
+                drifted
+            )
     ET.indent(suite)
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+    return _well_formed(ET.tostring(suite, encoding="unicode", xml_declaration=True)) + "\n"
+
+
+# What XML 1.0 forbids in a document: C0 controls but tab, newline and return; surrogates (an
+# undecodable file name's bytes); U+FFFE and U+FFFF. ElementTree writes them as they are.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _well_formed(document: str) -> str:
+    """``document`` with every character XML forbids spelled out (``\\x1b``): they can only
+    be in values (messages, names, paths), since lncheck names the elements."""
+    return _FORBIDDEN.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                          else f"\\u{ord(m.group()):04x}", document)  # fmt: skip
 
 
 def _details(result: CaseResult) -> str:

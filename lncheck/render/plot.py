@@ -5,13 +5,16 @@ matplotlib is an optional extra (``pip install 'lncheck[plot]'``), imported only
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from lncheck.blocks import unravel
 from lncheck.comparison import Comparison, histogram_bins
 from lncheck.errors import BackendUnavailable, InputError
+from lncheck.render.tables import dims
 from lncheck.report import Report
 
 PLOTTED = ("output", "activation")
@@ -50,7 +53,7 @@ def write(report: Report, path: Path) -> None:
     if checks:
         left.legend(fontsize=7)
     worst = max(checks, key=lambda c: c.tolerance_used) if checks else None
-    _heatmap(right, worst, fig, report.name)
+    _heatmap(right, worst, fig, report.name, report.header.group_shape)
     fig.suptitle(
         f"lncheck: {report.header.layer} on {report.header.case} ({report.header.dtype})",
         fontsize=9,
@@ -65,14 +68,36 @@ def write(report: Report, path: Path) -> None:
         plt.close(fig)
 
 
-def _heatmap(ax: object, c: Comparison | None, fig: object, name: Callable[[str], str]) -> None:
+def _heatmap(
+    ax: object,
+    c: Comparison | None,
+    fig: object,
+    name: Callable[[str], str],
+    group_shape: tuple[int, ...],
+) -> None:
     if c is None or c.heatmap is None:
         ax.set_axis_off()  # type: ignore[attr-defined]
         return
     with np.errstate(divide="ignore"):
         image = np.log10(np.where(c.heatmap > 0, c.heatmap, np.nan))
     shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="magma")  # type: ignore[attr-defined]
+    rows, labels = group_ticks(image.shape[0], group_shape)
+    ax.set_yticks(rows, labels, fontsize=7)  # type: ignore[attr-defined]
     ax.set_xlabel("element within group")  # type: ignore[attr-defined]
-    ax.set_ylabel("group")  # type: ignore[attr-defined]
+    ax.set_ylabel("group (as indexed in the tables)")  # type: ignore[attr-defined]
     ax.set_title(f"log10 |error|: {name(c.candidate)} {c.quantity} (max-pooled)")  # type: ignore[attr-defined]
     fig.colorbar(shown, ax=ax)  # type: ignore[attr-defined]
+
+
+def group_ticks(
+    rows: int, group_shape: tuple[int, ...], most: int = 8
+) -> tuple[list[int], list[str]]:
+    """Up to ``most`` heatmap rows and the index of the first group each row holds, spelled as
+    the tables spell group indices, e.g. ``(0, 2)`` (rows are max-pooled over groups)."""
+    groups = math.prod(group_shape)
+    if rows == 0 or groups == 0:
+        return [], []
+    step = max(1, math.ceil(rows / most))
+    picked = list(range(0, rows, step))
+    firsts = [-(-r * groups // rows) for r in picked]  # ceil: the first group pooled into r
+    return picked, [dims(unravel(g, group_shape)) for g in firsts]

@@ -39,6 +39,7 @@ from lncheck.options import (
     spelling,
     text,
 )
+from lncheck.result import as_array
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -194,15 +195,18 @@ def load_suite(path: str | Path) -> Suite:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such suite file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a suite file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: invalid TOML: {e}") from None
+    try:
+        return tomllib.loads(text)
+    except Exception as e:  # whatever the parser raises on this text, the file is at fault
+        reason = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise InputError(f"{path}: invalid TOML: {reason}") from None
 
 
 def _case(
@@ -234,11 +238,13 @@ def _case(
     for role in ARRAY_OPTIONS:
         if isinstance(settings[role], str):
             settings = settings.with_values(**{role: str(_existing(root, settings[role], role))})
+    settings = _candidates_under(root, settings)
     random = None
     if "random" in merged and "input" in merged:
         raise InputError("keys 'input' and 'random' both given: give one")
     if "random" in merged:
         random = _random(merged["random"])
+        _check_generated(random, settings["max_bytes"])
         source = random.describe()
     elif "input" in merged:
         source = str(_existing(root, text(merged["input"], "input"), "input"))
@@ -247,6 +253,30 @@ def _case(
     skip = _reason(merged.get("skip"), "skip")
     xfail = _reason(merged.get("xfail"), "xfail")
     return SuiteCase(name, index, settings, source, random, skip, xfail)
+
+
+def _candidates_under(root: Path, settings: Settings) -> Settings:
+    """The user's candidates with paths relative to the suite file: ``expected`` files,
+    ``file.py:function`` callables, and programs that run in the suite file's folder."""
+    changes: dict[str, Any] = {}
+    if settings.given("expected"):
+        changes["expected"] = tuple(
+            replace(e, source=str(_existing(root, e.source, "expected")))
+            if isinstance(e.source, str) else e
+            for e in settings["expected"]
+        )  # fmt: skip
+    if settings.given("candidate_cmd"):
+        folder = str(root.resolve())
+        changes["candidate_cmd"] = tuple(replace(c, cwd=folder) for c in settings["candidate_cmd"])
+    if settings.given("candidate"):
+        targets = []
+        for target in settings["candidate"]:
+            if isinstance(target.target, str) and ".py:" in target.target:
+                file, _, function = target.target.rpartition(":")
+                target = replace(target, target=f"{_existing(root, file, 'candidate')}:{function}")
+            targets.append(target)
+        changes["candidate"] = tuple(targets)
+    return settings.with_values(**changes)
 
 
 def _existing(root: Path, value: str, key: str) -> Path:
@@ -262,6 +292,20 @@ def _reason(value: Any, key: str) -> str | None:
     if value is True:
         return key
     return text(value, key)
+
+
+def _check_generated(random: RandomInput, max_bytes: int | None) -> None:
+    """A generated input counts against ``max_bytes`` as a file would: by what drawing it
+    takes, 8 bytes per element (NumPy draws in float64)."""
+    from lncheck.readers import default_max_bytes
+
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    need = math.prod(random.shape) * 8
+    if need > limit:
+        raise InputError(
+            f"key 'random.shape': {list(random.shape)} takes {need} bytes to draw, over the "
+            f"{option('max_bytes')} limit {limit}"
+        )
 
 
 def _random(value: Any) -> RandomInput:
@@ -300,5 +344,6 @@ def _validated(case: SuiteCase) -> SuiteCase:
 
 
 def _resident_bytes(case: Case) -> int:
-    arrays = (case.x, case.weight, case.bias, case.expected, case.running_mean, case.running_var)
-    return sum(a.nbytes for a in (*arrays, case.grad_output) if a is not None)
+    arrays = (case.x, case.weight, case.bias, case.running_mean, case.running_var)
+    given = [as_array(a) for r in case.given for a in r.quantities.values()]
+    return sum(a.nbytes for a in (*arrays, case.grad_output, *given) if a is not None)

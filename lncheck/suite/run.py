@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from lncheck.backends import get_backend
+from lncheck.case import Case
 from lncheck.drift import BaselineCheck
 from lncheck.errors import InputError, LncheckError, option
-from lncheck.pipeline import check_case
+from lncheck.pipeline import backend_for, check_case, resolved
 from lncheck.report import CaseResult, SuiteReport
-from lncheck.suite.baseline import open_baseline
+from lncheck.suite.baseline import case_options, open_baseline
 from lncheck.suite.parse import SuiteCase
 from lncheck.tolerances import ToleranceSpec
 
@@ -28,6 +31,7 @@ class SuiteOptions:
     strict_baseline: bool = False
     fail_fast: bool = False
     jobs: int = 1
+    root: str = "."  # the suite file's folder (set by ``run_cases``): baseline paths are under it
 
     def __post_init__(self) -> None:
         names = (option("baseline_rtol"), option("baseline_atol"))
@@ -39,17 +43,34 @@ class SuiteOptions:
 def select(
     cases: Iterable[SuiteCase], *, shard: tuple[int, int] | None = None, pattern: str | None = None
 ) -> list[SuiteCase]:
-    """The cases a run takes: shard ``(i, n)`` keeps every n-th case from the i-th (0-based) of
-    the whole suite, so shards never overlap; ``pattern`` then keeps names containing it (or
-    matching it, if it has glob characters)."""
+    """The cases a run takes: ``pattern`` keeps names containing it (or matching it, if it has
+    glob characters); shard ``(i, n)`` keeps every n-th case from the i-th, counting from 1 (as
+    CI matrix indices do) over the whole suite, so shards never overlap and together run
+    every case once. A shard may be left empty (by ``pattern``, or more shards than cases).
+
+    Raises:
+        InputError: a shard that is not ``(i, n)`` with ``1 <= i <= n``, or a ``pattern`` that
+            matches no case of the whole suite (a likely typo).
+    """
     if shard is not None:
         _check_shard(shard)
-    chosen = [c for c in cases if shard is None or c.index % shard[1] == shard[0]]
-    if pattern is None:
-        return chosen
+    cases = list(cases)
+    if pattern is not None:
+        matched = [c for c in cases if _matches(c.name, pattern)]
+        if not matched:
+            names = ", ".join(c.name for c in cases[:8]) + (", ..." if len(cases) > 8 else "")
+            raise InputError(f"{option('pattern')} {pattern!r} matches no case (cases: {names})")
+        cases = matched
+    if shard is None:
+        return cases
+    i, n = shard
+    return [c for c in cases if c.index % n == i - 1]
+
+
+def _matches(name: str, pattern: str) -> bool:
     if any(ch in pattern for ch in "*?["):
-        return [c for c in chosen if fnmatch.fnmatchcase(c.name, pattern)]
-    return [c for c in chosen if pattern in c.name]
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern in name
 
 
 def _check_shard(shard: object) -> None:
@@ -58,27 +79,37 @@ def _check_shard(shard: object) -> None:
         and len(shard) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
     )
-    if not ok or not 0 <= shard[0] < shard[1]:  # type: ignore[index]
+    if not ok or not 1 <= shard[0] <= shard[1]:  # type: ignore[index]
         raise InputError(
-            f"{option('shard')} must be (i, n) with integers 0 <= i < n, got {shard!r}"
+            f"{option('shard')} must be (i, n) with integers 1 <= i <= n (shards count from 1), "
+            f"got {shard!r}"
         )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"1/4"`` -> ``(1, 4)``.
+    """``"1/4"`` -> ``(1, 4)``: the first of four shards.
 
     Raises:
-        InputError: not of the form I/N with 0 <= I < N.
+        InputError: not of the form I/N with 1 <= I <= N.
     """
     try:
         i, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise InputError(f"{option('shard')} must be I/N such as 0/4, got {text!r}") from None
-    if not 0 <= i < n:
+        raise InputError(f"{option('shard')} must be I/N such as 1/4, got {text!r}") from None
+    if not 1 <= i <= n:
         raise InputError(
-            f"{option('shard')} {text}: I must be in 0..N-1 (shards are numbered from 0)"
+            f"{option('shard')} {text}: I must be in 1..N (shards count from 1: 1/{max(n, 1)} "
+            f"to {max(n, 1)}/{max(n, 1)})"
         )
     return i, n
+
+
+def selection_note(cases: Sequence[SuiteCase], shard: tuple[int, int] | None) -> list[str]:
+    """What to say about an empty selection (a shard that ``-k`` left empty): not an error."""
+    if cases:
+        return []
+    where = "" if shard is None else f" in shard {shard[0]}/{shard[1]}"
+    return [f"no case to run{where}: the selection left this shard empty"]
 
 
 def run_cases(
@@ -86,10 +117,13 @@ def run_cases(
     cases: Sequence[SuiteCase],
     options: SuiteOptions = SuiteOptions(),
     on_result: Callable[[CaseResult], None] | None = None,
+    notes: Sequence[str] = (),
 ) -> SuiteReport:
-    """Run ``cases`` (validated, see ``suite.parse.load_suite``) and collect a ``SuiteReport``."""
+    """Run ``cases`` (validated, see ``suite.parse.load_suite``) and collect a ``SuiteReport``
+    (with ``notes`` about the selection)."""
     environment = environment_of(cases)
-    notes: list[str] = []
+    notes = list(notes)
+    options = replace(options, root=str(Path(suite_path).parent))
     if options.baseline is not None:
         notes += open_baseline(options.baseline).notes(environment)
     results: list[CaseResult] = []
@@ -100,12 +134,18 @@ def run_cases(
             on_result(result)
         return options.fail_fast and not result.ok
 
-    if options.jobs <= 1:
+    # More workers than CPUs only share them out (each torch process also runs threads), and
+    # more than cases only start processes that have nothing to do.
+    cpus = os.cpu_count() or 1
+    workers = min(options.jobs, cpus, max(len(cases), 1))
+    if options.jobs > cpus:
+        notes.append(f"{options.jobs} jobs asked for; {cpus} run, one per CPU of this machine")
+    if workers <= 1:
         for case in cases:
             if done(run_one(case, options)):
                 break
     else:
-        _run_parallel(cases, options, done)
+        _run_parallel(cases, replace(options, jobs=workers), done)
     order = {c.name: c.index for c in cases}
     results.sort(key=lambda r: order[r.name])
     return SuiteReport(suite_path, tuple(results), environment, tuple(notes))
@@ -119,18 +159,21 @@ def environment_of(cases: Sequence[SuiteCase]) -> dict[str, object]:
 
 
 def run_one(suite_case: SuiteCase, options: SuiteOptions) -> CaseResult:
-    """One case of a suite, never raising: errors become a result with status ``error``."""
+    """One case of a suite, never raising: errors become a result with status ``error``.
+
+    Against a baseline, a case whose options changed since it was recorded (or that was never
+    recorded) is not compared with it: it gets status ``drift`` (``fail`` if strict) with a
+    message that says so, apart from results that drifted.
+    """
     if suite_case.skip is not None:
         return CaseResult(suite_case.name, "skip", message=suite_case.skip)
     start = time.perf_counter()
+    stale: str | None = None
     try:
         case = suite_case.load()
         baseline = None
         if options.baseline is not None:
-            arrays = open_baseline(options.baseline).arrays(suite_case.name)
-            baseline = BaselineCheck(
-                arrays, options.baseline_rtol, options.baseline_atol, options.strict_baseline
-            )
+            baseline, stale = _against(suite_case, case, options)
         report = check_case(case, baseline=baseline)
     except LncheckError as e:
         error = str(suite_case.settings.spell(e))
@@ -140,16 +183,43 @@ def run_one(suite_case: SuiteCase, options: SuiteOptions) -> CaseResult:
         return CaseResult(suite_case.name, "error", message=error, seconds=_since(start))
     failed = not report.passed
     message: str | None
+    worst = report.worst_failure()
     if suite_case.xfail is not None:
         status = "xfail" if failed else "xpass"
         message = (
             suite_case.xfail if failed else f"passed, but is marked xfail ({suite_case.xfail})"
         )
+    elif failed or (stale is not None and options.strict_baseline):
+        status = "fail"
+        message = stale if worst is None else worst.message()
+    elif stale is not None or report.drift:
+        status, message = "drift", stale
     else:
-        status = "fail" if failed else "pass"
-        worst = report.worst_failure()
-        message = None if worst is None else worst.message()
+        status, message = "pass", None
     return CaseResult(suite_case.name, status, report, message, _since(start))
+
+
+def _against(
+    suite_case: SuiteCase, case: Case, options: SuiteOptions
+) -> tuple[BaselineCheck | None, str | None]:
+    """The baseline check of a case, or why there is none (never recorded, options changed)."""
+    assert options.baseline is not None
+    recorded = open_baseline(options.baseline)
+    name = suite_case.name
+    if not recorded.has(name):
+        return None, "not in the baseline (record it with lncheck baseline)"
+    now = case_options(suite_case, resolved(case, backend_for(case)), Path(options.root))
+    changes = recorded.changes(name, now)
+    if changes:
+        return None, (
+            "case options changed since the baseline: " + ", ".join(changes)
+            + " (not compared with it; re-record the case)"
+        )  # fmt: skip
+    arrays = recorded.arrays(name)
+    check = BaselineCheck(
+        arrays, options.baseline_rtol, options.baseline_atol, options.strict_baseline
+    )
+    return check, None
 
 
 def _since(start: float) -> float:

@@ -272,3 +272,36 @@ def test_torch_cpu_batch_norm_keeps_its_statistics_in_the_input_dtype(dtype: str
     report = lncheck.compare(x, "batch_norm", dtype=dtype)
     assert not report.passed
     assert {c.accuracy_class for c in report.checks if c.quantity == "output"} == {"low_precision"}
+
+
+def test_a_zero_centred_weight_is_composed_as_gemma_does() -> None:
+    # torch has no such module: each path runs without weight in float32, then multiplies by
+    # (1 + w) computed in float32, and casts to bfloat16 once, as Gemma's RMSNorm does
+    rng = np.random.default_rng(9)
+    x = torch.from_numpy(rng.standard_normal((4, 64)).astype(np.float32)).bfloat16()
+    w = torch.from_numpy(rng.normal(0, 0.5, 64).astype(np.float32)).bfloat16()
+    w[3] = 15.8125  # 1 + w rounds in bfloat16, not in float32
+    case = make_case(x, "rms_norm", normalized_shape=64, eps=1e-6, weight=w, weight_offset=1)
+    xf = x.float()
+    gemma = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6) * (1.0 + w.float())
+    gemma = gemma.bfloat16().float().numpy()
+    results = {r.candidate: r for r in runner.run(case, "cpu")}
+    assert set(results) == {
+        "torch.nn.RMSNorm",
+        "torch.nn.functional.rms_norm",
+        "torch._fused_rms_norm",
+    }
+    for result in results.values():
+        np.testing.assert_allclose(result.quantities["output"], gemma, rtol=2**-8, atol=0)
+    report = pipeline.check_case(case)
+    assert report.passed, [c.message() for c in report.failures]
+
+
+def test_gradients_flow_through_the_offset_weight() -> None:
+    x = np.random.default_rng(3).standard_normal((3, 8))
+    w = np.random.default_rng(4).normal(0, 0.3, 8)
+    report = pipeline.check_case(
+        make_case(x, normalized_shape=8, weight=w, weight_offset=1.0, dtype="float64", grad=True)
+    )
+    grads = {(c.candidate, c.quantity): c.passed for c in report.checks if "grad" in c.quantity}
+    assert grads[("torch.nn.LayerNorm", "grad_weight")] and all(grads.values())

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import lncheck
 from lncheck import pipeline
+from lncheck.reference import layer_norm
 from lncheck.tolerances import ToleranceSpec
 
 from ..backends.test_conformance import spec_of
@@ -90,3 +92,19 @@ def test_errors_name_options_as_the_caller_did() -> None:
     assert "key 'shape' (3,) means axes (1,)" in error_of(
         "layer_norm", (2, 3), "suite", shape=(3,), axes=(0,)
     )
+
+
+def test_a_zero_centred_weight_scales_by_one_plus_w() -> None:
+    # TransformerEngine's zero_centered_gamma: (x - mean) * rstd * (1 + w) + b
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    w, b = np.array([0.5, -0.25, 0.0, 2.0]), np.array([0.1, 0.2, 0.3, 0.4])
+    report = lncheck.compare(
+        x, normalized_shape=4, weight=w, bias=b, weight_offset=1.0, dtype="float64",
+        expected=layer_norm(x, 4, 1 + w, b), grad=True,
+    )  # fmt: skip
+    assert report.passed, [c.message() for c in report.failures]
+    assert {c.candidate for c in report.checks} >= {"torch.nn.LayerNorm", "expected"}
+    assert not lncheck.compare(
+        x, normalized_shape=4, weight=w, bias=b, weight_offset=1.0, dtype="float64",
+        expected=layer_norm(x, 4, w, b), backend=None,
+    ).passed  # fmt: skip

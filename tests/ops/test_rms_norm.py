@@ -62,3 +62,16 @@ def test_unset_eps_is_left_to_the_backend(dtype: str, eps: float) -> None:
 def test_a_backend_default_replaces_the_stand_in() -> None:
     spec = ops.build(settings("rms_norm", normalized_shape=4), (2, 4), "float32", {"eps": 0.5})
     assert spec.eps == 0.5 and spec.notes == ("eps=None: torch uses 0.5 for float32 input",)
+
+
+def test_a_zero_centred_weight_is_offset_and_needs_a_weight() -> None:
+    spec = ops.build(settings("rms_norm", normalized_shape=4, weight_offset=1.0), (2, 4))
+    assert spec.weight_offset == 1.0 and spec.params["weight_offset"] == 1.0
+    assert "weight_offset=1.0" in spec.description
+    assert "weight_offset" in rms_norm.READS
+    with pytest.raises(Exception, match=r"weight_offset= scales by \(weight \+ 1\), but the layer"):
+        ops.build(settings("rms_norm", normalized_shape=4, weight_offset=1, affine=False), (2, 4))
+    # without a weight given, a zero-centred layer starts from zeros: the output is x * rstd * 1
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    case = make_case(x, "rms_norm", normalized_shape=4, weight_offset=1.0, dtype="float64")
+    np.testing.assert_array_equal(case.weight, np.zeros(4))

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from lncheck.comparison import Comparison
-from lncheck.report import CaseResult, Header, Report, StatRow, StatsTable, SuiteReport
+from lncheck.report import (
+    CaseResult,
+    GroupFailures,
+    Header,
+    Report,
+    StatRow,
+    StatsTable,
+    SuiteReport,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 # How the torch backend names its candidates in tables (``backends.torch.short_name``).
@@ -137,6 +146,52 @@ def make_suite_report() -> SuiteReport:
     )
     environment = {"lncheck": "0.1.0", "backend": "torch", "torch": "2.13.0", "device": "cpu"}
     return SuiteReport("suite.toml", results, environment, ("an example note",))
+
+
+LONG_NAME = "my_fused_triton_layer_norm_forward_kernel_v2@cuda:0"
+
+
+def make_long_report() -> Report:
+    """A failing report whose values are as wide as they get: long numbers, a long candidate
+    name, a long input path, failing groups, a check that could not be made."""
+    passing = make_report()
+    header = replace(
+        passing.header,
+        case="experiments/2024-06-kernels/layer_norm/inputs/large_activations_seq4096.npy",
+        input_shape=(1024, 4096),
+        groups=1024,
+        group_size=4096,
+    )
+    checks = (
+        check("torch.nn.LayerNorm", "output", total=4194304, max_abs_err=1.2345e-300,
+              max_rel_err=-9.87e+307, max_ulp_err=1.5e+300, mean_abs_err=1.1e-305,
+              worst_index=(1023, 4095), worst_actual=-1.23456789e+300,
+              worst_expected=-1.23456788e+300),
+        check(LONG_NAME, "output", passed=False, total=4194304, mismatched=4194303,
+              max_abs_err=math.inf, max_rel_err=math.nan, max_ulp_err=math.inf,
+              mean_abs_err=3.25e+38, worst_index=(1023, 4095), worst_actual=-math.inf,
+              worst_expected=-1.2345678912e-300, required_atol=math.inf, nan_actual=17,
+              inf_actual=4194286),
+        check(LONG_NAME, "grad_input", passed=False, total=4194304, mismatched=4194304,
+              note="has shape (1024, 4095), the reference has shape (1024, 4096)"),
+    )  # fmt: skip
+    failing = {
+        (LONG_NAME, "output"): GroupFailures(
+            1024, 1024, 4096, (((1023,), 4096), ((1022,), 4096), ((0,), 4095))
+        )
+    }
+    return Report(header, checks, None, {}, names={**TORCH_NAMES}, failing_groups=failing)
+
+
+def make_long_suite_report() -> SuiteReport:
+    """A suite run with case names too long for a table row of 80 columns."""
+    long = make_long_report()
+    results = (
+        CaseResult("transformer-block-07-pre-attention-layer-norm-bfloat16-seq4096", "fail",
+                   long, long.worst_failure().message(), seconds=12.5),  # type: ignore[union-attr]
+        CaseResult("rms_norm-float16", "error", message="cannot run this case in float16"),
+    )  # fmt: skip
+    return SuiteReport("suites/nightly/all_normalization_layers.toml", results)
 
 
 def assert_golden(name: str, actual: str) -> None:

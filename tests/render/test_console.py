@@ -11,7 +11,14 @@ from rich.console import Console
 from lncheck.render import console as render_console
 from lncheck.report import Report, SuiteReport
 
-from .reports import TORCH_NAMES, assert_golden, make_report, make_suite_report
+from .reports import (
+    TORCH_NAMES,
+    assert_golden,
+    make_long_report,
+    make_long_suite_report,
+    make_report,
+    make_suite_report,
+)
 
 
 def _text(report: Report, **console_options: object) -> str:
@@ -101,3 +108,52 @@ def test_the_console_format_writes_both_kinds_of_report() -> None:
     assert "FAIL: 1 of 4 checks failed" in case.getvalue()
     assert "FAIL: 2 pass, 1 fail" in suite.getvalue()
     assert "\x1b[" not in case.getvalue() + suite.getvalue()  # a file is not a terminal
+
+
+# --- 80 columns and narrower: nothing is ever cut ------------------------------------------
+
+
+def _at(width: int, render: object, report: object) -> str:
+    buffer = io.StringIO()
+    render(report, Console(file=buffer, width=width, legacy_windows=False))  # type: ignore[operator]
+    return buffer.getvalue()
+
+
+def _whole(text: str, values: list[str]) -> None:
+    """Every value is in ``text`` whole: a phrase may wrap between words, a word never."""
+    assert "…" not in text
+    words = " ".join(text.split())
+    for value in values:
+        assert " ".join(value.split()) in words, value
+
+
+LONG_VALUES = [
+    "1.2e-300", "-9.9e+307", "1.5e+300", "1.1e-305", "(1023, 4095)", "-1.2345679e+300",
+    "-1.2345679e+300", "inf", "3.3e+38", "-inf", "-1.2345679e-300", "4194303/4194304 (100.0%)",
+    "experiments/2024-06-kernels/layer_norm/inputs/large_activations_seq4096.npy",
+    "my_fused_triton_layer_norm_forward_kernel_v2@cuda:0", "FAIL", "pass",
+    "output fails: 1024 of 1024",
+    "1021 more failing groups: --all-groups lists them all",
+    "grad_input: has shape (1024, 4095), the reference has shape (1024, 4096)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 40])
+def test_a_failing_report_with_long_values_at_narrow_widths(width: int) -> None:
+    report = make_long_report()
+    text = _at(width, render_console.render, report)
+    assert_golden(f"long_report_{width}.txt", text)
+    _whole(text, LONG_VALUES)
+    # Longer than the width: the failure lines (soft-wrapped text, whole), or a line holding
+    # one value longer than the width (after a label: "input  <a long path>").
+    failures = {c.message() for c in report.failures}
+    for line in text.splitlines():
+        if len(line.rstrip()) > width:
+            assert line in failures or len(line.split()) <= 2, line
+
+
+def test_a_suite_with_long_case_names_at_80_columns() -> None:
+    text = _at(80, render_console.render_suite, make_long_suite_report())
+    assert_golden("long_suite_80.txt", text)
+    name = "transformer-block-07-pre-attention-layer-norm-bfloat16-seq4096"
+    _whole(text, [name, "FAIL", "error", "12.50s", "rms_norm-float16: cannot run this case"])

@@ -40,7 +40,9 @@ def test_suite_document() -> None:
     doc = json.loads(render_json.render(report))
     assert doc == report.to_dict()
     assert doc["passed"] is False and doc["suite"] == "suite.toml"
-    assert doc["counts"] == {"pass": 2, "fail": 1, "skip": 1, "xfail": 1, "xpass": 0, "error": 1}
+    assert doc["counts"] == {
+        "pass": 2, "fail": 1, "drift": 0, "skip": 1, "xfail": 1, "xpass": 0, "error": 1
+    }  # fmt: skip
     assert doc["notes"] == ["an example note"] and doc["environment"]["backend"] == "torch"
     cases = {c["name"]: c for c in doc["cases"]}
     assert cases["layer_norm-cuda"]["report"] is None

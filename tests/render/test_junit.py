@@ -30,7 +30,15 @@ def test_junit_parses_back() -> None:
         "rms_norm-float16",
     ]
     assert all(c.get("classname") == "suite.toml" for c in cases.values())
-    assert len(cases["layer_norm-ok"]) == 0  # a pass: no child element
+    # a pass: only its candidates, by name
+    (named,) = cases["layer_norm-ok"]
+    assert [(p.get("name"), p.get("value")) for p in named] == [
+        ("candidate", "torch.nn.LayerNorm"),
+        ("candidate", "torch.nn.functional.layer_norm"),
+        ("candidate", "torch.native_layer_norm"),
+    ]
+    named = cases["layer_norm-bad"].find("properties")
+    assert named is not None and named[-1].get("value") == "expected"
     failure = cases["layer_norm-bad"].find("failure")
     assert failure is not None and failure.get("type") == "fail"
     assert failure.get("message", "").startswith("expected output does not match the reference")

@@ -157,9 +157,27 @@ def test_baseline_meta_records_where_it_ran(tmp_path: Path) -> None:
     assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "group_norm").exit_code == 0
     meta = open_baseline(golden).meta
     assert meta["backend"] == "torch" and meta["device"] and meta["created"]
-    assert meta["cases"] == {
-        "group_norm": {"op": "group_norm", "dtype": "float32", "device": "cpu"},
-        "group_norm-channels-last": {"op": "group_norm", "dtype": "float32", "device": "cpu"},
+    assert set(meta["cases"]) == {"group_norm", "group_norm-channels-last"}
+    entry = meta["cases"]["group_norm"]
+    assert {k: entry[k] for k in ("op", "dtype", "device")} == {
+        "op": "group_norm",
+        "dtype": "float32",
+        "device": "cpu",
+    }
+    assert entry["torch"] == meta["torch"] and entry["created"] == meta["created"]
+    # what the results depend on, relative to the suite file's folder
+    assert entry["options"] == {
+        "op": "group_norm",
+        "num_groups": 2,
+        "num_channels": 4,
+        "eps": 1e-05,
+        "affine": True,
+        "channel_axis": 1,
+        "dtype": "float32",
+        "device": "cpu",
+        "grad": False,
+        "input": "image.npy",
+        "input_shape": [2, 4, 3, 3],
     }
 
 

@@ -29,7 +29,9 @@ def test_example_suite_passes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "PASS: 14 pass, 1 skip, 1 xfail" in result.stdout
     doc = json.loads(report.read_text())
-    assert doc["counts"] == {"pass": 14, "fail": 0, "skip": 1, "xfail": 1, "xpass": 0, "error": 0}
+    assert doc["counts"] == {
+        "pass": 14, "fail": 0, "drift": 0, "skip": 1, "xfail": 1, "xpass": 0, "error": 0
+    }  # fmt: skip
     assert set(doc["environment"]) == ENVIRONMENT and doc["environment"]["backend"] == "torch"
     ops = {c["report"]["op"] for c in doc["cases"] if c["report"]}
     assert ops == set(OP_NAMES)
@@ -143,19 +145,48 @@ def test_run_output_option_errors(args: list[str], phrases: list[str]) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 40])
-def test_shards_cover_every_case_exactly_once(n: int) -> None:
+def test_shards_count_from_1_and_cover_every_case_exactly_once(n: int) -> None:
     cases = load_suite(SUITE).cases
-    seen = [c.name for i in range(n) for c in select(cases, shard=(i, n))]
+    seen = [c.name for i in range(1, n + 1) for c in select(cases, shard=(i, n))]
     assert sorted(seen) == sorted(c.name for c in cases)
+    first = [c.name for c in select(cases, shard=(1, n))]
+    assert first[0] == cases[0].name  # shard 1 starts at the suite's first case
 
 
 def test_shard_parsing() -> None:
     assert parse_shard("1/4") == (1, 4)
-    for bad in ("4/4", "-1/4", "1", "a/b", "1/0"):
+    assert parse_shard("4/4") == (4, 4)
+    for bad in ("0/4", "5/4", "-1/4", "1", "a/b", "1/0"):
         with pytest.raises(InputError, match="shard"):
             parse_shard(bad)
-    result = invoke("run", str(SUITE), "--shard", "4/4")
-    assert_user_error(result, "--shard 4/4: I must be in 0..N-1")
+    result = invoke("run", str(SUITE), "--shard", "0/4")
+    assert_user_error(result, "--shard 0/4: I must be in 1..N (shards count from 1: 1/4 to 4/4)")
+    with pytest.raises(InputError, match=r"shard= must be \(i, n\) with integers 1 <= i <= n"):
+        lncheck.run_suite(SUITE, shard=(0, 4))
+    report = lncheck.run_suite(SUITE, shard=(4, 4), pattern="layer_norm-j")
+    assert [r.name for r in report.results] == ["layer_norm-json-float16"]  # the suite's 4th
+
+
+def test_a_shard_emptied_by_k_is_a_note_and_an_empty_junit_file(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "r.xml"
+    # shard 2/4 holds cases 2, 6, 10, 14 of the suite: no group_norm among them
+    names = [c.name for c in select(load_suite(SUITE).cases, shard=(2, 4))]
+    assert names and not [n for n in names if "group_norm" in n]
+    result = invoke("run", str(SUITE), "--shard", "2/4", "-k", "group_norm", "--junit", str(junit))
+    assert result.exit_code == 0, result.output
+    assert "note: no case to run in shard 2/4: the selection left this shard empty" in result.stdout
+    assert "PASS: no case ran" in result.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "0" and list(suite.iter("testcase")) == []
+
+
+def test_k_matching_no_case_of_the_whole_suite_stays_an_error() -> None:
+    result = invoke("run", str(SUITE), "--shard", "1/4", "-k", "no-such-case")
+    assert_user_error(result, "--pattern 'no-such-case' matches no case (cases: layer_norm-last")
+    with pytest.raises(InputError, match="pattern= 'nope' matches no case"):
+        lncheck.run_suite(SUITE, pattern="nope")
 
 
 def test_pattern_and_glob() -> None:
@@ -166,8 +197,7 @@ def test_pattern_and_glob() -> None:
         "batch_norm-1d-float16-cumulative",
     }
     assert [c.name for c in select(cases, pattern="group_norm-*")] == ["group_norm-channels-last"]
-    result = invoke("run", str(SUITE), "-k", "no-such-case")
-    assert result.exit_code == 2 and "no case of" in result.stderr
+    assert [c.name for c in select(cases, pattern="*-eval")] == ["batch_norm-eval"]
 
 
 def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
 """The torch backend: every torch code path of a layer (module, functional, native).
 
 This module is light (it does not import torch): it names the backend's devices, its op table
-and its candidates. ``runner`` and ``paths`` import torch when a case runs; ``files`` reads
-``.pt`` files for the loaders.
+and its candidates. ``runner`` and ``paths`` import torch when a case runs; ``callables``
+calls a user's function with torch tensors (``--candidate``); ``files`` reads ``.pt`` files for
+the loaders.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lncheck.errors import InputError, option
@@ -96,3 +97,9 @@ def run(case: Case, device: str, option_name: str = "device") -> Iterator[NormRe
     from lncheck.backends.torch import runner
 
     return runner.run(case, device, option_name)
+
+
+def call(case: Case, fn: Callable[..., Any], device: str) -> dict[str, Any]:
+    from lncheck.backends.torch import callables
+
+    return callables.call(case, fn, device)

@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
+import io
 import warnings
-from pathlib import Path
+import zipfile
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from lncheck.errors import InputError
-from lncheck.readers import Loaded, over_limit
+from lncheck.errors import InputError, option
+from lncheck.readers import Loaded, over_limit, parsing
+from lncheck.sources import Source, size_of
 
 
-def read(path: Path, limit: int) -> Loaded:
+def read(path: Source, limit: int) -> Loaded:
     """The tensors of ``path`` as NumPy arrays, with the dtype each had (``readers.READERS``).
+
+    Sizes are held to ``limit`` before anything that large exists: the file, the storage
+    records of its zip archive as they declare themselves (a deflated record may inflate far
+    beyond its size on disk), and each tensor's elements (an expanded view of a one-element
+    storage may claim 10^12 of them).
 
     Raises:
         InputError: the file is too large, is not a safe tensor file (``weights_only=True``
             refuses it) or holds something other than tensors.
     """
-    if path.stat().st_size > limit:
-        raise over_limit(path.stat().st_size, limit)
-    arrays, names = load_tensors(path)
+    if size_of(path) > limit:
+        raise over_limit(size_of(path), limit)
+    _check_records(path, limit)
+    if isinstance(path, io.BytesIO):
+        path.seek(0)
+    arrays, names = load_tensors(path, limit)
     return Loaded(arrays, names)
+
+
+def _check_records(source: Source, limit: int) -> None:
+    """The storage records of a zip-format torch file, by their declared sizes."""
+    if not zipfile.is_zipfile(source):
+        return  # the legacy format: its storages are read from the file, no larger than it
+    with parsing("is not a valid torch file"), zipfile.ZipFile(source) as archive:
+        declared = sum(m.file_size for m in archive.infolist())
+    if declared > limit:
+        raise InputError(
+            f"holds records of {declared} bytes once decompressed, "
+            f"over the {option('max_bytes')} limit {limit}"
+        )
 
 
 def to_numpy(t: torch.Tensor) -> npt.NDArray[Any]:
@@ -35,12 +58,16 @@ def to_numpy(t: torch.Tensor) -> npt.NDArray[Any]:
     return np.asarray(t.cpu().numpy())
 
 
-def load_tensors(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]:
+def load_tensors(
+    path: Source, limit: int | None = None
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]:
     """Read a ``.pt``/``.pth`` file holding a tensor or a dict of tensors, never unpickling code.
+    The tensors' sizes (``numel`` times the element size, together) are held to ``limit``
+    before any of them is copied.
 
     Raises:
-        InputError: the file is not a safe tensor file (``weights_only=True`` refuses it) or
-            holds something other than tensors.
+        InputError: the file is not a safe tensor file (``weights_only=True`` refuses it),
+            holds something other than tensors, or tensors larger than ``limit``.
     """
     try:
         with warnings.catch_warnings():  # torch's deprecation notes are not the user's business
@@ -54,10 +81,21 @@ def load_tensors(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str
         raise InputError(f"holds a {type(obj).__name__}; expected a tensor or a dict of tensors")
     arrays: dict[str, npt.NDArray[Any]] = {}
     names: dict[str, str] = {}
+    declared = 0
     for key, value in items.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise InputError(
                 f"entry {key!r} is a {type(value).__name__}; expected tensors under string keys"
+            )
+        if value.is_nested:  # checked first: a nested tensor has no sizes to ask about
+            raise InputError(f"tensor {key!r} is a nested tensor; expected a plain dense tensor")
+        # a view may claim far more elements than its storage holds (stride 0): count the
+        # elements it would take to copy, before copying
+        declared += value.numel() * value.element_size()
+        if limit is not None and declared > limit:
+            raise InputError(
+                f"tensor {key!r} has shape {tuple(value.shape)} ({declared} bytes with the "
+                f"tensors before it), over the {option('max_bytes')} limit {limit}"
             )
         if value.is_complex():
             raise InputError(

@@ -284,6 +284,32 @@ def lrn_functional(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
     return {"output": _from_channels_first(case, y)}
 
 
+def with_weight_offset(fn: PathFn) -> PathFn:
+    """A path of a layer with a zero-centred weight: ``norm(x) * (offset + w) + b``.
+
+    torch has no such module. As Gemma's RMSNorm does (``x * rstd * (1.0 + w.float())``), the
+    path runs without weight and bias in float32 (float64 stays float64), multiplies by
+    ``offset + w`` computed there, adds the bias, and casts to the dtype once.
+    """
+
+    def composed(case: Case, t: Inputs) -> dict[str, torch.Tensor]:
+        p = case.spec
+        compute = torch.promote_types(t.x.dtype, torch.float32)
+        plain = case.with_(spec=p.with_(affine=False, has_bias=False, weight_offset=0.0))
+        inner = Inputs(t.x.to(compute), None, None, t.running_mean, t.running_var)
+        produced = fn(plain, inner)
+        shape = [n if i in p.param_axes else 1 for i, n in enumerate(p.view_shape)]
+        y = produced["output"]
+        if t.weight is not None:
+            y = y * (p.weight_offset + t.weight.to(compute)).reshape(shape)
+        if t.bias is not None:
+            y = y + t.bias.to(compute).reshape(shape)
+        produced["output"] = y.to(t.x.dtype)
+        return produced
+
+    return composed
+
+
 def activation_module(act: Activation, like: torch.Tensor) -> torch.nn.Module:
     nn = torch.nn
     if act.name == "relu":

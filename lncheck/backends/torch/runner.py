@@ -17,6 +17,7 @@ from lncheck.backends.torch.paths import PARAMETERS, Inputs
 from lncheck.case import Case
 from lncheck.errors import BackendUnavailable, option
 from lncheck.result import NormResult
+from lncheck.sources import resident
 
 TORCH_DTYPES = {
     "float64": torch.float64,
@@ -30,18 +31,18 @@ def run(case: Case, device: str, option_name: str = "device") -> Iterator[NormRe
     """Yield one ``NormResult`` per torch code path, one at a time, so that only one path's
     outputs are alive while it is being compared. ``option_name`` names the device's option in
     messages."""
-    inputs = _inputs(case, device, option_name)
-    upstream = _gradient(case, inputs.x) if case.grad else None
+    given = inputs(case, device, option_name)
+    gradient = upstream(case, given.x) if case.grad else None
     for name, fn in _paths(case):
         try:
-            t = _leaves(case, inputs) if upstream is not None else inputs
-            with torch.set_grad_enabled(upstream is not None):
+            t = _leaves(case, given) if gradient is not None else given
+            with torch.set_grad_enabled(gradient is not None):
                 produced = fn(case, t)
                 if case.spec.activation is not None:
                     act = paths.activation_module(case.spec.activation, t.x)
                     produced["activation"] = act(produced["output"])
-                if upstream is not None:
-                    produced.update(_backward(case, t, produced, upstream))
+                if gradient is not None:
+                    produced.update(_backward(case, t, produced, gradient))
         except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
             # torch's own limits (an op without a kernel for this dtype or device) are not a
             # verdict on the layer: say which path could not run, and why.
@@ -62,15 +63,23 @@ def _paths(case: Case) -> list[tuple[str, paths.PathFn]]:
     for name, function in PATHS[case.spec.op]:
         if name.startswith("torch._") and not hasattr(torch, name.removeprefix("torch.")):
             continue  # a private path this release does not have
-        found.append((name.format(module=case.spec.module), getattr(paths, function)))
+        fn = getattr(paths, function)
+        if case.spec.weight_offset:
+            fn = paths.with_weight_offset(fn)
+        found.append((name.format(module=case.spec.module), fn))
     return found
 
 
-def _gradient(case: Case, like: torch.Tensor) -> torch.Tensor:
-    from lncheck.gradients import check_supported, upstream
+def upstream(case: Case, like: torch.Tensor) -> torch.Tensor:
+    """The upstream gradient of ``--grad`` as a tensor like ``like``.
 
-    check_supported(case.spec)
-    return torch.from_numpy(upstream(case)).to(device=like.device, dtype=like.dtype)
+    Raises:
+        InputError: the reference has no backward pass for this layer.
+    """
+    from lncheck import gradients
+
+    gradients.check_supported(case.spec)
+    return torch.from_numpy(gradients.upstream(case)).to(device=like.device, dtype=like.dtype)
 
 
 def _leaves(case: Case, t: Inputs) -> Inputs:
@@ -139,7 +148,13 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     }
 
 
-def _inputs(case: Case, device: str, option_name: str) -> Inputs:
+def inputs(case: Case, device: str, option_name: str = "device") -> Inputs:
+    """The case's arrays as tensors on ``device`` in the compute dtype, with the weight, bias
+    and running statistics the layer uses (defaults filled in).
+
+    Raises:
+        BackendUnavailable: no such device here.
+    """
     where = _device(device, option_name)
     dtype = TORCH_DTYPES[case.dtype]
 
@@ -149,7 +164,12 @@ def _inputs(case: Case, device: str, option_name: str) -> Inputs:
         with warnings.catch_warnings():
             # Memory-mapped inputs are read-only; torch only reads them here.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(np.asarray(a))
+            # a memory-mapped input is copied first: torch reads it in long calls that a
+            # file truncated meanwhile would end with SIGBUS
+            a = np.asarray(resident(a))
+            if any(stride < 0 for stride in a.strides):  # x[::-1]: torch takes no such view
+                a = a.copy()
+            t = torch.from_numpy(a)
         return t.to(device=where, dtype=dtype)
 
     weight, bias = common.affine_defaults(case)

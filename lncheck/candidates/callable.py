@@ -1,0 +1,85 @@
+"""A Python function as a candidate: ``--candidate module.path:function`` (or
+``path/to/file.py:function``; in the API the function itself).
+
+This module only finds the function; the backend calls it with its own tensors
+(``lncheck.backends.torch.callables``): the input as the first argument, then ``weight``,
+``bias`` and the layer's options as keyword arguments, those its signature names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from lncheck.candidates.specs import Target
+from lncheck.errors import InputError, option
+
+_FROM_FILES: dict[Path, ModuleType] = {}
+
+
+def resolve(target: Target) -> Callable[..., Any]:
+    """The function ``target`` names, imported (once per module).
+
+    Raises:
+        InputError: the module cannot be imported (its error is quoted), or has no such
+            callable.
+    """
+    if callable(target.target):
+        return target.target
+    where = f"{option('candidate')} {target.target!r}"
+    module_name, _, function = target.target.rpartition(":")
+    try:
+        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            module = _from_file(Path(module_name), where)
+        else:
+            module = _import(module_name)
+    except InputError:
+        raise
+    except Exception as e:  # the user's module failed while importing: say how, in one line
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise InputError(f"{where}: cannot import it: {type(e).__name__}: {first}") from None
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise InputError(f"{where}: {module_name} has no callable {function!r}")
+    return found  # type: ignore[no-any-return]
+
+
+def _import(name: str) -> ModuleType:
+    """``importlib.import_module``, with the current folder searched first, as ``python -m``
+    would (the ``lncheck`` script's own folder is on ``sys.path`` instead)."""
+    here = str(Path.cwd())
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
+
+
+def _from_file(path: Path, where: str) -> ModuleType:
+    path = path.resolve()
+    if path in _FROM_FILES:
+        return _FROM_FILES[path]
+    if not path.is_file():
+        raise InputError(f"{where}: no such file {str(path)!r}")
+    name = "lncheck_candidate_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"{where}: cannot load {str(path)!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    _FROM_FILES[path] = module
+    return module

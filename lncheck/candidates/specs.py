@@ -1,0 +1,298 @@
+"""The values of ``--expected``, ``--candidate-cmd`` and ``--candidate``, as the option table
+parses them from any surface. Pure Python: ``lncheck --help`` builds its options from here.
+
+One grammar serves the command line, suite files and the Python API:
+
+* ``--expected FILE`` is the layer's final output (after ``--activation``) or a bundle of
+  quantities, for the candidate ``expected``; ``NAME=FILE`` names the candidate;
+  ``QUANTITY=FILE`` gives one quantity of ``expected`` (``grad_input=dx.npy``) and
+  ``NAME.QUANTITY=FILE`` one quantity of ``NAME``. A suite's table and an API dict map the same
+  names to files (or, in the API, to arrays and dicts of arrays).
+* ``--candidate-cmd [NAME=]TEMPLATE``: a program line with ``{placeholders}`` (``command``).
+* ``--candidate [NAME=]module.path:function`` (or ``file.py:function``, or in the API the
+  function itself).
+
+Candidate names are letters, digits, ``_`` and ``-``: never a quantity's name, and never a dot,
+so that they cannot be mistaken for a backend's paths (``torch.nn.LayerNorm``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lncheck.candidates import QUANTITIES
+from lncheck.errors import InputError, option
+
+EXPECTED = "expected"  # the candidate an unnamed --expected file gives
+_NAME = re.compile(r"^[\w-]+$")
+_NAMED = re.compile(r"^([\w-]+(?:\.\w+)?)=(.*)$", re.DOTALL)
+
+# What a command's template may name: files lncheck writes, and the layer's options as text.
+FILE_PLACEHOLDERS = (
+    "input", "output", "weight", "bias", "grad_output", "running_mean", "running_var",
+)  # fmt: skip
+TEXT_PLACEHOLDERS = (
+    "op", "eps", "shape", "axes", "groups", "dtype", "training", "momentum", "name",
+)  # fmt: skip
+PLACEHOLDERS = FILE_PLACEHOLDERS + TEXT_PLACEHOLDERS
+
+
+@dataclass(frozen=True)
+class Given:
+    """One ``--expected`` entry: ``quantity`` of ``candidate``, or (``None``) a whole file that
+    is the final output or a bundle. ``source`` is a path, or in the API an array-like, a
+    tensor or a dict of them."""
+
+    candidate: str
+    quantity: str | None
+    source: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``--candidate-cmd``: a program line run per case in ``cwd`` (``None``: here)."""
+
+    name: str
+    template: str
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ``--candidate``: ``module.path:function``, ``file.py:function`` or the function."""
+
+    name: str
+    target: str | Callable[..., Any] = field(compare=False)
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name in QUANTITIES:
+        raise InputError(
+            f"{where}: candidate name {name!r} must be letters, digits, '_' or '-' "
+            f"and not a quantity's name"
+        )
+    return name
+
+
+def _split_name(key: Any, where: str) -> tuple[str, str | None]:
+    """``grad_input`` -> (expected, grad_input); ``mine.rstd`` -> (mine, rstd); ``mine``."""
+    if not isinstance(key, str):
+        raise InputError(f"{where}: names must be strings, got {key!r}")
+    if key in QUANTITIES:
+        return EXPECTED, key
+    candidate, dot, quantity = key.rpartition(".")
+    if dot and quantity not in QUANTITIES:
+        raise InputError(
+            f"{where}: unknown quantity {quantity!r} in {key!r} (known: {', '.join(QUANTITIES)})"
+        )
+    if dot:
+        return _check_name(candidate, where), quantity
+    return _check_name(key, where), None
+
+
+def expected_entries(value: Any, name: str) -> tuple[Given, ...]:
+    """``--expected`` from any surface: ``FILE``, ``NAME=FILE``, a list of those, a mapping of
+    names to files (or arrays), or (API) an array.
+
+    Raises:
+        InputError: a bad name, an unknown quantity, or an entry given twice.
+    """
+    where = option(name)
+    if value is None:
+        raise InputError(f"{where} must be a file, an array or a table of them, got None")
+    entries: list[Given] = []
+    if isinstance(value, str) or _is_texts(value):
+        texts = [value] if isinstance(value, str) else list(value)
+        for text in texts:
+            match = _NAMED.match(text)
+            if not text:
+                raise InputError(f"{where} needs a file, got an empty string")
+            if match is None:
+                entries.append(Given(EXPECTED, None, text))
+                continue
+            if not match.group(2):
+                raise InputError(f"{where} {text!r}: no file after '='")
+            entries.append(Given(*_split_name(match.group(1), where), match.group(2)))
+    elif isinstance(value, Mapping):
+        if not value:
+            raise InputError(f"{where}: the table is empty")
+        for key, source in value.items():
+            candidate, quantity = _split_name(key, where)
+            if source is None:
+                raise InputError(f"{where}: {key!r} has no file")
+            entries.append(Given(candidate, quantity, source))
+    else:
+        entries.append(Given(EXPECTED, None, value))  # an array: checked when it is loaded
+    seen: set[tuple[str, str | None]] = set()
+    for entry in entries:
+        key = (entry.candidate, entry.quantity)
+        if key in seen:
+            what = entry.candidate + (f".{entry.quantity}" if entry.quantity else "")
+            raise InputError(f"{where} gives {what!r} twice")
+        seen.add(key)
+    return tuple(entries)
+
+
+def _named(text: str) -> tuple[str | None, str]:
+    match = re.match(r"^([\w-]+)=(\S.*)$", text, re.DOTALL)
+    return (match.group(1), match.group(2)) if match else (None, text)
+
+
+def _items(value: Any, where: str, kinds: str) -> list[tuple[str | None, Any]]:
+    """(name or None, value) pairs from a string, a list or a mapping."""
+    if isinstance(value, str) or callable(value):
+        value = [value]
+    if isinstance(value, Mapping):
+        return [(_check_name(k, where), v) for k, v in value.items()]
+    if isinstance(value, (list, tuple)) and value:
+        out: list[tuple[str | None, Any]] = []
+        for item in value:
+            if isinstance(item, str):
+                named, rest = _named(item)
+                out.append((None if named is None else _check_name(named, where), rest))
+            else:
+                out.append((None, item))
+        return out
+    raise InputError(f"{where} must be {kinds}, got {value!r}")
+
+
+def _unique(
+    pairs: list[tuple[str | None, Any]], default: Callable[[Any], str], where: str
+) -> list[tuple[str, Any]]:
+    """Names for every item: the given one, else ``default(item)`` numbered when it repeats."""
+    named = {n for n, _ in pairs if n is not None}
+    out: list[tuple[str, Any]] = []
+    for name, item in pairs:
+        if name is None:
+            base = default(item)
+            name, k = base, 2
+            while name in named:
+                name, k = f"{base}{k}", k + 1
+        elif any(name == n for n, _ in out):
+            raise InputError(f"{where} names two candidates {name!r}")
+        named.add(name)
+        out.append((name, item))
+    return out
+
+
+def commands(value: Any, name: str) -> tuple[Command, ...]:
+    """``--candidate-cmd``: ``[NAME=]TEMPLATE``, a list of them, or a mapping name -> template.
+
+    Raises:
+        InputError: a template that does not split like a shell line, is empty, or names an
+            unknown placeholder.
+    """
+    where = option(name)
+    pairs = _items(value, where, "a program line such as 'prog {input} {output}' or a list")
+    for _, template in pairs:
+        check_template(template, where)
+    return tuple(Command(n, t) for n, t in _unique(pairs, lambda _: "command", where))
+
+
+def check_template(template: Any, where: str) -> list[str]:
+    """The words of ``template`` (split like a shell line), checked: known placeholders only.
+
+    Raises:
+        InputError: not a string, unbalanced quotes, no program, an unknown placeholder.
+    """
+    import shlex  # only when a program is given: --help stays light
+
+    if not isinstance(template, str):
+        raise InputError(f"{where} must be a program line (a string), got {template!r}")
+    try:
+        words = shlex.split(template)
+    except ValueError as e:
+        raise InputError(f"{where} {template!r}: cannot split it like a shell line: {e}") from None
+    if not words:
+        raise InputError(f"{where} is an empty program line")
+    for word in words:
+        for used in placeholders(word, where):
+            if used not in PLACEHOLDERS:
+                raise InputError(
+                    f"{where}: unknown placeholder {{{used}}} (known: "
+                    f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}; write {{{{ for a brace)"
+                )
+    return words
+
+
+def placeholders(word: str, where: str) -> list[str]:
+    """The placeholders ``{name}`` of one word of a template."""
+    import string
+
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(word) if f is not None]
+    except ValueError as e:
+        raise InputError(f"{where}: {word!r}: {e} (write {{{{ for a brace)") from None
+
+
+def callables(value: Any, name: str) -> tuple[Target, ...]:
+    """``--candidate``: ``[NAME=]module.path:function`` or ``file.py:function``; in the API also
+    the function itself, or a mapping name -> either.
+
+    Raises:
+        InputError: neither a callable nor ``module:function``.
+    """
+    where = option(name)
+    pairs = _items(value, where, "'module.path:function', a callable, or a list or table of them")
+    for _, target in pairs:
+        if callable(target):
+            continue
+        if not isinstance(target, str):
+            raise InputError(
+                f"{where} must be 'module.path:function' or a callable, got {target!r}"
+            )
+        module, colon, function = target.rpartition(":")
+        if not (colon and module and function.isidentifier()):
+            raise InputError(
+                f"{where} {target!r}: expected module.path:function or path/to/file.py:function"
+            )
+    return tuple(Target(n, t) for n, t in _unique(pairs, _default_callable_name, where))
+
+
+def _default_callable_name(target: Any) -> str:
+    base = target.rpartition(":")[2] if isinstance(target, str) else getattr(target, "__name__", "")
+    return (
+        base
+        if isinstance(base, str) and _NAME.match(base) and base not in QUANTITIES
+        else ("callable")
+    )
+
+
+def positive_seconds(value: Any, name: str) -> float:
+    """A timeout: a finite number of seconds above zero."""
+    from lncheck.options import number
+
+    seconds = number(value, name)
+    if seconds <= 0:
+        raise InputError(f"{option(name)} must be more than 0 seconds, got {seconds}")
+    return seconds
+
+
+def names(
+    given: tuple[Given, ...], programs: tuple[Command, ...], functions: tuple[Target, ...]
+) -> list[str]:
+    """Every user candidate's name, in enumeration order (files, programs, callables).
+
+    Raises:
+        InputError: two kinds of candidate share a name.
+    """
+    order: list[str] = []
+    for entry in given:
+        if entry.candidate not in order:
+            order.append(entry.candidate)
+    for kind, items in (("candidate_cmd", programs), ("candidate", functions)):
+        for item in items:
+            if item.name in order:
+                raise InputError(
+                    f"{option(kind)}: the name {item.name!r} is already taken by another "
+                    f"candidate; name it with NAME=..."
+                )
+            order.append(item.name)
+    return order

@@ -1,0 +1,218 @@
+"""``lncheck explain INPUT OBSERVED``: which normalization produced OBSERVED from INPUT.
+
+The options that pin part of the search are the option table's (``lncheck.options``), checked
+by ``options.parse`` as ``compare`` checks them; the search is ``lncheck.explain.explain``.
+NumPy and the search are imported inside the command, so that ``lncheck --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lncheck.cli import app
+from lncheck.options import OPTIONS
+
+# The ops explain searches (lncheck.explain.hypotheses.SEARCHED_OPS, which imports NumPy).
+SEARCHED_OPS = ("layer_norm", "rms_norm", "group_norm", "instance_norm", "batch_norm")
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+PIN = "Pin part of the search"
+PARAMETERS = "Parameters"
+OUTPUT = "Output"
+# Where an output is looked for in a file that holds several arrays.
+OUTPUT_NAMES = ("output", "observed", "expected", "y")
+
+EPILOG = """\
+[bold]Examples[/bold]
+
+[dim]# which LayerNorm made y from x? (exit 0: explained, 1: nothing fits)[/dim]
+lncheck explain x.npy y.npy
+
+[dim]# input and output in one .npz (arrays 'input' and 'output')[/dim]
+lncheck explain examples/keras_ln.npz examples/keras_ln.npz
+
+[dim]# with the layer's weight: tries it as given, as 1 + w, and swapped with the bias[/dim]
+lncheck explain hidden.npy normed.npy --weight w.npy --json
+
+[dim]# pin what you know: only GroupNorm, only eps 1e-5[/dim]
+lncheck explain image.npy out.npy --op group_norm --eps 1e-5
+"""
+
+
+def _pin(name: str, help: str, panel: str = PIN, metavar: str | None = None) -> Any:
+    """A typer option spelled from the option table (its flags, and its metavar unless given)."""
+    o = OPTIONS[name]
+    shown = metavar or o.metavar
+    if o.choices is not None and shown is None:
+        shown = "[" + "|".join(o.choices()) + "]"
+    return typer.Option(
+        *(o.flags or (o.flag,)),
+        help=help,
+        rich_help_panel=panel,
+        show_default=False,
+        metavar=shown,
+    )
+
+
+@app.command(name="explain", epilog=EPILOG)
+def explain_command(
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="The input: .npy, .npz, .json, .pt, or - for JSON on stdin.", show_default=False
+        ),
+    ],
+    observed: Annotated[
+        str,
+        typer.Argument(
+            help="The output to explain (in a file of several arrays: 'output', "
+            "'observed', 'expected' or 'y').",
+            show_default=False,
+        ),
+    ],
+    weight: Annotated[
+        str | None,
+        _pin(
+            "weight",
+            "A weight (gamma) the layer may have used (default: the INPUT file's).",
+            PARAMETERS,
+        ),
+    ] = None,
+    bias: Annotated[
+        str | None,
+        _pin(
+            "bias", "A bias (beta) the layer may have used (default: the INPUT file's).", PARAMETERS
+        ),
+    ] = None,
+    op: Annotated[
+        str | None,
+        _pin("op", "Only this op.", metavar="[" + "|".join(SEARCHED_OPS) + "]"),
+    ] = None,
+    normalized_shape: Annotated[
+        str | None, _pin("normalized_shape", "Only these trailing dims: --shape 3 4.")
+    ] = None,
+    axes: Annotated[str | None, _pin("axes", "Only these axes: --axes 1 3.")] = None,
+    groups: Annotated[
+        int | None, _pin("groups", "Only this number of groups (group_norm).")
+    ] = None,
+    channel_axis: Annotated[
+        int | None, _pin("channel_axis", "Only this channel axis (searched: 1 and the last).")
+    ] = None,
+    eps: Annotated[float | None, _pin("eps", "Only this eps (none is fitted).")] = None,
+    affine: Annotated[
+        bool | None, _pin("affine", "--no-affine: only outputs without weight and bias.")
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        _pin("dtype", "The precision OBSERVED was rounded to; default: what its values show."),
+    ] = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object instead of the table.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Stop searching after this many seconds.",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+            min=0.0,
+        ),
+    ] = None,
+) -> None:
+    """Find which normalization turned INPUT into OBSERVED, best explanation first.
+
+    Searches the axes or groups, centring, the variance estimator and algorithm, where eps goes
+    and its value, the affine map and the cast order in low precision.
+
+    Exit status: 0 a candidate reproduces OBSERVED within rounding, 1 none does, 2 invalid input.
+    """
+    from lncheck.explain import explain
+    from lncheck.options import parse
+    from lncheck.readers import INPUT_NAMES
+
+    pins = parse(
+        {
+            "op": op,
+            "normalized_shape": normalized_shape,
+            "axes": axes,
+            "groups": groups,
+            "channel_axis": channel_axis,
+            "eps": eps,
+            "affine": affine,
+            "dtype": dtype,
+        },
+        "cli",
+    )
+    inputs = _read(input)
+    x = _pick(inputs, INPUT_NAMES, input, "input", allow_single=True)
+    outputs = inputs if observed == input else _read(observed)
+    y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
+    w = _single(weight, "weight") if weight is not None else inputs.get("weight")
+    b = _single(bias, "bias") if bias is not None else inputs.get("bias")
+    report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
+    if json_output:
+        import json
+
+        from lncheck.render.json import explain_document
+
+        sys.stdout.write(json.dumps(explain_document(report), allow_nan=False) + "\n")
+    else:
+        from lncheck.render.console import make_console, render_explain
+
+        render_explain(report, make_console())
+    raise typer.Exit(int(report.exit_status))
+
+
+def _read(path: str) -> dict[str, npt.NDArray[Any]]:
+    from lncheck.readers import read_arrays
+
+    return read_arrays(path).arrays
+
+
+def _pick(
+    arrays: dict[str, npt.NDArray[Any]],
+    names: tuple[str, ...],
+    path: str,
+    role: str,
+    *,
+    allow_single: bool,
+) -> npt.NDArray[Any]:
+    """The array named as ``names`` says, or the only array of the file.
+
+    Raises:
+        InputError: several arrays and none with one of ``names``.
+    """
+    from lncheck.errors import InputError
+
+    for name in names:
+        if name in arrays:
+            return arrays[name]
+    if allow_single and len(arrays) == 1:
+        return next(iter(arrays.values()))
+    held = ", ".join(repr(k) for k in arrays)
+    raise InputError(
+        f"{path}: holds {held}, and no {role} named {' or '.join(repr(n) for n in names)}"
+    )
+
+
+def _single(path: str, role: str) -> npt.NDArray[Any]:
+    from lncheck.errors import InputError, option, with_context
+
+    arrays = _read(path)
+    if role in arrays:
+        return arrays[role]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise with_context(
+        InputError(f"holds {len(arrays)} arrays and none is named {role!r}"),
+        f"{option(role)} {path}",
+    )

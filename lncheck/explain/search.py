@@ -1,0 +1,422 @@
+"""The search: structures pruned on a sample of groups, survivors fitted on every group, the
+best hypotheses replayed on every element.
+
+1. For each structure and affine map (``hypotheses``), fit the sampled groups (``fit.sample_fit``):
+   a structure or affine map that does not fit leaves a residual far above the rounding, a
+   wrong centring shows in the fitted centres, and no eps at all fits a wrong grouping.
+2. A per-feature weight and bias are fitted by least squares only when nothing else fits.
+3. Survivors are fitted on every group (``fit.full_fit``): each variance estimator, algorithm
+   and eps placement gets the interval of eps values every group allows, and an eps from it.
+4. The simplest hypotheses of each survivor are replayed on every element (``confirm``).
+
+When nothing explains the output, the structures that came closest are replayed with the
+common defaults, so that the report shows how far off they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.dtypes import DTypeName, round_to
+from lncheck.explain import eps as epsilon
+from lncheck.explain import fit as fits
+from lncheck.explain.confirm import Residual, confirm
+from lncheck.explain.eps import EpsChoice
+from lncheck.explain.fit import Deadline, FittedAffine, GroupFit, OutOfTime
+from lncheck.explain.hypotheses import (
+    AFFINE_PENALTY,
+    EPS_PRIOR,
+    Affine,
+    CastOrder,
+    Denominator,
+    Pins,
+    Structure,
+    affine_options,
+    denominators,
+    none_label,
+)
+from lncheck.explain.report import (
+    Candidate,
+    Config,
+    alternatives_note,
+    describe,
+    fitted_notes,
+    torch_code,
+)
+
+F64 = npt.NDArray[np.float64]
+Array = npt.NDArray[Any]
+
+HYPOTHESES_PER_SURVIVOR = 3  # denominators replayed on every element before giving up
+NEAREST_MISSES = 3
+EPS_TRIES = 3  # usual eps values replayed per denominator
+# A candidate within rounding that already matches this share of the values exactly may be off
+# only by an eps too small to see in the scales: the next usual eps is replayed too.
+NEAR_EXACT = 0.9
+MAX_CANDIDATES = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One search: the arrays (weight and bias float64 in their own shape), the structures to
+    score, what is pinned, and the precision the observed values are rounded to."""
+
+    x: Array
+    y: Array
+    weight: F64 | None
+    bias: F64 | None
+    structures: tuple[Structure, ...]
+    pins: Pins
+    precision: DTypeName
+
+
+@dataclass
+class Attempt:
+    """A structure, affine map and centring fitted on the sample."""
+
+    structure: Structure
+    affine: Affine
+    centered: bool
+    rho: float
+    repeats: float
+    weight: Array | None
+    bias: Array | None
+    fitted: FittedAffine | None = None
+    full: GroupFit | None = None
+
+
+@dataclass(frozen=True)
+class _Hypothesis:
+    """A denominator with its eps, on the per-group fit it was judged on (rescaled by
+    ``factor`` where the weight is fitted)."""
+
+    denominator: Denominator
+    choice: EpsChoice
+    fit: GroupFit
+    factor: float
+
+
+@dataclass
+class Outcome:
+    candidates: list[Candidate]
+    hypotheses: int
+    complete: bool
+
+
+def run(problem: Problem, deadline: Deadline) -> Outcome:
+    """Search, stopping cleanly when ``deadline`` passes (``complete`` is then False)."""
+    state = _State(problem, deadline)
+    try:
+        state.search()
+        complete = True
+    except OutOfTime:
+        complete = False
+    found = sorted(state.candidates, key=Candidate.rank_key)
+    if any(c.explains for c in found):  # the misses are only worth showing when all miss
+        found = [c for c in found if c.explains]
+    return Outcome(found[:MAX_CANDIDATES], state.hypotheses, complete)
+
+
+class _State:
+    def __init__(self, problem: Problem, deadline: Deadline) -> None:
+        self.p = problem
+        self.deadline = deadline
+        self.candidates: list[Candidate] = []
+        self.attempts: list[Attempt] = []
+        self.hypotheses = 0
+
+    def search(self) -> None:
+        survivors = self._sample_stage()
+        survivors.sort(key=lambda a: AFFINE_PENALTY[a.affine])
+        for attempt in survivors:
+            self._full_stage(attempt)
+        if not self._explained() and self.p.pins.affine is not False:
+            for attempt in self._fitted_stage():
+                self._full_stage(attempt)
+        if not self._explained():
+            self._nearest_misses()
+
+    def _explained(self) -> bool:
+        return any(c.explains for c in self.candidates)
+
+    # --- stage 1: the sample --------------------------------------------------------------
+
+    def _sample_stage(self) -> list[Attempt]:
+        p = self.p
+        survivors: list[Attempt] = []
+        scored: set[tuple[Any, ...]] = set()
+        for s in p.structures:
+            sample: fits.Sample | None = None
+            for affine in affine_options(s, p.weight, p.bias, p.pins):
+                key = (s.partition,) if affine == "none" else (s.partition, s.param_axes, affine)
+                if key in scored:
+                    continue  # the same grouping and parameters: the same predictions
+                scored.add(key)
+                self.deadline.check()
+                if sample is None:
+                    sample = fits.take_sample(s.layout, p.x, p.y)
+                weight, bias = self._parameters(s, affine)
+                fit = fits.sample_fit(s.layout, sample, weight, bias, p.precision)
+                for centered in s.centers:
+                    attempt = Attempt(s, affine, centered, fit.rho, sample.repeats, weight, bias)
+                    self.attempts.append(attempt)
+                    if self._plausible(fit, centered):
+                        survivors.append(attempt)
+        return survivors
+
+    def _plausible(self, fit: GroupFit, centered: bool) -> bool:
+        p = self.p
+        found = denominators(centered)
+        self.hypotheses += len(found) * (len(EPS_PRIOR["centered"]) + 1)
+        if fit.rho > fits.shape_tolerance(p.precision):
+            return False
+        if not fits.centering_ok(fit, centered, p.precision):
+            return False
+        return any(epsilon.eps_interval(fit, d, centered, p.precision).feasible for d in found)
+
+    def _parameters(self, s: Structure, affine: Affine) -> tuple[Array | None, Array | None]:
+        """The weight and bias of ``affine``, shaped to broadcast against the structure's view."""
+        w, b = self.p.weight, self.p.bias
+        if affine == "none":
+            return None, None
+        if affine == "swapped":
+            w, b = b, w
+        elif affine == "given_offset" and w is not None:
+            w = w + 1.0
+        view = s.param_view
+        return (
+            None if w is None else np.asarray(w, dtype=np.float64).reshape(view),
+            None if b is None else np.asarray(b, dtype=np.float64).reshape(view),
+        )
+
+    # --- stage 2: a fitted affine map -----------------------------------------------------
+
+    def _fitted_stage(self) -> list[Attempt]:
+        p = self.p
+        survivors: list[Attempt] = []
+        for s in p.structures:
+            if s.features != "normalized":
+                continue
+            sample = fits.take_sample(s.layout, p.x, p.y)
+            for centered in s.centers:
+                self.deadline.check()
+                fitted = fits.fit_affine(sample, centered, p.precision)
+                if fitted is None or fitted.rho > fits.shape_tolerance(p.precision):
+                    continue
+                weight = fitted.weight.reshape(s.param_view)
+                bias = fitted.bias.reshape(s.param_view)
+                fit = fits.sample_fit(s.layout, sample, weight, bias, p.precision)
+                attempt = Attempt(
+                    s, "fitted", centered, fit.rho, sample.repeats, weight, bias, fitted
+                )
+                self.attempts.append(attempt)
+                if self._plausible(fit, centered):
+                    survivors.append(attempt)
+        return survivors
+
+    # --- stage 3: every group; stage 4: every element -------------------------------------
+
+    def _full_stage(self, a: Attempt) -> None:
+        p = self.p
+        s = a.structure
+        full = fits.full_fit(s.layout, p.x, p.y, a.weight, a.bias, a.rho, self.deadline, a.repeats)
+        a.full = full
+        if not fits.centering_ok(full, a.centered, p.precision):
+            return
+        found = self._hypotheses(full, a)
+        best: Candidate | None = None
+        for h in found[:HYPOTHESES_PER_SURVIVOR]:
+            others = [o.denominator for o in found if o.denominator != h.denominator]
+            # the usual eps values the per-group scales allow, most likely first
+            for value in (h.choice.eps, *h.choice.alternatives[: EPS_TRIES - 1]):
+                tried = replace(h, choice=replace(h.choice, eps=value))
+                for cast in self._cast_orders(a):
+                    candidate = self._replay(a, tried, cast, others)
+                    self.candidates.append(candidate)
+                    if best is None or candidate.rank_key() < best.rank_key():
+                        best = candidate
+                if best is not None and (
+                    best.verdict == "exact" or (best.explains and best.exact_share < NEAR_EXACT)
+                ):
+                    break  # a broad mismatch is the computation's rounding, not eps
+            # "rounding" may hide a better hypothesis that is "exact": a scale off by less
+            # than the rounding (n/(n-1) in bfloat16) only shows in how many values match
+            if best is not None and best.verdict == "exact":
+                return
+
+    def _hypotheses(self, full: GroupFit, a: Attempt) -> list[_Hypothesis]:
+        """The denominators that some eps fits on every group, simplest first. A one-pass
+        variance is only tried when no two-pass one fits; with a fitted weight the variance
+        estimator is a common factor the weight absorbs, so only the biased one is tried."""
+        p = self.p
+        found: list[_Hypothesis] = []
+        for d in denominators(a.centered):
+            if d.algorithm == "one_pass" and any(
+                h.denominator.algorithm == "two_pass" for h in found
+            ):
+                continue
+            fit, factor = full, 1.0
+            if a.affine == "fitted":
+                if d.variance == "unbiased":
+                    continue
+                fit, factor = epsilon.rescaled(full, d, a.centered, p.precision)
+            kind = "centered" if a.centered else "uncentered"
+            prior = EPS_PRIOR["one_pass" if d.algorithm == "one_pass" else kind]
+            loose = epsilon.eps_interval(fit, d, a.centered, p.precision)
+            tight = epsilon.eps_interval(fit, d, a.centered, p.precision, systematic=False)
+            choice = epsilon.choose_eps(loose, tight, prior, p.pins.eps, a.centered)
+            if choice is not None:
+                found.append(_Hypothesis(d, choice, fit, factor))
+        found.sort(key=lambda h: h.denominator.penalty + h.choice.fitted)
+        # Where eps is not identifiable (eps ~ 0 fits), eps inside the sqrt and on the std
+        # predict the same output: keep the simpler one.
+        kept: list[_Hypothesis] = []
+        for h in found:
+            d = h.denominator
+            same = [
+                k
+                for k in kept
+                if (k.denominator.variance, k.denominator.algorithm) == (d.variance, d.algorithm)
+                and not k.choice.identifiable
+            ]
+            if not (same and not h.choice.identifiable):
+                kept.append(h)
+        return kept
+
+    def _cast_orders(self, a: Attempt) -> tuple[CastOrder | None, ...]:
+        """RMSNorm with a weight, rounded to float16 or bfloat16: the weight may multiply
+        before the cast (Gemma) or after it (Llama, T5)."""
+        low = self.p.precision in ("float16", "bfloat16")
+        weighted = a.affine in ("given", "given_offset") and self.p.weight is not None
+        if low and weighted and not a.centered:
+            return ("weight_before_cast", "weight_after_cast")
+        return (None,)
+
+    def _replay(
+        self, a: Attempt, h: _Hypothesis, cast: CastOrder | None, others: list[Denominator]
+    ) -> Candidate:
+        p = self.p
+        s = a.structure
+        full, d = h.fit, h.denominator
+        scale = epsilon.scale(full, d, a.centered, h.choice.eps, p.precision)
+        center = full.mean if a.centered else np.zeros_like(full.mean)
+        kappa = full.kappa() if a.centered else np.zeros_like(full.mean)
+        weight, bias = a.weight, a.bias
+        if weight is not None and h.factor != 1.0:
+            weight = weight / h.factor
+        if cast == "weight_after_cast" and weight is not None:
+            # Llama multiplies by the weight as the module holds it: in the output's dtype
+            weight = np.asarray(round_to(np.asarray(weight), p.precision), dtype=np.float64)
+        residual = confirm(
+            s.layout, p.x, p.y, center, scale, weight, bias, p.precision, kappa, self.deadline, cast
+        )
+        notes = alternatives_note(d, others)
+        if a.fitted is not None:
+            fitted_weight = a.fitted.weight / h.factor
+            notes += fitted_notes(fitted_weight, a.fitted.bias, p.weight, p.bias)
+        return self._candidate(a, d, h.choice, cast, residual, notes)
+
+    def _candidate(
+        self,
+        a: Attempt,
+        d: Denominator,
+        choice: EpsChoice,
+        cast: CastOrder | None,
+        residual: Residual,
+        notes: tuple[str, ...],
+    ) -> Candidate:
+        p = self.p
+        s = a.structure
+        op, channel_axis = s.op, s.channel_axis
+        if not a.centered:
+            op = "rms_norm"
+        elif a.affine == "none" and p.pins.op is None and s.partition[0] == "axes":
+            # without parameters, the grouping alone names the op
+            op = none_label(s.spec.input_shape, s.axes)
+            channel_axis = 1 if op in ("instance_norm", "batch_norm") else None
+        config = Config(
+            op=op,
+            input_shape=s.spec.input_shape,
+            axes=s.axes,
+            groups=s.groups,
+            grouping=s.grouping,
+            channel_axis=channel_axis,
+            view_shape=s.spec.view_shape,
+            reduce_axes=s.spec.reduce_axes,
+            param_shape=s.param_shape,
+            centered=a.centered,
+            variance=d.variance,
+            variance_algorithm=d.algorithm,
+            eps_placement=d.placement,
+            eps=choice.eps,
+            affine=a.affine,
+            weight=a.affine != "none" and (a.affine == "fitted" or p.weight is not None),
+            bias=a.affine != "none" and (a.affine == "fitted" or p.bias is not None),
+            cast_order=cast,
+            precision=p.precision,
+        )
+        penalty = d.penalty + AFFINE_PENALTY[a.affine] + int(choice.fitted)
+        penalty += int(s.grouping == "interleaved")
+        return Candidate(
+            **vars(config),
+            eps_low=choice.low,
+            eps_high=choice.high,
+            eps_fitted=choice.fitted,
+            max_abs_residual=residual.max_abs,
+            rms_residual=residual.rms,
+            rounding_ratio=residual.ratio,
+            exact_share=residual.exact_share,
+            verdict=residual.verdict,
+            penalty=penalty,
+            torch_code=torch_code(config),
+            description=describe(config, choice.low, choice.high, choice.fitted),
+            notes=notes,
+        )
+
+    # --- when nothing explains the output -------------------------------------------------
+
+    def _nearest_misses(self) -> None:
+        """Replay the attempts that fitted best with the common defaults (biased variance,
+        eps inside the sqrt, the usual eps), so the report says how far off they are."""
+        p = self.p
+        tried = {(c.op, c.axes, c.groups, c.grouping, c.affine) for c in self.candidates}
+        ranked = sorted(
+            (a for a in self.attempts if math.isfinite(_residual_level(a))),
+            key=lambda a: (_residual_level(a), AFFINE_PENALTY[a.affine]),
+        )
+        done = 0
+        for a in ranked:
+            if done >= NEAREST_MISSES:
+                return
+            s = a.structure
+            key = (s.op if a.centered else "rms_norm", s.axes, s.groups, s.grouping, a.affine)
+            if key in tried:
+                continue
+            tried.add(key)
+            full = a.full
+            if full is None:
+                mean, var = fits.group_moments(s.layout, p.x, self.deadline)
+                nothing = np.zeros_like(mean)
+                invalid = np.zeros(mean.shape, dtype=bool)
+                size = a.structure.layout.group_size
+                full = GroupFit(mean, var, nothing, nothing, nothing, nothing, invalid, size, a.rho)
+            eps = p.pins.eps
+            if eps is None:
+                eps = EPS_PRIOR["centered" if a.centered else "uncentered"][0]
+            # NaN bounds: eps was not fitted (the words say it is the usual default)
+            default = EpsChoice(eps, False, math.nan, math.nan, False)
+            h = _Hypothesis(Denominator(), default, full, 1.0)
+            self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))
+            done += 1
+
+
+def _residual_level(a: Attempt) -> float:
+    """The sample fit's residual corrected for the 2 parameters fitted per group: a group of
+    2 elements always fits a line, and says nothing about the structure."""
+    m = a.structure.layout.group_size
+    return a.rho * math.sqrt(m / (m - 2)) if m > 2 else math.inf

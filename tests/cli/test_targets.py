@@ -1,0 +1,118 @@
+"""Report files: written whole or not at all, never over a file the run reads, and never left
+stale by an interrupted run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lncheck.render import write_file
+
+from ..conftest import EXAMPLES
+from ..render.reports import make_report
+from ..suite.helpers import write_suite
+from .helpers import assert_user_error, invoke
+
+CASE = '[[case]]\nname = "c1"\ninput = "x.npy"\nshape = [8]\n'
+
+
+def test_a_report_file_is_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lncheck.render import json as render_json
+
+    target = tmp_path / "r.json"
+    target.write_text("the previous report")
+    os.chmod(target, 0o640)
+
+    def fails_half_way(report: object, out: object) -> None:
+        out.write('{"passed": tr')  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render_json, "write", fails_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_file("json", make_report(), target, "--report json=")
+    assert target.read_text() == "the previous report"
+    assert os.listdir(tmp_path) == ["r.json"]  # no temporary file left behind
+    monkeypatch.undo()
+    write_file("json", make_report(), target, "--report json=")
+    assert target.read_text().startswith('{"passed": false')
+    assert target.stat().st_mode & 0o777 == 0o640  # the old file's permissions kept
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--junit", "{suite}"], "--report junit={suite}: that is the suite file"),
+        (["--json", "{x}"], "--report json={x}: that is the input of case 'c1'"),
+        (["--report", "json={golden}", "--baseline", "{golden}"], "that is the baseline"),
+    ],
+)
+def test_run_never_writes_a_report_over_a_file_it_reads(
+    tmp_path: Path, args: list[str], phrase: str
+) -> None:
+    suite = write_suite(tmp_path, CASE)
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(suite), "-o", str(golden)).exit_code == 0
+    names = {"suite": str(suite), "x": str(tmp_path / "x.npy"), "golden": str(golden)}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = invoke("run", str(suite), *(a.format(**names) for a in args))
+    assert_user_error(result, phrase.format(**names), "refusing to overwrite it")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_compare_never_writes_a_report_over_its_input(tmp_path: Path) -> None:
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, np.ones((2, 8), np.float32))
+    np.save(y, np.zeros((2, 8), np.float32))
+    before = x.read_bytes(), y.read_bytes()
+    same = invoke("compare", str(x), "--shape", "8", "--report", f"junit={x}")
+    assert_user_error(same, f"--report junit={x}: that is the input; refusing to overwrite it")
+    # the same file under another spelling of its path
+    other = invoke(
+        "compare", str(x), "--shape", "8", "--expected", str(y),
+        "--report", f"json={tmp_path / '.' / 'y.npy'}",
+    )  # fmt: skip
+    assert_user_error(other, "that is the --expected file")
+    plot = invoke("compare", str(x), "--shape", "8", "--plot", str(x))
+    assert_user_error(plot, f"--plot {x}: that is the input")
+    assert (x.read_bytes(), y.read_bytes()) == before
+
+
+def test_an_interrupted_run_leaves_no_stale_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decided: an earlier run's reports go when a run starts, so that an interrupted run
+    leaves none (CI then says "no report"), never a stale one that may say "pass"."""
+    import lncheck.suite.run
+
+    suite = write_suite(tmp_path, CASE)
+    junit, report = tmp_path / "r.xml", tmp_path / "r.json"
+    assert invoke("run", str(suite), "--junit", str(junit), "--json", str(report)).exit_code == 0
+    assert junit.exists() and report.exists()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lncheck.suite.run, "run_one", interrupted)
+    result = invoke("run", str(suite), "--junit", str(junit), "--json", str(report))
+    assert result.exit_code == 130
+    assert not junit.exists() and not report.exists()
+
+
+def test_an_invalid_suite_leaves_the_reports_of_the_last_run(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, CASE)
+    junit = tmp_path / "r.xml"
+    assert invoke("run", str(suite), "--junit", str(junit)).exit_code == 0
+    before = junit.read_bytes()
+    suite.write_text(CASE + "unknown_key = 1\n")
+    assert invoke("run", str(suite), "--junit", str(junit)).exit_code == 2  # nothing ran
+    assert junit.read_bytes() == before
+
+
+def test_the_example_suite_is_protected_too() -> None:
+    result = invoke("run", str(EXAMPLES / "suite.toml"), "--json", str(EXAMPLES / "tokens.npy"))
+    assert_user_error(result, "that is the input of case")

@@ -1,0 +1,169 @@
+"""``lncheck explain`` on the command line: through typer's CliRunner, and once as a process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from lncheck.cli import app
+
+from ..conftest import EXAMPLES, REPO, heavy_modules_after
+from .conventions import normalize, rounded
+
+runner = CliRunner()
+KERAS = str(EXAMPLES / "keras_ln.npz")
+GEMMA = str(EXAMPLES / "gemma_rms.npz")
+SCHEMA = {
+    "op": str,
+    "axes": list,
+    "groups": (int, type(None)),
+    "grouping": (str, type(None)),
+    "eps": float,
+    "variance": str,
+    "variance_algorithm": str,
+    "eps_placement": str,
+    "centered": bool,
+    "affine": str,
+    "torch_code": str,
+    "max_abs_residual": float,
+    "rms_residual": float,
+    "verdict": str,
+}
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["explain", *args])
+
+
+def test_the_keras_example_is_explained_exactly() -> None:
+    result = invoke(KERAS, KERAS)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("explain: input (4, 16, 64) float32 -> output float32; ")
+    assert "Candidates, best first" in out
+    assert "   nn.LayerNorm([64], eps=1e-3)(x)" in out
+    assert (
+        "EXPLAINED (exactly): LayerNorm over the last dim (64,), eps=1e-3, biased variance, "
+        "eps inside the sqrt, no affine"
+    ) in out
+
+
+def test_json_has_exactly_the_schema_of_issue_12() -> None:
+    result = invoke(GEMMA, GEMMA, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"explained", "candidates"} and doc["explained"] is True
+    assert doc["candidates"], doc
+    for c in doc["candidates"]:
+        assert set(c) == set(SCHEMA)
+        for key, kind in SCHEMA.items():
+            assert isinstance(c[key], kind), (key, c[key])
+        assert c["verdict"] in ("exact", "rounding", "none")
+        assert c["grouping"] in ("contiguous", "interleaved", None)
+        assert c["affine"] in ("none", "given", "given_offset", "swapped", "fitted")
+    first = doc["candidates"][0]
+    # the weight came from the .npz: Gemma's 1 + w, applied before the cast to bfloat16
+    assert (first["op"], first["axes"], first["centered"], first["affine"]) == (
+        "rms_norm",
+        [1],
+        False,
+        "given_offset",
+    )
+    assert (first["eps"], first["verdict"], first["groups"]) == (1e-6, "exact", None)
+    assert first["torch_code"].endswith(".to(torch.bfloat16)")
+
+
+def test_noise_is_not_explained_and_exits_1(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(8, 64)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.normal(size=(8, 64)).astype(np.float32))
+    result = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))
+    assert result.exit_code == 1, result.output
+    assert "Closest attempts (none explains)" in result.stdout
+    assert "NOT EXPLAINED: no candidate reproduces the output within rounding" in result.stdout
+    as_json = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json")
+    assert as_json.exit_code == 1
+    doc = json.loads(as_json.stdout)
+    assert doc["explained"] is False and all(c["verdict"] == "none" for c in doc["candidates"])
+
+
+def test_pins_and_parameters_from_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 6, 5, 7)).astype(np.float32)
+    w = rng.normal(1, 0.2, (6, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    y = rounded(normalize(x, (1, 3), 1e-5, weight=w[:, None, :]), "float32")
+    np.save(tmp_path / "y.npy", y)
+    args = [str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--weight", str(tmp_path / "w.npy")]
+    result = invoke(*args, "--axes", "1", "3", "--eps", "1e-5", "--json")
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.stdout)["candidates"][0]
+    assert (first["axes"], first["affine"], first["eps"]) == ([1, 3], "given", 1e-5)
+    # a pin the output contradicts: nothing explains it
+    assert invoke(*args, "--op", "rms_norm").exit_code == 1
+
+
+def _error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lncheck: error: "), result.stderr
+    assert result.stdout == ""
+    return str(lines[0])
+
+
+def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "x.npy", rng.normal(size=(4, 32, 6)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.normal(size=(4, 32, 6)).astype(np.float32))
+    np.save(tmp_path / "short.npy", np.zeros(5))
+    x, y, short = (str(tmp_path / n) for n in ("x.npy", "y.npy", "short.npy"))
+    assert "the observed output has shape (5,), the input (4, 32, 6)" in _error(invoke(x, short))
+    assert "--groups 5 does not divide the 32 channels" in _error(invoke(x, y, "--groups", "5"))
+    line = _error(invoke(x, y, "--weight", short))
+    assert "--weight has shape (5,), which fits no normalization" in line
+    assert "--op local_response_norm: explain searches" in _error(
+        invoke(x, y, "--op", "local_response_norm")
+    )
+    assert "--eps must be finite, got nan" in _error(invoke(x, y, "--eps", "nan"))
+    assert f"{x}: holds 'input', and no output named 'output'" in _error(invoke(x, x))
+    assert "no such file" in _error(invoke(x, str(tmp_path / "nope.npy")))
+
+
+def test_as_a_process_stdout_is_the_json_document() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lncheck", "explain", KERAS, KERAS, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["explained"] is True
+    first = doc["candidates"][0]
+    assert (first["op"], first["eps"], first["verdict"]) == ("layer_norm", 1e-3, "exact")
+
+
+def test_help_imports_neither_torch_nor_numpy() -> None:
+    code = (
+        "from lncheck.cli import app\n"
+        "try:\n"
+        "    app(['explain', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    assert heavy_modules_after(code) == []
+    assert heavy_modules_after("from lncheck.cli import app") == []
+
+
+def test_the_command_line_lists_the_ops_explain_searches() -> None:
+    from lncheck.cli.explain import SEARCHED_OPS as listed
+    from lncheck.explain.hypotheses import SEARCHED_OPS
+
+    assert listed == SEARCHED_OPS

@@ -1,0 +1,49 @@
+"""Python API inputs: arrays with negative strides work (they are copied for torch), and every
+ill-typed value is an ``InputError`` naming the keyword, never a ``TypeError``/``ValueError``
+from deep inside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import lncheck
+from lncheck.errors import InputError
+
+from .conftest import EXAMPLES
+
+X = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+
+
+def test_negative_strides_are_accepted_for_the_input_and_the_parameters() -> None:
+    reversed_x = X[::-1]
+    assert reversed_x.strides[0] < 0
+    weight = np.linspace(0.5, 1.5, 16, dtype=np.float32)[::-2]
+    report = lncheck.compare(reversed_x, normalized_shape=8, weight=weight, bias=-weight)
+    assert report.passed
+    same = lncheck.compare(np.ascontiguousarray(reversed_x), normalized_shape=8,
+                           weight=weight.copy(), bias=-weight.copy())  # fmt: skip
+    assert [c.max_abs_err for c in report.checks] == [c.max_abs_err for c in same.checks]
+
+
+def test_a_torch_view_with_negative_strides_from_flip_works_too() -> None:
+    torch = pytest.importorskip("torch")
+    assert lncheck.compare(torch.from_numpy(X).flip(0), normalized_shape=8).passed
+
+
+@pytest.mark.parametrize(
+    ("call", "phrase"),
+    [
+        (lambda: lncheck.compare(X, normalized_shape=8, grad=True, seed=1.5), "seed= must be"),
+        (lambda: lncheck.compare(X, normalized_shape=8, rtol="1e-3", atol="0"), "rtol= must be"),
+        (lambda: lncheck.compare(X, normalized_shape=8, tolerance=3), "tolerance= must be one"),
+        (lambda: lncheck.compare(X, normalized_shape=8, max_bytes="1e9"), "max_bytes= must be"),
+        (lambda: lncheck.run_suite(EXAMPLES / "suite.toml", jobs=0), "jobs= must be at least 1"),
+        (lambda: lncheck.run_suite(EXAMPLES / "suite.toml", shard=(0, 4)), "shard= must be"),
+    ],
+)
+def test_ill_typed_values_are_input_errors(call: Callable[[], object], phrase: str) -> None:
+    with pytest.raises(InputError, match=phrase):
+        call()
