@@ -169,8 +169,11 @@ def assertion_message(report: Report, actual_dtype: str | None = None) -> str:
         lines.append(
             f"Worst element at index {c.worst_index}: {c.worst_actual:.9g} vs "
             f"{c.worst_expected:.9g} expected; greatest absolute difference {c.max_abs_err:.3g} "
-            f"(rtol {c.rtol:.3g}, atol up to {c.atol:.3g})"
+            f"(allowed there: rtol {c.rtol:.3g}, atol {c.atol:.3g})"
         )
+        if c.accuracy_class:
+            why = f": {c.explanation}" if c.explanation else ""
+            lines.append(f"Accuracy class {c.accuracy_class}{why}")
         if c.nan_actual or c.inf_actual:
             lines.append(f"The candidate has {c.nan_actual} NaN and {c.inf_actual} Inf")
         parts.append("\n".join(lines))

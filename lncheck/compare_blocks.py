@@ -22,11 +22,13 @@ from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
 from lncheck.dtypes import DTYPES, round_to
+from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.metrics import Accumulator, Shared, prepare
 from lncheck.ops.spec import NormSpec
+from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.tolerances import CLASSES, Atol, allowance, applied
-from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain
+from lncheck.verdicts import ClassTally, Distortion, GroupFacts, block_class, explain
 
 F64 = npt.NDArray[np.float64]
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
@@ -132,9 +134,15 @@ class BlockComparer:
     """One accumulator and one class tally per (candidate, quantity), fed block by block."""
 
     def __init__(
-        self, case: Case, layouts: Mapping[str, GroupLayout], heatmaps: bool, clock: Clock
+        self,
+        case: Case,
+        layouts: Mapping[str, GroupLayout],
+        heatmaps: bool,
+        clock: Clock,
+        failing_groups: int | None = SHOWN,
     ) -> None:
         self.case, self.layouts, self.heatmaps, self.clock = case, layouts, heatmaps, clock
+        self.failing_groups = failing_groups
         self.ulp_of = DTYPES[case.dtype]
         self.accumulators: dict[tuple[str, str], Accumulator] = {}
         self.tallies: dict[tuple[str, str], ClassTally] = {}
@@ -178,8 +186,9 @@ class BlockComparer:
             if self.heatmaps and quantity in ELEMENTWISE
             else None
         )
+        counter = FailingGroups(self.failing_groups) if quantity in COUNTED else None
         self.accumulators[key] = Accumulator(
-            tol.rtol(self.accepted), self.case.tolerance.equal_nan, self.ulp_of, grid
+            tol.rtol(self.accepted), self.case.tolerance.equal_nan, self.ulp_of, grid, counter
         )
         self.tallies[key] = ClassTally()
 
@@ -246,8 +255,16 @@ class BlockComparer:
         tally.add(block_class(err, lambda i: here.allowed(i, shared), self.accepted, worst_share))
         if structure is not None:
             tally.add(structure.index)
-            tally.distortion(*structure.worst(offset + here.first))
+            tally.distortion(structure.worst(offset + here.first))
             structure.record(tally, offset + here.first)
+
+    def failures(self) -> dict[tuple[str, str], GroupFailures]:
+        """The failing groups of every failing check that counts them."""
+        return {
+            key: acc.groups.failures(self.layouts[key[1]])
+            for key, acc in self.accumulators.items()
+            if acc.groups is not None and acc.groups.failing
+        }
 
     def results(self) -> list[Comparison]:
         done = []
@@ -302,14 +319,16 @@ class _Structure:
             _uniform_value(self.block.bias, self.block.y.shape[0], 0.0),
         )
 
-    def worst(self, first: int) -> tuple[float, float, float, int, str | None]:
+    def worst(self, first: int) -> Distortion:
         g = int(np.argmax(self.group_score)) if self.group_score.size else 0
-        return (
+        return Distortion(
             float(self.group_score[g]),
             float(self.fit.scale[g]),
             float(self.fit.shift[g]),
             first + g,
             self.kinds[g],
+            float(self.scores.scale_accurate[g]),
+            float(self.scores.shift_accurate[g]),
         )
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from lncheck.blocks import GroupLayout
 from lncheck.comparison import HISTOGRAM_OCTAVES, Comparison, unmatched
 from lncheck.dtypes import DTYPES, DTypeInfo
+from lncheck.group_failures import FailingGroups
 from lncheck.result import LazyTensor, Quantity, blocks_of
 
 F64 = npt.NDArray[np.float64]
@@ -153,8 +154,10 @@ class Accumulator:
         equal_nan: bool,
         ulp_of: DTypeInfo | None,
         heatmap: tuple[int, int] | None,
+        groups: FailingGroups | None = None,
     ) -> None:
         self.rtol, self.equal_nan, self.ulp_of = rtol, equal_nan, ulp_of
+        self.groups = groups
         self.total = self.mismatched = self.finite = 0
         self.nan_actual = self.nan_expected = self.inf_actual = self.inf_expected = 0
         self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
@@ -222,7 +225,10 @@ class Accumulator:
         k = int(scratch.argmax())
         best = float(scratch.flat[k])
         if best > 1:
-            self.mismatched += int(np.count_nonzero(scratch > 1))
+            bad = scratch > 1
+            self.mismatched += int(np.count_nonzero(bad))
+            if self.groups is not None:
+                self.groups.add(first, bad)
         self._worst(
             first,
             k,
@@ -269,6 +275,8 @@ class Accumulator:
         if extra is not None:
             score = np.fmax(score, np.where(finite, extra, 0.0))
             self.mismatched += int(np.count_nonzero(ok & (score > 1)))
+        if self.groups is not None:
+            self.groups.add(first, ~ok if extra is None else ~ok | (score > 1))
         k = int(score.argmax())
         best = float(score.flat[k])
         if best == math.inf:

@@ -348,17 +348,17 @@ def judge(
                 scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
                 shift_accurate = shift_limit + noise_t
             if index == accepted:
-                extra = np.where(f.fitted[:, None], share_r, 0.0)
-                # a statistics failure is charged to the group's worst element only: the
-                # elements' own errors say which others are out of tolerance
+                # a structural failure (statistics or residual) is charged to the group's
+                # worst element only: the elements' own errors say which others are out of
+                # tolerance, so "5 of 8 elements" stays 5 when the fit spreads them over 8
+                fitted_r = np.where(f.fitted[:, None], share_r, 0.0)
+                largest = np.max(fitted_r, axis=1) if a.shape[1] else np.zeros(groups)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
+                group_score = np.where(cap, np.inf, np.fmax(largest, stats))
+                extra = np.zeros(a.shape)
                 if a.shape[1]:
                     worst = np.argmax(np.abs(np.subtract(actual, block.y)), axis=1)
-                    rows = np.arange(groups)
-                    extra[rows, worst] = np.fmax(extra[rows, worst], stats)
-                extra = np.where(cap[:, None], np.inf, extra)
-                largest = np.max(extra, axis=1) if a.shape[1] else np.zeros(groups)
-                group_score = np.where(cap, np.inf, np.fmax(largest, stats))
+                    extra[np.arange(groups), worst] = group_score
     kinds: list[str | None] = [
         "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
         for g in range(groups)

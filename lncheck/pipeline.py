@@ -27,11 +27,11 @@ from lncheck.candidates.callable import resolve
 from lncheck.candidates.specs import EXPECTED as EXPECTED  # an unnamed --expected's candidate
 from lncheck.case import Case
 from lncheck.chunks import CHUNK_ELEMENTS, release_pages, units
-from lncheck.compare_blocks import PARAMETER_GRADIENTS, Clock, reduced_over
+from lncheck.compare_blocks import PARAMETER_GRADIENTS, BlockComparer, Clock, reduced_over
 from lncheck.comparison import Comparison, not_made
 from lncheck.drift import BaselineCheck, drift_checks
 from lncheck.errors import LncheckError, spell
-from lncheck.group_failures import SHOWN, GroupCounting
+from lncheck.group_failures import SHOWN
 from lncheck.options import spelling
 from lncheck.report import Header, Report
 from lncheck.result import ELEMENTWISE, NormResult, as_array
@@ -201,7 +201,7 @@ def check_case(
         **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
         **dict.fromkeys(PARAMETER_GRADIENTS, GroupLayout(p.param_shape, p.param_shape, ())),
     }
-    comparer = GroupCounting(case, layouts, heatmaps, clock, failing_groups)
+    comparer = BlockComparer(case, layouts, heatmaps, clock, failing_groups)
     label = implementation.LABEL if implementation else ""
     stats = StatsCollector(layouts["var"], label, centred=p.center and p.statistics)
     small: dict[str, npt.NDArray[np.floating]] = {}

@@ -123,14 +123,16 @@ def _hypotheses(
                 )
             )
         if eps > 0:
-            on_std = np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0
+            on_std: F64 = np.asarray(np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0, dtype=np.float64)
             out.append(("matches eps added to the std instead of the variance", on_std, None))
         if np.isfinite(w).any():
-            out.append(("matches 1 + w used where the weight is w", 1.0 / w, None))
-            out.append(("matches w used where the weight is 1 + w", -1.0 / (1.0 + w), None))
-            other = _another_weight(w, ds)
-            if other is not None:
-                out.append(("matches each group scaled by another channel's weight", other, None))
+            out.append(("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None))
+            out.append(
+                ("matches w used where the weight is 1 + w", np.asarray(-1.0 / (1.0 + w)), None)
+            )
+            swapped = _another_weight(w, ds)
+            if swapped is not None:
+                out.append(("matches each group scaled by another channel's weight", swapped, None))
         if centered and np.isfinite(b).any():
             out.append(
                 ("matches the bias left out", None, np.where(np.isfinite(b), -b / w, np.nan))

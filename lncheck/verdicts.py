@@ -47,6 +47,9 @@ class Distortion:
     shift: float = math.nan
     group: int = -1
     structural: str | None = None  # "residual" or "cap" when the structure failed there
+    # what an accurate kernel's scale and shift may be off by there: smaller is noise
+    scale_noise: float = 0.0
+    shift_noise: float = 0.0
 
 
 class ClassTally:
@@ -61,13 +64,11 @@ class ClassTally:
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
 
-    def distortion(
-        self, score: float, scale: float, shift: float, group: int, structural: str | None
-    ) -> None:
+    def distortion(self, found: Distortion) -> None:
         # a structural failure outranks any scale or shift
-        rank = (structural is not None, score)
+        rank = (found.structural is not None, found.score)
         if rank > (self.worst.structural is not None, self.worst.score):
-            self.worst = Distortion(score, scale, shift, group, structural)
+            self.worst = found
 
     @property
     def klass(self) -> str:
@@ -120,7 +121,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
     the candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``."""
     out = []
     s, t = worst.scale, worst.shift
-    if s > 0 and math.isfinite(s) and abs(s - 1) > 1e-12:
+    if s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
         implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
         if f.centered and f.n > 1 and f.var > 0:
             ratio = (implied - f.eps) / f.var
@@ -136,11 +137,11 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
                 out.append(f"matches eps = {eps:.3g} instead of {f.eps:g}")
             else:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
-    if f.centered and math.isfinite(t) and abs(t) > 0 and f.rstd > 0:
+    if f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0:
         out.append(f"mean off by {-t / f.rstd:.3g} ({t:+.3g} std)")
     if klass == "low_precision":
         out.append(
-            "within what statistics or sums kept in the compute dtype, or a one-pass "
-            "E[x^2] - E[x]^2 variance, lose"
+            "an error the size that statistics or sums rounded to the compute dtype, or a "
+            "one-pass E[x^2] - E[x]^2 variance, cause"
         )
     return out

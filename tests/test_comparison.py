@@ -39,7 +39,7 @@ def test_mismatch_message_phrases() -> None:
     assert "1 / 4 elements mismatched (25.0%)" in message
     assert "greatest absolute difference 0.5" in message
     assert "worst element at index (0, 2): 3.5 vs 3" in message
-    assert message.endswith("(allowed rtol=0.001, atol=1e-05)")
+    assert message.endswith("(allowed there: rtol=0.001, atol=1e-05)")
     assert make_mismatch_message(c) == message
 
 

@@ -76,7 +76,9 @@ def test_per_group_atol() -> None:
     e = np.zeros((2, 3))
     a = np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
     c = _compare(e, a, atol=np.array([1.0, 0.1]))
-    assert c.mismatched == 1 and c.worst_index == (1, 0) and c.atol == 1.0
+    assert c.mismatched == 1 and c.worst_index == (1, 0)
+    assert c.atol == 0.1  # the worst element's own atol, as its message says
+    assert c.atol_max == 1.0  # the largest anywhere, for "atol up to"
 
 
 def test_nan_where_reference_is_finite_fails() -> None:

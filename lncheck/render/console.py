@@ -285,14 +285,11 @@ def _verdict(report: Report) -> Text:
 
 
 def _classes(report: Report) -> str:
-    """The failures' accuracy classes, and the worst one's explanation."""
+    """The failures' accuracy classes (each failure's message says why)."""
     classes = [c.accuracy_class for c in report.failures if c.accuracy_class]
     if not classes:
         return ""
-    counts = ", ".join(f"{classes.count(k)} {k}" for k in dict.fromkeys(classes))
-    worst = report.worst_failure()
-    why = f": {worst.explanation}" if worst is not None and worst.explanation else ""
-    return f" ({counts}){why}"
+    return " (" + ", ".join(f"{classes.count(k)} {k}" for k in dict.fromkeys(classes)) + ")"
 
 
 _num = tables.num

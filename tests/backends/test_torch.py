@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-import lncheck.backends.torch as torch_backend
 import lncheck
+import lncheck.backends.torch as torch_backend
 from lncheck import pipeline
 from lncheck.backends import BACKENDS, get_backend, usable
 from lncheck.backends.torch import files, runner
