@@ -55,11 +55,14 @@ def running(
     roundings and the batch statistics' errors."""
     with np.errstate(all="ignore"):
         return {
+            # the old value is rounded once (fixed); only the batch statistic's share carries
+            # a sum's error (spread)
             "running_mean": Bound(
-                ROUNDED, {"spread": abs(1 - f) * np.abs(running_mean) + abs(f) * mean_size}
+                ROUNDED,
+                {"fixed": abs(1 - f) * np.abs(running_mean), "spread": abs(f) * mean_size},
             ),
             "running_var": Bound(
-                ROUNDED, {"spread": abs(1 - f) * np.abs(running_var) + abs(f) * var_size}
+                ROUNDED, {"fixed": abs(1 - f) * np.abs(running_var), "spread": abs(f) * var_size}
             ),
         }
 

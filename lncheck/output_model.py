@@ -31,6 +31,7 @@ from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequen
 
 F64 = npt.NDArray[np.float64]
 MIN_FIT_SIZE = 4  # below this many values a group's residual says nothing beyond s and t
+LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all of them
 
 
@@ -59,9 +60,11 @@ class OutputModel:
 
     @property
     def cap(self) -> float:
-        """``|n_i| <= sqrt(n - 1)`` for the exact mean and variance; a kernel's own mean
-        estimate, about which it measures its variance, moves that to at most ``sqrt(n)``."""
-        return math.sqrt(self.layout.group_size)
+        """``|n_i| <= sqrt(n - 1)`` with the biased variance about the group's mean (the
+        largest share one value can have of ``sum(n_i**2) = n`` once ``sum(n_i) = 0``),
+        ``sqrt(n)`` for RMSNorm; a kernel's statistics' own errors are the limits' rounding."""
+        n = self.layout.group_size
+        return math.sqrt(max(n - 1, 0) if self.centered else n)
 
     def blocks(self) -> Iterator[OutputBlock]:
         """The output block by block, in ``layout`` order."""
@@ -137,6 +140,10 @@ class OutputBlock:
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             scale = scale + np.minimum(c.drift * k, G_DRIFT) + 0.5 * moved**2
+            if klass == "low_precision":
+                # statistics off by more than their own size leave no correct digit: no
+                # class vouches for that, whatever the algorithm
+                scale, limit = np.minimum(scale, LOW_REACH), np.minimum(limit, LOW_REACH)
         return np.asarray(scale, dtype=np.float64), np.asarray(limit, dtype=np.float64)
 
     def atol(self, dtype: str, klass: str) -> F64:
@@ -376,18 +383,17 @@ def _beyond_cap(
     dtype: str,
 ) -> npt.NDArray[np.bool_]:
     """Groups with an element no implementation of class ``klass`` can produce: ``|y - b| >
-    |w| * sqrt(n)`` plus rounding for kernels that measure the variance about their own mean;
-    a low-precision one (a one-pass variance may come out near zero) may add its allowed
-    distortion."""
+    |w| * (cap * (1 + ds) + t)`` plus rounding, with ``ds`` and ``t`` the largest implied
+    scale and shift the class allows (``OutputModel.cap``)."""
     model = block.model
     if model.running:
         return np.zeros(block.y.shape[0], dtype=bool)
     with np.errstate(all="ignore"):
         centred = np.abs(np.subtract(actual, 0.0 if block.bias is None else block.bias))
         big_w = 1.0 if block.weight is None else np.abs(block.weight)
-        reach = np.full(block.y.shape[0], model.cap)
-        if klass == "low_precision":
-            reach = model.cap * (1.0 + scale_limit) + shift_limit
+        # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
+        # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
+        reach = model.cap * (1.0 + scale_limit) + shift_limit
         bound = block.residual_bound(dtype, klass)
         over = centred > big_w * reach[:, None] * (1 + 1e-2) + bound
     return np.asarray(np.any(over & np.isfinite(centred), axis=1))

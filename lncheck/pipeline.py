@@ -32,6 +32,7 @@ from lncheck.comparison import Comparison, not_made
 from lncheck.drift import BaselineCheck, drift_checks
 from lncheck.errors import LncheckError, spell
 from lncheck.group_failures import SHOWN
+from lncheck.hints import with_hints
 from lncheck.options import spelling
 from lncheck.report import Header, Report
 from lncheck.result import ELEMENTWISE, NormResult, as_array
@@ -261,7 +262,7 @@ def check_case(
         stats.add_reference(offset, ref, unit)  # when no candidate had statistics of its own
     if previous is not None:
         release_pages(previous, case.x)
-    checks = comparer.results() + extra + list(missing.values())
+    checks = with_hints(case, comparer.results()) + extra + list(missing.values())
     return Report(
         _header(case, notes),
         tuple(checks),

@@ -64,11 +64,14 @@ class Distortions:
         ):
             store.append(np.asarray(values, dtype=np.float64)[take])
 
-    def explain(self, var: F64, eps: float, n: int, centered: bool) -> str | None:
+    def explain(
+        self, var: F64, eps: float, n: int, centered: bool, weight_offset: float = 0.0
+    ) -> str | None:
         """The convention every remembered group's distortion matches, or ``None``.
 
-        ``var`` is the reference's variance per group (as the layer estimates it), ``eps`` and
-        ``n`` the layer's; shifts are judged only for centred ops."""
+        ``var`` is the reference's variance per group (as the layer estimates it), ``eps``,
+        ``n`` and ``weight_offset`` the layer's (the weights remembered include the offset);
+        shifts are judged only for centred ops."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)
@@ -76,7 +79,8 @@ class Distortions:
         ds_limit, shift_limit = np.concatenate(self.ds_limit), np.concatenate(self.shift_limit)
         w, b = np.concatenate(self.weight), np.concatenate(self.bias)
         v = np.asarray(var, dtype=np.float64)[groups]
-        for words, predict_ds, predict_shift in _hypotheses(v, eps, n, ds, w, b, centered):
+        hypotheses = _hypotheses(v, eps, n, ds, w, b, centered, weight_offset)
+        for words, predict_ds, predict_shift in hypotheses:
             with np.errstate(all="ignore"):
                 want_ds = predict_ds if predict_ds is not None else np.zeros_like(ds)
                 want_t = predict_shift if predict_shift is not None else np.zeros_like(shift)
@@ -95,25 +99,13 @@ Hypothesis = tuple[str, F64 | None, F64 | None]
 
 
 def _hypotheses(
-    var: F64, eps: float, n: int, ds: F64, w: F64, b: F64, centered: bool
+    var: F64, eps: float, n: int, ds: F64, w: F64, b: F64, centered: bool, offset: float
 ) -> list[Hypothesis]:
-    """Each convention's predicted ``ds`` and ``shift`` per group (``None``: zero)."""
+    """Each convention's predicted ``ds`` and ``shift`` per group (``None``: zero); ``w`` is
+    the effective weight (with the layer's ``offset``: ``1 + w`` for Gemma-style layers)."""
     out: list[Hypothesis] = []
     with np.errstate(all="ignore"):
         exact = var + eps
-        # another eps, fitted: the one the groups imply, their median
-        implied = exact / (1.0 + ds) ** 2 - var
-        finite = implied[np.isfinite(implied)]
-        if finite.size:
-            other = float(np.median(finite))
-            if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
-                out.append(
-                    (
-                        f"matches eps = {other:.3g} instead of {eps:g}",
-                        _scale(exact, var + other),
-                        None,
-                    )
-                )
         if centered and n > 1:
             out.append(
                 (
@@ -126,10 +118,16 @@ def _hypotheses(
             on_std: F64 = np.asarray(np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0, dtype=np.float64)
             out.append(("matches eps added to the std instead of the variance", on_std, None))
         if np.isfinite(w).any():
-            out.append(("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None))
-            out.append(
-                ("matches w used where the weight is 1 + w", np.asarray(-1.0 / (1.0 + w)), None)
-            )
+            if offset == 0:
+                out.append(("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None))
+            else:  # the stored weight alone, without its offset: w - offset of w
+                out.append(
+                    (
+                        f"matches w used where the weight is {offset:g} + w",
+                        np.asarray(-offset / w),
+                        None,
+                    )
+                )
             swapped = _another_weight(w, ds)
             if swapped is not None:
                 out.append(("matches each group scaled by another channel's weight", swapped, None))
@@ -138,6 +136,20 @@ def _hypotheses(
                 ("matches the bias left out", None, np.where(np.isfinite(b), -b / w, np.nan))
             )
             out.append(("matches the bias added before the weight", None, b * (w - 1.0) / w))
+        # another eps, fitted: the one the groups imply, their median; last, since a fitted
+        # value can mimic any scale that is the same in every group
+        implied = exact / (1.0 + ds) ** 2 - var
+        finite = implied[np.isfinite(implied)]
+        if finite.size:
+            other = float(np.median(finite))
+            if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
+                out.append(
+                    (
+                        f"matches eps = {other:.3g} instead of {eps:g}",
+                        _scale(exact, var + other),
+                        None,
+                    )
+                )
     return out
 
 

@@ -130,11 +130,14 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
         const = A * (u if low else v)
         return Allowance(0.0, 0.0, const, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u)
     base = (A + G_TREE * math.log2(n)) * v
-    kept = A * u if narrower else 0.0
+    # statistics kept or summed in the compute dtype: the mean errs relative to |mean| + std
+    # (times K), the variance of the deviations relative to itself (no K: x - mean rounds
+    # relative to its result)
+    kept = (A + G_LOW * math.sqrt(n)) * u if narrower else 0.0
     return Allowance(
         shift=base + (G_SEQ_MEAN * (n - 1) * v if sequential else 0.0) + kept,
-        scale=G_SCALE * v + kept,
-        scale_const=base,
+        scale=G_SCALE * v,
+        scale_const=base + kept,
         sequential=G_SEQ * v if sequential else 0.0,
         drift=G_DRIFT * min(n * v, 1.0) if sequential else 0.0,
         quadratic=G_ONE_PASS * math.log2(n) * v if low else 0.0,

@@ -121,7 +121,11 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
     the candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``."""
     out = []
     s, t = worst.scale, worst.shift
-    if s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
+    shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
+    if shifted and s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
+        # a scale convention does not move the mean: with both, name neither
+        out.append(f"rstd {100 * (s - 1):+.3g}% off")
+    elif s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
         implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
         if f.centered and f.n > 1 and f.var > 0:
             ratio = (implied - f.eps) / f.var
@@ -137,7 +141,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
                 out.append(f"matches eps = {eps:.3g} instead of {f.eps:g}")
             else:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
-    if f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0:
+    if shifted:
         out.append(f"mean off by {-t / f.rstd:.3g} ({t:+.3g} std)")
     if klass == "low_precision":
         out.append(

@@ -103,12 +103,27 @@ def test_torch_gradients_match_in_float64(
     assert {c.quantity for c in grads} >= {"grad_input"}
 
 
+LOW_PRECISION = ToleranceSpec(accepted=("accurate", "sequential", "low_precision"))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_torch_gradients_pass_the_automatic_tolerance(dtype: str) -> None:
+    """Every torch path passes by default, but for one finding about torch's CPU kernels: in
+    float16/bfloat16 InstanceNorm and training BatchNorm keep their statistics in the compute
+    dtype, so their output is ``low_precision`` (and passes once that class is accepted)."""
+    low = set()
     for seed, (op, shape, options) in enumerate(GRAD_LAYERS):
         case, _ = _grad_case(op, shape, options, dtype, seed)
         report = pipeline.check_case(case.with_(grad=True))
-        assert report.passed, [c.message() for c in report.failures]
+        for check in report.failures:
+            assert check.accuracy_class == "low_precision", check.message()
+            assert (op, check.quantity) in {("instance_norm", "output"), ("batch_norm", "output")}
+            low.add(op)
+        if report.failures:
+            relaxed = pipeline.check_case(case.with_(grad=True, tolerance=LOW_PRECISION))
+            assert relaxed.passed, [c.message() for c in relaxed.failures]
+    expected = {"float32": set(), "float16": {"instance_norm"}}
+    assert low == expected.get(dtype, {"instance_norm", "batch_norm"})
 
 
 def test_wrong_gradient_is_caught() -> None:
@@ -210,10 +225,19 @@ def test_relu_gradients_where_the_output_is_near_zero_in_bfloat16() -> None:
     rng = np.random.default_rng(5)
     x = (rng.normal(size=(2, 6, 4, 4)) * rng.choice([1, 10])).astype(np.float32)
     for act in ("relu", "leaky_relu=0.2", "prelu"):
+        # bfloat16 InstanceNorm on the CPU keeps its statistics in bfloat16 (low_precision)
         report = lncheck.compare(
-            x, "instance_norm", dtype="bfloat16", activation=act, grad=True, seed=5
+            x,
+            "instance_norm",
+            dtype="bfloat16",
+            activation=act,
+            grad=True,
+            seed=5,
+            accept="low-precision",
         )
         assert report.passed, [c.message() for c in report.failures]
+        grads = [c for c in report.checks if c.quantity == "grad_input"]
+        assert grads and all(c.accuracy_class != "mismatch" for c in grads)
 
 
 def test_relu_jump_allowance_does_not_hide_a_wrong_gradient() -> None:

@@ -1,0 +1,289 @@
+"""The output model (``lncheck.output_model``): a candidate group as an affine distortion of the
+exact normalized values (implied scale and shift) plus a residual, judged per accuracy class,
+and the structural limit ``|y - b| <= |w| sqrt(n - 1)``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mpmath
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from lncheck import output_model as om
+from lncheck.dtypes import DTYPES
+from lncheck.reference import run
+from lncheck.tolerances import CLASSES, G_DRIFT, allowance, atol_floor
+
+from .support import make_case
+
+F64 = npt.NDArray[np.float64]
+JUDGED = CLASSES[:-1]  # the classes judge() tries; len(JUDGED) is a mismatch
+U32 = 2.0**-24
+
+
+def model_of(x: Any, op: str = "layer_norm", **options: Any) -> om.OutputModel:
+    model = run(make_case(x, op, **options)).model
+    assert model is not None
+    return model
+
+
+def whole(model: om.OutputModel) -> om.OutputBlock:
+    return model.at(0, model.layout.groups)
+
+
+def distorted(block: om.OutputBlock, scale: F64, shift: F64) -> F64:
+    """``b + w * (n * s + t)`` per group."""
+    a = block.nhat * scale[:, None] + shift[:, None]
+    w = 1.0 if block.weight is None else block.weight
+    b = 0.0 if block.bias is None else block.bias
+    return np.asarray(a * w + b, dtype=np.float64)
+
+
+def judged(block: om.OutputBlock, actual: F64, dtype: str) -> tuple[list[str], list[str | None]]:
+    """Per group the class judge() gives (``mismatch`` for none) and what failed structurally."""
+    rounded = np.asarray(block.y, dtype=np.float64)
+    f = om.fit(block, actual, block.residual_bound(dtype, "accurate"), rounded)
+    best, _, kinds = om.judge(block, f, actual, dtype, JUDGED, 1)
+    return [CLASSES[i] for i in best], kinds
+
+
+# --- fit -----------------------------------------------------------------------------------
+
+
+def test_fit_recovers_a_hand_made_scale_and_shift() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 64)) * 3 + 1
+    w, b = rng.uniform(0.5, 1.5, 64), rng.uniform(-1, 1, 64)
+    block = whole(model_of(x, normalized_shape=64, weight=w, bias=b, dtype="float64"))
+    # the block's values are the float64 LayerNorm
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    np.testing.assert_allclose(block.nhat, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-13)
+    np.testing.assert_allclose(block.y, block.nhat * w + b, rtol=1e-13, atol=1e-14)
+    scale, shift = np.array([1.25, 0.8, 1.0, 1.001]), np.array([0.1, -0.3, 0.0, 0.002])
+    f = om.fit(block, distorted(block, scale, shift))
+    np.testing.assert_allclose(f.scale, scale, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(f.ds, scale - 1, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(f.shift, shift, rtol=0, atol=1e-12)
+    assert np.max(np.abs(f.residual)) < 1e-12 and f.fitted.all()
+
+
+def test_fit_of_rms_norm_has_no_shift() -> None:
+    x = np.random.default_rng(1).standard_normal((3, 32)) + 0.5
+    block = whole(model_of(x, "rms_norm", normalized_shape=32, dtype="float64"))
+    rms = np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6)  # torch's default eps: finfo.eps
+    np.testing.assert_allclose(block.nhat, x / rms, rtol=1e-6)
+    scale = np.array([1.002, 0.5, 1.0])
+    f = om.fit(block, distorted(block, scale, np.zeros(3)))
+    np.testing.assert_allclose(f.scale, scale, atol=1e-12)
+    assert np.all(f.shift == 0)
+    # a shift is no statistics error of RMSNorm: it stays in the residual
+    moved = om.fit(block, distorted(block, np.ones(3), np.full(3, 0.1)))
+    assert np.all(moved.shift == 0) and np.max(np.abs(moved.residual)) > 0.05
+
+
+def test_groups_too_small_or_not_finite_are_not_fitted() -> None:
+    small = whole(model_of(np.random.default_rng(2).standard_normal((2, 3)), normalized_shape=3))
+    assert om.MIN_FIT_SIZE == 4 and not om.fit(small, small.y).fitted.any()
+    block = whole(model_of(np.random.default_rng(2).standard_normal((3, 8)), normalized_shape=8))
+    y = block.y.copy()
+    y[1, 4] = np.nan
+    assert om.fit(block, y).fitted.tolist() == [True, False, True]
+
+
+def test_trimmed_fit_leaves_one_wrong_element_out() -> None:
+    x = np.random.default_rng(3).standard_normal((2, 64))
+    block = whole(model_of(x, normalized_shape=64, dtype="float64"))
+    scale, shift = np.array([1.01, 0.99]), np.array([0.01, -0.02])
+    y = distorted(block, scale, shift)
+    y[0, 10] += 0.5  # one element of group 0 wrong
+    plain = om.fit(block, y)
+    assert abs(plain.scale[0] - 1.01) > 1e-4  # the wrong element tilts the plain fit
+    trim = np.full(y.shape, 1e-9)
+    f = om.fit(block, y, trim)
+    np.testing.assert_allclose(f.scale, scale, atol=1e-12)
+    np.testing.assert_allclose(f.shift, shift, atol=1e-12)
+    assert abs(f.residual[0, 10] - 0.5) < 1e-12
+    others = np.delete(f.residual[0], 10)
+    assert np.max(np.abs(others)) < 1e-12
+
+
+# --- judge ---------------------------------------------------------------------------------
+
+
+def _float32_block() -> om.OutputBlock:
+    x = np.random.default_rng(4).standard_normal((4, 4096)).astype(np.float32)
+    return whole(model_of(x, normalized_shape=4096))
+
+
+def test_judge_classes_a_scale_by_each_class_limit() -> None:
+    block = _float32_block()
+    rounded = np.asarray(block.y.astype(np.float32), dtype=np.float64)
+    assert judged(block, rounded, "float32") == (["accurate"] * 4, [None] * 4)
+    accurate, _ = block.limits("float32", "accurate")
+    sequential, _ = block.limits("float32", "sequential")
+    low, _ = block.limits("float32", "low_precision")
+    assert np.all(accurate < sequential) and np.all(sequential < low)
+    # between the accurate and the sequential limit (each well apart from rounding noise)
+    between = float(np.min(np.sqrt(accurate * sequential)))
+    assert np.all(accurate[:, 0] * 1.3 < between) and np.all(between < sequential[:, 0] / 1.3)
+    scale = np.array([1.0, 1.0 + between, 1.0, 1.0])
+    assert judged(block, distorted(block, scale, np.zeros(4)), "float32") == (
+        ["accurate", "sequential", "accurate", "accurate"],
+        [None] * 4,
+    )
+    # beyond every class: a mismatch, but no structural one
+    scale[2] = 1.0 + 10 * float(low[2, 0])
+    classes, kinds = judged(block, distorted(block, scale, np.zeros(4)), "float32")
+    assert classes == ["accurate", "sequential", "mismatch", "accurate"] and kinds == [None] * 4
+
+
+def test_judge_classes_a_shift_by_each_class_limit() -> None:
+    x = np.random.default_rng(5).standard_normal((3, 4096)).astype(np.float16)
+    block = whole(model_of(x, normalized_shape=4096))
+    _, seq_shift = block.limits("float16", "sequential")
+    _, low_shift = block.limits("float16", "low_precision")
+    # a quarter of the low-precision limit: far beyond the sequential one and its fit noise
+    assert np.all(20 * seq_shift < 0.25 * low_shift)
+    shift = np.array([0.0, 0.25 * float(low_shift[1, 0]), 0.5 * float(low_shift[2, 0])])
+    classes, kinds = judged(block, distorted(block, np.ones(3), shift), "float16")
+    assert classes == ["accurate", "low_precision", "low_precision"] and kinds == [None] * 3
+    shift[2] = 2 * float(low_shift[2, 0])
+    classes, kinds = judged(block, distorted(block, np.ones(3), shift), "float16")
+    assert classes[2] == "mismatch" and kinds[2] is None
+
+
+def test_judge_flags_a_residual_whatever_the_dtype() -> None:
+    for dtype in ("float32", "float16", "bfloat16"):
+        x = np.random.default_rng(6).standard_normal((3, 256)) * 4 + 120  # kappa 30
+        block = whole(model_of(x, normalized_shape=256, dtype=dtype))
+        y = block.y.copy()
+        y[1] = block.y[0]  # a row copied from its neighbour
+        classes, kinds = judged(block, y, dtype)
+        assert classes == ["accurate", "mismatch", "accurate"], dtype
+        assert kinds == [None, "residual", None], dtype
+
+
+def test_judge_fails_a_residual_that_leaves_the_scale_and_shift_alone() -> None:
+    # a per-element bias of +-0.05 left out: a small, nearly orthogonal residual
+    rng = np.random.default_rng(0)
+    x = (120 + 4 * rng.standard_normal((3, 256))).astype(np.float16)
+    b = (0.05 * rng.choice([-1.0, 1.0], 256)).astype(np.float16)
+    block = whole(model_of(x, normalized_shape=256, bias=b))
+    y = block.y.copy()
+    y[2] -= b.astype(np.float64)
+    f = om.fit(block, y, block.residual_bound("float16", "accurate"), block.y)
+    assert np.max(np.abs(f.ds)) < 0.01 and np.max(np.abs(f.shift)) < 0.01
+    _, low_shift = block.limits("float16", "low_precision")
+    assert abs(f.shift[2]) < float(low_shift[2, 0])  # the statistics alone would pass
+    classes, kinds = judged(block, y, "float16")
+    assert classes == ["accurate", "accurate", "mismatch"]
+    assert kinds == [None, None, "residual"]
+
+
+def test_judge_flags_a_value_beyond_the_cap() -> None:
+    x = np.full((2, 32), 3.0, dtype=np.float32)
+    block = whole(model_of(x, normalized_shape=32, eps=1e-12))
+    assert np.all(block.y == 0) and block.model.constant.all()
+    y = np.zeros((2, 32))
+    y[1, 7] = 100.0
+    classes, kinds = judged(block, y, "float32")
+    assert classes == ["accurate", "mismatch"] and kinds == [None, "cap"]
+
+
+# --- the structural limit ------------------------------------------------------------------
+
+
+def test_the_exact_output_reaches_sqrt_n_minus_1_and_no_further() -> None:
+    # one value apart from n - 1 equal ones: the extreme of |n_i| for the biased variance
+    n = 32
+    x = np.zeros((1, n))
+    x[0, 0] = 1.0
+    block = whole(model_of(x, normalized_shape=n, eps=0.0, dtype="float64"))
+    with mpmath.workdps(50):
+        mean = mpmath.mpf(1) / n
+        var = (1 - mean) ** 2 / n + (n - 1) * mean**2 / n
+        exact = (1 - mean) / mpmath.sqrt(var)
+        assert mpmath.almosteq(exact, mpmath.sqrt(n - 1), 1e-40)
+    assert block.y[0, 0] == pytest.approx(math.sqrt(n - 1), rel=4e-16)
+    rng = np.random.default_rng(7)
+    y = whole(model_of(rng.standard_normal((50, n)) ** 3, normalized_shape=n, eps=0.0)).y
+    assert np.max(np.abs(y)) <= math.sqrt(n - 1) * (1 + 1e-12)
+
+
+def test_the_cap_of_rms_norm_is_sqrt_n() -> None:
+    assert model_of(np.ones((2, 32)), "rms_norm", normalized_shape=32).cap == math.sqrt(32)
+
+
+def test_the_cap_of_layer_norm_is_sqrt_n_minus_1() -> None:
+    assert model_of(np.ones((2, 32)), normalized_shape=32).cap == pytest.approx(math.sqrt(31))
+
+
+# --- bounds of the residual and the statistics ---------------------------------------------
+
+
+def test_residual_bound_by_hand() -> None:
+    # float32, no weight or bias: 3u|y| + 3v|n| + 4 v (1 + kappa) + floor (u = v = 2**-24)
+    x = np.array([[1.0, 2.0, 4.0, 8.0], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    block = whole(model_of(x, normalized_shape=4))
+    mean, std = 3.75, math.sqrt(np.var([1.0, 2.0, 4.0, 8.0]) + 1e-5)
+    kappa = mean / std
+    assert block.model.kappa[0] == pytest.approx(kappa, rel=1e-12)
+    y = (np.array([1.0, 2.0, 4.0, 8.0]) - mean) / std
+    want = 6 * U32 * np.abs(y) + 4 * U32 * (1 + kappa) + atol_floor("float32")
+    bound = block.residual_bound("float32", "accurate")
+    np.testing.assert_allclose(bound[0], want, rtol=1e-9)
+    # a constant group of equal weight: equal inputs give equal outputs, no fused rounding
+    np.testing.assert_allclose(bound[1], atol_floor("float32"), rtol=1e-9)
+
+
+def test_limits_of_eval_mode_have_no_statistics_terms() -> None:
+    x = np.random.default_rng(8).standard_normal((4, 3, 16)).astype(np.float32)
+    mean, var = np.array([100.0, 0.0, -3.0]), np.array([1.0, 4.0, 0.25])
+    model = model_of(x, "batch_norm", training=False, running_mean=mean, running_var=var)
+    assert model.running
+    block = whole(model)
+    scale, shift = block.limits("float32", "sequential")
+    # rsqrt(var + eps) only: scale A v plus the second order of the fused shift 4 v K
+    k = 1 + np.abs(mean) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(shift[:, 0], 4 * U32 * k, rtol=1e-12)
+    np.testing.assert_allclose(scale[:, 0], 3 * U32 + 0.5 * (4 * U32 * k) ** 2, rtol=1e-12)
+    # the same groups normalized by batch statistics allow far more
+    batch = whole(model_of(x, "batch_norm", training=True))
+    assert np.all(batch.limits("float32", "sequential")[0] > 2.5 * scale)
+
+
+def test_limits_of_a_sequential_variance_by_hand() -> None:
+    x = np.random.default_rng(9).standard_normal((2, 1024)).astype(np.float32)
+    block = whole(model_of(x, normalized_shape=1024))
+    k = 1 + block.model.kappa
+    a = allowance("float32", 1024, "sequential")
+    steps = np.maximum(1024 * block.model.peak, 32.0)
+    shift = (a.shift + a.fused) * k
+    scale = a.scale * k + a.scale_const + a.sequential * steps
+    scale += np.minimum(a.drift * k, G_DRIFT) + 0.5 * shift**2
+    got_scale, got_shift = block.limits("float32", "sequential")
+    np.testing.assert_allclose(got_shift[:, 0], shift, rtol=1e-12)
+    np.testing.assert_allclose(got_scale[:, 0], scale, rtol=1e-12)
+    # the hand values of the coefficients (tolerances' docstring)
+    assert a.shift == pytest.approx((3 + 0.5 * 10) * U32 + 0.5 * 1023 * U32)
+    assert a.sequential == pytest.approx(0.2 * U32) and a.quadratic == 0.0
+
+
+def test_the_reference_output_is_within_4_ulps_of_exact_at_large_mean() -> None:
+    # mean/std 3e4, group sizes that are not powers of two
+    for n in (10, 1000, 3001):
+        x = 3e4 + np.random.default_rng(n).standard_normal((2, n))
+        y = whole(model_of(x, normalized_shape=n, dtype="float64")).y
+        with mpmath.workdps(60):
+            for r in range(2):
+                values = [mpmath.mpf(float(v)) for v in x[r]]
+                mean = mpmath.fsum(values) / n
+                var = mpmath.fsum((v - mean) ** 2 for v in values) / n
+                rstd = 1 / mpmath.sqrt(var + mpmath.mpf(1e-5))
+                exact = np.array([float((v - mean) * rstd) for v in values])
+                ulps = np.abs(y[r] - exact) / np.spacing(np.abs(exact))
+                assert np.max(ulps) <= 4, (n, float(np.max(ulps)))
+    assert DTYPES["float64"].unit_roundoff == 2.0**-53

@@ -1,0 +1,247 @@
+"""Conventions a distortion matches (``lncheck.semantics``): a missing bias, the bias before
+the weight, ``1 + w``, another channel's weight, another eps, an unbiased variance, eps on the
+std. A consistent distortion small enough for a lower accuracy class is still a ``mismatch``
+when one of them predicts every group's implied scale and shift."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+
+import lncheck
+from lncheck.comparison import Comparison
+from lncheck.semantics import Distortions
+
+F64 = npt.NDArray[np.float64]
+WEIGHT = np.array([0.9, 1.1, 1.3, 0.7])
+SIGNS = np.array([1.0, -1.0, 0.5, -2.0])
+
+
+def output_check(x: Any, op: str = "layer_norm", **options: Any) -> Comparison:
+    report = lncheck.compare(x, op, backend=None, **options)
+    (check,) = [c for c in report.checks if c.candidate == "expected" and c.quantity == "output"]
+    return check
+
+
+def cast(a: npt.ArrayLike, dtype: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(getattr(torch, dtype))
+
+
+def f64(t: torch.Tensor) -> F64:
+    return np.asarray(t.double().numpy())
+
+
+def normalized(x: F64, eps: float = 1e-5) -> F64:
+    """BatchNorm (training) over (N, C, L) without weight and bias, in float64."""
+    mean = x.mean((0, 2), keepdims=True)
+    return np.asarray((x - mean) / np.sqrt(x.var((0, 2), keepdims=True) + eps))
+
+
+Candidate = Callable[[F64, F64, F64], F64]  # (normalized, weight, bias) in view shape -> y
+CANDIDATES: dict[str, Candidate] = {
+    "the bias left out": lambda n, w, b: n * w,
+    "the bias added before the weight": lambda n, w, b: (n + b) * w,
+    "1 + w used where the weight is w": lambda n, w, b: n * (1 + w) + b,
+    "each group scaled by another channel's weight": lambda n, w, b: n * w[:, ::-1] + b,
+}
+
+
+def batch_norm_check(
+    dtype: str, weight: npt.ArrayLike, bias: npt.ArrayLike, candidate: Candidate
+) -> Comparison:
+    """Training BatchNorm over 4 channels of 4,096 values each, ``candidate`` as the output."""
+    x = cast(np.random.default_rng(0).standard_normal((16, 4, 256)), dtype)
+    w, b = cast(weight, dtype), cast(bias, dtype)
+    view = (1, 4, 1)
+    y = candidate(normalized(f64(x)), f64(w).reshape(view), f64(b).reshape(view))
+    return output_check(x, "batch_norm", training=True, weight=w, bias=b, expected=cast(y, dtype))
+
+
+# Per convention and dtype: a weight and bias whose distortion a lower class would admit by
+# its size (float32: a bias of 3e-5 std, within a sequential mean's error at n = 4,096).
+SMALL = [
+    ("the bias left out", "float32", WEIGHT, 3e-5 * SIGNS),
+    ("the bias left out", "float16", WEIGHT, 0.01 * SIGNS),
+    ("the bias left out", "bfloat16", WEIGHT, 0.05 * SIGNS),
+    ("the bias added before the weight", "float32", WEIGHT, 3e-5 * SIGNS),
+    ("the bias added before the weight", "float16", WEIGHT, 0.01 * SIGNS),
+    ("the bias added before the weight", "bfloat16", WEIGHT, 0.05 * SIGNS),
+    ("1 + w used where the weight is w", "float16", [30.0, 40.0, 50.0, 60.0], 0.01 * SIGNS),
+    ("1 + w used where the weight is w", "bfloat16", [10.0, 12.0, 14.0, 16.0], 0.05 * SIGNS),
+    ("each group scaled by another channel's weight", "float16", [1, 1.01, 1.02, 1.03], SIGNS),
+    ("each group scaled by another channel's weight", "bfloat16", [1, 1.1, 1.2, 1.3], SIGNS),
+]
+
+
+@pytest.mark.parametrize(("words", "dtype", "weight", "bias"), SMALL)
+def test_a_convention_is_a_mismatch_whatever_its_size(
+    words: str, dtype: str, weight: Any, bias: Any
+) -> None:
+    c = batch_norm_check(dtype, weight, bias, CANDIDATES[words])
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == f"matches {words} (in all 4 groups checked)"
+
+
+@pytest.mark.parametrize("words", ["the bias left out", "the bias added before the weight"])
+def test_without_the_conventions_a_small_bias_error_would_fit_a_lower_class(
+    words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what makes it a mismatch is the convention, not the size: the same check, not asked
+    monkeypatch.setattr(Distortions, "explain", lambda self, *args: None)
+    c = batch_norm_check("float32", WEIGHT, 3e-5 * SIGNS, CANDIDATES[words])
+    assert c.accuracy_class in ("sequential", "low_precision")
+    assert c.explanation is None or "matches" not in c.explanation
+
+
+def test_a_correct_output_matches_no_convention() -> None:
+    for dtype in ("float32", "float16", "bfloat16"):
+        c = batch_norm_check(dtype, WEIGHT, 0.05 * SIGNS, lambda n, w, b: n * w + b)
+        assert (c.passed, c.accuracy_class, c.explanation) == (True, "accurate", None), dtype
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "the bias left out",
+        "the bias added before the weight",
+        "1 + w used where the weight is w",
+        "each group scaled by another channel's weight",
+    ],
+)
+def test_an_ordinary_sized_convention_error_is_named(words: str) -> None:
+    # a user's bug at ordinary sizes: weights and biases of order 1
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 16)).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    b = rng.uniform(-1, 1, 8).astype(np.float32)
+    view = (1, 8, 1)
+    y = CANDIDATES[words](normalized(x.astype(np.float64)), w.reshape(view), b.reshape(view))
+    c = output_check(x, "batch_norm", training=True, weight=w, bias=b, expected=y.astype("f4"))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation is not None and f"matches {words}" in c.explanation
+
+
+def _layer_norm(x: F64, w: F64) -> F64:
+    mean = x.mean(-1, keepdims=True)
+    return np.asarray((x - mean) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w)
+
+
+def test_one_plus_w_with_a_weight_offset_is_the_specified_layer() -> None:
+    x = cast(np.random.default_rng(1).standard_normal((16, 1024)), "bfloat16")
+    w = cast(np.full(1024, 20.0), "bfloat16")
+    y = cast(_layer_norm(f64(x), 1 + f64(w)), "bfloat16")
+    c = output_check(x, normalized_shape=1024, weight=w, weight_offset=1.0, expected=y)
+    assert (c.passed, c.accuracy_class, c.explanation) == (True, "accurate", None)
+    plain = output_check(x, normalized_shape=1024, weight=w, expected=y)  # no offset given
+    assert (plain.passed, plain.accuracy_class) == (False, "mismatch")
+    assert plain.explanation == (
+        "matches 1 + w used where the weight is w (in all 16 groups checked)"
+    )
+
+
+def test_w_where_the_weight_is_one_plus_w_is_named() -> None:
+    x = cast(np.random.default_rng(1).standard_normal((16, 1024)), "bfloat16")
+    w = cast(np.full(1024, 20.0), "bfloat16")
+    y = cast(_layer_norm(f64(x), f64(w)), "bfloat16")  # forgot the offset
+    c = output_check(x, normalized_shape=1024, weight=w, weight_offset=1.0, expected=y)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches w used where the weight is 1 + w (in all 16 groups checked)"
+
+
+# --- Distortions.explain on hand-made distortions ---------------------------------------------
+
+
+def distortions(ds: F64, shift: F64, w: F64 | None = None, b: F64 | None = None) -> Distortions:
+    """Every group fitted, with accurate limits of 1e-6 on the scale and the shift."""
+    g = len(ds)
+    d = Distortions()
+    d.add(
+        0,
+        np.ones(g, dtype=bool),
+        np.asarray(ds, np.float64),
+        np.asarray(shift, np.float64),
+        np.full(g, 1e-6),
+        np.full(g, 1e-6),
+        np.ones(g) if w is None else np.asarray(w, np.float64),
+        np.zeros(g) if b is None else np.asarray(b, np.float64),
+    )
+    return d
+
+
+VAR = np.array([0.01, 0.1, 1.0, 4.0])  # groups of different variance tell the conventions apart
+
+
+def test_an_unbiased_variance() -> None:
+    n = 8
+    ds = np.sqrt(VAR / (VAR * n / (n - 1))) - 1  # eps = 0: sqrt((n - 1) / n) - 1 everywhere
+    text = distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=True)
+    assert text == "matches an unbiased variance (÷(n - 1)) (in all 4 groups checked)"
+    assert distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=False) != text
+
+
+def test_another_eps_and_eps_on_the_std() -> None:
+    eps = 1e-3
+    other = np.sqrt((VAR + eps) / (VAR + 0.05)) - 1
+    text = distortions(other, np.zeros(4)).explain(VAR, eps, 64, centered=True)
+    assert text == "matches eps = 0.05 instead of 0.001 (in all 4 groups checked)"
+    on_std = np.sqrt(VAR + eps) / (np.sqrt(VAR) + eps) - 1
+    text = distortions(on_std, np.zeros(4)).explain(VAR, eps, 64, centered=True)
+    assert text == "matches eps added to the std instead of the variance (in all 4 groups checked)"
+
+
+def test_the_bias_conventions_move_the_mean_only_for_centred_ops() -> None:
+    w, b = np.array([1.0, 2.0, 0.5, 4.0]), np.array([0.5, -0.2, 0.1, 1.0])
+    left_out = distortions(np.zeros(4), -b / w, w, b)
+    assert left_out.explain(VAR, 1e-5, 64, True) == (
+        "matches the bias left out (in all 4 groups checked)"
+    )
+    before = distortions(np.zeros(4), b * (w - 1) / w, w, b)
+    # group 0 has w = 1: the bias before the weight changes nothing there; three differ
+    assert before.explain(VAR, 1e-5, 64, True) == (
+        "matches the bias added before the weight (in all 4 groups checked)"
+    )
+    assert left_out.explain(VAR, 1e-5, 64, centered=False) is None  # no shift is judged
+
+
+def test_weights_one_plus_w_and_another_channels() -> None:
+    w = np.array([2.0, 4.0, 5.0, 8.0])
+    text = distortions(1 / w, np.zeros(4), w).explain(VAR, 1e-5, 64, True)
+    assert text == "matches 1 + w used where the weight is w (in all 4 groups checked)"
+    # a Gemma-style layer (weight 1 + w; w here is the effective weight): the offset left out
+    text = distortions(-1 / w, np.zeros(4), w).explain(VAR, 1e-5, 64, True, 1.0)
+    assert text == "matches w used where the weight is 1 + w (in all 4 groups checked)"
+    assert distortions(-1 / w, np.zeros(4), w).explain(VAR, 1e-5, 64, True) is None
+    swapped = w[::-1] / w - 1
+    text = distortions(swapped, np.zeros(4), w).explain(VAR, 1e-5, 64, True)
+    assert text == "matches each group scaled by another channel's weight (in all 4 groups checked)"
+
+
+def test_no_convention_without_a_consistent_pattern() -> None:
+    assert Distortions().explain(VAR, 1e-5, 64, True) is None  # nothing fitted
+    assert distortions(np.zeros(4), np.zeros(4)).explain(VAR, 1e-5, 64, True) is None
+    n = 8
+    unbiased = np.sqrt((VAR + 1e-5) / (VAR * n / (n - 1) + 1e-5)) - 1
+    broken = unbiased.copy()
+    broken[2] += 1e-3  # one group the convention does not predict
+    assert distortions(broken, np.zeros(4)).explain(VAR, 1e-5, n, True) is None
+    assert distortions(unbiased, np.zeros(4)).explain(VAR, 1e-5, n, True) is not None
+    # a convention that predicts no difference beyond 3 accurate limits (3e-6) in 2 groups
+    # (n = 10**6: ds near -5e-7): it fits, but says nothing
+    big = 10**6
+    tiny = np.sqrt((VAR + 1e-5) / (VAR * big / (big - 1) + 1e-5)) - 1
+    assert np.all(np.abs(tiny) < 3e-6)
+    assert distortions(tiny, np.zeros(4)).explain(VAR, 1e-5, big, True) is None
+
+
+def test_one_group_apart_is_not_enough() -> None:
+    w, b = np.ones(4), np.array([0.0, 0.0, 0.0, 0.5])  # only the last group has a bias
+    text = distortions(np.zeros(4), -b / w, w, b).explain(VAR, 1e-5, 64, True)
+    assert text is None
+    b2 = np.array([0.0, 0.0, 0.3, 0.5])
+    text = distortions(np.zeros(4), -b2 / w, w, b2).explain(VAR, 1e-5, 64, True)
+    assert text == "matches the bias left out (in all 4 groups checked)"

@@ -1,0 +1,436 @@
+"""Accuracy classes and explanations (``lncheck.verdicts``): a candidate output given as
+``expected=`` is classified ``accurate``, ``sequential``, ``low_precision`` or ``mismatch``,
+with the worst group's implied scale and shift and a short explanation; which classes pass
+is ``strict=`` / ``accept=`` (``--strict`` / ``--accept low-precision``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+
+import lncheck
+from lncheck.comparison import Comparison
+from lncheck.errors import InputError
+from lncheck.tolerances import CLASSES
+from lncheck.verdicts import ClassTally, Distortion, GroupFacts, block_class, explain
+
+from .cli.helpers import invoke
+
+F64 = npt.NDArray[np.float64]
+
+
+def output_check(x: Any, op: str = "layer_norm", **options: Any) -> Comparison:
+    """The check of the candidate ``expected=`` output, with no backend."""
+    report = lncheck.compare(x, op, backend=None, **options)
+    (check,) = [c for c in report.checks if c.candidate == "expected" and c.quantity == "output"]
+    return check
+
+
+def layer_norm(x: Any, eps: float = 1e-5, ddof: int = 0) -> F64:
+    """LayerNorm over the last axis in float64, ``ddof=1``: the unbiased variance."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(-1, keepdims=True)
+    return np.asarray((x - mean) / np.sqrt(x.var(-1, ddof=ddof, keepdims=True) + eps))
+
+
+def as_float64(t: torch.Tensor) -> F64:
+    return np.asarray(t.double().numpy())
+
+
+# --- mismatches through the public entry --------------------------------------------------
+
+
+@pytest.mark.parametrize(("rows", "n"), [(6, 4), (8, 4096)])
+def test_an_unbiased_variance_is_a_mismatch_named_as_such(rows: int, n: int) -> None:
+    x = np.random.default_rng(n).standard_normal((rows, n)).astype(np.float32)
+    c = output_check(x, normalized_shape=n, expected=layer_norm(x, ddof=1).astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == f"matches an unbiased variance (÷(n - 1), n = {n})"
+    # rstd relative to the exact one: sqrt((v + eps) / (v * n / (n - 1) + eps)) per row
+    v = x.astype(np.float64).var(-1)
+    predicted = np.sqrt((v + 1e-5) / (v * n / (n - 1) + 1e-5))
+    assert np.min(np.abs(predicted - c.implied_scale)) < 2e-6
+    assert abs(c.implied_shift) < 1e-6  # a variance error moves no mean
+
+
+def test_an_unbiased_variance_in_batch_norm_is_a_mismatch() -> None:
+    x = np.random.default_rng(5).standard_normal((16, 4, 256)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean = x64.mean((0, 2), keepdims=True)
+    y = (x64 - mean) / np.sqrt(x64.var((0, 2), ddof=1, keepdims=True) + 1e-5)
+    c = output_check(x, "batch_norm", training=True, expected=y.astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches an unbiased variance (÷(n - 1), n = 4096)"
+
+
+def test_another_eps_is_a_mismatch_with_the_implied_eps() -> None:
+    # std 0.03: var 9e-4, where eps 1e-3 instead of 1e-5 changes the rstd by a third
+    x = (0.03 * np.random.default_rng(1).standard_normal((8, 64))).astype(np.float32)
+    c = output_check(x, normalized_shape=64, expected=layer_norm(x, eps=1e-3).astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches eps = 0.001 instead of 1e-05"
+    v = x.astype(np.float64).var(-1)
+    predicted = np.sqrt((v + 1e-5) / (v + 1e-3))
+    assert np.min(np.abs(predicted - c.implied_scale)) < 1e-6
+    assert 0.5 < c.implied_scale < 0.8
+
+
+def test_eps_on_the_std_is_a_mismatch_named_as_such() -> None:
+    x = (0.01 * np.random.default_rng(2).standard_normal((8, 64))).astype(np.float32)
+    x64 = x.astype(np.float64)
+    y = (x64 - x64.mean(-1, keepdims=True)) / (x64.std(-1, keepdims=True) + 1e-5)
+    c = output_check(x, normalized_shape=64, expected=y.astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches eps added to the std instead of the variance"
+    v = x64.var(-1)
+    predicted = np.sqrt(v + 1e-5) / (np.sqrt(v) + 1e-5)
+    assert np.min(np.abs(predicted - c.implied_scale)) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_a_row_copied_from_its_neighbour_is_a_mismatch_in_every_dtype(dtype: str) -> None:
+    # mean/std ~30: where the old bound's allowance for float16 statistics swallowed it
+    g = torch.Generator().manual_seed(3)
+    x = (30.0 + torch.randn(8, 256, generator=g, dtype=torch.float64)).to(getattr(torch, dtype))
+    exact = torch.from_numpy(layer_norm(as_float64(x))).to(x.dtype)
+    good = output_check(x, normalized_shape=256, expected=exact)
+    assert (good.passed, good.accuracy_class, good.explanation) == (True, "accurate", None)
+    copied = exact.clone()
+    copied[5] = copied[4]
+    c = output_check(x, normalized_shape=256, expected=copied)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation is not None
+    assert c.explanation.startswith("not an affine distortion of the normalized values")
+    assert "a row from elsewhere" in c.explanation
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_a_small_missing_bias_is_caught_by_the_residual_alone(dtype: str) -> None:
+    # a per-element bias of +-0.05 at mean/std 30: within every element's low-precision bound
+    # in float16 and bfloat16, and nearly orthogonal to the scale and the shift, so the fitted
+    # distortion is small; only the residual says it is no statistics error
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(120 + 4 * rng.standard_normal((8, 256))).to(getattr(torch, dtype))
+    b = torch.from_numpy(0.05 * rng.choice([-1.0, 1.0], 256)).to(x.dtype)
+    n = layer_norm(as_float64(x))
+    good = output_check(
+        x, normalized_shape=256, bias=b, expected=torch.from_numpy(n + as_float64(b))
+    )
+    assert (good.passed, good.accuracy_class) == (True, "accurate")
+    c = output_check(x, normalized_shape=256, bias=b, expected=torch.from_numpy(n).to(x.dtype))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert abs(c.implied_scale - 1) < 0.01 and abs(c.implied_shift) < 0.01
+    assert c.explanation is not None
+    assert c.explanation.startswith("not an affine distortion of the normalized values")
+
+
+def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
+    # a constant row: the exact output is 0 and no LayerNorm of 32 values exceeds sqrt(31)
+    x = np.full((2, 32), 3.0, dtype=np.float32)
+    zeros = np.zeros((2, 32), dtype=np.float32)
+    assert output_check(x, normalized_shape=32, eps=1e-12, expected=zeros).passed
+    wrong = zeros.copy()
+    wrong[1, 7] = 100.0
+    c = output_check(x, normalized_shape=32, eps=1e-12, expected=wrong)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == (
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): a different function"
+    )
+
+
+def test_layer_norm_with_a_per_element_weight_and_bias_gone_wrong_is_not_affine() -> None:
+    # the weight and bias differ along the group: a missing bias, the bias before the weight,
+    # 1 + w, or the weight reversed leave a residual no statistics error can
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 64))
+    w, b = rng.uniform(0.5, 1.5, 64), rng.uniform(-1, 1, 64)
+    n = layer_norm(x)
+    residual = "not an affine distortion of the normalized values"
+    cap = "an output no correct layer can produce"  # 1 + w: |y - b| up to 3 |w| |n|
+    wrong = {
+        "missing bias": (n * w, residual),
+        "bias before weight": ((n + b) * w, residual),
+        "1 + w": (n * (1 + w) + b, cap),
+        "weight reversed": (n * w[::-1] + b, residual),
+    }
+    assert output_check(x, normalized_shape=64, weight=w, bias=b, expected=n * w + b).passed
+    for name, (y, words) in wrong.items():
+        c = output_check(x, normalized_shape=64, weight=w, bias=b, dtype="float32", expected=y)
+        assert (c.passed, c.accuracy_class) == (False, "mismatch"), name
+        assert c.explanation is not None and c.explanation.startswith(words), name
+        assert "a different function" in c.explanation
+
+
+# --- the bfloat16 RMSNorm whose every output is 0.2% too large ---------------------------------
+
+
+def _rms_bf16(rows: int, n: int, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(rows, n, generator=torch.Generator().manual_seed(0)).bfloat16()
+    x64 = as_float64(x)
+    exact = x64 / np.sqrt((x64**2).mean(-1, keepdims=True) + 1e-6)
+    return x, torch.from_numpy(exact * factor).bfloat16()
+
+
+@pytest.mark.parametrize(("rows", "n"), [(16, 4096), (8, 16384)])
+def test_a_consistent_scale_in_bfloat16_rms_norm_is_not_accurate(rows: int, n: int) -> None:
+    # a least-squares scale over bfloat16-rounded outputs is only known to about
+    # 0.1 / sqrt(n) (the rounding noise it allows for): +0.2% shows from n = 4096 on
+    x, y = _rms_bf16(rows, n, 1.0)
+    exact = output_check(x, "rms_norm", normalized_shape=n, eps=1e-6, expected=y)
+    assert (exact.passed, exact.accuracy_class) == (True, "accurate")
+    x, y = _rms_bf16(rows, n, 1.002)
+    c = output_check(x, "rms_norm", normalized_shape=n, eps=1e-6, expected=y)
+    assert not c.passed and c.accuracy_class in ("low_precision", "mismatch")
+    assert c.implied_scale > 1.001 and c.implied_shift == 0.0  # RMSNorm fits no shift
+
+
+def test_the_scale_in_bfloat16_rms_norm_is_low_precision_with_its_words() -> None:
+    x, y = _rms_bf16(16, 4096, 1.002)
+    c = output_check(x, "rms_norm", normalized_shape=4096, eps=1e-6, expected=y)
+    assert c.accuracy_class == "low_precision"
+    assert c.explanation is not None
+    words = c.explanation.split("; ")
+    assert words[0] == f"rstd {100 * (c.implied_scale - 1):+.3g}% off"
+    assert words[1].startswith("an error the size that statistics or sums rounded to the compute")
+    # accepted on request, as statistics summed in bfloat16 would be
+    accepted = output_check(
+        x, "rms_norm", normalized_shape=4096, eps=1e-6, expected=y, accept="low-precision"
+    )
+    assert accepted.passed and accepted.accuracy_class == "low_precision"
+
+
+# --- a correct output, and what is left out of an explanation --------------------------------
+
+
+def test_torchs_own_layer_norm_is_accurate_with_no_explanation() -> None:
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(8, 512, generator=g) * 3 + 2
+    w, b = torch.randn(512, generator=g), torch.randn(512, generator=g)
+    y = torch.nn.functional.layer_norm(x, (512,), w, b)
+    c = output_check(x, normalized_shape=512, weight=w, bias=b, expected=y)
+    assert (c.passed, c.accuracy_class, c.explanation) == (True, "accurate", None)
+    assert abs(c.implied_scale - 1) < 1e-6 and abs(c.implied_shift) < 1e-6
+    row = lncheck.compare(x, normalized_shape=512, weight=w, bias=b, expected=y).to_dict()
+    (entry,) = [e for e in row["checks"] if e["candidate"] == "expected"]
+    assert entry["accuracy_class"] == "accurate" and entry["explanation"] is None
+    assert entry["implied_scale"] == c.implied_scale and entry["implied_shift"] == c.implied_shift
+
+
+def test_a_shift_or_scale_within_rounding_noise_is_not_mentioned() -> None:
+    # an eps error: a large implied scale, a float32-rounding-sized implied shift
+    x = (0.03 * np.random.default_rng(1).standard_normal((8, 64))).astype(np.float32)
+    eps = output_check(x, normalized_shape=64, expected=layer_norm(x, eps=1e-3).astype(np.float32))
+    assert eps.implied_shift != 0.0 and abs(eps.implied_shift) < 1e-7
+    assert eps.explanation is not None and "mean off" not in eps.explanation
+    # a missing bias in BatchNorm: a large implied shift, a rounding-sized implied scale
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 8, 16)).astype(np.float32)
+    b = rng.uniform(0.5, 1.0, 8).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean = x64.mean((0, 2), keepdims=True)
+    n = (x64 - mean) / np.sqrt(x64.var((0, 2), keepdims=True) + 1e-5)
+    c = output_check(x, "batch_norm", training=True, bias=b, expected=n.astype(np.float32))
+    assert c.accuracy_class == "mismatch" and abs(c.implied_shift) >= 0.5
+    assert c.implied_scale != 1.0 and abs(c.implied_scale - 1) < 1e-6
+    assert c.explanation == "matches the bias left out (in all 8 groups checked)"
+
+
+def test_the_json_of_a_mismatch_has_the_class_the_distortion_and_the_explanation() -> None:
+    x = np.random.default_rng(8).standard_normal((6, 4)).astype(np.float32)
+    y = layer_norm(x, ddof=1).astype(np.float32)
+    report = lncheck.compare(x, normalized_shape=4, backend=None, expected=y).to_dict()
+    (entry,) = [e for e in report["checks"] if e["quantity"] == "output"]
+    assert entry["passed"] is False and entry["accuracy_class"] == "mismatch"
+    assert entry["explanation"] == "matches an unbiased variance (÷(n - 1), n = 4)"
+    assert entry["implied_scale"] == pytest.approx(math.sqrt(3 / 4), rel=1e-4)
+    assert abs(entry["implied_shift"]) < 1e-6
+
+
+# --- which classes pass: --strict, --accept low-precision --------------------------------------
+
+
+def _sequential_case() -> tuple[F64, F64]:
+    """A float32 sequential Welford (one thread per row) over rows with one large outlier:
+    every later addition rounds the same way, an error linear in n."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 4096)).astype(np.float32)
+    x[:, 0] = 3000.0
+    mean = np.zeros(8, np.float32)
+    m2 = np.zeros(8, np.float32)
+    for i in range(x.shape[1]):
+        d = x[:, i] - mean
+        mean = mean + d / np.float32(i + 1)
+        m2 = m2 + d * (x[:, i] - mean)
+    rstd = np.float32(1) / np.sqrt(m2 / np.float32(4096) + np.float32(1e-5))
+    return x, ((x - mean[:, None]) * rstd[:, None]).astype(np.float32)
+
+
+def _float16_statistics_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and rstd accumulated in float32 but kept in float16, kappa 4."""
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((8, 1024)) + 4).half()
+    mean = x.float().mean(-1, keepdim=True)
+    var = x.float().var(-1, unbiased=False, keepdim=True)
+    return x, (x - mean.half()) * torch.rsqrt(var + 1e-5).half()
+
+
+def test_a_sequential_check_passes_by_default_and_fails_with_strict() -> None:
+    x, y = _sequential_case()
+    default = output_check(x, normalized_shape=4096, expected=y)
+    assert (default.passed, default.accuracy_class) == (True, "sequential")
+    strict = output_check(x, normalized_shape=4096, expected=y, strict=True)
+    assert (strict.passed, strict.accuracy_class) == (False, "sequential")
+    exact = output_check(x, normalized_shape=4096, expected=layer_norm(x).astype(np.float32))
+    assert (exact.passed, exact.accuracy_class) == (True, "accurate")
+
+
+def test_a_low_precision_check_fails_by_default_and_passes_when_accepted() -> None:
+    x, y = _float16_statistics_case()
+    default = output_check(x, normalized_shape=1024, expected=y)
+    assert (default.passed, default.accuracy_class) == (False, "low_precision")
+    assert default.explanation is not None and "mean off by" in default.explanation
+    accepted = output_check(x, normalized_shape=1024, expected=y, accept="low-precision")
+    assert (accepted.passed, accepted.accuracy_class) == (True, "low_precision")
+    with pytest.raises(InputError, match="strict= and accept= contradict each other"):
+        output_check(x, normalized_shape=1024, expected=y, accept="low-precision", strict=True)
+
+
+def _cli_check(*args: str) -> tuple[int, dict[str, Any]]:
+    result = invoke("compare", *args, "--json")
+    (entry,) = [
+        e
+        for e in json.loads(result.stdout)["checks"]
+        if e["candidate"] == "expected" and e["quantity"] == "output"
+    ]
+    return result.exit_code, entry
+
+
+def test_the_command_line_accepts_low_precision_and_rejects_sequential(tmp_path: Path) -> None:
+    x16, y16 = _float16_statistics_case()
+    np.save(tmp_path / "x16.npy", x16.numpy())
+    np.save(tmp_path / "y16.npy", y16.numpy())
+    low = (str(tmp_path / "x16.npy"), "--shape", "1024", "--expected", str(tmp_path / "y16.npy"))
+    code, entry = _cli_check(*low)
+    assert (code, entry["passed"], entry["accuracy_class"]) == (1, False, "low_precision")
+    code, entry = _cli_check(*low, "--accept", "low-precision")
+    assert (code, entry["passed"], entry["accuracy_class"]) == (0, True, "low_precision")
+
+    x, y = _sequential_case()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    seq = (str(tmp_path / "x.npy"), "--shape", "4096", "--expected", str(tmp_path / "y.npy"))
+    code, entry = _cli_check(*seq)
+    assert (code, entry["passed"], entry["accuracy_class"]) == (0, True, "sequential")
+    code, entry = _cli_check(*seq, "--strict")
+    assert (code, entry["passed"], entry["accuracy_class"]) == (1, False, "sequential")
+
+
+# --- the pure functions ---------------------------------------------------------------------
+
+
+def _allowed(thresholds: list[float]) -> Any:
+    return lambda index: np.full((1, 2), thresholds[index])
+
+
+@pytest.mark.parametrize(
+    ("err", "accepted", "klass"),
+    [
+        ([1.0, 1.0], 1, "accurate"),  # within accurate's 1.5
+        ([1.0, 2.0], 1, "sequential"),
+        ([1.0, 2.0], 0, "sequential"),  # strict: beyond the accepted class, the next that fits
+        ([1.0, 4.0], 1, "low_precision"),
+        ([1.0, 9.0], 1, "mismatch"),
+        ([1.0, math.nan], 1, "mismatch"),  # NaN meets no bound
+        ([1.0, math.nan], 0, "mismatch"),
+        ([1.0, 2.4], 2, "sequential"),  # accepting low_precision still names the class
+    ],
+)
+def test_block_class(err: list[float], accepted: int, klass: str) -> None:
+    thresholds = [1.5, 2.5, 5.0]  # accurate, sequential, low_precision
+    e = np.array([err])
+    with np.errstate(invalid="ignore"):
+        worst = float(np.max(e / thresholds[accepted]))
+    index = block_class(e, _allowed(thresholds), accepted, worst)
+    assert CLASSES[index] == klass
+
+
+def test_class_tally_keeps_the_worst_class_and_a_structural_failure_first() -> None:
+    tally = ClassTally()
+    assert tally.klass == "accurate" and tally.worst.group == -1
+    for index in (2, 1, 0):
+        tally.add(index)
+    assert tally.klass == "low_precision"
+    tally.distortion(Distortion(score=5.0, group=1))
+    tally.distortion(Distortion(score=1.0, group=2, structural="residual"))
+    tally.distortion(Distortion(score=50.0, group=3))  # larger, but only a scale or shift
+    assert tally.worst.group == 2
+    tally.distortion(Distortion(score=2.0, group=4, structural="cap"))
+    assert tally.worst.group == 4
+
+
+def _facts(var: float, eps: float, n: int = 64, rstd: float = 1.0) -> GroupFacts:
+    return GroupFacts(var=var, eps=eps, n=n, centered=True, rstd=rstd, dtype="float32")
+
+
+def test_explain_names_nothing_for_accepted_classes_and_notes_overflow() -> None:
+    worst = Distortion(score=9.0, scale=0.5, shift=0.3, group=0)
+    facts = _facts(1.0, 1e-5)
+    assert explain("accurate", worst, facts, 0, "output") is None
+    assert explain("sequential", worst, facts, 0, "output") is None
+    assert explain("mismatch", worst, None, 0, "output") is None
+    assert explain("accurate", worst, facts, 1, "output") == (
+        "1 exact value beyond float32's range: the matching infinity is right there"
+    )
+    assert explain("accurate", worst, None, 3, "output") == (
+        "3 exact values beyond the dtype's range: the matching infinity is right there"
+    )
+
+
+def test_explain_translates_the_implied_scale() -> None:
+    def text(scale: float, var: float, eps: float, n: int = 64) -> str | None:
+        return explain("mismatch", Distortion(scale=scale, shift=0.0), _facts(var, eps, n), 0, "y")
+
+    assert text(math.sqrt(3 / 4), 1.0, 0.0, 4) == "matches an unbiased variance (÷(n - 1), n = 4)"
+    on_std = math.sqrt(1e-4 + 1e-3) / (math.sqrt(1e-4) + 1e-3)
+    assert text(on_std, 1e-4, 1e-3) == "matches eps added to the std instead of the variance"
+    other_eps = math.sqrt((1e-4 + 1e-5) / (1e-4 + 1e-3))
+    assert text(other_eps, 1e-4, 1e-5) == "matches eps = 0.001 instead of 1e-05"
+    # a larger rstd than eps = 0 allows: no eps explains it
+    assert text(1.01, 1.0, 1e-5) == "rstd +1% off"
+    # a scale below 1 implies a larger eps: named unless the variance dwarfs it (1e3 times)
+    assert text(0.5, 1.0, 1e-5) == "matches eps = 3 instead of 1e-05"  # 1 / 0.5**2 - 1
+    assert text(0.9999, 1.0, 1e-5) == "rstd -0.01% off"  # implies eps 2e-4
+
+
+def test_explain_translates_the_implied_shift_and_leaves_out_noise() -> None:
+    facts = _facts(4.0, 0.0, rstd=0.5)
+    shifted = Distortion(scale=1.0, shift=0.25, scale_noise=1e-6, shift_noise=1e-3)
+    assert explain("mismatch", shifted, facts, 0, "output") == "mean off by -0.5 (+0.25 std)"
+    # both within what an accurate kernel may be off by: nothing to say
+    noise = Distortion(scale=1 + 1e-7, shift=1e-4, scale_noise=1e-6, shift_noise=1e-3)
+    assert explain("mismatch", noise, facts, 0, "output") is None
+    assert explain("low_precision", noise, facts, 0, "output") == (
+        "an error the size that statistics or sums rounded to the compute dtype, or a one-pass "
+        "E[x^2] - E[x]^2 variance, cause"
+    )
+    both = Distortion(scale=1.02, shift=-0.1, scale_noise=1e-6, shift_noise=1e-3)
+    text = explain("mismatch", both, facts, 0, "output")
+    assert text == "rstd +2% off; mean off by 0.2 (-0.1 std)"
+
+
+def test_explain_puts_a_structural_failure_before_any_translation() -> None:
+    facts = _facts(1.0, 1e-5)
+    residual = Distortion(scale=0.5, shift=0.3, structural="residual")
+    cap = Distortion(scale=0.5, shift=0.3, structural="cap")
+    text = explain("mismatch", residual, facts, 0, "output")
+    assert text is not None and text.startswith("not an affine distortion")
+    assert "rstd" not in text and "mean off" not in text
+    assert explain("mismatch", cap, facts, 0, "output") == (
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): a different function"
+    )
