@@ -236,7 +236,10 @@ def _leaning(case: Case, peak: F64) -> F64:
     computed in float64): a sum of such values is exact until its last place passes theirs,
     and from there its roundings are ties and near-ties that lean alike, as after a large
     outlier. A sample of the first values decides (one pass over all would cost a pass)."""
-    sample = np.asarray(case.x.flat[:SAMPLE], dtype=np.float64)
+    first = np.asarray(case.x)
+    while first.ndim > 1 and first[:1].size > SAMPLE:  # a leading slab, never a full copy
+        first = first[0]
+    sample = np.asarray(first[:SAMPLE] if first.ndim == 1 else first[:1], np.float64).ravel()
     with np.errstate(all="ignore"):
         mantissa, _ = np.frexp(sample[np.isfinite(sample)])
         short = np.ldexp(mantissa, DTYPES[case.dtype].mantissa_bits - SHORT_BY + 1)

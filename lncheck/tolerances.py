@@ -19,11 +19,16 @@ conditioning. The classes bound ``c``:
 * ``sequential``: sums in the accumulation dtype whose error grows linearly with ``n`` (a
   sequential Welford loop, one thread per row, channels-last CPU loops; Higham §4.2, the
   ``(n - 1) * v`` bound of recursive summation, reached when every addition rounds the same
-  way, as after a large outlier): ``c_seq = c + G_SEQ * n * v``;
+  way, as after a large outlier, or when the data have far fewer significant bits than the
+  compute dtype, as float16 data summed in float64): ``c_seq = c + G_SEQ * n * v``;
 * ``low_precision``: the right function, but statistics or intermediates kept in the compute
   dtype (float16 statistics, bfloat16 accumulation: ``c_low = c_seq + A * u + G_LOW *
-  sqrt(n) * u``), or a one-pass ``E[x**2] - E[x]**2`` variance, whose absolute error is
-  ``v * (mean**2 + var)`` and so relative error ``G_ONE_PASS * sqrt(n) * v * K**2``;
+  sqrt(n) * u``, relative to ``|mean| + std`` for the mean, so times ``K``, but relative to
+  the variance itself for the variance, since ``x - mean`` rounds relative to its result), or
+  a one-pass ``E[x**2] - E[x]**2`` variance, whose absolute error is ``v * (mean**2 + var)``
+  and so relative error ``G_ONE_PASS * log2(n) * v * K**2``. Statistics off by more than
+  their own size (``|s - 1|`` or ``|t|`` above ``output_model.LOW_REACH`` = 1) have no
+  correct digit left, and no class admits them;
 * ``mismatch``: no legitimate algorithm explains the difference.
 
 Besides the statistics, each element rounds on its own: the final rounding (``A * u * |y|``),
