@@ -2,6 +2,7 @@
 
     python benchmarks/bench_large.py            # 5 interleaved runs of each
     python benchmarks/bench_large.py --runs 3 --rows 16384
+    python benchmarks/bench_large.py --against ../old   # also an older checkout, interleaved
 
 Both run as fresh processes on the same .npy file (65536 x 1024 float32, 256 MB, written to
 benchmarks/out/ once); wall time and peak RSS (from wait4) are measured per run, and the
@@ -40,10 +41,10 @@ print(np.abs(y - ref).max())
 """
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one run of ``cmd``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) not in (0, 1):
@@ -81,6 +82,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rows", type=int, default=65536)
     parser.add_argument("--cols", type=int, default=1024)
+    parser.add_argument(
+        "--against",
+        metavar="DIR",
+        help="also time the lncheck in DIR (a checkout of another version: git worktree add)",
+    )
     args = parser.parse_args()
     path = make_input(args.rows, args.cols)
     lncheck = shutil.which("lncheck") or sys.exit("lncheck is not installed")
@@ -88,10 +94,15 @@ def main() -> None:
         "plain script": [sys.executable, "-c", PLAIN, str(path)],
         "lncheck": [lncheck, "compare", str(path), "--shape", str(args.cols), "--json"],
     }
+    envs: dict[str, dict[str, str] | None] = dict.fromkeys(commands)
+    if args.against:
+        other = f"lncheck@{Path(args.against).name}"
+        commands[other] = [sys.executable, "-m", "lncheck", *commands["lncheck"][1:]]
+        envs[other] = {**os.environ, "PYTHONPATH": str(Path(args.against).resolve())}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for run in range(args.runs):
         for name, cmd in commands.items():  # interleaved, so drift in the machine hits both
-            results[name].append(measure(cmd))
+            results[name].append(measure(cmd, envs[name]))
             wall, rss = results[name][-1]
             print(f"run {run + 1}: {name:13s} {wall:6.2f} s {rss:8.0f} MiB", flush=True)
     medians = {
@@ -102,8 +113,10 @@ def main() -> None:
     print(f"\n{args.rows} x {args.cols} float32 ({size}), medians of {args.runs}:")
     for name, (wall, rss) in medians.items():
         print(f"  {name:13s} {wall:6.2f} s {rss:8.0f} MiB")
-    (pw, pr), (lw, lr) = medians["plain script"], medians["lncheck"]
-    print(f"  lncheck / plain script: wall {lw / pw:.2f}x, peak RSS {lr / pr:.2f}x")
+    (pw, pr) = medians["plain script"]
+    for name, (lw, lr) in medians.items():
+        if name != "plain script":
+            print(f"  {name} / plain script: wall {lw / pw:.2f}x, peak RSS {lr / pr:.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,21 @@
 One ``Accumulator`` per (candidate, quantity) collects the metrics against the accepted
 accuracy class's tolerance, and one ``ClassTally`` the class the difference fits. Each block of
 the reference (and of its tolerance per class) is prepared once and shared by every candidate,
-so adding a candidate costs only its own comparison.
+so adding a candidate costs only its own comparison; a candidate bit-identical to an earlier
+one costs a byte comparison (``identical``).
 """
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +28,12 @@ from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
 from lncheck.dtypes import DTYPES, round_to
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
+from lncheck.identical import Key, Twins
 from lncheck.metrics import Accumulator, Shared, prepare
 from lncheck.ops.spec import NormSpec
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
+from lncheck.scratch import Scratch
 from lncheck.tolerances import CLASSES, Atol, allowance, applied
 from lncheck.verdicts import ClassTally, Distortion, GroupFacts, block_class, explain
 
@@ -126,8 +133,11 @@ class _BlockTolerance:
             self.cache[index] = self.tol.atol(index, self.first, self.stop, self.block)
         return self.cache[index]
 
-    def allowed(self, index: int, shared: Shared) -> F64:
-        return np.asarray(np.abs(shared.expected) * self.tol.rtol(index) + self.atol(index))
+    def allowed(self, index: int, shared: Shared, scratch: Scratch) -> F64:
+        """Class ``index``'s tolerance per element, in ``scratch`` until it is asked again."""
+        out = np.abs(shared.expected, out=scratch.get("class.allowed", shared.expected.shape))
+        np.multiply(out, self.tol.rtol(index), out=out)
+        return np.add(out, self.atol(index), out=out)
 
 
 class BlockComparer:
@@ -140,7 +150,10 @@ class BlockComparer:
         heatmaps: bool,
         clock: Clock,
         failing_groups: int | None = SHOWN,
+        *,
+        sequential: bool = False,
     ) -> None:
+        """``sequential``: candidates are fed one at a time rather than side by side."""
         self.case, self.layouts, self.heatmaps, self.clock = case, layouts, heatmaps, clock
         self.failing_groups = failing_groups
         self.ulp_of = DTYPES[case.dtype]
@@ -149,12 +162,20 @@ class BlockComparer:
         self.facts: dict[tuple[str, str], Callable[[int], GroupFacts]] = {}
         self.broken: dict[tuple[str, str], Comparison] = {}
         self.accepted = case.tolerance.accepted_index
+        self.twins = Twins(sequential)
+        self.scratch = Scratch()
+        self.variance: F64 | None = None
+        # each unit's normalizing variance, by its first group, as the reference computed it
+        self.unit_variances: dict[int, F64] = {}
+        self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
 
     def feed(
         self, offset: int, layout: GroupLayout, ref: NormResult, results: Sequence[NormResult]
     ) -> None:
         """Compare ``results`` with ``ref``, which cover the unit at group ``offset`` laid out
         by ``layout``."""
+        if ref.model is not None:
+            self.unit_variances[offset] = ref.model.variance
         quantities = [q for q in ref.quantities if any(q in r.quantities for r in results)]
         for quantity in quantities:
             elementwise = quantity in ELEMENTWISE
@@ -171,10 +192,17 @@ class BlockComparer:
                     )
                 else:
                     having.append(r)
+            with self.clock("compare"):
+                distinct, diverged = self.twins.split(quantity, offset, having)
+            for key, twin in diverged:  # identical so far: the twin's totals are its own
+                self.accumulators[key] = copy.deepcopy(self.accumulators[twin])
+                self.tallies[key] = copy.deepcopy(self.tallies[twin])
             tolerances = _Tolerances(self.case, ref, quantity, quantity_layout)
             for r in having:
+                self.checked[(r.candidate, quantity)] = None
+            for r in distinct:
                 self._start(r.candidate, quantity, tolerances)
-            self._compare(offset, quantity_layout, ref, quantity, having, tolerances)
+            self._compare(offset, quantity_layout, ref, quantity, distinct, tolerances)
 
     def _start(self, candidate: str, quantity: str, tol: _Tolerances) -> None:
         key = (candidate, quantity)
@@ -201,22 +229,40 @@ class BlockComparer:
         results: Sequence[NormResult],
         tol: _Tolerances,
     ) -> None:
+        if not results:  # every one identical to a candidate compared before
+            return
         expected = ref.quantities[quantity]
         magnitude = np.broadcast_to(
             np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
         )
         rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
-        for first, stop in layout.spans():
+
+        def ready(first: int, stop: int) -> _Ready:
+            """What a block's comparison needs that no other block's does: the reference
+            block, its tolerances and each candidate's structure."""
+            here = _BlockTolerance(tol, first, stop)
+            here.atol(self.accepted)
+            structures: list[_Structure | None] = [None] * len(actuals)
+            if here.block is not None and quantity == "output":
+                reference_block: npt.NDArray[np.generic] = here.block.y
+                structures = [
+                    _structure(
+                        here.block, layout.block_at(a, first, stop), self.case.dtype, self.accepted
+                    )
+                    for a in actuals
+                ]
+            elif isinstance(expected, LazyTensor):
+                reference_block = expected.at(first, stop)
+            else:
+                whole = _shaped(np.asarray(expected), layout)
+                reference_block = layout.block_at(whole, first, stop)
+            return here, reference_block, structures
+
+        for first, stop, (here, reference_block, structures) in _ahead(
+            ready, layout.spans(), self.clock
+        ):
             with self.clock("reference"):
-                here = _BlockTolerance(tol, first, stop)
-                if here.block is not None and quantity == "output":
-                    reference_block: npt.NDArray[np.generic] = here.block.y
-                elif isinstance(expected, LazyTensor):
-                    reference_block = expected.at(first, stop)
-                else:
-                    whole = _shaped(np.asarray(expected), layout)
-                    reference_block = layout.block_at(whole, first, stop)
                 shared = prepare(
                     reference_block,
                     tol.rtol(self.accepted),
@@ -224,11 +270,13 @@ class BlockComparer:
                     magnitude[first:stop, None],
                     self.ulp_of,
                     rounds_to,
+                    self.scratch,
                 )
             with self.clock("compare"):
-                for r, actual_of in zip(results, actuals, strict=True):
+                for r, actual_of, structure in zip(results, actuals, structures, strict=True):
                     actual = layout.block_at(actual_of, first, stop)
-                    self._candidate(offset, (r.candidate, quantity), here, shared, actual)
+                    key = (r.candidate, quantity)
+                    self._candidate(offset, key, here, shared, actual, structure)
 
     def _candidate(
         self,
@@ -237,22 +285,25 @@ class BlockComparer:
         here: _BlockTolerance,
         shared: Shared,
         actual: npt.NDArray[np.generic],
+        structure: _Structure | None,
     ) -> None:
-        structure = None
-        if here.block is not None and key[1] == "output":
-            structure = _structure(here.block, actual, self.case.dtype, self.accepted)
         err = self.accumulators[key].update(
             offset + here.first,
             shared,
             actual,
             here.atol(self.accepted),
             None if structure is None else structure.extra,
+            self.scratch,
         )
         if not self.case.tolerance.classified:
             return
-        worst_share = float(np.max(err * shared.inv_allowed)) if err.size else 0.0
+        share = np.multiply(
+            err, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
+        )
+        worst_share = float(np.max(share)) if err.size else 0.0
         tally = self.tallies[key]
-        tally.add(block_class(err, lambda i: here.allowed(i, shared), self.accepted, worst_share))
+        allowed = partial(here.allowed, shared=shared, scratch=self.scratch)
+        tally.add(block_class(err, allowed, self.accepted, worst_share))
         if structure is not None:
             tally.add(structure.index)
             tally.distortion(structure.worst(offset + here.first))
@@ -260,27 +311,48 @@ class BlockComparer:
 
     def failures(self) -> dict[tuple[str, str], GroupFailures]:
         """The failing groups of every failing check that counts them."""
-        return {
-            key: acc.groups.failures(self.layouts[key[1]])
-            for key, acc in self.accumulators.items()
-            if acc.groups is not None and acc.groups.failing
-        }
+        found = {}
+        for key in self.checked:
+            acc = self.accumulators[self._own(key)]
+            if acc.groups is not None and acc.groups.failing:
+                found[key] = acc.groups.failures(self.layouts[key[1]])
+        return found
+
+    def _variance(self) -> F64:
+        """The variance each group is normalized with, over the whole input: computed once,
+        and only for a report that explains a verdict with it."""
+        if self.variance is None:
+            parts = [self.unit_variances[first] for first in sorted(self.unit_variances)]
+            if sum(len(part) for part in parts) == self.layouts["output"].groups:
+                # the units' own: another pass over the input would cost as much as the
+                # reference, and keep a memory-mapped input's pages resident
+                self.variance = np.concatenate(parts) if parts else np.zeros(0)
+            else:
+                from lncheck.reference import normalizing_statistics
+
+                _, self.variance = normalizing_statistics(self.case)
+        return self.variance
+
+    def _own(self, key: Key) -> Key:
+        """The key whose totals are ``key``'s: its twin's if it is identical to one."""
+        twin = self.twins.of.get(key)
+        return key if twin is None else (twin, key[1])
 
     def results(self) -> list[Comparison]:
-        done = []
+        made: dict[Key, Comparison] = {}
         for (candidate, quantity), acc in self.accumulators.items():
             c = acc.result(candidate, quantity, self.layouts[quantity])
             if self.case.tolerance.classified:
                 tally = self.tallies[(candidate, quantity)]
                 klass = tally.klass
                 worst = tally.worst
-                facts = _facts(self.case, quantity, worst.group)
+                facts = _facts(self.case, quantity, worst.group, self._variance)
                 explanation = explain(klass, worst, facts, c.overflow, quantity)
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
                 if quantity == "output" and klass != "accurate" and not named:
-                    semantic = _semantic(self.case, tally)
+                    semantic = _semantic(self.case, tally, self._variance())
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
                 c = replace(
@@ -291,7 +363,14 @@ class BlockComparer:
                     implied_shift=worst.shift,
                     explanation=explanation,
                 )
-            done.append(c)
+            made[(candidate, quantity)] = c
+        done = []
+        for key in self.checked:
+            twin = self.twins.of.get(key)
+            if twin is None:
+                done.append(made[key])
+            else:
+                done.append(replace(made[(twin, key[1])], candidate=key[0], identical_to=twin))
         return done + list(self.broken.values())
 
 
@@ -346,6 +425,36 @@ def _structure(
     return _Structure(int(classes.max()) if classes.size else 0, block, fit, scores, kinds)
 
 
+_Ready = tuple["_BlockTolerance", npt.NDArray[np.generic], list["_Structure | None"]]
+
+
+def _ahead(
+    ready: Callable[[int, int], _Ready], spans: Iterable[tuple[int, int]], clock: Clock
+) -> Iterator[tuple[int, int, _Ready]]:
+    """Each span with ``ready(first, stop)``, the next span's computed meanwhile on a second
+    thread (NumPy releases the GIL in its loops), so that the reference and structural part of
+    block ``k + 1`` overlaps the metrics of block ``k``. Blocks are still fed in order: every
+    total, tie and worst element is the same as one block after the other. A single span
+    stays on the caller's thread."""
+    pending = list(spans)
+    if len(pending) <= 1:
+        for first, stop in pending:
+            with clock("compare"):
+                done = ready(first, stop)
+            yield first, stop, done
+        return
+    # the caller's context (its NumPy error state) travels with each task
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lncheck-block") as pool:
+        future = pool.submit(contextvars.copy_context().run, partial(ready, *pending[0]))
+        for index, (first, stop) in enumerate(pending):
+            with clock("compare"):
+                done = future.result()
+            if index + 1 < len(pending):
+                following = pending[index + 1]
+                future = pool.submit(contextvars.copy_context().run, partial(ready, *following))
+            yield first, stop, done
+
+
 def _uniform_value(param: F64 | None, groups: int, default: float) -> F64:
     """Per group, the parameter's value where it is the same for every element, else NaN."""
     if param is None:
@@ -363,22 +472,17 @@ def _shaped(a: npt.NDArray[np.generic], layout: GroupLayout) -> npt.NDArray[np.g
     return a if a.shape == layout.input_shape else np.reshape(a, layout.input_shape)
 
 
-def _semantic(case: Case, tally: ClassTally) -> str | None:
-    from lncheck.reference import normalizing_statistics
-
-    _, var = normalizing_statistics(case)
+def _semantic(case: Case, tally: ClassTally, var: F64) -> str | None:
     spec = case.spec
     return tally.distortions.explain(
         var, spec.eps, spec.group_size, spec.center, spec.weight_offset
     )
 
 
-def _facts(case: Case, quantity: str, group: int) -> GroupFacts | None:
+def _facts(case: Case, quantity: str, group: int, variance: Callable[[], F64]) -> GroupFacts | None:
     if quantity not in STRUCTURED or group < 0 or not case.spec.statistics:
         return None
-    from lncheck.reference import normalizing_statistics
-
-    _, var = normalizing_statistics(case)
+    var = variance()
     with np.errstate(all="ignore"):
         rstd = float(1.0 / np.sqrt(var[group] + case.spec.eps))
     return GroupFacts(

@@ -58,6 +58,8 @@ class Comparison:
     implied_shift: float = math.nan
     explanation: str | None = None
     overflow: int = 0  # exact values beyond the dtype's range (an infinity is right there)
+    # the candidate whose output this one's is bit-identical to: its figures, compared once
+    identical_to: str | None = None
     heatmap: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     @property

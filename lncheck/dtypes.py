@@ -127,3 +127,29 @@ def _round_float32_to_bfloat16(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     if nan.any():
         out = np.where(nan, np.float32(np.nan), out)
     return out.reshape(x.shape)
+
+
+def inverse_spacing(scale: npt.NDArray[np.float64], mantissa_bits: int) -> npt.NDArray[np.float64]:
+    """``2 ** (mantissa_bits + 1 - e)`` for ``scale = f * 2 ** e`` (``np.frexp``), in place.
+
+    Built from the exponent bits rather than by ``np.ldexp``, which takes as long as dozens of
+    passes over the block: the power of two's biased exponent is ``mantissa_bits + 2046``
+    minus ``scale``'s. Where that would leave float64's normal range, or ``scale`` holds NaN or
+    inf, ``frexp`` and ``ldexp`` give the same values the slow way."""
+    low, high = float(scale.min(initial=np.inf)), float(scale.max(initial=0.0))
+    top = mantissa_bits + 2046
+    # the biased exponents of the powers of two at both ends must be normal (1..2046)
+    fits = low >= _FLOAT64_TINY and high < np.inf  # also False for a NaN
+    if not (fits and top - 2046 <= np.frexp(low)[1] + 1022 <= np.frexp(high)[1] + 1022 < top):
+        _, exponent = np.frexp(scale)
+        return np.asarray(np.ldexp(1.0, mantissa_bits + 1 - exponent), dtype=np.float64)
+    bits = scale.view(np.uint64)  # unsigned: the difference is in range, its terms are not
+    np.bitwise_and(bits, _EXPONENT_BITS, out=bits)
+    np.subtract(np.uint64(top << 52), bits, out=bits)
+    return scale
+
+
+_EXPONENT_BITS = np.uint64(0x7FF << 52)
+
+
+_FLOAT64_TINY = np.finfo(np.float64).tiny

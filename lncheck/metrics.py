@@ -18,9 +18,10 @@ import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
 from lncheck.comparison import HISTOGRAM_OCTAVES, Comparison, unmatched
-from lncheck.dtypes import DTYPES, DTypeInfo
+from lncheck.dtypes import DTYPES, DTypeInfo, inverse_spacing
 from lncheck.group_failures import FailingGroups
 from lncheck.result import LazyTensor, Quantity, blocks_of
+from lncheck.scratch import Scratch
 
 F64 = npt.NDArray[np.float64]
 HEATMAP_SIZE = 128
@@ -111,34 +112,45 @@ def prepare(
     magnitude: F64 | float,
     ulp_of: DTypeInfo | None = None,
     rounds_to: DTypeInfo | None = None,
+    scratch: Scratch | None = None,
 ) -> Shared:
     """The parts of a block's comparison that do not depend on the candidate.
 
     With ``rounds_to``, exact values beyond that dtype's finite range are replaced by the
-    infinity they round to (round to nearest: from ``max + ulp(max) / 2`` on)."""
+    infinity they round to (round to nearest: from ``max + ulp(max) / 2`` on). With
+    ``scratch``, the result lives in its buffers, valid until the next block is prepared."""
     e = np.asarray(expected, dtype=np.float64)
+    buffers = scratch or Scratch()
+    mag = np.abs(e, out=buffers.get("shared.magnitude", e.shape))
     overflow = None
     if rounds_to is not None:
         with np.errstate(all="ignore"):
-            beyond = np.abs(e) >= rounds_to.max * (1.0 + 2.0 ** -(rounds_to.mantissa_bits + 2))
+            beyond = mag >= rounds_to.max * (1.0 + 2.0 ** -(rounds_to.mantissa_bits + 2))
         if beyond.any():
             overflow = beyond
             e = np.where(beyond, np.copysign(np.inf, e), e)
+            np.abs(e, out=mag)
     with np.errstate(all="ignore"):
-        mag = np.abs(e)
-        rtol_part = mag * rtol
-        allowed = rtol_part + atol
+        rtol_part = np.multiply(mag, rtol, out=buffers.get("shared.rtol_part", e.shape))
+        allowed = np.add(rtol_part, atol, out=buffers.get("shared.allowed", e.shape))
+        inv_allowed = buffers.get("shared.inv_allowed", e.shape)
         # A bound that came out NaN (inf * 0 for a zero-variance group with eps=0) allows
         # nothing beyond the rtol part: fmax drops the NaN. Never 0, so error / allowed is
         # never 0 / 0.
-        np.fmax(allowed, np.fmax(rtol_part, _TINY), out=allowed)
+        np.fmax(allowed, np.fmax(rtol_part, _TINY, out=inv_allowed), out=allowed)
+        np.divide(1.0, allowed, out=inv_allowed)
         inv_spacing = None
         if ulp_of is not None:
-            scale = np.maximum(mag, magnitude) if np.any(magnitude) else mag
-            _, exponent = np.frexp(np.maximum(scale, ulp_of.tiny))
-            inv_spacing = np.ldexp(1.0, ulp_of.mantissa_bits + 1 - exponent)
-        inv_magnitude = 1.0 / np.maximum(mag, _TINY, out=mag)
-    return Shared(e, allowed, rtol_part, 1.0 / allowed, inv_magnitude, inv_spacing, overflow)
+            scale = buffers.get("shared.spacing", e.shape)
+            if np.any(magnitude):
+                np.maximum(mag, magnitude, out=scale)
+            else:
+                np.copyto(scale, mag)
+            np.maximum(scale, ulp_of.tiny, out=scale)
+            inv_spacing = inverse_spacing(scale, ulp_of.mantissa_bits)
+        inv_magnitude = np.maximum(mag, _TINY, out=mag)
+        np.divide(1.0, inv_magnitude, out=inv_magnitude)
+    return Shared(e, allowed, rtol_part, inv_allowed, inv_magnitude, inv_spacing, overflow)
 
 
 class Accumulator:
@@ -183,23 +195,27 @@ class Accumulator:
         actual: npt.NDArray[np.generic],
         atol: F64 | float,
         extra: F64 | None = None,
+        scratch: Scratch | None = None,
     ) -> F64:
         """Add one block: ``actual`` against the reference block that ``shared`` describes.
 
         ``extra`` is a further share of the tolerance per element (a structural check's) that
         counts like the element's own. Returns the absolute error of each element (``inf``
-        for a non-finite mismatch, ``0`` for a non-finite match)."""
+        for a non-finite mismatch, ``0`` for a non-finite match): with ``scratch``, in its
+        buffer, valid until its next use."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
         if shared.overflow is not None:
             self.overflow += int(np.count_nonzero(shared.overflow))
         with np.errstate(all="ignore"):
-            err = np.subtract(actual, e, dtype=np.float64)
+            buffers = scratch or Scratch()
+            err = np.subtract(actual, e, dtype=np.float64, out=buffers.get("update.error", e.shape))
             np.abs(err, out=err)
             total = float(err.sum())
             if math.isfinite(total):  # so every pair is finite (a NaN or Inf would show here)
-                self._finite_block(first, shared, err, total, actual, atol, extra)
+                share = buffers.get("update.share", e.shape)
+                self._finite_block(first, shared, err, total, actual, atol, extra, share)
                 return np.asarray(err, dtype=np.float64)
             return self._mixed_block(
                 first, shared, np.asarray(actual, dtype=np.float64), atol, extra
@@ -214,12 +230,13 @@ class Accumulator:
         actual: npt.NDArray[np.generic],
         atol: F64 | float,
         extra: F64 | None,
+        scratch: F64,
     ) -> None:
         """The common case, every pair finite: about ten passes over the block, no masks, one
-        scratch array."""
+        scratch array (``scratch``, overwritten)."""
         self.finite += err.size
         self.sum_abs += total
-        scratch = np.multiply(err, s.inv_allowed)  # each element's share of its tolerance
+        np.multiply(err, s.inv_allowed, out=scratch)  # each element's share of its tolerance
         if extra is not None:
             np.maximum(scratch, extra, out=scratch)
         k = int(scratch.argmax())

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,8 @@ SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all
 class OutputModel:
     """What the reference knows about an output: per group the first-pass mean ``m0``, its
     ``correction`` (``x - mean = (x - m0) - correction``, which keeps ``mean``'s own rounding
-    out of every element), ``rstd`` and ``kappa``; the weight and bias in view shape."""
+    out of every element), ``rstd``, ``kappa`` and the ``variance`` ``rstd`` is formed from;
+    the weight and bias in view shape."""
 
     layout: GroupLayout
     x: npt.NDArray[np.generic]
@@ -51,6 +52,7 @@ class OutputModel:
     bias: npt.NDArray[np.generic] | None
     constant: npt.NDArray[np.bool_]  # groups whose values are all equal
     peak: F64  # the largest share one element has of a group's sum of squares
+    variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here
 
@@ -87,8 +89,8 @@ class OutputModel:
             nhat -= self.correction[rows, None]
             nhat *= self.rstd[rows, None]
             rest = list(blocks[1:])
-            w = np.asarray(rest.pop(0), dtype=np.float64) if self.weight is not None else None
-            b = np.asarray(rest.pop(0), dtype=np.float64) if self.bias is not None else None
+            w = _float64(rest.pop(0)) if self.weight is not None else None
+            b = _float64(rest.pop(0)) if self.bias is not None else None
             y = nhat if w is None else nhat * w
             if b is not None:
                 y = y + b
@@ -106,6 +108,11 @@ class OutputBlock:
     weight: F64 | None
     bias: F64 | None
     y: F64
+    # element-wise terms that the fit, the judgement and the cap each ask for, for every
+    # candidate: computed once per block (callers never write into them)
+    memo: dict[tuple[object, ...], object] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def k(self) -> F64:
@@ -114,11 +121,13 @@ class OutputBlock:
 
     def scaled(self) -> tuple[F64, F64 | float, F64 | float]:
         """``|w n|``, ``|w|`` and ``|b|``: what the element-wise terms scale with."""
-        with np.errstate(all="ignore"):
-            a = np.abs(self.nhat if self.weight is None else self.nhat * self.weight)
-            big_w = 1.0 if self.weight is None else np.abs(self.weight)
-            big_b = 0.0 if self.bias is None else np.abs(self.bias)
-        return a, big_w, big_b
+        if ("scaled",) not in self.memo:
+            with np.errstate(all="ignore"):
+                a = np.abs(self.nhat if self.weight is None else self.nhat * self.weight)
+                big_w = 1.0 if self.weight is None else np.abs(self.weight)
+                big_b = 0.0 if self.bias is None else np.abs(self.bias)
+            self.memo[("scaled",)] = a, big_w, big_b
+        return self.memo[("scaled",)]  # type: ignore[return-value]
 
     def allowance(self, dtype: str, klass: str) -> Allowance:
         return allowance(dtype, self.model.group_size, klass, running=self.model.running)
@@ -164,6 +173,10 @@ class OutputBlock:
         (and per channel), but equal inputs with equal weight and bias give equal outputs: on
         a constant group whose weight and bias are uniform that term is absent."""
         c = self.allowance(dtype, klass)
+        # the element-wise roundings' terms are the same for every class: one bound per block
+        key = ("residual_bound", dtype, c.relative, c.plain, c.fused)
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[return-value]
         a, big_w, big_b = self.scaled()
         rows = slice(self.first, self.first + self.y.shape[0])
         identical = self.model.constant[rows] & _uniform(self.weight) & _uniform(self.bias)
@@ -171,7 +184,19 @@ class OutputBlock:
         with np.errstate(all="ignore"):
             total = c.relative * np.abs(self.y) + c.plain * (a + big_b)
             total = total + c.fused * k * big_w + atol_floor(dtype)
-        return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
+        bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
+        self.memo[key] = bound
+        return bound
+
+
+def _float64(a: npt.NDArray[np.generic]) -> F64:
+    """``a`` in float64, row-major.
+
+    Converting a broadcast view (a per-feature weight) keeps the order of its strides, which
+    puts the broadcast axis innermost: the weight would come out transposed, and every
+    element-wise pass over the block (and every result of one) would then stride across rows,
+    about ten times slower."""
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _uniform(param: F64 | None) -> npt.NDArray[np.bool_]:
@@ -223,11 +248,13 @@ def fit(
         if trim is not None:
             # the first fit spreads a wrong element's error over the rest: judge them against
             # the typical residual, not the rounding alone
-            typical = 4.0 * np.median(np.abs(residual), axis=1, keepdims=True)
-            keep = np.abs(residual) <= np.maximum(trim, typical)
+            keep = np.abs(residual) <= trim
+            # a row whose residuals all stay within the rounding keeps them all whatever its
+            # median: the medians (a partition each) are taken only where one does not
+            keep = _within_typical(np.abs(residual), trim, keep)
             if u.shape[1] <= SMALL_GROUP:
                 err = np.abs(np.subtract(actual, block.y))
-                keep &= err <= np.maximum(trim, 4.0 * np.median(err, axis=1, keepdims=True))
+                keep &= _within_typical(err, trim, err <= trim)
             partial = ~keep.all(axis=1) & (keep.sum(axis=1) * 2 > u.shape[1])
             if partial.any():
                 refit_ds, refit_shift = _solve(a, c, e, keep, block.model.centered)
@@ -251,28 +278,40 @@ def fit(
     return Fit(scale, shift, residual, fitted, ds)
 
 
+def _within_typical(size: F64, trim: F64, within: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``size <= max(trim, 4 * median(size))`` per row, given ``within = size <= trim``."""
+    rows = ~within.all(axis=1)
+    if rows.any():
+        typical = 4.0 * np.median(size[rows], axis=1, keepdims=True)
+        within[rows] = size[rows] <= np.maximum(trim[rows], typical)
+    return within
+
+
 def _solve(
     a: F64, c: npt.NDArray[np.float64], e: F64, keep: npt.NDArray[np.bool_] | None, centered: bool
 ) -> tuple[F64, F64]:
     """Per row, the least-squares ``ds``, ``shift`` of ``e ~ ds * a + shift * c`` over the
     elements ``keep`` marks (all without it). ``e`` is the deviation from the exact affine map
     (``ds = scale - 1``): fitting it, not the values, keeps float64's own cancellation out."""
-    m = np.ones_like(e) if keep is None else keep.astype(np.float64)
+    # without ``keep`` every weight is 1: the products by it are left out (x * 1 is x)
+    m = None if keep is None else keep.astype(np.float64)
+    am = a if m is None else a * m
     if not centered:
-        saa = (a * m * a).sum(axis=1)
-        return np.where(saa > 0, (a * m * e).sum(axis=1) / saa, 0.0), np.zeros(e.shape[0])
+        saa = (am * a).sum(axis=1)
+        return np.where(saa > 0, (am * e).sum(axis=1) / saa, 0.0), np.zeros(e.shape[0])
     # orthogonalize a against c first: in eval mode (running statistics) n is far from
     # centred, a and c are nearly parallel, and the normal equations would cancel
-    cm = c * m
+    cm = c if m is None else c * m
     scc = (cm * c).sum(axis=1)
-    along = (cm * a).sum(axis=1) / scc
+    sca = (cm * a).sum(axis=1)
+    along = sca / scc
     a_perp = a - along[:, None] * c
-    am_perp = a_perp * m
+    am_perp = a_perp if m is None else a_perp * m
     spp = (am_perp * a_perp).sum(axis=1)
     # a constant group (all n_i equal) fits a shift alone
-    flat = ~(spp > 1e-24 * (a * m * a).sum(axis=1))
+    flat = ~(spp > 1e-24 * (am * a).sum(axis=1))
     ds = np.where(flat, 0.0, (am_perp * e).sum(axis=1) / spp)
-    shift = ((cm * e).sum(axis=1) - ds * (cm * a).sum(axis=1)) / scc
+    shift = ((cm * e).sum(axis=1) - ds * sca) / scc
     return ds, shift
 
 
@@ -319,38 +358,47 @@ def judge(
     residual = np.abs(f.residual)
     extra = np.zeros(a.shape)
     group_score = np.zeros(groups)
-    residual_failed = np.zeros(groups, dtype=bool)
-    cap_failed = np.zeros(groups, dtype=bool)
     scale_accurate = shift_accurate = np.full(groups, np.inf)
     with np.errstate(all="ignore"):
         scc = np.einsum("ij,ij->i", c, c)
         if block.model.centered:  # the scale is measured by a's part across c (see _solve)
             along = np.einsum("ij,ij->i", c, a) / scc
-            a = a - along[:, None] * np.where(scc[:, None] > 0, c, 0.0)
+            # (a row with scc = 0 has c = 0: nothing to take out)
+            a = a - along[:, None] * c
         saa = np.einsum("ij,ij->i", a, a)
+        # the element-wise roundings, and so the fit's own noise, are the same for every class
+        rounding = block.residual_bound(dtype, classes[0])
+        # the fit's own float64 arithmetic: a few units in the last place of what it fits
+        bound = rounding + 1e-15 * np.abs(centred)
+        squared = bound * bound
+        noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, squared)) / saa
+        noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, squared)) / scc
+        noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
+        noise_t = np.where(scc > 0, noise_t, 0.0)
+        # the fit's own uncertainty moves the fitted line, and so every residual, too
+        allowed = np.abs(a)
+        allowed *= noise_s[:, None]
+        allowed += bound
+        allowed += c * noise_t[:, None]
+        share_r = np.divide(residual, allowed, out=allowed)
+        worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        limits = []
+        for klass in classes:
+            scale_column, shift_column = block.limits(dtype, klass, f.shift)
+            limits.append((scale_column[:, 0], shift_column[:, 0]))
+        caps = _beyond_caps(block, np.abs(centred), limits, rounding)
+        residual_failed = f.fitted & (worst_r > 1)
+        cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):
-            klass = classes[index]
-            scale_limit, shift_limit = (v[:, 0] for v in block.limits(dtype, klass, f.shift))
-            # the fit's own float64 arithmetic: a few units in the last place of what it fits
-            bound = block.residual_bound(dtype, klass) + 1e-15 * np.abs(centred)
-            noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, bound * bound)) / saa
-            noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, bound * bound)) / scc
-            noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
-            noise_t = np.where(scc > 0, noise_t, 0.0)
+            scale_limit, shift_limit = limits[index]
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit + noise_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
-            # the fit's own uncertainty moves the fitted line, and so every residual, too
-            share_r = residual / (bound + np.abs(a) * noise_s[:, None] + c * noise_t[:, None])
-            worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
-            cap = _beyond_cap(block, actual, scale_limit, shift_limit, klass, dtype)
+            cap = caps[index]
             ok = np.where(f.fitted, (share_s <= 1) & (share_t <= 1) & (worst_r <= 1), True)
             ok &= ~cap
             best = np.where(ok, index, best).astype(np.int8)
-            if index == len(classes) - 1:
-                residual_failed = f.fitted & (worst_r > 1)
-                cap_failed = cap
             if index == 0:
                 scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
                 shift_accurate = shift_limit + noise_t
@@ -358,10 +406,9 @@ def judge(
                 # a structural failure (statistics or residual) is charged to the group's
                 # worst element only: the elements' own errors say which others are out of
                 # tolerance, so "5 of 8 elements" stays 5 when the fit spreads them over 8
-                fitted_r = np.where(f.fitted[:, None], share_r, 0.0)
-                largest = np.max(fitted_r, axis=1) if a.shape[1] else np.zeros(groups)
+                fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
-                group_score = np.where(cap, np.inf, np.fmax(largest, stats))
+                group_score = np.where(cap, np.inf, np.fmax(fitted_r, stats))
                 extra = np.zeros(a.shape)
                 if a.shape[1]:
                     worst = np.argmax(np.abs(np.subtract(actual, block.y)), axis=1)
@@ -374,26 +421,42 @@ def judge(
     return best, scores, kinds
 
 
-def _beyond_cap(
+def _beyond_caps(
     block: OutputBlock,
-    actual: npt.NDArray[np.generic],
-    scale_limit: F64,
-    shift_limit: F64,
-    klass: str,
-    dtype: str,
-) -> npt.NDArray[np.bool_]:
-    """Groups with an element no implementation of class ``klass`` can produce: ``|y - b| >
-    |w| * (cap * (1 + ds) + t)`` plus rounding, with ``ds`` and ``t`` the largest implied
-    scale and shift the class allows (``OutputModel.cap``)."""
+    centred: F64,
+    limits: list[tuple[F64, F64]],
+    rounding: F64,
+) -> list[npt.NDArray[np.bool_]]:
+    """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
+    per group), the groups with an element no implementation of that class can produce:
+    ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with ``centred = |y - b|``
+    (``OutputModel.cap``).
+
+    The bound grows with the reach ``cap * (1 + ds) + t`` (rounding is monotonic), so every
+    class passes a group that passes at the smallest reach: the others are looked at only on
+    the rows that do not."""
     model = block.model
+    groups = block.y.shape[0]
     if model.running:
-        return np.zeros(block.y.shape[0], dtype=bool)
+        return [np.zeros(groups, dtype=bool) for _ in limits]
     with np.errstate(all="ignore"):
-        centred = np.abs(np.subtract(actual, 0.0 if block.bias is None else block.bias))
         big_w = 1.0 if block.weight is None else np.abs(block.weight)
         # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
         # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
-        reach = model.cap * (1.0 + scale_limit) + shift_limit
-        bound = block.residual_bound(dtype, klass)
-        over = centred > big_w * reach[:, None] * (1 + 1e-2) + bound
+        reaches = [model.cap * (1.0 + scale) + shift for scale, shift in limits]
+        smallest = reaches[0]
+        for reach in reaches[1:]:
+            smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing
+        rows = _over(centred, big_w, smallest, rounding)
+        found = [np.zeros(groups, dtype=bool) for _ in limits]
+        if rows.any():
+            w_rows = big_w[rows] if isinstance(big_w, np.ndarray) else big_w
+            for flagged, reach in zip(found, reaches, strict=True):
+                flagged[rows] = _over(centred[rows], w_rows, reach[rows], rounding[rows])
+    return found
+
+
+def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:
+    """Per row, whether an element of ``centred`` exceeds ``big_w * reach`` plus ``rounding``."""
+    over = centred > big_w * reach[:, None] * (1 + 1e-2) + rounding
     return np.asarray(np.any(over & np.isfinite(centred), axis=1))

@@ -202,7 +202,6 @@ def check_case(
         **dict.fromkeys(RUNNING, GroupLayout(p.stats_shape, p.stats_shape, ())),
         **dict.fromkeys(PARAMETER_GRADIENTS, GroupLayout(p.param_shape, p.param_shape, ())),
     }
-    comparer = BlockComparer(case, layouts, heatmaps, clock, failing_groups)
     label = implementation.LABEL if implementation else ""
     stats = StatsCollector(layouts["var"], label, centred=p.center and p.statistics)
     small: dict[str, npt.NDArray[np.floating]] = {}
@@ -214,6 +213,9 @@ def check_case(
     split = chunk_elements if case.settings["chunks"] and not whole else None
     parts = units(case, split)
     notes = parts.notes
+    comparer = BlockComparer(
+        case, layouts, heatmaps, clock, failing_groups, sequential=not parts.chunked
+    )
     if whole and units(case, chunk_elements).chunked:
         why = (
             "a baseline compares whole tensors"

@@ -15,7 +15,10 @@ variance. The result agrees with exact rational arithmetic to a few float64 ULPs
 
 from __future__ import annotations
 
+import contextvars
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -91,8 +94,22 @@ def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tup
 
 
 def moments(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> Moments:
-    """``group_moments`` of every group of ``x``, block by block."""
-    parts = [group_moments(block, center) for _, block in layout.blocks(x)]
+    """``group_moments`` of every group of ``x``, block by block, two blocks at a time (NumPy
+    releases the GIL in its loops; each block's moments are its own, so the result is the
+    same in any order)."""
+    blocks = (block for _, block in layout.blocks(x))
+    if layout.groups <= layout.groups_per_block:
+        parts = [group_moments(block, center) for block in blocks]
+    else:
+        parts = []
+        context = contextvars.copy_context()  # the caller's NumPy error state, in each task
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lncheck-moments") as pool:
+            pending: deque[Future[Moments]] = deque()
+            for block in blocks:  # two in flight, so that at most two blocks are held
+                if len(pending) == 2:
+                    parts.append(pending.popleft().result())
+                pending.append(pool.submit(context.copy().run, group_moments, block, center))
+            parts.extend(future.result() for future in pending)
     if not parts:
         empty = np.zeros(0)
         return Moments(empty, empty, empty, empty, empty, empty)
@@ -194,6 +211,9 @@ def run(case: Case) -> NormResult:
             bias=bias,
             constant=batch.var == 0,
             peak=_leaning(case, batch.peak),
+            variance=(
+                _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
+            ),
             centered=p.center,
             running=norm.running,
         )

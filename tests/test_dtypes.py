@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lncheck.dtypes import DTYPES, default_compute_dtype, round_to
+from lncheck.dtypes import DTYPES, default_compute_dtype, inverse_spacing, round_to
 from lncheck.errors import InputError
 from lncheck.options import parse
 
@@ -89,3 +89,29 @@ def test_unknown_dtype_is_an_input_error() -> None:
         match=r"^dtype= must be one of float64, float32, float16, bfloat16, got 'float8'",
     ):
         make_case(np.ones((2, 4)), normalized_shape=4, dtype="float8")
+
+
+@pytest.mark.parametrize("mantissa_bits", [7, 10, 23, 52])
+def test_inverse_spacing_is_frexp_and_ldexp_bit_for_bit(mantissa_bits: int) -> None:
+    """The exponent-bit shortcut gives exactly ``ldexp(1, mantissa_bits + 1 - frexp(x)[1])``,
+    also where it must fall back (NaN, inf, results beyond float64's normal range)."""
+
+    def slow(x: np.ndarray) -> np.ndarray:
+        return np.ldexp(1.0, mantissa_bits + 1 - np.frexp(x)[1])
+
+    rng = np.random.default_rng(0)
+    powers = np.ldexp(1.0, np.arange(-1022, 1024))
+    samples = [
+        np.exp(rng.uniform(-30, 30, size=(7, 13))),
+        np.exp(rng.uniform(-700, 700, size=(7, 13))),
+        powers.reshape(1, -1),
+        np.nextafter(powers, 0.0).reshape(1, -1),
+        np.array([[1.0, np.inf]]),
+        np.array([[1.0, np.nan]]),
+        np.zeros((0, 3)),
+    ]
+    with np.errstate(all="ignore"):
+        for x in samples:
+            x = np.maximum(x, np.finfo(np.float64).tiny)
+            got = inverse_spacing(x.copy(), mantissa_bits)
+            assert np.array_equal(got.view(np.int64), slow(x).view(np.int64))

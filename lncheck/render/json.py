@@ -46,8 +46,9 @@ def report_document(report: Report) -> dict[str, Any]:
 
 
 def check_document(c: Comparison) -> dict[str, Any]:
-    """One check: its figures, the tolerance applied, and the histogram by bin."""
-    return {
+    """One check: its figures, the tolerance applied, and the histogram by bin; with
+    ``identical_to``, the candidate whose bit-identical output gave them (compared once)."""
+    document = {
         "candidate": c.candidate,
         "quantity": c.quantity,
         "passed": c.passed,
@@ -79,6 +80,9 @@ def check_document(c: Comparison) -> dict[str, Any]:
         "explanation": c.explanation,
         "overflow": c.overflow,
     }
+    if c.identical_to is not None:  # only then, so that documents without one keep their keys
+        document["identical_to"] = c.identical_to
+    return document
 
 
 def case_document(r: CaseResult) -> dict[str, Any]:

@@ -272,6 +272,21 @@ def elements(report: Report, values: Sequence[Sequence[float]], index: Sequence[
     return Grid("Elements", columns, tuple(rows))
 
 
+def identical(report: Report) -> list[str]:
+    """One note per candidate whose outputs were bit-identical to an earlier one's, and so
+    compared once: the table repeats that candidate's figures."""
+    twins: dict[str, dict[str, list[str]]] = {}
+    for c in report.checks:
+        if c.identical_to is not None:
+            twins.setdefault(c.candidate, {}).setdefault(c.identical_to, []).append(c.quantity)
+    lines = []
+    for candidate, found in twins.items():
+        for twin, quantities in found.items():
+            name, other = (printable(report.name(n), newlines=False) for n in (candidate, twin))
+            lines.append(f"note: {name} {', '.join(quantities)}: identical to {other}")
+    return lines
+
+
 def quiet(report: Report) -> list[tuple[str, str]]:
     """``compare --quiet``: one line per check, (text, style); failures say what failed."""
     lines = []
@@ -285,6 +300,8 @@ def quiet(report: Report) -> list[tuple[str, str]]:
             lines.append((f"{name} {c.quantity}{against}: {printable(c.note)}", ""))
         else:
             figures = f"max abs {num(c.max_abs_err, 2)}, {c.mismatched}/{c.total} mismatched"
+            if c.identical_to is not None:
+                figures += f"; identical to {printable(report.name(c.identical_to))}"
             lines.append((f"{name} {c.quantity}{against}: pass ({figures})", ""))
     return lines
 
