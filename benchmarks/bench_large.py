@@ -97,7 +97,8 @@ def main() -> None:
     envs: dict[str, dict[str, str] | None] = dict.fromkeys(commands)
     if args.against:
         other = f"lncheck@{Path(args.against).name}"
-        commands[other] = [sys.executable, "-m", "lncheck", *commands["lncheck"][1:]]
+        # -P: not the current directory's lncheck, the one PYTHONPATH names
+        commands[other] = [sys.executable, "-P", "-m", "lncheck", *commands["lncheck"][1:]]
         envs[other] = {**os.environ, "PYTHONPATH": str(Path(args.against).resolve())}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for run in range(args.runs):
