@@ -9,12 +9,10 @@ one costs a byte comparison (``identical``).
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -23,10 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
+from lncheck import overlap
+from lncheck.block_structure import Structure, structure_of
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
-from lncheck.dtypes import DTYPES, round_to
+from lncheck.dtypes import DTYPES
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
 from lncheck.metrics import Accumulator, Shared, prepare
@@ -35,7 +35,7 @@ from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
 from lncheck.tolerances import CLASSES, Atol, allowance, applied
-from lncheck.verdicts import ClassTally, Distortion, GroupFacts, block_class, explain
+from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain
 
 F64 = npt.NDArray[np.float64]
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
@@ -241,13 +241,13 @@ class BlockComparer:
         def ready(first: int, stop: int) -> _Ready:
             """What a block's comparison needs that no other block's does: the reference
             block, its tolerances and each candidate's structure."""
+            # (its tolerances are left to the caller's thread, which has less to do)
             here = _BlockTolerance(tol, first, stop)
-            here.atol(self.accepted)
-            structures: list[_Structure | None] = [None] * len(actuals)
+            structures: list[Structure | None] = [None] * len(actuals)
             if here.block is not None and quantity == "output":
                 reference_block: npt.NDArray[np.generic] = here.block.y
                 structures = [
-                    _structure(
+                    structure_of(
                         here.block, layout.block_at(a, first, stop), self.case.dtype, self.accepted
                     )
                     for a in actuals
@@ -259,9 +259,13 @@ class BlockComparer:
                 reference_block = layout.block_at(whole, first, stop)
             return here, reference_block, structures
 
-        for first, stop, (here, reference_block, structures) in _ahead(
-            ready, layout.spans(), self.clock
-        ):
+        prepared = overlap.ahead(lambda span: ready(*span), layout.spans())
+        while True:
+            with self.clock("compare"):  # the reference blocks are built with the structures
+                item = next(prepared, None)
+            if item is None:
+                break
+            (first, stop), (here, reference_block, structures) = item
             with self.clock("reference"):
                 shared = prepare(
                     reference_block,
@@ -285,7 +289,7 @@ class BlockComparer:
         here: _BlockTolerance,
         shared: Shared,
         actual: npt.NDArray[np.generic],
-        structure: _Structure | None,
+        structure: Structure | None,
     ) -> None:
         err = self.accumulators[key].update(
             offset + here.first,
@@ -374,92 +378,7 @@ class BlockComparer:
         return done + list(self.broken.values())
 
 
-class _Structure:
-    """A block's structural verdict for one candidate."""
-
-    def __init__(
-        self,
-        index: int,
-        block: om.OutputBlock,
-        fit: om.Fit,
-        scores: om.Scores,
-        kinds: list[str | None],
-    ) -> None:
-        self.index, self.block, self.fit, self.scores = index, block, fit, scores
-        self.extra, self.group_score, self.kinds = scores.extra, scores.group, kinds
-
-    def record(self, tally: ClassTally, first: int) -> None:
-        """Every group's distortion, for the conventions that may explain them all."""
-        tally.distortions.add(
-            first,
-            self.fit.fitted,
-            self.fit.ds,
-            self.fit.shift,
-            self.scores.scale_accurate,
-            self.scores.shift_accurate,
-            _uniform_value(self.block.weight, self.block.y.shape[0], 1.0),
-            _uniform_value(self.block.bias, self.block.y.shape[0], 0.0),
-        )
-
-    def worst(self, first: int) -> Distortion:
-        g = int(np.argmax(self.group_score)) if self.group_score.size else 0
-        return Distortion(
-            float(self.group_score[g]),
-            float(self.fit.scale[g]),
-            float(self.fit.shift[g]),
-            first + g,
-            self.kinds[g],
-            float(self.scores.scale_accurate[g]),
-            float(self.scores.shift_accurate[g]),
-        )
-
-
-def _structure(
-    block: om.OutputBlock, actual: npt.NDArray[np.generic], dtype: str, accepted: int
-) -> _Structure:
-    rounded = np.asarray(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
-    fit = om.fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounded)
-    classes, scores, kinds = om.judge(
-        block, fit, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
-    )
-    return _Structure(int(classes.max()) if classes.size else 0, block, fit, scores, kinds)
-
-
-_Ready = tuple["_BlockTolerance", npt.NDArray[np.generic], list["_Structure | None"]]
-
-
-def _ahead(
-    ready: Callable[[int, int], _Ready], spans: Iterable[tuple[int, int]], clock: Clock
-) -> Iterator[tuple[int, int, _Ready]]:
-    """Each span with ``ready(first, stop)``, the next span's computed meanwhile on a second
-    thread (NumPy releases the GIL in its loops), so that the reference and structural part of
-    block ``k + 1`` overlaps the metrics of block ``k``. Blocks are still fed in order: every
-    total, tie and worst element is the same as one block after the other. A single span
-    stays on the caller's thread."""
-    pending = list(spans)
-    if len(pending) <= 1:
-        for first, stop in pending:
-            with clock("compare"):
-                done = ready(first, stop)
-            yield first, stop, done
-        return
-    # the caller's context (its NumPy error state) travels with each task
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lncheck-block") as pool:
-        future = pool.submit(contextvars.copy_context().run, partial(ready, *pending[0]))
-        for index, (first, stop) in enumerate(pending):
-            with clock("compare"):
-                done = future.result()
-            if index + 1 < len(pending):
-                following = pending[index + 1]
-                future = pool.submit(contextvars.copy_context().run, partial(ready, *following))
-            yield first, stop, done
-
-
-def _uniform_value(param: F64 | None, groups: int, default: float) -> F64:
-    """Per group, the parameter's value where it is the same for every element, else NaN."""
-    if param is None:
-        return np.full(groups, default)
-    return np.where(np.ptp(param, axis=1) == 0, param[:, 0], np.nan)
+_Ready = tuple["_BlockTolerance", npt.NDArray[np.generic], list["Structure | None"]]
 
 
 def _flat(ref: NormResult, quantity: str) -> GroupLayout:

@@ -27,11 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
+from lncheck.caps import beyond_caps
 from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
 MIN_FIT_SIZE = 4  # below this many values a group's residual says nothing beyond s and t
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
+EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
 SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all of them
 
 
@@ -51,6 +53,9 @@ class OutputModel:
     weight: npt.NDArray[np.generic] | None
     bias: npt.NDArray[np.generic] | None
     constant: npt.NDArray[np.bool_]  # groups whose values are all equal
+    # constant groups whose sums are exact in the accumulation dtype (``exact_sums``): every
+    # algorithm there computes the mean exactly, and x - mean = 0
+    exact_mean: npt.NDArray[np.bool_]
     peak: F64  # the largest share one element has of a group's sum of squares
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
@@ -119,11 +124,20 @@ class OutputBlock:
         """``1 + kappa`` per group, as a column."""
         return 1.0 + self.model.kappa[self.first : self.first + self.y.shape[0], None]
 
+    @property
+    def weighted(self) -> F64:
+        """``w n``: the normalized values times the weight (never written into)."""
+        if ("weighted",) not in self.memo:
+            with np.errstate(all="ignore"):
+                product = self.nhat if self.weight is None else self.nhat * self.weight
+            self.memo[("weighted",)] = product
+        return self.memo[("weighted",)]  # type: ignore[return-value]
+
     def scaled(self) -> tuple[F64, F64 | float, F64 | float]:
         """``|w n|``, ``|w|`` and ``|b|``: what the element-wise terms scale with."""
         if ("scaled",) not in self.memo:
             with np.errstate(all="ignore"):
-                a = np.abs(self.nhat if self.weight is None else self.nhat * self.weight)
+                a = np.abs(self.weighted)
                 big_w = 1.0 if self.weight is None else np.abs(self.weight)
                 big_b = 0.0 if self.bias is None else np.abs(self.bias)
             self.memo[("scaled",)] = a, big_w, big_b
@@ -149,6 +163,9 @@ class OutputBlock:
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             scale = scale + np.minimum(c.drift * k, G_DRIFT) + 0.5 * moved**2
+            if klass in EXACT_MEAN_CLASSES:
+                # no mean error is possible: only the fused form's own rounding is left
+                limit = np.where(model.exact_mean[rows, None], c.fused * k, limit)
             if klass == "low_precision":
                 # statistics off by more than their own size leave no correct digit: no
                 # class vouches for that, whatever the algorithm
@@ -162,7 +179,9 @@ class OutputBlock:
         scale, shift = self.limits(dtype, klass)
         a, big_w, big_b = self.scaled()
         with np.errstate(all="ignore"):
-            total = a * (c.plain + scale) + big_w * shift + c.plain * big_b
+            total = a * (c.plain + scale)
+            total += big_w * shift
+            total += c.plain * big_b
             total += atol_floor(dtype)
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
 
@@ -240,7 +259,7 @@ def fit(
             # same way, and on data with few distinct values those roundings would otherwise
             # lean one way and read as a scale or a shift
             u -= rounded - block.y
-        a = block.nhat if block.weight is None else block.nhat * block.weight
+        a = block.weighted
         c = np.broadcast_to(1.0 if block.weight is None else block.weight, u.shape)
         e = u - a  # the deviation from the exact affine map
         ds, shift = _solve(a, c, e, None, block.model.centered)
@@ -353,7 +372,7 @@ def judge(
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
     centred = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
-    a = block.nhat if block.weight is None else block.nhat * block.weight
+    a = block.weighted
     c = np.broadcast_to(1.0 if block.weight is None else np.abs(block.weight), a.shape)
     residual = np.abs(f.residual)
     extra = np.zeros(a.shape)
@@ -363,7 +382,7 @@ def judge(
         scc = np.einsum("ij,ij->i", c, c)
         if block.model.centered:  # the scale is measured by a's part across c (see _solve)
             along = np.einsum("ij,ij->i", c, a) / scc
-            # (a row with scc = 0 has c = 0: nothing to take out)
+            # (a row with scc = 0, all weights 0, comes out NaN: its along is 0 / 0)
             a = a - along[:, None] * c
         saa = np.einsum("ij,ij->i", a, a)
         # the element-wise roundings, and so the fit's own noise, are the same for every class
@@ -386,7 +405,7 @@ def judge(
         for klass in classes:
             scale_column, shift_column = block.limits(dtype, klass, f.shift)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
-        caps = _beyond_caps(block, np.abs(centred), limits, rounding)
+        caps = beyond_caps(block, np.abs(centred), limits, rounding)
         residual_failed = f.fitted & (worst_r > 1)
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):
@@ -419,44 +438,3 @@ def judge(
     ]
     scores = Scores(np.asarray(extra, np.float64), group_score, scale_accurate, shift_accurate)
     return best, scores, kinds
-
-
-def _beyond_caps(
-    block: OutputBlock,
-    centred: F64,
-    limits: list[tuple[F64, F64]],
-    rounding: F64,
-) -> list[npt.NDArray[np.bool_]]:
-    """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
-    per group), the groups with an element no implementation of that class can produce:
-    ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with ``centred = |y - b|``
-    (``OutputModel.cap``).
-
-    The bound grows with the reach ``cap * (1 + ds) + t`` (rounding is monotonic), so every
-    class passes a group that passes at the smallest reach: the others are looked at only on
-    the rows that do not."""
-    model = block.model
-    groups = block.y.shape[0]
-    if model.running:
-        return [np.zeros(groups, dtype=bool) for _ in limits]
-    with np.errstate(all="ignore"):
-        big_w = 1.0 if block.weight is None else np.abs(block.weight)
-        # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
-        # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
-        reaches = [model.cap * (1.0 + scale) + shift for scale, shift in limits]
-        smallest = reaches[0]
-        for reach in reaches[1:]:
-            smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing
-        rows = _over(centred, big_w, smallest, rounding)
-        found = [np.zeros(groups, dtype=bool) for _ in limits]
-        if rows.any():
-            w_rows = big_w[rows] if isinstance(big_w, np.ndarray) else big_w
-            for flagged, reach in zip(found, reaches, strict=True):
-                flagged[rows] = _over(centred[rows], w_rows, reach[rows], rounding[rows])
-    return found
-
-
-def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:
-    """Per row, whether an element of ``centred`` exceeds ``big_w * reach`` plus ``rounding``."""
-    over = centred > big_w * reach[:, None] * (1 + 1e-2) + rounding
-    return np.asarray(np.any(over & np.isfinite(centred), axis=1))

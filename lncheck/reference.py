@@ -15,23 +15,21 @@ variance. The result agrees with exact rational arithmetic to a few float64 ULPs
 
 from __future__ import annotations
 
-import contextvars
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import activations, bounds
+from lncheck import activations, bounds, overlap
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
+from lncheck.tolerances import exact_sums
 
 F64 = npt.NDArray[np.float64]
 NAME = "reference"
@@ -101,15 +99,7 @@ def moments(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> Mo
     if layout.groups <= layout.groups_per_block:
         parts = [group_moments(block, center) for block in blocks]
     else:
-        parts = []
-        context = contextvars.copy_context()  # the caller's NumPy error state, in each task
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lncheck-moments") as pool:
-            pending: deque[Future[Moments]] = deque()
-            for block in blocks:  # two in flight, so that at most two blocks are held
-                if len(pending) == 2:
-                    parts.append(pending.popleft().result())
-                pending.append(pool.submit(context.copy().run, group_moments, block, center))
-            parts.extend(future.result() for future in pending)
+        parts = overlap.in_order(partial(group_moments, center=center), blocks)
     if not parts:
         empty = np.zeros(0)
         return Moments(empty, empty, empty, empty, empty, empty)
@@ -210,6 +200,9 @@ def run(case: Case) -> NormResult:
             weight=weight,
             bias=bias,
             constant=batch.var == 0,
+            exact_mean=(batch.var == 0)
+            & (p.center and not norm.running)
+            & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
@@ -248,6 +241,13 @@ def run(case: Case) -> NormResult:
         quantities["activation"] = output.map(act)
         found["activation"] = bounds.through(found["output"], p.activation.lipschitz, output)
     return NormResult(NAME, quantities, found, conditioning, model)
+
+
+def _accumulator_bits(dtype: str) -> int:
+    """Significant bits of the dtype a kernel of the accurate or sequential class sums in."""
+    from lncheck.tolerances import accumulation_dtype
+
+    return DTYPES[accumulation_dtype(dtype)].mantissa_bits + 1  # type: ignore[index]
 
 
 def _leaning(case: Case, peak: F64) -> F64:

@@ -106,6 +106,9 @@ def test_a_failing_twin_repeats_the_failure_and_its_failing_groups() -> None:
     assert b.identical_to == "a"  # type: ignore[attr-defined]
     assert report.failing_groups[("b", "output")] == report.failing_groups[("a", "output")]
     assert [c.candidate for c in report.failures].count("b") == 1
+    quiet = [text for text, _ in tables.quiet(report)]
+    (line,) = [text for text in quiet if text.startswith("b output")]
+    assert line.endswith("(identical to a)")
 
 
 def test_the_console_and_json_reports_say_which_candidate_it_is_identical_to() -> None:

@@ -15,7 +15,7 @@ import pytest
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
 from lncheck.reference import run
-from lncheck.tolerances import CLASSES, G_DRIFT, allowance, atol_floor
+from lncheck.tolerances import CLASSES, G_DRIFT, allowance, atol_floor, exact_sums
 
 from .support import make_case
 
@@ -287,3 +287,50 @@ def test_the_reference_output_is_within_4_ulps_of_exact_at_large_mean() -> None:
                 ulps = np.abs(y[r] - exact) / np.spacing(np.abs(exact))
                 assert np.max(ulps) <= 4, (n, float(np.max(ulps)))
     assert DTYPES["float64"].unit_roundoff == 2.0**-53
+
+
+@pytest.mark.parametrize(
+    ("value", "n", "exact"),
+    [
+        (3.0, 1000, True),  # 2 bits + 10 bits
+        (-29488.0, 1000, True),  # a float16 value: 11 bits + 10
+        (1.0 + 2.0**-23, 2, False),  # 24 bits + 2
+        (1.0 + 2.0**-12, 2047, True),  # 13 bits + 11
+        (1.0 + 2.0**-12, 2048, False),  # 13 + 12: (a safe bound; 2048 itself is a power of 2)
+        (0.0, 10**6, True),
+        (2.0**-30, 1 << 20, True),
+        (math.nan, 4, False),
+        (math.inf, 4, False),
+    ],
+)
+def test_exact_sums_of_equal_values(value: float, n: int, exact: bool) -> None:
+    assert bool(exact_sums(np.array([value]), n, 24)[0]) is exact
+    if exact and math.isfinite(value):
+        # sequential float32 partial sums are k * value exactly (float64 holds them exactly)
+        partial = np.cumsum(np.full(n, value, dtype=np.float32), dtype=np.float32)
+        assert np.array_equal(partial.astype(np.float64), np.arange(1, n + 1) * value)
+
+
+def test_a_constant_group_summed_exactly_admits_no_mean_error() -> None:
+    # the whole group is one float16 value at mean/std 1e5: any float32 sum is exact, x - mean
+    # is 0 and the output is the bias; a candidate off by 66 is no sequential drift
+    import lncheck
+
+    x = np.full((8, 1, 125), -29488.0, dtype=np.float16)
+    w, b = np.array([0.98], np.float16), np.array([-42.25], np.float16)
+    options = {"weight": w, "bias": b, "dtype": "float16", "training": True}
+    exact = np.full(x.shape, -42.25, np.float16)
+    ok = lncheck.compare(x, "batch_norm", backend=None, expected=exact, **options)
+    assert ok.passed and ok.checks[0].accuracy_class == "accurate"
+    shifted = np.full(x.shape, -108.5625, np.float16)
+    bad = lncheck.compare(x, "batch_norm", backend=None, expected=shifted, **options)
+    check = next(c for c in bad.checks if c.quantity == "output")
+    assert not check.passed and check.accuracy_class == "mismatch"
+    model = run(make_case(x, "batch_norm", weight=w, bias=b, dtype="float16")).model
+    assert model is not None and model.exact_mean.all()
+    block = whole(model)
+    k = block.k[:, 0]
+    c = allowance("float16", 1000, "sequential")
+    # the fused form's rounding only, where a sum that may round would allow 100 times more
+    assert np.array_equal(block.limits("float16", "sequential")[1][:, 0], c.fused * k)
+    assert c.shift > 100 * c.fused

@@ -295,7 +295,10 @@ def quiet(report: Report) -> list[tuple[str, str]]:
         against = _AGAINST.get(c.kind, "")
         if not c.passed:
             style = NOTE if c.kind == "baseline" and c not in report.failures else FAIL
-            lines.append((printable(c.message(), newlines=False), style))
+            text = printable(c.message(), newlines=False)
+            if c.identical_to is not None:  # the figures are the twin's: say whose
+                text += f" (identical to {printable(report.name(c.identical_to))})"
+            lines.append((text, style))
         elif c.note:
             lines.append((f"{name} {c.quantity}{against}: {printable(c.note)}", ""))
         else:

@@ -1,0 +1,73 @@
+"""One block's structural verdict for one candidate (``output_model``'s fit and judgement),
+and what a check's tally takes from it: the block's class, its worst group's distortion and
+every group's, for the conventions that may explain them all (``semantics``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import output_model as om
+from lncheck.dtypes import round_to
+from lncheck.tolerances import CLASSES
+from lncheck.verdicts import ClassTally, Distortion
+
+F64 = npt.NDArray[np.float64]
+
+
+class Structure:
+    """A block's structural verdict for one candidate."""
+
+    def __init__(
+        self,
+        index: int,
+        block: om.OutputBlock,
+        fit: om.Fit,
+        scores: om.Scores,
+        kinds: list[str | None],
+    ) -> None:
+        self.index, self.block, self.fit, self.scores = index, block, fit, scores
+        self.extra, self.group_score, self.kinds = scores.extra, scores.group, kinds
+
+    def record(self, tally: ClassTally, first: int) -> None:
+        """Every group's distortion, for the conventions that may explain them all."""
+        tally.distortions.add(
+            first,
+            self.fit.fitted,
+            self.fit.ds,
+            self.fit.shift,
+            self.scores.scale_accurate,
+            self.scores.shift_accurate,
+            uniform_value(self.block.weight, self.block.y.shape[0], 1.0),
+            uniform_value(self.block.bias, self.block.y.shape[0], 0.0),
+        )
+
+    def worst(self, first: int) -> Distortion:
+        g = int(np.argmax(self.group_score)) if self.group_score.size else 0
+        return Distortion(
+            float(self.group_score[g]),
+            float(self.fit.scale[g]),
+            float(self.fit.shift[g]),
+            first + g,
+            self.kinds[g],
+            float(self.scores.scale_accurate[g]),
+            float(self.scores.shift_accurate[g]),
+        )
+
+
+def structure_of(
+    block: om.OutputBlock, actual: npt.NDArray[np.generic], dtype: str, accepted: int
+) -> Structure:
+    rounded = np.asarray(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
+    fit = om.fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounded)
+    classes, scores, kinds = om.judge(
+        block, fit, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
+    )
+    return Structure(int(classes.max()) if classes.size else 0, block, fit, scores, kinds)
+
+
+def uniform_value(param: F64 | None, groups: int, default: float) -> F64:
+    """Per group, the parameter's value where it is the same for every element, else NaN."""
+    if param is None:
+        return np.full(groups, default)
+    return np.where(np.ptp(param, axis=1) == 0, param[:, 0], np.nan)

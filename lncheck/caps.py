@@ -1,0 +1,61 @@
+"""The structural limit: outputs no correct layer computing its statistics from the group can
+produce, per accuracy class (``output_model``).
+
+With the biased variance about the group's mean, ``sum(n_i**2) = n`` and ``sum(n_i) = 0``, so
+no normalized value exceeds ``sqrt(n - 1)`` (``sqrt(n)`` for RMSNorm: ``OutputModel.cap``); a
+kernel's own statistics move that limit by at most the implied scale and shift its class
+allows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from lncheck.output_model import OutputBlock
+
+F64 = npt.NDArray[np.float64]
+
+
+def beyond_caps(
+    block: OutputBlock,
+    centred: F64,
+    limits: list[tuple[F64, F64]],
+    rounding: F64,
+) -> list[npt.NDArray[np.bool_]]:
+    """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
+    per group), the groups with an element no implementation of that class can produce:
+    ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with ``centred = |y - b|``
+    (``OutputModel.cap``).
+
+    The bound grows with the reach ``cap * (1 + ds) + t`` (rounding is monotonic), so every
+    class passes a group that passes at the smallest reach: the others are looked at only on
+    the rows that do not."""
+    model = block.model
+    groups = block.y.shape[0]
+    if model.running:
+        return [np.zeros(groups, dtype=bool) for _ in limits]
+    with np.errstate(all="ignore"):
+        big_w = 1.0 if block.weight is None else np.abs(block.weight)
+        # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
+        # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
+        reaches = [model.cap * (1.0 + scale) + shift for scale, shift in limits]
+        smallest = reaches[0]
+        for reach in reaches[1:]:
+            smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing
+        rows = _over(centred, big_w, smallest, rounding)
+        found = [np.zeros(groups, dtype=bool) for _ in limits]
+        if rows.any():
+            w_rows = big_w[rows] if isinstance(big_w, np.ndarray) else big_w
+            for flagged, reach in zip(found, reaches, strict=True):
+                flagged[rows] = _over(centred[rows], w_rows, reach[rows], rounding[rows])
+    return found
+
+
+def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:
+    """Per row, whether an element of ``centred`` exceeds ``big_w * reach`` plus ``rounding``."""
+    over = centred > big_w * reach[:, None] * (1 + 1e-2) + rounding
+    return np.asarray(np.any(over & np.isfinite(centred), axis=1))
