@@ -34,3 +34,17 @@ def test_no_hint_where_a_convention_is_named_or_nothing_explains() -> None:
     unknown = _output(np.tanh((X - mean) / np.sqrt(X.var(-1, keepdims=True) + 1e-5)))
     assert unknown.accuracy_class == "mismatch"
     assert unknown.explanation is not None and "lncheck explain" not in unknown.explanation
+
+
+def test_a_candidate_with_inf_and_nan_gets_a_hint_without_warnings() -> None:
+    import warnings
+
+    import torch
+
+    y = torch.nn.functional.layer_norm(torch.from_numpy(X), (256,)).numpy()
+    y[3, 4], y[5] = np.inf, np.nan
+    y[7] = y[7][::-1].copy()  # a row no statistics error makes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # explain's sums of inf and NaN stay quiet
+        c = _output(y)
+    assert not c.passed and c.accuracy_class == "mismatch"

@@ -141,6 +141,11 @@ class _Sums:
 
 
 def _sums(x: F64, y: F64, w: F64 | None, b: F64 | None, mean: F64) -> _Sums:
+    with np.errstate(all="ignore"):  # a candidate's inf or NaN leaves NaN sums, judged later
+        return _sums_of(x, y, w, b, mean)
+
+
+def _sums_of(x: F64, y: F64, w: F64 | None, b: F64 | None, mean: F64) -> _Sums:
     r = x - mean[:, None]
     if w is not None:
         r *= w
