@@ -5,8 +5,10 @@ elements: a table to compare from one version to the next (a regression shows in
     python benchmarks/bench_trend.py --sizes 1 4   # millions of elements
 
 Inputs are float32 (N, 64, 32, 32) files in benchmarks/out/, written once. Stages: load (read
-or memory-map the file), reference (float64 statistics and outputs), backend (every torch path),
-compare (metrics of every candidate against the reference).
+or memory-map the file), reference (float64 statistics, and each block's figures shared by
+every candidate), backend (every torch path), compare (each candidate's metrics and structural
+check). The reference output blocks are built on a second thread together with the structural
+check (``lncheck.overlap``): the time the main thread waits for them counts as compare.
 """
 
 from __future__ import annotations

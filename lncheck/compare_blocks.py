@@ -240,8 +240,8 @@ class BlockComparer:
 
         def ready(first: int, stop: int) -> _Ready:
             """What a block's comparison needs that no other block's does: the reference
-            block, its tolerances and each candidate's structure."""
-            # (its tolerances are left to the caller's thread, which has less to do)
+            block and each candidate's structure (its tolerances are left to the caller's
+            thread, which has less to do)."""
             here = _BlockTolerance(tol, first, stop)
             structures: list[Structure | None] = [None] * len(actuals)
             if here.block is not None and quantity == "output":
