@@ -331,6 +331,8 @@ def test_a_constant_group_summed_exactly_admits_no_mean_error() -> None:
     block = whole(model)
     k = block.k[:, 0]
     c = allowance("float16", 1000, "sequential")
-    # the fused form's rounding only, where a sum that may round would allow 100 times more
-    assert np.array_equal(block.limits("float16", "sequential")[1][:, 0], c.fused * k)
-    assert c.shift > 100 * c.fused
+    # a tree merge's few ulps and the fused form's rounding, where a sum that may round would
+    # allow about 10 times more
+    merged = 2.0 * c.scale_const + c.fused
+    assert np.array_equal(block.limits("float16", "sequential")[1][:, 0], merged * k)
+    assert c.shift > 10 * merged
