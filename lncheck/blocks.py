@@ -156,3 +156,13 @@ def _merge_leading(t: npt.NDArray[np.generic], k: int) -> npt.NDArray[np.generic
     return np.lib.stride_tricks.as_strided(
         t, shape=(math.prod(shape), *t.shape[k:]), strides=merged_strides, writeable=False
     )
+
+
+def float64_block(a: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
+    """``a`` (a block, or a parameter broadcast to one) in float64, row-major.
+
+    Converting a broadcast view (a per-feature weight) keeps the order of its strides, which
+    puts the broadcast axis innermost: the weight would come out transposed, and every
+    element-wise pass over the block (and every result of one) would then stride across rows,
+    about ten times slower."""
+    return np.ascontiguousarray(a, dtype=np.float64)

@@ -25,9 +25,11 @@ def statistics(
     with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
         kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
         k = 1.0 + kappa
-        # a variance read back from rstd as 1 / rstd**2 - eps (torch returns only rstd) also
-        # carries rstd's absolute rounding error where rstd may be subnormal (a huge eps;
-        # 2**-14 is float16's smallest normal, the largest of the dtypes')
+        # a variance read back from rstd as 1 / rstd**2 - eps (torch returns only rstd) carries
+        # rstd's rounding relative to var + eps, twice (squared): the var part is var's own
+        # rounding, the eps part is not (at var far below eps it is most of the error); and
+        # rstd's absolute rounding error where rstd may be subnormal (a huge eps; 2**-14 is
+        # float16's smallest normal, the largest of the dtypes')
         subnormal = np.where(rstd < 2.0**-14, np.minimum(2.0 / rstd**3, 1e300), 0.0)
         return {
             "output": Bound("relative", {}, magnitude),
@@ -38,6 +40,7 @@ def statistics(
                     "spread": kappa * np.abs(var) + k * abs(p.eps),
                     "quadratic": k * k * (np.abs(var) + abs(p.eps)),
                     "sequential": steps * np.abs(var),
+                    "fixed": np.full_like(var, 2.0 * abs(p.eps)),
                     "floor": subnormal,
                 },
             ),

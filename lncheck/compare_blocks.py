@@ -34,7 +34,7 @@ from lncheck.ops.spec import NormSpec
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
-from lncheck.tolerances import CLASSES, Atol, allowance, applied
+from lncheck.tolerances import CLASSES, DEFAULT_ACCEPTED, Atol, allowance, applied
 from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain
 
 F64 = npt.NDArray[np.float64]
@@ -356,7 +356,8 @@ class BlockComparer:
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
                 if quantity == "output" and klass != "accurate" and not named:
-                    semantic = _semantic(self.case, tally, self._variance())
+                    beyond = CLASSES.index(klass) > CLASSES.index(DEFAULT_ACCEPTED[-1])
+                    semantic = _semantic(self.case, tally, self._variance(), beyond)
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
                 c = replace(
@@ -391,10 +392,15 @@ def _shaped(a: npt.NDArray[np.generic], layout: GroupLayout) -> npt.NDArray[np.g
     return a if a.shape == layout.input_shape else np.reshape(a, layout.input_shape)
 
 
-def _semantic(case: Case, tally: ClassTally, var: F64) -> str | None:
+def _semantic(case: Case, tally: ClassTally, var: F64, beyond_default: bool) -> str | None:
     spec = case.spec
     return tally.distortions.explain(
-        var, spec.eps, spec.group_size, spec.center, spec.weight_offset
+        var,
+        spec.eps,
+        spec.group_size,
+        spec.center,
+        spec.weight_offset,
+        beyond_default=beyond_default,
     )
 
 

@@ -1,39 +1,96 @@
 """One line on what a failing candidate computes instead: ``lncheck explain``'s best
 configuration, searched for a second, added to a ``mismatch`` that no convention of
-``semantics`` already names."""
+``semantics`` already names.
+
+A given output classed ``low_precision`` gets the same search: when ``explain`` reproduces it
+exactly (every element within the rounding of its precision) with statistics over *other*
+groups of elements, or with centring where the layer has none or the reverse, the output is
+that other function computed accurately, not the specified one computed sloppily: a
+``mismatch`` (statistics over the wrong axes or groups, an RMSNorm that subtracts the mean).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from lncheck.case import Case
 from lncheck.comparison import Comparison
-from lncheck.result import as_array
+from lncheck.ops.spec import NormSpec
+from lncheck.result import Quantity, as_array
+
+if TYPE_CHECKING:
+    from lncheck.explain.report import Candidate
 
 BUDGET_S = 1.0  # what a failing compare may spend on the hint
+SAMPLE = 1 << 16  # elements whose groups are compared: enough to see any regrouping
 
 
 def with_hints(case: Case, checks: list[Comparison]) -> list[Comparison]:
     """``checks`` with the explanation of each failing ``output`` check of a given result
-    (``--expected``) extended by ``lncheck explain``'s best match, where it finds one."""
+    (``--expected``) extended by ``lncheck explain``'s best match, where it finds one; a
+    ``low_precision`` one that another grouping or centring reproduces exactly becomes a
+    ``mismatch``."""
     given = {r.candidate: r for r in case.given}
     done = []
     for c in checks:
         result = given.get(c.candidate)
-        wanted = (
-            result is not None
-            and c.quantity == "output"
-            and c.accuracy_class == "mismatch"
-            and "output" in result.quantities
-            and not (c.explanation or "").startswith("matches")
-        )
-        if wanted:
-            from lncheck.explain import quick
-
-            assert result is not None
-            best = quick(case, as_array(result.quantities["output"]), BUDGET_S)
+        if result is None or c.quantity != "output" or "output" not in result.quantities:
+            done.append(c)
+            continue
+        named = (c.explanation or "").startswith("matches")
+        if c.accuracy_class == "mismatch" and not named:
+            best = _quick(case, result.quantities["output"])
             if best is not None:
                 hint = f"lncheck explain finds: {best.description}"
                 c = replace(c, explanation=f"{c.explanation}; {hint}" if c.explanation else hint)
+        elif c.accuracy_class == "low_precision":
+            best = _quick(case, result.quantities["output"])
+            if best is not None and best.verdict == "exact" and _other_function(case.spec, best):
+                hint = f"lncheck explain finds: {best.description}"
+                words = "reproduced exactly by statistics over other groups or axes"
+                text = f"{words}; {hint}"
+                c = replace(c, passed=False, accuracy_class="mismatch", explanation=text)
         done.append(c)
     return done
+
+
+def _quick(case: Case, output: Quantity) -> Candidate | None:
+    from lncheck.explain import quick
+
+    return quick(case, as_array(output), BUDGET_S)
+
+
+def _other_function(spec: NormSpec, found: Candidate) -> bool:
+    """Whether ``found`` centres where ``spec`` does not (or the reverse), or puts some
+    elements in other groups (``view_shape``/``reduce_axes`` describe the same grouping in
+    different words: InstanceNorm is GroupNorm with one channel per group). Judged on an even
+    sample of the elements."""
+    if found.centered != spec.center:
+        return True
+    if tuple(found.input_shape) != tuple(spec.input_shape):
+        return False
+    size = math.prod(spec.input_shape)
+    flat = np.unique(np.linspace(0, size - 1, min(size, SAMPLE)).astype(np.int64))
+    mine = _groups(flat, spec.view_shape, spec.reduce_axes)
+    theirs = _groups(flat, found.view_shape, found.reduce_axes)
+    # the same partition: each group of one is a group of the other (a bijection of labels)
+    pairs = len(np.unique(np.stack([mine, theirs]), axis=1)[0])
+    return not (pairs == len(np.unique(mine)) == len(np.unique(theirs)))
+
+
+def _groups(
+    flat: npt.NDArray[np.int64], view_shape: tuple[int, ...], reduce_axes: tuple[int, ...]
+) -> npt.NDArray[np.int64]:
+    """The group of each element ``flat`` (an index into the C-ordered input, which a view
+    reshapes): its position along the axes that are not reduced."""
+    at = np.unravel_index(flat, view_shape)
+    kept = [i for i in range(len(view_shape)) if i not in reduce_axes]
+    if not kept:
+        return np.zeros(len(flat), dtype=np.int64)
+    dims = tuple(view_shape[i] for i in kept)
+    return np.asarray(np.ravel_multi_index(tuple(at[i] for i in kept), dims), dtype=np.int64)

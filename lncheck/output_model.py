@@ -26,12 +26,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.blocks import GroupLayout
+from lncheck.blocks import GroupLayout, float64_block
 from lncheck.caps import beyond_caps
-from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
+from lncheck.tolerances import (
+    G_DRIFT,
+    Allowance,
+    allowance,
+    atol_floor,
+    low_precision_floor,
+    sequential_steps,
+)
 
 F64 = npt.NDArray[np.float64]
-MIN_FIT_SIZE = 4  # below this many values a group's residual says nothing beyond s and t
+MIN_FIT_SIZE = 2  # a group of one has no spread to fit a scale to
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
 SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all of them
@@ -94,8 +101,8 @@ class OutputModel:
             nhat -= self.correction[rows, None]
             nhat *= self.rstd[rows, None]
             rest = list(blocks[1:])
-            w = _float64(rest.pop(0)) if self.weight is not None else None
-            b = _float64(rest.pop(0)) if self.bias is not None else None
+            w = float64_block(rest.pop(0)) if self.weight is not None else None
+            b = float64_block(rest.pop(0)) if self.bias is not None else None
             y = nhat if w is None else nhat * w
             if b is not None:
                 y = y + b
@@ -209,16 +216,6 @@ class OutputBlock:
         bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
         self.memo[key] = bound
         return bound
-
-
-def _float64(a: npt.NDArray[np.generic]) -> F64:
-    """``a`` in float64, row-major.
-
-    Converting a broadcast view (a per-feature weight) keeps the order of its strides, which
-    puts the broadcast axis innermost: the weight would come out transposed, and every
-    element-wise pass over the block (and every result of one) would then stride across rows,
-    about ten times slower."""
-    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _uniform(param: F64 | None) -> npt.NDArray[np.bool_]:
@@ -369,8 +366,9 @@ def judge(
 
     The fit's own uncertainty takes the residual bound ``R`` as independent noise per element:
     ``NOISE_SIGMAS * sqrt(sum(a**2 R**2)) / sum(a**2)`` for the scale (``a = w * n``), the same
-    with ``|w|`` for the shift; it widens the residual's bound too, since it moves the fitted
-    line.
+    with ``|w|`` for the shift, but never more than every element's error at its bound and
+    leaning the same way would move it (``sum(|a| R) / sum(a**2)``, the smaller of the two in
+    small groups); it widens the residual's bound too, since it moves the fitted line.
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
@@ -395,6 +393,10 @@ def judge(
         squared = bound * bound
         noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, squared)) / saa
         noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, squared)) / scc
+        # errors within their bounds cannot move the fit further than all of them leaning
+        # the same way: a bound that is tighter where few elements carry the fit
+        noise_s = np.minimum(noise_s, np.einsum("ij,ij->i", np.abs(a), bound) / saa)
+        noise_t = np.minimum(noise_t, np.einsum("ij,ij->i", c, bound) / scc)
         noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
         noise_t = np.where(scc > 0, noise_t, 0.0)
         # the fit's own uncertainty moves the fitted line, and so every residual, too
@@ -413,6 +415,9 @@ def judge(
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):
             scale_limit, shift_limit = limits[index]
+            if classes[index] == "low_precision":  # its reach below 1 (no rstd is negative)
+                below = 1.0 - low_precision_floor(dtype, block.model.group_size, block.k[:, 0])
+                scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit + noise_t)
             if not block.model.centered:

@@ -45,10 +45,11 @@ def in_order(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
     results: list[R] = []
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lncheck-pair") as pool:
         running: deque[Future[R]] = deque()
-        for item in items:  # two in flight, so that at most two items are held
+        # the next item is taken only once the oldest is done: at most two are ever held
+        for item in items:
+            running.append(pool.submit(task, item))
             if len(running) == 2:
                 results.append(running.popleft().result())
-            running.append(pool.submit(task, item))
         results.extend(future.result() for future in running)
     return results
 

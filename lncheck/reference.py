@@ -29,7 +29,7 @@ from lncheck.dtypes import DTYPES
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
-from lncheck.tolerances import exact_sums
+from lncheck.tolerances import accumulation_dtype, exact_sums
 
 F64 = npt.NDArray[np.float64]
 NAME = "reference"
@@ -169,9 +169,18 @@ def normalizing_statistics(case: Case) -> tuple[F64, F64]:
     p = case.spec
     if not p.use_running_stats:
         m = moments(layout_of(p), case.x, p.center)
-        return m.mean, estimated(m.var, p)
-    running_mean, running_var = _running(case)
-    return _per_group(p, running_mean), _per_group(p, running_var)
+        return m.mean, normalizing_variance(case, m.var)
+    return _per_group(p, _running(case)[0]), normalizing_variance(case, None)
+
+
+def normalizing_variance(case: Case, biased: F64 | None) -> F64:
+    """The per-group variance the output is normalized with: the running variance in eval
+    mode, else the spec's estimate from the batch's ``biased`` variance."""
+    p = case.spec
+    if p.use_running_stats:
+        return _per_group(p, _running(case)[1])
+    assert biased is not None
+    return estimated(biased, p)
 
 
 def run(case: Case) -> NormResult:
@@ -204,9 +213,7 @@ def run(case: Case) -> NormResult:
             & (p.center and not norm.running)
             & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),
-            variance=(
-                _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
-            ),
+            variance=normalizing_variance(case, batch.var),
             centered=p.center,
             running=norm.running,
         )
@@ -245,8 +252,6 @@ def run(case: Case) -> NormResult:
 
 def _accumulator_bits(dtype: str) -> int:
     """Significant bits of the dtype a kernel of the accurate or sequential class sums in."""
-    from lncheck.tolerances import accumulation_dtype
-
     return DTYPES[accumulation_dtype(dtype)].mantissa_bits + 1  # type: ignore[index]
 
 

@@ -4,10 +4,15 @@ precision.
 Precision losses (sequential sums, statistics kept in float16, a one-pass variance) move each
 group's implied scale ``s`` and shift ``t`` by different, data-dependent amounts; a different
 convention moves them by what the convention predicts, group after group: another eps, an
-unbiased variance, eps on the std, a missing bias, the bias added before the weight. When one
+unbiased variance (a mean square ÷(n - 1) for RMSNorm), eps on the std, a missing bias, the bias
+added before the weight. When one
 of these predicts every group's ``s`` and ``t`` to within what even the ``accurate`` class
 allows, and the prediction differs from the specified layer by more than that in at least two
-groups, the difference is a ``mismatch``, whatever class its size alone would fit.
+groups, the difference is a ``mismatch``, whatever class its size alone would fit. A difference
+that no default class admits anyway needs one such group, for a convention with nothing fitted
+to the groups themselves: the chance that a precision loss lands on a named convention's
+prediction, to within the ``accurate`` limits, in its one informative group is small, while a
+fitted value (another eps) can always match one group.
 """
 
 from __future__ import annotations
@@ -65,13 +70,22 @@ class Distortions:
             store.append(np.asarray(values, dtype=np.float64)[take])
 
     def explain(
-        self, var: F64, eps: float, n: int, centered: bool, weight_offset: float = 0.0
+        self,
+        var: F64,
+        eps: float,
+        n: int,
+        centered: bool,
+        weight_offset: float = 0.0,
+        *,
+        beyond_default: bool = False,
     ) -> str | None:
         """The convention every remembered group's distortion matches, or ``None``.
 
-        ``var`` is the reference's variance per group (as the layer estimates it), ``eps``,
-        ``n`` and ``weight_offset`` the layer's (the weights remembered include the offset);
-        shifts are judged only for centred ops."""
+        ``var`` is the reference's variance per group (as the layer estimates it; the mean
+        square for RMSNorm), ``eps``, ``n`` and ``weight_offset`` the layer's (the weights
+        remembered include the offset); shifts are judged only for centred ops.
+        ``beyond_default``: the difference is already beyond the default classes (see the
+        module docstring)."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)
@@ -80,7 +94,8 @@ class Distortions:
         w, b = np.concatenate(self.weight), np.concatenate(self.bias)
         v = np.asarray(var, dtype=np.float64)[groups]
         hypotheses = _hypotheses(v, eps, n, ds, w, b, centered, weight_offset)
-        for words, predict_ds, predict_shift in hypotheses:
+        found: list[tuple[float, str]] = []
+        for words, predict_ds, predict_shift, fitted in hypotheses:
             with np.errstate(all="ignore"):
                 want_ds = predict_ds if predict_ds is not None else np.zeros_like(ds)
                 want_t = predict_shift if predict_shift is not None else np.zeros_like(shift)
@@ -90,12 +105,60 @@ class Distortions:
                 apart = (np.abs(want_ds) > SIGNIFICANT * ds_limit) | (
                     np.abs(want_t) > SIGNIFICANT * shift_limit
                 )
-            if bool(np.all(fits)) and int(np.count_nonzero(apart)) >= MIN_GROUPS:
-                return f"{words} (in all {ds.size} groups checked)"
-        return None
+            if not bool(np.all(fits)):
+                continue
+            evident = int(np.count_nonzero(apart)) >= MIN_GROUPS or (
+                beyond_default
+                and not fitted
+                and _evident(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
+            )
+            if evident:
+                off = _off(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
+                found.append((off, words))
+        if not found:
+            return None
+        # where the limits are wide enough for several, the one the distortions lie closest to
+        return f"{min(found)[1]} (in all {ds.size} groups checked)"
 
 
-Hypothesis = tuple[str, F64 | None, F64 | None]
+def _evident(
+    ds: F64,
+    shift: F64,
+    want_ds: F64,
+    want_t: F64,
+    ds_limit: F64,
+    shift_limit: F64,
+    centered: bool,
+) -> bool:
+    """Whether the groups together tell the prediction from the specified layer: it differs
+    from the layer by ``SIGNIFICANT`` limits over all groups (root sum of squares), and the
+    distortions lie ``SIGNIFICANT`` times closer to it than that (one group suffices when it
+    alone is that far; many groups each within their limits of the layer can add up)."""
+    away = _off(np.zeros_like(ds), np.zeros_like(shift), want_ds, want_t, ds_limit, shift_limit,
+                centered)  # fmt: skip
+    off = _off(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
+    return bool(away >= SIGNIFICANT**2 and off * SIGNIFICANT**2 <= away)
+
+
+def _off(
+    ds: F64,
+    shift: F64,
+    want_ds: F64,
+    want_t: F64,
+    ds_limit: F64,
+    shift_limit: F64,
+    centered: bool,
+) -> float:
+    """The sum over groups of the squared distance from the prediction, in limits."""
+    with np.errstate(all="ignore"):
+        total = np.nansum(((ds - want_ds) / ds_limit) ** 2)
+        if centered:
+            total += np.nansum(((shift - want_t) / shift_limit) ** 2)
+    return float(total)
+
+
+# words, predicted ds and shift (None: zero), and whether a value was fitted to the groups
+Hypothesis = tuple[str, F64 | None, F64 | None, bool]
 
 
 def _hypotheses(
@@ -106,36 +169,41 @@ def _hypotheses(
     out: list[Hypothesis] = []
     with np.errstate(all="ignore"):
         exact = var + eps
-        if centered and n > 1:
-            out.append(
-                (
-                    "matches an unbiased variance (÷(n - 1))",
-                    _scale(exact, var * n / (n - 1) + eps),
-                    None,
-                )
+        if n > 1:
+            words = (
+                "matches an unbiased variance (÷(n - 1))"
+                if centered
+                else "matches a mean square ÷(n - 1)"
             )
+            out.append((words, _scale(exact, var * n / (n - 1) + eps), None, False))
         if eps > 0:
             on_std: F64 = np.asarray(np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0, dtype=np.float64)
-            out.append(("matches eps added to the std instead of the variance", on_std, None))
+            out.append(
+                ("matches eps added to the std instead of the variance", on_std, None, False)
+            )
         if np.isfinite(w).any():
             if offset == 0:
-                out.append(("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None))
+                out.append(
+                    ("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None, False)
+                )
             else:  # the stored weight alone, without its offset: w - offset of w
                 out.append(
                     (
                         f"matches w used where the weight is {offset:g} + w",
                         np.asarray(-offset / w),
                         None,
+                        False,
                     )
                 )
             swapped = _another_weight(w, ds)
             if swapped is not None:
-                out.append(("matches each group scaled by another channel's weight", swapped, None))
+                out.append(
+                    ("matches each group scaled by another channel's weight", swapped, None, True)
+                )
         if centered and np.isfinite(b).any():
-            out.append(
-                ("matches the bias left out", None, np.where(np.isfinite(b), -b / w, np.nan))
-            )
-            out.append(("matches the bias added before the weight", None, b * (w - 1.0) / w))
+            left_out = np.where(np.isfinite(b), -b / w, np.nan)
+            out.append(("matches the bias left out", None, left_out, False))
+            out.append(("matches the bias added before the weight", None, b * (w - 1.0) / w, False))
         # another eps, fitted: the one the groups imply, their median; last, since a fitted
         # value can mimic any scale that is the same in every group
         implied = exact / (1.0 + ds) ** 2 - var
@@ -148,6 +216,7 @@ def _hypotheses(
                         f"matches eps = {other:.3g} instead of {eps:g}",
                         _scale(exact, var + other),
                         None,
+                        True,
                     )
                 )
     return out

@@ -27,8 +27,9 @@ conditioning. The classes bound ``c``:
   the variance itself for the variance, since ``x - mean`` rounds relative to its result), or
   a one-pass ``E[x**2] - E[x]**2`` variance, whose absolute error is ``v * (mean**2 + var)``
   and so relative error ``G_ONE_PASS * log2(n) * v * K**2``. Statistics off by more than
-  their own size (``|s - 1|`` or ``|t|`` above ``output_model.LOW_REACH`` = 1) have no
-  correct digit left, and no class admits them;
+  their own size (``|s - 1|`` or ``|t|`` above ``output_model.LOW_REACH`` = 1; below 1, ``s``
+  under ``sqrt(1/2)``, a variance more than twice the exact one) have no correct digit left,
+  and no class admits them;
 * ``mismatch``: no legitimate algorithm explains the difference.
 
 Besides the statistics, each element rounds on its own: the final rounding (``A * u * |y|``),
@@ -186,6 +187,21 @@ def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, flo
         "exact": 1.0,  # differences that are not roundings (a derivative's jump at a kink)
         "floor": atol_floor(dtype),  # weighs how a subnormal's absolute error is magnified
     }
+
+
+def low_precision_floor(dtype: str, n: int, k: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The smallest implied scale ``s = sqrt((var + eps) / (var' + eps))`` the
+    ``low_precision`` class admits, per group of conditioning ``k = 1 + kappa``: its variance
+    ``var'`` may be off by its own size about a mean off by one std (``(1 + 1) * (1 + 1**2)``
+    times the exact one), plus what a one-pass ``E[x**2] - E[x]**2`` with every sum in the
+    compute dtype loses, ``(A + G_LOW * sqrt(n)) * u * K**2`` (torch's float16 CPU
+    InstanceNorm of 10**6 values at mean/std 10**4 computes a variance 89 times the exact
+    one). A smaller scale, a variance larger than any precision loss explains, is a
+    mismatch, as is a negative one (no rstd is negative)."""
+    u = DTYPES[dtype].unit_roundoff  # type: ignore[index]
+    with np.errstate(all="ignore"):
+        ratio = 4.0 + (A + G_LOW * math.sqrt(max(n, 1))) * u * k * k
+        return np.asarray(1.0 / np.sqrt(ratio), dtype=np.float64)
 
 
 def atol_floor(dtype: str) -> float:

@@ -127,10 +127,11 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
         out.append(f"rstd {100 * (s - 1):+.3g}% off")
     elif s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
         implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
-        if f.centered and f.n > 1 and f.var > 0:
+        if f.n > 1 and f.var > 0:  # var: the mean square for RMSNorm
             ratio = (implied - f.eps) / f.var
             if abs(ratio - f.n / (f.n - 1)) <= 0.1 / (f.n - 1):
-                out.append(f"matches an unbiased variance (÷(n - 1), n = {f.n})")
+                what = "an unbiased variance" if f.centered else "a mean square"
+                out.append(f"matches {what} (÷(n - 1), n = {f.n})")
         if not out and f.var > 0:
             on_std = math.sqrt(f.var + f.eps) / (math.sqrt(f.var) + f.eps)
             if f.eps > 0 and abs(s - on_std) <= 0.05 * abs(s - 1):

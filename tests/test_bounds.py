@@ -46,6 +46,8 @@ def test_statistics_bounds_by_hand() -> None:
     np.testing.assert_allclose(v["spread"], kappa * var + k * 1e-5, rtol=1e-14)
     np.testing.assert_allclose(v["quadratic"], k * k * (var + 1e-5), rtol=1e-14)
     np.testing.assert_allclose(v["sequential"], [8.0, 1.25], rtol=1e-15)
+    # ... and rstd's rounding relative to eps (var's own rounding is in rtol), twice: squared
+    np.testing.assert_allclose(v["fixed"], [2e-5, 2e-5], rtol=1e-15)
     # 1 / rstd**2 - eps carries rstd's absolute rounding: 2 / rstd**3 where rstd < 2**-14
     np.testing.assert_allclose(v["floor"], [0.0, 2e15], rtol=1e-12)
     r = found["rstd"].terms
@@ -134,6 +136,26 @@ def test_a_variance_off_by_a_sequential_error_passes_unless_strict() -> None:
     assert (seq.passed, seq.accuracy_class) == (True, "sequential")
     strict = stats_checks(x, normalized_shape=4096, expected=off, strict=True)["var"]
     assert (strict.passed, strict.accuracy_class) == (False, "sequential")
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm", "batch_norm"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_torchs_variance_of_a_constant_input_read_back_from_its_rstd_passes(
+    op: str, dtype: str
+) -> None:
+    # var = 0, so the variance torch's rstd (stored in the dtype) stands for, 1 / rstd**2 -
+    # eps, is all rounding: of rstd, relative to var + eps (bfloat16: 1.4e-8 at 3 against 0)
+    x = np.full((2, 4, 7), 3.0, dtype=np.float32)
+    options: dict[str, Any] = {"groups": 2} if op == "group_norm" else {}
+    if op == "batch_norm":
+        options["training"] = True
+    if op == "layer_norm":
+        options["normalized_shape"] = 7
+    report = lncheck.compare(x, op, dtype=dtype, **options)
+    (var,) = [c for c in report.checks if c.quantity == "var"]
+    assert (var.passed, var.accuracy_class) == (True, "accurate")
+    assert var.max_abs_err > 0  # rstd rounded: the variance it stands for is not 0
+    assert report.passed
 
 
 def test_wrong_statistics_are_mismatches() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 import lncheck
 from lncheck.comparison import Comparison
@@ -48,3 +51,62 @@ def test_a_candidate_with_inf_and_nan_gets_a_hint_without_warnings() -> None:
         warnings.simplefilter("error")  # explain's sums of inf and NaN stay quiet
         c = _output(y)
     assert not c.passed and c.accuracy_class == "mismatch"
+
+
+def _group_norm(x: np.ndarray, groups: int, w: np.ndarray) -> np.ndarray:
+    n, c = x.shape[:2]
+    v = x.reshape(n, groups, -1)
+    y = (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-5)
+    return y.reshape(x.shape) * w.reshape(1, c, 1)
+
+
+def test_low_precision_that_other_groups_reproduce_exactly_is_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # float16 values of 1e-3 against eps 1e-5: GroupNorm with 4 groups where 8 are meant is
+    # a scale off by a few % per group, which float16 statistics could do; explain finds it
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 8, 512)) * 1e-3).astype(np.float16)
+    w = np.full(8, 1000.0, dtype=np.float16)
+    y = _group_norm(x.astype(np.float64), 4, w.astype(np.float64)).astype(np.float16)
+    options = {"groups": 8, "weight": w, "backend": None, "expected": y}
+    (c,) = lncheck.compare(x, "group_norm", **options).checks
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation is not None and c.explanation.startswith(
+        "reproduced exactly by statistics over other groups or axes; lncheck explain finds: "
+        "GroupNorm, 4 groups of 2 channels"
+    )
+    monkeypatch.setattr("lncheck.hints._quick", lambda *args: None)
+    (c,) = lncheck.compare(x, "group_norm", **options).checks
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+
+
+def test_a_low_precision_kernel_of_the_layer_itself_stays_low_precision() -> None:
+    import torch
+
+    # torch's CPU float16 InstanceNorm keeps its statistics in float16
+    x = (100 + np.random.default_rng(0).standard_normal((2, 3, 4096))).astype(np.float16)
+    y = torch.nn.functional.instance_norm(torch.from_numpy(x)).numpy()
+    (c,) = lncheck.compare(x, "instance_norm", backend=None, expected=y).checks
+    assert c.accuracy_class == "low_precision"
+
+
+def test_other_function_compares_groupings_not_their_names() -> None:
+    from lncheck.explain.report import Candidate
+    from lncheck.hints import _other_function
+
+    from .support import make_case
+
+    spec = make_case(np.zeros((2, 6, 5)), "instance_norm").spec
+    found = Candidate(
+        op="group_norm", input_shape=(2, 6, 5), axes=(1, 2), groups=6, grouping="contiguous",
+        channel_axis=1, view_shape=(2, 6, 1, 5), reduce_axes=(2, 3), param_shape=(6,),
+        centered=True, variance="biased", variance_algorithm="two-pass", eps_placement="var",
+        eps=1e-5, affine="none", weight=False, bias=False, cast_order=None, precision="float32",
+        eps_low=0.0, eps_high=1.0, eps_fitted=False, max_abs_residual=0.0, rms_residual=0.0,
+        rounding_ratio=0.0, exact_share=1.0, verdict="exact", penalty=0, torch_code="",
+        description="",
+    )  # fmt: skip
+    assert not _other_function(spec, found)  # GroupNorm with one channel per group
+    assert _other_function(spec, replace(found, view_shape=(2, 3, 2, 5), groups=3))
+    assert _other_function(spec, replace(found, centered=False))

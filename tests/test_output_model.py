@@ -15,7 +15,14 @@ import pytest
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
 from lncheck.reference import run
-from lncheck.tolerances import CLASSES, G_DRIFT, allowance, atol_floor, exact_sums
+from lncheck.tolerances import (
+    CLASSES,
+    G_DRIFT,
+    allowance,
+    atol_floor,
+    exact_sums,
+    low_precision_floor,
+)
 
 from .support import make_case
 
@@ -85,8 +92,18 @@ def test_fit_of_rms_norm_has_no_shift() -> None:
 
 
 def test_groups_too_small_or_not_finite_are_not_fitted() -> None:
-    small = whole(model_of(np.random.default_rng(2).standard_normal((2, 3)), normalized_shape=3))
-    assert om.MIN_FIT_SIZE == 4 and not om.fit(small, small.y).fitted.any()
+    one = whole(model_of(np.random.default_rng(2).standard_normal((2, 1)), normalized_shape=1))
+    assert om.MIN_FIT_SIZE == 2 and not om.fit(one, one.y).fitted.any()
+    # two values fix a scale and a shift exactly (a unbiased variance over 3 values: s is
+    # sqrt(2/3), t is 0)
+    x = np.random.default_rng(2).standard_normal((2, 3))
+    small = whole(model_of(x, normalized_shape=3, dtype="float64"))
+    centred = x - x.mean(-1, keepdims=True)
+    unbiased = centred / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5)
+    f = om.fit(small, unbiased)
+    assert f.fitted.all()
+    np.testing.assert_allclose(f.scale, np.sqrt((x.var(-1) + 1e-5) / (x.var(-1, ddof=1) + 1e-5)))
+    np.testing.assert_allclose(f.shift, 0.0, atol=1e-15)
     block = whole(model_of(np.random.default_rng(2).standard_normal((3, 8)), normalized_shape=8))
     y = block.y.copy()
     y[1, 4] = np.nan
@@ -153,6 +170,50 @@ def test_judge_classes_a_shift_by_each_class_limit() -> None:
     shift[2] = 2 * float(low_shift[2, 0])
     classes, kinds = judged(block, distorted(block, np.ones(3), shift), "float16")
     assert classes[2] == "mismatch" and kinds[2] is None
+
+
+def test_low_precision_admits_no_variance_larger_than_precision_loss_explains() -> None:
+    # kappa 1e4 in float32, n = 4096: a one-pass variance in float32 may be off by
+    # (3 + 1.5 * 64) * 2**-24 * K**2 = 590 times the exact one, so s down to 1 / sqrt(594)
+    x = (1e4 + np.random.default_rng(11).standard_normal((5, 4096))).astype(np.float32)
+    block = whole(model_of(x, normalized_shape=4096))
+    low, _ = block.limits("float32", "low_precision")
+    assert np.all(low == om.LOW_REACH)
+    k = block.k[:, 0]
+    floor = low_precision_floor("float32", 4096, k)
+    np.testing.assert_allclose(floor, 1 / np.sqrt(4 + 99 * U32 * k * k), rtol=1e-12)
+    assert np.all((floor > 0.035) & (floor < 0.05))
+    scale = np.array([0.75, 0.2, 0.01, -0.5, 1.9])
+    classes, kinds = judged(block, distorted(block, scale, np.zeros(5)), "float32")
+    assert classes == ["low_precision", "low_precision", "mismatch", "mismatch", "low_precision"]
+    assert kinds == [None] * 5
+
+
+def test_the_floor_admits_torchs_float16_instance_norm_at_a_million_values() -> None:
+    # measured: its variance 89 times the exact one (s = 0.106) at mean/std 1.3e4
+    assert low_precision_floor("float16", 2**20, np.array([1.3e4]))[0] < 0.106 / 10
+    # at ordinary conditioning, a variance more than four times the exact one is too much
+    assert low_precision_floor("float16", 1024, np.array([1.0]))[0] == pytest.approx(0.5, rel=4e-3)
+
+
+@pytest.mark.parametrize(("n", "worst_case"), [(4, True), (4096, False)])
+def test_fit_noise_is_the_smaller_of_ten_sigma_and_every_error_leaning_alike(
+    n: int, worst_case: bool
+) -> None:
+    # RMSNorm (no shift, a = w n): the scale's noise is min(10 sqrt(sum a^2 R^2), sum |a| R)
+    # / sum a^2 for per-element bounds R; with few elements all leaning alike is the smaller
+    x = np.random.default_rng(12).standard_normal((1, n)).astype(np.float32)
+    block = whole(model_of(x, "rms_norm", normalized_shape=n, eps=1e-5))
+    y = block.y.astype(np.float32).astype(np.float64)
+    f = om.fit(block, y)
+    _, scores, _ = om.judge(block, f, y, "float32", JUDGED, 1)
+    a = block.weighted[0]
+    r = block.residual_bound("float32", "accurate")[0] + 1e-15 * np.abs(y[0])
+    sigma10 = 10 * math.sqrt(float(np.sum(a * a * r * r))) / float(np.sum(a * a))
+    leaning = float(np.sum(np.abs(a) * r)) / float(np.sum(a * a))
+    assert (leaning < sigma10) == worst_case
+    limit, _ = block.limits("float32", "accurate")
+    assert scores.scale_accurate[0] == pytest.approx(limit[0, 0] + min(sigma10, leaning))
 
 
 def test_judge_flags_a_residual_whatever_the_dtype() -> None:

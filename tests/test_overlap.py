@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -22,19 +23,26 @@ def test_results_come_back_in_the_items_order_whatever_finishes_first() -> None:
     assert list(overlap.ahead(slow_for_small, range(5))) == [(v, v * v) for v in range(5)]
 
 
-def test_no_more_than_two_items_are_worked_on_at_once() -> None:
-    lock, running, most = threading.Lock(), [0], [0]
+def test_no_more_than_two_items_are_held_at_once() -> None:
+    lock, held, most = threading.Lock(), [0], [0]
+    # the first two tasks meet here: they can only both pass if they run at the same time
+    meet = threading.Barrier(2, timeout=10)
+
+    def items() -> Iterator[int]:
+        for v in range(8):
+            with lock:  # an item taken from the iterable is held until its work is done
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+            yield v
 
     def work(v: int) -> int:
+        if v < 2:
+            meet.wait()
         with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.01)
-        with lock:
-            running[0] -= 1
+            held[0] -= 1
         return v
 
-    assert overlap.in_order(work, range(8)) == list(range(8))
+    assert overlap.in_order(work, items()) == list(range(8))
     assert most[0] == 2
 
 

@@ -5,6 +5,7 @@ when one of them predicts every group's implied scale and shift."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -92,10 +93,56 @@ def test_without_the_conventions_a_small_bias_error_would_fit_a_lower_class(
     words: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # what makes it a mismatch is the convention, not the size: the same check, not asked
-    monkeypatch.setattr(Distortions, "explain", lambda self, *args: None)
+    monkeypatch.setattr(Distortions, "explain", lambda self, *args, **kwargs: None)
     c = batch_norm_check("float32", WEIGHT, 3e-5 * SIGNS, CANDIDATES[words])
     assert c.accuracy_class in ("sequential", "low_precision")
     assert c.explanation is None or "matches" not in c.explanation
+
+
+def _rms_norm(x: F64, w: Any, divisor: int) -> F64:
+    return np.asarray(x / np.sqrt((x * x).sum(-1, keepdims=True) / divisor + 1e-5) * w)
+
+
+def test_a_mean_square_over_n_minus_1_is_named_for_rms_norm() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, 64).astype(np.float32)
+    y = _rms_norm(x.astype(np.float64), w.astype(np.float64), 63).astype(np.float32)
+    c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, weight=w, expected=y)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches a mean square (÷(n - 1), n = 64)"
+    right = _rms_norm(x.astype(np.float64), w.astype(np.float64), 64).astype(np.float32)
+    c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, weight=w, expected=right)
+    assert (c.passed, c.accuracy_class, c.explanation) == (True, "accurate", None)
+
+
+def test_one_group_beyond_the_default_classes_names_a_convention() -> None:
+    # float16 at mean/std 1000: an unbiased variance over 10 values is within what statistics
+    # kept in float16 may do (low_precision), and the one group matches it exactly
+    x = cast(1000 + np.random.default_rng(2).standard_normal((1, 10)), "float16")
+    xf = f64(x)
+    centred = xf - xf.mean(-1, keepdims=True)
+    unbiased = cast(centred / np.sqrt(xf.var(-1, ddof=1, keepdims=True) + 1e-5), "float16")
+    c = output_check(x, normalized_shape=10, expected=unbiased)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches an unbiased variance (÷(n - 1)) (in all 1 groups checked)"
+    biased = cast(centred / np.sqrt(xf.var(-1, keepdims=True) + 1e-5), "float16")
+    assert output_check(x, normalized_shape=10, expected=biased).accuracy_class == "accurate"
+
+
+def test_many_groups_each_within_its_limits_add_up_to_a_convention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # float16 values of 2e-3 against eps 1e-5: dividing by n - 1 moves each group's scale by
+    # less than three of its accurate limits, but 64 groups all moving as predicted do
+    x = cast(np.random.default_rng(0).standard_normal((64, 64)) * 2e-3, "float16")
+    y = cast(_rms_norm(f64(x), 1.0, 63), "float16")
+    c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, expected=y)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches a mean square ÷(n - 1) (in all 64 groups checked)"
+    monkeypatch.setattr("lncheck.semantics._evident", lambda *args: False)
+    c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, expected=y)
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
 
 
 def test_a_correct_output_matches_no_convention() -> None:
@@ -182,6 +229,23 @@ def test_an_unbiased_variance() -> None:
     text = distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=True)
     assert text == "matches an unbiased variance (÷(n - 1)) (in all 4 groups checked)"
     assert distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=False) != text
+
+
+def test_the_collective_rule_wants_the_prediction_far_from_the_layer_near_the_data() -> None:
+    n, g = 64, 40
+    var = np.full(g, 1.0)
+    # eps = 0: the prediction sqrt((n - 1) / n) - 1 = -0.0078 per group, limits of 0.01
+    predicted = np.full(g, math.sqrt((n - 1) / n) - 1)
+    d = Distortions()
+    lim = np.full(g, 0.01)
+    d.add(0, np.ones(g, bool), predicted, np.zeros(g), lim, lim, np.ones(g), np.zeros(g))
+    words = "matches a mean square ÷(n - 1) (in all 40 groups checked)"
+    assert d.explain(var, 0.0, n, False) is None  # the default classes want two groups apart
+    assert d.explain(var, 0.0, n, False, beyond_default=True) == words
+    # halfway between the layer and the prediction: within every limit of both, no evidence
+    half = Distortions()
+    half.add(0, np.ones(g, bool), predicted / 2, np.zeros(g), lim, lim, np.ones(g), np.zeros(g))
+    assert half.explain(var, 0.0, n, False, beyond_default=True) is None
 
 
 def test_another_eps_and_eps_on_the_std() -> None:
