@@ -166,3 +166,10 @@ def float64_block(a: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
     element-wise pass over the block (and every result of one) would then stride across rows,
     about ten times slower."""
     return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def uniform_rows(param: npt.NDArray[np.float64] | None) -> npt.NDArray[np.bool_]:
+    """Per row of a block, whether every element of ``param`` is the same (``True`` for none)."""
+    if param is None:
+        return np.array(True)
+    return np.asarray(np.ptp(param, axis=1) == 0)

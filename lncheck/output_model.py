@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.blocks import GroupLayout, float64_block
+from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
 from lncheck.tolerances import (
     G_DRIFT,
@@ -150,6 +150,15 @@ class OutputBlock:
             self.memo[("scaled",)] = a, big_w, big_b
         return self.memo[("scaled",)]  # type: ignore[return-value]
 
+    def bias_share(self) -> F64:
+        """Per group (a column), the largest ``|b| / |w|``: a folded shift's rounding, in std."""
+        if self.bias is None:
+            return np.zeros((self.y.shape[0], 1))
+        w = 1.0 if self.weight is None else np.abs(self.weight)
+        with np.errstate(all="ignore"):
+            share = np.where(w > 0, np.abs(self.bias) / w, 0.0)
+        return np.asarray(np.max(share, axis=1, keepdims=True), dtype=np.float64)
+
     def allowance(self, dtype: str, klass: str) -> Allowance:
         return allowance(dtype, self.model.group_size, klass, running=self.model.running)
 
@@ -164,7 +173,7 @@ class OutputBlock:
         model = self.model
         steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
-            limit = (c.shift + c.fused) * k
+            limit = (c.shift + c.fused) * k + c.fused * self.bias_share()
             moved = limit if shift is None else np.minimum(np.abs(shift).reshape(-1, 1), limit)
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
@@ -208,7 +217,7 @@ class OutputBlock:
             return self.memo[key]  # type: ignore[return-value]
         a, big_w, big_b = self.scaled()
         rows = slice(self.first, self.first + self.y.shape[0])
-        identical = self.model.constant[rows] & _uniform(self.weight) & _uniform(self.bias)
+        identical = self.model.constant[rows] & uniform_rows(self.weight) & uniform_rows(self.bias)
         k = np.where(identical[:, None], 0.0, self.k)
         with np.errstate(all="ignore"):
             total = c.relative * np.abs(self.y) + c.plain * (a + big_b)
@@ -216,13 +225,6 @@ class OutputBlock:
         bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
         self.memo[key] = bound
         return bound
-
-
-def _uniform(param: F64 | None) -> npt.NDArray[np.bool_]:
-    """Per row, whether every element of ``param`` is the same (``True`` for none)."""
-    if param is None:
-        return np.array(True)
-    return np.asarray(np.ptp(param, axis=1) == 0)
 
 
 @dataclass(frozen=True)

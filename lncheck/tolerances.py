@@ -36,9 +36,11 @@ Besides the statistics, each element rounds on its own: the final rounding (``A 
 the element-wise products in the accumulation dtype (``A * v * (|w n_i| + |b|)``) and, for
 kernels that fold the statistics into one scale and shift per channel (``y = x * scale +
 shift``, the usual fused eval BatchNorm and GPU GroupNorm), ``A_FUSED * v * K * |w|`` (``u``
-in the low-precision class). So an element of class ``C`` may be off by
+in the low-precision class), and the folded shift ``b - mean * scale`` rounds relative to
+``|b|`` as well, by the same amount for a whole channel (``A_FUSED * v * |b|``, part of the
+implied shift). So an element of class ``C`` may be off by
 
-    A*u*|y| + A*v*(|w n| + |b|) + (c_C*K + q_C*K**2) * |w n| + (c_C + f_C) * K * |w|
+    A*u*|y| + A*v*(|w n| + |b|) + (c_C*K + q_C*K**2) * |w n| + (c_C + f_C) * K * |w| + f_C*|b|
 
 Eval-mode BatchNorm/InstanceNorm computes no statistics: its ``c`` is ``A * v`` (``A * u``
 in the low-precision class), whatever the batch size (``n = 1`` below).

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import lncheck
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
 from lncheck.reference import run
@@ -314,6 +315,29 @@ def test_limits_of_eval_mode_have_no_statistics_terms() -> None:
     # the same groups normalized by batch statistics allow far more
     batch = whole(model_of(x, "batch_norm", training=True))
     assert np.all(batch.limits("float32", "sequential")[0] > 2.5 * scale)
+    # a bias: the folded shift b - mean * scale rounds relative to |b| / |w| too
+    w, b = np.array([2.0, 0.5, 1.0], np.float32), np.array([1e4, -3.0, 0.0], np.float32)
+    options = {"running_mean": mean, "running_var": var, "weight": w, "bias": b}
+    biased = whole(model_of(x, "batch_norm", training=False, **options))
+    np.testing.assert_allclose(biased.bias_share()[:, 0], np.abs(b / w), rtol=1e-15)
+    _, shift = biased.limits("float32", "sequential")
+    np.testing.assert_allclose(shift[:, 0], 4 * U32 * (k + np.abs(b / w)), rtol=1e-12)
+
+
+def test_torchs_fused_eval_batch_norm_with_a_large_bias_is_accurate() -> None:
+    # y = x * scale + (b - running_mean * scale): the shift rounds by 2**-24 * 1e4 per channel
+    import torch
+
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal((8, 14, 4096)) * 1.0 + 30).astype(np.float32)
+    rm, rv = rng.normal(30, 0.1, 14).astype(np.float32), np.full(14, 1.0, np.float32)
+    w, b = np.ones(14, np.float32), np.full(14, 1e4, np.float32)
+    t = {k: torch.from_numpy(v) for k, v in {"x": x, "rm": rm, "rv": rv, "w": w, "b": b}.items()}
+    y = torch.nn.functional.batch_norm(t["x"], t["rm"], t["rv"], t["w"], t["b"], training=False)
+    options = {"running_mean": rm, "running_var": rv, "weight": w, "bias": b}
+    report = lncheck.compare(x, "batch_norm", training=False, backend=None, expected=y, **options)
+    (c,) = report.checks
+    assert (c.passed, c.accuracy_class) == (True, "accurate")
 
 
 def test_limits_of_a_sequential_variance_by_hand() -> None:
