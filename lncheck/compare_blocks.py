@@ -34,7 +34,7 @@ from lncheck.ops.spec import NormSpec
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
-from lncheck.tolerances import CLASSES, DEFAULT_ACCEPTED, Atol, allowance, applied
+from lncheck.tolerances import CLASSES, Atol, allowance, applied, beyond_default
 from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain
 
 F64 = npt.NDArray[np.float64]
@@ -356,8 +356,7 @@ class BlockComparer:
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
                 if quantity == "output" and klass != "accurate" and not named:
-                    beyond = CLASSES.index(klass) > CLASSES.index(DEFAULT_ACCEPTED[-1])
-                    semantic = _semantic(self.case, tally, self._variance(), beyond)
+                    semantic = _semantic(self.case, tally, self._variance(), beyond_default(klass))
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
                 c = replace(

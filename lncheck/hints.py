@@ -1,8 +1,8 @@
-"""One line on what a failing candidate computes instead: ``lncheck explain``'s best
-configuration, searched for a second, added to a ``mismatch`` that no convention of
+"""One line on what a failing candidate of the user's computes instead: ``lncheck explain``'s
+best configuration, searched for a second, added to a ``mismatch`` that no convention of
 ``semantics`` already names.
 
-A given output classed ``low_precision`` gets the same search: when ``explain`` reproduces it
+An output classed ``low_precision`` gets the same search: when ``explain`` reproduces it
 exactly (every element within the rounding of its precision) with statistics over *other*
 groups of elements, or with centring where the layer has none or the reverse, the output is
 that other function computed accurately, not the specified one computed sloppily: a
@@ -12,6 +12,7 @@ that other function computed accurately, not the specified one computed sloppily
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -27,30 +28,31 @@ if TYPE_CHECKING:
     from lncheck.explain.report import Candidate
 
 BUDGET_S = 1.0  # what a failing compare may spend on the hint
-SAMPLE = 1 << 16  # elements whose groups are compared: enough to see any regrouping
+SAMPLE = 1 << 16  # elements, evenly spaced, whose groups are compared
 
 
-def with_hints(case: Case, checks: list[Comparison]) -> list[Comparison]:
-    """``checks`` with the explanation of each failing ``output`` check of a given result
-    (``--expected``) extended by ``lncheck explain``'s best match, where it finds one; a
-    ``low_precision`` one that another grouping or centring reproduces exactly becomes a
-    ``mismatch``."""
-    given = {r.candidate: r for r in case.given}
+def with_hints(
+    case: Case, checks: list[Comparison], outputs: Mapping[str, Quantity]
+) -> list[Comparison]:
+    """``checks`` with the explanation of each failing ``output`` check of a user's candidate
+    (``outputs``: given results, programs, callables) extended by ``lncheck explain``'s best
+    match, where it finds one; a ``low_precision`` one that another grouping or centring
+    reproduces exactly, with the layer's own weight and bias, becomes a ``mismatch``."""
     done = []
     for c in checks:
-        result = given.get(c.candidate)
-        if result is None or c.quantity != "output" or "output" not in result.quantities:
+        output = outputs.get(c.candidate)
+        if output is None or c.quantity != "output":
             done.append(c)
             continue
         named = (c.explanation or "").startswith("matches")
         if c.accuracy_class == "mismatch" and not named:
-            best = _quick(case, result.quantities["output"])
+            best = _quick(case, output)
             if best is not None:
                 hint = f"lncheck explain finds: {best.description}"
                 c = replace(c, explanation=f"{c.explanation}; {hint}" if c.explanation else hint)
         elif c.accuracy_class == "low_precision":
-            best = _quick(case, result.quantities["output"])
-            if best is not None and best.verdict == "exact" and _other_function(case.spec, best):
+            best = _quick(case, output)
+            if best is not None and _other_function(case.spec, best):
                 hint = f"lncheck explain finds: {best.description}"
                 words = "reproduced exactly by statistics over other groups or axes"
                 text = f"{words}; {hint}"
@@ -66,10 +68,14 @@ def _quick(case: Case, output: Quantity) -> Candidate | None:
 
 
 def _other_function(spec: NormSpec, found: Candidate) -> bool:
-    """Whether ``found`` centres where ``spec`` does not (or the reverse), or puts some
-    elements in other groups (``view_shape``/``reduce_axes`` describe the same grouping in
-    different words: InstanceNorm is GroupNorm with one channel per group). Judged on an even
-    sample of the elements."""
+    """Whether ``found`` reproduces the output exactly (``verdict`` "exact") with the layer's
+    own weight and bias or none (a weight and bias fitted per feature have enough freedom to
+    match a small tensor exactly), and centres where ``spec`` does not (or the reverse) or puts
+    some elements in other groups (``view_shape``/``reduce_axes`` describe the same grouping
+    in different words: InstanceNorm is GroupNorm with one channel per group). Judged on an
+    even sample of the elements."""
+    if found.verdict != "exact" or found.affine not in ("none", "given"):
+        return False
     if found.centered != spec.center:
         return True
     if tuple(found.input_shape) != tuple(spec.input_shape):

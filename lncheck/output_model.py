@@ -165,8 +165,8 @@ class OutputBlock:
     def limits(self, dtype: str, klass: str, shift: F64 | None = None) -> tuple[F64, F64]:
         """Per group (as columns), the largest implied scale ``|s - 1|`` and shift ``|t|``
         class ``klass`` allows. A mean off by ``t`` std inflates a variance measured about it
-        by ``t**2``: the scale may move by ``t**2 / 2`` more, with ``t`` the observed ``shift``
-        (capped at its limit) where it is known, the limit itself otherwise."""
+        by ``t**2``: the scale may move by ``1 - sqrt(1 - t**2)`` more (about ``t**2 / 2``),
+        with ``t`` the observed ``shift`` (capped at its limit) where known, else the limit."""
         c = self.allowance(dtype, klass)
         k = self.k
         rows = slice(self.first, self.first + self.y.shape[0])
@@ -176,18 +176,18 @@ class OutputBlock:
             limit = (c.shift + c.fused) * k + c.fused * self.bias_share()
             moved = limit if shift is None else np.minimum(np.abs(shift).reshape(-1, 1), limit)
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
+            # s = 1 / sqrt(1 + t**2) about a mean off by t, and the fit sees t s: s**2 + (t
+            # s)**2 = 1, ds = 1 - sqrt(1 - fitted**2), written without cancellation
+            moved = moved**2 / (1.0 + np.sqrt(np.fmax(1.0 - moved**2, 0.0)))
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
-            scale = scale + np.minimum(c.drift * k, G_DRIFT) + 0.5 * moved**2
+            scale = scale + np.minimum(c.drift * k, G_DRIFT) + moved
             if klass in EXACT_MEAN_CLASSES:
-                # every sum is exact; a parallel Welford's merges with rounded weights
-                # (torch's CUDA BatchNorm) still err by a few ulps per level, and the fused form
-                # rounds: no sequential drift of the mean is possible
-                merged = 2.0 * c.scale_const + c.fused  # one ulp per level, as a tree sum, twice
+                # every sum exact: no sequential drift, only a parallel Welford's merges (a few
+                # ulps per level, torch's CUDA BatchNorm) and the fused form's rounding
+                merged = 2.0 * c.scale_const + c.fused
                 limit = np.where(model.exact_mean[rows, None], merged * k, limit)
-            if klass == "low_precision":
-                # statistics off by more than their own size leave no correct digit: no
-                # class vouches for that, whatever the algorithm
+            if klass == "low_precision":  # statistics off by their own size: no digit left
                 scale, limit = np.minimum(scale, LOW_REACH), np.minimum(limit, LOW_REACH)
         return np.asarray(scale, dtype=np.float64), np.asarray(limit, dtype=np.float64)
 

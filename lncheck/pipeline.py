@@ -208,6 +208,10 @@ def check_case(
     extra: list[Comparison] = []
     missing: dict[tuple[str, str], Comparison] = {}
     users = user_candidates(case)
+    # the user's outputs, for compare's hints (programs and callables run whole)
+    user_outputs = {
+        r.candidate: r.quantities["output"] for r in case.given if "output" in r.quantities
+    }
     running = bool(case.settings["candidate_cmd"] or case.settings["candidate"])
     whole = baseline is not None or running or case.settings["repeat"] > 1
     split = chunk_elements if case.settings["chunks"] and not whole else None
@@ -261,10 +265,12 @@ def check_case(
                 wanted = len(small) == 2 or result.candidate in users
                 if small and "output" in result.quantities and wanted:
                     small[result.candidate] = as_array(result.quantities["output"])
+                if result.candidate in users and "output" in result.quantities:
+                    user_outputs.setdefault(result.candidate, result.quantities["output"])
         stats.add_reference(offset, ref, unit)  # when no candidate had statistics of its own
     if previous is not None:
         release_pages(previous, case.x)
-    checks = with_hints(case, comparer.results()) + extra + list(missing.values())
+    checks = with_hints(case, comparer.results(), user_outputs) + extra + list(missing.values())
     return Report(
         _header(case, notes),
         tuple(checks),

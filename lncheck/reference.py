@@ -164,23 +164,14 @@ def normalizer(case: Case, batch: Moments | None = None) -> Normalizer:
 
 
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
-    """The per-group mean and variance the output is normalized with: the batch's, or the
-    running statistics in eval mode."""
-    p = case.spec
-    if not p.use_running_stats:
-        m = moments(layout_of(p), case.x, p.center)
-        return m.mean, normalizing_variance(case, m.var)
-    return _per_group(p, _running(case)[0]), normalizing_variance(case, None)
-
-
-def normalizing_variance(case: Case, biased: F64 | None) -> F64:
-    """The per-group variance the output is normalized with: the running variance in eval
-    mode, else the spec's estimate from the batch's ``biased`` variance."""
+    """The per-group mean and variance the output is normalized with: the batch's (the
+    variance as the spec estimates it), or the running statistics in eval mode."""
     p = case.spec
     if p.use_running_stats:
-        return _per_group(p, _running(case)[1])
-    assert biased is not None
-    return estimated(biased, p)
+        running_mean, running_var = _running(case)
+        return _per_group(p, running_mean), _per_group(p, running_var)
+    m = moments(layout_of(p), case.x, p.center)
+    return m.mean, estimated(m.var, p)
 
 
 def run(case: Case) -> NormResult:
@@ -213,7 +204,9 @@ def run(case: Case) -> NormResult:
             & (p.center and not norm.running)
             & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),
-            variance=normalizing_variance(case, batch.var),
+            variance=(
+                _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
+            ),
             centered=p.center,
             running=norm.running,
         )

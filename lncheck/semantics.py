@@ -18,6 +18,7 @@ fitted value (another eps) can always match one group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -94,8 +95,8 @@ class Distortions:
         w, b = np.concatenate(self.weight), np.concatenate(self.bias)
         v = np.asarray(var, dtype=np.float64)[groups]
         hypotheses = _hypotheses(v, eps, n, ds, w, b, centered, weight_offset)
-        found: list[tuple[float, str]] = []
-        for words, predict_ds, predict_shift, fitted in hypotheses:
+        found: list[tuple[float, int, str]] = []
+        for order, (words, predict_ds, predict_shift, fitted) in enumerate(hypotheses):
             with np.errstate(all="ignore"):
                 want_ds = predict_ds if predict_ds is not None else np.zeros_like(ds)
                 want_t = predict_shift if predict_shift is not None else np.zeros_like(shift)
@@ -107,58 +108,45 @@ class Distortions:
                 )
             if not bool(np.all(fits)):
                 continue
-            evident = int(np.count_nonzero(apart)) >= MIN_GROUPS or (
-                beyond_default
-                and not fitted
-                and _evident(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
-            )
-            if evident:
-                off = _off(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
-                found.append((off, words))
+            off = _off(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
+            away = _off(want_ds, want_t, ds_limit, shift_limit, centered)
+            if int(np.count_nonzero(apart)) >= MIN_GROUPS or (
+                beyond_default and not fitted and _evident(away, off)
+            ):
+                found.append((off, order, words))
         if not found:
             return None
-        # where the limits are wide enough for several, the one the distortions lie closest to
-        return f"{min(found)[1]} (in all {ds.size} groups checked)"
+        # where the limits are wide enough for several, the one the distortions lie closest
+        # to; on a tie the first (named conventions before fitted ones)
+        return f"{min(found)[2]} (in all {ds.size} groups checked)"
 
 
-def _evident(
-    ds: F64,
-    shift: F64,
-    want_ds: F64,
-    want_t: F64,
-    ds_limit: F64,
-    shift_limit: F64,
-    centered: bool,
-) -> bool:
-    """Whether the groups together tell the prediction from the specified layer: it differs
-    from the layer by ``SIGNIFICANT`` limits over all groups (root sum of squares), and the
-    distortions lie ``SIGNIFICANT`` times closer to it than that (one group suffices when it
-    alone is that far; many groups each within their limits of the layer can add up)."""
-    away = _off(np.zeros_like(ds), np.zeros_like(shift), want_ds, want_t, ds_limit, shift_limit,
-                centered)  # fmt: skip
-    off = _off(ds, shift, want_ds, want_t, ds_limit, shift_limit, centered)
-    return bool(away >= SIGNIFICANT**2 and off * SIGNIFICANT**2 <= away)
+def _evident(away: float, off: float) -> bool:
+    """Whether the groups together tell a prediction from the specified layer: it is
+    ``away`` from the layer, ``off`` from the distortions (sums of squares over the groups, in
+    limits, ``_off``); it must differ from the layer by ``SIGNIFICANT`` limits in root sum of
+    squares and lie ``SIGNIFICANT`` times closer to the distortions than that (one group
+    suffices when it alone is that far; many groups each within their limits can add up)."""
+    return away >= SIGNIFICANT**2 and off * SIGNIFICANT**2 <= away
 
 
-def _off(
-    ds: F64,
-    shift: F64,
-    want_ds: F64,
-    want_t: F64,
-    ds_limit: F64,
-    shift_limit: F64,
-    centered: bool,
-) -> float:
-    """The sum over groups of the squared distance from the prediction, in limits."""
+def _off(ds: F64, shift: F64, ds_limit: F64, shift_limit: F64, centered: bool) -> float:
+    """The sum over groups of ``(ds / ds_limit)**2`` (and the shift's, for centred ops)."""
     with np.errstate(all="ignore"):
-        total = np.nansum(((ds - want_ds) / ds_limit) ** 2)
+        total = np.nansum((ds / ds_limit) ** 2)
         if centered:
-            total += np.nansum(((shift - want_t) / shift_limit) ** 2)
+            total += np.nansum((shift / shift_limit) ** 2)
     return float(total)
 
 
-# words, predicted ds and shift (None: zero), and whether a value was fitted to the groups
-Hypothesis = tuple[str, F64 | None, F64 | None, bool]
+class Hypothesis(NamedTuple):
+    """A convention's words, its predicted ``ds`` and ``shift`` per group (``None``: zero),
+    and whether a value in it was fitted to the groups themselves."""
+
+    words: str
+    ds: F64 | None
+    shift: F64 | None
+    fitted: bool
 
 
 def _hypotheses(
@@ -175,20 +163,24 @@ def _hypotheses(
                 if centered
                 else "matches a mean square ÷(n - 1)"
             )
-            out.append((words, _scale(exact, var * n / (n - 1) + eps), None, False))
+            out.append(Hypothesis(words, _scale(exact, var * n / (n - 1) + eps), None, False))
         if eps > 0:
             on_std: F64 = np.asarray(np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0, dtype=np.float64)
             out.append(
-                ("matches eps added to the std instead of the variance", on_std, None, False)
+                Hypothesis(
+                    "matches eps added to the std instead of the variance", on_std, None, False
+                )
             )
         if np.isfinite(w).any():
             if offset == 0:
                 out.append(
-                    ("matches 1 + w used where the weight is w", np.asarray(1.0 / w), None, False)
+                    Hypothesis(
+                        "matches 1 + w used where the weight is w", np.asarray(1.0 / w), None, False
+                    )
                 )
             else:  # the stored weight alone, without its offset: w - offset of w
                 out.append(
-                    (
+                    Hypothesis(
                         f"matches w used where the weight is {offset:g} + w",
                         np.asarray(-offset / w),
                         None,
@@ -198,21 +190,27 @@ def _hypotheses(
             swapped = _another_weight(w, ds)
             if swapped is not None:
                 out.append(
-                    ("matches each group scaled by another channel's weight", swapped, None, True)
+                    Hypothesis(
+                        "matches each group scaled by another channel's weight", swapped, None, True
+                    )
                 )
         if centered and np.isfinite(b).any():
             left_out = np.where(np.isfinite(b), -b / w, np.nan)
-            out.append(("matches the bias left out", None, left_out, False))
-            out.append(("matches the bias added before the weight", None, b * (w - 1.0) / w, False))
+            out.append(Hypothesis("matches the bias left out", None, left_out, False))
+            out.append(
+                Hypothesis(
+                    "matches the bias added before the weight", None, b * (w - 1.0) / w, False
+                )
+            )
         # another eps, fitted: the one the groups imply, their median; last, since a fitted
-        # value can mimic any scale that is the same in every group
+        # value can mimic any scale that is the same in every group (ties go to the first)
         implied = exact / (1.0 + ds) ** 2 - var
         finite = implied[np.isfinite(implied)]
         if finite.size:
             other = float(np.median(finite))
             if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
                 out.append(
-                    (
+                    Hypothesis(
                         f"matches eps = {other:.3g} instead of {eps:g}",
                         _scale(exact, var + other),
                         None,

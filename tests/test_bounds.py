@@ -158,6 +158,18 @@ def test_torchs_variance_of_a_constant_input_read_back_from_its_rstd_passes(
     assert report.passed
 
 
+def test_a_variance_far_below_eps_is_checked_to_the_rounding_of_eps() -> None:
+    # var 1e-8 against eps 1e-5 in bfloat16: the output cannot tell var = 0 from it (rstd
+    # moves by 5e-4, under bfloat16's 4e-3), and a var read back from rstd carries rstd's
+    # rounding of eps; a var of a tenth of eps is wrong all the same
+    x = (np.random.default_rng(3).standard_normal((4, 64)) * 1e-4).astype(np.float32)
+    zero = stats_checks(x, normalized_shape=64, dtype="bfloat16", expected={"var": np.zeros(4)})
+    assert zero["var"].passed
+    tenth = {"var": np.full(4, 1e-6)}
+    wrong = stats_checks(x, normalized_shape=64, dtype="bfloat16", expected=tenth)
+    assert not wrong["var"].passed
+
+
 def test_wrong_statistics_are_mismatches() -> None:
     x, mean, var = _rows()
     wrong = {

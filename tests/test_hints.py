@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,3 +111,41 @@ def test_other_function_compares_groupings_not_their_names() -> None:
     assert not _other_function(spec, found)  # GroupNorm with one channel per group
     assert _other_function(spec, replace(found, view_shape=(2, 3, 2, 5), groups=3))
     assert _other_function(spec, replace(found, centered=False))
+
+
+def test_a_fit_of_a_weight_per_feature_reproducing_a_small_tensor_is_no_evidence() -> None:
+    import torch
+
+    # 128 values: explain reproduces torch's own bfloat16 InstanceNorm "exactly" with an
+    # RMSNorm whose 64 weights and biases it fits; that is the freedom, not another function
+    rng = np.random.default_rng(39)
+    x = (1000 + rng.standard_normal((2, 16, 4))).astype(np.float32)
+    w, b = rng.uniform(0.2, 1.9, 16).astype(np.float32), rng.uniform(-0.7, 0.35, 16)
+    b = b.astype(np.float32)
+
+    def bf16(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(torch.bfloat16)
+
+    y = torch.nn.functional.instance_norm(bf16(x), weight=bf16(w), bias=bf16(b))
+    options = {"affine": True, "weight": w, "bias": b, "dtype": "bfloat16"}
+    report = lncheck.compare(x, "instance_norm", expected=y, **options)
+    classes = {c.candidate: c.accuracy_class for c in report.checks if c.quantity == "output"}
+    assert classes["expected"] == classes["torch.nn.InstanceNorm1d"] == "low_precision"
+
+
+def test_a_callable_candidate_gets_the_same_verdict_as_the_same_output_given() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 8, 512)) * 1e-3).astype(np.float16)
+    w = np.full(8, 1000.0, dtype=np.float16)
+    y = _group_norm(x.astype(np.float64), 4, w.astype(np.float64)).astype(np.float16)
+
+    def kernel(t: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.from_numpy(y)
+
+    options = {"groups": 8, "weight": w, "backend": None}
+    given = lncheck.compare(x, "group_norm", expected=y, **options).checks[0]
+    called = lncheck.compare(x, "group_norm", candidates={"mine": kernel}, **options).checks[0]
+    assert (given.accuracy_class, called.accuracy_class) == ("mismatch", "mismatch")
+    assert called.explanation == given.explanation

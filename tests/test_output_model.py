@@ -197,6 +197,22 @@ def test_the_floor_admits_torchs_float16_instance_norm_at_a_million_values() -> 
     assert low_precision_floor("float16", 1024, np.array([1.0]))[0] == pytest.approx(0.5, rel=4e-3)
 
 
+def test_a_mean_off_by_t_moves_the_scale_by_exactly_one_minus_sqrt_one_minus_t_squared() -> None:
+    # torch's bfloat16 BatchNorm of a batch of 2: the mean rounded to bfloat16 sits on one of
+    # the two values, so the variance about it doubles (t = 1 std of the exact variance,
+    # fitted t s = sqrt(1/2), s = sqrt(1/2)): its own kernel, low_precision, not a mismatch
+    x = np.array([[100, 100, 3, 7], [100.5, 100.5, 3.015625, 7.03125]], dtype=np.float32)
+    report = lncheck.compare(x, "batch_norm", dtype="bfloat16")
+    outputs = [c for c in report.checks if c.quantity == "output"]
+    assert {c.accuracy_class for c in outputs} == {"low_precision"}
+    block = whole(model_of(x, "batch_norm", training=True, dtype="bfloat16"))
+    t = np.full(4, math.sqrt(0.5))
+    moved, _ = block.limits("bfloat16", "low_precision", t)
+    still, _ = block.limits("bfloat16", "low_precision", np.zeros(4))
+    assert np.all(moved < om.LOW_REACH)
+    np.testing.assert_allclose(moved - still, 1 - math.sqrt(0.5), rtol=1e-9)
+
+
 @pytest.mark.parametrize(("n", "worst_case"), [(4, True), (4096, False)])
 def test_fit_noise_is_the_smaller_of_ten_sigma_and_every_error_leaning_alike(
     n: int, worst_case: bool
