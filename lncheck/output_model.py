@@ -165,8 +165,8 @@ class OutputBlock:
     def limits(self, dtype: str, klass: str, shift: F64 | None = None) -> tuple[F64, F64]:
         """Per group (as columns), the largest implied scale ``|s - 1|`` and shift ``|t|``
         class ``klass`` allows. A mean off by ``t`` std inflates a variance measured about it
-        by ``t**2``: the scale may move by ``1 - sqrt(1 - t**2)`` more (about ``t**2 / 2``),
-        with ``t`` the observed ``shift`` (capped at its limit) where known, else the limit."""
+        by ``t**2``: the scale may move by ``1 - 1 / sqrt(1 + t**2)`` more, with ``t`` the
+        observed mean error ``shift`` (capped at its limit), else by ``t**2 / 2`` of the limit."""
         c = self.allowance(dtype, klass)
         k = self.k
         rows = slice(self.first, self.first + self.y.shape[0])
@@ -174,11 +174,12 @@ class OutputBlock:
         steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
             limit = (c.shift + c.fused) * k + c.fused * self.bias_share()
-            moved = limit if shift is None else np.minimum(np.abs(shift).reshape(-1, 1), limit)
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
-            # s = 1 / sqrt(1 + t**2) about a mean off by t, and the fit sees t s: s**2 + (t
-            # s)**2 = 1, ds = 1 - sqrt(1 - fitted**2), written without cancellation
-            moved = moved**2 / (1.0 + np.sqrt(np.fmax(1.0 - moved**2, 0.0)))
+            if shift is None:  # no more than the limit's own t**2 / 2
+                moved = 0.5 * limit**2
+            else:  # about a mean off by t, s = 1 / sqrt(1 + t**2): 1 - s without cancelling
+                t2 = np.minimum(np.abs(shift).reshape(-1, 1), limit) ** 2
+                moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             scale = scale + np.minimum(c.drift * k, G_DRIFT) + moved
@@ -390,13 +391,11 @@ def judge(
         saa = np.einsum("ij,ij->i", a, a)
         # the element-wise roundings, and so the fit's own noise, are the same for every class
         rounding = block.residual_bound(dtype, classes[0])
-        # the fit's own float64 arithmetic: a few units in the last place of what it fits
-        bound = rounding + 1e-15 * np.abs(centred)
+        bound = rounding + 1e-15 * np.abs(centred)  # and the fit's own float64 ulps
         squared = bound * bound
         noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, squared)) / saa
         noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, squared)) / scc
-        # errors within their bounds cannot move the fit further than all of them leaning
-        # the same way: a bound that is tighter where few elements carry the fit
+        # no further than every error at its bound leaning one way (tighter in small groups)
         noise_s = np.minimum(noise_s, np.einsum("ij,ij->i", np.abs(a), bound) / saa)
         noise_t = np.minimum(noise_t, np.einsum("ij,ij->i", c, bound) / scc)
         noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
@@ -408,9 +407,11 @@ def judge(
         allowed += c * noise_t[:, None]
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        # the fit sees the mean error t (of the exact rstd) times s: judge t itself
+        s_fit = np.fmax(1.0 + f.ds, 0.0)
         limits = []
         for klass in classes:
-            scale_column, shift_column = block.limits(dtype, klass, f.shift)
+            scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
         caps = beyond_caps(block, np.abs(centred), limits, rounding)
         residual_failed = f.fitted & (worst_r > 1)
@@ -421,7 +422,7 @@ def judge(
                 below = 1.0 - low_precision_floor(dtype, block.model.group_size, block.k[:, 0])
                 scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
-            share_t = np.abs(f.shift) / (shift_limit + noise_t)
+            share_t = np.abs(f.shift) / (shift_limit * s_fit + noise_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
             cap = caps[index]
@@ -432,9 +433,8 @@ def judge(
                 scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
                 shift_accurate = shift_limit + noise_t
             if index == accepted:
-                # a structural failure (statistics or residual) is charged to the group's
-                # worst element only: the elements' own errors say which others are out of
-                # tolerance, so "5 of 8 elements" stays 5 when the fit spreads them over 8
+                # a structural failure is charged to the group's worst element only: "5 of 8
+                # elements" stays 5 when the fit spreads them over 8
                 fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
                 group_score = np.where(cap, np.inf, np.fmax(fitted_r, stats))
