@@ -10,8 +10,8 @@ the semantics must not be classed ``low_precision``). Every row goes to ``--out`
     python benchmarks/verdict_matrix.py --quick --dump DIR   # every miss and false alarm
     python benchmarks/verdict_matrix.py --list               # the implementations and bugs
 
-The default (800 inputs, groups up to 2^20) takes about 700 CPU seconds (~6-10 minutes on 2
-cores); --quick (480 inputs, groups up to 2^16) about 75 (~1 minute).
+The default (800 inputs, groups up to 2^20) takes about 2,000 CPU seconds (~20 minutes on 2
+cores); --quick (480 inputs, groups up to 2^16) about 450 (~4 minutes).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def only(args: argparse.Namespace, config: Config, ident: str, dump_to: Path | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="480 smaller inputs (< 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="480 smaller inputs (about 4 minutes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--count", type=int, help="number of inputs")
     parser.add_argument("--max-log2", type=float, help="largest group size, as log2")
