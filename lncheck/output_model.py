@@ -26,16 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from lncheck import tolerances
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
-from lncheck.tolerances import (
-    G_DRIFT,
-    Allowance,
-    allowance,
-    atol_floor,
-    low_precision_floor,
-    sequential_steps,
-)
+from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
 MIN_FIT_SIZE = 2  # a group of one has no spread to fit a scale to
@@ -183,13 +177,15 @@ class OutputBlock:
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             scale = scale + np.minimum(c.drift * k, G_DRIFT) + moved
+            exact = model.exact_mean[rows, None]  # a representable mean, however it is kept
             if klass in EXACT_MEAN_CLASSES:
                 # every sum exact: no sequential drift, only a parallel Welford's merges (a few
                 # ulps per level, torch's CUDA BatchNorm) and the fused form's rounding
                 merged = 2.0 * c.scale_const + c.fused
-                limit = np.where(model.exact_mean[rows, None], merged * k, limit)
-            if klass == "low_precision":  # statistics off by their own size: no digit left
-                scale, limit = np.minimum(scale, LOW_REACH), np.minimum(limit, LOW_REACH)
+                limit = np.where(exact, merged * k, limit)
+            if klass == "low_precision":  # off by their own size (or a mean's A u K rounding)
+                reach = np.where(exact, LOW_REACH, np.fmax(LOW_REACH, c.relative * k))
+                scale, limit = np.minimum(scale, LOW_REACH), np.minimum(limit, reach)
         return np.asarray(scale, dtype=np.float64), np.asarray(limit, dtype=np.float64)
 
     def atol(self, dtype: str, klass: str) -> F64:
@@ -419,7 +415,9 @@ def judge(
         for index in range(len(classes) - 1, -1, -1):
             scale_limit, shift_limit = limits[index]
             if classes[index] == "low_precision":  # its reach below 1 (no rstd is negative)
-                below = 1.0 - low_precision_floor(dtype, block.model.group_size, block.k[:, 0])
+                below = 1.0 - tolerances.low_precision_floor(
+                    dtype, block.model.group_size, block.k[:, 0]
+                )
                 scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit * s_fit + noise_t)

@@ -205,6 +205,20 @@ def test_the_shift_is_judged_as_the_mean_error_the_fit_sees_times_s() -> None:
     assert classes == ["sequential", "mismatch", "mismatch"]
 
 
+def test_low_precision_admits_a_mean_rounded_to_the_compute_dtype() -> None:
+    # float16 at mean/std ~1e4: a mean kept in float16 is off by up to 3 u K std, far more than
+    # one std (torch's float16 CPU InstanceNorm of 10**6 values: 7.8 std); a constant group
+    # has a representable mean, and a mean off by more than one std there is no rounding
+    rng = np.random.default_rng(14)
+    x = np.concatenate([1000 + 0.1 * rng.standard_normal((3, 256)), np.full((1, 256), 1000.0)])
+    block = whole(model_of(x.astype(np.float16), normalized_shape=256))
+    _, shift = block.limits("float16", "low_precision")
+    k = block.k[:, 0]
+    assert np.all(3 * 2.0**-11 * k[:3] > 5)
+    np.testing.assert_allclose(shift[:3, 0], 3 * 2.0**-11 * k[:3], rtol=1e-12)
+    assert shift[3, 0] == om.LOW_REACH
+
+
 def test_the_floor_admits_torchs_float16_instance_norm_at_a_million_values() -> None:
     # measured: its variance 89 times the exact one (s = 0.106) at mean/std 1.3e4
     assert low_precision_floor("float16", 2**20, np.array([1.3e4]))[0] < 0.106 / 10
