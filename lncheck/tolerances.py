@@ -27,8 +27,9 @@ conditioning. The classes bound ``c``:
   the variance itself for the variance, since ``x - mean`` rounds relative to its result), or
   a one-pass ``E[x**2] - E[x]**2`` variance, whose absolute error is ``v * (mean**2 + var)``
   and so relative error ``G_ONE_PASS * log2(n) * v * K**2``. Statistics off by more than
-  their own size (``|s - 1|`` or ``|t|`` above ``output_model.LOW_REACH`` = 1; below 1, ``s``
-  under ``low_precision_floor``, a variance larger than any precision loss explains) have no
+  their own size (``|s - 1|`` or ``|t|`` above ``output_model.LOW_REACH`` = 1, ``|t|`` above
+  ``A * u * K`` where a mean rounded to the compute dtype errs by more; below 1, ``s`` under
+  ``low_precision_floor``, a variance larger than any precision loss explains) have no
   correct digit left, and no class admits them;
 * ``mismatch``: no legitimate algorithm explains the difference.
 
