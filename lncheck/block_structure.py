@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
+from lncheck.blocks import uniform_rows
 from lncheck.dtypes import round_to
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import ClassTally, Distortion
@@ -70,4 +71,4 @@ def uniform_value(param: F64 | None, groups: int, default: float) -> F64:
     """Per group, the parameter's value where it is the same for every element, else NaN."""
     if param is None:
         return np.full(groups, default)
-    return np.where(np.ptp(param, axis=1) == 0, param[:, 0], np.nan)
+    return np.where(uniform_rows(param), param[:, 0], np.nan)
