@@ -28,7 +28,7 @@ class Structure:
         kinds: list[str | None],
     ) -> None:
         self.index, self.block, self.fit, self.scores = index, block, fit, scores
-        self.extra, self.group_score, self.kinds = scores.extra, scores.group, kinds
+        self.group_score, self.kinds = scores.group, kinds
 
     def record(self, tally: ClassTally, first: int) -> None:
         """Every group's distortion, for the conventions that may explain them all."""
@@ -59,8 +59,11 @@ class Structure:
 def structure_of(
     block: om.OutputBlock, actual: npt.NDArray[np.generic], dtype: str, accepted: int
 ) -> Structure:
-    rounded = np.asarray(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
-    fit = om.fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounded)
+    rounding = None
+    if dtype != "float64":  # rounded minus exact: a new array, written in place
+        rounding = np.array(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
+        rounding -= block.y
+    fit = om.fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounding)
     classes, scores, kinds = om.judge(
         block, fit, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
     )

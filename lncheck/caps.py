@@ -56,6 +56,20 @@ def beyond_caps(
 
 
 def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:
-    """Per row, whether an element of ``centred`` exceeds ``big_w * reach`` plus ``rounding``."""
-    over = centred > big_w * reach[:, None] * (1 + 1e-2) + rounding
-    return np.asarray(np.any(over & np.isfinite(centred), axis=1))
+    """Per row, whether an element of ``centred`` exceeds ``big_w * reach`` plus ``rounding``.
+
+    Rounding is never negative and products round monotonically: a row whose largest value
+    stays within its smallest ``|w|`` times a non-negative reach has no such element, and
+    only the other rows (most rows pass) are looked at element by element."""
+    found = np.zeros(centred.shape[0], dtype=bool)
+    if not centred.shape[1]:
+        return found
+    with np.errstate(all="ignore"):
+        smallest_w = big_w if np.ndim(big_w) == 0 else np.min(big_w, axis=1)
+        within = np.fmax.reduce(centred, axis=1) <= smallest_w * reach * (1 + 1e-2)
+        rows = ~(within & (reach >= 0))
+        if rows.any():
+            w_rows = big_w if np.ndim(big_w) == 0 else big_w[rows]  # type: ignore[index]
+            over = centred[rows] > w_rows * reach[rows, None] * (1 + 1e-2) + rounding[rows]
+            found[rows] = np.any(over & np.isfinite(centred[rows]), axis=1)
+    return found

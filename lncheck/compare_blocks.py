@@ -296,7 +296,7 @@ class BlockComparer:
             shared,
             actual,
             here.atol(self.accepted),
-            None if structure is None else structure.extra,
+            None if structure is None else structure.group_score,
             self.scratch,
         )
         if not self.case.tolerance.classified:

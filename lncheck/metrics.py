@@ -124,9 +124,11 @@ def prepare(
     mag = np.abs(e, out=buffers.get("shared.magnitude", e.shape))
     overflow = None
     if rounds_to is not None:
-        with np.errstate(all="ignore"):
-            beyond = mag >= rounds_to.max * (1.0 + 2.0 ** -(rounds_to.mantissa_bits + 2))
-        if beyond.any():
+        limit = rounds_to.max * (1.0 + 2.0 ** -(rounds_to.mantissa_bits + 2))
+        # one reduction (which skips NaN) finds a block with nothing beyond the range
+        if mag.size and np.fmax.reduce(mag, axis=None) >= limit:
+            with np.errstate(all="ignore"):
+                beyond = mag >= limit
             overflow = beyond
             e = np.where(beyond, np.copysign(np.inf, e), e)
             np.abs(e, out=mag)
@@ -141,12 +143,8 @@ def prepare(
         np.divide(1.0, allowed, out=inv_allowed)
         inv_spacing = None
         if ulp_of is not None:
-            scale = buffers.get("shared.spacing", e.shape)
-            if np.any(magnitude):
-                np.maximum(mag, magnitude, out=scale)
-            else:
-                np.copyto(scale, mag)
-            np.maximum(scale, ulp_of.tiny, out=scale)
+            floor = np.maximum(magnitude, ulp_of.tiny)  # per group: one pass over the block
+            scale = np.maximum(mag, floor, out=buffers.get("shared.spacing", e.shape))
             inv_spacing = inverse_spacing(scale, ulp_of.mantissa_bits)
         inv_magnitude = np.maximum(mag, _TINY, out=mag)
         np.divide(1.0, inv_magnitude, out=inv_magnitude)
@@ -199,8 +197,8 @@ class Accumulator:
     ) -> F64:
         """Add one block: ``actual`` against the reference block that ``shared`` describes.
 
-        ``extra`` is a further share of the tolerance per element (a structural check's) that
-        counts like the element's own. Returns the absolute error of each element (``inf``
+        ``extra`` is a further share of the tolerance per group (a structural check's), charged
+        to the group's element with the largest error, where it counts like that element's own. Returns the absolute error of each element (``inf``
         for a non-finite mismatch, ``0`` for a non-finite match): with ``scratch``, in its
         buffer, valid until its next use."""
         e = shared.expected
@@ -237,8 +235,9 @@ class Accumulator:
         self.finite += err.size
         self.sum_abs += total
         np.multiply(err, s.inv_allowed, out=scratch)  # each element's share of its tolerance
-        if extra is not None:
-            np.maximum(scratch, extra, out=scratch)
+        if extra is not None and err.shape[1]:
+            rows, at = np.arange(err.shape[0]), np.argmax(err, axis=1)
+            scratch[rows, at] = np.maximum(scratch[rows, at], extra)
         k = int(scratch.argmax())
         best = float(scratch.flat[k])
         if best > 1:
@@ -290,6 +289,7 @@ class Accumulator:
         self.mismatched += int(e.size - np.count_nonzero(ok))
         score = np.where(finite, err * s.inv_allowed, np.where(nonfinite_ok, 0.0, np.inf))
         if extra is not None:
+            extra = _at_largest(np.abs(a - e), extra)
             score = np.fmax(score, np.where(finite, extra, 0.0))
             self.mismatched += int(np.count_nonzero(ok & (score > 1)))
         if self.groups is not None:
@@ -427,6 +427,15 @@ def _at(atol: F64 | float, k: int, shape: tuple[int, ...]) -> float:
     """The atol applied at flat index ``k`` of a block of ``shape``."""
     values = np.asarray(atol, dtype=np.float64)
     return float(values) if values.ndim == 0 else float(np.broadcast_to(values, shape).flat[k])
+
+
+def _at_largest(err: F64, per_group: F64) -> F64:
+    """A block of zeros with each group's ``per_group`` value at its largest ``err`` (the first
+    NaN, if any)."""
+    spread = np.zeros(err.shape)
+    if err.shape[1]:
+        spread[np.arange(err.shape[0]), np.argmax(err, axis=1)] = per_group
+    return spread
 
 
 def _unbounded(ratio: float) -> float:

@@ -27,15 +27,16 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import tolerances
+from lncheck.affine_fit import MIN_FIT_SIZE as MIN_FIT_SIZE
+from lncheck.affine_fit import Fit, geometry
+from lncheck.affine_fit import fit as fit
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
 from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
-MIN_FIT_SIZE = 2  # a group of one has no spread to fit a scale to
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
-SMALL_GROUP = 16  # up to this many values, one wrong element tilts a fit of all of them
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,9 @@ class OutputBlock:
         a, big_w, big_b = self.scaled()
         with np.errstate(all="ignore"):
             total = a * (c.plain + scale)
-            total += big_w * shift
-            total += c.plain * big_b
-            total += atol_floor(dtype)
+            # the per-group terms added as one where weight and bias are uniform (one pass)
+            rest = _plus(big_w * shift, c.plain * big_b)
+            total += _plus(rest, atol_floor(dtype))
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
 
     def residual_bound(self, dtype: str, klass: str) -> F64:
@@ -217,128 +218,29 @@ class OutputBlock:
         identical = self.model.constant[rows] & uniform_rows(self.weight) & uniform_rows(self.bias)
         k = np.where(identical[:, None], 0.0, self.k)
         with np.errstate(all="ignore"):
-            total = c.relative * np.abs(self.y) + c.plain * (a + big_b)
-            total = total + c.fused * k * big_w + atol_floor(dtype)
+            total = np.abs(self.y)
+            total *= c.relative
+            total += c.plain * _plus(a, big_b)
+            total += _plus(c.fused * k * big_w, atol_floor(dtype))
         bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
         self.memo[key] = bound
         return bound
 
 
-@dataclass(frozen=True)
-class Fit:
-    """A block's candidate as an affine distortion of the reference's normalized values, per
-    group: implied ``scale`` and ``shift``, and the element-wise ``residual`` left over
-    (``NaN`` where a group has non-finite values or too few to fit)."""
-
-    scale: F64
-    shift: F64
-    residual: F64
-    fitted: npt.NDArray[np.bool_]  # groups whose fit means something
-    ds: F64  # scale - 1, kept apart so that tiny deviations keep their digits
-
-
-def fit(
-    block: OutputBlock,
-    actual: npt.NDArray[np.generic],
-    trim: F64 | None = None,
-    rounded: F64 | None = None,
-) -> Fit:
-    """Least squares per group of ``actual - b = w * (n * scale + shift)`` (no shift without
-    centring). Groups with fewer than ``MIN_FIT_SIZE`` values, or with NaN/Inf, are not fitted.
-
-    ``rounded`` is the exact output rounded to the compute dtype. With ``trim`` (a
-    per-element residual bound), elements whose residual exceeds it and four
-    times the group's median residual are left out of a second fit, so that a few wrong
-    elements do not tilt the fit of the others (as long as more than half of a group remains).
-    """
-    with np.errstate(all="ignore"):
-        u = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
-        if rounded is not None:
-            # measured from the exact output's own rounding: a kernel rounds its result the
-            # same way, and on data with few distinct values those roundings would otherwise
-            # lean one way and read as a scale or a shift
-            u -= rounded - block.y
-        a = block.weighted
-        c = np.broadcast_to(1.0 if block.weight is None else block.weight, u.shape)
-        e = u - a  # the deviation from the exact affine map
-        ds, shift = _solve(a, c, e, None, block.model.centered)
-        residual = e - ds[:, None] * a - shift[:, None] * c
-        if trim is not None:
-            # the first fit spreads a wrong element's error over the rest: judge them against
-            # the typical residual, not the rounding alone
-            keep = np.abs(residual) <= trim
-            # a row whose residuals all stay within the rounding keeps them all whatever its
-            # median: the medians (a partition each) are taken only where one does not
-            keep = _within_typical(np.abs(residual), trim, keep)
-            if u.shape[1] <= SMALL_GROUP:
-                err = np.abs(np.subtract(actual, block.y))
-                keep &= _within_typical(err, trim, err <= trim)
-            partial = ~keep.all(axis=1) & (keep.sum(axis=1) * 2 > u.shape[1])
-            if partial.any():
-                refit_ds, refit_shift = _solve(a, c, e, keep, block.model.centered)
-                refit = e - refit_ds[:, None] * a - refit_shift[:, None] * c
-                # keep the refit where it leaves fewer elements beyond the bound (a wrong
-                # element no longer tilts the rest), the first fit where an element it left
-                # out was one the scale depends on (a large outlier of the data)
-                before = np.sum(np.abs(residual) > trim, axis=1)
-                after = np.sum(np.abs(refit) > trim, axis=1)
-                # ...and where the elements left out were out of line already: an element
-                # whose residual the refit multiplies was holding the fit (high leverage)
-                out = ~keep
-                was = np.max(np.where(out, np.abs(residual), 0.0), axis=1)
-                now = np.max(np.where(out, np.abs(refit), 0.0), axis=1)
-                better = partial & (after < before) & (now <= 2.0 * was)
-                ds = np.where(better, refit_ds, ds)
-                shift = np.where(better, refit_shift, shift)
-                residual = np.where(better[:, None], refit, residual)
-        scale = 1.0 + ds
-    fitted = np.isfinite(residual).all(axis=1) & (u.shape[1] >= MIN_FIT_SIZE)
-    return Fit(scale, shift, residual, fitted, ds)
-
-
-def _within_typical(size: F64, trim: F64, within: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """``size <= max(trim, 4 * median(size))`` per row, given ``within = size <= trim``."""
-    rows = ~within.all(axis=1)
-    if rows.any():
-        typical = 4.0 * np.median(size[rows], axis=1, keepdims=True)
-        within[rows] = size[rows] <= np.maximum(trim[rows], typical)
-    return within
-
-
-def _solve(
-    a: F64, c: npt.NDArray[np.float64], e: F64, keep: npt.NDArray[np.bool_] | None, centered: bool
-) -> tuple[F64, F64]:
-    """Per row, the least-squares ``ds``, ``shift`` of ``e ~ ds * a + shift * c`` over the
-    elements ``keep`` marks (all without it). ``e`` is the deviation from the exact affine map
-    (``ds = scale - 1``): fitting it, not the values, keeps float64's own cancellation out."""
-    # without ``keep`` every weight is 1: the products by it are left out (x * 1 is x)
-    m = None if keep is None else keep.astype(np.float64)
-    am = a if m is None else a * m
-    if not centered:
-        saa = (am * a).sum(axis=1)
-        return np.where(saa > 0, (am * e).sum(axis=1) / saa, 0.0), np.zeros(e.shape[0])
-    # orthogonalize a against c first: in eval mode (running statistics) n is far from
-    # centred, a and c are nearly parallel, and the normal equations would cancel
-    cm = c if m is None else c * m
-    scc = (cm * c).sum(axis=1)
-    sca = (cm * a).sum(axis=1)
-    along = sca / scc
-    a_perp = a - along[:, None] * c
-    am_perp = a_perp if m is None else a_perp * m
-    spp = (am_perp * a_perp).sum(axis=1)
-    # a constant group (all n_i equal) fits a shift alone
-    flat = ~(spp > 1e-24 * (am * a).sum(axis=1))
-    ds = np.where(flat, 0.0, (am_perp * e).sum(axis=1) / spp)
-    shift = ((cm * e).sum(axis=1) - ds * sca) / scc
-    return ds, shift
+def _plus(x: F64 | float, y: F64 | float) -> F64 | float:
+    """``x + y``, without a pass over a block to add a zero."""
+    if np.ndim(y) == 0 and y == 0:
+        return x
+    return x + y
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Shares of the accepted class's structural bounds: per element (the residual's, and its
-    group's scale and shift's) and per group (the largest)."""
+    """Per group, the largest share of the accepted class's structural bounds (the residual's,
+    the implied scale's and shift's; ``inf`` beyond the cap), which the comparison charges to
+    the group's element with the largest error only: "5 of 8 elements" stays 5 when a fit
+    spreads them over 8."""
 
-    extra: F64
     group: F64
     # per group, the accurate class's limits on the implied scale (ds) and shift, widened by
     # the fit's noise: what a convention's prediction must meet to explain the group
@@ -371,36 +273,35 @@ def judge(
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
-    centred = np.subtract(actual, 0.0 if block.bias is None else block.bias, dtype=np.float64)
-    a = block.weighted
-    c = np.broadcast_to(1.0 if block.weight is None else np.abs(block.weight), a.shape)
+    # the scale is measured by a's part across c = |w| (see affine_fit)
+    geo = geometry(block, signed=False)
+    a, saa, scc = geo.a_perp, geo.spp, geo.scc
     residual = np.abs(f.residual)
-    extra = np.zeros(a.shape)
+    size = np.abs(f.centred)
     group_score = np.zeros(groups)
     scale_accurate = shift_accurate = np.full(groups, np.inf)
     with np.errstate(all="ignore"):
-        scc = np.einsum("ij,ij->i", c, c)
-        if block.model.centered:  # the scale is measured by a's part across c (see _solve)
-            along = np.einsum("ij,ij->i", c, a) / scc
-            # (a row with scc = 0, all weights 0, comes out NaN: its along is 0 / 0)
-            a = a - along[:, None] * c
-        saa = np.einsum("ij,ij->i", a, a)
         # the element-wise roundings, and so the fit's own noise, are the same for every class
         rounding = block.residual_bound(dtype, classes[0])
-        bound = rounding + 1e-15 * np.abs(centred)  # and the fit's own float64 ulps
+        bound = size * 1e-15  # the fit's own float64 ulps
+        bound += rounding
         squared = bound * bound
         noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, squared)) / saa
-        noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", c * c, squared)) / scc
         # no further than every error at its bound leaning one way (tighter in small groups)
         noise_s = np.minimum(noise_s, np.einsum("ij,ij->i", np.abs(a), bound) / saa)
-        noise_t = np.minimum(noise_t, np.einsum("ij,ij->i", c, bound) / scc)
+        if geo.c is None:
+            noise_t = NOISE_SIGMAS * np.sqrt(squared.sum(axis=1)) / scc
+            noise_t = np.minimum(noise_t, bound.sum(axis=1) / scc)
+        else:
+            noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
+            noise_t = np.minimum(noise_t, np.einsum("ij,ij->i", geo.c, bound) / scc)
         noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
         noise_t = np.where(scc > 0, noise_t, 0.0)
         # the fit's own uncertainty moves the fitted line, and so every residual, too
         allowed = np.abs(a)
         allowed *= noise_s[:, None]
         allowed += bound
-        allowed += c * noise_t[:, None]
+        allowed += geo.times_c(noise_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
@@ -409,7 +310,7 @@ def judge(
         for klass in classes:
             scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
-        caps = beyond_caps(block, np.abs(centred), limits, rounding)
+        caps = beyond_caps(block, size, limits, rounding)
         residual_failed = f.fitted & (worst_r > 1)
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):
@@ -431,18 +332,12 @@ def judge(
                 scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
                 shift_accurate = shift_limit + noise_t
             if index == accepted:
-                # a structural failure is charged to the group's worst element only: "5 of 8
-                # elements" stays 5 when the fit spreads them over 8
                 fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
                 group_score = np.where(cap, np.inf, np.fmax(fitted_r, stats))
-                extra = np.zeros(a.shape)
-                if a.shape[1]:
-                    worst = np.argmax(np.abs(np.subtract(actual, block.y)), axis=1)
-                    extra[np.arange(groups), worst] = group_score
     kinds: list[str | None] = [
         "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
         for g in range(groups)
     ]
-    scores = Scores(np.asarray(extra, np.float64), group_score, scale_accurate, shift_accurate)
+    scores = Scores(group_score, scale_accurate, shift_accurate)
     return best, scores, kinds
