@@ -28,13 +28,14 @@ class Geometry:
     """Per block, the candidate-independent part of the normal equations: the shift's column
     ``c`` (``None``: ones), per row ``scc = sum(c**2)``, ``sca = sum(c * a)``, ``along = sca /
     scc``, ``a``'s part across ``c`` (``a_perp = a - along * c``; ``a`` itself for an op that
-    does not centre), ``spp = sum(a_perp**2)`` and ``saa = sum(a**2)``."""
+    does not centre) and its square, ``spp = sum(a_perp**2)`` and ``saa = sum(a**2)``."""
 
     c: F64 | None
     scc: F64
     sca: F64
     along: F64
     a_perp: F64
+    a_perp_squared: F64
     spp: F64
     saa: F64
 
@@ -59,7 +60,8 @@ def geometry(block: OutputBlock, signed: bool = True) -> Geometry:
     if block.weight is not None:
         c = block.weight if signed or not negative else np.abs(block.weight)
     with np.errstate(all="ignore"):
-        saa = (a * a).sum(axis=1)
+        a_squared = a * a
+        saa = a_squared.sum(axis=1)
         if c is None:  # sums of ones and products by one are exact: the same values, fewer passes
             scc = np.full(a.shape[0], float(a.shape[1]))
             sca = a.sum(axis=1)
@@ -69,10 +71,11 @@ def geometry(block: OutputBlock, signed: bool = True) -> Geometry:
         along = sca / scc
         if block.model.centered:
             a_perp = a - (along[:, None] if c is None else along[:, None] * c)
-            spp = (a_perp * a_perp).sum(axis=1)
+            a_perp_squared = a_perp * a_perp
+            spp = a_perp_squared.sum(axis=1)
         else:
-            a_perp, spp = a, saa
-    found = Geometry(c, scc, sca, along, a_perp, spp, saa)
+            a_perp, a_perp_squared, spp = a, a_squared, saa
+    found = Geometry(c, scc, sca, along, a_perp, a_perp_squared, spp, saa)
     block.memo[key] = found
     return found
 

@@ -153,3 +153,38 @@ _EXPONENT_BITS = np.uint64(0x7FF << 52)
 
 
 _FLOAT64_TINY = np.finfo(np.float64).tiny
+
+
+# per dtype: the integer view of its storage, and the bits below its own (bfloat16 in float32)
+_ORDINALS: dict[DTypeName, tuple[type[np.integer[Any]], int]] = {
+    "float64": (np.int64, 0),
+    "float32": (np.int32, 0),
+    "float16": (np.int16, 0),
+    "bfloat16": (np.int32, 16),
+}
+
+
+def representable_between(
+    low: npt.NDArray[np.float64], high: npt.NDArray[np.float64], name: DTypeName
+) -> npt.NDArray[np.float64]:
+    """How many values of dtype ``name`` lie in ``[low, high]`` (element-wise; both ends values
+    of that dtype; ``inf`` where either is not finite). IEEE formats order their bit patterns
+    as their values within each sign, so the count is a difference of sign-magnitude
+    integers (both zeros count once).
+
+    >>> representable_between(np.array([1.0]), np.array([2.0]), "bfloat16")
+    array([129.])
+    """
+    ints, below = _ORDINALS[name]
+    storage = DTYPES[name].storage
+
+    def ordinal(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        bits = np.asarray(v, dtype=storage).view(ints).astype(np.int64)
+        magnitude = (bits & np.int64(np.iinfo(ints).max)) >> below
+        return np.where(bits < 0, -magnitude, magnitude).astype(np.float64)
+
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(low) & np.isfinite(high)
+        safe_low, safe_high = np.where(finite, low, 0.0), np.where(finite, high, 0.0)
+        count = ordinal(safe_high) - ordinal(safe_low) + 1.0
+    return np.where(finite, np.fmax(count, 1.0), np.inf)

@@ -198,9 +198,10 @@ class Accumulator:
         """Add one block: ``actual`` against the reference block that ``shared`` describes.
 
         ``extra`` is a further share of the tolerance per group (a structural check's), charged
-        to the group's element with the largest error, where it counts like that element's own. Returns the absolute error of each element (``inf``
-        for a non-finite mismatch, ``0`` for a non-finite match): with ``scratch``, in its
-        buffer, valid until its next use."""
+        to the group's element with the largest error, where it counts like that element's
+        own. Returns the absolute error of each element (``inf`` for a non-finite mismatch,
+        ``0`` for a non-finite match): with ``scratch``, in its buffer, valid until its next
+        use."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))

@@ -59,6 +59,9 @@ class OutputModel:
     # algorithm there computes the mean exactly, and x - mean = 0
     exact_mean: npt.NDArray[np.bool_]
     peak: F64  # the largest share one element has of a group's sum of squares
+    # how many values the group's input can take (the compute dtype's values between its
+    # smallest and largest, at most its size): equal inputs round alike (``judge``)
+    levels: F64
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here
@@ -162,22 +165,37 @@ class OutputBlock:
         class ``klass`` allows. A mean off by ``t`` std inflates a variance measured about it
         by ``t**2``: the scale may move by ``1 - 1 / sqrt(1 + t**2)`` more, with ``t`` the
         observed mean error ``shift`` (capped at its limit), else by ``t**2 / 2`` of the limit."""
+        base, raw, limit = self._limit_terms(dtype, klass)
+        with np.errstate(all="ignore"):
+            if shift is None:  # no more than the limit's own t**2 / 2
+                moved = 0.5 * raw**2
+            else:  # about a mean off by t, s = 1 / sqrt(1 + t**2): 1 - s without cancelling
+                t2 = np.minimum(np.abs(shift).reshape(-1, 1), raw) ** 2
+                moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
+            scale = base + moved
+            if klass == "low_precision":  # off by their own size
+                scale = np.minimum(scale, LOW_REACH)
+        return np.asarray(scale, dtype=np.float64), limit
+
+    def _limit_terms(self, dtype: str, klass: str) -> tuple[F64, F64, F64]:
+        """``limits``' terms that no candidate changes, per group: the scale's limit before a
+        mean error's share, the shift's before and after the class's exact-mean and reach
+        rules (memoized: every candidate and class asks for them)."""
+        key = ("limits", dtype, klass)
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[return-value]
         c = self.allowance(dtype, klass)
         k = self.k
         rows = slice(self.first, self.first + self.y.shape[0])
         model = self.model
         steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
-            limit = (c.shift + c.fused) * k + c.fused * self.bias_share()
+            raw = (c.shift + c.fused) * k + c.fused * self.bias_share()
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
-            if shift is None:  # no more than the limit's own t**2 / 2
-                moved = 0.5 * limit**2
-            else:  # about a mean off by t, s = 1 / sqrt(1 + t**2): 1 - s without cancelling
-                t2 = np.minimum(np.abs(shift).reshape(-1, 1), limit) ** 2
-                moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
-            scale = scale + np.minimum(c.drift * k, G_DRIFT) + moved
+            scale = scale + np.minimum(c.drift * k, G_DRIFT)
+            limit = raw
             exact = model.exact_mean[rows, None]  # a representable mean, however it is kept
             if klass in EXACT_MEAN_CLASSES:
                 # every sum exact: no sequential drift, only a parallel Welford's merges (a few
@@ -186,8 +204,10 @@ class OutputBlock:
                 limit = np.where(exact, merged * k, limit)
             if klass == "low_precision":  # off by their own size (or a mean's A u K rounding)
                 reach = np.where(exact, LOW_REACH, np.fmax(LOW_REACH, c.relative * k))
-                scale, limit = np.minimum(scale, LOW_REACH), np.minimum(limit, reach)
-        return np.asarray(scale, dtype=np.float64), np.asarray(limit, dtype=np.float64)
+                limit = np.minimum(limit, reach)
+        found = tuple(np.asarray(v, dtype=np.float64) for v in (scale, raw, limit))
+        self.memo[key] = found
+        return found  # type: ignore[return-value]
 
     def atol(self, dtype: str, klass: str) -> F64:
         """The element-wise atol of class ``klass`` (its rtol, ``allowance().relative``,
@@ -232,6 +252,16 @@ def _plus(x: F64 | float, y: F64 | float) -> F64 | float:
     if np.ndim(y) == 0 and y == 0:
         return x
     return x + y
+
+
+def _repeats(block: OutputBlock) -> F64:
+    """Per group, how many elements share each input value on average (at least 1; 1 where
+    the weight or bias varies within the group, which sets equal inputs apart)."""
+    rows = slice(block.first, block.first + block.y.shape[0])
+    alike = uniform_rows(block.weight) & uniform_rows(block.bias)
+    with np.errstate(all="ignore"):
+        shared = np.fmax(block.model.group_size / block.model.levels[rows], 1.0)
+    return np.where(alike, shared, 1.0)
 
 
 @dataclass(frozen=True)
@@ -286,22 +316,30 @@ def judge(
         bound = size * 1e-15  # the fit's own float64 ulps
         bound += rounding
         squared = bound * bound
-        noise_s = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", a * a, squared)) / saa
-        # no further than every error at its bound leaning one way (tighter in small groups)
-        noise_s = np.minimum(noise_s, np.einsum("ij,ij->i", np.abs(a), bound) / saa)
+        # 10 sigma of independent roundings, but no further than every error at its bound
+        # leaning one way (tighter in small groups)
+        sigma_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / saa
+        size_a = np.abs(a)
+        one_way_s = np.einsum("ij,ij->i", size_a, bound) / saa
         if geo.c is None:
-            noise_t = NOISE_SIGMAS * np.sqrt(squared.sum(axis=1)) / scc
-            noise_t = np.minimum(noise_t, bound.sum(axis=1) / scc)
+            sigma_t, one_way_t = np.sqrt(squared.sum(axis=1)) / scc, bound.sum(axis=1) / scc
         else:
-            noise_t = NOISE_SIGMAS * np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
-            noise_t = np.minimum(noise_t, np.einsum("ij,ij->i", geo.c, bound) / scc)
+            sigma_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
+            one_way_t = np.einsum("ij,ij->i", geo.c, bound) / scc
+        noise_s = np.minimum(NOISE_SIGMAS * sigma_s, one_way_s)
+        noise_t = np.minimum(NOISE_SIGMAS * sigma_t, one_way_t)
         noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
         noise_t = np.where(scc > 0, noise_t, 0.0)
-        # the fit's own uncertainty moves the fitted line, and so every residual, too
-        allowed = np.abs(a)
-        allowed *= noise_s[:, None]
+        # The fit's own uncertainty moves the fitted line, and so every residual, too. Equal
+        # inputs (with the same weight and bias) round alike: in a group of n values at D
+        # levels the roundings move the line sqrt(n / D) times more than independent ones
+        # would (kept out of the statistics' limits: a bug hides behind them)
+        sigmas = NOISE_SIGMAS * np.sqrt(_repeats(block))
+        line_s = np.where(saa > 0, np.minimum(sigmas * sigma_s, one_way_s), 0.0)
+        line_t = np.where(scc > 0, np.minimum(sigmas * sigma_t, one_way_t), 0.0)
+        allowed = np.multiply(size_a, line_s[:, None], out=size_a)
         allowed += bound
-        allowed += geo.times_c(noise_t[:, None])
+        allowed += geo.times_c(line_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself

@@ -22,10 +22,11 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import activations, bounds, overlap
+from lncheck import activations, bounds
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.dtypes import DTYPES
+from lncheck.dtypes import DTYPES, representable_between
+from lncheck.moments import Moments, moments
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
@@ -37,75 +38,6 @@ NAME = "reference"
 
 SAMPLE = 65536  # values sampled to tell short-mantissa data
 SHORT_BY = 8  # bits fewer than the compute dtype's that make data short-mantissa
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Per group: the first-pass mean ``m0``, its ``correction``, the biased variance,
-    ``scale``, the power of two the group was scaled by (``var_scaled = var * scale**2``), and
-    ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``)."""
-
-    m0: F64
-    correction: F64
-    var: F64
-    var_scaled: F64
-    scale: F64
-    peak: F64
-
-    @property
-    def mean(self) -> F64:
-        return np.asarray(self.m0 + self.correction, dtype=np.float64)
-
-
-def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moments:
-    """The moments of each row of a (groups, elements) block, in float64 (see the module)."""
-    x = np.asarray(block, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        largest = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0])
-        usable = np.isfinite(largest) & (largest > 0)
-        _, exponent = np.frexp(np.where(usable, largest, 1.0))
-        scale = np.ldexp(1.0, -exponent)  # exact: rows scaled into [0.5, 1)
-        xs = x * scale[:, None]
-        if not center:
-            zeros = np.zeros(x.shape[0])
-            squares = xs * xs
-            var_s = np.mean(squares, axis=1)
-            peak = np.max(squares, axis=1) / (var_s * x.shape[1])
-            return Moments(zeros, zeros, var_s / (scale * scale), var_s, scale, peak)
-        m0 = np.mean(xs, axis=1)
-        d = xs - m0[:, None]
-        correction = np.mean(d, axis=1)
-        squares = d * d
-        var_s = np.mean(squares, axis=1) - correction * correction
-        var_s = np.maximum(var_s, 0.0, where=~np.isnan(var_s), out=var_s)
-        peak = np.max(squares, axis=1) / np.sum(squares, axis=1)
-        return Moments(m0 / scale, correction / scale, var_s / (scale * scale), var_s, scale, peak)
-
-
-def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tuple[F64, F64]:
-    """Mean and biased variance of each row of a (groups, elements) block, in float64.
-
-    With ``center=False`` (RMSNorm) the mean is zero and the "variance" is the mean square.
-    """
-    m = group_moments(block, center)
-    return m.mean, m.var
-
-
-def moments(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> Moments:
-    """``group_moments`` of every group of ``x``, block by block, two blocks at a time (NumPy
-    releases the GIL in its loops; each block's moments are its own, so the result is the
-    same in any order)."""
-    blocks = (block for _, block in layout.blocks(x))
-    if layout.groups <= layout.groups_per_block:
-        parts = [group_moments(block, center) for block in blocks]
-    else:
-        parts = overlap.in_order(partial(group_moments, center=center), blocks)
-    if not parts:
-        empty = np.zeros(0)
-        return Moments(empty, empty, empty, empty, empty, empty)
-    return Moments(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in Moments.__dataclass_fields__)
-    )
 
 
 def estimated(biased: F64, p: NormSpec) -> F64:
@@ -204,6 +136,7 @@ def run(case: Case) -> NormResult:
             & (p.center and not norm.running)
             & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),
+            levels=np.fmin(representable_between(batch.low, batch.high, case.dtype), p.group_size),
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
             ),

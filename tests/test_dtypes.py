@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from lncheck.dtypes import DTYPES, default_compute_dtype, inverse_spacing, round_to
+from lncheck.dtypes import (
+    DTYPES,
+    default_compute_dtype,
+    inverse_spacing,
+    representable_between,
+    round_to,
+)
 from lncheck.errors import InputError
 from lncheck.options import parse
 
@@ -115,3 +121,23 @@ def test_inverse_spacing_is_frexp_and_ldexp_bit_for_bit(mantissa_bits: int) -> N
             x = np.maximum(x, np.finfo(np.float64).tiny)
             got = inverse_spacing(x.copy(), mantissa_bits)
             assert np.array_equal(got.view(np.int64), slow(x).view(np.int64))
+
+
+@pytest.mark.parametrize("name", ["float64", "float32", "float16", "bfloat16"])
+def test_representable_between_counts_every_value_by_torch(name: str) -> None:
+    # every value of the dtype between the ends, enumerated by torch's nextafter
+    dtype = getattr(torch, name)
+    for low, high in [(1.0, 1.0), (1.0, 1.25), (-0.5, 0.25), (-3.0, -2.0), (0.0, 1e-3)]:
+        lo, hi = (torch.tensor(v, dtype=dtype) for v in (low, high))
+        count, v = 1, lo
+        while v < hi and count < 5000:
+            v = torch.nextafter(v, torch.tensor(math.inf, dtype=dtype))
+            count += 0 if v == 0 and torch.signbit(v) else 1  # both zeros count once
+        if count >= 5000:  # too many to enumerate: the spacing's count instead
+            continue
+        ends = np.array([float(lo)]), np.array([float(hi)])
+        assert representable_between(*ends, name)[0] == count, (name, low, high)
+    # 1 to 2 holds 2 ** mantissa_bits + 1 values, in every dtype
+    one, two = np.array([1.0]), np.array([2.0])
+    assert representable_between(one, two, name)[0] == 2 ** DTYPES[name].mantissa_bits + 1
+    assert representable_between(np.array([np.nan]), two, name)[0] == math.inf

@@ -5,6 +5,7 @@ and the structural limit ``|y - b| <= |w| sqrt(n - 1)``."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import mpmath
@@ -464,3 +465,31 @@ def test_a_constant_group_summed_exactly_admits_no_mean_error() -> None:
     merged = 2.0 * c.scale_const + c.fused
     assert np.array_equal(block.limits("float16", "sequential")[1][:, 0], merged * k)
     assert c.shift > 10 * merged
+
+
+# --- correlated roundings --------------------------------------------------------------------
+
+
+def test_equal_inputs_round_alike_and_move_the_fitted_line_together() -> None:
+    # torch's bfloat16 BatchNorm of 166,816 values that take 44 values only: every level's
+    # roundings repeat some 3,800 times, and move the fitted line by far more than 10
+    # independent sigmas (this was "not an affine distortion")
+    data = np.load(Path(__file__).parent / "data" / "torch-cpu" / "batch_norm_bf16_44_levels.npz")
+    x, y = data["levels"][data["index"]], data["outputs"][data["index"]]
+    options: dict[str, Any] = {
+        "weight": data["weight"],
+        "bias": np.zeros(1, np.float32),
+        "dtype": "bfloat16",
+        "training": True,
+        "backend": None,
+    }
+    model = model_of(x, "batch_norm", weight=data["weight"], dtype="bfloat16")
+    assert 44 <= model.levels[0] <= 50  # the bfloat16 values between the smallest and largest
+    (check,) = lncheck.compare(x, "batch_norm", expected=y, **options).checks
+    assert check.passed and check.accuracy_class == "sequential", check.explanation
+    # one level's 13,203 outputs moved to the next level's value: a different function
+    level = int(np.argmin(np.abs(data["outputs"])))
+    wrong = np.where(data["index"] == level, data["outputs"][level + 1], y)
+    (check,) = lncheck.compare(x, "batch_norm", expected=wrong, **options).checks
+    assert not check.passed and check.accuracy_class == "mismatch"
+    assert (check.explanation or "").startswith("not an affine distortion")

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 import lncheck
 from lncheck import ops, reference
 from lncheck.case import Case
-from lncheck.reference import group_statistics, layer_norm, normalize
+from lncheck.moments import group_statistics
+from lncheck.reference import layer_norm, normalize
 from lncheck.result import as_array
 
 from .support import make_case, settings

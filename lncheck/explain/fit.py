@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
 from lncheck.dtypes import DTYPES, DTypeName
-from lncheck.reference import group_statistics
+from lncheck.moments import group_statistics
 from lncheck.tolerances import coefficients
 
 F64 = npt.NDArray[np.float64]
