@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
+from lncheck.affine_fit import Fit
 from lncheck.blocks import uniform_rows
 from lncheck.dtypes import round_to
 from lncheck.tolerances import CLASSES
@@ -23,7 +24,7 @@ class Structure:
         self,
         index: int,
         block: om.OutputBlock,
-        fit: om.Fit,
+        fit: Fit,
         scores: om.Scores,
         kinds: list[str | None],
     ) -> None:
