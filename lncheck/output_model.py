@@ -254,14 +254,33 @@ def _plus(x: F64 | float, y: F64 | float) -> F64 | float:
     return x + y
 
 
+def _noise(saa: F64, scc: F64, sigmas: F64 | float, *parts: F64) -> tuple[F64, F64]:
+    """The fit's noise on the scale and shift: ``sigmas`` times their sigma, capped by every
+    rounding leaning one way (``parts``: sigma_s, sigma_t, one_way_s, one_way_t); none where
+    a group has no spread (``saa``) or no weight (``scc``) to fit."""
+    sigma_s, sigma_t, one_way_s, one_way_t = parts
+    noise_s = np.where(saa > 0, np.minimum(sigmas * sigma_s, one_way_s), 0.0)
+    noise_t = np.where(scc > 0, np.minimum(sigmas * sigma_t, one_way_t), 0.0)
+    return noise_s, noise_t
+
+
 def _repeats(block: OutputBlock) -> F64:
-    """Per group, how many elements share each input value on average (at least 1; 1 where
-    the weight or bias varies within the group, which sets equal inputs apart)."""
+    """Per group, how many elements share each (input, weight, bias) on average, at least 1:
+    the input's levels (``OutputModel.levels``) times the runs of equal weight and bias along
+    the group (a GroupNorm group spans channels; an element-wise weight sets every element
+    apart). Runs count distinct values from above, so this errs towards independence."""
     rows = slice(block.first, block.first + block.y.shape[0])
-    alike = uniform_rows(block.weight) & uniform_rows(block.bias)
     with np.errstate(all="ignore"):
         shared = np.fmax(block.model.group_size / block.model.levels[rows], 1.0)
-    return np.where(alike, shared, 1.0)
+    repeating = np.flatnonzero(shared > 1)
+    params = [p for p in (block.weight, block.bias) if p is not None]
+    if repeating.size and params and block.y.shape[1] > 1:
+        changes = np.zeros((repeating.size, block.y.shape[1] - 1), dtype=bool)
+        for param in params:
+            changes |= np.diff(param[repeating], axis=1) != 0
+        runs = 1.0 + np.count_nonzero(changes, axis=1)
+        shared[repeating] = np.fmax(shared[repeating] / runs, 1.0)
+    return shared
 
 
 @dataclass(frozen=True)
@@ -316,8 +335,8 @@ def judge(
         bound = size * 1e-15  # the fit's own float64 ulps
         bound += rounding
         squared = bound * bound
-        # 10 sigma of independent roundings, but no further than every error at its bound
-        # leaning one way (tighter in small groups)
+        # 10 sigmas of independent roundings, but no further than every error at its bound
+        # leaning one way (the tighter in small groups)
         sigma_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / saa
         size_a = np.abs(a)
         one_way_s = np.einsum("ij,ij->i", size_a, bound) / saa
@@ -326,20 +345,18 @@ def judge(
         else:
             sigma_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
             one_way_t = np.einsum("ij,ij->i", geo.c, bound) / scc
-        noise_s = np.minimum(NOISE_SIGMAS * sigma_s, one_way_s)
-        noise_t = np.minimum(NOISE_SIGMAS * sigma_t, one_way_t)
-        noise_s = np.where(saa > 0, noise_s, 0.0)  # a constant group has no scale to fit
-        noise_t = np.where(scc > 0, noise_t, 0.0)
-        # The fit's own uncertainty moves the fitted line, and so every residual, too. Equal
-        # inputs (with the same weight and bias) round alike: in a group of n values at D
-        # levels the roundings move the line sqrt(n / D) times more than independent ones
-        # would (kept out of the statistics' limits: a bug hides behind them)
+        # Equal inputs (with the same weight and bias) round alike: in a group of n values at
+        # D levels, roundings move the fit sqrt(n / D) times more than independent ones. That
+        # widens the residual's allowance and the limits of the classes that pass by default
+        # (a correct kernel's fit is that noisy); low_precision, already off by the
+        # statistics' own size, and the conventions (``semantics``) keep independent noise
+        independent = _noise(saa, scc, NOISE_SIGMAS, sigma_s, sigma_t, one_way_s, one_way_t)
         sigmas = NOISE_SIGMAS * np.sqrt(_repeats(block))
-        line_s = np.where(saa > 0, np.minimum(sigmas * sigma_s, one_way_s), 0.0)
-        line_t = np.where(scc > 0, np.minimum(sigmas * sigma_t, one_way_t), 0.0)
-        allowed = np.multiply(size_a, line_s[:, None], out=size_a)
+        noise_s, noise_t = _noise(saa, scc, sigmas, sigma_s, sigma_t, one_way_s, one_way_t)
+        # the fit's own uncertainty moves the fitted line, and so every residual, too
+        allowed = np.multiply(size_a, noise_s[:, None], out=size_a)
         allowed += bound
-        allowed += geo.times_c(line_t[:, None])
+        allowed += geo.times_c(noise_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
@@ -358,8 +375,10 @@ def judge(
                     dtype, block.model.group_size, block.k[:, 0]
                 )
                 scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
-            share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + noise_s), 0.0)
-            share_t = np.abs(f.shift) / (shift_limit * s_fit + noise_t)
+            wide = classes[index] != "low_precision"
+            class_s, class_t = (noise_s, noise_t) if wide else independent
+            share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
+            share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
             cap = caps[index]
@@ -367,8 +386,8 @@ def judge(
             ok &= ~cap
             best = np.where(ok, index, best).astype(np.int8)
             if index == 0:
-                scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
-                shift_accurate = shift_limit + noise_t
+                scale_accurate = np.where(saa > 0, scale_limit + independent[0], np.inf)
+                shift_accurate = shift_limit + independent[1]
             if index == accepted:
                 fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
