@@ -281,3 +281,25 @@ def test_plot_without_matplotlib_is_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_
         ],
     )
     assert result.exit_code == 2 and "--plot needs matplotlib" in result.stderr
+
+
+def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
+    from lncheck.metrics import prepare
+
+    expected = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    actual = expected + np.array([[0.0, 0.05, 0.01, 0.0], [0.0, 0.0, 0.02, 0.0]])
+    shared = prepare(expected, 0.0, 0.1, 0.0)
+    acc = Accumulator(0.0, False, None, None)
+    # group 0 fails its structural check (share 3), group 1 does not (share 0.5)
+    acc.update(0, shared, actual, 0.1, np.array([3.0, 0.5]))
+    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    # one element fails: group 0's largest error (0.05, element 1), never the rest of it
+    assert (c.mismatched, c.worst_index, c.tolerance_used) == (1, (0, 1), 3.0)
+    # a block with a NaN charges the share at the same element too
+    nan = actual.copy()
+    nan[1, 0] = np.nan
+    acc = Accumulator(0.0, False, None, None)
+    acc.update(0, prepare(expected, 0.0, 0.1, 0.0), nan, 0.1, np.array([3.0, 0.5]))
+    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    # the NaN (the worst: no tolerance covers it) and group 0's largest error
+    assert (c.mismatched, c.worst_index, c.nan_actual) == (2, (1, 0), 1)

@@ -493,3 +493,19 @@ def test_equal_inputs_round_alike_and_move_the_fitted_line_together() -> None:
     (check,) = lncheck.compare(x, "batch_norm", expected=wrong, **options).checks
     assert not check.passed and check.accuracy_class == "mismatch"
     assert (check.explanation or "").startswith("not an affine distortion")
+
+
+def test_repeats_count_equal_inputs_with_equal_parameters() -> None:
+    # a GroupNorm group of 2 channels x 512 values that take 4 float16 values
+    x = np.tile(np.array([1.0, 1.0009765625, 1.001953125, 1.0029296875]), (1, 2, 128, 2))
+    x = x.reshape(1, 4, 512).astype(np.float16)
+    plain = whole(model_of(x, "group_norm", groups=2, dtype="float16"))
+    assert plain.model.levels.tolist() == [4.0, 4.0]
+    assert om._repeats(plain).tolist() == [256.0, 256.0]  # 1024 values at 4 levels
+    # a weight per channel: twice the levels, half the repeats
+    w = np.array([1.0, 2.0, 3.0, 4.0], np.float16)
+    weighted = whole(model_of(x, "group_norm", groups=2, weight=w, dtype="float16"))
+    assert om._repeats(weighted).tolist() == [128.0, 128.0]
+    # LayerNorm's weight per element sets every element apart
+    ln = whole(model_of(x, normalized_shape=(4, 512), weight=np.arange(2048.0).reshape(4, 512)))
+    assert om._repeats(ln).tolist() == [1.0]

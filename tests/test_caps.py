@@ -1,0 +1,51 @@
+"""The structural limit's row check (``lncheck.caps``): the pre-screen by each row's largest
+value never changes which rows have an element beyond ``|w| * reach + rounding``."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lncheck.caps import _over
+
+
+def _by_element(
+    centred: np.ndarray, big_w: np.ndarray | float, reach: np.ndarray, rounding: np.ndarray
+) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        over = centred > big_w * reach[:, None] * (1 + 1e-2) + rounding
+        return np.any(over & np.isfinite(centred), axis=1)
+
+
+values = st.sampled_from([0.0, 0.5, 1.0, 2.9, 3.0, 3.1, 1e300, np.inf, np.nan])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 5),
+    st.data(),
+    st.booleans(),
+)
+def test_pre_screen_agrees_with_every_element(
+    rows: int, size: int, data: st.DataObject, per_element: bool
+) -> None:
+    def block(shape: tuple[int, ...]) -> np.ndarray:
+        return np.array(
+            data.draw(st.lists(values, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+        ).reshape(shape)
+
+    centred = np.abs(block((rows, size)))
+    rounding = np.abs(block((rows, size)))
+    reach = block((rows,)) * data.draw(st.sampled_from([1.0, -1.0]))
+    big_w = np.abs(block((rows, size))) if per_element else 1.0
+    np.testing.assert_array_equal(
+        _over(centred, big_w, reach, rounding), _by_element(centred, big_w, reach, rounding)
+    )
+
+
+def test_a_value_beyond_the_reach_is_found() -> None:
+    centred = np.array([[1.0, 3.2], [1.0, 2.0]])
+    found = _over(centred, 1.0, np.array([3.0, 3.0]), np.zeros((2, 2)))
+    assert found.tolist() == [True, False]  # 3.2 > 3.03; 2.0 is not
