@@ -194,7 +194,11 @@ class OutputBlock:
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
-            scale = scale + np.minimum(c.drift * k, G_DRIFT)
+            drifted = np.minimum(c.drift * k, G_DRIFT)
+            # ...or an outlier leaves it off (``tolerances.G_STUCK``)
+            peak = model.peak[rows, None]
+            stuck = np.where(peak >= 0.5, c.stuck * k * np.sqrt(model.group_size * peak), 0.0)
+            scale = scale + np.fmax(drifted, stuck)
             limit = raw
             exact = model.exact_mean[rows, None]  # a representable mean, however it is kept
             if klass in EXACT_MEAN_CLASSES:
@@ -334,6 +338,13 @@ def judge(
         rounding = block.residual_bound(dtype, classes[0])
         bound = size * 1e-15  # the fit's own float64 ulps
         bound += rounding
+        # the output rounds at its own size: where the statistics' error moves it further from
+        # zero than the exact output (a mean off by its limit at a large mean/std), so does
+        # its rounding
+        further = np.abs(actual) - np.abs(block.y)
+        np.maximum(further, 0.0, out=further)
+        further *= block.allowance(dtype, classes[0]).relative
+        bound += further
         squared = bound * bound
         # 10 sigmas of independent roundings, but no further than every error at its bound
         # leaning one way (the tighter in small groups)
