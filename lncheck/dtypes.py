@@ -178,13 +178,18 @@ def representable_between(
     ints, below = _ORDINALS[name]
     storage = DTYPES[name].storage
 
-    def ordinal(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def ordinal(v: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         bits = np.asarray(v, dtype=storage).view(ints).astype(np.int64)
         magnitude = (bits & np.int64(np.iinfo(ints).max)) >> below
-        return np.where(bits < 0, -magnitude, magnitude).astype(np.float64)
+        return np.where(bits < 0, -magnitude, magnitude)
 
     with np.errstate(all="ignore"):
         finite = np.isfinite(low) & np.isfinite(high)
         safe_low, safe_high = np.where(finite, low, 0.0), np.where(finite, high, 0.0)
-        count = ordinal(safe_high) - ordinal(safe_low) + 1.0
+        top, bottom = ordinal(safe_high), ordinal(safe_low)
+        # subtracted as integers (float64's own ordinals exceed its 53 bits); a float64 range
+        # across zero whose count passes 2**63 wraps: that many values are as good as infinite
+        steps = top - bottom
+        wrapped = (top >= 0) & (bottom < 0) & (steps < 0)
+        count = np.where(wrapped, np.inf, steps.astype(np.float64) + 1.0)
     return np.where(finite, np.fmax(count, 1.0), np.inf)

@@ -28,10 +28,11 @@ import numpy.typing as npt
 
 from lncheck import tolerances
 from lncheck.affine_fit import MIN_FIT_SIZE as MIN_FIT_SIZE
-from lncheck.affine_fit import Fit, geometry
+from lncheck.affine_fit import Fit, Geometry, geometry
 from lncheck.affine_fit import fit as fit
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
+from lncheck.dtypes import DTYPES
 from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
@@ -268,6 +269,19 @@ def _noise(saa: F64, scc: F64, sigmas: F64 | float, *parts: F64) -> tuple[F64, F
     return noise_s, noise_t
 
 
+def _output_rounding(block: OutputBlock, geo: Geometry, dtype: str) -> tuple[F64, F64]:
+    """Per group, the standard deviation of the fitted scale and shift that independent
+    final roundings of the output (``u |y| / sqrt(3)`` each) would leave."""
+    per_element = DTYPES[dtype].unit_roundoff / math.sqrt(3.0)  # type: ignore[index]
+    y_squared = block.y * block.y
+    scale = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, y_squared)) / geo.spp
+    if geo.c is None:
+        shift = np.sqrt(y_squared.sum(axis=1)) / geo.scc
+    else:
+        shift = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, y_squared)) / geo.scc
+    return per_element * scale, per_element * shift
+
+
 def _repeats(block: OutputBlock) -> F64:
     """Per group, how many elements share each (input, weight, bias) on average, at least 1:
     the input's levels (``OutputModel.levels``) times the runs of equal weight and bias along
@@ -356,14 +370,23 @@ def judge(
         else:
             sigma_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
             one_way_t = np.einsum("ij,ij->i", geo.c, bound) / scc
-        # Equal inputs (with the same weight and bias) round alike: in a group of n values at
-        # D levels, roundings move the fit sqrt(n / D) times more than independent ones. That
-        # widens the residual's allowance and the limits of the classes that pass by default
-        # (a correct kernel's fit is that noisy); low_precision, already off by the
-        # statistics' own size, and the conventions (``semantics``) keep independent noise
         independent = _noise(saa, scc, NOISE_SIGMAS, sigma_s, sigma_t, one_way_s, one_way_t)
-        sigmas = NOISE_SIGMAS * np.sqrt(_repeats(block))
-        noise_s, noise_t = _noise(saa, scc, sigmas, sigma_s, sigma_t, one_way_s, one_way_t)
+        # Equal inputs (with the same weight and bias) give equal outputs, which round alike:
+        # in a group of n values at D levels the outputs' final roundings (at most u |y| each,
+        # uniform: a standard deviation of u |y| / sqrt(3)) move the fit as sqrt(n / D) times
+        # that many independent ones would. That widens the residual's allowance and the
+        # limits of the classes that pass by default (a correct kernel's fit is that noisy);
+        # low_precision, already off by the statistics' own size, and the conventions
+        # (``semantics``) keep independent noise
+        repeats = _repeats(block)
+        noise_s, noise_t = independent
+        if np.any(repeats > 1):
+            round_s, round_t = _output_rounding(block, geo, dtype)
+            alike = np.sqrt(repeats)
+            sigma_s, sigma_t = np.fmax(sigma_s, alike * round_s), np.fmax(sigma_t, alike * round_t)
+            noise_s, noise_t = _noise(
+                saa, scc, NOISE_SIGMAS, sigma_s, sigma_t, one_way_s, one_way_t
+            )
         # the fit's own uncertainty moves the fitted line, and so every residual, too
         allowed = np.multiply(size_a, noise_s[:, None], out=size_a)
         allowed += bound

@@ -211,13 +211,19 @@ def _hypotheses(
             if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
                 out.append(
                     Hypothesis(
-                        f"matches eps = {other:.3g} instead of {eps:g}",
+                        another_eps(other, eps),
                         _scale(exact, var + other),
                         None,
                         True,
                     )
                 )
     return out
+
+
+def another_eps(other: float, eps: float) -> str:
+    """``matches eps = <other> instead of <eps>``, with the digits that tell them apart."""
+    digits = next((d for d in (3, 6, 9) if f"{other:.{d}g}" != f"{eps:.{d}g}"), 17)
+    return f"matches eps = {other:.{digits}g} instead of {eps:g}"
 
 
 def _another_weight(w: F64, ds: F64) -> F64 | None:

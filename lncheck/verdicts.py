@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.semantics import Distortions
+from lncheck.semantics import Distortions, another_eps
 from lncheck.tolerances import CLASSES
 
 F64 = npt.NDArray[np.float64]
@@ -139,7 +139,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
         if not out:
             eps = implied - f.var
             if eps > 0 and f.var < 1e3 * eps:
-                out.append(f"matches eps = {eps:.3g} instead of {f.eps:g}")
+                out.append(another_eps(eps, f.eps))
             else:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
     if shifted:

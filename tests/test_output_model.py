@@ -509,3 +509,30 @@ def test_repeats_count_equal_inputs_with_equal_parameters() -> None:
     # LayerNorm's weight per element sets every element apart
     ln = whole(model_of(x, normalized_shape=(4, 512), weight=np.arange(2048.0).reshape(4, 512)))
     assert om._repeats(ln).tolist() == [1.0]
+
+
+def test_a_running_mean_an_outlier_leaves_off_is_sequential() -> None:
+    # an Apex-style strided Welford's bfloat16 InstanceNorm (verdict matrix c0368): 436,693
+    # equal values and one 2 ulps below, mean/std 9e4. The lane that holds the outlier stops
+    # pulling its mean back once the updates fall below its last place, every later square
+    # is taken about it, and the outlier's output comes out 6.8 % short: sequential, not a
+    # loss of every digit (``tolerances.G_STUCK``)
+    n, at = 436_694, 13_264
+    x = np.full((1, 1, n), -1.7956864e7, np.float32)
+    x[0, 0, at] = -1.8087936e7
+    y = np.full((1, 1, n), -13952.0, np.float32)
+    y[0, 0, at] = -1792.0  # exact: -900.66
+    options: dict[str, Any] = {
+        "affine": True,
+        "weight": np.array([-19.75], np.float32),
+        "bias": np.array([-13952.0], np.float32),
+        "dtype": "bfloat16",
+        "backend": None,
+    }
+    (check,) = lncheck.compare(x, "instance_norm", expected=y, **options).checks
+    assert check.passed and check.accuracy_class == "sequential", check.explanation
+    assert check.implied_scale == pytest.approx(1 - 0.068, abs=0.002)
+    # off by 30 %: more than a stuck mean explains
+    y[0, 0, at] = -13952.0 + 0.7 * (-900.66 + 13952.0)
+    (check,) = lncheck.compare(x, "instance_norm", expected=y, **options).checks
+    assert not check.passed and check.accuracy_class == "low_precision"
