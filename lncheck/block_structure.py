@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
-from lncheck.affine_fit import Fit
+from lncheck.affine_fit import Fit, fit
 from lncheck.blocks import uniform_rows
 from lncheck.dtypes import round_to
 from lncheck.tolerances import CLASSES
@@ -64,11 +64,11 @@ def structure_of(
     if dtype != "float64":  # rounded minus exact: a new array, written in place
         rounding = np.array(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
         rounding -= block.y
-    fit = om.fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounding)
+    found = fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounding)
     classes, scores, kinds = om.judge(
-        block, fit, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
+        block, found, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
     )
-    return Structure(int(classes.max()) if classes.size else 0, block, fit, scores, kinds)
+    return Structure(int(classes.max()) if classes.size else 0, block, found, scores, kinds)
 
 
 def uniform_value(param: F64 | None, groups: int, default: float) -> F64:

@@ -193,3 +193,10 @@ def representable_between(
         wrapped = (top >= 0) & (bottom < 0) & (steps < 0)
         count = np.where(wrapped, np.inf, steps.astype(np.float64) + 1.0)
     return np.where(finite, np.fmax(count, 1.0), np.inf)
+
+
+def ulp(magnitude: npt.NDArray[np.float64] | float, dtype: DTypeInfo) -> npt.NDArray[np.float64]:
+    """The spacing of ``dtype``'s numbers at ``magnitude``; below the smallest normal number it
+    is the (constant) spacing of the subnormals."""
+    _, exponent = np.frexp(np.maximum(magnitude, dtype.tiny))
+    return np.asarray(np.ldexp(1.0, exponent - 1 - dtype.mantissa_bits), dtype=np.float64)

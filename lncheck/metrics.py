@@ -446,10 +446,3 @@ def _unbounded(ratio: float) -> float:
 
 
 _NO_RTOL = 1e250
-
-
-def ulp(magnitude: F64 | float, dtype: DTypeInfo) -> F64:
-    """The spacing of ``dtype``'s numbers at ``magnitude``; below the smallest normal number it
-    is the (constant) spacing of the subnormals."""
-    _, exponent = np.frexp(np.maximum(magnitude, dtype.tiny))
-    return np.asarray(np.ldexp(1.0, exponent - 1 - dtype.mantissa_bits), dtype=np.float64)

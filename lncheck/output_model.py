@@ -5,8 +5,9 @@ For a group with (float64-exact) normalized values ``n_i = (x_i - mean) * rstd``
 weight ``w_i`` and bias ``b_i``, ``y_i = n_i * w_i + b_i``. Any error in the statistics moves
 ``n_i`` affinely (``n_i * s + t``: ``s`` is the candidate's rstd relative to the exact one,
 ``t`` its mean error times rstd; RMSNorm has no ``t``), whatever the algorithm; everything else
-an implementation does rounds element by element. ``Structure`` fits ``s`` and ``t`` per group
-by least squares and checks the element-wise residual against rounding level: a residual
+an implementation does rounds element by element. ``affine_fit`` fits ``s`` and ``t`` per
+group by least squares, and ``judge`` checks the element-wise residual against rounding
+level: a residual
 above it (a row copied from elsewhere, a wrong weight broadcast, a missing bias) is a
 ``mismatch`` whatever the dtype, and ``s``, ``t`` are judged against each accuracy class's
 bound on the statistics (``tolerances``).
@@ -27,9 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import tolerances
-from lncheck.affine_fit import MIN_FIT_SIZE as MIN_FIT_SIZE
 from lncheck.affine_fit import Fit, Geometry, geometry
-from lncheck.affine_fit import fit as fit
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
 from lncheck.dtypes import DTYPES
@@ -336,7 +335,11 @@ def judge(
     ``NOISE_SIGMAS * sqrt(sum(a**2 R**2)) / sum(a**2)`` for the scale (``a = w * n``), the same
     with ``|w|`` for the shift, but never more than every element's error at its bound and
     leaning the same way would move it (``sum(|a| R) / sum(a**2)``, the smaller of the two in
-    small groups); it widens the residual's bound too, since it moves the fitted line.
+    small groups); it widens the residual's bound too, since it moves the fitted line. Where a
+    group's elements share few (input, weight, bias) values (``_repeats``), the outputs' final
+    roundings repeat with them and the sigma is at least ``sqrt(n / D)`` times theirs
+    (``_output_rounding``): for the residual and the classes below ``low_precision``, whose
+    limits and the conventions' (``Scores``) keep the independent noise.
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)

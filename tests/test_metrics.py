@@ -18,8 +18,8 @@ from lncheck import pipeline
 from lncheck.blocks import GroupLayout
 from lncheck.cli import app
 from lncheck.comparison import HISTOGRAM_OCTAVES, Comparison, histogram_bins
-from lncheck.dtypes import DTYPES
-from lncheck.metrics import Accumulator, compare, ulp
+from lncheck.dtypes import DTYPES, ulp
+from lncheck.metrics import Accumulator, compare
 
 from .conftest import EXAMPLES
 from .support import make_case
