@@ -338,8 +338,9 @@ def judge(
     small groups); it widens the residual's bound too, since it moves the fitted line. Where a
     group's elements share few (input, weight, bias) values (``_repeats``), the outputs' final
     roundings repeat with them and the sigma is at least ``sqrt(n / D)`` times theirs
-    (``_output_rounding``): for the residual and the classes below ``low_precision``, whose
-    limits and the conventions' (``Scores``) keep the independent noise.
+    (``_output_rounding``). That wider noise applies to the residual and to the classes below
+    ``low_precision``; low_precision's limits and the conventions' (``Scores``) keep the
+    independent noise.
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
