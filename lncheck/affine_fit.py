@@ -39,10 +39,6 @@ class Geometry:
     spp: F64
     saa: F64
 
-    def column(self, shape: tuple[int, ...]) -> F64:
-        """``c`` as a block (a broadcast view of ones where there is no weight)."""
-        return np.broadcast_to(1.0 if self.c is None else self.c, shape)
-
     def times_c(self, values: F64) -> F64:
         """``values`` (a column per row) times ``c``; ``c = 1`` multiplies exactly."""
         return values if self.c is None else values * self.c
@@ -55,29 +51,37 @@ def geometry(block: OutputBlock, signed: bool = True) -> Geometry:
     key = ("geometry", signed or not negative)
     if key in block.memo:
         return block.memo[key]  # type: ignore[return-value]
-    a = block.weighted
     c: F64 | None = None
     if block.weight is not None:
         c = block.weight if signed or not negative else np.abs(block.weight)
+    found = _geometry(block.weighted, c, None, block.model.centered)
+    block.memo[key] = found
+    return found
+
+
+def _geometry(a: F64, c: F64 | None, mask: F64 | None, centered: bool) -> Geometry:
+    """``Geometry`` of ``a`` and ``c`` over the elements ``mask`` (0 or 1) keeps, all without
+    one (then sums of ones and products by one, exact, are left out)."""
     with np.errstate(all="ignore"):
-        a_squared = a * a
+        am = a if mask is None else a * mask
+        a_squared = am * a
         saa = a_squared.sum(axis=1)
-        if c is None:  # sums of ones and products by one are exact: the same values, fewer passes
+        if c is None and mask is None:
             scc = np.full(a.shape[0], float(a.shape[1]))
             sca = a.sum(axis=1)
         else:
-            scc = (c * c).sum(axis=1)
-            sca = (c * a).sum(axis=1)
+            column = np.broadcast_to(1.0 if c is None else c, a.shape)
+            cm = column if mask is None else column * mask
+            scc = (cm * column).sum(axis=1)
+            sca = (cm * a).sum(axis=1)
         along = sca / scc
-        if block.model.centered:
+        if centered:
             a_perp = a - (along[:, None] if c is None else along[:, None] * c)
-            a_perp_squared = a_perp * a_perp
+            a_perp_squared = a_perp * a_perp if mask is None else a_perp * mask * a_perp
             spp = a_perp_squared.sum(axis=1)
         else:
             a_perp, a_perp_squared, spp = a, a_squared, saa
-    found = Geometry(c, scc, sca, along, a_perp, a_perp_squared, spp, saa)
-    block.memo[key] = found
-    return found
+    return Geometry(c, scc, sca, along, a_perp, a_perp_squared, spp, saa)
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,8 @@ def fit(
                 keep &= _within_typical(err, trim, err <= trim)
             partial = ~keep.all(axis=1) & (keep.sum(axis=1) * 2 > e.shape[1])
             if partial.any():
-                c = g.column(e.shape)
-                refit_ds, refit_shift = _solve_kept(a, c, e, keep, block.model.centered)
-                refit = e - refit_ds[:, None] * a - refit_shift[:, None] * c
+                refit_ds, refit_shift = _solve_kept(a, g.c, e, keep, block.model.centered)
+                refit = e - refit_ds[:, None] * a - g.times_c(refit_shift[:, None])
                 # keep the refit where it leaves fewer elements beyond the bound (a wrong
                 # element no longer tilts the rest), the first fit where an element it left
                 # out was one the scale depends on (a large outlier of the data)
@@ -184,22 +187,8 @@ def _solve(g: Geometry, e: F64, centered: bool) -> tuple[F64, F64]:
 
 
 def _solve_kept(
-    a: F64, c: npt.NDArray[np.float64], e: F64, keep: npt.NDArray[np.bool_], centered: bool
+    a: F64, c: F64 | None, e: F64, keep: npt.NDArray[np.bool_], centered: bool
 ) -> tuple[F64, F64]:
-    """``_solve`` over the elements ``keep`` marks only."""
-    m = keep.astype(np.float64)
-    am = a * m
-    if not centered:
-        saa = (am * a).sum(axis=1)
-        return np.where(saa > 0, (am * e).sum(axis=1) / saa, 0.0), np.zeros(e.shape[0])
-    cm = c * m
-    scc = (cm * c).sum(axis=1)
-    sca = (cm * a).sum(axis=1)
-    along = sca / scc
-    a_perp = a - along[:, None] * c
-    am_perp = a_perp * m
-    spp = (am_perp * a_perp).sum(axis=1)
-    flat = ~(spp > 1e-24 * (am * a).sum(axis=1))
-    ds = np.where(flat, 0.0, (am_perp * e).sum(axis=1) / spp)
-    shift = ((cm * e).sum(axis=1) - ds * sca) / scc
-    return ds, shift
+    """``_solve`` over the elements ``keep`` marks only (the others weigh 0)."""
+    mask = keep.astype(np.float64)
+    return _solve(_geometry(a, c, mask, centered), e * mask, centered)
