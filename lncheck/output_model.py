@@ -32,7 +32,7 @@ from lncheck.affine_fit import Fit, Geometry, geometry
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
 from lncheck.dtypes import DTYPES
-from lncheck.tolerances import G_DRIFT, Allowance, allowance, atol_floor, sequential_steps
+from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
@@ -196,8 +196,12 @@ class OutputBlock:
             # the running mean fall below its last place (n v K near 1)
             drifted = np.minimum(c.drift * k, G_DRIFT)
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
-            peak = model.peak[rows, None]
-            stuck = np.where(peak >= 0.5, c.stuck * k * np.sqrt(model.group_size * peak), 0.0)
+            n, peak = model.group_size, model.peak[rows, None]
+            d = np.sqrt(n * peak)  # the outlier's distance, in std
+            # it sticks once its updates d / k**2 fall below its last place, if that is
+            # before the end of the group
+            sticks = (peak >= 0.5) & (d / (c.stuck / G_STUCK * k) < n * n)
+            stuck = np.where(sticks, c.stuck * k * d, 0.0)
             scale = scale + np.fmax(drifted, stuck)
             limit = raw
             exact = model.exact_mean[rows, None]  # a representable mean, however it is kept
