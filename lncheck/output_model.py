@@ -363,7 +363,10 @@ def judge(
         # the output rounds at its own size: where the statistics' error moves it further from
         # zero than the exact output (a mean off by its limit at a large mean/std), so does
         # its rounding
-        further = np.abs(actual) - np.abs(block.y)
+        if block.bias is None:  # y = w n: both sizes are at hand
+            further = np.subtract(size, block.scaled()[0])
+        else:
+            further = np.abs(actual) - np.abs(block.y)
         np.maximum(further, 0.0, out=further)
         further *= block.allowance(dtype, classes[0]).relative
         bound += further
