@@ -35,7 +35,7 @@ from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
 from lncheck.tolerances import CLASSES, Atol, allowance, applied, beyond_default
-from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain
+from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain, overflow_cause
 
 F64 = npt.NDArray[np.float64]
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
@@ -168,6 +168,8 @@ class BlockComparer:
         # each unit's normalizing variance, by its first group, as the reference computed it
         self.unit_variances: dict[int, F64] = {}
         self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
+        # per float16 statistic, how many exact values float16 cannot hold
+        self.unrepresentable: dict[Key, int] = {}
 
     def feed(
         self, offset: int, layout: GroupLayout, ref: NormResult, results: Sequence[NormResult]
@@ -235,8 +237,19 @@ class BlockComparer:
         magnitude = np.broadcast_to(
             np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
         )
-        rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
+        # an exact value beyond the dtype's range comes out as an infinity: right in an
+        # element-wise quantity; in a statistic kept in float16 (torch's saved rstd of a
+        # float16 LayerNorm) still a failure, since a backward through it is NaN, but one that
+        # says so (bfloat16 has float32's range)
+        rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
+        if quantity not in ELEMENTWISE and self.case.dtype == "float16":
+            exact = np.abs(np.asarray(as_array(expected), dtype=np.float64))
+            beyond = int(np.count_nonzero(exact > DTYPES["float16"].max))
+            for r, a in zip(results, actuals, strict=True):
+                if beyond and a.dtype == np.float16:
+                    key = (r.candidate, quantity)
+                    self.unrepresentable[key] = self.unrepresentable.get(key, 0) + beyond
 
         def ready(first: int, stop: int) -> _Ready:
             """What a block's comparison needs that no other block's does: the reference
@@ -351,7 +364,7 @@ class BlockComparer:
                 klass = tally.klass
                 worst = tally.worst
                 facts = _facts(self.case, quantity, worst.group, self._variance)
-                explanation = explain(klass, worst, facts, c.overflow, quantity)
+                explanation = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
@@ -367,6 +380,10 @@ class BlockComparer:
                     implied_shift=worst.shift,
                     explanation=explanation,
                 )
+            beyond = self.unrepresentable.get((candidate, quantity), 0)
+            if beyond and not c.passed:
+                words = overflow_cause(beyond, quantity)
+                c = replace(c, explanation=f"{c.explanation}; {words}" if c.explanation else words)
             made[(candidate, quantity)] = c
         done = []
         for key in self.checked:

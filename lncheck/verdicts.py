@@ -88,17 +88,18 @@ class GroupFacts:
 
 
 def explain(
-    klass: str, worst: Distortion, facts: GroupFacts | None, overflow: int, quantity: str
+    klass: str,
+    worst: Distortion,
+    facts: GroupFacts | None,
+    overflow: int,
+    quantity: str,
+    dtype: str = "the dtype",
 ) -> str | None:
-    """A short text saying what the difference looks like, or ``None``."""
+    """A short text saying what the difference looks like, or ``None``; ``overflow`` exact
+    values were beyond ``dtype``'s range."""
     notes = []
     if overflow:
-        dtype = facts.dtype if facts else "the dtype"
-        plural = "s" if overflow > 1 else ""
-        notes.append(
-            f"{overflow} exact value{plural} beyond {dtype}'s range: "
-            "the matching infinity is right there"
-        )
+        notes.append(overflow_words(overflow, dtype))
     if klass in ("accurate", "sequential") or facts is None:
         return "; ".join(notes) or None
     if worst.structural == "cap":
@@ -150,3 +151,20 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
             "one-pass E[x^2] - E[x]^2 variance, cause"
         )
     return out
+
+
+def overflow_words(count: int, dtype: str) -> str:
+    """What ``count`` exact values beyond ``dtype``'s range mean for a check."""
+    plural = "s" if count > 1 else ""
+    return (
+        f"{count} exact value{plural} beyond {dtype}'s range: the matching infinity is right there"
+    )
+
+
+def overflow_cause(count: int, quantity: str) -> str:
+    """Why a float16 statistic with ``count`` exact values beyond float16's range fails."""
+    plural = "s" if count > 1 else ""
+    return (
+        f"{count} exact {quantity} value{plural} beyond float16's range: a float16 {quantity} "
+        "must be infinite there, and a backward through it NaN (run --grad)"
+    )

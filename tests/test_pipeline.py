@@ -164,3 +164,25 @@ def test_a_failed_candidate_is_a_check_not_a_result() -> None:
     (c,) = produced
     assert (c.candidate, c.quantity, c.passed) == ("k", "output", False)
     assert c.note == "raised MemoryError: out of shared memory"
+
+
+def test_a_float16_statistic_beyond_its_range_fails_and_says_why() -> None:
+    # eps = 1e-12 on constant rows: the exact rstd 1e6 is beyond float16's 65504, so torch's
+    # saved float16 rstd is inf there (and its backward NaN): a failure that says so
+    x = np.zeros((4, 32), np.float16)
+    x[1] = np.linspace(-1, 1, 32)
+    x[3] = 0.75
+    report = lncheck.compare(x, "layer_norm", normalized_shape=32, eps=1e-12)
+    (rstd,) = [c for c in report.checks if c.quantity == "rstd"]
+    assert not rstd.passed and rstd.inf_actual == 3
+    assert "3 exact rstd values beyond float16's range" in (rstd.explanation or "")
+    assert all(c.passed for c in report.checks if c.quantity == "output")
+    # an output beyond float16's range must be inf: right, and the console says so in a note
+    big = np.array([[0.0] * 15 + [1.0]], np.float16)
+    out = lncheck.compare(big, "layer_norm", normalized_shape=16, weight=np.full(16, 60000.0))
+    assert out.passed and any(c.overflow for c in out.checks)
+    from lncheck.render.tables import overflowed
+
+    assert overflowed(out)[0].endswith(
+        "output: 1 exact value beyond float16's range: the matching infinity is right there"
+    )

@@ -65,14 +65,16 @@ def var_from_rstd(rstd: Array, spec: NormSpec) -> Array:
 
 
 def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> NormResult:
-    """A backend's arrays as a ``NormResult``: statistics flattened to group order in float64,
-    ``var`` derived from ``rstd`` when missing, quantities in the reference's order."""
+    """A backend's arrays as a ``NormResult``: statistics flattened to group order in float64
+    (float16 kept: the comparison says where a float16 statistic cannot hold the exact
+    value), ``var`` derived from ``rstd`` when missing, quantities in the reference's order."""
     out: dict[str, Array] = {}
     for name, a in produced.items():
         if name in ELEMENTWISE or name in PARAMETER_SHAPED:
             out[name] = a
         else:
-            out[name] = np.asarray(a).reshape(-1).astype(np.float64)
+            flat = np.asarray(a).reshape(-1)
+            out[name] = flat if flat.dtype == np.float16 else flat.astype(np.float64)
     if "rstd" in out and "var" not in out:
-        out["var"] = var_from_rstd(out["rstd"], spec)
+        out["var"] = var_from_rstd(np.asarray(out["rstd"], dtype=np.float64), spec)
     return NormResult(candidate, {name: out[name] for name in QUANTITY_ORDER if name in out})

@@ -101,7 +101,7 @@ def render(report: Report, console: Console) -> None:
     if report.small:
         console.print()
         show(console, _small(report))
-    for text in tables.identical(report):
+    for text in tables.identical(report) + tables.overflowed(report):
         print_line(console, text, STYLE_NOTE)
     for c in report.failures:
         print_line(console, c.message(), STYLE_FAIL)

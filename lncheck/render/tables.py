@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lncheck.render import printable
+from lncheck.verdicts import overflow_words
 
 if TYPE_CHECKING:
     from lncheck.comparison import Comparison
@@ -285,6 +286,17 @@ def identical(report: Report) -> list[str]:
             name, other = (printable(report.name(n), newlines=False) for n in (candidate, twin))
             lines.append(f"note: {name} {', '.join(quantities)}: identical to {other}")
     return lines
+
+
+def overflowed(report: Report) -> list[str]:
+    """One note per passing check whose exact values were beyond the dtype's range (a failing
+    one says so in its message)."""
+    return [
+        f"note: {printable(report.name(c.candidate), newlines=False)} {c.quantity}: "
+        + overflow_words(c.overflow, report.header.dtype)
+        for c in report.checks
+        if c.overflow and c.passed
+    ]
 
 
 def quiet(report: Report) -> list[tuple[str, str]]:
