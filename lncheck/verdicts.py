@@ -93,13 +93,13 @@ def explain(
     facts: GroupFacts | None,
     overflow: int,
     quantity: str,
-    dtype: str = "the dtype",
+    dtype: str | None = None,
 ) -> str | None:
     """A short text saying what the difference looks like, or ``None``; ``overflow`` exact
-    values were beyond ``dtype``'s range."""
+    values were beyond ``dtype``'s range (the facts' dtype without one)."""
     notes = []
     if overflow:
-        notes.append(overflow_words(overflow, dtype))
+        notes.append(overflow_words(overflow, dtype or (facts.dtype if facts else "the dtype")))
     if klass in ("accurate", "sequential") or facts is None:
         return "; ".join(notes) or None
     if worst.structural == "cap":

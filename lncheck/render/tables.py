@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lncheck.render import printable
-from lncheck.verdicts import overflow_words
 
 if TYPE_CHECKING:
     from lncheck.comparison import Comparison
@@ -291,6 +290,8 @@ def identical(report: Report) -> list[str]:
 def overflowed(report: Report) -> list[str]:
     """One note per passing check whose exact values were beyond the dtype's range (a failing
     one says so in its message)."""
+    from lncheck.verdicts import overflow_words  # NumPy with it: never on the way to --help
+
     return [
         f"note: {printable(report.name(c.candidate), newlines=False)} {c.quantity}: "
         + overflow_words(c.overflow, report.header.dtype)
