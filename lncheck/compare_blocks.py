@@ -382,8 +382,7 @@ class BlockComparer:
                 )
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
-                words = overflow_cause(beyond, quantity)
-                c = replace(c, explanation=f"{c.explanation}; {words}" if c.explanation else words)
+                c = c.explained(overflow_cause(beyond, quantity))
             made[(candidate, quantity)] = c
         done = []
         for key in self.checked:

@@ -9,7 +9,7 @@ these figures block by block.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,11 @@ class Comparison:
 
     def message(self) -> str:
         return make_mismatch_message(self)
+
+    def explained(self, words: str) -> Comparison:
+        """This check with ``words`` added to its explanation."""
+        text = f"{self.explanation}; {words}" if self.explanation else words
+        return replace(self, explanation=text)
 
 
 def make_mismatch_message(c: Comparison) -> str:

@@ -48,8 +48,7 @@ def with_hints(
         if c.accuracy_class == "mismatch" and not named:
             best = _quick(case, output)
             if best is not None:
-                hint = f"lncheck explain finds: {best.description}"
-                c = replace(c, explanation=f"{c.explanation}; {hint}" if c.explanation else hint)
+                c = c.explained(f"lncheck explain finds: {best.description}")
         elif c.accuracy_class == "low_precision":
             best = _quick(case, output)
             if best is not None and _other_function(case.spec, best):
