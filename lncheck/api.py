@@ -24,6 +24,7 @@ from lncheck.report import Report, SuiteReport
 
 _UNSET = object()
 _KEYWORDS = {o.name for o in OPTIONS_LIST if "api" in o.surfaces} | set(ALIASES)
+_EXPECTED_PARTS = tuple(o.name for o in OPTIONS_LIST if o.joins == "expected")
 
 
 def compare(
@@ -72,7 +73,7 @@ def compare(
     if unknown:
         raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
     theirs = ("expected", "candidate", "candidates", "candidate_cmd")
-    if backend is None and all(options.get(k) is None for k in theirs):
+    if backend is None and all(options.get(k) is None for k in theirs + _EXPECTED_PARTS):
         raise InputError(
             "nothing to check: backend=None and no expected=, candidates= or candidate_cmd= given"
         )

@@ -4,7 +4,12 @@ produce, per accuracy class (``output_model``).
 With the biased variance about the group's mean, ``sum(n_i**2) = n`` and ``sum(n_i) = 0``, so
 no normalized value exceeds ``sqrt(n - 1)`` (``sqrt(n)`` for RMSNorm: ``OutputModel.cap``); a
 kernel's own statistics move that limit by at most the implied scale and shift its class
-allows.
+allows. On a constant group whose sums are exact (``OutputModel.exact_mean``) every algorithm
+computes the exact mean and a zero variance, so only a folded ``x * scale + shift`` moves it:
+``shift = b - mean * scale`` rounds once, by at most ``v * K * |w|`` (``v`` the accumulation
+dtype's unit roundoff; torch's CPU kernels that fold, GroupNorm, BatchNorm, InstanceNorm and
+the float16/bfloat16 LayerNorm, measured at most 0.996 of it on 3,000 constant groups with
+eps down to 1e-12, where it reaches 64 at kappa 1.45e9).
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from lncheck.dtypes import DTYPES
+from lncheck.tolerances import accumulation_dtype
 
 if TYPE_CHECKING:
     from lncheck.output_model import OutputBlock
@@ -25,11 +33,12 @@ def beyond_caps(
     centred: F64,
     limits: list[tuple[F64, F64]],
     rounding: F64,
+    dtype: str,
 ) -> list[npt.NDArray[np.bool_]]:
     """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
-    per group), the groups with an element no implementation of that class can produce:
-    ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with ``centred = |y - b|``
-    (``OutputModel.cap``).
+    per group), the groups with an element no implementation of that class computing in
+    ``dtype`` can produce: ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with
+    ``centred = |y - b|`` (``OutputModel.cap``).
 
     The bound grows with the reach ``cap * (1 + ds) + t`` (rounding is monotonic), so every
     class passes a group that passes at the smallest reach: the others are looked at only on
@@ -42,7 +51,11 @@ def beyond_caps(
         big_w = 1.0 if block.weight is None else np.abs(block.weight)
         # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
         # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
-        reaches = [model.cap * (1.0 + scale) + shift for scale, shift in limits]
+        exact = model.exact_mean[block.first : block.first + groups]
+        folded = model.cap + DTYPES[accumulation_dtype(dtype)].unit_roundoff * block.k[:, 0]  # type: ignore[index]
+        reaches = [
+            np.where(exact, folded, model.cap * (1.0 + scale) + shift) for scale, shift in limits
+        ]
         smallest = reaches[0]
         for reach in reaches[1:]:
             smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing

@@ -106,11 +106,13 @@ def _expected_parts(
             arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
             where = entry.source
         elif isinstance(entry.source, Mapping):
-            where = "argument 'expected'"
-            arrays = {str(k): _as_numpy(v, f"expected {k!r}") for k, v in entry.source.items()}
+            where = f"argument {entry.option!r}"
+            arrays = {
+                str(k): _as_numpy(v, f"{entry.option} {k!r}") for k, v in entry.source.items()
+            }
         else:
-            where = "argument 'expected'"
-            arrays = {"input": _as_numpy(entry.source, "expected")}
+            where = f"argument {entry.option!r}"
+            arrays = {"input": _as_numpy(entry.source, entry.option)}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where))
     return parts
 

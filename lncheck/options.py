@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lncheck.candidates.specs import callables, commands, expected_entries, positive_seconds
+from lncheck.candidates.specs import (
+    callables,
+    commands,
+    expected_entries,
+    expected_quantity,
+    positive_seconds,
+    unique_entries,
+)
 from lncheck.errors import InputError, LncheckError, option, spelled
 
 Surface = Literal["cli", "suite", "api"]
@@ -55,6 +62,9 @@ class Option:
     choices: Callable[[], tuple[str, ...]] | None = None
     metavar: str | None = None
     default_text: str | None = None  # the default as --help shows it
+    # another option this one's entries are added to (``--expected-grad-weight F`` is
+    # ``--expected grad_weight=F``): nothing downstream reads it under its own name
+    joins: str | None = None
 
     @property
     def flag(self) -> str:
@@ -287,6 +297,13 @@ OPTIONS_LIST: tuple[Option, ...] = (
            "Results made elsewhere, checked as a candidate: FILE (the final output, or a bundle "
            ".npz/.pt/.json of quantities), NAME=FILE, QUANTITY=FILE or NAME.QUANTITY=FILE; "
            "repeatable.", CANDIDATES, metavar="[NAME=]FILE"),
+    *(
+        Option(f"expected_{quantity}", "text", expected_quantity(quantity),
+               f"A {quantity} made elsewhere (with --grad), checked as candidate 'expected': "
+               f"the same as --expected {quantity}=FILE.", CANDIDATES, metavar="FILE",
+               joins="expected")
+        for quantity in ("grad_input", "grad_weight", "grad_bias")
+    ),
     Option("candidate_cmd", "texts", commands,
            "A program checked as a candidate, run per case without a shell: [NAME=]TEMPLATE "
            "with {input}, {output}, {weight}, {eps}, ...; repeatable.", CANDIDATES,
@@ -426,6 +443,14 @@ def parse(
         words[name] = word
         try:
             values[name] = known.parse(value, name)
+        except LncheckError as e:
+            raise spelled(e, spelling(surface, words)) from None
+    for name in [n for n in values if OPTIONS[n].joins]:
+        target = OPTIONS[name].joins
+        assert target is not None
+        words.setdefault(target, words[name])
+        try:
+            values[target] = unique_entries((*values.get(target, ()), *values.pop(name)), name)
         except LncheckError as e:
             raise spelled(e, spelling(surface, words)) from None
     return Settings(values, surface, words)

@@ -410,7 +410,7 @@ def judge(
         for klass in classes:
             scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
-        caps = beyond_caps(block, size, limits, rounding)
+        caps = beyond_caps(block, size, limits, rounding, dtype)
         residual_failed = f.fitted & (worst_r > 1)
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):

@@ -103,8 +103,10 @@ def explain(
     if klass in ("accurate", "sequential") or facts is None:
         return "; ".join(notes) or None
     if worst.structural == "cap":
+        n = facts.n - 1 if facts.centered else facts.n
+        reach = f"sqrt({'n - 1' if facts.centered else 'n'}) = {math.sqrt(n):.3g}"
         notes.append(
-            "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): "
+            f"an output no correct layer can produce (|y - b| > |w| * {reach}): "
             "a different function"
         )
     elif worst.structural == "residual":

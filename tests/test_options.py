@@ -103,6 +103,9 @@ def test_every_api_keyword_and_alias_is_taken_and_named_back() -> None:
             assert str(info.value).startswith(f"argument {word!r}: {word} has dtype object")
         elif word == "expected":  # an array of the final output, read as one
             assert str(info.value).startswith("argument 'expected': output has dtype object")
+        elif OPTIONS[ALIASES.get(word, word)].joins == "expected":  # one quantity of it
+            quantity = word.removeprefix("expected_")
+            assert str(info.value).startswith(f"argument {word!r}: {quantity} has dtype object")
         else:
             assert str(info.value).startswith(f"{word}= must be"), word
 

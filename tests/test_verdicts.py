@@ -141,8 +141,35 @@ def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     c = output_check(x, normalized_shape=32, eps=1e-12, expected=wrong)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
     assert c.explanation == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 5.57): "
+        "a different function"
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_a_constant_row_with_a_large_mean_admits_only_a_folded_shifts_rounding(
+    dtype: str,
+) -> None:
+    # b06: row 1 is 1449 everywhere (K = 1.45e9 at eps=1e-12). Every algorithm computes its
+    # exact mean and a zero variance there, so only a folded x * scale + shift moves the
+    # output, by one float32 rounding of mean * rstd: v K = 2**-24 * 1.449e9 = 86.4 on top of
+    # sqrt(31) = 5.57. torch's float16 CPU LayerNorm folds, and returns 64.0; 100.0 is no
+    # LayerNorm output
+    x = np.stack([np.linspace(-1.0, 1.0, 32), np.full(32, 1449.0), np.full(32, 0.75)])
+    exact = np.zeros((3, 32))
+    exact[0] = layer_norm(x[0], eps=1e-12)
+    for garbage, passed in ((100.0, False), (95.0, False), (-1e4, False), (64.0, True)):
+        wrong = exact.copy()
+        wrong[1] = garbage
+        c = output_check(x, normalized_shape=32, eps=1e-12, dtype=dtype, expected=wrong)
+        assert c.passed is passed, garbage
+        if not passed:
+            assert c.accuracy_class == "mismatch" and c.worst_index == (1, 0)
+            assert "sqrt(n - 1) = 5.57" in (c.explanation or "")
+    folded = torch.nn.functional.layer_norm(torch.from_numpy(x).half(), (32,), eps=1e-12)
+    assert folded[1].eq(64.0).all()  # torch 2.13's CPU kernel: one rounding of 1.449e9
+    c = output_check(x, normalized_shape=32, eps=1e-12, dtype="float16", expected=folded)
+    assert c.passed
 
 
 def test_layer_norm_with_a_per_element_weight_and_bias_gone_wrong_is_not_affine() -> None:
@@ -432,5 +459,10 @@ def test_explain_puts_a_structural_failure_before_any_translation() -> None:
     assert text is not None and text.startswith("not an affine distortion")
     assert "rstd" not in text and "mean off" not in text
     assert explain("mismatch", cap, facts, 0, "output") == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1)): a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 7.94): "
+        "a different function"
+    )
+    rms = GroupFacts(var=1.0, eps=1e-5, n=64, centered=False, rstd=1.0, dtype="float32")
+    assert explain("mismatch", cap, rms, 0, "output") == (
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n) = 8): a different function"
     )

@@ -8,6 +8,8 @@ One grammar serves the command line, suite files and the Python API:
   ``QUANTITY=FILE`` gives one quantity of ``expected`` (``grad_input=dx.npy``) and
   ``NAME.QUANTITY=FILE`` one quantity of ``NAME``. A suite's table and an API dict map the same
   names to files (or, in the API, to arrays and dicts of arrays).
+  ``--expected-grad-input/-weight/-bias FILE`` (suite keys and keywords ``expected_grad_*``)
+  are the same as ``--expected grad_input=FILE`` and so on.
 * ``--candidate-cmd [NAME=]TEMPLATE``: a program line with ``{placeholders}`` (``command``).
 * ``--candidate [NAME=]module.path:function`` (or ``file.py:function``, or in the API the
   function itself).
@@ -19,7 +21,7 @@ so that they cannot be mistaken for a backend's paths (``torch.nn.LayerNorm``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,7 @@ class Given:
     candidate: str
     quantity: str | None
     source: Any = field(compare=False)
+    option: str = field(default=EXPECTED, compare=False)  # the option that gave it
 
 
 @dataclass(frozen=True)
@@ -130,12 +133,35 @@ def expected_entries(value: Any, name: str) -> tuple[Given, ...]:
             entries.append(Given(candidate, quantity, source))
     else:
         entries.append(Given(EXPECTED, None, value))  # an array: checked when it is loaded
+    return unique_entries(entries, name)
+
+
+def expected_quantity(quantity: str) -> Callable[[Any, str], tuple[Given, ...]]:
+    """The parser of an option that gives one quantity of candidate ``expected``
+    (``--expected-grad-weight FILE``): a file, or (API) an array or tensor.
+
+    Raises:
+        InputError: no file given."""
+
+    def parse(value: Any, name: str) -> tuple[Given, ...]:
+        if value is None or (isinstance(value, str) and not value):
+            raise InputError(f"{option(name)} needs a file, got {value!r}")
+        return (Given(EXPECTED, quantity, value, name),)
+
+    return parse
+
+
+def unique_entries(entries: Iterable[Given], name: str) -> tuple[Given, ...]:
+    """``entries``, each (candidate, quantity) once.
+
+    Raises:
+        InputError: an entry given twice, naming option ``name``."""
     seen: set[tuple[str, str | None]] = set()
     for entry in entries:
         key = (entry.candidate, entry.quantity)
         if key in seen:
             what = entry.candidate + (f".{entry.quantity}" if entry.quantity else "")
-            raise InputError(f"{where} gives {what!r} twice")
+            raise InputError(f"{option(name)} gives {what!r} twice")
         seen.add(key)
     return tuple(entries)
 

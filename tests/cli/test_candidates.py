@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+import lncheck
+from lncheck.errors import InputError
+
 from ..conftest import EXAMPLES
 from .helpers import assert_user_error, invoke, invoke_json
 
@@ -121,6 +124,44 @@ def test_a_kernels_gradients_by_quantity(write: Callable[..., Path]) -> None:
         ),
         f"{files['dx']}: gives grad_input, but gradients are checked only with --grad",
     )
+
+
+def test_a_kernels_gradients_by_their_own_options(write: Callable[..., Path]) -> None:
+    # n14's spelling: --expected-grad-input/-weight/-bias FILE, the keywords and suite keys
+    # expected_grad_*; dbias summed over the first 2 of 6 rows
+    rng = np.random.default_rng(140)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    db_right = dy.reshape(-1, 8).sum(0)
+    db_wrong = dy.reshape(-1, 8)[:2].sum(0)
+    files = {k: write(f"{k}.npy", v) for k, v in
+             {"x": x, "dy": dy, "right": db_right, "wrong": db_wrong}.items()}  # fmt: skip
+    base = ["compare", str(files["x"]), "--shape", "8", "--grad", "--grad-output",
+            str(files["dy"])]  # fmt: skip
+    for name, code_wanted in (("right", 0), ("wrong", 1)):
+        code, doc = invoke_json(*base, "--expected-grad-bias", str(files[name]))
+        assert code == code_wanted
+        assert _verdicts(doc, "expected") == {("expected", "grad_bias"): code_wanted == 0}
+    report = lncheck.compare(
+        x, normalized_shape=8, grad=True, grad_output=dy, backend=None,
+        expected_grad_bias=db_wrong, expected_grad_weight=np.zeros(8, np.float32),
+    )  # fmt: skip
+    assert {(c.quantity, c.passed) for c in report.checks} == {
+        ("grad_bias", False),
+        ("grad_weight", False),
+    }
+    assert_user_error(
+        invoke(
+            *base,
+            "--expected-grad-bias",
+            str(files["right"]),
+            "--expected",
+            f"grad_bias={files['wrong']}",
+        ),
+        "--expected-grad-bias gives 'expected.grad_bias' twice",
+    )
+    with pytest.raises(InputError, match="expected_grad_weight= needs a file, got ''"):
+        lncheck.compare(x, normalized_shape=8, grad=True, expected_grad_weight="")
 
 
 def test_gradients_in_a_pt_dict(tmp_path: Path) -> None:
