@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import tolerances
-from lncheck.affine_fit import Fit, Geometry, geometry
+from lncheck.affine_fit import Fit, Geometry, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps
 from lncheck.dtypes import DTYPES
@@ -319,6 +319,10 @@ class Scores:
 
 
 NOISE_SIGMAS = 10.0  # how far rounding noise may move a least-squares scale or shift
+# The residual bound sums A roundings of at most their size each; uniform and independent they
+# have a standard deviation of sqrt(A / 3) times one, bound / sqrt(3 A): a third of the bound at
+# A = 3 (``tolerances.A``), and less for the A_FUSED = 4 roundings of a folded form
+ROUNDING_SIGMA = 1.0 / 3.0
 
 
 def judge(
@@ -370,7 +374,8 @@ def judge(
         np.maximum(further, 0.0, out=further)
         further *= block.allowance(dtype, classes[0]).relative
         bound += further
-        squared = bound * bound
+        sigma = bound * ROUNDING_SIGMA
+        squared = sigma * sigma
         # 10 sigmas of independent roundings, but no further than every error at its bound
         # leaning one way (the tighter in small groups)
         sigma_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / saa
@@ -404,6 +409,12 @@ def judge(
         allowed += geo.times_c(noise_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        # weighted by each element's own rounding, a group's bulk pins the scale and shift
+        # where one outlier sets the least-squares ones (``affine_fit.weighted``); values
+        # that repeat round alike (``_repeats``)
+        wf = weighted(block, f, bound, ROUNDING_SIGMA)
+        spread = NOISE_SIGMAS * np.sqrt(repeats)
+        weighted_s, weighted_t = spread * wf.sigma_s, spread * wf.sigma_t
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
         s_fit = np.fmax(1.0 + f.ds, 0.0)
         limits = []
@@ -424,6 +435,8 @@ def judge(
             class_s, class_t = (noise_s, noise_t) if wide else independent
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
+            share_s = np.fmax(share_s, np.abs(wf.ds) / (scale_limit + weighted_s))
+            share_t = np.fmax(share_t, np.abs(wf.shift) / (shift_limit * s_fit + weighted_t))
             if not block.model.centered:
                 share_t = np.zeros(groups)
             cap = caps[index]

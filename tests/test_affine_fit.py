@@ -102,3 +102,46 @@ def test_geometry_is_computed_once_per_block_and_orthogonal_to_the_weight() -> N
     a, b = affine_fit.fit(plain, y), affine_fit.fit(ones, y)
     np.testing.assert_array_equal(a.ds, b.ds)
     np.testing.assert_array_equal(a.shift, b.shift)
+
+
+# --- weighted ------------------------------------------------------------------------------
+
+
+def test_weighted_fit_recovers_a_hand_made_scale_and_shift_with_its_gauss_markov_sigma() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 48)) * 2 + 0.5
+    w = rng.uniform(0.5, 1.5, 48)
+    block = whole(model_of(x, normalized_shape=48, weight=w, dtype="float64"))
+    scale, shift = np.array([1.01, 0.999, 1.0]), np.array([0.02, 0.0, -0.001])
+    f = affine_fit.fit(block, distorted(block, scale, shift))
+    bound = rng.uniform(0.1, 10.0, (3, 48))  # any positive weights: a noiseless line is exact
+    wf = affine_fit.weighted(block, f, bound, 1 / 3)
+    np.testing.assert_allclose(wf.ds, scale - 1, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(wf.shift, shift, rtol=1e-9, atol=1e-14)
+    # sigma^2 (X' W X)^-1 with W = 1 / bound^2 and X = [a, w]: its diagonal, computed directly
+    a, weights = block.weighted, 1 / bound**2
+    for g in range(3):
+        columns = np.stack([a[g], w])
+        covariance = np.linalg.inv((columns * weights[g]) @ columns.T) / 9
+        np.testing.assert_allclose(wf.sigma_s[g], np.sqrt(covariance[0, 0]), rtol=1e-9)
+        np.testing.assert_allclose(wf.sigma_t[g], np.sqrt(covariance[1, 1]), rtol=1e-9)
+
+
+def test_weighted_fit_lets_the_bulk_pin_a_scale_an_outlier_hides_from_least_squares() -> None:
+    # n16: a bfloat16 RMSNorm with massive activations (180 and -95 among N(0, 1) values)
+    # whose sum of squares is kept in bfloat16 scales every output by +0.3 %. Least squares
+    # weighs by a**2, so the two outliers set the scale with their own roundings as noise
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((4, 2048))
+    x[:, 17], x[:, 901] = 180.0, -95.0
+    block = whole(model_of(x, "rms_norm", normalized_shape=2048, dtype="bfloat16"))
+    wrong = distorted(block, np.full(4, 1.003), np.zeros(4))
+    bound = block.residual_bound("bfloat16", "accurate")
+    f = affine_fit.fit(block, wrong)
+    wf = affine_fit.weighted(block, f, bound, 1 / 3)
+    np.testing.assert_allclose(wf.ds, 0.003, rtol=1e-9)
+    # least squares' sigma is the outliers' (a^2 holds 95 % of sum a^2); weighted, the bulk's
+    sigma_ols = np.sqrt(np.sum(block.weighted**2 * (bound / 3) ** 2, axis=1)) / np.sum(
+        block.weighted**2, axis=1
+    )
+    assert np.all(wf.sigma_s * 5 < sigma_ols) and np.all(10 * wf.sigma_s < 0.003)

@@ -172,6 +172,23 @@ def test_a_constant_row_with_a_large_mean_admits_only_a_folded_shifts_rounding(
     assert c.passed
 
 
+def test_a_bfloat16_rms_norm_summing_squares_in_bfloat16_is_low_precision() -> None:
+    # n16 (sglang#27540): massive activations at dims 17 and 901; a kernel that keeps
+    # mean(x^2) in bfloat16 scales every output of a row by the same +0.3 %, half an ulp
+    rng = np.random.default_rng(27540)
+    x = torch.randn(8, 2048, generator=torch.Generator().manual_seed(16)).bfloat16()
+    x[:, 17], x[:, 901] = 180.0, -95.0
+    w = torch.from_numpy(rng.uniform(0.5, 1.5, 2048)).bfloat16()
+    exact = x.double() * torch.rsqrt(x.double().square().mean(-1, keepdim=True) + 1e-6)
+    right = (exact * w.double()).bfloat16()
+    wrong = (exact * 1.003 * w.double()).bfloat16()
+    options = {"normalized_shape": 2048, "eps": 1e-6, "weight": w, "dtype": "bfloat16"}
+    assert output_check(x, "rms_norm", expected=right, **options).passed
+    c = output_check(x, "rms_norm", expected=wrong, **options)
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+    assert c.max_ulp_err < 1  # no element is off by an ulp: only the scale tells
+
+
 def test_layer_norm_with_a_per_element_weight_and_bias_gone_wrong_is_not_affine() -> None:
     # the weight and bias differ along the group: a missing bias, the bias before the weight,
     # 1 + w, or the weight reversed leave a residual no statistics error can
