@@ -54,6 +54,7 @@ class Structure:
             self.kinds[g],
             float(self.scores.scale_accurate[g]),
             float(self.scores.shift_accurate[g]),
+            float(self.scores.one_pass[g]),
         )
 
 

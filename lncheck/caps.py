@@ -52,7 +52,7 @@ def beyond_caps(
         # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
         # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
         exact = model.exact_mean[block.first : block.first + groups]
-        folded = model.cap + DTYPES[accumulation_dtype(dtype)].unit_roundoff * block.k[:, 0]  # type: ignore[index]
+        folded = exact_reach(block, dtype)[:, 0]
         reaches = [
             np.where(exact, folded, model.cap * (1.0 + scale) + shift) for scale, shift in limits
         ]
@@ -66,6 +66,13 @@ def beyond_caps(
             for flagged, reach in zip(found, reaches, strict=True):
                 flagged[rows] = _over(centred[rows], w_rows, reach[rows], rounding[rows])
     return found
+
+
+def exact_reach(block: OutputBlock, dtype: str) -> F64:
+    """Per group (a column), the limit of ``|y - b| / |w|`` on a constant group whose sums are
+    exact, computed in ``dtype``: the cap plus a folded shift's one rounding, ``v * K``."""
+    v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
+    return np.asarray(block.model.cap + v * block.k, dtype=np.float64)
 
 
 def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:

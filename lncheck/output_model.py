@@ -30,7 +30,7 @@ import numpy.typing as npt
 from lncheck import tolerances
 from lncheck.affine_fit import Fit, Geometry, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
-from lncheck.caps import beyond_caps
+from lncheck.caps import beyond_caps, exact_reach
 from lncheck.dtypes import DTYPES
 from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floor, sequential_steps
 
@@ -228,6 +228,11 @@ class OutputBlock:
             # the per-group terms added as one where weight and bias are uniform (one pass)
             rest = _plus(big_w * shift, c.plain * big_b)
             total += _plus(rest, atol_floor(dtype))
+            exact = self.model.exact_mean[self.first : self.first + self.y.shape[0]]
+            if exact.any():  # y = b there, and the structural limit holds (``caps``)
+                reach = _plus(big_w * exact_reach(self, dtype), c.plain * big_b)
+                limited = np.fmin(total, _plus(reach, atol_floor(dtype)))
+                total = np.where(exact[:, None], limited, total)
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
 
     def residual_bound(self, dtype: str, klass: str) -> F64:
@@ -316,6 +321,9 @@ class Scores:
     # the fit's noise: what a convention's prediction must meet to explain the group
     scale_accurate: F64
     shift_accurate: F64
+    # per group, the relative error a one-pass E[x^2] - E[x]^2 variance may have (0 where
+    # no variance about a mean is computed)
+    one_pass: F64
 
 
 NOISE_SIGMAS = 10.0  # how far rounding noise may move a least-squares scale or shift
@@ -454,5 +462,8 @@ def judge(
         "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
         for g in range(groups)
     ]
-    scores = Scores(group_score, scale_accurate, shift_accurate)
+    one_pass = np.zeros(groups)
+    if block.model.centered:
+        one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
+    scores = Scores(group_score, scale_accurate, shift_accurate, one_pass)
     return best, scores, kinds

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.semantics import Distortions, another_eps
-from lncheck.tolerances import CLASSES
+from lncheck.tolerances import CLASSES, accumulation_dtype
 
 F64 = npt.NDArray[np.float64]
 
@@ -50,6 +50,8 @@ class Distortion:
     # what an accurate kernel's scale and shift may be off by there: smaller is noise
     scale_noise: float = 0.0
     shift_noise: float = 0.0
+    # the low_precision class's bound on a one-pass variance's relative error there
+    one_pass: float = 0.0
 
 
 class ClassTally:
@@ -116,6 +118,12 @@ def explain(
         )
     elif math.isfinite(worst.scale):
         notes += _translations(worst, facts, klass)
+        if klass == "mismatch" and worst.one_pass >= 1:
+            notes.append(
+                f"or a one-pass E[x^2] - E[x]^2 variance in {accumulation_dtype(facts.dtype)}, "
+                f"which keeps no digit here (its error may reach {worst.one_pass:.2g}x the "
+                "variance)"
+            )
     return "; ".join(notes) or None
 
 

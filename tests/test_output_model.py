@@ -468,3 +468,18 @@ def test_a_running_mean_an_outlier_leaves_off_is_sequential() -> None:
     y[0, 0, at] = -13952.0 + 0.7 * (-900.66 + 13952.0)
     (check,) = lncheck.compare(x, "instance_norm", expected=y, **options).checks
     assert not check.passed and check.accuracy_class == "low_precision"
+
+
+def test_scores_carry_the_one_pass_variances_bound_of_each_centred_group() -> None:
+    # G_ONE_PASS * log2(n) * v * K**2, K = 1 + |mean| * rstd; RMSNorm computes no variance
+    x = np.random.default_rng(9).standard_normal((2, 64)) + np.array([[0.0], [1000.0]])
+    x = x.astype(np.float32).astype(np.float64)  # the values computed with
+    for op, centred in (("layer_norm", True), ("rms_norm", False)):
+        block = whole(model_of(x, op, normalized_shape=64, dtype="float32"))
+        f = affine_fit.fit(block, block.y)
+        _, scores, _ = om.judge(block, f, block.y, "float32", JUDGED, 1)
+        if not centred:
+            assert np.all(scores.one_pass == 0)
+            continue
+        k = 1 + np.abs(x.mean(-1)) / np.sqrt(x.var(-1) + 1e-5)
+        np.testing.assert_allclose(scores.one_pass, 6 * 2.0**-24 * k**2, rtol=1e-9)

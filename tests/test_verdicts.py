@@ -483,3 +483,16 @@ def test_explain_puts_a_structural_failure_before_any_translation() -> None:
     assert explain("mismatch", cap, rms, 0, "output") == (
         "an output no correct layer can produce (|y - b| > |w| * sqrt(n) = 8): a different function"
     )
+
+
+def test_a_mismatch_no_one_pass_variance_could_keep_names_it_as_a_possibility() -> None:
+    # torch's channels-last CPU GroupNorm at mean/std 1e3 in float16 (numerics Rc0105): rstd
+    # +237 %, past what low_precision admits, where a one-pass variance keeps no digit
+    facts = GroupFacts(var=1e-4, eps=1e-5, n=1000, centered=True, rstd=95.3, dtype="float16")
+    lost = Distortion(score=9.0, scale=3.37, shift=0.0, one_pass=11.0)
+    assert explain("mismatch", lost, facts, 0, "output") == (
+        "rstd +237% off; or a one-pass E[x^2] - E[x]^2 variance in float32, which keeps no "
+        "digit here (its error may reach 11x the variance)"
+    )
+    kept = Distortion(score=9.0, scale=3.37, shift=0.0, one_pass=0.5)
+    assert explain("mismatch", kept, facts, 0, "output") == "rstd +237% off"
