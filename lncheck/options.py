@@ -448,7 +448,7 @@ def parse(
     for name in [n for n in values if OPTIONS[n].joins]:
         target = OPTIONS[name].joins
         assert target is not None
-        words.setdefault(target, words[name])
+        words.setdefault(target, words.get(name, name))
         try:
             values[target] = unique_entries((*values.get(target, ()), *values.pop(name)), name)
         except LncheckError as e:

@@ -28,10 +28,10 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import tolerances
-from lncheck.affine_fit import Fit, Geometry, geometry, weighted
+from lncheck.affine_fit import Fit, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps, exact_reach
-from lncheck.dtypes import DTYPES
+from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
 from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floor, sequential_steps
 
 F64 = npt.NDArray[np.float64]
@@ -267,48 +267,6 @@ def _plus(x: F64 | float, y: F64 | float) -> F64 | float:
     return x + y
 
 
-def _noise(saa: F64, scc: F64, sigmas: F64 | float, *parts: F64) -> tuple[F64, F64]:
-    """The fit's noise on the scale and shift: ``sigmas`` times their sigma, capped by every
-    rounding leaning one way (``parts``: sigma_s, sigma_t, one_way_s, one_way_t); none where
-    a group has no spread (``saa``) or no weight (``scc``) to fit."""
-    sigma_s, sigma_t, one_way_s, one_way_t = parts
-    noise_s = np.where(saa > 0, np.minimum(sigmas * sigma_s, one_way_s), 0.0)
-    noise_t = np.where(scc > 0, np.minimum(sigmas * sigma_t, one_way_t), 0.0)
-    return noise_s, noise_t
-
-
-def _output_rounding(block: OutputBlock, geo: Geometry, dtype: str) -> tuple[F64, F64]:
-    """Per group, the standard deviation of the fitted scale and shift that independent
-    final roundings of the output (``u |y| / sqrt(3)`` each) would leave."""
-    per_element = DTYPES[dtype].unit_roundoff / math.sqrt(3.0)  # type: ignore[index]
-    y_squared = block.y * block.y
-    scale = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, y_squared)) / geo.spp
-    if geo.c is None:
-        shift = np.sqrt(y_squared.sum(axis=1)) / geo.scc
-    else:
-        shift = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, y_squared)) / geo.scc
-    return per_element * scale, per_element * shift
-
-
-def _repeats(block: OutputBlock) -> F64:
-    """Per group, how many elements share each (input, weight, bias) on average, at least 1:
-    the input's levels (``OutputModel.levels``) times the runs of equal weight and bias along
-    the group (a GroupNorm group spans channels; an element-wise weight sets every element
-    apart). Runs count distinct values from above, so this errs towards independence."""
-    rows = slice(block.first, block.first + block.y.shape[0])
-    with np.errstate(all="ignore"):
-        shared = np.fmax(block.model.group_size / block.model.levels[rows], 1.0)
-    repeating = np.flatnonzero(shared > 1)
-    params = [p for p in (block.weight, block.bias) if p is not None]
-    if repeating.size and params and block.y.shape[1] > 1:
-        changes = np.zeros((repeating.size, block.y.shape[1] - 1), dtype=bool)
-        for param in params:
-            changes |= np.diff(param[repeating], axis=1) != 0
-        runs = 1.0 + np.count_nonzero(changes, axis=1)
-        shared[repeating] = np.fmax(shared[repeating] / runs, 1.0)
-    return shared
-
-
 @dataclass(frozen=True)
 class Scores:
     """Per group, the largest share of the accepted class's structural bounds (the residual's,
@@ -326,13 +284,6 @@ class Scores:
     one_pass: F64
 
 
-NOISE_SIGMAS = 10.0  # how far rounding noise may move a least-squares scale or shift
-# The residual bound sums A roundings of at most their size each; uniform and independent they
-# have a standard deviation of sqrt(A / 3) times one, bound / sqrt(3 A): a third of the bound at
-# A = 3 (``tolerances.A``), and less for the A_FUSED = 4 roundings of a folded form
-ROUNDING_SIGMA = 1.0 / 3.0
-
-
 def judge(
     block: OutputBlock,
     f: Fit,
@@ -347,22 +298,19 @@ def judge(
     mismatch); the shares of the accepted class's bounds; and per group what failed
     structurally (``"cap"``, ``"residual"`` or ``None``).
 
-    The fit's own uncertainty takes the residual bound ``R`` as independent noise per element:
-    ``NOISE_SIGMAS * sqrt(sum(a**2 R**2)) / sum(a**2)`` for the scale (``a = w * n``), the same
-    with ``|w|`` for the shift, but never more than every element's error at its bound and
-    leaning the same way would move it (``sum(|a| R) / sum(a**2)``, the smaller of the two in
-    small groups); it widens the residual's bound too, since it moves the fitted line. Where a
-    group's elements share few (input, weight, bias) values (``_repeats``), the outputs' final
-    roundings repeat with them and the sigma is at least ``sqrt(n / D)`` times theirs
-    (``_output_rounding``). That wider noise applies to the residual and to the classes below
-    ``low_precision``; low_precision's limits and the conventions' (``Scores``) keep the
-    independent noise.
+    The fit's own uncertainty (``fit_noise``: ten standard deviations of the elements'
+    roundings, ``R / 3`` each for a rounding bound ``R``, widened where values repeat) is added
+    to the classes' limits below ``low_precision``; low_precision's limits and the
+    conventions' (``Scores``) keep the independent noise. The residual's allowance adds how
+    far the fitted line may move. Both the least-squares scale and shift and the weighted ones
+    (``affine_fit.weighted``: each element weighed by its own rounding, so that a group's
+    bulk pins a scale one outlier hides from least squares) must stay within a class's limits.
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
     # the scale is measured by a's part across c = |w| (see affine_fit)
     geo = geometry(block, signed=False)
-    a, saa, scc = geo.a_perp, geo.spp, geo.scc
+    a, saa = geo.a_perp, geo.spp
     residual = np.abs(f.residual)
     size = np.abs(f.centred)
     group_score = np.zeros(groups)
@@ -382,46 +330,20 @@ def judge(
         np.maximum(further, 0.0, out=further)
         further *= block.allowance(dtype, classes[0]).relative
         bound += further
-        sigma = bound * ROUNDING_SIGMA
-        squared = sigma * sigma
-        # 10 sigmas of independent roundings, but no further than every error at its bound
-        # leaning one way (the tighter in small groups)
-        sigma_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / saa
-        size_a = np.abs(a)
-        one_way_s = np.einsum("ij,ij->i", size_a, bound) / saa
-        if geo.c is None:
-            sigma_t, one_way_t = np.sqrt(squared.sum(axis=1)) / scc, bound.sum(axis=1) / scc
-        else:
-            sigma_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / scc
-            one_way_t = np.einsum("ij,ij->i", geo.c, bound) / scc
-        independent = _noise(saa, scc, NOISE_SIGMAS, sigma_s, sigma_t, one_way_s, one_way_t)
-        # Equal inputs (with the same weight and bias) give equal outputs, which round alike:
-        # in a group of n values at D levels the outputs' final roundings (at most u |y| each,
-        # uniform: a standard deviation of u |y| / sqrt(3)) move the fit as sqrt(n / D) times
-        # that many independent ones would. That widens the residual's allowance and the
-        # limits of the classes that pass by default (a correct kernel's fit is that noisy);
-        # low_precision, already off by the statistics' own size, and the conventions
-        # (``semantics``) keep independent noise
-        repeats = _repeats(block)
-        noise_s, noise_t = independent
-        if np.any(repeats > 1):
-            round_s, round_t = _output_rounding(block, geo, dtype)
-            alike = np.sqrt(repeats)
-            sigma_s, sigma_t = np.fmax(sigma_s, alike * round_s), np.fmax(sigma_t, alike * round_t)
-            noise_s, noise_t = _noise(
-                saa, scc, NOISE_SIGMAS, sigma_s, sigma_t, one_way_s, one_way_t
-            )
+        noise = fit_noise(block, geo, bound, dtype)
+        independent, (noise_s, noise_t) = noise.independent, noise.alike
         # the fit's own uncertainty moves the fitted line, and so every residual, too
-        allowed = np.multiply(size_a, noise_s[:, None], out=size_a)
+        allowed = np.abs(a)
+        allowed *= noise.line[0][:, None]
         allowed += bound
-        allowed += geo.times_c(noise_t[:, None])
+        allowed += geo.times_c(noise.line[1][:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
         # weighted by each element's own rounding, a group's bulk pins the scale and shift
         # where one outlier sets the least-squares ones (``affine_fit.weighted``); values
         # that repeat round alike (``_repeats``)
         wf = weighted(block, f, bound, ROUNDING_SIGMA)
-        spread = NOISE_SIGMAS * np.sqrt(repeats)
+        spread = NOISE_SIGMAS * np.sqrt(noise.repeats)
         weighted_s, weighted_t = spread * wf.sigma_s, spread * wf.sigma_t
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
         s_fit = np.fmax(1.0 + f.ds, 0.0)

@@ -496,3 +496,19 @@ def test_a_mismatch_no_one_pass_variance_could_keep_names_it_as_a_possibility() 
     )
     kept = Distortion(score=9.0, scale=3.37, shift=0.0, one_pass=0.5)
     assert explain("mismatch", kept, facts, 0, "output") == "rstd +237% off"
+
+
+@pytest.mark.parametrize(("mean", "scale"), [(0.0, 1.002), (10.0, 1.002), (100.0, 1.01)])
+def test_a_scaled_bfloat16_layer_norm_is_a_distortion_not_another_function(
+    mean: float, scale: float
+) -> None:
+    # every output of 4 rows of 4096 values times `scale`, rounded to bfloat16: the roundings
+    # fl(s y) - fl(y) are a staircase in y, and must not read as a residual
+    x = (mean + torch.randn(4, 4096, generator=torch.Generator().manual_seed(1))).bfloat16()
+    xd = x.double()
+    exact = (xd - xd.mean(-1, keepdim=True)) / torch.sqrt(xd.var(-1, False, keepdim=True) + 1e-5)
+    c = output_check(
+        x, normalized_shape=4096, dtype="bfloat16", expected=(exact * scale).bfloat16()
+    )
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+    assert c.explanation is not None and c.explanation.startswith("rstd +")

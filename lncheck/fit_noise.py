@@ -1,0 +1,112 @@
+"""How far the elements' own roundings may move a group's fitted scale and shift
+(``affine_fit``), which ``output_model.judge`` adds to each class's limits.
+
+Each element's rounding bound ``R`` (``OutputBlock.residual_bound``, plus what the fit itself
+and a moved output add) sums ``A`` roundings of at most their size; uniform and independent
+they have a standard deviation of ``sqrt(A / 3)`` times one, ``R / sqrt(3 A)``: a third of
+``R`` at ``A = 3`` (``tolerances.A``), less for a folded form's ``A_FUSED = 4``. A fit's noise
+is ``NOISE_SIGMAS`` of its standard deviation, but never more than every error at its bound
+leaning one way would move it (the tighter of the two in small groups).
+
+Equal inputs (with the same weight and bias) give equal outputs, which round alike: in a
+group of ``n`` values at ``D`` levels the outputs' final roundings (at most ``u |y|`` each,
+uniform: a standard deviation of ``u |y| / sqrt(3)``) move the fit as ``sqrt(n / D)`` times
+that many independent ones would (``repeats``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.dtypes import DTYPES
+
+if TYPE_CHECKING:
+    from lncheck.affine_fit import Geometry
+    from lncheck.output_model import OutputBlock
+
+F64 = npt.NDArray[np.float64]
+NOISE_SIGMAS = 10.0  # how far rounding noise may move a fitted scale or shift
+ROUNDING_SIGMA = 1.0 / 3.0  # an element's standard deviation, relative to its bound
+
+
+@dataclass(frozen=True)
+class FitNoise:
+    """Per group, what rounding may move a least-squares scale and shift: ``independent``
+    (every element's rounding on its own), ``alike`` (widened where values repeat: what the
+    classes that pass by default allow) and ``line`` (the bounds themselves taken as standard
+    deviations: how far the fitted line, and with it every residual, may move: a distorted
+    output's roundings, ``fl(s y) - fl(y)``, are a staircase in ``y``, not independent of it);
+    each a (scale, shift) pair. ``repeats`` per group as ``repeats`` gives them."""
+
+    independent: tuple[F64, F64]
+    alike: tuple[F64, F64]
+    line: tuple[F64, F64]
+    repeats: F64
+
+
+def fit_noise(block: OutputBlock, geo: Geometry, bound: F64, dtype: str) -> FitNoise:
+    """The ``FitNoise`` of a block's least-squares fit (``geo``: its geometry with ``c =
+    |w|``) for per-element rounding bounds ``bound``, computed in ``dtype``."""
+    with np.errstate(all="ignore"):
+        squared = bound * bound
+        spread_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / geo.spp
+        one_way_s = np.einsum("ij,ij->i", np.abs(geo.a_perp), bound) / geo.spp
+        if geo.c is None:
+            spread_t = np.sqrt(squared.sum(axis=1)) / geo.scc
+            one_way_t = bound.sum(axis=1) / geo.scc
+        else:
+            spread_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / geo.scc
+            one_way_t = np.einsum("ij,ij->i", geo.c, bound) / geo.scc
+        shared = repeats(block)
+        rounded = output_rounding(block, geo, dtype) if np.any(shared > 1) else None
+
+        def noise(sigma: float, widened: bool) -> tuple[F64, F64]:
+            sigma_s, sigma_t = sigma * spread_s, sigma * spread_t
+            if widened and rounded is not None:
+                alike = np.sqrt(shared)
+                sigma_s = np.fmax(sigma_s, alike * rounded[0])
+                sigma_t = np.fmax(sigma_t, alike * rounded[1])
+            noise_s = np.where(geo.spp > 0, np.minimum(NOISE_SIGMAS * sigma_s, one_way_s), 0.0)
+            noise_t = np.where(geo.scc > 0, np.minimum(NOISE_SIGMAS * sigma_t, one_way_t), 0.0)
+            return noise_s, noise_t
+
+        return FitNoise(
+            noise(ROUNDING_SIGMA, False), noise(ROUNDING_SIGMA, True), noise(1.0, True), shared
+        )
+
+
+def output_rounding(block: OutputBlock, geo: Geometry, dtype: str) -> tuple[F64, F64]:
+    """Per group, the standard deviation of the fitted scale and shift that independent
+    final roundings of the output (``u |y| / sqrt(3)`` each) would leave."""
+    per_element = DTYPES[dtype].unit_roundoff / math.sqrt(3.0)  # type: ignore[index]
+    y_squared = block.y * block.y
+    scale = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, y_squared)) / geo.spp
+    if geo.c is None:
+        shift = np.sqrt(y_squared.sum(axis=1)) / geo.scc
+    else:
+        shift = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, y_squared)) / geo.scc
+    return per_element * scale, per_element * shift
+
+
+def repeats(block: OutputBlock) -> F64:
+    """Per group, how many elements share each (input, weight, bias) on average, at least 1:
+    the input's levels (``OutputModel.levels``) times the runs of equal weight and bias along
+    the group (a GroupNorm group spans channels; an element-wise weight sets every element
+    apart). Runs count distinct values from above, so this errs towards independence."""
+    rows = slice(block.first, block.first + block.y.shape[0])
+    with np.errstate(all="ignore"):
+        shared = np.fmax(block.model.group_size / block.model.levels[rows], 1.0)
+    repeating = np.flatnonzero(shared > 1)
+    params = [p for p in (block.weight, block.bias) if p is not None]
+    if repeating.size and params and block.y.shape[1] > 1:
+        changes = np.zeros((repeating.size, block.y.shape[1] - 1), dtype=bool)
+        for param in params:
+            changes |= np.diff(param[repeating], axis=1) != 0
+        runs = 1.0 + np.count_nonzero(changes, axis=1)
+        shared[repeating] = np.fmax(shared[repeating] / runs, 1.0)
+    return shared
