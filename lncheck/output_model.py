@@ -37,6 +37,7 @@ from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floo
 F64 = npt.NDArray[np.float64]
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
+WEIGHED_GAIN = 3.0  # how much sharper a weighted fit must be to be judged beside least squares
 
 
 @dataclass(frozen=True)
@@ -341,10 +342,15 @@ def judge(
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
         # weighted by each element's own rounding, a group's bulk pins the scale and shift
         # where one outlier sets the least-squares ones (``affine_fit.weighted``); values
-        # that repeat round alike (``_repeats``)
+        # that repeat round alike (``fit_noise.repeats``). Only where that is WEIGHED_GAIN
+        # times sharper: elsewhere the two estimates see the same elements alike, and a
+        # kernel's errors that are no independent roundings (a sequential Welford's at
+        # n = 7e5 in float16) set them apart by more than their noise
         wf = weighted(block, f, bound, ROUNDING_SIGMA)
         spread = NOISE_SIGMAS * np.sqrt(noise.repeats)
         weighted_s, weighted_t = spread * wf.sigma_s, spread * wf.sigma_t
+        weighted_s[~(WEIGHED_GAIN * weighted_s < noise_s)] = np.inf
+        weighted_t[~(WEIGHED_GAIN * weighted_t < noise_t)] = np.inf
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
         s_fit = np.fmax(1.0 + f.ds, 0.0)
         limits = []
