@@ -218,24 +218,29 @@ def weighted(block: OutputBlock, f: Fit, bound: F64, sigma: float) -> WeightedFi
     sigma_s, without weight an infinite sigma_t."""
     a, c, centered = block.weighted, block.weight, block.model.centered
     with np.errstate(all="ignore"):
-        w = np.reciprocal(bound * bound)
+        w = np.multiply(bound, bound)
+        np.reciprocal(w, out=w)
         w[~np.isfinite(w)] = 0.0
-        e = f.residual + f.ds[:, None] * a
-        a_perp, wc, scc, along = a, w, np.zeros(0), np.zeros(0)
+        # the deviation fitted: what the fit explained plus what it left
+        e = np.multiply(a, f.ds[:, None])
+        e += f.residual
+        a_perp = a
         if centered:
             e += f.shift[:, None] if c is None else f.shift[:, None] * c
             wc = w if c is None else w * c
-            scc = (wc if c is None else wc * c).sum(axis=1)
-            along = (wc * a).sum(axis=1) / scc
+            scc = wc.sum(axis=1) if c is None else np.einsum("ij,ij->i", wc, c)
+            along = np.einsum("ij,ij->i", wc, a) / scc
             a_perp = a - (along[:, None] if c is None else along[:, None] * c)
         wa = w * a_perp
-        spp = (wa * a_perp).sum(axis=1)
-        flat = ~(spp > 1e-24 * (w * a * a).sum(axis=1))  # no spread: a shift alone
-        ds = np.where(flat, 0.0, (wa * e).sum(axis=1) / spp)
+        spp = np.einsum("ij,ij->i", wa, a_perp)
+        # sum(w a**2) = spp + along**2 scc: a group without spread fits a shift alone
+        whole = spp + along * along * scc if centered else spp
+        flat = ~(spp > 1e-24 * whole)
+        ds = np.where(flat, 0.0, np.einsum("ij,ij->i", wa, e) / spp)
         sigma_s = np.where(flat, np.inf, sigma / np.sqrt(spp))
         if not centered:
             return WeightedFit(ds, np.zeros_like(ds), sigma_s, np.full_like(ds, np.inf))
-        shift = (wc * e).sum(axis=1) / scc - ds * along
+        shift = np.einsum("ij,ij->i", wc, e) / scc - ds * along
         # the shift carries the scale's error along c
         sigma_t = sigma * np.sqrt(1.0 / scc + np.where(flat, 0.0, along * along / spp))
     return WeightedFit(ds, shift, sigma_s, sigma_t)
