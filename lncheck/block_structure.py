@@ -57,6 +57,14 @@ class Structure:
             float(self.scores.one_pass[g]),
         )
 
+    def systematic(self) -> tuple[float, float]:
+        """The weighted fit's largest share of its limits over the block's groups, and that
+        group's weighted scale (``Scores.systematic``)."""
+        if not self.scores.systematic.size:
+            return 0.0, 1.0
+        g = int(np.argmax(self.scores.systematic))
+        return float(self.scores.systematic[g]), float(self.scores.weighted_scale[g])
+
 
 def structure_of(
     block: om.OutputBlock, actual: npt.NDArray[np.generic], dtype: str, accepted: int

@@ -35,7 +35,14 @@ from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
 from lncheck.tolerances import CLASSES, Atol, allowance, applied, beyond_default
-from lncheck.verdicts import ClassTally, GroupFacts, block_class, explain, overflow_cause
+from lncheck.verdicts import (
+    ClassTally,
+    GroupFacts,
+    block_class,
+    explain,
+    overflow_cause,
+    systematic_words,
+)
 
 F64 = npt.NDArray[np.float64]
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
@@ -324,6 +331,7 @@ class BlockComparer:
         if structure is not None:
             tally.add(structure.index)
             tally.distortion(structure.worst(offset + here.first))
+            tally.weighed(structure.systematic())
             structure.record(tally, offset + here.first)
 
     def failures(self) -> dict[tuple[str, str], GroupFailures]:
@@ -380,6 +388,9 @@ class BlockComparer:
                     implied_shift=worst.shift,
                     explanation=explanation,
                 )
+                share, scale = tally.systematic
+                if c.passed and share > 1:
+                    c = replace(c, warning=systematic_words(scale, self.case.dtype))
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))

@@ -60,6 +60,8 @@ class Comparison:
     overflow: int = 0  # exact values beyond the dtype's range (an infinity is right there)
     # the candidate whose output this one's is bit-identical to: its figures, compared once
     identical_to: str | None = None
+    # a passing check's warning: what it passed despite (a systematic scale below the bound)
+    warning: str | None = None
     heatmap: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -2,11 +2,14 @@
 (``affine_fit``), which ``output_model.judge`` adds to each class's limits.
 
 Each element's rounding bound ``R`` (``OutputBlock.residual_bound``, plus what the fit itself
-and a moved output add) sums ``A`` roundings of at most their size; uniform and independent
-they have a standard deviation of ``sqrt(A / 3)`` times one, ``R / sqrt(3 A)``: a third of
-``R`` at ``A = 3`` (``tolerances.A``), less for a folded form's ``A_FUSED = 4``. A fit's noise
-is ``NOISE_SIGMAS`` of its standard deviation, but never more than every error at its bound
-leaning one way would move it (the tighter of the two in small groups).
+and a moved output add) is taken as its standard deviation: a fit's noise is
+``NOISE_SIGMAS`` of the resulting standard deviation, but never more than every error at its
+bound leaning one way would move it (the tighter of the two in small groups). Independent
+uniform roundings would have a third of that (``ROUNDING_SIGMA``), but a kernel's roundings
+need not be independent of the values: an intermediate rounding to the compute dtype where
+rstd is within ``u`` of a power of two (HF's Llama RMSNorm in bfloat16: ``bf16(x * rstd)``
+rounds nearly every ``x * rstd`` back to ``x``) or a distorted output's ``fl(s y) - fl(y)``
+is a staircase in ``y`` that moves a fit as a scale of up to ``u`` would.
 
 Equal inputs (with the same weight and bias) give equal outputs, which round alike: in a
 group of ``n`` values at ``D`` levels the outputs' final roundings (at most ``u |y|`` each,
@@ -31,21 +34,21 @@ if TYPE_CHECKING:
 
 F64 = npt.NDArray[np.float64]
 NOISE_SIGMAS = 10.0  # how far rounding noise may move a fitted scale or shift
-ROUNDING_SIGMA = 1.0 / 3.0  # an element's standard deviation, relative to its bound
+# A roundings of at most their size each, uniform and independent: a standard deviation of
+# sqrt(A / 3) times one, bound / sqrt(3 A), a third of the bound at A = 3 (``tolerances.A``)
+ROUNDING_SIGMA = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
 class FitNoise:
-    """Per group, what rounding may move a least-squares scale and shift: ``independent``
-    (every element's rounding on its own), ``alike`` (widened where values repeat: what the
-    classes that pass by default allow) and ``line`` (the bounds themselves taken as standard
-    deviations: how far the fitted line, and with it every residual, may move: a distorted
-    output's roundings, ``fl(s y) - fl(y)``, are a staircase in ``y``, not independent of it);
-    each a (scale, shift) pair. ``repeats`` per group as ``repeats`` gives them."""
+    """Per group, what rounding may move a least-squares scale and shift, each a (scale,
+    shift) pair: ``independent`` (every element's rounding on its own) and ``alike``
+    (widened where values repeat: what the classes that pass by default allow, and how far
+    the fitted line, and with it every residual, may move); ``repeats``: how many elements
+    share each value (``repeats``)."""
 
     independent: tuple[F64, F64]
     alike: tuple[F64, F64]
-    line: tuple[F64, F64]
     repeats: F64
 
 
@@ -65,8 +68,8 @@ def fit_noise(block: OutputBlock, geo: Geometry, bound: F64, dtype: str) -> FitN
         shared = repeats(block)
         rounded = output_rounding(block, geo, dtype) if np.any(shared > 1) else None
 
-        def noise(sigma: float, widened: bool) -> tuple[F64, F64]:
-            sigma_s, sigma_t = sigma * spread_s, sigma * spread_t
+        def noise(widened: bool) -> tuple[F64, F64]:
+            sigma_s, sigma_t = spread_s, spread_t
             if widened and rounded is not None:
                 alike = np.sqrt(shared)
                 sigma_s = np.fmax(sigma_s, alike * rounded[0])
@@ -75,9 +78,7 @@ def fit_noise(block: OutputBlock, geo: Geometry, bound: F64, dtype: str) -> FitN
             noise_t = np.where(geo.scc > 0, np.minimum(NOISE_SIGMAS * sigma_t, one_way_t), 0.0)
             return noise_s, noise_t
 
-        return FitNoise(
-            noise(ROUNDING_SIGMA, False), noise(ROUNDING_SIGMA, True), noise(1.0, True), shared
-        )
+        return FitNoise(noise(False), noise(True), shared)
 
 
 def output_rounding(block: OutputBlock, geo: Geometry, dtype: str) -> tuple[F64, F64]:

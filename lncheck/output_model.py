@@ -37,7 +37,7 @@ from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floo
 F64 = npt.NDArray[np.float64]
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
-WEIGHED_GAIN = 3.0  # how much sharper a weighted fit must be to be judged beside least squares
+WEIGHTED_GAIN = 3.0  # how much sharper a weighted fit must be to be looked at
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,13 @@ class OutputBlock:
                 t2 = np.minimum(np.abs(shift).reshape(-1, 1), raw) ** 2
                 moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
             scale = base + moved
-            if klass == "low_precision":  # off by their own size
+            if klass == "low_precision":  # off by their own size...
                 scale = np.minimum(scale, LOW_REACH)
+                # ...but never below what sequential admits: accepting more is never stricter
+                # (an exact constant group's folded shift, v K, exceeds 1 at eps = 1e-12)
+                wider_scale, wider_shift = self.limits(dtype, "sequential", shift)
+                scale = np.fmax(scale, wider_scale)
+                limit = np.fmax(limit, wider_shift)
         return np.asarray(scale, dtype=np.float64), limit
 
     def _limit_terms(self, dtype: str, klass: str) -> tuple[F64, F64, F64]:
@@ -283,6 +288,10 @@ class Scores:
     # per group, the relative error a one-pass E[x^2] - E[x]^2 variance may have (0 where
     # no variance about a mean is computed)
     one_pass: F64
+    # per group, the weighted fit's scale and shift as shares of the accepted class's limits
+    # plus its own noise (0 where it is no sharper than least squares), and its scale
+    systematic: F64
+    weighted_scale: F64
 
 
 def judge(
@@ -303,9 +312,8 @@ def judge(
     roundings, ``R / 3`` each for a rounding bound ``R``, widened where values repeat) is added
     to the classes' limits below ``low_precision``; low_precision's limits and the
     conventions' (``Scores``) keep the independent noise. The residual's allowance adds how
-    far the fitted line may move. Both the least-squares scale and shift and the weighted ones
-    (``affine_fit.weighted``: each element weighed by its own rounding, so that a group's
-    bulk pins a scale one outlier hides from least squares) must stay within a class's limits.
+    far the fitted line may move. The weighted fit's scale and shift (``affine_fit.weighted``)
+    are scored against the accepted class's limits for a warning (``Scores.systematic``).
     """
     groups = block.y.shape[0]
     best = np.full(groups, len(classes), dtype=np.int8)
@@ -335,22 +343,23 @@ def judge(
         independent, (noise_s, noise_t) = noise.independent, noise.alike
         # the fit's own uncertainty moves the fitted line, and so every residual, too
         allowed = np.abs(a)
-        allowed *= noise.line[0][:, None]
+        allowed *= noise_s[:, None]
         allowed += bound
-        allowed += geo.times_c(noise.line[1][:, None])
+        allowed += geo.times_c(noise_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
-        # weighted by each element's own rounding, a group's bulk pins the scale and shift
-        # where one outlier sets the least-squares ones (``affine_fit.weighted``); values
-        # that repeat round alike (``fit_noise.repeats``). Only where that is WEIGHED_GAIN
-        # times sharper: elsewhere the two estimates see the same elements alike, and a
-        # kernel's errors that are no independent roundings (a sequential Welford's at
-        # n = 7e5 in float16) set them apart by more than their noise
+        # weighted by each element's own rounding, a group's bulk pins a scale and shift one
+        # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
+        # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
+        # and does not judge: an intermediate rounding to the compute dtype where rstd is
+        # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
+        # scale as large as a sum of squares kept in bfloat16 does (sglang#27540)
         wf = weighted(block, f, bound, ROUNDING_SIGMA)
         spread = NOISE_SIGMAS * np.sqrt(noise.repeats)
         weighted_s, weighted_t = spread * wf.sigma_s, spread * wf.sigma_t
-        weighted_s[~(WEIGHED_GAIN * weighted_s < noise_s)] = np.inf
-        weighted_t[~(WEIGHED_GAIN * weighted_t < noise_t)] = np.inf
+        weighted_s[~(WEIGHTED_GAIN * weighted_s < noise_s)] = np.inf
+        weighted_t[~(WEIGHTED_GAIN * weighted_t < noise_t)] = np.inf
+        systematic = np.zeros(groups)
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
         s_fit = np.fmax(1.0 + f.ds, 0.0)
         limits = []
@@ -367,12 +376,11 @@ def judge(
                     dtype, block.model.group_size, block.k[:, 0]
                 )
                 scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
+                scale_limit = np.fmax(scale_limit, limits[index - 1][0])  # the classes nest
             wide = classes[index] != "low_precision"
             class_s, class_t = (noise_s, noise_t) if wide else independent
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
-            share_s = np.fmax(share_s, np.abs(wf.ds) / (scale_limit + weighted_s))
-            share_t = np.fmax(share_t, np.abs(wf.shift) / (shift_limit * s_fit + weighted_t))
             if not block.model.centered:
                 share_t = np.zeros(groups)
             cap = caps[index]
@@ -386,12 +394,18 @@ def judge(
                 fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
                 group_score = np.where(cap, np.inf, np.fmax(fitted_r, stats))
+                systematic = np.abs(wf.ds) / (scale_limit + weighted_s)
+                if block.model.centered:
+                    moved = np.abs(wf.shift) / (shift_limit * s_fit + weighted_t)
+                    systematic = np.fmax(systematic, moved)
+                systematic = np.where(f.fitted & np.isfinite(systematic), systematic, 0.0)
     kinds: list[str | None] = [
         "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
         for g in range(groups)
     ]
     one_pass = np.zeros(groups)
-    if block.model.centered:
+    if block.model.centered:  # no variance is computed on an exact constant group (caps)
         one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
-    scores = Scores(group_score, scale_accurate, shift_accurate, one_pass)
+        one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
+    scores = Scores(group_score, scale_accurate, shift_accurate, one_pass, systematic, 1 + wf.ds)
     return best, scores, kinds

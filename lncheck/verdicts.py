@@ -62,6 +62,8 @@ class ClassTally:
         self.index = 0
         self.worst = Distortion()
         self.distortions = Distortions()
+        # the weighted fit's largest share of its limits, and that group's scale
+        self.systematic = (0.0, 1.0)
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
@@ -72,9 +74,22 @@ class ClassTally:
         if rank > (self.worst.structural is not None, self.worst.score):
             self.worst = found
 
+    def weighed(self, found: tuple[float, float]) -> None:
+        self.systematic = max(self.systematic, found)
+
     @property
     def klass(self) -> str:
         return CLASSES[self.index]
+
+
+def systematic_words(scale: float, dtype: str) -> str:
+    """The warning of a passing check whose weighted fit finds the rstd ``scale`` times the
+    exact one, beyond rounding: what does that below every element's bound."""
+    return (
+        f"every output of a group scaled by {100 * (scale - 1):+.2g}% (rstd), below each "
+        f"element's bound: a sum of squares kept in {dtype}, or an intermediate {dtype} "
+        "rounding where rstd is near a power of two, does this"
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +135,8 @@ def explain(
         notes += _translations(worst, facts, klass)
         if klass == "mismatch" and worst.one_pass >= 1:
             notes.append(
-                f"or a one-pass E[x^2] - E[x]^2 variance in {accumulation_dtype(facts.dtype)}, "
+                ("or " if notes else "")
+                + f"a one-pass E[x^2] - E[x]^2 variance in {accumulation_dtype(facts.dtype)}, "
                 f"which keeps no digit here (its error may reach {worst.one_pass:.2g}x the "
                 "variance)"
             )

@@ -446,3 +446,8 @@ def test_scores_carry_the_one_pass_variances_bound_of_each_centred_group() -> No
             continue
         k = 1 + np.abs(x.mean(-1)) / np.sqrt(x.var(-1) + 1e-5)
         np.testing.assert_allclose(scores.one_pass, 6 * 2.0**-24 * k**2, rtol=1e-9)
+    # a constant group with exact sums computes no variance at all
+    constant = whole(model_of(np.full((1, 64), 1449.0), normalized_shape=64, eps=1e-12))
+    f = affine_fit.fit(constant, constant.y)
+    _, scores, _ = om.judge(constant, f, constant.y, "float32", JUDGED, 1)
+    assert scores.one_pass.tolist() == [0.0]

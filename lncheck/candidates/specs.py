@@ -141,11 +141,13 @@ def expected_quantity(quantity: str) -> Callable[[Any, str], tuple[Given, ...]]:
     (``--expected-grad-weight FILE``): a file, or (API) an array or tensor.
 
     Raises:
-        InputError: no file given."""
+        InputError: no file, a blank one, or a table or list of them."""
 
     def parse(value: Any, name: str) -> tuple[Given, ...]:
-        if value is None or (isinstance(value, str) and not value):
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise InputError(f"{option(name)} needs a file, got {value!r}")
+        if isinstance(value, Mapping) or (not isinstance(value, str) and _is_texts(value)):
+            raise InputError(f"{option(name)} takes one file or array, got {value!r}")
         return (Given(EXPECTED, quantity, value, name),)
 
     return parse

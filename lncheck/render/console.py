@@ -101,7 +101,7 @@ def render(report: Report, console: Console) -> None:
     if report.small:
         console.print()
         show(console, _small(report))
-    for text in tables.identical(report) + tables.overflowed(report):
+    for text in tables.identical(report) + tables.overflowed(report) + tables.warned(report):
         print_line(console, text, STYLE_NOTE)
     for c in report.failures:
         print_line(console, c.message(), STYLE_FAIL)
@@ -282,7 +282,9 @@ def _verdict(report: Report) -> Text:
     if report.passed:
         sequential = sum(c.accuracy_class == "sequential" for c in counted)
         within = f" ({sequential} within the sequential-accumulation bound)" if sequential else ""
-        return Text(f"PASS: all {n} checks passed{within}{drift}", style=STYLE_PASS)
+        warned = sum(c.warning is not None for c in counted)
+        warnings = f"; {warned} with a warning" if warned else ""
+        return Text(f"PASS: all {n} checks passed{within}{warnings}{drift}", style=STYLE_PASS)
     return Text(f"FAIL: {bad} of {n} checks failed{_classes(report)}{drift}", style=STYLE_FAIL)
 
 

@@ -82,6 +82,8 @@ def check_document(c: Comparison) -> dict[str, Any]:
     }
     if c.identical_to is not None:  # only then, so that documents without one keep their keys
         document["identical_to"] = c.identical_to
+    if c.warning is not None:
+        document["warning"] = c.warning
     return document
 
 

@@ -300,6 +300,16 @@ def overflowed(report: Report) -> list[str]:
     ]
 
 
+def warned(report: Report) -> list[str]:
+    """One line per passing check with a warning."""
+    return [
+        f"warning: {printable(report.name(c.candidate), newlines=False)} {c.quantity}: "
+        + printable(c.warning, newlines=False)
+        for c in report.checks
+        if c.warning and c.passed
+    ]
+
+
 def quiet(report: Report) -> list[tuple[str, str]]:
     """``compare --quiet``: one line per check, (text, style); failures say what failed."""
     lines = []
@@ -318,7 +328,11 @@ def quiet(report: Report) -> list[tuple[str, str]]:
             figures = f"max abs {num(c.max_abs_err, 2)}, {c.mismatched}/{c.total} mismatched"
             if c.identical_to is not None:
                 figures += f"; identical to {printable(report.name(c.identical_to))}"
-            lines.append((f"{name} {c.quantity}{against}: pass ({figures})", ""))
+            if c.warning:
+                figures += f"; warning: {printable(c.warning, newlines=False)}"
+            lines.append(
+                (f"{name} {c.quantity}{against}: pass ({figures})", NOTE if c.warning else "")
+            )
     return lines
 
 

@@ -261,7 +261,7 @@ def _candidates_under(root: Path, settings: Settings) -> Settings:
     changes: dict[str, Any] = {}
     if settings.given("expected"):
         changes["expected"] = tuple(
-            replace(e, source=str(_existing(root, e.source, "expected")))
+            replace(e, source=str(_existing(root, e.source, e.option)))
             if isinstance(e.source, str) else e
             for e in settings["expected"]
         )  # fmt: skip

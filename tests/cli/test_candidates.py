@@ -162,6 +162,17 @@ def test_a_kernels_gradients_by_their_own_options(write: Callable[..., Path]) ->
     )
     with pytest.raises(InputError, match="expected_grad_weight= needs a file, got ''"):
         lncheck.compare(x, normalized_shape=8, grad=True, expected_grad_weight="")
+    with pytest.raises(InputError, match="expected_grad_bias= takes one file or array, got"):
+        lncheck.compare(
+            x, normalized_shape=8, grad=True, expected_grad_bias={"grad_bias": db_wrong}
+        )
+    # a suite names its own key
+    suite = files["x"].parent / "suite.toml"
+    suite.write_text(
+        '[[case]]\ninput = "x.npy"\nnormalized_shape = [8]\ngrad = true\n'
+        'expected_grad_weight = "nope.npy"\n'
+    )
+    assert_user_error(invoke("run", str(suite)), "key 'expected_grad_weight': no such file")
 
 
 def test_gradients_in_a_pt_dict(tmp_path: Path) -> None:
