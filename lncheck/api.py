@@ -19,12 +19,12 @@ from typing import Any
 import numpy.typing as npt
 
 from lncheck.errors import InputError, LncheckError, spelled
-from lncheck.options import ALIASES, OPTIONS_LIST, Settings, parse, spelling
+from lncheck.options import ALIASES, JOINS, OPTIONS_LIST, Settings, parse, spelling
 from lncheck.report import Report, SuiteReport
 
 _UNSET = object()
 _KEYWORDS = {o.name for o in OPTIONS_LIST if "api" in o.surfaces} | set(ALIASES)
-_EXPECTED_PARTS = tuple(o.name for o in OPTIONS_LIST if o.joins == "expected")
+_EXPECTED_PARTS = tuple(name for name, target in JOINS.items() if target == "expected")
 
 
 def compare(

@@ -355,6 +355,8 @@ OPTIONS_LIST: tuple[Option, ...] = (
 
 OPTIONS: dict[str, Option] = {o.name: o for o in OPTIONS_LIST}
 ALIASES: dict[str, str] = {a: o.name for o in OPTIONS_LIST for a in o.aliases}
+# options whose entries are added to another's (``Option.joins``)
+JOINS: dict[str, str] = {o.name: o.joins for o in OPTIONS_LIST if o.joins}
 ARRAY_OPTIONS: tuple[str, ...] = tuple(o.name for o in OPTIONS_LIST if o.kind == "array")
 
 
@@ -445,9 +447,9 @@ def parse(
             values[name] = known.parse(value, name)
         except LncheckError as e:
             raise spelled(e, spelling(surface, words)) from None
-    for name in [n for n in values if OPTIONS[n].joins]:
-        target = OPTIONS[name].joins
-        assert target is not None
+    for name, target in JOINS.items():
+        if name not in values:
+            continue
         words.setdefault(target, words.get(name, name))
         try:
             values[target] = unique_entries((*values.get(target, ()), *values.pop(name)), name)

@@ -123,7 +123,7 @@ def explain(
         n = facts.n - 1 if facts.centered else facts.n
         reach = f"sqrt({'n - 1' if facts.centered else 'n'}) = {math.sqrt(n):.3g}"
         notes.append(
-            f"an output no correct layer can produce (|y - b| > |w| * {reach}): "
+            f"an output no correct layer can produce (|y - b| > |w| * {reach} plus rounding): "
             "a different function"
         )
     elif worst.structural == "residual":

@@ -141,8 +141,8 @@ def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     c = output_check(x, normalized_shape=32, eps=1e-12, expected=wrong)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
     assert c.explanation == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 5.57): "
-        "a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 5.57 plus "
+        "rounding): a different function"
     )
 
 
@@ -497,12 +497,13 @@ def test_explain_puts_a_structural_failure_before_any_translation() -> None:
     assert text is not None and text.startswith("not an affine distortion")
     assert "rstd" not in text and "mean off" not in text
     assert explain("mismatch", cap, facts, 0, "output") == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 7.94): "
-        "a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 7.94 plus "
+        "rounding): a different function"
     )
     rms = GroupFacts(var=1.0, eps=1e-5, n=64, centered=False, rstd=1.0, dtype="float32")
     assert explain("mismatch", cap, rms, 0, "output") == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n) = 8): a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n) = 8 plus rounding): "
+        "a different function"
     )
 
 

@@ -28,6 +28,7 @@ class Verdict:
     error: str | None = None
     implied_scale: float = float("nan")
     implied_shift: float = float("nan")
+    warning: str | None = None  # a passing check's (lncheck's weighted fit)
 
 
 def lncheck_op(case: Case) -> str:
@@ -81,6 +82,7 @@ def judge(inp: Inputs, y: np.ndarray) -> Verdict:
         None if explanation is None else str(explanation),
         implied_scale=float(getattr(check, "implied_scale", float("nan"))),
         implied_shift=float(getattr(check, "implied_shift", float("nan"))),
+        warning=getattr(check, "warning", None),
     )
 
 

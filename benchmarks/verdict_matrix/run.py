@@ -97,6 +97,7 @@ def evaluate_case(
                 "accuracy_class": None if verdict is None else verdict.accuracy_class,
                 "tolerance_used": None if verdict is None else verdict.tolerance_used,
                 "explanation": None if verdict is None else verdict.explanation,
+                "warning": None if verdict is None else verdict.warning,
                 "implied_scale": None if verdict is None else verdict.implied_scale,
                 "implied_shift": None if verdict is None else verdict.implied_shift,
                 "lncheck_error": problem or (None if verdict is None else verdict.error),

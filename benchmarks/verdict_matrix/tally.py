@@ -79,6 +79,12 @@ def render(rows: list[dict], reproduce: str) -> str:
             f"misses {misses} of distinguishable bugs [{by_label}]; {s['left_out']} bug outputs "
             f"left out (within 10x of a correct one){errors}"
         )
+        warned = [r for r in mine if r.get("warning") and r["passed"]]
+        correct_warned = sum(r["kind"] == "correct" for r in warned)
+        out.append(
+            f"   warnings (passing checks): {correct_warned} of correct outputs, "
+            f"{len(warned) - correct_warned} of passing bugs"
+        )
         classes = lambda c: ", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=str))  # noqa: E731
         out.append(f"   lncheck classes: correct outputs {classes(s['classes_correct'])}; "
                    f"bugs {classes(s['classes_bugs'])}")  # fmt: skip
