@@ -174,13 +174,8 @@ class OutputBlock:
                 t2 = np.minimum(np.abs(shift).reshape(-1, 1), raw) ** 2
                 moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
             scale = base + moved
-            if klass == "low_precision":  # off by their own size...
+            if klass == "low_precision":  # off by their own size
                 scale = np.minimum(scale, LOW_REACH)
-                # ...but never below what sequential admits: accepting more is never stricter
-                # (an exact constant group's folded shift, v K, exceeds 1 at eps = 1e-12)
-                wider_scale, wider_shift = self.limits(dtype, "sequential", shift)
-                scale = np.fmax(scale, wider_scale)
-                limit = np.fmax(limit, wider_shift)
         return np.asarray(scale, dtype=np.float64), limit
 
     def _limit_terms(self, dtype: str, klass: str) -> tuple[F64, F64, F64]:
@@ -239,6 +234,8 @@ class OutputBlock:
                 reach = _plus(big_w * exact_reach(self, dtype), c.plain * big_b)
                 limited = np.fmin(total, _plus(reach, atol_floor(dtype)))
                 total = np.where(exact[:, None], limited, total)
+            if klass == "low_precision":  # accepting more is never stricter (constant groups)
+                total = np.fmax(total, self.atol(dtype, "sequential"))
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
 
     def residual_bound(self, dtype: str, klass: str) -> F64:
@@ -376,7 +373,6 @@ def judge(
                     dtype, block.model.group_size, block.k[:, 0]
                 )
                 scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
-                scale_limit = np.fmax(scale_limit, limits[index - 1][0])  # the classes nest
             wide = classes[index] != "low_precision"
             class_s, class_t = (noise_s, noise_t) if wide else independent
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
@@ -390,10 +386,12 @@ def judge(
             if index == 0:
                 scale_accurate = np.where(saa > 0, scale_limit + independent[0], np.inf)
                 shift_accurate = shift_limit + independent[1]
-            if index == accepted:
+            if index <= accepted:  # a group any accepted class admits passes: the least share
                 fitted_r = np.where(f.fitted, worst_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
-                group_score = np.where(cap, np.inf, np.fmax(fitted_r, stats))
+                share = np.where(cap, np.inf, np.fmax(fitted_r, stats))
+                group_score = share if index == accepted else np.fmin(group_score, share)
+            if index == accepted:
                 systematic = np.abs(wf.ds) / (scale_limit + weighted_s)
                 if block.model.centered:
                     moved = np.abs(wf.shift) / (shift_limit * s_fit + weighted_t)
