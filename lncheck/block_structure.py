@@ -57,13 +57,14 @@ class Structure:
             float(self.scores.one_pass[g]),
         )
 
-    def systematic(self) -> tuple[float, float]:
+    def systematic(self) -> tuple[float, float, float]:
         """The weighted fit's largest share of its limits over the block's groups, and that
-        group's weighted scale (``Scores.systematic``)."""
+        group's weighted scale and shift (``Scores.systematic``)."""
         if not self.scores.systematic.size:
-            return 0.0, 1.0
+            return 0.0, 1.0, 0.0
         g = int(np.argmax(self.scores.systematic))
-        return float(self.scores.systematic[g]), float(self.scores.weighted_scale[g])
+        sc = self.scores
+        return float(sc.systematic[g]), float(sc.weighted_scale[g]), float(sc.weighted_shift[g])
 
 
 def structure_of(

@@ -388,9 +388,10 @@ class BlockComparer:
                     implied_shift=worst.shift,
                     explanation=explanation,
                 )
-                share, scale = tally.systematic
+                share, scale, shift = tally.systematic
                 if c.passed and share > 1:
-                    c = replace(c, warning=systematic_words(scale, self.case.dtype))
+                    words = systematic_words(scale, shift, self.case.dtype, self.case.spec.center)
+                    c = replace(c, warning=words)
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))

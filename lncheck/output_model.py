@@ -286,9 +286,10 @@ class Scores:
     # no variance about a mean is computed)
     one_pass: F64
     # per group, the weighted fit's scale and shift as shares of the accepted class's limits
-    # plus its own noise (0 where it is no sharper than least squares), and its scale
+    # plus its own noise (0 where it is no sharper than least squares), its scale and shift
     systematic: F64
     weighted_scale: F64
+    weighted_shift: F64
 
 
 def judge(
@@ -405,5 +406,7 @@ def judge(
     if block.model.centered:  # no variance is computed on an exact constant group (caps)
         one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
         one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
-    scores = Scores(group_score, scale_accurate, shift_accurate, one_pass, systematic, 1 + wf.ds)
+    scores = Scores(
+        group_score, scale_accurate, shift_accurate, one_pass, systematic, 1 + wf.ds, wf.shift
+    )
     return best, scores, kinds

@@ -62,8 +62,8 @@ class ClassTally:
         self.index = 0
         self.worst = Distortion()
         self.distortions = Distortions()
-        # the weighted fit's largest share of its limits, and that group's scale
-        self.systematic = (0.0, 1.0)
+        # the weighted fit's largest share of its limits, and that group's scale and shift
+        self.systematic = (0.0, 1.0, 0.0)
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
@@ -74,7 +74,7 @@ class ClassTally:
         if rank > (self.worst.structural is not None, self.worst.score):
             self.worst = found
 
-    def weighed(self, found: tuple[float, float]) -> None:
+    def weighed(self, found: tuple[float, float, float]) -> None:
         self.systematic = max(self.systematic, found)
 
     @property
@@ -82,13 +82,15 @@ class ClassTally:
         return CLASSES[self.index]
 
 
-def systematic_words(scale: float, dtype: str) -> str:
+def systematic_words(scale: float, shift: float, dtype: str, centered: bool) -> str:
     """The warning of a passing check whose weighted fit finds the rstd ``scale`` times the
-    exact one, beyond rounding: what does that below every element's bound."""
+    exact one and the mean off by ``-shift`` std, beyond rounding: what does that below every
+    element's bound."""
+    moved = f"rstd {100 * (scale - 1):+.2g}%" + (f", mean {-shift:+.2g} std" if centered else "")
     return (
-        f"every output of a group scaled by {100 * (scale - 1):+.2g}% (rstd), below each "
-        f"element's bound: a sum of squares kept in {dtype}, or an intermediate {dtype} "
-        "rounding where rstd is near a power of two, does this"
+        f"every output of a group moved alike ({moved}), below each element's bound: "
+        f"statistics or a sum of squares kept in {dtype}, or an intermediate {dtype} rounding "
+        "where rstd is near a power of two, does this"
     )
 
 

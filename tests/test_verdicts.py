@@ -194,8 +194,8 @@ def test_a_bfloat16_rms_norm_summing_squares_in_bfloat16_passes_with_a_warning()
     assert c.passed and c.warning is None
     c = output_check(x, "rms_norm", expected=wrong, **options)
     assert c.passed and c.max_ulp_err < 1  # no element is off by an ulp: only the scale tells
-    assert c.warning is not None and c.warning.startswith("every output of a group scaled by +0.3")
-    assert "a sum of squares kept in bfloat16" in c.warning
+    assert c.warning is not None and c.warning.startswith("every output of a group moved alike (")
+    assert "rstd +0.3" in c.warning and "a sum of squares kept in bfloat16" in c.warning
 
 
 def test_hf_llama_rms_norm_rounding_x_rstd_to_bfloat16_passes_near_a_power_of_two() -> None:
