@@ -206,7 +206,9 @@ class WeightedFit:
     sigma_t: F64
 
 
-def weighted(block: OutputBlock, f: Fit, bound: F64, sigma: float) -> WeightedFit:
+def weighted(
+    block: OutputBlock, f: Fit, bound: F64, sigma: float, rows: npt.NDArray[np.intp]
+) -> WeightedFit:
     """Gauss-Markov's estimate of ``e ~ ds * a + shift * c`` per group (``c = w``), with
     ``e = residual + ds * a + shift * c`` the deviation ``f`` fitted and per-element standard
     deviations ``sigma * bound``: each element weighs as much as its own rounding allows.
@@ -214,19 +216,22 @@ def weighted(block: OutputBlock, f: Fit, bound: F64, sigma: float) -> WeightedFi
     Ordinary least squares weighs elements by ``a**2``, so one outlier (a massive
     activation) sets a group's scale with its single rounding as noise; weighted, the
     bulk's many small roundings pin a scale off by a fraction of their size (a bfloat16
-    RMSNorm that sums squares in bfloat16: +0.2 %). Groups without spread have an infinite
-    sigma_s, without weight an infinite sigma_t."""
-    a, c, centered = block.weighted, block.weight, block.model.centered
+    RMSNorm that sums squares in bfloat16: +0.2 %). Only the groups ``rows`` are fitted (the
+    result has one entry per row). Groups without spread have an infinite sigma_s, without
+    weight an infinite sigma_t."""
+    a, c, centered = block.weighted[rows], block.weight, block.model.centered
+    c = None if c is None else c[rows]
+    ds, fitted_shift = f.ds[rows], f.shift[rows]
     with np.errstate(all="ignore"):
-        w = np.multiply(bound, bound)
+        w = np.square(bound[rows])
         np.reciprocal(w, out=w)
         w[~np.isfinite(w)] = 0.0
         # the deviation fitted: what the fit explained plus what it left
-        e = np.multiply(a, f.ds[:, None])
-        e += f.residual
+        e = np.multiply(a, ds[:, None])
+        e += f.residual[rows]
         a_perp = a
         if centered:
-            e += f.shift[:, None] if c is None else f.shift[:, None] * c
+            e += fitted_shift[:, None] if c is None else fitted_shift[:, None] * c
             wc = w if c is None else w * c
             scc = wc.sum(axis=1) if c is None else np.einsum("ij,ij->i", wc, c)
             along = np.einsum("ij,ij->i", wc, a) / scc

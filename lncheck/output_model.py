@@ -352,9 +352,19 @@ def judge(
         # and does not judge: an intermediate rounding to the compute dtype where rstd is
         # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
         # scale as large as a sum of squares kept in bfloat16 does (sglang#27540)
-        wf = weighted(block, f, bound, ROUNDING_SIGMA)
-        spread = NOISE_SIGMAS * np.sqrt(noise.repeats)
-        weighted_s, weighted_t = spread * wf.sigma_s, spread * wf.sigma_t
+        # That needs a heavy tail: for bounds relative to |y| the gain squared is at most n
+        # times the largest share one element has of the group's sum of squares
+        # (``OutputModel.peak``), so the other groups are not fitted again
+        peaked = np.flatnonzero(
+            block.model.peak[block.first : block.first + groups] * block.model.group_size
+            >= WEIGHTED_GAIN**2
+        )
+        wf = weighted(block, f, bound, ROUNDING_SIGMA, peaked)
+        spread = NOISE_SIGMAS * np.sqrt(noise.repeats[peaked])
+        weighted_ds, weighted_shift = np.zeros(groups), np.zeros(groups)
+        weighted_s, weighted_t = np.full(groups, np.inf), np.full(groups, np.inf)
+        weighted_ds[peaked], weighted_shift[peaked] = wf.ds, wf.shift
+        weighted_s[peaked], weighted_t[peaked] = spread * wf.sigma_s, spread * wf.sigma_t
         weighted_s[~(WEIGHTED_GAIN * weighted_s < noise_s)] = np.inf
         weighted_t[~(WEIGHTED_GAIN * weighted_t < noise_t)] = np.inf
         systematic = np.zeros(groups)
@@ -393,9 +403,9 @@ def judge(
                 share = np.where(cap, np.inf, np.fmax(fitted_r, stats))
                 group_score = share if index == accepted else np.fmin(group_score, share)
             if index == accepted:
-                systematic = np.abs(wf.ds) / (scale_limit + weighted_s)
+                systematic = np.abs(weighted_ds) / (scale_limit + weighted_s)
                 if block.model.centered:
-                    moved = np.abs(wf.shift) / (shift_limit * s_fit + weighted_t)
+                    moved = np.abs(weighted_shift) / (shift_limit * s_fit + weighted_t)
                     systematic = np.fmax(systematic, moved)
                 systematic = np.where(f.fitted & np.isfinite(systematic), systematic, 0.0)
     kinds: list[str | None] = [
@@ -407,6 +417,12 @@ def judge(
         one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
         one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
     scores = Scores(
-        group_score, scale_accurate, shift_accurate, one_pass, systematic, 1 + wf.ds, wf.shift
+        group_score,
+        scale_accurate,
+        shift_accurate,
+        one_pass,
+        systematic,
+        1 + weighted_ds,
+        weighted_shift,
     )
     return best, scores, kinds

@@ -115,9 +115,11 @@ def test_weighted_fit_recovers_a_hand_made_scale_and_shift_with_its_gauss_markov
     scale, shift = np.array([1.01, 0.999, 1.0]), np.array([0.02, 0.0, -0.001])
     f = affine_fit.fit(block, distorted(block, scale, shift))
     bound = rng.uniform(0.1, 10.0, (3, 48))  # any positive weights: a noiseless line is exact
-    wf = affine_fit.weighted(block, f, bound, 1 / 3)
+    wf = affine_fit.weighted(block, f, bound, 1 / 3, np.arange(block.y.shape[0]))
     np.testing.assert_allclose(wf.ds, scale - 1, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(wf.shift, shift, rtol=1e-9, atol=1e-14)
+    one = affine_fit.weighted(block, f, bound, 1 / 3, np.array([1]))  # a subset of the groups
+    assert (one.ds[0], one.sigma_s[0]) == (wf.ds[1], wf.sigma_s[1])
     # sigma^2 (X' W X)^-1 with W = 1 / bound^2 and X = [a, w]: its diagonal, computed directly
     a, weights = block.weighted, 1 / bound**2
     for g in range(3):
@@ -138,7 +140,7 @@ def test_weighted_fit_lets_the_bulk_pin_a_scale_an_outlier_hides_from_least_squa
     wrong = distorted(block, np.full(4, 1.003), np.zeros(4))
     bound = block.residual_bound("bfloat16", "accurate")
     f = affine_fit.fit(block, wrong)
-    wf = affine_fit.weighted(block, f, bound, 1 / 3)
+    wf = affine_fit.weighted(block, f, bound, 1 / 3, np.arange(block.y.shape[0]))
     np.testing.assert_allclose(wf.ds, 0.003, rtol=1e-9)
     # least squares' sigma is the outliers' (a^2 holds 95 % of sum a^2); weighted, the bulk's
     sigma_ols = np.sqrt(np.sum(block.weighted**2 * (bound / 3) ** 2, axis=1)) / np.sum(
