@@ -352,13 +352,12 @@ def judge(
         # and does not judge: an intermediate rounding to the compute dtype where rstd is
         # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
         # scale as large as a sum of squares kept in bfloat16 does (sglang#27540)
-        # That needs a heavy tail: for bounds relative to |y| the gain squared is at most n
-        # times the largest share one element has of the group's sum of squares
-        # (``OutputModel.peak``), so the other groups are not fitted again
-        peaked = np.flatnonzero(
-            block.model.peak[block.first : block.first + groups] * block.model.group_size
-            >= WEIGHTED_GAIN**2
-        )
+        # That needs a heavy tail: for bounds relative to |y| the gain squared is the
+        # kurtosis n sum(a**4) / sum(a**2)**2 (3 for Gaussian data), so only groups where it
+        # reaches WEIGHTED_GAIN**2 are fitted again
+        a_squared = geo.a_perp_squared
+        tail = np.einsum("ij,ij->i", a_squared, a_squared) * a_squared.shape[1] / (saa * saa)
+        peaked = np.flatnonzero(tail >= WEIGHTED_GAIN**2)
         wf = weighted(block, f, bound, ROUNDING_SIGMA, peaked)
         spread = NOISE_SIGMAS * np.sqrt(noise.repeats[peaked])
         weighted_ds, weighted_shift = np.zeros(groups), np.zeros(groups)
