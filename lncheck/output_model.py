@@ -306,8 +306,8 @@ def judge(
     mismatch); the shares of the accepted class's bounds; and per group what failed
     structurally (``"cap"``, ``"residual"`` or ``None``).
 
-    The fit's own uncertainty (``fit_noise``: ten standard deviations of the elements'
-    roundings, ``R / 3`` each for a rounding bound ``R``, widened where values repeat) is added
+    The fit's own uncertainty (``fit_noise``: ten standard deviations, taking each element's
+    rounding bound ``R`` as one, widened where values repeat) is added
     to the classes' limits below ``low_precision``; low_precision's limits and the
     conventions' (``Scores``) keep the independent noise. The residual's allowance adds how
     far the fitted line may move. The weighted fit's scale and shift (``affine_fit.weighted``)
@@ -351,7 +351,7 @@ def judge(
         # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
         # and does not judge: an intermediate rounding to the compute dtype where rstd is
         # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
-        # scale as large as a sum of squares kept in bfloat16 does (sglang#27540)
+        # scale as large as a sum of squares kept in bfloat16 does (sglang#27540).
         # That needs a heavy tail: for bounds relative to |y| the gain squared is the
         # kurtosis n sum(a**4) / sum(a**2)**2 (3 for Gaussian data), so only groups where it
         # reaches WEIGHTED_GAIN**2 are fitted again
