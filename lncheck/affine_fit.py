@@ -60,8 +60,9 @@ def geometry(block: OutputBlock, signed: bool = True) -> Geometry:
 
 
 def _geometry(a: F64, c: F64 | None, mask: F64 | None, centered: bool) -> Geometry:
-    """``Geometry`` of ``a`` and ``c`` over the elements ``mask`` (0 or 1) keeps, all without
-    one (then sums of ones and products by one, exact, are left out)."""
+    """``Geometry`` of ``a`` and ``c`` with each element weighed by ``mask`` (0 or 1: the
+    elements it keeps; or ``weighted``'s weights), all alike without one (then sums of ones
+    and products by one, exact, are left out)."""
     with np.errstate(all="ignore"):
         am = a if mask is None else a * mask
         a_squared = am * a
@@ -221,31 +222,24 @@ def weighted(
     weight an infinite sigma_t."""
     a, c, centered = block.weighted[rows], block.weight, block.model.centered
     c = None if c is None else c[rows]
-    ds, fitted_shift = f.ds[rows], f.shift[rows]
     with np.errstate(all="ignore"):
         w = np.square(bound[rows])
         np.reciprocal(w, out=w)
         w[~np.isfinite(w)] = 0.0
         # the deviation fitted: what the fit explained plus what it left
-        e = np.multiply(a, ds[:, None])
+        e = np.multiply(a, f.ds[rows, None])
         e += f.residual[rows]
-        a_perp = a
         if centered:
-            e += fitted_shift[:, None] if c is None else fitted_shift[:, None] * c
-            wc = w if c is None else w * c
-            scc = wc.sum(axis=1) if c is None else np.einsum("ij,ij->i", wc, c)
-            along = np.einsum("ij,ij->i", wc, a) / scc
-            a_perp = a - (along[:, None] if c is None else along[:, None] * c)
-        wa = w * a_perp
-        spp = np.einsum("ij,ij->i", wa, a_perp)
-        # sum(w a**2) = spp + along**2 scc: a group without spread fits a shift alone
-        whole = spp + along * along * scc if centered else spp
-        flat = ~(spp > 1e-24 * whole)
-        ds = np.where(flat, 0.0, np.einsum("ij,ij->i", wa, e) / spp)
-        sigma_s = np.where(flat, np.inf, sigma / np.sqrt(spp))
+            shift = f.shift[rows, None]
+            e += shift if c is None else shift * c
+        # least squares with weights: the geometry and solution of a masked fit, the
+        # mask being the weights
+        g = _geometry(a, c, w, centered)
+        ds, shift = _solve(g, e * w, centered)
+        flat = ~(g.spp > 1e-24 * g.saa)
+        sigma_s = np.where(flat, np.inf, sigma / np.sqrt(g.spp))
         if not centered:
-            return WeightedFit(ds, np.zeros_like(ds), sigma_s, np.full_like(ds, np.inf))
-        shift = np.einsum("ij,ij->i", wc, e) / scc - ds * along
+            return WeightedFit(ds, shift, sigma_s, np.full_like(ds, np.inf))
         # the shift carries the scale's error along c
-        sigma_t = sigma * np.sqrt(1.0 / scc + np.where(flat, 0.0, along * along / spp))
+        sigma_t = sigma * np.sqrt(1.0 / g.scc + np.where(flat, 0.0, g.along * g.along / g.spp))
     return WeightedFit(ds, shift, sigma_s, sigma_t)
