@@ -44,6 +44,9 @@ class Comparison:
     inf_actual: int = 0
     inf_expected: int = 0
     tolerance_used: float = 0.0  # the worst element's error / what it was allowed: > 1 fails
+    # the worst element is within its own rtol and atol: the failure is its group's as a whole
+    # (a structural check, charged to the group's largest error), at ``tolerance_used``
+    worst_by_group: bool = False
     atol_max: float = math.nan  # the largest per-element atol (``atol`` is the worst element's)
     max_ulp_err: float = math.nan  # in units in the last place of the compute dtype
     histogram: tuple[int, ...] = ()  # counts per HISTOGRAM_DECADES bin (see histogram_bins)
@@ -88,7 +91,7 @@ def make_mismatch_message(c: Comparison) -> str:
         f"{head} {verdict} {against}: {c.mismatched} / {c.total} elements mismatched "
         f"({100 * c.mismatch_fraction:.1f}%); greatest absolute difference {c.max_abs_err:.3g}, "
         f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {c.worst_expected:.9g} "
-        f"(allowed there: rtol={c.rtol:.3g}, atol={c.atol:.3g})"
+        f"({allowed_there(c, '=')})"
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
@@ -97,6 +100,18 @@ def make_mismatch_message(c: Comparison) -> str:
     if c.explanation:
         text += f": {c.explanation}" if c.accuracy_class and not c.passed else f"; {c.explanation}"
     return text
+
+
+def allowed_there(c: Comparison, equals: str) -> str:
+    """The tolerance applied at the worst element, and whether the element fails on its own
+    or as part of a group that fails as a whole."""
+    tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
+    if not c.worst_by_group:
+        return f"allowed there: {tolerance}"
+    return (
+        f"within its own {tolerance}; its group fails as a whole, at "
+        f"{c.tolerance_used:.3g}x the group's structural bound"
+    )
 
 
 def unmatched(

@@ -175,6 +175,7 @@ class Accumulator:
         self.atol_max = 0.0
         self.overflow = 0
         self.worst_atol = math.nan
+        self.worst_by_group = False  # the worst element is within its own tolerance
         self.worst_key: tuple[float, float] = (-1.0, -1.0)
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
@@ -241,6 +242,7 @@ class Accumulator:
             scratch[rows, at] = np.maximum(scratch[rows, at], extra)
         k = int(scratch.argmax())
         best = float(scratch.flat[k])
+        own = float(err.flat[k] * s.inv_allowed.flat[k])
         if best > 1:
             bad = scratch > 1
             self.mismatched += int(np.count_nonzero(bad))
@@ -255,6 +257,7 @@ class Accumulator:
             float(s.expected.flat[k]),
             err.shape[1],
             _at(atol, k, err.shape),
+            by_group=own <= 1 < best,
         )
         self.max_abs = max(self.max_abs, float(err.max()))
         np.multiply(err, s.inv_magnitude, out=scratch)
@@ -302,6 +305,7 @@ class Accumulator:
             # a non-finite mismatch first.
             k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
+        own = err_k * float(s.inv_allowed.flat[k]) if finite.flat[k] else math.inf
         self._worst(
             first,
             k,
@@ -311,6 +315,7 @@ class Accumulator:
             float(e.flat[k]),
             e.shape[1],
             _at(atol, k, e.shape),
+            by_group=own <= 1 < best,
         )
         if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
             self.required_atol = self.required_rtol = self.max_abs = math.inf
@@ -342,7 +347,11 @@ class Accumulator:
         expected: float,
         width: int,
         atol: float,
+        *,
+        by_group: bool = False,
     ) -> None:
+        """``by_group``: the element is within its own tolerance, and its score is its group's
+        structural share (charged to the group's largest error)."""
         key = (score, err)
         if key > self.worst_key:
             self.worst_key = key
@@ -350,6 +359,7 @@ class Accumulator:
             self.worst_position = (first + g, m)
             self.worst_values = (actual, expected)
             self.worst_atol = atol
+            self.worst_by_group = by_group
 
     def _histogram(self, err: F64) -> None:
         """Count the errors per bin from their biased binary exponents (the top 16 bits of a
@@ -403,6 +413,7 @@ class Accumulator:
             inf_actual=self.inf_actual,
             inf_expected=self.inf_expected,
             tolerance_used=max(self.worst_key[0], 0.0),
+            worst_by_group=self.worst_by_group,
             max_ulp_err=(unmeasured if no_finite else self.max_ulp)
             if self.ulp_of is not None
             else math.nan,

@@ -295,6 +295,16 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
     # one element fails: group 0's largest error (0.05, element 1), never the rest of it
     assert (c.mismatched, c.worst_index, c.tolerance_used) == (1, (0, 1), 3.0)
+    # that element is within its own tolerance (0.05 <= 0.1): the failure is its group's
+    assert c.worst_by_group and c.atol == 0.1
+    assert "(within its own rtol=0, atol=0.1; its group fails as a whole, at 3x" in c.message()
+    # an element beyond its own tolerance fails on its own, whatever its group's share
+    acc = Accumulator(0.0, False, None, None)
+    alone = expected + np.array([[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    acc.update(0, shared, alone, 0.1, np.array([3.0, 0.5]))
+    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 5.0, False)
+    assert c.message().endswith("(allowed there: rtol=0, atol=0.1)")
     # a block with a NaN charges the share at the same element too
     nan = actual.copy()
     nan[1, 0] = np.nan
@@ -303,3 +313,11 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
     # the NaN (the worst: no tolerance covers it) and group 0's largest error
     assert (c.mismatched, c.worst_index, c.nan_actual) == (2, (1, 0), 1)
+    assert not c.worst_by_group  # the NaN fails on its own
+    # a block with a matching infinity: group 0's share is the worst, and its group's
+    inf_expected, inf_actual = expected.copy(), actual.copy()
+    inf_expected[1, 0] = inf_actual[1, 0] = np.inf
+    acc = Accumulator(0.0, False, None, None)
+    acc.update(0, prepare(inf_expected, 0.0, 0.1, 0.0), inf_actual, 0.1, np.array([3.0, 0.5]))
+    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 3.0, True)

@@ -131,6 +131,23 @@ def test_a_small_missing_bias_is_caught_by_the_residual_alone(dtype: str) -> Non
     assert c.explanation.startswith("not an affine distortion of the normalized values")
 
 
+def test_a_group_failing_as_a_whole_says_its_worst_element_is_within_its_own_tolerance() -> None:
+    # one row of 64 at mean/std 3e3 with an alternating +-3e-3: each element is within its
+    # own atol (8.6e-3, mostly the statistics' allowance), but no statistics error makes the
+    # pattern, so the row fails structurally, charged to its largest error
+    rng = np.random.default_rng(1)
+    x = rng.normal(3e3, 1.0, size=(4, 64)).astype(np.float32)
+    y = layer_norm(x)
+    y[2] += np.where(np.arange(64) % 2 == 0, 3e-3, -3e-3)
+    c = output_check(x, normalized_shape=64, expected=y.astype(np.float32))
+    assert (c.passed, c.accuracy_class, c.worst_by_group) == (False, "mismatch", True)
+    assert c.worst_index[0] == 2 and c.max_abs_err < c.atol < 1e-2
+    message = c.message()
+    assert f"(within its own rtol={c.rtol:.3g}, atol={c.atol:.3g}; its group fails" in message
+    assert f"as a whole, at {c.tolerance_used:.3g}x the group's structural bound)" in message
+    assert "allowed there" not in message
+
+
 def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     # a constant row: the exact output is 0 and no LayerNorm of 32 values exceeds sqrt(31)
     x = np.full((2, 32), 3.0, dtype=np.float32)

@@ -70,6 +70,7 @@ def check_document(c: Comparison) -> dict[str, Any]:
         "inf_actual": c.inf_actual,
         "inf_expected": c.inf_expected,
         "tolerance_used": _finite_or_none(c.tolerance_used),
+        "worst_by_group": c.worst_by_group,
         "max_ulp_err": _finite_or_none(c.max_ulp_err),
         "histogram": dict(zip(histogram_bins(), c.histogram, strict=True)) if c.histogram else {},
         "note": c.note,
