@@ -103,7 +103,10 @@ def _expected_parts(
         parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
     for entry in entries:
         if isinstance(entry.source, str):
-            arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
+            try:
+                arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
+            except LncheckError as e:  # which option named the file, as it was spelled
+                raise with_context(e, option(entry.option)) from None
             where = entry.source
         elif isinstance(entry.source, Mapping):
             where = f"argument {entry.option!r}"

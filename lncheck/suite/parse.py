@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from lncheck import ops
 from lncheck.backends import check_devices, get_backend
+from lncheck.candidates.specs import EXPECTED, Given
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES
 from lncheck.errors import InputError, LncheckError, option, spelled
@@ -29,6 +30,7 @@ from lncheck.loading import load
 from lncheck.options import (
     ALIASES,
     ARRAY_OPTIONS,
+    JOINS,
     OPTIONS,
     Settings,
     integer,
@@ -209,6 +211,39 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: invalid TOML: {reason}") from None
 
 
+def _not_given_by(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` less each expected entry the case gives under another key: a case's
+    ``expected = {grad_weight = ...}`` overrides a default ``expected_grad_weight``, and its
+    ``expected_grad_weight`` a default ``expected`` table's ``grad_weight`` (keys that join
+    ``expected``, ``options.JOINS``). The same key is overridden whole, as every key is."""
+    family = {*JOINS, *JOINS.values()}
+    own = {(g.candidate, g.quantity) for key in family & raw.keys() for g in _entries(key, raw)}
+    if not own:
+        return defaults
+    kept = dict(defaults)
+    for key in (family & defaults.keys()) - raw.keys():
+        entries = _entries(key, defaults)
+        rest = [g for g in entries if (g.candidate, g.quantity) not in own]
+        if not rest:
+            del kept[key]
+        elif len(rest) < len(entries):  # only ``expected`` holds several
+            kept[key] = {_entry_name(g): g.source for g in rest}
+    return kept
+
+
+def _entries(key: str, table: dict[str, Any]) -> tuple[Given, ...]:
+    return tuple(OPTIONS[key].parse(table[key], key))
+
+
+def _entry_name(entry: Given) -> str:
+    """The name an ``expected`` table gives ``entry`` under (``grad_weight``, ``mine.rstd``)."""
+    if entry.quantity is None:
+        return entry.candidate
+    if entry.candidate == EXPECTED:
+        return entry.quantity
+    return f"{entry.candidate}.{entry.quantity}"
+
+
 def _case(
     root: Path, index: int, name: str, defaults: dict[str, Any], raw: dict[str, Any]
 ) -> SuiteCase:
@@ -220,7 +255,7 @@ def _case(
     if unknown:
         place = "[defaults]" if unknown[0] in defaults and unknown[0] not in raw else "case"
         raise InputError(f"key {unknown[0]!r}: unknown {place} key")
-    merged = {**defaults, **raw}
+    merged = {**_not_given_by(raw, defaults), **raw}
     for own, other in (("input", "random"), ("random", "input")):
         if own in raw and other not in raw:  # a case's input replaces the default one
             merged.pop(other, None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -173,6 +174,52 @@ def test_a_kernels_gradients_by_their_own_options(write: Callable[..., Path]) ->
         'expected_grad_weight = "nope.npy"\n'
     )
     assert_user_error(invoke("run", str(suite)), "key 'expected_grad_weight': no such file")
+    # a missing file is named with the option that gave it, in the caller's spelling
+    missing = str(files["x"].parent / "gone.npy")
+    for flag in ("--expected-grad-weight", "--expected"):
+        value = missing if flag != "--expected" else f"grad_weight={missing}"
+        assert_user_error(invoke(*base, flag, value), f"{flag}: {missing}: no such file")
+    with pytest.raises(InputError, match=r"^expected_grad_weight=: .*gone\.npy: no such file$"):
+        lncheck.compare(x, normalized_shape=8, grad=True, expected_grad_weight=missing)
+
+
+def test_a_cases_expected_entry_overrides_the_defaults_under_either_key(
+    write: Callable[..., Path],
+) -> None:
+    # [defaults] expected_grad_weight and a case's expected = {grad_weight = ...} name the same
+    # entry: the case's wins, as every case key does, in both directions; other entries stay
+    rng = np.random.default_rng(141)
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    n = _layer_norm(x)
+    write("x.npy", x)
+    write("right_dw.npy", n.sum(0).astype(np.float32))  # dy = 1: the sum of n
+    write("right_db.npy", np.full(8, 4.0, np.float32))
+    suite = write("dy.npy", np.ones((4, 8), np.float32)).parent / "suite.toml"
+    head = (
+        '[[case]]\nname = "a"\ninput = "x.npy"\nnormalized_shape = [8]\ngrad = true\n'
+        'grad_output = "dy.npy"\n'
+    )
+    for defaults, own in (
+        ('expected_grad_weight = "gone.npy"', 'expected = {grad_weight = "right_dw.npy"}'),
+        ('expected = {grad_weight = "gone.npy", grad_bias = "right_db.npy"}',
+         'expected_grad_weight = "right_dw.npy"'),
+    ):  # fmt: skip
+        suite.write_text(f"[defaults]\n{defaults}\n{head}{own}\n")
+        result = invoke("run", str(suite), "--format", "json")
+        code, doc = result.exit_code, json.loads(result.stdout)
+        checked = {(c["quantity"], c["passed"]) for c in doc["cases"][0]["report"]["checks"]
+                   if c["candidate"] == "expected"}  # fmt: skip
+        assert code == 0
+        assert checked == ({("grad_weight", True)} if "grad_bias" not in defaults
+                           else {("grad_weight", True), ("grad_bias", True)})  # fmt: skip
+    # the same entry twice in one place is still an error
+    suite.write_text(
+        f'{head}expected_grad_weight = "right_dw.npy"\n'
+        'expected = {grad_weight = "right_dw.npy"}\n'
+    )
+    assert_user_error(
+        invoke("run", str(suite)), "key 'expected_grad_weight' gives 'expected.grad_weight' twice"
+    )
 
 
 def test_gradients_in_a_pt_dict(tmp_path: Path) -> None:
