@@ -16,8 +16,6 @@ This module imports neither NumPy nor torch: ``lncheck --help`` builds its optio
 
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,10 +29,23 @@ from lncheck.candidates.specs import (
     unique_entries,
 )
 from lncheck.errors import InputError, LncheckError, option, spelled
+from lncheck.values import (
+    Parser,
+    any_number,
+    array,
+    flag,
+    integer,
+    integers,
+    momentum,
+    non_negative,
+    number,
+    one_of,
+    positive,
+    text,
+)
 
 Surface = Literal["cli", "suite", "api"]
 SURFACES: tuple[Surface, ...] = ("cli", "suite", "api")
-Parser = Callable[[Any, str], Any]
 
 
 @dataclass(frozen=True)
@@ -69,147 +80,6 @@ class Option:
     @property
     def flag(self) -> str:
         return self.flags[0] if self.flags else "--" + self.name.replace("_", "-")
-
-
-# --- value parsers: a value from TOML, a keyword or the command line -> the canonical value ---
-
-
-def _is_bool(value: object) -> bool:
-    # NumPy's bool is not a bool subclass; checked by name so that this module needs no NumPy
-    kind = type(value)
-    return isinstance(value, bool) or (
-        kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")
-    )
-
-
-def integer(value: Any, name: str) -> int:
-    if _is_bool(value):
-        raise InputError(f"{option(name)} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise InputError(f"{option(name)} must be an integer, got {value!r}") from None
-
-
-def positive(value: Any, name: str) -> int:
-    number = integer(value, name)
-    if number <= 0:
-        raise InputError(f"{option(name)} must be positive, got {number}")
-    return number
-
-
-def non_negative(value: Any, name: str) -> int:
-    number = integer(value, name)
-    if number < 0:
-        raise InputError(f"{option(name)} must be 0 or more, got {number}")
-    return number
-
-
-def number(value: Any, name: str) -> float:
-    """A finite real number."""
-    if _is_bool(value) or isinstance(value, (str, bytes)):
-        raise InputError(f"{option(name)} must be a number, got {value!r}")
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{option(name)} must be a number, got {value!r}") from None
-    if not math.isfinite(result):
-        raise InputError(f"{option(name)} must be finite, got {result}")
-    return result
-
-
-def any_number(value: Any, name: str) -> float:
-    """A real number, infinite or NaN allowed (checked later, with its partner option)."""
-    if _is_bool(value) or isinstance(value, (str, bytes)):
-        raise InputError(f"{option(name)} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{option(name)} must be a number, got {value!r}") from None
-
-
-def integers(value: Any, name: str) -> tuple[int, ...]:
-    """One integer or several: ``4``, ``[3, 4]``, or the command line's ``"3,4"``."""
-    if isinstance(value, str):
-        parts = [p for p in value.replace(" ", ",").split(",") if p]
-        try:
-            return tuple(int(p) for p in parts)
-        except ValueError:
-            raise InputError(
-                f"{option(name)}: expected integers such as '3 4' or '3,4', got {value!r}"
-            ) from None
-    if not _is_bool(value):
-        try:
-            return (operator.index(value),)
-        except TypeError:
-            pass
-    wrong = InputError(f"{option(name)} must be an integer or a list of integers, got {value!r}")
-    if not isinstance(value, (list, tuple)) or any(_is_bool(v) for v in value):
-        raise wrong
-    try:
-        return tuple(operator.index(v) for v in value)
-    except TypeError:
-        raise wrong from None
-
-
-def flag(value: Any, name: str) -> bool:
-    if not _is_bool(value):
-        raise InputError(f"{option(name)} must be true or false, got {value!r}")
-    return bool(value)
-
-
-def text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"{option(name)} must be a string, got {value!r}")
-    return value
-
-
-def momentum(value: Any, name: str) -> float | None:
-    """A number, or ``none``/``None``: the cumulative moving average."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InputError(f"{option(name)} must be a number or 'none', got {value!r}") from None
-    result = any_number(value, name)
-    if not math.isfinite(result):
-        raise InputError(f"{option(name)} must be finite or 'none', got {result}")
-    return result
-
-
-def one_of(choices: Callable[[], Iterable[str]]) -> Parser:
-    def parse(value: Any, name: str) -> str:
-        allowed = tuple(choices())
-        if value not in allowed:
-            hint = _closest(value, allowed)
-            raise InputError(
-                f"{option(name)} must be one of {', '.join(allowed)}, got {value!r}{hint}"
-            )
-        return str(value)
-
-    return parse
-
-
-def _closest(value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        return ""
-    import difflib
-
-    squashed = {a.replace("_", ""): a for a in allowed}
-    match = squashed.get(value.lower().replace("_", "").replace("-", ""))
-    if match is None:
-        near = difflib.get_close_matches(value, allowed, n=1)
-        match = near[0] if near else None
-    return f" (did you mean {match!r}?)" if match else ""
-
-
-def array(value: Any, name: str) -> Any:
-    """A file path (command line, suite), or an array-like (Python API), checked when loaded."""
-    if value is None:
-        raise InputError(f"{option(name)} must be a file or an array, got None")
-    return value
 
 
 def _op_names() -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from lncheck.candidates import QUANTITIES
 from lncheck.errors import InputError, option
+from lncheck.values import number
 
 EXPECTED = "expected"  # the candidate an unnamed --expected file gives
 _NAME = re.compile(r"^[\w-]+$")
@@ -295,8 +296,6 @@ def _default_callable_name(target: Any) -> str:
 
 def positive_seconds(value: Any, name: str) -> float:
     """A timeout: a finite number of seconds above zero."""
-    from lncheck.options import number
-
     seconds = number(value, name)
     if seconds <= 0:
         raise InputError(f"{option(name)} must be more than 0 seconds, got {seconds}")

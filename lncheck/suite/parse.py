@@ -27,21 +27,9 @@ from lncheck.case import Case
 from lncheck.dtypes import DTYPES
 from lncheck.errors import InputError, LncheckError, option, spelled
 from lncheck.loading import load
-from lncheck.options import (
-    ALIASES,
-    ARRAY_OPTIONS,
-    JOINS,
-    OPTIONS,
-    Settings,
-    integer,
-    integers,
-    number,
-    one_of,
-    parse,
-    spelling,
-    text,
-)
+from lncheck.options import ALIASES, ARRAY_OPTIONS, JOINS, OPTIONS, Settings, parse, spelling
 from lncheck.result import as_array
+from lncheck.values import integer, integers, number, one_of, text
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,0 +1,57 @@
+"""Option value parsers (``lncheck.values``): each canonical value, and each refusal naming the
+option through its marker (spelled by the caller's surface; ``str`` gives the bare name)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lncheck.errors import InputError
+from lncheck.values import any_number, integer, integers, momentum, number, one_of, positive
+
+
+@pytest.mark.parametrize(
+    ("value", "wanted"), [("3,4", (3, 4)), ("3 4", (3, 4)), (4, (4,)), ([3, 4], (3, 4))]
+)
+def test_integers_from_every_surface(value: Any, wanted: tuple[int, ...]) -> None:
+    assert integers(value, "normalized_shape") == wanted
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "message"),
+    [
+        (integer, True, "groups must be an integer, got True"),
+        (integer, np.bool_(True), "groups must be an integer, got"),
+        (integer, 2.5, "groups must be an integer, got 2.5"),
+        (positive, 0, "groups must be positive, got 0"),
+        (integers, "3,x", "groups: expected integers such as '3 4' or '3,4', got '3,x'"),
+        (integers, [3, True], "groups must be an integer or a list of integers"),
+        (number, "1e-5", "groups must be a number, got '1e-5'"),
+        (number, math.inf, "groups must be finite, got inf"),
+        (momentum, "fast", "groups must be a number or 'none', got 'fast'"),
+        (momentum, math.nan, "groups must be finite or 'none', got nan"),
+    ],
+)
+def test_each_refusal_names_the_option(parse: Any, value: Any, message: str) -> None:
+    with pytest.raises(InputError) as raised:
+        parse(value, "groups")
+    assert str(raised.value).startswith(message)
+
+
+def test_numbers_and_momentum() -> None:
+    assert number(np.float32(0.5), "eps") == 0.5
+    assert math.isnan(any_number(math.nan, "atol"))  # checked later, with its partner
+    assert momentum("None", "momentum") is None and momentum(None, "momentum") is None
+    assert momentum("0.1", "momentum") == 0.1
+
+
+def test_one_of_suggests_the_closest_choice() -> None:
+    parse = one_of(lambda: ("layer_norm", "group_norm"))
+    assert parse("group_norm", "op") == "group_norm"
+    with pytest.raises(InputError, match=r"got 'GroupNorm' \(did you mean 'group_norm'\?\)$"):
+        parse("GroupNorm", "op")
+    with pytest.raises(InputError, match=r"must be one of layer_norm, group_norm, got 'xyz'$"):
+        parse("xyz", "op")
