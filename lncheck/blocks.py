@@ -17,10 +17,11 @@ import numpy.typing as npt
 
 from lncheck.sources import check_intact
 
-# 256 KiB of float32 input per block (512 KiB per float64 temporary): at 64M elements as fast
-# as 4x larger blocks, with a steadier and about 1.5x smaller peak RSS (fewer large temporaries
-# for the allocator to keep; benchmarks/bench_large.py).
-BLOCK_ELEMENTS = 1 << 16
+# 1 MiB of float32 input per block (2 MiB per float64 temporary, below the 4 MiB from which
+# NumPy asks for huge pages): the accuracy classes' per-block work is many short NumPy calls,
+# and at 64M elements blocks of 2^18 are about 15% faster than blocks of 2^16, at the same
+# peak RSS once the command line keeps one malloc arena (benchmarks/bench_large.py).
+BLOCK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
