@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from lncheck.comparison import allowed_there
+from lncheck.comparison import worst_tolerance
 from lncheck.errors import InputError, LncheckError, spelled
 from lncheck.options import ALIASES, JOINS, OPTIONS_LIST, Settings, parse, spelling
 from lncheck.report import Report, SuiteReport
@@ -171,7 +171,7 @@ def assertion_message(report: Report, actual_dtype: str | None = None) -> str:
         lines.append(
             f"Worst element at index {c.worst_index}: {c.worst_actual:.9g} vs "
             f"{c.worst_expected:.9g} expected; greatest absolute difference {c.max_abs_err:.3g} "
-            f"({allowed_there(c, ' ')})"
+            f"({worst_tolerance(c, ' ')})"
         )
         if c.accuracy_class:
             why = f": {c.explanation}" if c.explanation else ""

@@ -91,7 +91,7 @@ def make_mismatch_message(c: Comparison) -> str:
         f"{head} {verdict} {against}: {c.mismatched} / {c.total} elements mismatched "
         f"({100 * c.mismatch_fraction:.1f}%); greatest absolute difference {c.max_abs_err:.3g}, "
         f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {c.worst_expected:.9g} "
-        f"({allowed_there(c, '=')})"
+        f"({worst_tolerance(c, '=')})"
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
@@ -102,16 +102,22 @@ def make_mismatch_message(c: Comparison) -> str:
     return text
 
 
-def allowed_there(c: Comparison, equals: str) -> str:
-    """The tolerance applied at the worst element, and whether the element fails on its own
-    or as part of a group that fails as a whole."""
+def worst_tolerance(c: Comparison, equals: str) -> str:
+    """The words on the tolerance at the worst element: ``allowed there: rtol=..., atol=...``
+    when the element fails on its own, or that it is within them and its group fails as a
+    whole (``Comparison.worst_by_group``). ``equals`` joins each name to its value (``=`` in
+    the one-line message, a space in the API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
     if not c.worst_by_group:
         return f"allowed there: {tolerance}"
-    return (
-        f"within its own {tolerance}; its group fails as a whole, at "
-        f"{c.tolerance_used:.3g}x the group's structural bound"
-    )
+    if math.isinf(c.tolerance_used):
+        why = "its group holds values no correct layer can produce"
+    else:
+        why = (
+            f"its group's fitted scale, shift or residual is {c.tolerance_used:.3g}x what the "
+            f"accepted classes allow"
+        )
+    return f"within its own {tolerance}; {why}"
 
 
 def unmatched(

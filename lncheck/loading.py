@@ -103,11 +103,13 @@ def _expected_parts(
         parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
     for entry in entries:
         if isinstance(entry.source, str):
+            # the file, and the option that named it as the caller spelled it
+            where = f"{entry.source} (given to {option(entry.option)})"
             try:
                 arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
-            except LncheckError as e:  # which option named the file, as it was spelled
-                raise with_context(e, option(entry.option)) from None
-            where = entry.source
+            except LncheckError as e:
+                reason = e.raw.removeprefix(f"{entry.source}: ")
+                raise type(e)(f"{where}: {reason}") from None
         elif isinstance(entry.source, Mapping):
             where = f"argument {entry.option!r}"
             arrays = {

@@ -9,7 +9,6 @@ candidate.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
-from lncheck.comparison import HISTOGRAM_OCTAVES, Comparison, unmatched
+from lncheck.comparison import Comparison, unmatched
 from lncheck.dtypes import DTYPES, DTypeInfo, inverse_spacing
 from lncheck.group_failures import FailingGroups
+from lncheck.histogram import BINS, error_counts
 from lncheck.result import LazyTensor, Quantity, blocks_of
 from lncheck.scratch import Scratch
 
@@ -179,7 +179,7 @@ class Accumulator:
         self.worst_key: tuple[float, float] = (-1.0, -1.0)
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
-        self.histogram = np.zeros(len(HISTOGRAM_OCTAVES) + 3, dtype=np.int64)
+        self.histogram = np.zeros(BINS, dtype=np.int64)
         self.heatmap_shape = heatmap
         self.heatmap = (
             None
@@ -362,21 +362,7 @@ class Accumulator:
             self.worst_by_group = by_group
 
     def _histogram(self, err: F64) -> None:
-        """Count the errors per bin from their biased binary exponents (the top 16 bits of a
-        float64 are its sign, 11 exponent bits and 4 mantissa bits): one comparison of those
-        16-bit words per bin edge between the smallest and the largest error."""
-        words = np.ascontiguousarray(err, dtype=np.float64).view(np.uint16).reshape(-1, 4)
-        top = words[:, _TOP_WORD] >> np.uint16(4)
-        low, high = int(_BIN_OF_EXPONENT[top.min()]), int(_BIN_OF_EXPONENT[top.max()])
-        at_least = [top.size]  # how many errors fall in bin `low` or above, then low + 1, ...
-        for b in range(low + 1, high + 1):
-            at_least.append(int(np.count_nonzero(top >= _FIRST_EXPONENT_OF_BIN[b])))
-        at_least.append(0)
-        self.histogram[low : high + 1] += np.diff(np.array(at_least)) * -1
-        if low <= 1:
-            zeros = int(np.count_nonzero(err == 0))
-            self.histogram[1] -= zeros
-            self.histogram[0] += zeros
+        self.histogram += error_counts(err)
 
     def _pool(self, first: int, err: F64) -> None:
         """Max-pool the block's errors into the (group, element) heatmap."""
@@ -421,18 +407,6 @@ class Accumulator:
             histogram=tuple(int(n) for n in self.histogram),
             heatmap=self.heatmap,
         )
-
-
-_TOP_WORD = 3 if sys.byteorder == "little" else 0
-# Biased exponent (0..2047) -> histogram bin; exponent 0 (zeros, subnormals) lands below.
-_BIN_OF_EXPONENT = np.clip(
-    (np.arange(2048) - 1023 - HISTOGRAM_OCTAVES.start) // 3 + 2, 1, len(HISTOGRAM_OCTAVES) + 2
-)
-
-
-# The smallest biased exponent of each bin (bins 0 and 1 both start at exponent 0).
-_FIRST_EXPONENT_OF_BIN = np.searchsorted(_BIN_OF_EXPONENT, np.arange(len(HISTOGRAM_OCTAVES) + 3))
-_FIRST_EXPONENT_OF_BIN = _FIRST_EXPONENT_OF_BIN.astype(np.uint16)
 
 
 def _at(atol: F64 | float, k: int, shape: tuple[int, ...]) -> float:

@@ -26,6 +26,10 @@ def _is_bool(value: object) -> bool:
 
 
 def integer(value: Any, name: str) -> int:
+    """An integer (a Python or NumPy integer; not a bool, not a float with no fraction).
+
+    Raises:
+        InputError: anything else."""
     if _is_bool(value):
         raise InputError(f"{option(name)} must be an integer, got {value!r}")
     try:
@@ -35,6 +39,10 @@ def integer(value: Any, name: str) -> int:
 
 
 def positive(value: Any, name: str) -> int:
+    """An integer above 0.
+
+    Raises:
+        InputError: not an integer, or 0 or less."""
     number = integer(value, name)
     if number <= 0:
         raise InputError(f"{option(name)} must be positive, got {number}")
@@ -42,6 +50,10 @@ def positive(value: Any, name: str) -> int:
 
 
 def non_negative(value: Any, name: str) -> int:
+    """An integer, 0 or more.
+
+    Raises:
+        InputError: not an integer, or negative."""
     number = integer(value, name)
     if number < 0:
         raise InputError(f"{option(name)} must be 0 or more, got {number}")
@@ -49,30 +61,39 @@ def non_negative(value: Any, name: str) -> int:
 
 
 def number(value: Any, name: str) -> float:
-    """A finite real number."""
-    if _is_bool(value) or isinstance(value, (str, bytes)):
-        raise InputError(f"{option(name)} must be a number, got {value!r}")
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{option(name)} must be a number, got {value!r}") from None
+    """A finite real number.
+
+    Raises:
+        InputError: not a number (a string, a bool, ...), or not finite as a float."""
+    result = any_number(value, name)
     if not math.isfinite(result):
         raise InputError(f"{option(name)} must be finite, got {result}")
     return result
 
 
 def any_number(value: Any, name: str) -> float:
-    """A real number, infinite or NaN allowed (checked later, with its partner option)."""
+    """A real number, infinite or NaN allowed (checked later, with its partner option).
+
+    Raises:
+        InputError: not a number, or an integer beyond the float range."""
     if _is_bool(value) or isinstance(value, (str, bytes)):
         raise InputError(f"{option(name)} must be a number, got {value!r}")
     try:
         return float(value)
+    except OverflowError:
+        bits = value.bit_length() if isinstance(value, int) else "too many"
+        raise InputError(
+            f"{option(name)} must be a number within the float range, got an integer of {bits} bits"
+        ) from None
     except (TypeError, ValueError):
         raise InputError(f"{option(name)} must be a number, got {value!r}") from None
 
 
 def integers(value: Any, name: str) -> tuple[int, ...]:
-    """One integer or several: ``4``, ``[3, 4]``, or the command line's ``"3,4"``."""
+    """One integer or several: ``4``, ``[3, 4]``, or the command line's ``"3,4"``.
+
+    Raises:
+        InputError: a part that is not an integer."""
     if isinstance(value, str):
         parts = [p for p in value.replace(" ", ",").split(",") if p]
         try:
@@ -96,19 +117,30 @@ def integers(value: Any, name: str) -> tuple[int, ...]:
 
 
 def flag(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (a Python or NumPy bool).
+
+    Raises:
+        InputError: anything else, 0 and 1 included."""
     if not _is_bool(value):
         raise InputError(f"{option(name)} must be true or false, got {value!r}")
     return bool(value)
 
 
 def text(value: Any, name: str) -> str:
+    """A string.
+
+    Raises:
+        InputError: anything else."""
     if not isinstance(value, str):
         raise InputError(f"{option(name)} must be a string, got {value!r}")
     return value
 
 
 def momentum(value: Any, name: str) -> float | None:
-    """A number, or ``none``/``None``: the cumulative moving average."""
+    """A finite number, or ``none``/``None``: the cumulative moving average.
+
+    Raises:
+        InputError: another string, or a number that is not finite."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     if isinstance(value, str):
@@ -123,6 +155,9 @@ def momentum(value: Any, name: str) -> float | None:
 
 
 def one_of(choices: Callable[[], Iterable[str]]) -> Parser:
+    """The parser of a choice among ``choices()`` (asked when a value is parsed, so that a
+    registry is read only then). Its ``InputError`` lists the choices, and the closest one."""
+
     def parse(value: Any, name: str) -> str:
         allowed = tuple(choices())
         if value not in allowed:
@@ -149,7 +184,10 @@ def _closest(value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def array(value: Any, name: str) -> Any:
-    """A file path (command line, suite), or an array-like (Python API), checked when loaded."""
+    """A file path (command line, suite), or an array-like (Python API), checked when loaded.
+
+    Raises:
+        InputError: ``None``."""
     if value is None:
         raise InputError(f"{option(name)} must be a file or an array, got None")
     return value

@@ -223,7 +223,7 @@ def main() -> None:
         ("not_utf8.json", ["--shape", "4"], 2, "not UTF-8"),
         ("nan_infinity.json", ["--shape", "4"], 1, ""),  # valid: NaN is reported, and fails
         ("nan_infinity.json", ["--shape", "4", "--equal-nan"], 0, ""),  # NaN on both sides: equal
-        ("evil.pt", ["--shape", "4"], 2, "weights_only"),
+        ("evil.pt", ["--shape", "4"], 2, "not an allowed global"),
         ("not_a_pt.pt", ["--shape", "4"], 2, "cannot load safely"),
         ("list.pt", ["--shape", "4"], 2, "holds a list"),
         ("complex.pt", ["--shape", "4"], 2, "complex"),

@@ -43,6 +43,22 @@ def test_mismatch_message_phrases() -> None:
     assert make_mismatch_message(c) == message
 
 
+def test_a_worst_element_failing_with_its_group_says_so() -> None:
+    from dataclasses import replace
+
+    c = _compare([[1.0, 2.0, 3.0, 4.0]], [[1.0, 2.0, 3.004, 4.0]], rtol=1e-3, atol=1e-5)
+    grouped = replace(c, passed=False, worst_by_group=True, tolerance_used=2.5)
+    assert grouped.message().endswith(
+        "(within its own rtol=0.001, atol=1e-05; its group's fitted scale, shift or residual "
+        "is 2.5x what the accepted classes allow)"
+    )
+    capped = replace(grouped, tolerance_used=math.inf)
+    assert capped.message().endswith(
+        "(within its own rtol=0.001, atol=1e-05; its group holds values no correct layer can "
+        "produce)"
+    )
+
+
 def test_message_of_a_pass_and_of_non_finite_values() -> None:
     c = _compare([[1.0, 2.0]], [[1.0, 2.0]], rtol=1e-3, atol=0.0)
     assert c.message().startswith("cand output matches the reference: 0 / 2 elements")

@@ -171,9 +171,10 @@ def test_weight_of_wrong_shape(write: Callable[..., Path]) -> None:
 
 def test_expected_of_wrong_shape(write: Callable[..., Path]) -> None:
     x, e = write("x.npy", np.ones((2, 4))), write("e.npy", np.ones((4, 2)))
-    assert f"{e}: output has shape (4, 2); layer_norm on an input of shape (2, 4) needs (2, 4)" in (
-        _error(x, expected=str(e))
-    )
+    assert (
+        f"{e} (given to --expected): output has shape (4, 2); layer_norm on an input of shape "
+        "(2, 4) needs (2, 4)"
+    ) in _error(x, expected=str(e))
 
 
 def test_an_array_in_memory_of_the_wrong_shape_is_named_as_an_argument() -> None:

@@ -297,7 +297,10 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     assert (c.mismatched, c.worst_index, c.tolerance_used) == (1, (0, 1), 3.0)
     # that element is within its own tolerance (0.05 <= 0.1): the failure is its group's
     assert c.worst_by_group and c.atol == 0.1
-    assert "(within its own rtol=0, atol=0.1; its group fails as a whole, at 3x" in c.message()
+    assert (
+        "(within its own rtol=0, atol=0.1; its group's fitted scale, shift or residual is 3x"
+        in (c.message())
+    )
     # an element beyond its own tolerance fails on its own, whatever its group's share
     acc = Accumulator(0.0, False, None, None)
     alone = expected + np.array([[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])

@@ -31,6 +31,8 @@ def test_integers_from_every_surface(value: Any, wanted: tuple[int, ...]) -> Non
         (integers, [3, True], "groups must be an integer or a list of integers"),
         (number, "1e-5", "groups must be a number, got '1e-5'"),
         (number, math.inf, "groups must be finite, got inf"),
+        (number, 10**400, "groups must be a number within the float range, got an integer of 1329"),
+        (any_number, -(10**400), "groups must be a number within the float range"),
         (momentum, "fast", "groups must be a number or 'none', got 'fast'"),
         (momentum, math.nan, "groups must be finite or 'none', got nan"),
     ],

@@ -143,8 +143,8 @@ def test_a_group_failing_as_a_whole_says_its_worst_element_is_within_its_own_tol
     assert (c.passed, c.accuracy_class, c.worst_by_group) == (False, "mismatch", True)
     assert c.worst_index[0] == 2 and c.max_abs_err < c.atol < 1e-2
     message = c.message()
-    assert f"(within its own rtol={c.rtol:.3g}, atol={c.atol:.3g}; its group fails" in message
-    assert f"as a whole, at {c.tolerance_used:.3g}x the group's structural bound)" in message
+    assert f"(within its own rtol={c.rtol:.3g}, atol={c.atol:.3g}; its group's fitted" in message
+    assert f"residual is {c.tolerance_used:.3g}x what the accepted classes allow)" in message
     assert "allowed there" not in message
 
 

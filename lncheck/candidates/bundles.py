@@ -52,9 +52,11 @@ def members(arrays: Mapping[str, Any], quantity: str | None, spec: NormSpec) -> 
     hold one array, or one named so), else the final output (one plain array) or a bundle.
 
     Raises:
-        InputError: an unknown member (the message lists the known ones), or a file that holds
-            several arrays but none named ``quantity``.
+        InputError: no array at all, an unknown member (the message lists the known ones), or
+            a file that holds several arrays but none named ``quantity``.
     """
+    if not arrays:
+        raise InputError("holds no arrays")
     if quantity is not None:
         if len(arrays) == 1:
             return {quantity: next(iter(arrays.values()))}

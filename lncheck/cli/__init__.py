@@ -229,14 +229,16 @@ def _one_malloc_arena() -> None:
     before, and frees it here: with an arena per thread, memory freed across threads is kept
     by the arena that gave it, and a 64M-element check's peak RSS drifted from 450 MiB to
     1 GiB from one run to the next (benchmarks/bench_large.py). With one arena it stays
-    below 500 MiB, at no cost in time. Only the command line does this: the process is
-    lncheck's. Elsewhere than glibc, nothing happens.
+    below 500 MiB, at no cost in time on 2 cores (with many threads sharing one arena, torch's
+    allocations on many cores may wait on its lock: ``MALLOC_ARENA_MAX``, when set, is left as
+    the user chose). Only the command line does this: the process is lncheck's, and a
+    suite's ``--jobs`` workers keep glibc's default. Elsewhere than glibc, nothing happens.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
-    import ctypes
+    with contextlib.suppress(ImportError, OSError, AttributeError):
+        import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
 
 

@@ -292,4 +292,20 @@ def test_a_json_bundle_and_a_quantity_given_twice(write: Callable[..., Path]) ->
     with pytest.raises(InputError) as info:
         _check(x, normalized_shape=4, expected=[str(bundle), f"output={write('y.npy', y)}"])
     assert "gives output of candidate 'expected', which" in str(info.value)
-    assert f"{bundle} gives too" in str(info.value)
+    assert f"{bundle} (given to expected=) gives too" in str(info.value)
+
+
+def test_a_bundle_with_no_arrays_is_an_input_error(tmp_path: Path) -> None:
+    # an empty .npz, and the API's empty table for a candidate: one line, never an IndexError
+    from ..cli.helpers import assert_user_error, invoke
+
+    spec = make_case(np.ones((4, 8), np.float32), normalized_shape=8).spec
+    for quantity in (None, "grad_weight"):
+        with pytest.raises(InputError, match=r"^holds no arrays$"):
+            members({}, quantity, spec)
+    x, empty = tmp_path / "x.npy", tmp_path / "empty.npz"
+    np.save(x, np.ones((4, 8), np.float32))
+    np.savez(empty)
+    for flag in ("--expected", "--expected-grad-weight"):
+        result = invoke("compare", str(x), "--shape", "8", "--grad", flag, str(empty))
+        assert_user_error(result, f"{empty} (given to {flag}): holds no arrays")

@@ -70,3 +70,37 @@ def test_light_commands_do_not_import_torch_or_numpy(args: list[str]) -> None:
         f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output"
     )
     assert heavy_modules_after(code) == []
+
+
+def test_the_command_line_asks_glibc_for_one_malloc_arena(monkeypatch: pytest.MonkeyPatch) -> None:
+    # mallopt(M_ARENA_MAX, 1), unless the user set MALLOC_ARENA_MAX; never an error
+    import ctypes
+
+    import lncheck.cli as cli
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cli._one_malloc_arena()
+    assert calls == [(-8, 1)]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    cli._one_malloc_arena()
+    assert calls == [(-8, 1)]
+
+    def missing(name: object) -> object:
+        raise OSError("no libc")
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    cli._one_malloc_arena()  # a libc without it: nothing happens
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    cli._one_malloc_arena()
+    assert calls == [(-8, 1)]

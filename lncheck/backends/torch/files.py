@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 import zipfile
 from typing import Any
@@ -74,8 +75,7 @@ def load_tensors(
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # torch raises many types here; all mean "not a safe tensor file"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot load safely with weights_only=True: {first[:200]}") from None
+        raise InputError(f"cannot load safely with weights_only=True: {_reason(e)}") from None
     items = {"input": obj} if isinstance(obj, torch.Tensor) else obj
     if not isinstance(items, dict) or not items:
         raise InputError(f"holds a {type(obj).__name__}; expected a tensor or a dict of tensors")
@@ -114,3 +114,22 @@ def load_tensors(
                 f"tensor {key!r} of dtype {value.dtype} has no NumPy form: {first}"
             ) from None
     return arrays, names
+
+
+# torch's weights_only refusal: advice (load with weights_only=False: never here) and a link
+# around the reason, which follows "WeightsUnpickler error:" where torch gives that
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation", "(1)", "(2)")
+_REASON = re.compile(r"unsupported|GLOBAL|not an allowed", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _reason(error: Exception) -> str:
+    """The words of a ``torch.load`` error that say what was refused (``Unsupported global:
+    GLOBAL io.open was not an allowed global by default.``), at most 200 characters."""
+    text = _ANSI.sub("", str(error)).split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if _REASON.search(line)] or [
+        line for line in lines if not line.startswith(_TORCH_ADVICE)
+    ]
+    reason = (reasons or lines or [type(error).__name__])[0]
+    return reason.split(" Please use ", 1)[0][:200]
