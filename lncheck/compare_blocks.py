@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
-from lncheck import overlap
+from lncheck import overlap, tolerances
 from lncheck.block_structure import Structure, structure_of
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
@@ -40,6 +40,7 @@ from lncheck.verdicts import (
     GroupFacts,
     block_class,
     explain,
+    faint_words,
     overflow_cause,
     systematic_words,
 )
@@ -376,8 +377,9 @@ class BlockComparer:
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
+                faint = None  # a convention matched within what rounding may leave: a warning
                 if quantity == "output" and klass != "accurate" and not named:
-                    semantic = _semantic(self.case, tally, self._variance(), beyond_default(klass))
+                    semantic, faint = _semantic(self.case, tally, self._variance(), klass)
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
                 c = replace(
@@ -392,6 +394,8 @@ class BlockComparer:
                 if c.passed and share > 1:
                     words = systematic_words(scale, shift, self.case.dtype, self.case.spec.center)
                     c = replace(c, warning=words)
+                elif c.passed and faint is not None:
+                    c = replace(c, warning=faint_words(faint, self.case.dtype))
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))
@@ -419,16 +423,16 @@ def _shaped(a: npt.NDArray[np.generic], layout: GroupLayout) -> npt.NDArray[np.g
     return a if a.shape == layout.input_shape else np.reshape(a, layout.input_shape)
 
 
-def _semantic(case: Case, tally: ClassTally, var: F64, beyond_default: bool) -> str | None:
+def _semantic(case: Case, tally: ClassTally, var: F64, klass: str) -> tuple[str | None, str | None]:
+    """The convention every group matches (a mismatch), else one a fitted value matches
+    within what rounding in a default class typically leaves (a warning; ``semantics``)."""
     spec = case.spec
-    return tally.distortions.explain(
-        var,
-        spec.eps,
-        spec.group_size,
-        spec.center,
-        spec.weight_offset,
-        beyond_default=beyond_default,
-    )
+    args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
+    typical = tolerances.random_walk(case.dtype, spec.group_size)
+    found = tally.distortions.explain(*args, beyond_default=beyond_default(klass), typical=typical)
+    if found is not None or beyond_default(klass):
+        return found, None
+    return None, tally.distortions.explain(*args)
 
 
 def _facts(case: Case, quantity: str, group: int, variance: Callable[[], F64]) -> GroupFacts | None:

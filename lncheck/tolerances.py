@@ -120,6 +120,15 @@ def accumulation_dtype(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 
+def random_walk(dtype: str, n: int) -> float:
+    """``sqrt(n) v``, ``v`` the unit roundoff of ``dtype``'s accumulation dtype: the relative
+    error a sum of ``n`` terms typically keeps when each addition rounds independently (the
+    standard deviation of a random walk of roundings, Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed., sec. 2.8), where the worst case is ``n v``."""
+    v: float = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
+    return math.sqrt(n) * v
+
+
 @dataclass(frozen=True)
 class Allowance:
     """What class ``klass`` allows the statistics of one group of a mean/variance op, as

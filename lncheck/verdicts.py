@@ -82,6 +82,14 @@ class ClassTally:
         return CLASSES[self.index]
 
 
+def faint_words(convention: str, dtype: str) -> str:
+    """The warning of a passing check whose groups all match ``convention`` (another eps,
+    fitted) by less than a sum in ``dtype``'s accumulation dtype may round the variance
+    (``semantics.Distortions.explain``'s ``typical``): a hint, not a verdict."""
+    summed = accumulation_dtype(dtype)
+    return f"{convention}, by no more than rounding in a {summed} sum may move the variance"
+
+
 def systematic_words(scale: float, shift: float, dtype: str, centered: bool) -> str:
     """The warning of a passing check whose weighted fit finds the rstd ``scale`` times the
     exact one and the mean off by ``-shift`` std, beyond rounding: what does that below every
