@@ -22,7 +22,7 @@ from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, with_context
 from lncheck.ops.spec import NormSpec
 from lncheck.options import ARRAY_OPTIONS, Settings
-from lncheck.readers import INPUT_NAMES, read_arrays
+from lncheck.readers import INPUT_NAMES, STDIN, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
@@ -105,6 +105,8 @@ def _expected_parts(
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
             where = f"{entry.source} (given to {option(entry.option)})"
+            if entry.source == STDIN and source == STDIN:  # read once, by the input
+                raise InputError(f"{where}: standard input is the input already; give a file")
             try:
                 arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
             except LncheckError as e:

@@ -74,6 +74,11 @@ def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
     case = _load("-")
     assert case.x.shape == (1, 4) and case.name == "-"
+    # standard input is read once, as the input: an --expected "-" beside it is an error
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
+    assert _error("-", expected="-") == (
+        "- (given to --expected): standard input is the input already; give a file"
+    )
 
 
 def test_dtype_option_rounds_input_and_integers_become_float32(write: Callable[..., Path]) -> None:

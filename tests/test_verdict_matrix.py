@@ -202,9 +202,7 @@ def test_a_sequential_welford_whose_groups_mimic_another_eps_passes_with_a_warni
     # moves a variance by sqrt(n) u = 1.7e-5: a hint, not a different function
     case = draw(Config(), 128)
     assert (case.op, case.dtype, case.n) == ("instance_norm", "float32", 78036)
-    rows, *_ = evaluate_case(
-        case, judge_all=True, keep=lambda name: name == "sequential_welford"
-    )
+    rows, *_ = evaluate_case(case, judge_all=True, keep=lambda name: name == "sequential_welford")
     (row,) = [r for r in rows if r["impl"] == "sequential_welford"]
     assert (row["passed"], row["accuracy_class"]) == (True, "sequential")
     assert row["warning"].startswith("matches eps = 2.44e-06 instead of 1e-05 (in all 3 groups")

@@ -81,14 +81,16 @@ def checked(
     ones in the input's shape, statistics flat in group order, the rest in their own shape.
 
     Raises:
-        InputError: a quantity this layer does not have here, or an array of the wrong shape;
-            the message starts with ``where``.
+        InputError: a quantity this layer does not have here, a boolean array, or an array of
+            the wrong shape; the message starts with ``where``.
     """
     out: dict[str, Array] = {}
     for quantity in QUANTITIES:
         if quantity not in quantities:
             continue
         value = real_numbers(np.asarray(quantities[quantity]), where, quantity)
+        if value.dtype.kind == "b":  # no layer computes booleans: a mask saved in its place
+            raise InputError(f"{where}: {quantity} is boolean; a layer's {quantity} is numbers")
         if value.dtype.kind != "f":
             value = value.astype(np.float64)
         reason = _not_here(quantity, spec, grad)
