@@ -112,14 +112,12 @@ def _expected_parts(
             except LncheckError as e:
                 reason = e.raw.removeprefix(f"{entry.source}: ")
                 raise type(e)(f"{where}: {reason}") from None
-        elif isinstance(entry.source, Mapping):
-            where = f"argument {entry.option!r}"
-            arrays = {
-                str(k): _as_numpy(v, f"{entry.option} {k!r}") for k, v in entry.source.items()
-            }
-        else:
-            where = f"argument {entry.option!r}"
-            arrays = {"input": _as_numpy(entry.source, entry.option)}
+        else:  # arrays in memory (the API; a suite's inline numbers)
+            where = f"the arrays given to {option(entry.option)} as {entry.candidate!r}"
+            if not isinstance(entry.source, Mapping):
+                where = f"the array given to {option(entry.option)}"
+            members = entry.source if isinstance(entry.source, Mapping) else {"input": entry.source}
+            arrays = {str(k): _as_array(v, where, entry, str(k)) for k, v in members.items()}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where))
     return parts
 
@@ -133,6 +131,17 @@ def _check_programs(settings: Settings, case: Case, results: tuple[NormResult, .
         command.check(program, case.spec, case.grad)
     for function in functions:
         resolve(function)
+
+
+def _as_array(a: Any, where: str, entry: specs.Given, key: str) -> npt.NDArray[Any]:
+    """One in-memory member of an ``--expected`` entry as an array; a file name there (a
+    suite's ``expected = {mine = {grad_weight = "dw.npy"}}``) is never read as text."""
+    if isinstance(a, (str, bytes)):
+        name = f"{entry.candidate}.{key}" if key in QUANTITIES else key
+        raise InputError(
+            f"{where}: {key!r} is {a!r}, not an array; a file goes in as {name!r} = FILE"
+        )
+    return _as_numpy(a, where)
 
 
 def _as_numpy(a: Any, role: str) -> npt.NDArray[Any]:

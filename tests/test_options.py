@@ -102,10 +102,12 @@ def test_every_api_keyword_and_alias_is_taken_and_named_back() -> None:
         if OPTIONS[ALIASES.get(word, word)].kind == "array":
             assert str(info.value).startswith(f"argument {word!r}: {word} has dtype object")
         elif word == "expected":  # an array of the final output, read as one
-            assert str(info.value).startswith("argument 'expected': output has dtype object")
+            message = "the array given to expected=: output has dtype object"
+            assert str(info.value).startswith(message)
         elif OPTIONS[ALIASES.get(word, word)].joins == "expected":  # one quantity of it
             quantity = word.removeprefix("expected_")
-            assert str(info.value).startswith(f"argument {word!r}: {quantity} has dtype object")
+            message = f"the array given to {word}=: {quantity} has dtype object"
+            assert str(info.value).startswith(message)
         else:
             assert str(info.value).startswith(f"{word}= must be"), word
 

@@ -280,7 +280,8 @@ def test_a_quantity_the_layer_does_not_have_is_refused(
     with pytest.raises(InputError) as info:
         make_case(x, op, expected={quantity: np.zeros(shape)}, **options)
     message = str(info.value)
-    assert message.startswith(f"argument 'expected': gives {quantity}, but ") and phrase in message
+    assert message.startswith(f"the array given to expected=: gives {quantity}, but ")
+    assert phrase in message
 
 
 def test_a_json_bundle_and_a_quantity_given_twice(write: Callable[..., Path]) -> None:

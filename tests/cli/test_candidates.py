@@ -368,3 +368,26 @@ def test_the_shipped_examples_give_the_readmes_verdicts() -> None:
     assert invoke(*gemma, "--weight-offset", "1").exit_code == 0
     code, doc = invoke_json(*gemma)  # read as Llama's RMSNorm, Gemma's output is wrong
     assert code == 1 and _verdicts(doc, "expected") == {("expected", "output"): False}
+
+
+def test_a_file_name_inside_a_candidates_table_is_never_read_as_text(
+    write: Callable[..., Path],
+) -> None:
+    # a suite's expected = {mine = {grad_weight = "dw.npy"}}: the inner value is not a file
+    # (only the outer table names files), and a string is no array: say how to write it
+    write("x.npy", np.ones((4, 8), np.float32))
+    suite = write("dw.npy", np.ones(8, np.float32)).parent / "suite.toml"
+    suite.write_text(
+        '[[case]]\nname = "a"\ninput = "x.npy"\nnormalized_shape = [8]\ngrad = true\n'
+        'expected = {mine = {grad_weight = "dw.npy"}}\n'
+    )
+    assert_user_error(
+        invoke("run", str(suite)),
+        "case 'a': the arrays given to key 'expected' as 'mine': 'grad_weight' is 'dw.npy', not "
+        "an array; a file goes in as 'mine.grad_weight' = FILE",
+    )
+    suite.write_text(suite.read_text().replace('{mine = {grad_weight = "dw.npy"}}', "5"))
+    assert_user_error(
+        invoke("run", str(suite)),
+        "case 'a': the array given to key 'expected': output has shape ()",
+    )
