@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import output_model as om
-from lncheck import overlap, tolerances
+from lncheck import overlap
 from lncheck.block_structure import Structure, structure_of
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
@@ -34,11 +34,12 @@ from lncheck.ops.spec import NormSpec
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
-from lncheck.tolerances import CLASSES, Atol, allowance, applied, beyond_default
+from lncheck.tolerances import CLASSES, Atol, allowance, applied
 from lncheck.verdicts import (
     ClassTally,
     GroupFacts,
     block_class,
+    conventions,
     explain,
     faint_words,
     overflow_cause,
@@ -379,7 +380,7 @@ class BlockComparer:
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
                 faint = None  # a convention matched within what rounding may leave: a warning
                 if quantity == "output" and klass != "accurate" and not named:
-                    semantic, faint = _semantic(self.case, tally, self._variance(), klass)
+                    semantic, faint = conventions(tally, self.case, self._variance(), klass)
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
                 c = replace(
@@ -394,8 +395,10 @@ class BlockComparer:
                 if c.passed and share > 1:
                     words = systematic_words(scale, shift, self.case.dtype, self.case.spec.center)
                     c = replace(c, warning=words)
-                elif c.passed and faint is not None:
-                    c = replace(c, warning=faint_words(faint, self.case.dtype))
+                elif faint is not None and c.passed:
+                    c = replace(c, warning=faint_words(faint))
+                elif faint is not None and c.explanation is None:  # failed on its class
+                    c = replace(c, explanation=faint_words(faint))
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))
@@ -421,18 +424,6 @@ def _flat(ref: NormResult, quantity: str) -> GroupLayout:
 
 def _shaped(a: npt.NDArray[np.generic], layout: GroupLayout) -> npt.NDArray[np.generic]:
     return a if a.shape == layout.input_shape else np.reshape(a, layout.input_shape)
-
-
-def _semantic(case: Case, tally: ClassTally, var: F64, klass: str) -> tuple[str | None, str | None]:
-    """The convention every group matches (a mismatch), else one a fitted value matches
-    within what rounding in a default class typically leaves (a warning; ``semantics``)."""
-    spec = case.spec
-    args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
-    typical = tolerances.random_walk(case.dtype, spec.group_size)
-    found = tally.distortions.explain(*args, beyond_default=beyond_default(klass), typical=typical)
-    if found is not None or beyond_default(klass):
-        return found, None
-    return None, tally.distortions.explain(*args)
 
 
 def _facts(case: Case, quantity: str, group: int, variance: Callable[[], F64]) -> GroupFacts | None:

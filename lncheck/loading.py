@@ -113,9 +113,9 @@ def _expected_parts(
                 reason = e.raw.removeprefix(f"{entry.source}: ")
                 raise type(e)(f"{where}: {reason}") from None
         else:  # arrays in memory (the API; a suite's inline numbers)
-            where = f"the arrays given to {option(entry.option)} as {entry.candidate!r}"
-            if not isinstance(entry.source, Mapping):
-                where = f"the array given to {option(entry.option)}"
+            kind = "arrays" if isinstance(entry.source, Mapping) else "array"
+            named = "" if entry.candidate == specs.EXPECTED else f" as {entry.candidate!r}"
+            where = f"the {kind} given to {option(entry.option)}{named}"
             members = entry.source if isinstance(entry.source, Mapping) else {"input": entry.source}
             arrays = {str(k): _as_array(v, where, entry, str(k)) for k, v in members.items()}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where))
@@ -135,7 +135,10 @@ def _check_programs(settings: Settings, case: Case, results: tuple[NormResult, .
 
 def _as_array(a: Any, where: str, entry: specs.Given, key: str) -> npt.NDArray[Any]:
     """One in-memory member of an ``--expected`` entry as an array; a file name there (a
-    suite's ``expected = {mine = {grad_weight = "dw.npy"}}``) is never read as text."""
+    suite's ``expected = {mine = {grad_weight = "dw.npy"}}``) is never read as text.
+
+    Raises:
+        InputError: a string or bytes, or something NumPy cannot make an array of numbers."""
     if isinstance(a, (str, bytes)):
         name = f"{entry.candidate}.{key}" if key in QUANTITIES else key
         raise InputError(

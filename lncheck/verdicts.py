@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lncheck.case import Case
 from lncheck.semantics import Distortions, another_eps
-from lncheck.tolerances import CLASSES, accumulation_dtype
+from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 F64 = npt.NDArray[np.float64]
 
@@ -82,12 +83,14 @@ class ClassTally:
         return CLASSES[self.index]
 
 
-def faint_words(convention: str, dtype: str) -> str:
-    """The warning of a passing check whose groups all match ``convention`` (another eps,
-    fitted) by less than a sum in ``dtype``'s accumulation dtype may round the variance
-    (``semantics.Distortions.explain``'s ``typical``): a hint, not a verdict."""
-    summed = accumulation_dtype(dtype)
-    return f"{convention}, by no more than rounding in a {summed} sum may move the variance"
+def faint_words(convention: str) -> str:
+    """The words for groups that all match ``convention`` (a value fitted to them: another
+    eps, another channel's weight), but only to within the limits that a precision loss of a
+    default class meets too (``semantics``): a hint, not a verdict."""
+    return (
+        f"{convention}, but only to within the limits that a precision loss of this size "
+        f"meets too: check the layer's settings"
+    )
 
 
 def systematic_words(scale: float, shift: float, dtype: str, centered: bool) -> str:
@@ -204,3 +207,20 @@ def overflow_cause(count: int, quantity: str) -> str:
         f"{count} exact {quantity} value{plural} beyond float16's range: a float16 {quantity} "
         "must be infinite there, and a backward through it NaN (run --grad)"
     )
+
+
+def conventions(
+    tally: ClassTally, case: Case, var: F64, klass: str
+) -> tuple[str | None, str | None]:
+    """The convention every group of a check's output matches (``semantics``): as a verdict
+    (a ``mismatch``), or else, for a value fitted to the groups that they meet only to within
+    the limits a precision loss of the default classes meets too, as a hint (``faint_words``).
+    ``var`` is the reference's variance per group, ``klass`` the check's class by size."""
+    spec = case.spec
+    args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
+    beyond = beyond_default(klass)
+    typical = random_walk(case.dtype, spec.group_size)
+    found = tally.distortions.explain(*args, beyond_default=beyond, typical=typical)
+    if found is not None or beyond:
+        return found, None
+    return None, tally.distortions.explain(*args)

@@ -52,6 +52,16 @@ def test_a_worst_element_failing_with_its_group_says_so() -> None:
         "(within its own rtol=0.001, atol=1e-05; its group's fitted scale, shift or residual "
         "is 2.5x what the accepted classes allow)"
     )
+    # every element within its own tolerance, the check failed on its class (a convention)
+    by_class = replace(c, passed=False, tolerance_used=0.5, accuracy_class="mismatch")
+    assert "(within its own rtol=0.001, atol=1e-05; the check fails on its accuracy class)" in (
+        by_class.message()
+    )
+    assert (
+        replace(by_class, accuracy_class=None)
+        .message()
+        .endswith("(allowed there: rtol=0.001, atol=1e-05)")
+    )  # a fixed tolerance has no class: what failed is the element
     capped = replace(grouped, tolerance_used=math.inf)
     assert capped.message().endswith(
         "(within its own rtol=0.001, atol=1e-05; its group holds values no correct layer can "
