@@ -382,3 +382,12 @@ def test_sequential_steps_lean_alike_only_after_an_outlier() -> None:
     steps = sequential_steps(10_000, np.array([1e-4, 0.5, 1.0]))
     np.testing.assert_array_equal(steps, [100.0, 5000.0, 10_000.0])
     assert sequential_steps(10_000, np.array([1e-4]), centered=False)[0] == 10_000
+
+
+def test_random_walk_is_sqrt_n_times_the_accumulation_unit_roundoff() -> None:
+    from lncheck.tolerances import random_walk
+
+    # float16 and bfloat16 sums accumulate in float32 (u = 2**-24), float64 in float64
+    assert random_walk("bfloat16", 4) == random_walk("float16", 4) == 2 * 2.0**-24
+    assert random_walk("float32", 10_000) == 100 * 2.0**-24
+    assert random_walk("float64", 100) == 10 * 2.0**-53
