@@ -108,7 +108,7 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
     whole (``Comparison.worst_by_group``). ``equals`` joins each name to its value (``=`` in
     the one-line message, a space in the API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
-    if not c.worst_by_group and (c.passed or c.tolerance_used > 1 or c.accuracy_class is None):
+    if not c.worst_by_group and (c.passed or c.mismatched or c.accuracy_class is None):
         return f"allowed there: {tolerance}"
     if not c.worst_by_group:  # every element within: the check fails on its accuracy class
         return f"within its own {tolerance}; the check fails on its accuracy class"

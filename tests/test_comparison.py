@@ -53,7 +53,7 @@ def test_a_worst_element_failing_with_its_group_says_so() -> None:
         "is 2.5x what the accepted classes allow)"
     )
     # every element within its own tolerance, the check failed on its class (a convention)
-    by_class = replace(c, passed=False, tolerance_used=0.5, accuracy_class="mismatch")
+    by_class = replace(c, passed=False, mismatched=0, tolerance_used=0.5, accuracy_class="mismatch")
     assert "(within its own rtol=0.001, atol=1e-05; the check fails on its accuracy class)" in (
         by_class.message()
     )
