@@ -13,13 +13,14 @@ True
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
 from lncheck.comparison import worst_tolerance
-from lncheck.errors import InputError, LncheckError, spelled
+from lncheck.errors import CheckWarning, InputError, LncheckError, spelled
 from lncheck.options import ALIASES, JOINS, OPTIONS_LIST, Settings, parse, spelling
 from lncheck.report import Report, SuiteReport
 
@@ -133,6 +134,11 @@ def check(
             allowed, and a hint when ``actual`` has a lower precision than the compute dtype.
         lncheck.errors.InputError: the input or options are invalid.
 
+    Warns:
+        lncheck.errors.CheckWarning: a passing check's warning (``Comparison.warning``: a
+            systematic distortion below every element's bound, or a convention its groups
+            meet only loosely).
+
     >>> import numpy as np
     >>> x = np.array([[1.0, 2.0, 3.0, 4.0]])
     >>> y = (x - 2.5) / np.sqrt(1.25 + 1e-5)
@@ -149,6 +155,9 @@ def check(
     report = compare(x, op, expected=actual, **options)
     if not report.passed:
         raise AssertionError(assertion_message(report, _dtype_of(actual)))
+    for c in report.checks:  # what a check passed despite: shown by pytest's warnings summary
+        if c.warning:
+            warnings.warn(f"{c.candidate} {c.quantity}: {c.warning}", CheckWarning, stacklevel=2)
     return report
 
 

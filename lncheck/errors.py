@@ -57,6 +57,10 @@ class InputError(LncheckError):
     """An input file or an option is invalid: missing, malformed, or inconsistent."""
 
 
+class CheckWarning(UserWarning):
+    """A check that passed, with a warning: what it passed despite (``lncheck.check``)."""
+
+
 class BackendUnavailable(LncheckError):
     """A requested backend or device (torch, CUDA, MPS) cannot be used here."""
 

@@ -62,10 +62,12 @@ def render(report: Report | SuiteReport) -> str:
         drifted = [c.message() for c in result.report.drift] if result.report else []
         if result.status == "drift" and result.message:  # not compared: options changed, ...
             drifted.insert(0, result.message)
-        if drifted:
-            ET.SubElement(case, "system-out").text = "drift from the baseline:\n" + "\n".join(
-                drifted
-            )
+        out = ["drift from the baseline:\n" + "\n".join(drifted)] if drifted else []
+        checks = result.report.checks if result.report else ()
+        # a passing check's warning: what it passed despite, where CI shows a case's output
+        out += [f"warning: {c.candidate} {c.quantity}: {c.warning}" for c in checks if c.warning]
+        if out:
+            ET.SubElement(case, "system-out").text = "\n".join(out)
     ET.indent(suite)
     return _well_formed(ET.tostring(suite, encoding="unicode", xml_declaration=True)) + "\n"
 

@@ -62,3 +62,28 @@ def test_a_case_report_is_a_suite_of_one() -> None:
     failure = case.find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("expected output does not match the reference")
+
+
+def test_a_passing_checks_warning_is_in_its_cases_system_out() -> None:
+    from dataclasses import replace
+
+    from lncheck.report import CaseResult, Report, SuiteReport
+
+    from .reports import check
+
+    passing = make_report()
+    warned = check("expected", "output", warning="every output of a group moved alike")
+    report = Report(passing.header, (check("torch.nn.LayerNorm", "output"), warned))
+    suite = SuiteReport("suite.toml", (CaseResult("rms", "pass", report, seconds=0.5),))
+    (case,) = ET.fromstring(junit.render(suite)).iter("testcase")
+    out = case.find("system-out")
+    assert out is not None and case.find("failure") is None
+    assert out.text == "warning: expected output: every output of a group moved alike"
+    # with a drifted baseline as well: both, the drift first
+    drift = check("torch.nn.LayerNorm", "output", passed=False, kind="baseline", mismatched=1)
+    both = replace(report, checks=(*report.checks, drift))
+    suite = SuiteReport("suite.toml", (CaseResult("rms", "pass", both, seconds=0.5),))
+    (case,) = ET.fromstring(junit.render(suite)).iter("testcase")
+    text = case.findtext("system-out") or ""
+    assert text.startswith("drift from the baseline:\n")
+    assert text.endswith("\nwarning: expected output: every output of a group moved alike")
