@@ -101,12 +101,15 @@ def _expected_parts(
     for key in [k for k in found if k == "expected" or k.startswith(EXPECTED_PREFIX)]:
         quantity = None if key == "expected" else key.removeprefix(EXPECTED_PREFIX)
         parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
+    stdin_taken = source == STDIN
     for entry in entries:
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
             where = f"{entry.source} (given to {option(entry.option)})"
-            if entry.source == STDIN and source == STDIN:  # read once, by the input
-                raise InputError(f"{where}: standard input is the input already; give a file")
+            if entry.source == STDIN and stdin_taken:  # standard input is read once
+                what = "the input" if source == STDIN else "another entry"
+                raise InputError(f"{where}: standard input is {what} already; give a file")
+            stdin_taken = stdin_taken or entry.source == STDIN
             try:
                 arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
             except LncheckError as e:

@@ -304,7 +304,7 @@ def _from_json(raw: bytes, limit: int) -> Loaded:
     if isinstance(doc, dict):
         return _from_json_object(doc)
     # Like torch.tensor(data): a plain list of numbers is float32 unless the user says otherwise.
-    return Loaded({"input": _json_array(doc, "data")}, {"input": "float32"})
+    return Loaded({"input": _json_array(doc, "the JSON array")}, {"input": "float32"})
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -348,35 +348,36 @@ def _from_json_object(doc: dict[str, Any]) -> Loaded:
     dtype = doc.get("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in dtypes.DTYPE_NAMES:
         raise InputError(f'"dtype" must be one of {", ".join(dtypes.DTYPE_NAMES)}, got {dtype!r}')
-    arrays = {"input": _json_array(doc[given[0]], given[0])} if given else {}
+    arrays = {"input": _json_array(doc[given[0]], repr(given[0]))} if given else {}
     for name in (*ARRAY_NAMES, *results):
         if name in doc:
-            arrays[name] = _json_array(doc[name], name)
+            arrays[name] = _json_array(doc[name], repr(name))
     return Loaded(arrays, {name: dtype for name in arrays})
 
 
-def _json_array(data: Any, key: str) -> npt.NDArray[np.float64]:
-    """The numbers of a JSON array in float64; they are rounded to the compute dtype later."""
-    shape = _json_shape(data, key, 0)
+def _json_array(data: Any, label: str) -> npt.NDArray[np.float64]:
+    """The numbers of a JSON array in float64; they are rounded to the compute dtype later.
+    ``label`` names it in messages: a key (``'weight'``), or ``the JSON array`` (a bare one)."""
+    shape = _json_shape(data, label, 0)
     return np.asarray(np.array(data, dtype=np.float64), dtype=np.float64).reshape(shape)
 
 
-def _json_shape(data: Any, key: str, depth: int) -> tuple[int, ...]:
+def _json_shape(data: Any, label: str, depth: int) -> tuple[int, ...]:
     """The shape of a nested list of numbers; raises for ragged, non-numeric or too deep data."""
     if depth > MAX_JSON_DEPTH:
-        raise InputError(f"{key!r} is nested more than {MAX_JSON_DEPTH} levels deep")
+        raise InputError(f"{label} is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(data, bool) or data is None or isinstance(data, (str, dict)):
-        raise InputError(f"{key!r} holds {_json_kind(data)}; only numbers are allowed")
+        raise InputError(f"{label} holds {_json_kind(data)}; only numbers are allowed")
     if isinstance(data, (int, float)):
         return ()
     if not isinstance(data, list):
-        raise InputError(f"{key!r} holds {_json_kind(data)}; only numbers are allowed")
+        raise InputError(f"{label} holds {_json_kind(data)}; only numbers are allowed")
     if not data:
         return (0,)
-    first = _json_shape(data[0], key, depth + 1)
+    first = _json_shape(data[0], label, depth + 1)
     for item in data[1:]:
-        if _json_shape(item, key, depth + 1) != first:
-            raise InputError(f"{key!r} is ragged: its lists at depth {depth + 1} differ in length")
+        if _json_shape(item, label, depth + 1) != first:
+            raise InputError(f"{label} is ragged: its lists at depth {depth + 1} differ in length")
     return (len(data), *first)
 
 

@@ -68,7 +68,7 @@ def test_json_list_is_float32_and_object_has_dtype(write: Callable[..., Path]) -
     np.testing.assert_array_equal(case.weight, [1, 1, 1, 2])
 
 
-def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
@@ -78,6 +78,13 @@ def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
     assert _error("-", expected="-") == (
         "- (given to --expected): standard input is the input already; give a file"
+    )
+    # ...and once by one --expected entry
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((1, 4), np.float32))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
+    assert _error(x, expected=["-", "mine=-"]) == (
+        "- (given to --expected): standard input is another entry already; give a file"
     )
 
 

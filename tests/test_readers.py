@@ -123,9 +123,10 @@ def test_pickled_npz_member_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "phrase"),
     [
-        ("[[1, 2], [3]]", "ragged"),
-        ('[[1, "2", 3, 4]]', "a string"),
-        ("[[1, true, 3, 4]]", "a boolean"),
+        ("[[1, 2], [3]]", "the JSON array is ragged"),
+        ('[[1, "2", 3, 4]]', "the JSON array holds a string ('2')"),
+        ("[[1, true, 3, 4]]", "the JSON array holds a boolean (true)"),
+        ('{"data": [1, 2, 3, 4], "weight": [1, false]}', "'weight' holds a boolean (false)"),
         ("[[1, null, 3, 4]]", "null"),
         ("[[1, 2, 3, 4]", "invalid JSON at line 1"),
         ('{"dtype": "float32"}', 'no "data" array'),
