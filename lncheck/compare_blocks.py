@@ -41,7 +41,6 @@ from lncheck.verdicts import (
     block_class,
     conventions,
     explain,
-    faint_words,
     overflow_cause,
     systematic_words,
 )
@@ -378,7 +377,7 @@ class BlockComparer:
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
                 named = klass == "mismatch" and (explanation or "").startswith("matches")
-                faint = None  # a convention matched within what rounding may leave: a warning
+                faint = None  # a convention the groups meet only loosely: a hint
                 if quantity == "output" and klass != "accurate" and not named:
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
                     if semantic is not None:
@@ -396,9 +395,9 @@ class BlockComparer:
                     words = systematic_words(scale, shift, self.case.dtype, self.case.spec.center)
                     c = replace(c, warning=words)
                 elif faint is not None and c.passed:
-                    c = replace(c, warning=faint_words(faint))
+                    c = replace(c, warning=faint)
                 elif faint is not None and c.explanation is None:  # failed on its class
-                    c = replace(c, explanation=faint_words(faint))
+                    c = replace(c, explanation=faint)
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))

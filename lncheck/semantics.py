@@ -90,8 +90,9 @@ class Distortions:
         ``beyond_default``: the difference is already beyond the default classes (see the
         module docstring). ``typical``: the relative error of a variance that rounding in a
         default class typically leaves, ``sqrt(n)`` times the accumulation dtype's unit
-        roundoff: a fitted convention within a default class must predict more than
-        ``SIGNIFICANT`` times that in ``MIN_GROUPS`` groups (``_beyond_rounding``)."""
+        roundoff. A fitted convention within a default class must fit every group to
+        ``TIGHT`` of its limits (``_tight``), or predict more than ``SIGNIFICANT`` times
+        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``)."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)

@@ -214,8 +214,9 @@ def conventions(
 ) -> tuple[str | None, str | None]:
     """The convention every group of a check's output matches (``semantics``): as a verdict
     (a ``mismatch``), or else, for a value fitted to the groups that they meet only to within
-    the limits a precision loss of the default classes meets too, as a hint (``faint_words``).
-    ``var`` is the reference's variance per group, ``klass`` the check's class by size."""
+    the limits a precision loss of the default classes meets too, as a hint in words
+    (``faint_words``). ``var`` is the reference's variance per group, ``klass`` the check's
+    class by size."""
     spec = case.spec
     args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
     beyond = beyond_default(klass)
@@ -223,4 +224,5 @@ def conventions(
     found = tally.distortions.explain(*args, beyond_default=beyond, typical=typical)
     if found is not None or beyond:
         return found, None
-    return None, tally.distortions.explain(*args)
+    loose = tally.distortions.explain(*args)
+    return None, None if loose is None else faint_words(loose)
