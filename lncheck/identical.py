@@ -9,7 +9,9 @@ Chunks arrive with every candidate's part alive at once: their bytes are compare
 candidate that stops matching in a later chunk takes over its twin's totals of the chunks before
 (they were the same bytes) and is compared on its own from there. The whole tensor is compared
 one candidate at a time, so that one output is alive at a time: there each compared candidate
-leaves a SHA-256 digest of its bytes (a collision is not a practical concern) for the later ones.
+leaves a SHA-256 digest of its bytes (a collision is not a practical concern) for the later ones;
+a large one is hashed in two halves on two threads (hashlib releases the GIL), the digest being
+that of the halves' digests.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from lncheck import overlap
 from lncheck.result import NormResult, as_array
 
 Key = tuple[str, str]  # (candidate, quantity)
 # Byte comparisons go this many elements at a time, so that their temporaries stay small.
 _STEP = 1 << 20
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+# From this many bytes on, a digest is taken in two halves, one per core (a 256 MB output: 0.16 s
+# in one, 0.09 s in two, on the reference machine)
+_HALVES_FROM = 1 << 24
 
 
 class Twins:
@@ -103,5 +109,15 @@ def _digest_key(
     quantity: str, offset: int, actual: npt.NDArray[np.generic]
 ) -> tuple[str, int, str, tuple[int, ...], bytes]:
     data = np.ascontiguousarray(actual)
-    digest = hashlib.sha256(data.reshape(-1).view(np.uint8).data).digest()
-    return quantity, offset, data.dtype.str, data.shape, digest
+    return quantity, offset, data.dtype.str, data.shape, sha256(data.reshape(-1).view(np.uint8))
+
+
+def sha256(data: npt.NDArray[np.uint8]) -> bytes:
+    """The SHA-256 digest of ``data``'s bytes; of its two halves' digests when it is large."""
+    if data.size < _HALVES_FROM:
+        return hashlib.sha256(data.data).digest()
+    half = data.size // 2
+    halves = overlap.in_order(
+        lambda part: hashlib.sha256(part.data).digest(), [data[:half], data[half:]]
+    )
+    return hashlib.sha256(b"".join(halves)).digest()

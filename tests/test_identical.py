@@ -5,6 +5,7 @@ is compared on its own."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from lncheck.identical import Twins, same_bytes
+from lncheck.identical import Twins, same_bytes, sha256
 from lncheck.pipeline import check_case
 from lncheck.render import console as render_console
 from lncheck.render import json as render_json
@@ -169,3 +170,15 @@ def test_one_at_a_time_candidates_are_matched_by_digest() -> None:
     assert twins.split("output", 0, [again]) == ([], [])
     assert twins.split("output", 0, [other]) == ([other], [])
     assert twins.of == {("b", "output"): "a"}
+
+
+@pytest.mark.parametrize("at", [0, (1 << 23) - 1, 1 << 23, (1 << 24) - 1])
+def test_a_large_output_hashed_in_halves_still_tells_every_bit(at: int) -> None:
+    big = np.zeros(1 << 24, dtype=np.uint8)  # at _HALVES_FROM: two halves of 8 MiB
+    changed = big.copy()
+    changed[at] = 1
+    halves = hashlib.sha256(hashlib.sha256(big[: 1 << 23].data).digest() * 2).digest()
+    assert sha256(big) == halves and sha256(big.copy()) == halves
+    assert sha256(changed) != halves
+    small = np.arange(1000, dtype=np.uint8)  # below it: the plain digest
+    assert sha256(small) == hashlib.sha256(small.data).digest()

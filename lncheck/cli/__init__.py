@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from lncheck import __version__
 from lncheck.cli.params import join_multi_int_options
-from lncheck.errors import ExitStatus, LncheckError, spelled
+from lncheck.errors import ExitStatus, InputError, LncheckError, spelled
 from lncheck.options import spelling
 from lncheck.render import ClosedPipe
 
@@ -84,6 +84,49 @@ class _Group(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+class Command(TyperCommand):
+    """Typer's command that refuses an option given twice where it takes one value: Click keeps
+    the last, and the first would be dropped without a word (``--eps 1e-5 --eps 1e-3``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        parser = self.make_parser(ctx)
+        try:
+            _, _, order = parser.parse_args(args=list(args))
+        except typer.TyperException:  # the real parse below reports it, in its own words
+            return super().parse_args(ctx, args)
+        seen: dict[str, int] = {}
+        for param in order:
+            if _single_value(param):
+                seen[param.name or ""] = seen.get(param.name or "", 0) + 1
+        for param in order:
+            if seen.get(param.name or "", 0) > 1:
+                raise InputError(
+                    f"{_spelling(param, args)} is given {seen[param.name or '']} times: give it "
+                    "once (only one of them would be used)"
+                )
+        return super().parse_args(ctx, args)
+
+
+def _single_value(param: Any) -> bool:
+    """An option that takes one value (not a flag, a count, or a repeatable option)."""
+    return (
+        param.param_type_name == "option"
+        and not param.is_flag
+        and not param.count
+        and not param.multiple
+        and param.nargs == 1
+    )
+
+
+def _spelling(param: Any, args: Sequence[str]) -> str:
+    """The option's name as the command line spelled it (its long name if not found)."""
+    for token in args:
+        name = token.partition("=")[0]
+        if name in param.opts:
+            return name
+    return str(max(param.opts, key=len))
 
 
 class OutputError(LncheckError):

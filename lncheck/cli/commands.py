@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lncheck.cli import app
+from lncheck.cli import Command, app
 from lncheck.cli.params import with_table_options
 from lncheck.options import parse
 
@@ -75,7 +75,7 @@ ReportOption = Annotated[
 ]  # fmt: skip
 
 
-@app.command(epilog=COMPARE_EPILOG)
+@app.command(cls=Command, epilog=COMPARE_EPILOG)
 @with_table_options("cli")
 def compare(
     input: Annotated[
@@ -147,7 +147,7 @@ def _files_read(settings: Any, source: str) -> dict[str, str]:
     return found
 
 
-@app.command()
+@app.command(cls=Command)
 def ops() -> None:
     """List the ops, their options with defaults, and the backend paths they check."""
     from lncheck import ops as registry
@@ -180,7 +180,7 @@ lncheck run suite.toml --baseline golden.npz --strict-baseline
 """
 
 
-@app.command(epilog=RUN_EPILOG)
+@app.command(cls=Command, epilog=RUN_EPILOG)
 def run(
     suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
     junit: Annotated[
@@ -268,7 +268,7 @@ def run(
     raise typer.Exit(int(report.exit_status))
 
 
-@app.command(name="baseline")
+@app.command(cls=Command, name="baseline")
 def record_baseline(
     suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
     output: Annotated[
@@ -327,7 +327,7 @@ def record_baseline(
     console.print_line(out, f"recorded {count} cases to {output} ({where}){kept}{pruned}")
 
 
-@app.command(name="init-suite")
+@app.command(cls=Command, name="init-suite")
 def init_suite(
     path: Annotated[
         Path, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)

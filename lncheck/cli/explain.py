@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lncheck.cli import app
+from lncheck.cli import Command, app
 from lncheck.options import OPTIONS
 
 # The ops explain searches (lncheck.explain.hypotheses.SEARCHED_OPS, which imports NumPy).
@@ -59,7 +59,7 @@ def _pin(name: str, help: str, panel: str = PIN, metavar: str | None = None) -> 
     )
 
 
-@app.command(name="explain", epilog=EPILOG)
+@app.command(cls=Command, name="explain", epilog=EPILOG)
 def explain_command(
     input: Annotated[
         str,

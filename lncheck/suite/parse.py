@@ -154,6 +154,7 @@ def load_suite(path: str | Path) -> Suite:
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise InputError(f"{path}: [defaults] must be a table")
+    _check_defaults(path, defaults)
     raw_cases = doc.get("case", [])
     if not isinstance(raw_cases, list) or not raw_cases:
         raise InputError(f"{path}: no cases: add at least one [[case]] table")
@@ -181,6 +182,23 @@ def load_suite(path: str | Path) -> Suite:
             raise InputError(f"{where}: {spelled(e, spelling('suite')).raw}") from None
         cases.append(case)
     return Suite(path, tuple(cases))
+
+
+def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
+    """``[defaults]``' own faults, an unknown key or a bad value, reported as its own rather
+    than as the first case's (the keys' consistency with each case's is checked per case).
+
+    Raises:
+        InputError: naming the suite file, ``[defaults]`` and the key."""
+    unknown = sorted(
+        key for key in defaults if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
+    )
+    if unknown:
+        raise InputError(f"{path}: [defaults]: unknown key {unknown[0]!r}")
+    try:
+        parse({k: v for k, v in defaults.items() if k not in CASE_KEYS}, "suite")
+    except LncheckError as e:
+        raise InputError(f"{path}: [defaults]: {spelled(e, spelling('suite')).raw}") from None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -236,13 +254,10 @@ def _case(
     root: Path, index: int, name: str, defaults: dict[str, Any], raw: dict[str, Any]
 ) -> SuiteCase:
     unknown = sorted(
-        key
-        for key in {*defaults, *raw}
-        if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
+        key for key in raw if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
     )
-    if unknown:
-        place = "[defaults]" if unknown[0] in defaults and unknown[0] not in raw else "case"
-        raise InputError(f"key {unknown[0]!r}: unknown {place} key")
+    if unknown:  # [defaults]' own are refused before any case (``_check_defaults``)
+        raise InputError(f"key {unknown[0]!r}: unknown case key")
     merged = {**_not_given_by(raw, defaults), **raw}
     for own, other in (("input", "random"), ("random", "input")):
         if own in raw and other not in raw:  # a case's input replaces the default one

@@ -1,7 +1,10 @@
 """Values on the command line: a misspelled choice gets a did-you-mean (and no pydantic-style
-"Value error,"), ``--shape=3 4`` is ``--shape 3 4``, and shell completion can be installed."""
+"Value error,"), ``--shape=3 4`` is ``--shape 3 4``, an option that takes one value is refused
+when given twice, and shell completion can be installed."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -35,6 +38,40 @@ def test_shape_with_an_equals_sign_takes_the_following_dims() -> None:
         result = invoke("compare", TOKENS, *args)
         assert result.exit_code == 0, result.output
         assert "groups       2 x 12 elements" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "times"),
+    [
+        (["compare", TOKENS, "--shape", "4", "--eps", "1e-5", "--eps", "1e-3"], "--eps", 2),
+        (["compare", TOKENS, "--shape", "4", "--shape", "3", "4"], "--shape", 2),
+        (
+            ["compare", TOKENS, "--shape", "4", "--weight=a.npy", "--weight", "b.npy",
+             "--weight", "c.npy"],
+            "--weight",
+            3,
+        ),
+        (["compare", TOKENS, "--shape", "4", "--format", "json", "--format", "console"],
+         "--format", 2),
+        (["explain", TOKENS, "--shape", "4", "--eps", "1e-5", "--eps=1e-6"], "--eps", 2),
+    ],
+)  # fmt: skip
+def test_an_option_of_one_value_given_twice_is_refused(
+    args: list[str], named: str, times: int
+) -> None:
+    # Click keeps the last value: the first would be dropped without a word
+    assert_user_error(invoke(*args), f"{named} is given {times} times: give it once")
+
+
+def test_repeatable_options_and_flags_may_be_given_twice() -> None:
+    result = invoke(
+        "compare", TOKENS, "--shape", "4", "--strict", "--strict", "--json",
+        "--report", "json=/dev/null", "--report", "junit=/dev/null",
+        "--expected", f"a={TOKENS}", "--expected", f"b={TOKENS}",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # the input is no LayerNorm's output
+    candidates = [c["candidate"] for c in json.loads(result.stdout)["checks"]]
+    assert candidates[-2:] == ["a", "b"]
 
 
 def test_shell_completion_can_be_installed() -> None:

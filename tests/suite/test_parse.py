@@ -23,7 +23,11 @@ from .helpers import SUITE, write_suite
         ),
         (
             '[defaults]\ntolerence = "auto"\n[[case]]\ninput = "x.npy"\nshape = [8]\n',
-            ["case 'case1'", "key 'tolerence': unknown [defaults] key"],
+            ["s.toml: [defaults]: unknown key 'tolerence'"],
+        ),
+        (  # a bad default is the defaults' fault, not the first case's
+            '[defaults]\nmomentum = "fast"\n[[case]]\ninput = "x.npy"\nshape = [8]\n',
+            ["s.toml: [defaults]: key 'momentum' must be a number or 'none', got 'fast'"],
         ),
         (
             '[[case]]\nname = "a"\ninput = "missing.npy"\nshape = [8]\n',
