@@ -10,27 +10,28 @@ candidate that stops matching in a later chunk takes over its twin's totals of t
 (they were the same bytes) and is compared on its own from there. The whole tensor is compared
 one candidate at a time, so that one output is alive at a time: there each compared candidate
 leaves a SHA-256 digest of its bytes (a collision is not a practical concern) for the later ones;
-a large one is hashed in two halves on two threads (hashlib releases the GIL), the digest being
-that of the halves' digests.
+a large one is hashed in two halves on two threads, the digest being that of the halves'
+digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import overlap
 from lncheck.result import NormResult, as_array
 
 Key = tuple[str, str]  # (candidate, quantity)
 # Byte comparisons go this many elements at a time, so that their temporaries stay small.
 _STEP = 1 << 20
+_Digest = tuple[str, int, str, tuple[int, ...], bytes]  # quantity, offset, dtype, shape, SHA-256
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-# From this many bytes on, a digest is taken in two halves, one per core (a 256 MB output: 0.16 s
-# in one, 0.09 s in two, on the reference machine)
+# From this many bytes on, a digest is taken in two halves, one per core (hashlib releases the
+# GIL): a 256 MB output took 0.16 s in one, 0.09 s in two, on the reference machine
 _HALVES_FROM = 1 << 24
 
 
@@ -42,7 +43,7 @@ class Twins:
         self.sequential = sequential
         self.of: dict[Key, str] = {}  # identical to this candidate in every unit so far
         self.compared: set[Key] = set()  # compared on their own in some unit
-        self.digests: dict[tuple[str, int, str, tuple[int, ...], bytes], str] = {}
+        self.digests: dict[_Digest, str] = {}
 
     def split(
         self, quantity: str, offset: int, results: Sequence[NormResult]
@@ -55,7 +56,8 @@ class Twins:
         for r in results:
             key = (r.candidate, quantity)
             actual = as_array(r.quantities[quantity])
-            twin = self._twin(quantity, offset, actual, distinct)
+            digest = _digest_key(quantity, offset, actual) if self.sequential else None
+            twin = self._twin(digest, actual, quantity, distinct)
             previous = self.of.get(key)
             starting = key not in self.compared and previous is None
             if twin is not None and (starting or twin == previous):
@@ -66,19 +68,21 @@ class Twins:
                 del self.of[key]
             self.compared.add(key)
             distinct.append(r)
-            if self.sequential:
-                self.digests.setdefault(_digest_key(quantity, offset, actual), r.candidate)
+            if digest is not None:
+                self.digests.setdefault(digest, r.candidate)
         return distinct, diverged
 
     def _twin(
         self,
-        quantity: str,
-        offset: int,
+        digest: _Digest | None,
         actual: npt.NDArray[np.generic],
+        quantity: str,
         distinct: Sequence[NormResult],
     ) -> str | None:
-        if self.sequential:
-            return self.digests.get(_digest_key(quantity, offset, actual))
+        """The earlier candidate whose bytes ``actual`` repeats: by ``digest`` (one at a
+        time), or byte by byte among the ``distinct`` results of this unit."""
+        if digest is not None:
+            return self.digests.get(digest)
         for earlier in distinct:
             if same_bytes(as_array(earlier.quantities[quantity]), actual):
                 return earlier.candidate
@@ -105,19 +109,19 @@ def _words(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
     return flat.view(word) if word is not None else flat.view(np.uint8)
 
 
-def _digest_key(
-    quantity: str, offset: int, actual: npt.NDArray[np.generic]
-) -> tuple[str, int, str, tuple[int, ...], bytes]:
+def _digest_key(quantity: str, offset: int, actual: npt.NDArray[np.generic]) -> _Digest:
     data = np.ascontiguousarray(actual)
-    return quantity, offset, data.dtype.str, data.shape, sha256(data.reshape(-1).view(np.uint8))
+    return quantity, offset, data.dtype.str, data.shape, _sha256(data)
 
 
-def sha256(data: npt.NDArray[np.uint8]) -> bytes:
-    """The SHA-256 digest of ``data``'s bytes; of its two halves' digests when it is large."""
-    if data.size < _HALVES_FROM:
-        return hashlib.sha256(data.data).digest()
-    half = data.size // 2
-    halves = overlap.in_order(
-        lambda part: hashlib.sha256(part.data).digest(), [data[:half], data[half:]]
-    )
-    return hashlib.sha256(b"".join(halves)).digest()
+def _sha256(data: npt.NDArray[np.generic]) -> bytes:
+    """The SHA-256 digest of a contiguous array's bytes; from ``_HALVES_FROM`` bytes on, that
+    of its two halves' digests, one taken on a second thread while this one takes the other."""
+    flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if flat.nbytes < _HALVES_FROM:
+        return hashlib.sha256(flat.data).digest()
+    half = flat.nbytes // 2
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lncheck-digest") as pool:
+        second = pool.submit(lambda: hashlib.sha256(flat[half:].data).digest())
+        first = hashlib.sha256(flat[:half].data).digest()
+        return hashlib.sha256(first + second.result()).digest()

@@ -87,46 +87,54 @@ class _Group(TyperGroup):
 
 
 class Command(TyperCommand):
-    """Typer's command that refuses an option given twice where it takes one value: Click keeps
-    the last, and the first would be dropped without a word (``--eps 1e-5 --eps 1e-3``)."""
+    """Typer's command that refuses what Click would settle silently by keeping the last
+    value: an option of one value given twice (``--eps 1e-5 --eps 1e-3``, or ``--shape`` and
+    ``--normalized-shape``), or an on/off flag given both ways (``--train --eval``)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        parser = self.make_parser(ctx)
-        try:
-            _, _, order = parser.parse_args(args=list(args))
-        except typer.TyperException:  # the real parse below reports it, in its own words
-            return super().parse_args(ctx, args)
-        seen: dict[str, int] = {}
-        for param in order:
-            if _single_value(param):
-                seen[param.name or ""] = seen.get(param.name or "", 0) + 1
-        for param in order:
-            if seen.get(param.name or "", 0) > 1:
-                raise InputError(
-                    f"{_spelling(param, args)} is given {seen[param.name or '']} times: give it "
-                    "once (only one of them would be used)"
-                )
+        end = args.index("--") if "--" in args else len(args)
+        given = [a for a in args[:end] if a.startswith("-")]
+        # shell completion parses what is typed so far, and --help wins over any mistake
+        if not ctx.resilient_parsing and not set(given) & set(ctx.help_option_names):
+            _refuse_repeated(self.make_parser(ctx), args, given)
         return super().parse_args(ctx, args)
 
 
-def _single_value(param: Any) -> bool:
-    """An option that takes one value (not a flag, a count, or a repeatable option)."""
+def _refuse_repeated(parser: Any, args: list[str], given: list[str]) -> None:
+    """Raise ``InputError`` for an option of one value given more than once, or a flag given
+    both ways, in ``args`` (``given``: its tokens that name options). Click's parser (public
+    as ``Command.make_parser``; its ``parse_args`` returns ``(values, rest, order)`` with one
+    entry in ``order`` per occurrence) counts them: a token is read as Click reads it."""
+    try:
+        _, _, order = parser.parse_args(args=list(args))
+    except typer.TyperException:  # the real parse reports it, in its own words
+        return
+    counts: dict[str, int] = {}
+    params: dict[str, Any] = {}
+    for param in order:
+        if param.param_type_name == "option" and not param.multiple and not param.count:
+            counts[param.name] = counts.get(param.name, 0) + 1
+            params[param.name] = param
+    for name, times in counts.items():
+        param = params[name]
+        if times < 2:
+            continue
+        spellings = [t.partition("=")[0] for t in given if t.partition("=")[0] in param.opts]
+        if not param.is_flag:
+            raise InputError(_duplicate_words(spellings or [param.opts[-1]], times))
+        against = [t for t in given if t in param.secondary_opts]
+        if against and spellings:
+            raise InputError(f"{spellings[0]} and {against[0]} are both given: give one of them")
+
+
+def _duplicate_words(spellings: list[str], times: int) -> str:
+    """``--eps is given 2 times: give it once ...``, naming each spelling the user typed."""
+    distinct = list(dict.fromkeys(spellings))
+    as_typed = "" if len(distinct) < 2 else ", as " + " and ".join(distinct)
     return (
-        param.param_type_name == "option"
-        and not param.is_flag
-        and not param.count
-        and not param.multiple
-        and param.nargs == 1
+        f"{distinct[0]} is given {times} times{as_typed}: give it once (only one of them "
+        "would be used)"
     )
-
-
-def _spelling(param: Any, args: Sequence[str]) -> str:
-    """The option's name as the command line spelled it (its long name if not found)."""
-    for token in args:
-        name = token.partition("=")[0]
-        if name in param.opts:
-            return name
-    return str(max(param.opts, key=len))
 
 
 class OutputError(LncheckError):

@@ -185,20 +185,40 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
-    """``[defaults]``' own faults, an unknown key or a bad value, reported as its own rather
-    than as the first case's (the keys' consistency with each case's is checked per case).
+    """``[defaults]``' own faults reported as its own, before any case: an unknown key, a bad
+    value, ``name`` (each case names itself), or both ``input`` and ``random``. How its keys
+    combine with each case's is checked per case.
 
     Raises:
-        InputError: naming the suite file, ``[defaults]`` and the key."""
-    unknown = sorted(
-        key for key in defaults if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
-    )
-    if unknown:
-        raise InputError(f"{path}: [defaults]: unknown key {unknown[0]!r}")
+        InputError: naming the suite file, ``[defaults]`` and the key.
+    """
     try:
+        unknown = _unknown_keys(defaults)
+        if unknown:
+            raise InputError(f"unknown key {unknown[0]!r}")
+        if "name" in defaults:
+            raise InputError("key 'name' names one case: give it in each [[case]]")
+        if "random" in defaults and "input" in defaults:
+            raise InputError("keys 'input' and 'random' both given: give one")
+        if "random" in defaults:
+            _random(defaults["random"])
+        if "input" in defaults:
+            text(defaults["input"], "input")
+        for key in ("skip", "xfail"):
+            _reason(defaults.get(key), key)
         parse({k: v for k, v in defaults.items() if k not in CASE_KEYS}, "suite")
     except LncheckError as e:
         raise InputError(f"{path}: [defaults]: {spelled(e, spelling('suite')).raw}") from None
+
+
+def _unknown_keys(table: dict[str, Any]) -> list[str]:
+    """The keys of a case or of ``[defaults]`` that no suite takes, sorted."""
+    return sorted(
+        key
+        for key in table
+        if key not in CASE_KEYS
+        and "suite" not in getattr(OPTIONS.get(ALIASES.get(key, key)), "surfaces", ())
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -253,12 +273,13 @@ def _entry_name(entry: Given) -> str:
 def _case(
     root: Path, index: int, name: str, defaults: dict[str, Any], raw: dict[str, Any]
 ) -> SuiteCase:
-    unknown = sorted(
-        key for key in raw if key not in CASE_KEYS and ALIASES.get(key, key) not in OPTIONS
-    )
+    unknown = _unknown_keys(raw)
     if unknown:  # [defaults]' own are refused before any case (``_check_defaults``)
         raise InputError(f"key {unknown[0]!r}: unknown case key")
-    merged = {**_not_given_by(raw, defaults), **raw}
+    # a case overrides a default under any of its names (``shape`` for ``normalized_shape``)
+    named = {ALIASES.get(key, key) for key in raw}
+    inherited = {k: v for k, v in defaults.items() if ALIASES.get(k, k) not in named}
+    merged = {**_not_given_by(raw, inherited), **raw}
     for own, other in (("input", "random"), ("random", "input")):
         if own in raw and other not in raw:  # a case's input replaces the default one
             merged.pop(other, None)

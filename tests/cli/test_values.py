@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
+from typer.testing import CliRunner
+
+from lncheck.cli import Command, app
 
 from ..conftest import EXAMPLES
 from .helpers import assert_user_error, invoke
@@ -54,13 +58,47 @@ def test_shape_with_an_equals_sign_takes_the_following_dims() -> None:
         (["compare", TOKENS, "--shape", "4", "--format", "json", "--format", "console"],
          "--format", 2),
         (["explain", TOKENS, "--shape", "4", "--eps", "1e-5", "--eps=1e-6"], "--eps", 2),
+        (["run", "suite.toml", "-k", "a", "--pattern", "b"], "-k is given 2 times, as -k and "
+         "--pattern", 2),
+        (["compare", TOKENS, "--shape", "4", "--normalized-shape", "4"], "--shape is given 2 "
+         "times, as --shape and --normalized-shape", 2),
     ],
 )  # fmt: skip
 def test_an_option_of_one_value_given_twice_is_refused(
     args: list[str], named: str, times: int
 ) -> None:
     # Click keeps the last value: the first would be dropped without a word
-    assert_user_error(invoke(*args), f"{named} is given {times} times: give it once")
+    line = assert_user_error(invoke(*args), f"{named}", "give it once")
+    assert f" is given {times} times" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--shape", "4", "--affine", "--no-affine"], "--affine and --no-affine are both given"),
+        (["--op", "batch_norm", "--eval", "--train"], "--train and --eval are both given"),
+        (["--shape", "4", "--no-chunks", "--chunks"], "--chunks and --no-chunks are both given"),
+    ],
+)
+def test_a_flag_given_both_ways_is_refused(args: list[str], words: str) -> None:
+    assert_user_error(invoke("compare", TOKENS, *args), f"{words}: give one of them")
+
+
+def test_help_wins_over_a_repeated_option_and_completion_ignores_it() -> None:
+    result = invoke("compare", TOKENS, "--shape", "4", "--eps", "1", "--eps", "2", "--help")
+    assert result.exit_code == 0 and "--eps" in result.stdout
+    env = {
+        "_LNCHECK_COMPLETE": "complete_bash",
+        "COMP_WORDS": "lncheck compare x.npy --eps 1 --eps 2 --op ",
+        "COMP_CWORD": "8",
+    }
+    result = CliRunner().invoke(app, [], env=env, prog_name="lncheck")
+    assert "layer_norm" in result.stdout and "given 2 times" not in result.output
+
+
+def test_every_command_refuses_repeated_options() -> None:
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert commands and all(isinstance(c, Command) for c in commands.values())
 
 
 def test_repeatable_options_and_flags_may_be_given_twice() -> None:

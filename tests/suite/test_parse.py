@@ -13,6 +13,8 @@ from lncheck.suite.parse import RandomInput, load_suite
 from ..cli.helpers import invoke
 from .helpers import SUITE, write_suite
 
+OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\n'
+
 
 @pytest.mark.parametrize(
     ("text", "phrases"),
@@ -88,7 +90,19 @@ from .helpers import SUITE, write_suite
         ),
         (
             '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nchunks = false\n',
-            ["case 'a'", "unknown option 'chunks'"],
+            ["case 'a'", "key 'chunks': unknown case key"],
+        ),
+        # [defaults]' own faults are its own, whichever case would have met them first
+        ("[defaults]\nchunks = false\n" + OK_CASE, ["s.toml: [defaults]: unknown key 'chunks'"]),
+        ('[defaults]\nname = "all"\n' + OK_CASE, ["[defaults]: key 'name' names one case"]),
+        (
+            "[defaults]\nrandom = {shape = [2, 8], sed = 1}\n" + OK_CASE,
+            ["s.toml: [defaults]: key 'random.sed': unknown"],
+        ),
+        ("[defaults]\nskip = 3\n" + OK_CASE, ["[defaults]: key 'skip' must be a string, got 3"]),
+        (
+            '[defaults]\ninput = "x.npy"\nrandom = {shape = [2, 8]}\n' + OK_CASE,
+            ["[defaults]: keys 'input' and 'random' both given"],
         ),
     ],
 )
@@ -190,3 +204,11 @@ def test_random_inputs_depend_on_the_seed_only() -> None:
     np.testing.assert_array_equal(a, RandomInput(shape=(3, 4), seed=5).generate(None))
     assert RandomInput(shape=(3, 4), seed=5).generate("float64").dtype == np.float64
     assert not np.array_equal(a, RandomInput(shape=(3, 4), seed=6).generate("float32"))
+
+
+def test_a_case_overrides_a_default_under_another_of_its_names(tmp_path: Path) -> None:
+    text = (
+        '[defaults]\nshape = [3]\n[[case]]\nname = "a"\ninput = "x.npy"\nnormalized_shape = [8]\n'
+    )
+    suite = load_suite(write_suite(tmp_path, text))
+    assert suite.cases[0].settings["normalized_shape"] == (8,)
