@@ -220,3 +220,17 @@ def test_a_sequential_welford_whose_groups_mimic_another_eps_passes_with_a_warni
     (check,) = report.checks
     assert (check.passed, check.accuracy_class, check.warning) == (False, "sequential", None)
     assert check.explanation == row["warning"]
+
+
+def test_statistics_over_the_wrong_axes_are_found_by_a_search_of_fixed_size() -> None:
+    # the full matrix's c0373: a float16 GroupNorm whose statistics span the wrong axes is
+    # classed low_precision by size; the hint's search reproduces it exactly with other
+    # groups after 153 steps (1.5 s here), which a one-second budget cut short
+    case = draw(Config(), 373)
+    assert (case.op, case.dtype) == ("group_norm", "float16")
+    rows, *_ = evaluate_case(case, judge_all=True, keep=lambda name: name == "wrong_axes")
+    (row,) = [r for r in rows if r["impl"] == "wrong_axes"]
+    assert (row["passed"], row["accuracy_class"]) == (False, "mismatch")
+    assert row["explanation"].startswith(
+        "reproduced exactly by statistics over other groups or axes; lncheck explain finds: "
+    )

@@ -132,8 +132,11 @@ def _explain(
     )
 
 
-def quick(case: Any, observed: npt.ArrayLike, budget_s: float = 1.0) -> Candidate | None:
-    """The best explanation of ``observed`` found within ``budget_s`` seconds, or ``None``.
+def quick(
+    case: Any, observed: npt.ArrayLike, budget_s: float = 1.0, steps: int | None = None
+) -> Candidate | None:
+    """The best explanation of ``observed`` found within ``budget_s`` seconds and ``steps``
+    steps of the search (``None``: any number), or ``None``.
 
     For ``compare`` to suggest in one line why a check failed with ``mismatch``: ``case`` is
     the ``lncheck.case.Case`` whose input and parameters produced ``observed``. Structures
@@ -157,7 +160,7 @@ def quick(case: Any, observed: npt.ArrayLike, budget_s: float = 1.0) -> Candidat
         b = None if case.bias is None else np.asarray(case.bias, dtype=np.float64)
         precision = value_precision(ya)
         problem = search.Problem(xa, ya, w, b, tuple(found), pins, precision)
-        outcome = run(problem, Deadline(budget_s))
+        outcome = run(problem, Deadline(budget_s, steps))
     except LncheckError:
         return None
     best = outcome.candidates[0] if outcome.candidates else None

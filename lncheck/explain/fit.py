@@ -57,15 +57,19 @@ class OutOfTime(Exception):
 
 
 class Deadline:
-    """A point in time after which ``check`` raises ``OutOfTime``."""
+    """A point in time, and optionally a number of steps (calls to ``check``, each a bounded
+    piece of the search), after either of which ``check`` raises ``OutOfTime``. A budget in
+    steps ends the search at the same point on any machine under any load."""
 
-    def __init__(self, budget_s: float | None) -> None:
+    def __init__(self, budget_s: float | None, steps: int | None = None) -> None:
         self._clock = time.perf_counter
         self.start = self._clock()
         self.end = math.inf if budget_s is None else self.start + budget_s
+        self.steps_left = math.inf if steps is None else steps
 
     def check(self) -> None:
-        if self._clock() > self.end:
+        self.steps_left -= 1
+        if self.steps_left < 0 or self._clock() > self.end:
             raise OutOfTime
 
     @property

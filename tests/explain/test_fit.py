@@ -171,8 +171,21 @@ def test_quick_suggests_the_explanation_of_a_case_within_its_budget() -> None:
         "exact",
     )
     assert quick(case, y, budget_s=0.0) is None  # out of time before anything is confirmed
+    assert quick(case, y, budget_s=1e9, steps=1) is None  # out of steps, however fast
     assert quick(case, np.random.default_rng(9).normal(size=x.shape)) is None
     assert quick(case, np.zeros((3,))) is None  # not the case's shape: no suggestion
+
+
+def test_a_budget_in_steps_ends_at_the_same_point_whatever_the_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ticks = iter(range(0, 10**6, 7))  # a clock that jumps 7 s at every reading
+    deadline = fits.Deadline(1e9, steps=3)
+    monkeypatch.setattr(deadline, "_clock", lambda: float(next(ticks)))
+    for _ in range(3):
+        deadline.check()
+    with pytest.raises(fits.OutOfTime):
+        deadline.check()
 
 
 def test_an_incomplete_search_says_so() -> None:
