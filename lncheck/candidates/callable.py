@@ -41,7 +41,7 @@ def resolve(target: Target) -> Callable[..., Any]:
             module = _import(module_name)
     except InputError:
         raise
-    except Exception as e:  # the user's module failed while importing: say how, in one line
+    except (Exception, SystemExit) as e:  # the user's module failed while importing: say how
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise InputError(f"{where}: cannot import it: {type(e).__name__}: {first}") from None
     found = getattr(module, function, None)

@@ -59,7 +59,7 @@ def call(case: Case, fn: Callable[..., Any], device: str) -> dict[str, npt.NDArr
     try:
         with torch.set_grad_enabled(upstream is not None):
             returned = fn(x, **args)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # sys.exit() in a candidate fails it, not lncheck
         raise CandidateFailed(f"raised {_describe(e)}") from None
     for name, copy in copies.items():
         changed = _changed(before[name], copy)
@@ -178,7 +178,7 @@ def _backward(
         )
     try:
         final.backward(upstream.to(final.dtype).reshape(final.shape))
-    except Exception as e:  # a wrong shape, a broken backward
+    except (Exception, SystemExit) as e:  # a wrong shape, a broken backward, sys.exit()
         raise CandidateFailed(f"its backward raised {_describe(e)}") from None
     grads = {"grad_input": x.grad if x.grad is not None else torch.zeros_like(x)}
     if case.spec.affine and weight is not None:
