@@ -2,7 +2,9 @@
 
 ``replacing(path)`` hands out a temporary file in the same folder and renames it over ``path``
 only once it is complete: an error, Ctrl-C or ``kill -9`` part-way leaves the old file as it
-was. ``exclusive(path)`` holds a lock file beside ``path`` for as long as a writer needs it, so
+was. A path that is a device or a named pipe (``/dev/null``, ``/dev/stdout``, a FIFO a reader
+waits on) is written directly: renaming over it would replace it with a regular file.
+``exclusive(path)`` holds a lock file beside ``path`` for as long as a writer needs it, so
 that a second writer fails at once with a clear message instead of both "succeeding".
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,11 +34,14 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
     Raises:
         InputError: the folder cannot be written (``where`` names the option).
     """
+    if special(path):
+        yield path
+        return
     folder = path.parent if str(path.parent) else Path(".")
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
-        raise InputError(f"{where} {path}: cannot write: {e.strerror or e}") from None
+        raise InputError(f"{named(where, path)}: cannot write: {e.strerror or e}") from None
     os.close(fd)
     temporary = Path(name)
     try:
@@ -43,10 +49,25 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
         os.chmod(temporary, _mode_for(path))
         os.replace(temporary, path)
     except OSError as e:
-        raise InputError(f"{where} {path}: cannot write: {e.strerror or e}") from None
+        raise InputError(f"{named(where, path)}: cannot write: {e.strerror or e}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def special(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a device, a named
+    pipe, a socket): written into, never replaced or removed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def named(where: str, path: Path) -> str:
+    """``--report json=r.json`` or ``-o golden.npz``: the option and the path as given."""
+    return f"{where}{path}" if where.endswith("=") else f"{where} {path}"
 
 
 def _mode_for(path: Path) -> int:
@@ -80,7 +101,7 @@ def exclusive(path: Path, where: str) -> Iterator[None]:
 
 def _acquire(lock: Path, path: Path, where: str) -> int:
     busy = InputError(
-        f"{where} {path}: another lncheck process is writing it (lock file {lock}); "
+        f"{named(where, path)}: another lncheck process is writing it (lock file {lock}); "
         "wait for it to finish"
     )
     for _ in range(100):
@@ -90,7 +111,7 @@ def _acquire(lock: Path, path: Path, where: str) -> int:
         except FileExistsError:
             raise busy from None
         except OSError as e:
-            raise InputError(f"{where} {path}: cannot write: {e.strerror or e}") from None
+            raise InputError(f"{named(where, path)}: cannot write: {e.strerror or e}") from None
         if fcntl is None:
             return fd
         try:

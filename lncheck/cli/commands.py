@@ -385,9 +385,12 @@ def _protect(
 def _remove_stale(targets: list[tuple[str, Path]]) -> None:
     """Reports of an earlier run go before this one starts: if it is interrupted, CI finds no
     report rather than a stale one that may say "pass"."""
+    from lncheck.atomic import special
     from lncheck.errors import InputError
 
     for name, path in targets:
+        if special(path):  # /dev/null, a named pipe: written into, never removed
+            continue
         try:
             path.unlink(missing_ok=True)
         except OSError as e:

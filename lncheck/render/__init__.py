@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from lncheck.atomic import replacing
+from lncheck.atomic import replacing, special
 from lncheck.errors import InputError, option
 
 if TYPE_CHECKING:
@@ -115,13 +115,21 @@ def check_targets(
     file, inputs, a baseline) to what they are.
 
     Raises:
-        InputError: a target is one of them.
+        InputError: a target is one of them, or two targets are the same file (a device such
+            as ``/dev/null`` may take several).
     """
-    for name, path in targets:
+    for index, (name, path) in enumerate(targets):
+        spelled = f"{name}={path}" if name else str(path)
         for other, what in protected.items():
             if _same_file(path, Path(other)):
-                spelled = f"{name}={path}" if name else str(path)
                 raise InputError(f"{where} {spelled}: that is {what}; refusing to overwrite it")
+        for earlier, before in targets[:index]:
+            if _same_file(path, before) and not special(path):
+                first = f"{earlier}={before}" if earlier else str(before)
+                raise InputError(
+                    f"{where} {spelled}: {first} is written there too; give each report its "
+                    "own file"
+                )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -116,3 +116,34 @@ def test_an_invalid_suite_leaves_the_reports_of_the_last_run(tmp_path: Path) -> 
 def test_the_example_suite_is_protected_too() -> None:
     result = invoke("run", str(EXAMPLES / "suite.toml"), "--json", str(EXAMPLES / "tokens.npy"))
     assert_user_error(result, "that is the input of case")
+
+
+def test_a_named_pipe_or_a_device_is_written_into_and_stays_what_it_is(tmp_path: Path) -> None:
+    # renaming a finished report over them would replace /dev/null with a regular file
+    import stat
+    import threading
+
+    pipe = tmp_path / "reader"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    tokens = str(EXAMPLES / "tokens.npy")
+    result = invoke("compare", tokens, "--shape", "4", "--report", f"json={pipe}")
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert received and received[0].startswith(b'{"passed": true')
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and os.listdir(tmp_path) == ["reader"]
+    result = invoke(
+        "compare", tokens, "--shape", "4",
+        "--report", "json=/dev/null", "--report", "junit=/dev/null",
+    )  # fmt: skip
+    assert result.exit_code == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_two_reports_to_one_file_are_refused(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, CASE)
+    target = tmp_path / "r.json"
+    result = invoke("run", str(suite), "--json", str(target), "--junit", str(target))
+    assert_user_error(result, f"junit={target} is written there too; give each report its own")
+    assert not target.exists()
