@@ -82,7 +82,8 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
             found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
         elif isinstance(settings[role], str):
             path = settings[role]
-            found[role], where[role] = _read_single(path, role, max_bytes), path
+            found[role] = _read_single(path, role, max_bytes)
+            where[role] = f"{path} (given to {option(role)})"
     case = _build(found, where, settings, input_dtype, tolerance, name)
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
@@ -296,6 +297,12 @@ def _check_shapes(
             f"{spec.module} in eval mode normalizes with running statistics: "
             f"give {option('running_mean')} and {option('running_var')}"
         )
+    if "affine" not in ops.module(spec.op).READS:  # no such parameter, whatever the options
+        for role in ("weight", "bias"):
+            if role in arrays:
+                raise InputError(f"{where[role]}: {spec.op} has no {role}")
+    if "bias" in arrays and spec.affine and not spec.has_bias:
+        raise InputError(f"{where['bias']}: {spec.op} has no bias (it has a weight only)")
     if not spec.affine:
         for role in ("weight", "bias"):
             if role in arrays:

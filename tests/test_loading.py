@@ -174,9 +174,11 @@ def test_shape_mismatch_names_both_shapes(write: Callable[..., Path]) -> None:
 def test_weight_of_wrong_shape(write: Callable[..., Path]) -> None:
     x, w = write("x.npy", np.ones((2, 4))), write("w.npy", np.ones(3))
     message = _error(x, weight=str(w))
-    assert message.startswith(f"{w}: weight has shape (3,); --weight must have shape (4,)")
-    assert f"{w}: weight has shape (3,); weight= must have shape (4,)" in _error(
-        x, "api", weight=str(w)
+    assert message.startswith(
+        f"{w} (given to --weight): weight has shape (3,); --weight must have shape (4,)"
+    )
+    assert f"{w} (given to weight=): weight has shape (3,); weight= must have shape (4,)" in (
+        _error(x, "api", weight=str(w))
     )
     assert "key 'weight' must have shape (4,)" in _error(x, "suite", weight=str(w))
 
@@ -205,8 +207,20 @@ def test_parameters_a_layer_does_not_have(write: Callable[..., Path]) -> None:
     )
     image, m = write("i.npy", np.ones((2, 4, 3))), str(write("m.npy", np.ones(4)))
     assert _error(image, op="instance_norm", normalized_shape=None, running_mean=m) == (
-        f"{m}: gives a running_mean, but InstanceNorm1d here keeps no running statistics "
-        "(see --track-running-stats)"
+        f"{m} (given to --running-mean): gives a running_mean, but InstanceNorm1d here keeps "
+        "no running statistics (see --track-running-stats)"
+    )
+    # an op without the parameter at all, not just with it switched off
+    b = str(write("b.npy", np.ones(4)))
+    assert _error(x, op="rms_norm", normalized_shape=(4,), bias=b) == (
+        f"{b} (given to --bias): rms_norm has no bias (it has a weight only)"
+    )
+    bundle = write("xb.npz", x=np.ones((2, 4)), bias=np.ones(4))
+    assert _error(bundle, op="rms_norm", normalized_shape=(4,)) == (
+        f"{bundle}: rms_norm has no bias (it has a weight only)"
+    )
+    assert _error(image, op="local_response_norm", normalized_shape=None, size=2, weight=b) == (
+        f"{b} (given to --weight): local_response_norm has no weight"
     )
     assert _error(image, op="batch_norm", normalized_shape=None, training=False) == (
         "BatchNorm1d in eval mode normalizes with running statistics: "
