@@ -101,9 +101,12 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
     """Write the example suite to ``path`` and its input file beside it; return both paths.
 
     Raises:
-        InputError: a file exists already (without ``force``) or cannot be written.
+        InputError: ``path`` is a folder, a file exists already (without ``force``), or one
+            cannot be written.
     """
     path = Path(path)
+    if not path.name or path.name in (".", "..") or path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder: give the suite file's name (suite.toml)")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):
         if target.exists() and not force:

@@ -3,6 +3,7 @@ completion."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from lncheck.cli import app
 from lncheck.ops import OP_NAMES
 from lncheck.suite.parse import load_suite
 
-from .helpers import invoke, runner
+from .helpers import assert_user_error, invoke, runner
 
 
 def test_ops_command_lists_every_op() -> None:
@@ -40,6 +41,17 @@ def test_init_suite_passes_as_written(tmp_path: Path) -> None:
     again = invoke("init-suite", str(path))
     assert again.exit_code == 2 and "exists already: use --force" in again.stderr
     assert invoke("init-suite", str(path), "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("name", [".", "folder"])
+def test_init_suite_refuses_a_folder_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    result = invoke("init-suite", name, "--force")
+    assert_user_error(result, f"{name!r} is a folder: give the suite file's name")
+    assert os.listdir(tmp_path) == ["folder"] and not os.listdir(tmp_path / "folder")
 
 
 # --- help --------------------------------------------------------------------------------------
