@@ -54,6 +54,7 @@ def load(
 
 
 def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> Case:
+    _refuse_unused(settings)
     tolerance = ToleranceSpec.from_options(
         settings["rtol"],
         settings["atol"],
@@ -88,6 +89,27 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
     return case.with_(given=results)
+
+
+# options that take effect only together with another one: (option, needs, what it is for);
+# a --grad-output turns the backward pass on by itself
+USED_ONLY_WITH = (
+    ("seed", "grad", "the backward pass's random upstream gradient"),
+    ("candidate_timeout", "candidate_cmd", "a program candidate"),
+)
+
+
+def _refuse_unused(settings: Settings) -> None:
+    """Refuse an option given without the one that makes it do anything (it would be ignored).
+
+    Raises:
+        InputError: naming both options."""
+    for name, needs, purpose in USED_ONLY_WITH:
+        if settings.given(name) and not settings[needs]:
+            raise InputError(
+                f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
+                f"{option(needs)} too, or leave {option(name)} out"
+            )
 
 
 def _expected_parts(

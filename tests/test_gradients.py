@@ -144,7 +144,7 @@ def test_wrong_gradient_is_caught() -> None:
 
 
 def test_upstream_gradient_is_seeded_and_rounded() -> None:
-    case = make_case(np.zeros((3, 4)), normalized_shape=4, dtype="bfloat16", seed=3)
+    case = make_case(np.zeros((3, 4)), normalized_shape=4, dtype="bfloat16", seed=3, grad=True)
     g = gradients.upstream(case)
     raw = np.random.default_rng(3).standard_normal((3, 4))
     assert np.array_equal(g, torch.tensor(raw).to(torch.bfloat16).double().numpy())

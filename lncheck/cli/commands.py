@@ -243,6 +243,8 @@ def run(
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )
+    if baseline is None:  # they say what counts as drift from a baseline: there is none
+        _refuse_without_baseline(baseline_rtol, baseline_atol, strict_baseline)
     options = SuiteOptions(
         baseline=None if baseline is None else str(baseline),
         baseline_rtol=drift.rtol or 0.0,
@@ -380,6 +382,16 @@ def _protect(
     if baseline is not None:
         files[str(baseline)] = "the baseline"
     check_targets(targets, files, where)
+
+
+def _refuse_without_baseline(rtol: float | None, atol: float | None, strict: bool) -> None:
+    from lncheck.errors import InputError
+
+    for name, value in (("--baseline-rtol", rtol), ("--baseline-atol", atol)):
+        if value is not None:
+            raise InputError(f"{name} is for drift from a baseline: give --baseline too")
+    if strict:
+        raise InputError("--strict-baseline is for drift from a baseline: give --baseline too")
 
 
 def _remove_stale(targets: list[tuple[str, Path]]) -> None:

@@ -26,7 +26,7 @@ from lncheck.candidates.specs import EXPECTED, Given
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES
 from lncheck.errors import InputError, LncheckError, option, spelled
-from lncheck.loading import load
+from lncheck.loading import USED_ONLY_WITH, load
 from lncheck.options import ALIASES, ARRAY_OPTIONS, JOINS, OPTIONS, Settings, parse, spelling
 from lncheck.result import as_array
 from lncheck.values import integer, integers, number, one_of, text
@@ -292,6 +292,8 @@ def _case(
         # a default the case's op does not read stays out of it; the case's own keys all count
         and (key in raw or not OPTIONS[ALIASES.get(key, key)].per_op
              or ALIASES.get(key, key) in reads)
+        # nor one that only works with another option the case does not give (a default seed)
+        and (key in raw or not _idle(ALIASES.get(key, key), merged))
     }  # fmt: skip
     settings = parse(given, "suite")
     for role in ARRAY_OPTIONS:
@@ -312,6 +314,13 @@ def _case(
     skip = _reason(merged.get("skip"), "skip")
     xfail = _reason(merged.get("xfail"), "xfail")
     return SuiteCase(name, index, settings, source, random, skip, xfail)
+
+
+def _idle(name: str, merged: dict[str, Any]) -> bool:
+    """Whether option ``name`` works only with another option (``loading.USED_ONLY_WITH``) that
+    the case's keys leave unset."""
+    named = {ALIASES.get(k, k): v for k, v in merged.items()}
+    return any(name == used and not named.get(needs) for used, needs, _ in USED_ONLY_WITH)
 
 
 def _candidates_under(root: Path, settings: Settings) -> Settings:
@@ -379,6 +388,17 @@ def _random(value: Any) -> RandomInput:
     shape = parsed["shape"]
     if any(n <= 0 for n in shape) or math.prod(shape) > 1 << 28:
         raise InputError(f"key 'random.shape': {shape} must be positive and at most 2**28 elements")
+    dist = parsed.get("dist", "normal")
+    idle = (
+        [k for k in ("mean", "std") if k in value]
+        if dist == "uniform"
+        else [k for k in ("low", "high") if k in value]
+    )
+    if idle:
+        takes = "low and high" if dist == "uniform" else "mean and std"
+        raise InputError(
+            f"key 'random.{idle[0]}' does not apply to dist = {dist!r} (it takes {takes})"
+        )
     low, high = parsed.get("low", 0.0), parsed.get("high", 1.0)
     if not low < high or math.isinf(high - low):
         raise InputError(f"keys 'random.low' and 'random.high': need low < high, got {low}, {high}")

@@ -115,3 +115,45 @@ def test_repeatable_options_and_flags_may_be_given_twice() -> None:
 def test_shell_completion_can_be_installed() -> None:
     text = invoke("--help").stdout
     assert "--install-completion" in text and "--show-completion" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--seed", "3"], "--seed is for the backward pass's random upstream gradient, used "
+         "only with --grad"),
+        (["--candidate-timeout", "5"], "--candidate-timeout is for a program candidate, used "
+         "only with --candidate-cmd"),
+    ],
+)  # fmt: skip
+def test_an_option_that_would_do_nothing_without_another_is_refused(
+    args: list[str], words: str
+) -> None:
+    assert_user_error(invoke("compare", TOKENS, "--shape", "4", *args), words)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--op", "instance_norm", "--momentum", "0.2"],
+        ["--op", "batch_norm", "--momentum", "0.2", "--no-track-running-stats"],
+    ],
+)
+def test_momentum_where_no_running_statistics_are_updated_is_refused(args: list[str]) -> None:
+    image = str(EXAMPLES / "image.npy")
+    assert_user_error(
+        invoke("compare", image, *args),
+        "--momentum has no effect here",
+        "updates no running statistics (only in training with --track-running-stats)",
+    )
+    tracked = invoke("compare", image, "--op", "instance_norm", "--momentum", "0.2",
+                     "--track-running-stats")  # fmt: skip
+    assert tracked.exit_code == 0, tracked.output
+
+
+@pytest.mark.parametrize(
+    "args", [["--strict-baseline"], ["--baseline-rtol", "0.1", "--baseline-atol", "0"]]
+)
+def test_baseline_tolerances_without_a_baseline_are_refused(args: list[str]) -> None:
+    suite = str(EXAMPLES / "suite.toml")
+    assert_user_error(invoke("run", suite, *args), "is for drift from a baseline: give --baseline")

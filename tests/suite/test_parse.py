@@ -101,6 +101,15 @@ OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\
         ),
         ("[defaults]\nskip = 3\n" + OK_CASE, ["[defaults]: key 'skip' must be a string, got 3"]),
         (
+            '[[case]]\nname = "a"\nrandom = {shape = [2, 8], dist = "uniform", mean = 3}\n'
+            "shape = [8]\n",
+            ["key 'random.mean' does not apply to dist = 'uniform' (it takes low and high)"],
+        ),
+        (
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nseed = 3\n',
+            ["case 'a'", "key 'seed' is for the backward pass's random upstream gradient"],
+        ),
+        (
             '[defaults]\ninput = "x.npy"\nrandom = {shape = [2, 8]}\n' + OK_CASE,
             ["[defaults]: keys 'input' and 'random' both given"],
         ),
@@ -212,3 +221,14 @@ def test_a_case_overrides_a_default_under_another_of_its_names(tmp_path: Path) -
     )
     suite = load_suite(write_suite(tmp_path, text))
     assert suite.cases[0].settings["normalized_shape"] == (8,)
+
+
+def test_a_default_that_works_only_with_another_key_stays_out_of_cases_without_it(
+    tmp_path: Path,
+) -> None:
+    text = (
+        '[defaults]\nseed = 3\n[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n'
+        '[[case]]\nname = "b"\ninput = "x.npy"\nshape = [8]\ngrad = true\n'
+    )
+    a, b = load_suite(write_suite(tmp_path, text)).cases
+    assert not a.settings.given("seed") and b.settings["seed"] == 3
