@@ -230,17 +230,25 @@ JOINS: dict[str, str] = {o.name: o.joins for o in OPTIONS_LIST if o.joins}
 ARRAY_OPTIONS: tuple[str, ...] = tuple(o.name for o in OPTIONS_LIST if o.kind == "array")
 
 
-def spelling(surface: Surface, words: Mapping[str, str] | None = None) -> Callable[[str], str]:
+def spelling(
+    surface: Surface, words: Mapping[str, str] | None = None, off: Iterable[str] = ()
+) -> Callable[[str], str]:
     """How ``surface`` names an option in messages: ``--groups``, ``key 'groups'``, ``groups=``.
 
-    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``).
+    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``);
+    ``off`` are on/off flags the caller turned off, named on the command line as typed
+    (``--eval``, ``--no-affine``).
     """
     used = words or {}
+    negated = set(off)
 
     def spell(name: str) -> str:
         known = OPTIONS.get(name)
         if surface == "cli":
-            return known.flag.split("/")[0] if known else "--" + name.replace("_", "-")
+            if not known:
+                return "--" + name.replace("_", "-")
+            on, _, other = known.flag.partition("/")
+            return other if other and name in negated else on
         word = used.get(name, name)
         return f"key {word!r}" if surface == "suite" else f"{word}="
 
@@ -278,7 +286,8 @@ class Settings:
 
     def spell(self, error: LncheckError) -> LncheckError:
         """``error`` with its options named as this caller named them."""
-        return spelled(error, spelling(self.surface, self.words))
+        off = [n for n, v in self.values.items() if v is False and OPTIONS[n].kind == "flag"]
+        return spelled(error, spelling(self.surface, self.words, off))
 
 
 def parse(

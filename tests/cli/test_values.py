@@ -157,3 +157,12 @@ def test_momentum_where_no_running_statistics_are_updated_is_refused(args: list[
 def test_baseline_tolerances_without_a_baseline_are_refused(args: list[str]) -> None:
     suite = str(EXAMPLES / "suite.toml")
     assert_user_error(invoke("run", suite, *args), "is for drift from a baseline: give --baseline")
+
+
+@pytest.mark.parametrize(("flag", "op"), [("--eval", "layer_norm"), ("--no-affine", "rms_norm")])
+def test_a_flag_turned_off_is_named_as_typed(flag: str, op: str) -> None:
+    args = ["--op", op, "--shape", "4", flag]
+    if op == "rms_norm":  # rms_norm reads --affine: a flag it does not read, turned off
+        args = ["--op", op, "--shape", "4", "--no-track-running-stats"]
+        flag = "--no-track-running-stats"
+    assert_user_error(invoke("compare", TOKENS, *args), f"{flag} does not apply to {op}")
