@@ -230,25 +230,17 @@ JOINS: dict[str, str] = {o.name: o.joins for o in OPTIONS_LIST if o.joins}
 ARRAY_OPTIONS: tuple[str, ...] = tuple(o.name for o in OPTIONS_LIST if o.kind == "array")
 
 
-def spelling(
-    surface: Surface, words: Mapping[str, str] | None = None, off: Iterable[str] = ()
-) -> Callable[[str], str]:
+def spelling(surface: Surface, words: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """How ``surface`` names an option in messages: ``--groups``, ``key 'groups'``, ``groups=``.
 
-    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``);
-    ``off`` are on/off flags the caller turned off, named on the command line as typed
-    (``--eval``, ``--no-affine``).
+    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``).
     """
     used = words or {}
-    negated = set(off)
 
     def spell(name: str) -> str:
         known = OPTIONS.get(name)
         if surface == "cli":
-            if not known:
-                return "--" + name.replace("_", "-")
-            on, _, other = known.flag.partition("/")
-            return other if other and name in negated else on
+            return known.flag.split("/")[0] if known else "--" + name.replace("_", "-")
         word = used.get(name, name)
         return f"key {word!r}" if surface == "suite" else f"{word}="
 
@@ -286,8 +278,7 @@ class Settings:
 
     def spell(self, error: LncheckError) -> LncheckError:
         """``error`` with its options named as this caller named them."""
-        off = [n for n, v in self.values.items() if v is False and OPTIONS[n].kind == "flag"]
-        return spelled(error, spelling(self.surface, self.words, off))
+        return spelled(error, spelling(self.surface, self.words))
 
 
 def parse(
@@ -350,6 +341,8 @@ def check_applies(settings: Settings, op: str, reads: Iterable[str]) -> None:
         known = OPTIONS.get(name)
         if known is not None and known.per_op and name not in read:
             users = ", ".join(readers_of(name)) or "no op"
-            raise settings.spell(
-                InputError(f"{option(name)} does not apply to {op} (it is read by {users})")
-            )
+            off = known.flag.partition("/")[2]
+            # an on/off flag turned off is named as typed: --eval, --no-affine
+            typed = off if settings.surface == "cli" and off and not settings[name] else None
+            words = f"{typed or option(name)} does not apply to {op} (it is read by {users})"
+            raise settings.spell(InputError(words))
