@@ -106,6 +106,10 @@ def open_baseline(path: str | Path, *, verify: bool = False) -> Baseline:
         InputError: not a baseline written by ``lncheck baseline``, or a damaged one.
     """
     path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{option('baseline')} {path}: no such file (write one with lncheck baseline)"
+        )
     loaded = read_npz(path, lambda name: name == META, verify_all=verify)
     if META not in loaded.arrays:
         raise InputError(f"{option('baseline')} {path}: not an lncheck baseline (no {META} entry)")

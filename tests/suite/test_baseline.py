@@ -212,3 +212,9 @@ def test_an_unwritable_baseline_is_exit_2(tmp_path: Path) -> None:
     result = invoke("baseline", str(SUITE), "-o", str(tmp_path / "no" / "g.npz"), "-k", "rms")
     assert result.exit_code == 2
     assert "--output" in result.stderr and "cannot write" in result.stderr
+
+
+def test_a_missing_baseline_is_no_such_file(tmp_path: Path) -> None:
+    result = invoke("run", str(SUITE), "--baseline", str(tmp_path / "none.npz"))
+    assert result.exit_code == 2
+    assert f"--baseline {tmp_path / 'none.npz'}: no such file (write one with" in result.stderr
