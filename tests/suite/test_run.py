@@ -299,3 +299,18 @@ def test_a_case_error_names_options_as_suite_keys(tmp_path: Path) -> None:
     result = run_one(case, SuiteOptions())
     assert result.status == "error"
     assert "key 'grad_output' must have shape (4, 8)" in (result.message or "")
+
+
+def test_a_first_case_on_a_device_this_machine_lacks_is_that_cases_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    text = '[[case]]\nname = "gpu"\ninput = "x.npy"\nshape = [8]\ndevice = "cuda"\n'
+    text += '[[case]]\nname = "cpu"\ninput = "x.npy"\nshape = [8]\n'
+    result = invoke("run", str(write_suite(tmp_path, text)), "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 2, result.output  # a case in error: the suite's input is at fault
+    report = json.loads((tmp_path / "r.json").read_text())
+    statuses = {c["name"]: c["status"] for c in report["cases"]}
+    assert statuses == {"gpu": "error", "cpu": "pass"}
+    assert "gpu: key 'device' cuda: torch reports no CUDA device" in result.stdout
