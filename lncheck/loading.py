@@ -78,13 +78,19 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
     parts = _expected_parts(found, source, settings["expected"] or (), max_bytes)
     where = dict.fromkeys(found, source)
+    # standard input is read once: by the input, an --expected entry, or one array option
+    taken = source == STDIN or any(e.source == STDIN for e in settings["expected"] or ())
     for role in ARRAY_OPTIONS:
         if role in given:
             found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
         elif isinstance(settings[role], str):
             path = settings[role]
-            found[role] = _read_single(path, role, max_bytes)
             where[role] = f"{path} (given to {option(role)})"
+            if path == STDIN and taken:
+                what = "the input" if source == STDIN else "another entry"
+                raise InputError(f"{where[role]}: standard input is {what} already; give a file")
+            taken = taken or path == STDIN
+            found[role] = _read_single(path, role, max_bytes)
     case = _build(found, where, settings, input_dtype, tolerance, name)
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)

@@ -86,6 +86,14 @@ def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert _error(x, expected=["-", "mine=-"]) == (
         "- (given to --expected): standard input is another entry already; give a file"
     )
+    # ...and so by a parameter: after the input, an --expected entry or another parameter
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
+    assert _error("-", weight="-") == (
+        "- (given to --weight): standard input is the input already; give a file"
+    )
+    for options in ({"expected": "-", "weight": "-"}, {"weight": "-", "bias": "-"}):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[1, 1, 1, 1]")))
+        assert _error(x, **options).endswith("standard input is another entry already; give a file")
 
 
 def test_dtype_option_rounds_input_and_integers_become_float32(write: Callable[..., Path]) -> None:

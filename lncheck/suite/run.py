@@ -96,10 +96,11 @@ def parse_shard(text: str) -> tuple[int, int]:
         i, n = (int(part) for part in text.split("/"))
     except ValueError:
         raise InputError(f"{option('shard')} must be I/N such as 1/4, got {text!r}") from None
+    if n < 1:
+        raise InputError(f"{option('shard')} {text}: N, the number of shards, must be 1 or more")
     if not 1 <= i <= n:
         raise InputError(
-            f"{option('shard')} {text}: I must be in 1..N (shards count from 1: 1/{max(n, 1)} "
-            f"to {max(n, 1)}/{max(n, 1)})"
+            f"{option('shard')} {text}: I must be in 1..N (shards count from 1: 1/{n} to {n}/{n})"
         )
     return i, n
 
