@@ -79,7 +79,8 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     parts = _expected_parts(found, source, settings["expected"] or (), max_bytes)
     where = dict.fromkeys(found, source)
     # standard input is read once: by the input, an --expected entry, or one array option
-    taken = source == STDIN or any(e.source == STDIN for e in settings["expected"] or ())
+    entries = settings["expected"] or ()
+    taken = source == STDIN or any(isinstance(e.source, str) and e.source == STDIN for e in entries)
     for role in ARRAY_OPTIONS:
         if role in given:
             found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
