@@ -2,8 +2,8 @@
 
 ``replacing(path)`` hands out a temporary file in the same folder and renames it over ``path``
 only once it is complete: an error, Ctrl-C or ``kill -9`` part-way leaves the old file as it
-was. A path that is a device or a named pipe (``/dev/null``, ``/dev/stdout``, a FIFO a reader
-waits on) is written directly: renaming over it would replace it with a regular file.
+was. A path that is a device, a named pipe or a link (``/dev/null``, ``/dev/stdout``, a FIFO a
+reader waits on) is written directly: renaming over it would replace it with a regular file.
 ``exclusive(path)`` holds a lock file beside ``path`` for as long as a writer needs it, so
 that a second writer fails at once with a clear message instead of both "succeeding".
 """
@@ -37,6 +37,8 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
     if special(path):
         yield path
         return
+    if path.is_symlink():  # a link to a report file stays a link: its target is replaced
+        path = Path(os.path.realpath(path))
     folder = path.parent if str(path.parent) else Path(".")
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -56,13 +58,30 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
 
 
 def special(path: Path) -> bool:
-    """Whether ``path`` exists and is neither a regular file nor a folder (a device, a named
-    pipe, a socket): written into, never replaced or removed."""
+    """Whether ``path`` is a stream rather than a file: a device, a named pipe, a socket, or a
+    link into ``/dev`` or ``/proc`` (``/dev/stdout`` links to the process's own standard
+    output, which may be a regular file that renaming over the link would not reach). It is
+    written into, never replaced or removed."""
     try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            text = os.readlink(path)
+            return str(path).startswith(_STREAMS) or text.startswith(_STREAMS)
         mode = os.stat(path).st_mode
     except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+_STREAMS = ("/dev/", "/proc/")
+
+
+def shareable(path: Path) -> bool:
+    """Whether several reports may be written to ``path`` one after the other: a character
+    device (``/dev/null``, a terminal). A named pipe's reader stops at the first one's end."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def named(where: str, path: Path) -> str:

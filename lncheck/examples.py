@@ -104,9 +104,9 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
         InputError: ``path`` is a folder, a file exists already (without ``force``), or one
             cannot be written.
     """
-    path = Path(path)
-    if not path.name or path.name in (".", "..") or path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder: give the suite file's name (suite.toml)")
+    text, path = str(path), Path(path)
+    if text.endswith(("/", "/.", "/..")) or path.name in ("", ".", "..") or path.is_dir():
+        raise InputError(f"{text or '.'}: is a folder; give the suite file's name (suite.toml)")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):
         if target.exists() and not force:

@@ -91,7 +91,10 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
                 what = "the input" if source == STDIN else "another entry"
                 raise InputError(f"{where[role]}: standard input is {what} already; give a file")
             taken = taken or path == STDIN
-            found[role] = _read_single(path, role, max_bytes)
+            try:
+                found[role] = _read_single(path, role, max_bytes)
+            except LncheckError as e:  # named with the option it was given to
+                raise type(e)(f"{where[role]}: {e.raw.removeprefix(f'{path}: ')}") from None
     case = _build(found, where, settings, input_dtype, tolerance, name)
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
@@ -99,20 +102,23 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
 
 
 # options that take effect only together with another one: (option, needs, what it is for);
-# a --grad-output turns the backward pass on by itself
+# a --grad-output turns the backward pass on by itself (and then no seed is drawn, but a
+# seed beside it does no harm: it is the one that applies if the file is left out)
 USED_ONLY_WITH = (
-    ("seed", "grad", "the backward pass's random upstream gradient"),
-    ("candidate_timeout", "candidate_cmd", "a program candidate"),
+    ("seed", ("grad", "grad_output"), "the backward pass's random upstream gradient"),
+    ("candidate_timeout", ("candidate_cmd",), "a program candidate"),
 )
 
 
 def _refuse_unused(settings: Settings) -> None:
-    """Refuse an option given without the one that makes it do anything (it would be ignored).
+    """Refuse an option given without any of the ones that make it do anything (it would be
+    ignored).
 
     Raises:
         InputError: naming both options."""
-    for name, needs, purpose in USED_ONLY_WITH:
-        if settings.given(name) and not settings[needs]:
+    for name, needs_any, purpose in USED_ONLY_WITH:
+        needs = needs_any[0]
+        if settings.given(name) and not any(settings[n] for n in needs_any):
             raise InputError(
                 f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
                 f"{option(needs)} too, or leave {option(name)} out"

@@ -185,6 +185,8 @@ def test_weight_of_wrong_shape(write: Callable[..., Path]) -> None:
     assert message.startswith(
         f"{w} (given to --weight): weight has shape (3,); --weight must have shape (4,)"
     )
+    missing = w.with_name("none.npy")
+    assert _error(x, weight=str(missing)) == f"{missing} (given to --weight): no such file"
     assert f"{w} (given to weight=): weight has shape (3,); weight= must have shape (4,)" in (
         _error(x, "api", weight=str(w))
     )

@@ -331,8 +331,8 @@ def record_baseline(
 
 @app.command(cls=Command, name="init-suite")
 def init_suite(
-    path: Annotated[
-        Path, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)
+    path: Annotated[  # as typed: a trailing "/" says a folder, which Path would drop
+        str, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
@@ -401,7 +401,7 @@ def _remove_stale(targets: list[tuple[str, Path]]) -> None:
     from lncheck.errors import InputError
 
     for name, path in targets:
-        if special(path):  # /dev/null, a named pipe: written into, never removed
+        if special(path) or path.is_symlink():  # /dev/null, a pipe, a link: never removed
             continue
         try:
             path.unlink(missing_ok=True)

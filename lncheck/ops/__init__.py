@@ -68,11 +68,6 @@ def build(
         if not shape:
             raise InputError("input is a scalar (0-d); normalization needs at least one axis")
         spec: NormSpec = op.build(settings, tuple(shape), dtype, defaults or {})
-        if settings.given("momentum") and not spec.update_running_stats:
-            raise InputError(
-                f"{option('momentum')} has no effect here: {spec.module} updates no running "
-                f"statistics (only in training with {option('track_running_stats')})"
-            )
         suffix = op.suffix(settings) if hasattr(op, "suffix") else ""
         return finish(spec, activations.parse(settings["activation"]), suffix)
     except LncheckError as e:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from lncheck.atomic import replacing, special
+from lncheck.atomic import replacing, shareable
 from lncheck.errors import InputError, option
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def check_targets(
     file, inputs, a baseline) to what they are.
 
     Raises:
-        InputError: a target is one of them, or two targets are the same file (a device such
-            as ``/dev/null`` may take several).
+        InputError: a target is one of them, or two targets are the same file (a character
+            device such as ``/dev/null`` may take several).
     """
     for index, (name, path) in enumerate(targets):
         spelled = f"{name}={path}" if name else str(path)
@@ -124,7 +124,7 @@ def check_targets(
             if _same_file(path, Path(other)):
                 raise InputError(f"{where} {spelled}: that is {what}; refusing to overwrite it")
         for earlier, before in targets[:index]:
-            if _same_file(path, before) and not special(path):
+            if _same_file(path, before) and not shareable(path):
                 first = f"{earlier}={before}" if earlier else str(before)
                 raise InputError(
                     f"{where} {spelled}: {first} is written there too; give each report its "

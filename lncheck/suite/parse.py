@@ -320,7 +320,9 @@ def _idle(name: str, merged: dict[str, Any]) -> bool:
     """Whether option ``name`` works only with another option (``loading.USED_ONLY_WITH``) that
     the case's keys leave unset."""
     named = {ALIASES.get(k, k): v for k, v in merged.items()}
-    return any(name == used and not named.get(needs) for used, needs, _ in USED_ONLY_WITH)
+    return any(
+        name == used and not any(named.get(n) for n in needs) for used, needs, _ in USED_ONLY_WITH
+    )
 
 
 def _candidates_under(root: Path, settings: Settings) -> Settings:

@@ -43,14 +43,14 @@ def test_init_suite_passes_as_written(tmp_path: Path) -> None:
     assert invoke("init-suite", str(path), "--force").exit_code == 0
 
 
-@pytest.mark.parametrize("name", [".", "folder"])
+@pytest.mark.parametrize("name", [".", "folder", "new/", "new/."])
 def test_init_suite_refuses_a_folder_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()
     result = invoke("init-suite", name, "--force")
-    assert_user_error(result, f"{name!r} is a folder: give the suite file's name")
+    assert_user_error(result, f"{name}: is a folder; give the suite file's name")
     assert os.listdir(tmp_path) == ["folder"] and not os.listdir(tmp_path / "folder")
 
 

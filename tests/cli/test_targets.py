@@ -134,11 +134,30 @@ def test_a_named_pipe_or_a_device_is_written_into_and_stays_what_it_is(tmp_path:
     assert result.exit_code == 0, result.output
     assert received and received[0].startswith(b'{"passed": true')
     assert stat.S_ISFIFO(os.stat(pipe).st_mode) and os.listdir(tmp_path) == ["reader"]
+    # a link into /dev (as /dev/stdout is) is written through, twice over for a character
+    # device; the test writes through its own link, never over /dev/null itself
+    null = tmp_path / "null"
+    null.symlink_to("/dev/null")
     result = invoke(
-        "compare", tokens, "--shape", "4",
-        "--report", "json=/dev/null", "--report", "junit=/dev/null",
+        "compare", tokens, "--shape", "4", "--report", f"json={null}", "--report", f"junit={null}",
     )  # fmt: skip
-    assert result.exit_code == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert result.exit_code == 0, result.output
+    assert null.is_symlink() and stat.S_ISCHR(os.stat(null).st_mode)
+    # two reports to one pipe would leave the second waiting for a reader that has gone
+    result = invoke(
+        "compare", tokens, "--shape", "4", "--report", f"json={pipe}", "--report", f"junit={pipe}",
+    )  # fmt: skip
+    assert_user_error(result, f"json={pipe} is written there too")
+
+
+def test_a_link_to_a_report_file_stays_a_link(tmp_path: Path) -> None:
+    target, link = tmp_path / "latest.json", tmp_path / "link.json"
+    target.write_text("the previous report")
+    link.symlink_to(target.name)
+    tokens = str(EXAMPLES / "tokens.npy")
+    result = invoke("compare", tokens, "--shape", "4", "--report", f"json={link}")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and target.read_text().startswith('{"passed": true')
 
 
 def test_two_reports_to_one_file_are_refused(tmp_path: Path) -> None:
