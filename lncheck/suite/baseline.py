@@ -29,7 +29,8 @@ import numpy.typing as npt
 
 from lncheck.atomic import exclusive, replacing
 from lncheck.case import Case
-from lncheck.errors import InputError, option
+from lncheck.errors import InputError, LncheckError, option, spelled
+from lncheck.options import spelling
 from lncheck.pipeline import backend_for, candidates, resolved
 from lncheck.readers import read_npz
 from lncheck.result import as_array
@@ -241,13 +242,17 @@ def _write(
         for suite_case in cases:
             if suite_case.skip is not None:
                 continue
-            case = suite_case.load()
-            backend = backend_for(case)
-            case = resolved(case, backend)
-            for result in candidates(case, backend, files=False):
-                for quantity, value in result.quantities.items():
-                    name = f"{suite_case.name}/{result.candidate}/{quantity}"
-                    _write_array(archive, name, as_array(value))
+            try:
+                case = suite_case.load()
+                backend = backend_for(case)
+                case = resolved(case, backend)
+                for result in candidates(case, backend, files=False):  # one output at a time
+                    for quantity, value in result.quantities.items():
+                        name = f"{suite_case.name}/{result.candidate}/{quantity}"
+                        _write_array(archive, name, as_array(value))
+            except LncheckError as e:  # a device this machine lacks: the case's, by its key
+                raw = spelled(e, spelling("suite")).raw
+                raise type(e)(f"case {suite_case.name!r}: {raw}") from None
             recorded[suite_case.name] = {
                 "op": case.spec.op,
                 "dtype": case.dtype,

@@ -218,3 +218,15 @@ def test_a_missing_baseline_is_no_such_file(tmp_path: Path) -> None:
     result = invoke("run", str(SUITE), "--baseline", str(tmp_path / "none.npz"))
     assert result.exit_code == 2
     assert f"--baseline {tmp_path / 'none.npz'}: no such file (write one with" in result.stderr
+
+
+def test_a_case_on_a_device_this_machine_lacks_is_named_when_recording(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    text = '[[case]]\nname = "gpu"\ninput = "x.npy"\nshape = [8]\ndevice = "cuda"\n'
+    result = invoke("baseline", str(write_suite(tmp_path, text)), "-o", str(tmp_path / "g.npz"))
+    assert result.exit_code == 2
+    assert "case 'gpu': key 'device' cuda: torch reports no CUDA device" in result.stderr
+    assert not (tmp_path / "g.npz").exists()
