@@ -21,7 +21,7 @@ from lncheck.case import Case
 from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, with_context
 from lncheck.ops.spec import NormSpec
-from lncheck.options import ARRAY_OPTIONS, Settings
+from lncheck.options import ARRAY_OPTIONS, USED_ONLY_WITH, Settings
 from lncheck.readers import INPUT_NAMES, STDIN, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
@@ -99,15 +99,6 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
     return case.with_(given=results)
-
-
-# options that take effect only together with another one: (option, needs, what it is for);
-# a --grad-output turns the backward pass on by itself (and then no seed is drawn, but a
-# seed beside it does no harm: it is the one that applies if the file is left out)
-USED_ONLY_WITH = (
-    ("seed", ("grad", "grad_output"), "the backward pass's random upstream gradient"),
-    ("candidate_timeout", ("candidate_cmd",), "a program candidate"),
-)
 
 
 def _refuse_unused(settings: Settings) -> None:

@@ -230,6 +230,15 @@ JOINS: dict[str, str] = {o.name: o.joins for o in OPTIONS_LIST if o.joins}
 ARRAY_OPTIONS: tuple[str, ...] = tuple(o.name for o in OPTIONS_LIST if o.kind == "array")
 
 
+# options that take effect only together with another one: (option, needs, what it is for);
+# a --grad-output turns the backward pass on by itself (and then no seed is drawn, but a
+# seed beside it does no harm: it is the one that applies if the file is left out)
+USED_ONLY_WITH = (
+    ("seed", ("grad", "grad_output"), "the backward pass's random upstream gradient"),
+    ("candidate_timeout", ("candidate_cmd",), "a program candidate"),
+)
+
+
 def spelling(surface: Surface, words: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """How ``surface`` names an option in messages: ``--groups``, ``key 'groups'``, ``groups=``.
 

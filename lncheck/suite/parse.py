@@ -26,8 +26,17 @@ from lncheck.candidates.specs import EXPECTED, Given
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES
 from lncheck.errors import InputError, LncheckError, option, spelled
-from lncheck.loading import USED_ONLY_WITH, load
-from lncheck.options import ALIASES, ARRAY_OPTIONS, JOINS, OPTIONS, Settings, parse, spelling
+from lncheck.loading import load
+from lncheck.options import (
+    ALIASES,
+    ARRAY_OPTIONS,
+    JOINS,
+    OPTIONS,
+    USED_ONLY_WITH,
+    Settings,
+    parse,
+    spelling,
+)
 from lncheck.result import as_array
 from lncheck.values import integer, integers, number, one_of, text
 
@@ -317,7 +326,7 @@ def _case(
 
 
 def _idle(name: str, merged: dict[str, Any]) -> bool:
-    """Whether option ``name`` works only with another option (``loading.USED_ONLY_WITH``) that
+    """Whether option ``name`` works only with another option (``options.USED_ONLY_WITH``) that
     the case's keys leave unset."""
     named = {ALIASES.get(k, k): v for k, v in merged.items()}
     return any(
