@@ -133,6 +133,13 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
     assert "--eps must be finite, got nan" in _error(invoke(x, y, "--eps", "nan"))
     assert f"{x}: holds 'input', and no output named 'output'" in _error(invoke(x, x))
     assert "no such file" in _error(invoke(x, str(tmp_path / "nope.npy")))
+    # standard input is read once: a second "-" says so before anything is read
+    for args, first in (
+        (("-", y, "--weight", "-"), "the input"),
+        ((x, y, "--weight", "-", "--bias", "-"), "read by --weight"),
+    ):
+        result = runner.invoke(app, ["explain", *args], input="[[1, 2, 3, 4]]")
+        assert f"standard input is {first} already; give a file" in _error(result)
 
 
 def test_as_a_process_stdout_is_the_json_document() -> None:
