@@ -236,10 +236,14 @@ def run(
     from lncheck.tolerances import ToleranceSpec
 
     stdout_format = output_format or "console"
-    targets = _report_targets(
-        [*(reports or ()), *([f"junit={junit}"] if junit else []),
-         *([f"json={json_file}"] if json_file else [])]
-    )  # fmt: skip
+    texts = [*(reports or ()), *([f"junit={junit}"] if junit else []),
+             *([f"json={json_file}"] if json_file else [])]  # fmt: skip
+    targets = _report_targets(texts)
+    typed = [f"--report {t}" for t in reports or ()]
+    typed += [
+        *([f"--junit {junit}"] if junit else []),
+        *([f"--json {json_file}"] if json_file else []),
+    ]
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )
@@ -254,7 +258,7 @@ def run(
         jobs=jobs,
     )
     cases, notes = _selected(suite, shard, pattern)
-    _protect(targets, {str(suite): "the suite file", **_files_of(cases)}, baseline)
+    _protect(targets, {str(suite): "the suite file", **_files_of(cases)}, baseline, typed=typed)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
@@ -376,12 +380,13 @@ def _protect(
     files: dict[str, str],
     baseline: Path | None = None,
     where: str = "--report",
+    typed: list[str] | None = None,
 ) -> None:
     from lncheck.render import check_targets
 
     if baseline is not None:
         files[str(baseline)] = "the baseline"
-    check_targets(targets, files, where)
+    check_targets(targets, files, where, typed)
 
 
 def _refuse_without_baseline(rtol: float | None, atol: float | None, strict: bool) -> None:

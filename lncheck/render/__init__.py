@@ -108,28 +108,36 @@ def write_file(name: str, report: Report | SuiteReport, path: Path, where: str) 
 
 
 def check_targets(
-    targets: Sequence[tuple[str, Path]], protected: Mapping[str, str], where: str = "--report"
+    targets: Sequence[tuple[str, Path]],
+    protected: Mapping[str, str],
+    where: str = "--report",
+    typed: Sequence[str] | None = None,
 ) -> None:
     """Refuse to write a file over one the run reads: ``targets`` are ``(format, path)`` (an
     empty format for a plain path option), ``protected`` maps the paths a run reads (the suite
-    file, inputs, a baseline) to what they are.
+    file, inputs, a baseline) to what they are; ``typed`` says each target as the caller gave
+    it (``--json r.json``; default ``<where> format=path``).
 
     Raises:
         InputError: a target is one of them, or two targets are the same file (a character
             device such as ``/dev/null`` may take several).
     """
-    for index, (name, path) in enumerate(targets):
-        spelled = f"{name}={path}" if name else str(path)
+    given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
+    for index, (_, path) in enumerate(targets):
         for other, what in protected.items():
             if _same_file(path, Path(other)):
-                raise InputError(f"{where} {spelled}: that is {what}; refusing to overwrite it")
-        for earlier, before in targets[:index]:
+                raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")
+        for earlier, (_, before) in enumerate(targets[:index]):
             if _same_file(path, before) and not shareable(path):
-                first = f"{earlier}={before}" if earlier else str(before)
                 raise InputError(
-                    f"{where} {spelled}: {first} is written there too; give each report its "
+                    f"{given[index]}: {given[earlier]} writes there too; give each report its "
                     "own file"
                 )
+
+
+def _spelled_target(where: str, name: str, path: Path) -> str:
+    """A report target as an option names it: ``--report json=r.json``, ``--plot p.png``."""
+    return f"{where} {name}={path}" if name else f"{where} {path}"
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -46,8 +46,8 @@ def test_a_report_file_is_written_whole_or_not_at_all(
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (["--junit", "{suite}"], "--report junit={suite}: that is the suite file"),
-        (["--json", "{x}"], "--report json={x}: that is the input of case 'c1'"),
+        (["--junit", "{suite}"], "--junit {suite}: that is the suite file"),
+        (["--json", "{x}"], "--json {x}: that is the input of case 'c1'"),
         (["--report", "json={golden}", "--baseline", "{golden}"], "that is the baseline"),
     ],
 )
@@ -147,7 +147,7 @@ def test_a_named_pipe_or_a_device_is_written_into_and_stays_what_it_is(tmp_path:
     result = invoke(
         "compare", tokens, "--shape", "4", "--report", f"json={pipe}", "--report", f"junit={pipe}",
     )  # fmt: skip
-    assert_user_error(result, f"json={pipe} is written there too")
+    assert_user_error(result, f"--report junit={pipe}: --report json={pipe} writes there too")
 
 
 def test_a_link_to_a_report_file_stays_a_link(tmp_path: Path) -> None:
@@ -164,5 +164,5 @@ def test_two_reports_to_one_file_are_refused(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, CASE)
     target = tmp_path / "r.json"
     result = invoke("run", str(suite), "--json", str(target), "--junit", str(target))
-    assert_user_error(result, f"junit={target} is written there too; give each report its own")
+    assert_user_error(result, f"--json {target}: --junit {target} writes there too; give each")
     assert not target.exists()
