@@ -76,21 +76,16 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         main = read_arrays(source, max_bytes=max_bytes)
         found = _pick_named(main.arrays, source)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
-    parts = _expected_parts(found, source, settings["expected"] or (), max_bytes)
+    stdin = _OneRead(source)
+    parts = _expected_parts(found, source, settings["expected"] or (), max_bytes, stdin)
     where = dict.fromkeys(found, source)
-    # standard input is read once: by the input, an --expected entry, or one array option
-    entries = settings["expected"] or ()
-    taken = source == STDIN or any(isinstance(e.source, str) and e.source == STDIN for e in entries)
     for role in ARRAY_OPTIONS:
         if role in given:
             found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
         elif isinstance(settings[role], str):
             path = settings[role]
             where[role] = f"{path} (given to {option(role)})"
-            if path == STDIN and taken:
-                what = "the input" if source == STDIN else "another entry"
-                raise InputError(f"{where[role]}: standard input is {what} already; give a file")
-            taken = taken or path == STDIN
+            stdin.claim(path, where[role])
             try:
                 found[role] = _read_single(path, role, max_bytes)
             except LncheckError as e:  # named with the option it was given to
@@ -99,6 +94,23 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
     return case.with_(given=results)
+
+
+class _OneRead:
+    """Standard input is read once: by the input, by one ``--expected`` entry, or by one
+    parameter option."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.taken = source, source == STDIN
+
+    def claim(self, path: str, where: str) -> None:
+        """Note that ``path`` (named ``where``) is read; a second ``-`` raises ``InputError``."""
+        if path != STDIN:
+            return
+        if self.taken:
+            what = "the input" if self.source == STDIN else "another entry"
+            raise InputError(f"{where}: standard input is {what} already; give a file")
+        self.taken = True
 
 
 def _refuse_unused(settings: Settings) -> None:
@@ -121,6 +133,7 @@ def _expected_parts(
     source: str,
     entries: tuple[specs.Given, ...],
     max_bytes: int | None,
+    stdin: _OneRead,
 ) -> list[bundles.Part]:
     """The ``--expected`` entries read, after the input file's own expected arrays (taken out
     of ``found``): ``expected`` is the final output, ``expected_<quantity>`` a quantity."""
@@ -128,15 +141,11 @@ def _expected_parts(
     for key in [k for k in found if k == "expected" or k.startswith(EXPECTED_PREFIX)]:
         quantity = None if key == "expected" else key.removeprefix(EXPECTED_PREFIX)
         parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
-    stdin_taken = source == STDIN
     for entry in entries:
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
             where = f"{entry.source} (given to {option(entry.option)})"
-            if entry.source == STDIN and stdin_taken:  # standard input is read once
-                what = "the input" if source == STDIN else "another entry"
-                raise InputError(f"{where}: standard input is {what} already; give a file")
-            stdin_taken = stdin_taken or entry.source == STDIN
+            stdin.claim(entry.source, where)
             try:
                 arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
             except LncheckError as e:
