@@ -236,14 +236,12 @@ def run(
     from lncheck.tolerances import ToleranceSpec
 
     stdout_format = output_format or "console"
-    texts = [*(reports or ()), *([f"junit={junit}"] if junit else []),
-             *([f"json={json_file}"] if json_file else [])]  # fmt: skip
-    targets = _report_targets(texts)
-    typed = [f"--report {t}" for t in reports or ()]
-    typed += [
-        *([f"--junit {junit}"] if junit else []),
-        *([f"--json {json_file}"] if json_file else []),
-    ]
+    # each report as a --report target, and as the option that gave it was typed
+    given = [(f"--report {text}", text) for text in reports or ()]
+    given += [(f"--{name} {path}", f"{name}={path}")
+              for name, path in (("junit", junit), ("json", json_file)) if path]  # fmt: skip
+    targets = _report_targets([text for _, text in given])
+    typed = [words for words, _ in given]
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
-from lncheck.atomic import replacing, shareable
+from lncheck.atomic import named, replacing, shareable
 from lncheck.errors import InputError, option
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def check_targets(
 
 def _spelled_target(where: str, name: str, path: Path) -> str:
     """A report target as an option names it: ``--report json=r.json``, ``--plot p.png``."""
-    return f"{where} {name}={path}" if name else f"{where} {path}"
+    return named(f"{where} {name}=" if name else where, path)
 
 
 def _same_file(a: Path, b: Path) -> bool:
