@@ -120,9 +120,9 @@ def compare(
     targets = _report_targets(reports)
     settings = parse(options, "cli")
     read = _files_read(settings, input)
-    _protect(targets, read)
+    _protect(targets, read, stdout=stdout_format)
     if plot is not None:
-        _protect([("", plot)], read, where="--plot")
+        _protect([("", plot)], read, where="--plot", stdout=stdout_format)
     case = load(settings, input)
     report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)
     if plot is not None:
@@ -256,7 +256,8 @@ def run(
         jobs=jobs,
     )
     cases, notes = _selected(suite, shard, pattern)
-    _protect(targets, {str(suite): "the suite file", **_files_of(cases)}, baseline, typed=typed)
+    files = {str(suite): "the suite file", **_files_of(cases)}
+    _protect(targets, files, baseline, typed=typed, stdout=stdout_format)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
@@ -308,7 +309,7 @@ def record_baseline(
     everything = load_suite(suite).cases
     cases, notes = _selected(suite, shard, pattern, everything)
     _protect([("", output)], {str(suite): "the suite file", **_files_of(everything)},
-             where="-o")  # fmt: skip
+             where="-o", stdout="console")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
     with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
@@ -379,12 +380,13 @@ def _protect(
     baseline: Path | None = None,
     where: str = "--report",
     typed: list[str] | None = None,
+    stdout: str | None = None,
 ) -> None:
     from lncheck.render import check_targets
 
     if baseline is not None:
         files[str(baseline)] = "the baseline"
-    check_targets(targets, files, where, typed)
+    check_targets(targets, files, where, typed, stdout)
 
 
 def _refuse_without_baseline(rtol: float | None, atol: float | None, strict: bool) -> None:

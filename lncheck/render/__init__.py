@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import stat
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
@@ -112,21 +114,30 @@ def check_targets(
     protected: Mapping[str, str],
     where: str = "--report",
     typed: Sequence[str] | None = None,
+    stdout: str | None = None,
 ) -> None:
     """Refuse to write a file over one the run reads: ``targets`` are ``(format, path)`` (an
     empty format for a plain path option), ``protected`` maps the paths a run reads (the suite
     file, inputs, a baseline) to what they are; ``typed`` says each target as the caller gave
-    it (``--json r.json``; default ``<where> format=path``).
+    it (``--json r.json``; default ``<where> format=path``); ``stdout`` names the format the
+    run writes to standard output, if it writes there.
 
     Raises:
-        InputError: a target is one of them, or two targets are the same file (a character
-            device such as ``/dev/null`` may take several).
+        InputError: a target is one of them, two targets are the same file (a character
+            device such as ``/dev/null`` may take several), or a target is standard output
+            (``/dev/stdout``, or the file it is redirected to) where ``stdout`` goes too.
     """
     given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
-    for index, (_, path) in enumerate(targets):
+    for index, (name, path) in enumerate(targets):
         for other, what in protected.items():
             if _same_file(path, Path(other)):
                 raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")
+        if stdout is not None and _is_stdout(path):
+            instead = f", or --format {name} for {name} there" if name in FORMATS else ""
+            raise InputError(
+                f"{given[index]}: that is standard output, where the {stdout} output goes too; "
+                f"give a file{instead}"
+            )
         for earlier, (_, before) in enumerate(targets[:index]):
             if _same_file(path, before) and not shareable(path):
                 raise InputError(
@@ -138,6 +149,19 @@ def check_targets(
 def _spelled_target(where: str, name: str, path: Path) -> str:
     """A report target as an option names it: ``--report json=r.json``, ``--plot p.png``."""
     return named(f"{where} {name}=" if name else where, path)
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether ``path`` is the file or pipe standard output writes to (a terminal or
+    ``/dev/null``, a character device, takes two outputs without harm)."""
+    try:
+        out = os.fstat(sys.stdout.fileno())
+        found = os.stat(path)
+    except (AttributeError, OSError, ValueError):  # no descriptor (captured), no such file
+        return False
+    if stat.S_ISCHR(out.st_mode):
+        return False
+    return (found.st_dev, found.st_ino) == (out.st_dev, out.st_ino)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -4,6 +4,8 @@ stale by an interrupted run."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,44 @@ def test_two_reports_to_one_file_are_refused(tmp_path: Path) -> None:
     result = invoke("run", str(suite), "--json", str(target), "--junit", str(target))
     assert_user_error(result, f"--json {target}: --junit {target} writes there too; give each")
     assert not target.exists()
+
+
+@pytest.mark.parametrize("through", ["file", "link"])
+def test_a_report_to_standard_output_beside_the_console_output_is_refused(
+    tmp_path: Path, through: str
+) -> None:
+    # two outputs to one stream: the console's lines would be interleaved with the report's,
+    # or, through a rename, go to a file that no longer has a name
+    out = tmp_path / "out.txt"
+    target = out
+    if through == "link":  # as /dev/stdout is, without writing through /dev/stdout itself
+        target = tmp_path / "stdout"
+        target.symlink_to("/proc/self/fd/1")
+    for extra, why in [
+        (["--report", f"json={target}"], "console output goes too; give a file, or --format json"),
+        (["--format", "json", "--report", f"junit={target}"], "json output goes too"),
+        (["--plot", str(target)], "console output goes too; give a file"),
+    ]:
+        done = _compare_into(out, extra)
+        assert done.returncode == 2, done.stderr
+        spelled = " ".join(extra[-2:]) if extra[-2] == "--plot" else f"--report {extra[-1]}"
+        assert done.stderr.startswith(
+            f"lncheck: error: {spelled}: that is standard output, where the {why}"
+        ), done.stderr
+        assert len(done.stderr.splitlines()) == 1 and out.read_text() == ""  # nothing ran
+    # a terminal or /dev/null (a character device) takes both
+    done = _compare_into(Path(os.devnull), ["--report", f"json={os.devnull}"])
+    assert done.returncode == 0, done.stderr
+
+
+def _compare_into(stdout: Path, extra: list[str]) -> subprocess.CompletedProcess[str]:
+    """``lncheck compare`` on the example tokens, its standard output redirected to ``stdout``."""
+    command = [sys.executable, "-m", "lncheck", "compare", str(EXAMPLES / "tokens.npy")]
+    with stdout.open("w") as out:
+        return subprocess.run(
+            [*command, "--shape", "4", *extra],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
