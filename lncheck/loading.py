@@ -22,7 +22,7 @@ from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, with_context
 from lncheck.ops.spec import NormSpec
 from lncheck.options import ARRAY_OPTIONS, USED_ONLY_WITH, Settings
-from lncheck.readers import INPUT_NAMES, STDIN, read_arrays
+from lncheck.readers import INPUT_NAMES, OneRead, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
@@ -76,7 +76,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         main = read_arrays(source, max_bytes=max_bytes)
         found = _pick_named(main.arrays, source)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
-    stdin = _OneRead(source)
+    stdin = OneRead(source)
     parts = _expected_parts(found, source, settings["expected"] or (), max_bytes, stdin)
     where = dict.fromkeys(found, source)
     for role in ARRAY_OPTIONS:
@@ -85,7 +85,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         elif isinstance(settings[role], str):
             path = settings[role]
             where[role] = f"{path} (given to {option(role)})"
-            stdin.claim(path, where[role])
+            stdin.claim(path, option(role))
             try:
                 found[role] = _read_single(path, role, max_bytes)
             except LncheckError as e:  # named with the option it was given to
@@ -94,23 +94,6 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
     return case.with_(given=results)
-
-
-class _OneRead:
-    """Standard input is read once: by the input, by one ``--expected`` entry, or by one
-    parameter option."""
-
-    def __init__(self, source: str) -> None:
-        self.source, self.taken = source, source == STDIN
-
-    def claim(self, path: str, where: str) -> None:
-        """Note that ``path`` (named ``where``) is read; a second ``-`` raises ``InputError``."""
-        if path != STDIN:
-            return
-        if self.taken:
-            what = "the input" if self.source == STDIN else "another entry"
-            raise InputError(f"{where}: standard input is {what} already; give a file")
-        self.taken = True
 
 
 def _refuse_unused(settings: Settings) -> None:
@@ -133,7 +116,7 @@ def _expected_parts(
     source: str,
     entries: tuple[specs.Given, ...],
     max_bytes: int | None,
-    stdin: _OneRead,
+    stdin: OneRead,
 ) -> list[bundles.Part]:
     """The ``--expected`` entries read, after the input file's own expected arrays (taken out
     of ``found``): ``expected`` is the final output, ``expected_<quantity>`` a quantity."""
@@ -145,7 +128,7 @@ def _expected_parts(
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
             where = f"{entry.source} (given to {option(entry.option)})"
-            stdin.claim(entry.source, where)
+            stdin.claim(entry.source, option(entry.option))
             try:
                 arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
             except LncheckError as e:

@@ -36,6 +36,29 @@ ARRAY_NAMES = ("weight", "bias", "expected", "running_mean", "running_var", "gra
 MAX_JSON_DEPTH = 64
 
 
+class OneRead:
+    """Standard input (``-``) is read once: by the input, or by one other source (an
+    ``--expected`` entry, a parameter option, ``explain``'s OBSERVED)."""
+
+    def __init__(self, source: str | None = None) -> None:
+        """``source``: the input's path, which reads standard input first if it is ``-``."""
+        self.first: str | None = "the input" if source == STDIN else None
+
+    def claim(self, path: str, name: str) -> None:
+        """Note that the option ``name`` (as the caller spells it) reads ``path``.
+
+        Raises:
+            InputError: ``path`` is ``-`` and standard input is read already, naming both."""
+        if path != STDIN:
+            return
+        if self.first is not None:
+            first = (
+                f"read by another {name} entry" if self.first == f"read by {name}" else self.first
+            )
+            raise InputError(f"- (given to {name}): standard input is {first} already; give a file")
+        self.first = f"read by {name}"
+
+
 def default_max_bytes() -> int:
     """Half of the machine's physical memory (or 8 GiB where that cannot be read)."""
     try:

@@ -84,16 +84,22 @@ def test_json_from_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     np.save(x, np.ones((1, 4), np.float32))
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
     assert _error(x, expected=["-", "mine=-"]) == (
-        "- (given to --expected): standard input is another entry already; give a file"
+        "- (given to --expected): standard input is read by another --expected entry already; "
+        "give a file"
     )
     # ...and so by a parameter: after the input, an --expected entry or another parameter
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[[1, 2, 3, 4]]")))
     assert _error("-", weight="-") == (
         "- (given to --weight): standard input is the input already; give a file"
     )
-    for options in ({"expected": "-", "weight": "-"}, {"weight": "-", "bias": "-"}):
+    for options, message in (
+        ({"expected": "-", "weight": "-"}, "- (given to --weight): standard input is read by "
+         "--expected already"),
+        ({"weight": "-", "bias": "-"}, "- (given to --bias): standard input is read by --weight "
+         "already"),
+    ):  # fmt: skip
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[1, 1, 1, 1]")))
-        assert _error(x, **options).endswith("standard input is another entry already; give a file")
+        assert _error(x, **options) == f"{message}; give a file"
 
 
 def test_dtype_option_rounds_input_and_integers_become_float32(write: Callable[..., Path]) -> None:

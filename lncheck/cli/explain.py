@@ -152,8 +152,12 @@ def explain_command(
         },
         "cli",
     )
-    _read_once([("the input", input), ("OBSERVED", None if observed == input else observed),
-                ("--weight", weight), ("--bias", bias)])  # fmt: skip
+    from lncheck.readers import OneRead
+
+    stdin = OneRead(input)
+    for name, path in (("OBSERVED", None if observed == input else observed),
+                       ("--weight", weight), ("--bias", bias)):  # fmt: skip
+        stdin.claim(path or "", name)
     inputs = _read(input)
     x = _pick(inputs, INPUT_NAMES, input, "input", allow_single=True)
     outputs = inputs if observed == input else _read(observed)
@@ -172,26 +176,6 @@ def explain_command(
 
         render_explain(report, make_console())
     raise typer.Exit(int(report.exit_status))
-
-
-def _read_once(sources: list[tuple[str, str | None]]) -> None:
-    """Standard input (``-``) can be read once: refuse a second source that names it.
-
-    Raises:
-        InputError: naming the source and the one that reads standard input first."""
-    from lncheck.errors import InputError
-    from lncheck.readers import STDIN
-
-    first = None
-    for what, path in sources:
-        if path != STDIN:
-            continue
-        if first is not None:
-            where = what if what.startswith("--") else what.lower()
-            raise InputError(
-                f"- (given to {where}): standard input is {first} already; give a file"
-            )
-        first = what if not what.startswith("--") else f"read by {what}"
 
 
 def _read(path: str) -> dict[str, npt.NDArray[Any]]:
