@@ -13,7 +13,14 @@ relative variance error beyond ``t**2`` over a few rows, twice the class's limit
 for such a group (the variance's share), and their ratio: below 1, a correct sequential Welford
 on such data is not ``sequential`` but ``low_precision``.
 
+``--levels``: float16 data far from their mean (``K`` from 1e3 to 1e5) whose spread covers only
+a few float16 values, summed in float32 by a sequential and an Apex-style strided Welford (32
+lanes): most values sit on one level, and the running mean's updates by them are lost. The
+limit there is ``tolerances.drift_cap``'s ``sqrt(v K)`` for groups of at most ``FEW_LEVELS``
+values, ``G_DRIFT`` beyond.
+
     python benchmarks/welford_drift.py [--rows 16] [--seed 0]   # about a minute
+    python benchmarks/welford_drift.py --levels                 # about a minute
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.verdict_matrix.algorithms import sequential_welford  # noqa: E402
-from lncheck.tolerances import G_DRIFT, allowance  # noqa: E402
+from benchmarks.verdict_matrix.algorithms import sequential_welford, strided_welford
+from lncheck.dtypes import representable_between
+from lncheck.tolerances import FEW_LEVELS, allowance, drift_cap
 
 SIZES = (1_000, 4_096, 16_384, 65_536)
 CONDITIONING = (1.0, 30.0, 300.0, 1e3, 1e4)
@@ -45,30 +53,85 @@ def rows_of(order: str, rows: int, n: int, rng: np.random.Generator) -> np.ndarr
     return (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
 
 
-def excess(x32: np.ndarray) -> float:
-    """The largest ``|var / exact - 1| - t**2`` of a float32 sequential Welford over the rows."""
+def excess(x32: np.ndarray, welford=sequential_welford) -> float:  # type: ignore[no-untyped-def]
+    """The largest ``|var / exact - 1| - t**2`` of a float32 Welford over the rows."""
+    return float(np.max(excesses(x32, welford)))
+
+
+def excesses(x32: np.ndarray, welford=sequential_welford) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per row, ``|var / exact - 1| - t**2`` of a float32 Welford (NaN on a constant row)."""
     exact = x32.astype(np.float64)
     mean = exact.mean(axis=1, keepdims=True)
     var = ((exact - mean) ** 2).mean(axis=1, keepdims=True)
-    got_mean, got_var = sequential_welford(x32)
+    var[var == 0] = np.nan
+    got_mean, got_var = welford(x32)
     t = (got_mean.astype(np.float64) - mean) / np.sqrt(var)
-    return float(np.max(np.abs(got_var.astype(np.float64) / var - 1.0) - t * t))
+    return (np.abs(got_var.astype(np.float64) / var - 1.0) - t * t)[:, 0]
 
 
-def limit(n: int, kappa: float) -> float:
+def limit(n: int, kappa: float, dtype: str = "float32", few: bool = False) -> float:
     """Twice the sequential class's limit on the scale of a group without outlier (the share
-    of the variance), as ``OutputModel.limits`` has it before any observed shift."""
-    c = allowance("float32", n, "sequential")
+    of the variance), as ``OutputModel.limits`` has it before any observed shift; ``few``: the
+    group has at most ``FEW_LEVELS`` values."""
+    c = allowance(dtype, n, "sequential")
     k = 1.0 + kappa
-    drifted = min(c.drift * k, G_DRIFT)
+    cap = float(drift_cap(dtype, np.asarray(k), np.asarray(few)))
+    drifted = min(c.drift * k, cap)
     return 2.0 * (c.scale * k + c.scale_const + c.sequential * max(n**0.5, 1.0) + drifted)
+
+
+def quantized(
+    rows: int, n: int, mean: float, spread: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``rows`` rows of float16 values: normal with std ``spread`` float16 steps at ``mean``."""
+    step = float(np.spacing(np.float16(mean)))
+    return (mean + spread * step * rng.standard_normal((rows, n))).astype(np.float16)
+
+
+def levels_table(rows: int, seed: int) -> None:
+    """Per float16 mean, spread and group size, the row whose excess comes nearest its limit."""
+    print(f"{'mean':>6} {'spread':>6} {'n':>7} {'levels':>6} {'K':>8} {'sequential':>10} "
+          f"{'strided':>10} {'limit':>10} {'ratio':>8}")  # fmt: skip
+    worst = {True: np.inf, False: np.inf}
+    for mean in (1e3, 1e4, 3e4):
+        for spread in (0.15, 0.2, 0.3, 0.5, 1.0):
+            for n in (4_096, 65_536):
+                rng = np.random.default_rng([seed, int(mean), int(100 * spread), n])
+                x32 = quantized(rows, n, mean, spread, rng).astype(np.float32)
+                exact = x32.astype(np.float64)
+                with np.errstate(divide="ignore"):
+                    kappa = np.abs(exact.mean(axis=1)) / exact.std(axis=1)
+                low, high = exact.min(axis=1), exact.max(axis=1)
+                levels = representable_between(low, high, "float16")
+                sequential, strided = excesses(x32), excesses(x32, strided_welford)
+                few = levels <= FEW_LEVELS
+                allowed = np.array(
+                    [limit(n, k, "float16", f) for k, f in zip(kappa, few, strict=True)]
+                )
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = allowed / np.fmax(sequential, strided)
+                if np.all(np.isnan(ratio)):  # every row constant
+                    continue
+                r = int(np.nanargmin(ratio))
+                worst[bool(few[r])] = min(worst[bool(few[r])], ratio[r])
+                print(f"{mean:>6g} {spread:>6g} {n:>7d} {levels[r]:>6g} {kappa[r]:>8.3g} "
+                      f"{sequential[r]:>10.3g} {strided[r]:>10.3g} {allowed[r]:>10.3g} "
+                      f"{ratio[r]:>8.3g}")  # fmt: skip
+    print(
+        f"at most {FEW_LEVELS} levels: the limit is at least {worst[True]:.3g}x the largest "
+        f"excess; more levels: {worst[False]:.3g}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--levels", action="store_true", help="float16 data at a few levels")
     args = parser.parse_args()
+    if args.levels:
+        levels_table(args.rows, args.seed)
+        return
     print(f"{'order':>7} {'n':>7} {'K':>6} {'n v K':>8} {'excess':>10} {'limit':>10} {'ratio':>8}")
     for order in ORDERS:
         worst = np.inf

@@ -32,7 +32,15 @@ from lncheck.affine_fit import Fit, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps, exact_reach
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
-from lncheck.tolerances import G_DRIFT, G_STUCK, Allowance, allowance, atol_floor, sequential_steps
+from lncheck.tolerances import (
+    FEW_LEVELS,
+    G_STUCK,
+    Allowance,
+    allowance,
+    atol_floor,
+    drift_cap,
+    sequential_steps,
+)
 
 F64 = npt.NDArray[np.float64]
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
@@ -195,7 +203,8 @@ class OutputBlock:
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
-            drifted = np.minimum(c.drift * k, G_DRIFT)
+            few = model.levels[rows, None] <= FEW_LEVELS
+            drifted = np.minimum(c.drift * k, drift_cap(dtype, k, few))
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
             d = np.sqrt(n * peak)  # the outlier's distance, in std

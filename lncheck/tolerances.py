@@ -81,6 +81,16 @@ G_TREE = 0.5  # per doubling of n, for blocked, pairwise and tree sums
 G_SCALE = 0.5  # times K, the variance's share of the mean's rounding (x - mean, squared)
 G_SEQ = 0.2  # per step that rounds the same way, for a sequential variance
 G_DRIFT = 0.01  # a sequential Welford's variance once its running mean rounds (n v K near 1)
+# ...but not on a group of at most FEW_LEVELS distinct values (data quantized far below its
+# spread's digits, as float16 values 1e4 from their mean with a spread of one unit): most values
+# sit on one level, their updates of a running mean off by less than its last place are lost,
+# and every square is taken about a mean stuck off by a share of the gap between levels. There
+# the cap is sqrt(v K) (``drift_cap``). Measured (``benchmarks/welford_drift.py --levels``,
+# float16 data summed in float32): an Apex-style strided Welford's variance off by 4.6 % at three
+# levels and K = 6.6e4 (the limit 2.6x that; 2 % before, a false alarm), a sequential one's by
+# 0.75 %; from five levels on at most 0.21 %, 5.2x below the limit. Matrix c0067, the only false
+# alarm of the full matrix before, was such a group (1.46 % off in rstd, three levels)
+FEW_LEVELS = 4
 G_SEQ_MEAN = 0.5  # per element, for a sequential mean (updates below its last place are lost)
 # After an outlier d std out, a running mean decays back as d / k until its updates fall below
 # its last place (k near sqrt(d / (v K))), and stays off by sqrt(d v K) std: every later square
@@ -179,6 +189,17 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
         plain=A * v,
         relative=A * u,
     )
+
+
+def drift_cap(
+    dtype: str, k: npt.NDArray[np.float64], few: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """The largest share of the scale a sequential Welford's drift may take, per group: ``G_DRIFT``,
+    or ``sqrt(v K)`` where the group has at most ``FEW_LEVELS`` values (``k`` is ``K``, ``few``
+    marks those groups; ``v`` the accumulation dtype's unit roundoff)."""
+    v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
+    with np.errstate(all="ignore"):
+        return np.where(few, np.fmax(np.sqrt(v * k), G_DRIFT), G_DRIFT)
 
 
 def sequential_steps(
