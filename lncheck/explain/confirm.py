@@ -116,8 +116,9 @@ def confirm(
                 out += bs
             rounded = np.asarray(round_to(out, precision), dtype=np.float64)
             both_nan = np.isnan(out) & np.isnan(ys)
-            diff = np.where(both_nan, 0.0, np.abs(ys - out))
-            diff = np.where(np.isnan(diff), np.inf, diff)
+            same = both_nan | (ys == out)  # equal infinities too
+            diff = np.where(same, 0.0, np.abs(ys - out))
+            diff = np.where(np.isnan(diff), np.inf, diff)  # a NaN on one side only
             bound = c["relative"] * np.abs(out) + c["floor"]
             spread = c["spread"] * (1 + kappa[first : first + n, None])
             bound += spread * (1.0 if ws is None else np.abs(ws))
@@ -125,9 +126,11 @@ def confirm(
                 bound += c["fixed"] * np.abs(bs)
             bound = np.where(np.isfinite(bound), bound, np.inf)
             worst = max(worst, float(diff.max(initial=0.0)))
-            ratio = max(ratio, float((diff / bound).max(initial=0.0)))
+            # an infinite residual is within no bound, an infinite one included (inf / inf)
+            share = np.where(diff == 0, 0.0, diff / bound)
+            ratio = max(ratio, float(np.where(np.isnan(share), np.inf, share).max(initial=0.0)))
             squares += float(np.einsum("ij,ij->", diff, diff))
-            equal += int(np.count_nonzero((rounded == ys) | both_nan))
+            equal += int(np.count_nonzero((rounded == ys) | same))
         count += diff.size
     rms = math.sqrt(squares / count) if count and math.isfinite(squares) else math.inf
     if math.isnan(ratio):

@@ -189,7 +189,7 @@ def _family(c: Config) -> str:
 
 def _eps_words(eps: float, low: float, high: float, fitted: bool) -> str:
     if math.isnan(low):
-        return f"eps={eps_text(eps)} (the usual default: no eps fits every group)"
+        return f"eps={eps_text(eps)} (not fitted: no eps fits every group)"
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"
     if low <= 0:

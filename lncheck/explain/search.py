@@ -408,7 +408,7 @@ class _State:
             eps = p.pins.eps
             if eps is None:
                 eps = EPS_PRIOR["centered" if a.centered else "uncentered"][0]
-            # NaN bounds: eps was not fitted (the words say it is the usual default)
+            # NaN bounds: eps was not fitted (the pinned one or the usual default; the words say so)
             default = EpsChoice(eps, False, math.nan, math.nan, False)
             h = _Hypothesis(Denominator(), default, full, 1.0)
             self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))

@@ -406,9 +406,15 @@ def render_explain(report: ExplainReport, console: Console) -> None:
         how = "exactly" if best.verdict == "exact" else "within rounding"
         verdict = Text(f"EXPLAINED ({how}): {best.description}", style=STYLE_PASS)
     else:
+        ratio = best.rounding_ratio
+        far = (
+            "NaN or inf on one side only"
+            if math.isinf(ratio)
+            else f"{_num(ratio, 2)}x the rounding"
+        )
         verdict = Text(
             "NOT EXPLAINED: no candidate reproduces the output within rounding "
-            f"(closest: {best.description}, {_num(best.rounding_ratio, 2)}x the rounding)",
+            f"(closest: {best.description}, {far})",
             style=STYLE_FAIL,
         )
     console.print(verdict, soft_wrap=True)

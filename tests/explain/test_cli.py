@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from lncheck.cli import app
@@ -88,6 +89,26 @@ def test_noise_is_not_explained_and_exits_1(tmp_path: Path) -> None:
     assert "NOT EXPLAINED: no candidate reproduces the output within rounding" in result.stdout
     as_json = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json")
     assert as_json.exit_code == 1
+    doc = json.loads(as_json.stdout)
+    assert doc["explained"] is False and all(c["verdict"] == "none" for c in doc["candidates"])
+
+
+@pytest.mark.parametrize("eps", ["-1", "-0.5"])
+def test_a_layer_whose_output_is_nan_where_the_observed_is_not_explains_nothing(
+    tmp_path: Path, eps: str
+) -> None:
+    # eps = -1 makes var + eps negative in every group (-0.5 in some): the pinned layer's output
+    # is NaN there, which no rounding explains (it was EXPLAINED, exit 0: max(0.0, nan) is 0.0)
+    x = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    mean, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", ((x - mean) / np.sqrt(var + 1e-5)).astype(np.float32))
+    assert (var[:, 0] + float(eps) < 0).any()
+    result = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", eps)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.rstrip().endswith("NaN or inf on one side only)"), result.stdout
+    assert "(not fitted: no eps fits every group)" in result.stdout
+    as_json = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", eps, "--json")
     doc = json.loads(as_json.stdout)
     assert doc["explained"] is False and all(c["verdict"] == "none" for c in doc["candidates"])
 
