@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from lncheck.candidates.guard import guarded
 from lncheck.candidates.specs import Target
 from lncheck.errors import InputError, option
 
@@ -35,10 +36,11 @@ def resolve(target: Target) -> Callable[..., Any]:
     where = f"{option('candidate')} {target.target!r}"
     module_name, _, function = target.target.rpartition(":")
     try:
-        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-            module = _from_file(Path(module_name), where)
-        else:
-            module = _import(module_name)
+        with guarded():  # its import runs its code
+            if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+                module = _from_file(Path(module_name), where)
+            else:
+                module = _import(module_name)
     except InputError:
         raise
     except (Exception, SystemExit) as e:  # the user's module failed while importing: say how

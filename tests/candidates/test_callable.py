@@ -4,6 +4,7 @@ fails."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,8 @@ def test_a_function_that_changes_its_input_fails() -> None:
         (lambda x: 1 / 0, "raised ZeroDivisionError: division by zero"),
         (lambda x: sys.exit(0), "raised SystemExit: 0"),  # it must not end lncheck's run
         (lambda x: sys.exit(3), "raised SystemExit: 3"),
+        # os._exit would end the process at once, with status 0 and no report
+        (lambda x: os._exit(0), "raised OsExit: os._exit(0) would end lncheck"),
         (lambda x: (x, x), "returned a tuple; return a tensor or a dict of quantities"),
         (lambda x: {"y": x}, "returned an unknown quantity 'y' (known: output, activation"),
         (lambda x: {"output": [1.0]}, "returned output as a list, not a tensor"),
@@ -166,6 +169,7 @@ def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:
     )
     (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
     (tmp_path / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "ends.py").write_text("import os\nos._exit(0)\n")
     found = resolve(Target("ln", f"{tmp_path / 'kernels.py'}:ln"))
     assert found is resolve(Target("again", f"{tmp_path / 'kernels.py'}:ln"))  # imported once
     assert resolve(Target("f", "torch.nn.functional:layer_norm")) is F.layer_norm
@@ -175,6 +179,7 @@ def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:
         (f"{tmp_path / 'kernels.py'}:not_callable", "has no callable 'not_callable'"),
         (f"{tmp_path / 'broken.py'}:f", "cannot import it: RuntimeError: no GPU here"),
         (f"{tmp_path / 'quits.py'}:f", "cannot import it: SystemExit: 0"),
+        (f"{tmp_path / 'ends.py'}:f", "cannot import it: OsExit: os._exit(0) would end lncheck"),
         (f"{tmp_path / 'missing.py'}:f", "no such file"),
     ]:
         with pytest.raises(InputError) as info:

@@ -274,3 +274,23 @@ def test_statistics_tables_for_rms_instance_and_local_response_norm() -> None:
     assert "Per-group statistics: reference\n" in lrn and "mean sq" in lrn
     assert "groups       18 positions x 4 channels; each element over a window of 2" in lrn
     assert "windows of 2" in lrn and "groups of 2" not in lrn
+
+
+def test_what_a_candidate_prints_goes_to_stderr_and_stdout_is_one_json_document(
+    tmp_path: Path,
+) -> None:
+    # printed at import and at each call, from Python and through file descriptor 1
+    (tmp_path / "chatty.py").write_text(
+        "import os\nimport torch\nprint('imported')\n"
+        "def ln(x, normalized_shape):\n"
+        "    print('called')\n"
+        "    os.write(1, b'from C\\n')\n"
+        "    return torch.nn.functional.layer_norm(x, normalized_shape)\n"
+    )
+    done = _shell(
+        f"lncheck compare {TOKENS} --shape 4 --candidate {tmp_path / 'chatty.py'}:ln --json"
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)  # nothing else on stdout
+    assert doc["passed"] and any(c["candidate"] == "ln" for c in doc["checks"])
+    assert done.stderr.split() == ["imported", "called", "from", "C"]

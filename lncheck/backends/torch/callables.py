@@ -30,6 +30,7 @@ from lncheck.backends.torch import runner
 from lncheck.backends.torch.files import to_numpy
 from lncheck.candidates import QUANTITIES, CandidateFailed
 from lncheck.candidates.bundles import GRADIENTS, final_quantity
+from lncheck.candidates.guard import guarded
 from lncheck.case import Case
 
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -57,7 +58,7 @@ def call(case: Case, fn: Callable[..., Any], device: str) -> dict[str, npt.NDArr
     before = {"input": x, "weight": weight, "bias": bias}
     copies = {k: v.detach().clone() for k, v in before.items() if v is not None}
     try:
-        with torch.set_grad_enabled(upstream is not None):
+        with torch.set_grad_enabled(upstream is not None), guarded():
             returned = fn(x, **args)
     except (Exception, SystemExit) as e:  # sys.exit() in a candidate fails it, not lncheck
         raise CandidateFailed(f"raised {_describe(e)}") from None
@@ -177,7 +178,8 @@ def _backward(
             "autograd graph, or return grad_input, grad_weight and grad_bias"
         )
     try:
-        final.backward(upstream.to(final.dtype).reshape(final.shape))
+        with guarded():
+            final.backward(upstream.to(final.dtype).reshape(final.shape))
     except (Exception, SystemExit) as e:  # a wrong shape, a broken backward, sys.exit()
         raise CandidateFailed(f"its backward raised {_describe(e)}") from None
     grads = {"grad_input": x.grad if x.grad is not None else torch.zeros_like(x)}
