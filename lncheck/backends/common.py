@@ -67,7 +67,8 @@ def var_from_rstd(rstd: Array, spec: NormSpec) -> Array:
 def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> NormResult:
     """A backend's arrays as a ``NormResult``: statistics flattened to group order in float64
     (float16 kept: the comparison says where a float16 statistic cannot hold the exact
-    value), ``var`` derived from ``rstd`` when missing, quantities in the reference's order."""
+    value), ``var`` derived from ``rstd`` when missing (where every rstd is positive and
+    finite), quantities in the reference's order."""
     out: dict[str, Array] = {}
     for name, a in produced.items():
         if name in ELEMENTWISE or name in PARAMETER_SHAPED:
@@ -76,5 +77,10 @@ def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> Nor
             flat = np.asarray(a).reshape(-1)
             out[name] = flat if flat.dtype == np.float16 else flat.astype(np.float64)
     if "rstd" in out and "var" not in out:
-        out["var"] = var_from_rstd(np.asarray(out["rstd"], dtype=np.float64), spec)
+        rstd = np.asarray(out["rstd"], dtype=np.float64)
+        var = var_from_rstd(rstd, spec)
+        # an rstd of NaN (var + eps < 0), 0 or inf (var + eps overflows) stands for no variance:
+        # the rstd check says all there is to say
+        if np.all(np.isfinite(rstd) & (rstd > 0) & np.isfinite(var)):
+            out["var"] = var
     return NormResult(candidate, {name: out[name] for name in QUANTITY_ORDER if name in out})
