@@ -104,9 +104,10 @@ def make_mismatch_message(c: Comparison) -> str:
 
 def worst_tolerance(c: Comparison, equals: str) -> str:
     """The words on the tolerance at the worst element: ``allowed there: rtol=..., atol=...``
-    when the element fails on its own, or that it is within them and its group fails as a
-    whole (``Comparison.worst_by_group``). ``equals`` joins each name to its value (``=`` in
-    the one-line message, a space in the API's text report)."""
+    when the element fails on its own, or, where its group's structural share is larger
+    (``Comparison.worst_by_group``), that share, the element within or beyond its own.
+    ``equals`` joins each name to its value (``=`` in the one-line message, a space in the
+    API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
     if not c.worst_by_group and (c.passed or c.mismatched or c.accuracy_class is None):
         return f"allowed there: {tolerance}"
@@ -119,7 +120,17 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
             f"its group's fitted scale, shift or residual is {c.tolerance_used:.3g}x what the "
             f"accepted classes allow"
         )
-    return f"within its own {tolerance}; {why}"
+    with_own = "within its own" if _own_share(c) <= 1 else "beyond its own"
+    return f"{with_own} {tolerance}; {why}"
+
+
+def _own_share(c: Comparison) -> float:
+    """The worst element's error over its own ``atol + rtol * |expected|``."""
+    error = abs(c.worst_actual - c.worst_expected)
+    allowed = c.atol + c.rtol * abs(c.worst_expected)
+    if error == 0 or math.isnan(error):
+        return 0.0 if error == 0 else math.inf
+    return error / allowed if allowed > 0 else math.inf
 
 
 def unmatched(

@@ -257,7 +257,7 @@ class Accumulator:
             float(s.expected.flat[k]),
             err.shape[1],
             _at(atol, k, err.shape),
-            by_group=own <= 1 < best,
+            by_group=best > own,
         )
         self.max_abs = max(self.max_abs, float(err.max()))
         np.multiply(err, s.inv_magnitude, out=scratch)
@@ -315,7 +315,7 @@ class Accumulator:
             float(e.flat[k]),
             e.shape[1],
             _at(atol, k, e.shape),
-            by_group=own <= 1 < best,
+            by_group=best > own,
         )
         if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
             self.required_atol = self.required_rtol = self.max_abs = math.inf
@@ -350,8 +350,8 @@ class Accumulator:
         *,
         by_group: bool = False,
     ) -> None:
-        """``by_group``: the element is within its own tolerance, and its score is its group's
-        structural share (charged to the group's largest error)."""
+        """``by_group``: the score is its group's structural share (charged to the group's
+        largest error), larger than the element's own error over its tolerance."""
         key = (score, err)
         if key > self.worst_key:
             self.worst_key = key

@@ -21,23 +21,92 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Moments:
-    """Per group: the first-pass mean ``m0``, its ``correction``, the biased variance,
-    ``scale``, the power of two the group was scaled by (``var_scaled = var * scale**2``), and
+    """Per group, in the domain where the group's largest magnitude is scaled into [0.5, 1) by
+    ``2**-exponent``: the first-pass mean ``m0_scaled`` and its ``correction_scaled``, the
+    variance ``var_scaled = var * 2**(-2 exponent)``; and unscaled: the biased variance,
     ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``),
     the smallest and largest value."""
 
-    m0: F64
-    correction: F64
+    m0_scaled: F64
+    correction_scaled: F64
     var: F64
     var_scaled: F64
-    scale: F64
+    exponent: F64
     peak: F64
     low: F64
     high: F64
 
     @property
+    def m0(self) -> F64:
+        return times_power_of_two(self.m0_scaled, self.exponent)
+
+    @property
+    def correction(self) -> F64:
+        return times_power_of_two(self.correction_scaled, self.exponent)
+
+    @property
     def mean(self) -> F64:
         return np.asarray(self.m0 + self.correction, dtype=np.float64)
+
+
+def times_power_of_two(a: F64, exponent: F64) -> F64:
+    """``a * 2**exponent`` (``exponent`` whole numbers, one per row of ``a`` or per element of
+    a 1-d ``a``), exact wherever the result is a normal float64: subnormal rows scale up by
+    more than the largest float64 power of two, 2**1023."""
+    k = np.asarray(exponent)
+    column = k[:, None] if np.ndim(a) == 2 else k
+    if k.size and (k.max() > 1023 or k.min() < -1022):
+        return np.asarray(np.ldexp(a, column.astype(np.int64)), dtype=np.float64)
+    return np.asarray(a * np.ldexp(1.0, column.astype(np.int64)), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """Per group, what the output is normalized with, in parts that neither overflow nor
+    underflow for groups of values near either end of float64's range: the group scaled by
+    ``2**-exponent`` has first-pass mean ``m0`` and ``correction`` (``Moments``), and ``rstd *
+    2**exponent = mantissa * 2**shift``, so ``(x - mean) * rstd`` is ``((x * 2**-exponent - m0)
+    - correction) * mantissa * 2**shift`` with every factor in range."""
+
+    exponent: F64
+    m0: F64
+    correction: F64
+    mantissa: F64
+    shift: F64
+
+    @property
+    def rstd(self) -> F64:
+        """``rstd`` itself, correctly rounded (0 or inf only where it is beyond float64)."""
+        with np.errstate(all="ignore"):
+            return times_power_of_two(self.mantissa, self.shift - self.exponent)
+
+
+def scaled(
+    var_scaled: F64, exponent: F64, eps: float, on_std: bool, m0: F64, correction: F64
+) -> Scaled:
+    """``Scaled`` with ``rstd = 1 / sqrt(var + eps)`` (``on_std``: ``1 / (sqrt(var) + eps)``),
+    from the scaled variance ``var * 2**(-2 exponent)`` and the scaled ``m0``, ``correction``.
+    eps is scaled with the variance; where that overflows or underflows, the unscaled form is
+    exact to its roundings instead (eps, or a variance in range, dwarfs the other term) and
+    becomes the mantissa, the group's exponent the shift: a constant group of values near
+    float64's largest has rstd ``1 / sqrt(eps)``, not the inf of ``1 / sqrt(0 + 0)``."""
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(all="ignore"):
+        var_s = np.asarray(var_scaled, dtype=np.float64)
+        k = np.broadcast_to(np.asarray(exponent, dtype=np.float64), var_s.shape)
+        eps_all = np.full(var_s.shape, float(eps))
+        var = times_power_of_two(var_s, 2 * k)
+        if on_std:
+            eps_s = times_power_of_two(eps_all, -k)
+            inside, plain = 1.0 / (np.sqrt(var_s) + eps_s), 1.0 / (np.sqrt(var) + eps)
+        else:
+            eps_s = times_power_of_two(eps_all, -2 * k)
+            inside, plain = 1.0 / np.sqrt(var_s + eps_s), 1.0 / np.sqrt(var + eps)
+        in_range = (np.abs(eps_s) >= tiny) & np.isfinite(eps_s)
+        lost = (eps != 0) & ~in_range  # eps scaled out of float64's normal range
+        unscaled = lost & np.isfinite(var)
+        mantissa = np.where(unscaled, plain, inside)
+        return Scaled(np.array(k), m0, correction, mantissa, np.where(unscaled, k, 0.0))
 
 
 def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moments:
@@ -49,13 +118,14 @@ def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moment
         largest = np.maximum(high, -low)
         usable = np.isfinite(largest) & (largest > 0)
         _, exponent = np.frexp(np.where(usable, largest, 1.0))
-        scale = np.ldexp(1.0, -exponent)  # exact: rows scaled into [0.5, 1)
-        xs = x * scale[:, None]
+        exponent = exponent.astype(np.float64)
+        xs = times_power_of_two(x, -exponent)  # exact: rows scaled into [0.5, 1)
         if not center:
             squares = xs * xs
             var_s = np.mean(squares, axis=1)
             peak = np.max(squares, axis=1) / (var_s * x.shape[1])
-            return Moments(zeros, zeros, var_s / (scale * scale), var_s, scale, peak, low, high)
+            var = times_power_of_two(var_s, 2 * exponent)
+            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high)
         m0 = np.mean(xs, axis=1)
         d = xs - m0[:, None]
         correction = np.mean(d, axis=1)
@@ -63,8 +133,17 @@ def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moment
         var_s = np.mean(squares, axis=1) - correction * correction
         var_s = np.maximum(var_s, 0.0, where=~np.isnan(var_s), out=var_s)
         peak = np.max(squares, axis=1) / np.sum(squares, axis=1)
-        var = var_s / (scale * scale)
-        return Moments(m0 / scale, correction / scale, var, var_s, scale, peak, low, high)
+        var = times_power_of_two(var_s, 2 * exponent)
+        return Moments(
+            m0,
+            correction,
+            var,
+            var_s,
+            exponent,
+            peak,
+            low,
+            high,
+        )
 
 
 def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tuple[F64, F64]:

@@ -32,6 +32,7 @@ from lncheck.affine_fit import Fit, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps, exact_reach
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
+from lncheck.moments import Scaled, times_power_of_two
 from lncheck.tolerances import (
     FEW_LEVELS,
     G_STUCK,
@@ -43,6 +44,9 @@ from lncheck.tolerances import (
 )
 
 F64 = npt.NDArray[np.float64]
+# groups whose largest value is beyond 2**960 or below 2**-960: x - mean may overflow, rstd
+# overflow or underflow, or the mean be subnormal (``OutputModel._scaled_nhat``)
+EXTREME_EXPONENT = 960
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
 WEIGHTED_GAIN = 3.0  # how much sharper a weighted fit must be to be looked at
@@ -60,6 +64,9 @@ class OutputModel:
     m0: F64
     correction: F64
     rstd: F64
+    # rstd in parts, and the exponent each group's values are scaled by (``moments``): the
+    # output of a group near either end of float64's range is formed in the scaled domain
+    scaled: Scaled
     kappa: F64
     weight: npt.NDArray[np.generic] | None
     bias: npt.NDArray[np.generic] | None
@@ -107,6 +114,10 @@ class OutputModel:
             nhat: F64 = np.subtract(blocks[0], self.m0[rows, None], dtype=np.float64)
             nhat -= self.correction[rows, None]
             nhat *= self.rstd[rows, None]
+            k = self.scaled.exponent[rows]
+            extreme = np.flatnonzero(np.abs(k) > EXTREME_EXPONENT)
+            if extreme.size:  # x - mean or rstd out of range, or the mean subnormal
+                nhat[extreme] = self._scaled_nhat(blocks[0][extreme], first + extreme)
             rest = list(blocks[1:])
             w = float64_block(rest.pop(0)) if self.weight is not None else None
             b = float64_block(rest.pop(0)) if self.bias is not None else None
@@ -114,6 +125,16 @@ class OutputModel:
             if b is not None:
                 y = y + b
         return OutputBlock(self, first, nhat, w, b, np.asarray(y, dtype=np.float64))
+
+    def _scaled_nhat(self, x: npt.NDArray[np.generic], groups: npt.NDArray[np.intp]) -> F64:
+        """Rows of ``(x - mean) * rstd`` formed in their groups' scaled domain."""
+        s = self.scaled
+        k = s.exponent[groups]
+        d = times_power_of_two(np.asarray(x, dtype=np.float64), -k)
+        d -= s.m0[groups, None]
+        d -= s.correction[groups, None]
+        d *= s.mantissa[groups, None]
+        return times_power_of_two(d, s.shift[groups])
 
 
 @dataclass(frozen=True)

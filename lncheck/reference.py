@@ -26,7 +26,7 @@ from lncheck import activations, bounds
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES, representable_between
-from lncheck.moments import Moments, moments
+from lncheck.moments import Moments, Scaled, moments, scaled
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
@@ -49,33 +49,32 @@ def estimated(biased: F64, p: NormSpec) -> F64:
         return np.asarray(biased * (n / (n - 1)), dtype=np.float64)
 
 
-def reciprocal_std(var: F64, p: NormSpec, scale: F64 | float = 1.0) -> F64:
+def reciprocal_std(var: F64, p: NormSpec, exponent: F64 | float = 0.0) -> F64:
     """``1 / sqrt(var + eps)``, or ``1 / (sqrt(var) + eps)`` where eps goes on the std.
 
-    With ``scale`` (a power of two), ``var`` is the scaled variance ``var * scale**2``: the
-    result is formed without squaring the unscaled values, so it neither overflows nor
-    underflows; where ``eps * scale**2`` overflows, eps dominates and the unscaled form is used.
-    """
-    with np.errstate(all="ignore"):
-        scale = np.asarray(scale, dtype=np.float64)
-        if p.eps_placement == "std":
-            scaled = scale / (np.sqrt(var) + p.eps * scale)
-            plain = 1.0 / (np.sqrt(var / (scale * scale)) + p.eps)
-            return np.asarray(np.where(np.isfinite(p.eps * scale), scaled, plain))
-        eps_s = p.eps * scale * scale
-        scaled = scale / np.sqrt(var + eps_s)
-        plain = 1.0 / np.sqrt(var / (scale * scale) + p.eps)
-        return np.asarray(np.where(np.isfinite(eps_s), scaled, plain), dtype=np.float64)
+    With ``exponent``, ``var`` is the scaled variance ``var * 2**(-2 exponent)`` of a group
+    scaled into [0.5, 1) (``moments``): the result is formed without squaring the unscaled
+    values, so it neither overflows nor underflows where rstd itself is in range
+    (``moments.scaled``)."""
+    var = np.asarray(var, dtype=np.float64)
+    nothing = np.zeros(var.shape)
+    return scaled(var, np.asarray(exponent), p.eps, p.eps_placement == "std", nothing, nothing).rstd
 
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Per group, what the output is normalized with: ``((x - m0) - correction) * rstd``."""
+    """Per group, what the output is normalized with: ``((x - m0) - correction) * rstd``
+    (``parts``: the same in the group's scaled domain, for groups near either end of
+    float64's range)."""
 
     m0: F64
     correction: F64
-    rstd: F64
+    parts: Scaled
     running: bool  # running statistics (eval mode), not the batch's
+
+    @property
+    def rstd(self) -> F64:
+        return self.parts.rstd
 
     @property
     def mean(self) -> F64:
@@ -85,14 +84,17 @@ class Normalizer:
 def normalizer(case: Case, batch: Moments | None = None) -> Normalizer:
     """The statistics the output is normalized with: the batch's, or the running ones in eval."""
     p = case.spec
+    on_std = p.eps_placement == "std"
     if not p.use_running_stats:
         m = batch if batch is not None else moments(layout_of(p), case.x, p.center)
-        rstd = reciprocal_std(estimated(m.var_scaled, p), p, m.scale)
-        return Normalizer(m.m0, m.correction, rstd, running=False)
+        var_s = estimated(m.var_scaled, p)
+        parts = scaled(var_s, m.exponent, p.eps, on_std, m.m0_scaled, m.correction_scaled)
+        return Normalizer(m.m0, m.correction, parts, running=False)
     running_mean, running_var = _running(case)
     m0 = _per_group(p, running_mean)
-    rstd = reciprocal_std(_per_group(p, running_var), p)
-    return Normalizer(m0, np.zeros_like(m0), rstd, running=True)
+    nothing = np.zeros_like(m0)
+    parts = scaled(_per_group(p, running_var), nothing, p.eps, on_std, m0, nothing)
+    return Normalizer(m0, nothing, parts, running=True)
 
 
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
@@ -128,6 +130,7 @@ def run(case: Case) -> NormResult:
             m0=norm.m0,
             correction=norm.correction,
             rstd=norm.rstd,
+            scaled=norm.parts,
             kappa=kappa,
             weight=weight,
             bias=bias,
@@ -146,7 +149,7 @@ def run(case: Case) -> NormResult:
         sources = tuple([case.x] + [a for a in (weight, bias) if a is not None])
         output = LazyTensor(layout, sources, lambda first, blocks: model.block(first, blocks).y)
         var = estimated(batch.var, p)
-        rstd = reciprocal_std(estimated(batch.var_scaled, p), p, batch.scale)
+        rstd = reciprocal_std(estimated(batch.var_scaled, p), p, batch.exponent)
         quantities: dict[str, Quantity] = {
             "output": output,
             "mean": batch.mean,
