@@ -183,7 +183,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
             else:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
     if shifted:
-        out.append(f"mean off by {-t / f.rstd:.3g} ({t:+.3g} std)")
+        out.append(f"mean off by {-t / f.rstd:.3g} ({-t:+.3g} std)")
     if klass == "low_precision":
         out.append(
             "an error the size that statistics or sums rounded to the compute dtype, or a "

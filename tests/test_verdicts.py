@@ -500,7 +500,7 @@ def test_explain_translates_the_implied_scale() -> None:
 def test_explain_translates_the_implied_shift_and_leaves_out_noise() -> None:
     facts = _facts(4.0, 0.0, rstd=0.5)
     shifted = Distortion(scale=1.0, shift=0.25, scale_noise=1e-6, shift_noise=1e-3)
-    assert explain("mismatch", shifted, facts, 0, "output") == "mean off by -0.5 (+0.25 std)"
+    assert explain("mismatch", shifted, facts, 0, "output") == "mean off by -0.5 (-0.25 std)"
     # both within what an accurate kernel may be off by: nothing to say
     noise = Distortion(scale=1 + 1e-7, shift=1e-4, scale_noise=1e-6, shift_noise=1e-3)
     assert explain("mismatch", noise, facts, 0, "output") is None
@@ -510,7 +510,7 @@ def test_explain_translates_the_implied_shift_and_leaves_out_noise() -> None:
     )
     both = Distortion(scale=1.02, shift=-0.1, scale_noise=1e-6, shift_noise=1e-3)
     text = explain("mismatch", both, facts, 0, "output")
-    assert text == "rstd +2% off; mean off by 0.2 (-0.1 std)"
+    assert text == "rstd +2% off; mean off by 0.2 (+0.1 std)"
 
 
 def test_explain_puts_a_structural_failure_before_any_translation() -> None:
