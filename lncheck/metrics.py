@@ -383,7 +383,7 @@ class Accumulator:
             passed=self.mismatched == 0,
             total=self.total,
             mismatched=self.mismatched,
-            max_abs_err=self.max_abs,
+            max_abs_err=unmeasured if no_finite else self.max_abs,
             max_rel_err=unmeasured if no_finite else _unbounded(self.max_rel),
             mean_abs_err=self.sum_abs / self.finite if self.finite else math.nan,
             worst_index=layout.index(g, m),

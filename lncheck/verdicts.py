@@ -26,15 +26,20 @@ F64 = npt.NDArray[np.float64]
 def block_class(err: F64, allowed: Callable[[int], F64], accepted: int, accepted_max: float) -> int:
     """The index in ``CLASSES`` of the first class whose ``allowed(index)`` (per element) every
     element's ``err`` meets; ``accepted_max`` is the block's worst share of the accepted
-    class's tolerance, already known."""
+    class's tolerance, already known. An error of 0 meets every class, also where a bound is
+    NaN (a matching NaN in a group whose statistics are NaN)."""
+
+    def meets(index: int) -> bool:
+        return bool(np.all((err <= allowed(index)) | (err == 0)))
+
     with np.errstate(all="ignore"):
         if accepted_max <= 1:
             index = accepted
-            while index > 0 and bool(np.all(err <= allowed(index - 1))):
+            while index > 0 and meets(index - 1):
                 index -= 1
             return index
         for index in range(accepted + 1, len(CLASSES) - 1):
-            if bool(np.all(err <= allowed(index))):
+            if meets(index):
                 return index
     return len(CLASSES) - 1
 

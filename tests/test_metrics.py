@@ -96,6 +96,14 @@ def test_matching_nans_need_equal_nan() -> None:
     assert c.passed and c.nan_expected == 1 and c.nan_actual == 1
 
 
+def test_a_check_of_matching_nans_and_infinities_only_has_no_finite_figures() -> None:
+    # nothing finite was compared: NaN, not the 0 of "no difference" (inf where one mismatched)
+    c = _compare([[np.nan, np.inf]], [[np.nan, np.inf]], equal_nan=True)
+    assert c.passed
+    figures = (c.max_abs_err, c.max_rel_err, c.mean_abs_err)
+    assert all(math.isnan(v) for v in figures), figures
+
+
 def test_infinities() -> None:
     assert _compare([[np.inf, -np.inf]], [[np.inf, -np.inf]]).passed
     c = _compare([[np.inf, 1.0]], [[-np.inf, 1.0]], rtol=1, atol=1)

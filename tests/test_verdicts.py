@@ -563,3 +563,14 @@ def test_a_scaled_bfloat16_layer_norm_is_a_distortion_not_another_function(
     )
     assert (c.passed, c.accuracy_class) == (False, "low_precision")
     assert c.explanation is not None and c.explanation.startswith("rstd +")
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_group_of_matching_nans_does_not_move_a_checks_class(strict: bool) -> None:
+    # the NaN group's bounds are NaN: its matching NaNs (error 0) meet every class, so the
+    # class is torch's own, not the accepted one (it was sequential, accurate with strict)
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    x[0, 2] = np.nan
+    report = lncheck.compare(x, "layer_norm", normalized_shape=4, equal_nan=True, strict=strict)
+    assert report.passed
+    assert {c.accuracy_class for c in report.checks} == {"accurate"}
