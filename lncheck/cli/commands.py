@@ -119,10 +119,10 @@ def compare(
         )
     targets = _report_targets(reports)
     settings = parse(options, "cli")
-    read = _files_read(settings, input)
-    _protect(targets, read, stdout=stdout_format)
-    if plot is not None:
-        _protect([("", plot)], read, where="--plot", stdout=stdout_format)
+    # the plot is one more file written: it may clash with a report as two reports do
+    written = targets + ([("", plot)] if plot is not None else [])
+    typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
+    _protect(written, _files_read(settings, input), typed=typed, stdout=stdout_format)
     case = load(settings, input)
     report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)
     if plot is not None:

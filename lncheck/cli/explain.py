@@ -121,10 +121,9 @@ def explain_command(
         float | None,
         typer.Option(
             "--budget",
-            help="Stop searching after this many seconds.",
+            help="Stop searching after this many seconds (more than 0).",
             rich_help_panel=OUTPUT,
             show_default=False,
-            min=0.0,
         ),
     ] = None,
 ) -> None:
@@ -138,6 +137,11 @@ def explain_command(
     from lncheck.explain import explain
     from lncheck.options import parse
     from lncheck.readers import INPUT_NAMES
+
+    if budget is not None and not budget > 0:  # no search is no verdict (NaN included)
+        from lncheck.errors import InputError
+
+        raise InputError(f"--budget must be a positive number of seconds, got {budget:g}")
 
     pins = parse(
         {

@@ -209,3 +209,12 @@ def _compare_into(stdout: Path, extra: list[str]) -> subprocess.CompletedProcess
             text=True,
             timeout=120,
         )
+
+
+def test_a_plot_and_a_report_to_one_file_are_refused(tmp_path: Path) -> None:
+    target = tmp_path / "q.png"
+    tokens = str(EXAMPLES / "tokens.npy")
+    result = invoke("compare", tokens, "--shape", "4", "--plot", str(target), "--report",
+                    f"json={target}")  # fmt: skip
+    assert_user_error(result, f"--plot {target}: --report json={target} writes there too")
+    assert not target.exists()

@@ -152,6 +152,10 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
         invoke(x, y, "--op", "local_response_norm")
     )
     assert "--eps must be finite, got nan" in _error(invoke(x, y, "--eps", "nan"))
+    for budget in ("0", "-1", "nan"):  # no search: no verdict ("nothing fits" would be false)
+        assert f"--budget must be a positive number of seconds, got {budget}" in _error(
+            invoke(x, y, "--budget", budget)
+        )
     assert f"{x}: holds 'input', and no output named 'output'" in _error(invoke(x, x))
     assert "no such file" in _error(invoke(x, str(tmp_path / "nope.npy")))
     # standard input is read once: a second "-" says so before anything is read
