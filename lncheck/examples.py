@@ -13,9 +13,8 @@ SUITE = """\
 # Keys are the options of `lncheck compare`, with underscores (channel_axis, running_mean, ...).
 # Paths are relative to this file. Exit status: 0 all passed, 1 a case failed, 2 invalid input.
 
-[defaults]                 # applied to every case; a case overrides them
+[defaults]                 # applied to every case that reads them; a case overrides them
 dtype = "float32"
-eps = 1e-5
 tolerance = "auto"         # the error bound from dtype, group size and conditioning
 
 [[case]]
@@ -101,12 +100,14 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
     """Write the example suite to ``path`` and its input file beside it; return both paths.
 
     Raises:
-        InputError: ``path`` is a folder, a file exists already (without ``force``), or one
-            cannot be written.
+        InputError: ``path`` is a folder or a name starting with ``-``, a file exists already
+            (without ``force``), or one cannot be written.
     """
     text, path = str(path), Path(path)
     if text.endswith(("/", "/.", "/..")) or path.name in ("", ".", "..") or path.is_dir():
         raise InputError(f"{text or '.'}: is a folder; give the suite file's name (suite.toml)")
+    if path.name.startswith("-"):  # "-" is standard input or output to every other command
+        raise InputError(f"{text}: give the suite file's name (suite.toml), not one starting '-'")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):
         if target.exists() and not force:

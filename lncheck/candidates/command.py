@@ -72,7 +72,13 @@ def check(command: Command, spec: NormSpec, grad: bool) -> None:
     where = f"{option('candidate_cmd')} {command.name!r}"
     words = check_template(command.template, where)
     text = _text_values(spec)
-    for used in {p for word in words for p in placeholders(word, where)}:
+    found = {p for word in words for p in placeholders(word, where)}
+    if "output" not in found:  # it would run, and its result go nowhere lncheck looks
+        raise InputError(
+            f"{where}: no {{output}} in it: the program writes its result to the file "
+            "{output} names"
+        )
+    for used in found:
         reason = None
         if text.get(used, "") is None:
             reason = f"{spec.module} has no such option"

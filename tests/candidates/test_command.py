@@ -109,6 +109,13 @@ def test_a_placeholder_the_layer_cannot_fill_is_an_input_error(
         check(
             Command("c", "prog {nope}"), make_case(np.ones((2, 4)), normalized_shape=4).spec, False
         )
+    # without {output}, the program would run and write its result nowhere lncheck looks
+    with pytest.raises(InputError) as info:
+        make_case(np.ones((2, 4)), candidate_cmd="prog {input}", normalized_shape=4)
+    assert str(info.value) == (
+        "candidate_cmd= 'command': no {output} in it: the program writes its result to the "
+        "file {output} names"
+    )
 
 
 def test_a_hanging_program_is_stopped_at_the_timeout(tmp_path: Path) -> None:

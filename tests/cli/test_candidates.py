@@ -284,7 +284,7 @@ def test_a_crashing_or_hanging_program_is_a_failed_check(tmp_path: Path) -> None
                      "sys.exit(3)\n")  # fmt: skip
     code, doc = invoke_json(
         "compare", TOKENS, "--shape", "4", "--candidate-cmd", f"{PYTHON} {crash} {{output}}",
-        "--candidate-cmd", f"hang={PYTHON} -c 'import time; time.sleep(60)'",
+        "--candidate-cmd", f"hang={PYTHON} -c 'import time; time.sleep(60)' {{output}}",
         "--candidate-timeout", "0.5",
     )  # fmt: skip
     assert code == 1

@@ -54,6 +54,16 @@ def test_init_suite_refuses_a_folder_and_writes_nothing(
     assert os.listdir(tmp_path) == ["folder"] and not os.listdir(tmp_path / "folder")
 
 
+@pytest.mark.parametrize("name", ["-", "-x.toml"])
+def test_init_suite_refuses_a_name_that_reads_as_standard_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("init-suite", "--", name)
+    assert_user_error(result, f"{name}: give the suite file's name (suite.toml), not one starting")
+    assert os.listdir(tmp_path) == []
+
+
 # --- help --------------------------------------------------------------------------------------
 
 
