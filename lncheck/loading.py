@@ -312,10 +312,11 @@ def _check_shapes(
                 f"{where[role]}: gives a {role}, but {spec.module} here keeps no running "
                 f"statistics (see {option('track_running_stats')})"
             )
-    if spec.use_running_stats and not {"running_mean", "running_var"} <= set(arrays):
+    missing = [r for r in ("running_mean", "running_var") if r not in arrays]
+    if spec.use_running_stats and missing:
+        give = " and ".join(option(r) for r in missing) + ("" if len(missing) == 2 else " too")
         raise InputError(
-            f"{spec.module} in eval mode normalizes with running statistics: "
-            f"give {option('running_mean')} and {option('running_var')}"
+            f"{spec.module} in eval mode normalizes with running statistics: give {give}"
         )
     if "affine" not in ops.module(spec.op).READS:  # no such parameter, whatever the options
         for role in ("weight", "bias"):

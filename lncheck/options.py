@@ -159,8 +159,10 @@ OPTIONS_LIST: tuple[Option, ...] = (
     Option("weight", "array", array, "Weight (gamma) file; default ones.", FILES),
     Option("bias", "array", array, "Bias (beta) file; default zeros.", FILES),
     Option("running_mean", "array", array,
-           "Running mean file (batch_norm, instance_norm); default zeros.", FILES),
-    Option("running_var", "array", array, "Running variance file; default ones.", FILES),
+           "Running mean file (batch_norm, instance_norm); default zeros in training, "
+           "required in eval.", FILES),
+    Option("running_var", "array", array,
+           "Running variance file; default ones in training, required in eval.", FILES),
     Option("grad_output", "array", array,
            "Upstream gradient for --grad; default seeded random normal.", FILES),
     Option("expected", "texts", expected_entries,

@@ -245,6 +245,11 @@ def test_parameters_a_layer_does_not_have(write: Callable[..., Path]) -> None:
         "BatchNorm1d in eval mode normalizes with running statistics: "
         "give --running-mean and --running-var"
     )
+    # one of the two given: the other is named
+    rm = str(write("rm.npy", np.zeros(np.load(image).shape[1], np.float32)))
+    assert _error(
+        image, op="batch_norm", normalized_shape=None, training=False, running_mean=rm
+    ) == ("BatchNorm1d in eval mode normalizes with running statistics: give --running-var too")
 
 
 @pytest.mark.parametrize(
