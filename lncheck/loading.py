@@ -109,6 +109,11 @@ def _refuse_unused(settings: Settings) -> None:
                 f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
                 f"{option(needs)} too, or leave {option(name)} out"
             )
+    if settings.given("seed") and settings["grad_output"] is not None:  # nothing left to draw
+        raise InputError(
+            f"{option('seed')} draws the upstream gradient, which {option('grad_output')} "
+            "gives: leave one out"
+        )
 
 
 def _expected_parts(
