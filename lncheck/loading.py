@@ -21,7 +21,7 @@ from lncheck.case import Case
 from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, with_context
 from lncheck.ops.spec import NormSpec
-from lncheck.options import ARRAY_OPTIONS, USED_ONLY_WITH, Settings
+from lncheck.options import ARRAY_OPTIONS, UNUSED_BESIDE, USED_ONLY_WITH, Settings
 from lncheck.readers import INPUT_NAMES, OneRead, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
@@ -109,11 +109,11 @@ def _refuse_unused(settings: Settings) -> None:
                 f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
                 f"{option(needs)} too, or leave {option(name)} out"
             )
-    if settings.given("seed") and settings["grad_output"] is not None:  # nothing left to draw
-        raise InputError(
-            f"{option('seed')} draws the upstream gradient, which {option('grad_output')} "
-            "gives: leave one out"
-        )
+    for name, other, what in UNUSED_BESIDE:
+        if settings.given(name) and settings[other] is not None:
+            raise InputError(
+                f"{option(name)} makes what {option(other)} gives ({what}): leave one out"
+            )
 
 
 def _expected_parts(

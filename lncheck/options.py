@@ -239,6 +239,9 @@ USED_ONLY_WITH = (
     ("seed", ("grad", "grad_output"), "the backward pass's random upstream gradient"),
     ("candidate_timeout", ("candidate_cmd",), "a program candidate"),
 )
+# Options that do nothing beside another, which gives what they would make: (option, other,
+# what that is).
+UNUSED_BESIDE = (("seed", "grad_output", "the upstream gradient"),)
 
 
 def spelling(surface: Surface, words: Mapping[str, str] | None = None) -> Callable[[str], str]:

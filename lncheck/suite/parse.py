@@ -32,6 +32,7 @@ from lncheck.options import (
     ARRAY_OPTIONS,
     JOINS,
     OPTIONS,
+    UNUSED_BESIDE,
     USED_ONLY_WITH,
     Settings,
     parse,
@@ -327,11 +328,11 @@ def _case(
 
 def _idle(name: str, merged: dict[str, Any]) -> bool:
     """Whether option ``name`` works only with another option (``options.USED_ONLY_WITH``) that
-    the case's keys leave unset."""
+    the case's keys leave unset, or does nothing beside one they set (``UNUSED_BESIDE``)."""
     named = {ALIASES.get(k, k): v for k, v in merged.items()}
     return any(
         name == used and not any(named.get(n) for n in needs) for used, needs, _ in USED_ONLY_WITH
-    )
+    ) or any(name == used and named.get(other) is not None for used, other, _ in UNUSED_BESIDE)
 
 
 def _candidates_under(root: Path, settings: Settings) -> Settings:

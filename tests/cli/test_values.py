@@ -126,8 +126,8 @@ def test_shell_completion_can_be_installed() -> None:
         (["--candidate-timeout", "5"], "--candidate-timeout is for a program candidate, used "
          "only with --candidate-cmd"),
         # the upstream gradient given: the seed would draw nothing
-        (["--grad", "--grad-output", TOKENS, "--seed", "3"], "--seed draws the upstream "
-         "gradient, which --grad-output gives: leave one out"),
+        (["--grad", "--grad-output", TOKENS, "--seed", "3"], "--seed makes what --grad-output "
+         "gives (the upstream gradient): leave one out"),
     ],
 )  # fmt: skip
 def test_an_option_that_would_do_nothing_without_another_is_refused(

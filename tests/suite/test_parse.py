@@ -232,3 +232,8 @@ def test_a_default_that_works_only_with_another_key_stays_out_of_cases_without_i
     )
     a, b = load_suite(write_suite(tmp_path, text)).cases
     assert not a.settings.given("seed") and b.settings["seed"] == 3
+    # ...and out of one that gives what it would make (the upstream gradient)
+    np.save(tmp_path / "dy.npy", np.ones((4, 8), np.float32))
+    text += '[[case]]\nname = "c"\ninput = "x.npy"\nshape = [8]\ngrad_output = "dy.npy"\n'
+    c = load_suite(write_suite(tmp_path, text)).cases[2]
+    assert not c.settings.given("seed") and c.settings["grad_output"].endswith("dy.npy")
