@@ -73,7 +73,8 @@ def structure_of(
     rounding = None
     if dtype != "float64":  # rounded minus exact: a new array, written in place
         rounding = np.array(round_to(block.y, dtype), dtype=np.float64)  # type: ignore[arg-type]
-        rounding -= block.y
+        with np.errstate(invalid="ignore"):  # inf - inf where the output is beyond the dtype
+            rounding -= block.y
     found = fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounding)
     classes, scores, kinds = om.judge(
         block, found, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted

@@ -173,4 +173,7 @@ def uniform_rows(param: npt.NDArray[np.float64] | None) -> npt.NDArray[np.bool_]
     """Per row of a block, whether every element of ``param`` is the same (``True`` for none)."""
     if param is None:
         return np.array(True)
-    return np.asarray(np.ptp(param, axis=1) == 0)
+    if not param.shape[1]:
+        return np.ones(param.shape[0], dtype=bool)
+    # max == min, not ptp == 0: a row of equal infinities is uniform (inf - inf is NaN)
+    return np.asarray(np.max(param, axis=1) == np.min(param, axis=1))

@@ -210,17 +210,17 @@ def _build(
     x = real_numbers(found.pop("input"), source, "input")
     dtype: DTypeName | None = settings["dtype"]
     chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
-    x = dtypes.round_to(x, chosen)
+    x, overflowed = _rounded(x, chosen, "input")
     if x.ndim and x.size == 0:
         raise InputError(f"{source}: input has shape {tuple(x.shape)} and no elements to normalize")
     try:
         spec = ops.build(settings, tuple(x.shape), chosen)
     except LncheckError as e:
         raise with_context(e, source) from None
-    arrays = {
-        role: dtypes.round_to(real_numbers(value, where[role], role), chosen)
-        for role, value in found.items()
-    }
+    arrays = {}
+    for role, value in found.items():
+        arrays[role], beyond = _rounded(real_numbers(value, where[role], role), chosen, role)
+        overflowed += beyond
     _check_shapes(arrays, spec, where)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
         # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
@@ -240,8 +240,24 @@ def _build(
         grad_output=arrays.get("grad_output"),
         tolerance=tolerance,
         grad=bool(settings["grad"]) or upstream,
-        notes=((note,) if note else ()) + spec.notes,
+        notes=((note,) if note else ()) + tuple(overflowed) + spec.notes,
     )
+
+
+def _rounded(
+    a: npt.NDArray[Any], dtype: DTypeName, role: str
+) -> tuple[npt.NDArray[Any], list[str]]:
+    """``a`` rounded to ``dtype``, and a note if finite values became infinite there (a value
+    beyond float16's 65,504, or 1e39 read from JSON into float32)."""
+    rounded = dtypes.round_to(a, dtype)
+    if rounded is a or not np.issubdtype(np.asarray(a).dtype, np.number):
+        return rounded, []
+    with np.errstate(all="ignore"):
+        beyond = int(np.count_nonzero(np.isinf(rounded))) - int(np.count_nonzero(np.isinf(a)))
+    if beyond <= 0:
+        return rounded, []
+    values = "value" if beyond == 1 else "values"
+    return rounded, [f"{beyond} {role} {values} beyond {dtype}'s range became inf"]
 
 
 def _input_key(arrays: Mapping[str, Any]) -> str:

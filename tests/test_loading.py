@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import lncheck
 from lncheck.case import Case
 from lncheck.errors import InputError
 from lncheck.loading import load
@@ -297,3 +298,25 @@ def test_errors_through_the_command_line_name_the_flag(write: Callable[..., Path
     x, w = write("x.npy", np.ones((2, 4))), write("w.npy", np.ones(3))
     result = invoke("compare", str(x), "--shape", "4", "--weight", str(w))
     assert result.exit_code == 2 and "--weight must have shape (4,)" in result.stderr
+
+
+def test_values_beyond_the_compute_dtype_are_noted(write: Callable[..., Path]) -> None:
+    import warnings
+
+    path = write("x.json", [[1.0, 2.0, 3.0, 1e39]])  # float64 text, computed in float32
+    assert "1 input value beyond float32's range became inf" in _load(path).notes
+    big = write("i.npy", np.array([[1, 2, 3, 70000], [1, 2, 3, 4]]))
+    assert "1 input value beyond float16's range became inf" in _load(big, dtype="float16").notes
+    w = write("w.npy", np.full(4, 1e30, np.float32))
+    x = write("x.npy", np.ones((2, 4), np.float32))
+    case = _load(x, dtype="float16", weight=str(w))
+    assert "4 weight values beyond float16's range became inf" in case.notes
+    assert not [n for n in _load(x).notes if "range" in n]  # nothing rounded, nothing noted
+    # and the whole check says so in its notes, without a stray NumPy warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = lncheck.compare(
+            np.ones((2, 4), np.float32) * np.arange(4), "layer_norm", normalized_shape=4,
+            weight=np.full(4, 1e30, np.float32), dtype="float16",
+        )  # fmt: skip
+    assert any("weight values beyond float16's range" in n for n in report.header.notes)
