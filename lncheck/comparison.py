@@ -104,12 +104,14 @@ def make_mismatch_message(c: Comparison) -> str:
 
 def worst_tolerance(c: Comparison, equals: str) -> str:
     """The words on the tolerance at the worst element: ``allowed there: rtol=..., atol=...``
-    when the element fails on its own, or, where its group's structural share is larger
-    (``Comparison.worst_by_group``), that share, the element within or beyond its own.
-    ``equals`` joins each name to its value (``=`` in the one-line message, a space in the
-    API's text report)."""
+    when the element fails on its own, or that it is within them and its group fails as a
+    whole (``Comparison.worst_by_group``: ``tolerance_used`` is then the group's share) or the
+    check on its accuracy class. ``equals`` joins each name to its value (``=`` in the
+    one-line message, a space in the API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
-    if not c.worst_by_group and (c.passed or c.mismatched or c.accuracy_class is None):
+    if _own_share(c) > 1 or (not c.worst_by_group and (c.passed or c.mismatched)):
+        return f"allowed there: {tolerance}"
+    if c.accuracy_class is None and not c.worst_by_group:
         return f"allowed there: {tolerance}"
     if not c.worst_by_group:  # every element within: the check fails on its accuracy class
         return f"within its own {tolerance}; the check fails on its accuracy class"
@@ -120,8 +122,7 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
             f"its group's fitted scale, shift or residual is {c.tolerance_used:.3g}x what the "
             f"accepted classes allow"
         )
-    with_own = "within its own" if _own_share(c) <= 1 else "beyond its own"
-    return f"{with_own} {tolerance}; {why}"
+    return f"within its own {tolerance}; {why}"
 
 
 def _own_share(c: Comparison) -> float:

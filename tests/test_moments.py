@@ -23,7 +23,7 @@ def test_low_high_and_the_scale_come_from_the_extremes() -> None:
     m = group_moments(x)
     assert m.low[:2].tolist() == [-7.0, 0.25] and m.high[:2].tolist() == [3.0, 0.5]
     # each row scaled by the power of two that puts its largest |x| in [0.5, 1)
-    assert m.scale[:2].tolist() == [2.0**-3, 1.0]
+    assert m.exponent[:2].tolist() == [3.0, 0.0]  # scaled by 2**-3 and 2**0
     assert np.isnan(m.low[2]) and np.isnan(m.mean[2])  # a NaN is kept, not dropped
 
 

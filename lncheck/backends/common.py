@@ -64,11 +64,22 @@ def var_from_rstd(rstd: Array, spec: NormSpec) -> Array:
         return np.asarray(1.0 / (rstd * rstd) - spec.eps, dtype=np.float64)
 
 
+def _invertible(spec: NormSpec) -> bool:
+    """Whether rstd gives the variance back for this layer, decided for the whole case (not
+    per chunk): a negative eps makes rstd NaN where ``var < -eps``, and an eps beyond 1e60
+    makes a float32 rstd 0, where the reference's variance is still a number. The rstd check
+    then says all there is to say."""
+    return 0 <= spec.eps <= MAX_INVERTIBLE_EPS
+
+
+MAX_INVERTIBLE_EPS = 1e60  # 1 / sqrt(1e60) = 1e-30, a normal float32
+
+
 def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> NormResult:
     """A backend's arrays as a ``NormResult``: statistics flattened to group order in float64
     (float16 kept: the comparison says where a float16 statistic cannot hold the exact
-    value), ``var`` derived from ``rstd`` when missing (where every rstd is positive and
-    finite), quantities in the reference's order."""
+    value), ``var`` derived from ``rstd`` when missing (where that gives it back,
+    ``_invertible``), quantities in the reference's order."""
     out: dict[str, Array] = {}
     for name, a in produced.items():
         if name in ELEMENTWISE or name in PARAMETER_SHAPED:
@@ -76,11 +87,6 @@ def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> Nor
         else:
             flat = np.asarray(a).reshape(-1)
             out[name] = flat if flat.dtype == np.float16 else flat.astype(np.float64)
-    if "rstd" in out and "var" not in out:
-        rstd = np.asarray(out["rstd"], dtype=np.float64)
-        var = var_from_rstd(rstd, spec)
-        # an rstd of NaN (var + eps < 0), 0 or inf (var + eps overflows) stands for no variance:
-        # the rstd check says all there is to say
-        if np.all(np.isfinite(rstd) & (rstd > 0) & np.isfinite(var)):
-            out["var"] = var
+    if "rstd" in out and "var" not in out and _invertible(spec):
+        out["var"] = var_from_rstd(np.asarray(out["rstd"], dtype=np.float64), spec)
     return NormResult(candidate, {name: out[name] for name in QUANTITY_ORDER if name in out})
