@@ -19,9 +19,9 @@ from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES, bundles, command, sp
 from lncheck.candidates.callable import resolve
 from lncheck.case import Case
 from lncheck.dtypes import DTypeName, real_numbers
-from lncheck.errors import InputError, LncheckError, option, with_context
+from lncheck.errors import InputError, LncheckError, option, spell, with_context
 from lncheck.ops.spec import NormSpec
-from lncheck.options import ARRAY_OPTIONS, UNUSED_BESIDE, USED_ONLY_WITH, Settings
+from lncheck.options import ARRAY_OPTIONS, UNUSED_BESIDE, USED_ONLY_WITH, Settings, spelling
 from lncheck.readers import INPUT_NAMES, OneRead, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
@@ -93,7 +93,30 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     case = _build(found, where, settings, input_dtype, tolerance, name)
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
-    return case.with_(given=results)
+    words = spelling(settings.surface, settings.words)
+    notes = tuple(spell(n, words) for n in _stored_lower(parts, case.dtype))
+    return case.with_(given=results, notes=case.notes + notes)
+
+
+def _stored_lower(parts: list[bundles.Part], dtype: str) -> tuple[str, ...]:
+    """A note per ``--expected`` entry stored in a dtype narrower than the one the check
+    computes in: a float16 file of a layer that ran in float16, checked in float32, fails on
+    float16's rounding, which reads as a different function."""
+    notes = []
+    for part in parts:
+        stored = {str(getattr(a, "dtype", "")) for a in part.arrays.values()}
+        narrower = sorted(d for d in stored if NARROWER.get(d, 99) < NARROWER.get(dtype, 0))
+        if narrower:
+            notes.append(
+                f"{part.where} holds {narrower[0]} values, the check computes in {dtype}: if "
+                f"the layer ran in {narrower[0]}, have the check compute in it too "
+                f"({option('dtype')})"
+            )
+    return tuple(notes)
+
+
+# Precision rank of the dtypes a layer may run in (bits of mantissa, roughly).
+NARROWER = {"bfloat16": 0, "float16": 1, "float32": 2, "float64": 3}
 
 
 def _refuse_unused(settings: Settings) -> None:

@@ -320,3 +320,19 @@ def test_values_beyond_the_compute_dtype_are_noted(write: Callable[..., Path]) -
             weight=np.full(4, 1e30, np.float32), dtype="float16",
         )  # fmt: skip
     assert any("weight values beyond float16's range" in n for n in report.header.notes)
+
+
+def test_an_expected_output_stored_narrower_than_the_check_computes_is_noted(
+    write: Callable[..., Path],
+) -> None:
+    x = write("x.npy", np.ones((2, 4), np.float32) * np.arange(4, dtype=np.float32))
+    y16 = write("y16.npy", np.zeros((2, 4), np.float16))
+    case = _load(x, "cli", expected=(str(y16),))
+    assert case.notes[-1] == (
+        f"{y16} (given to --expected) holds float16 values, the check computes in float32: if "
+        "the layer ran in float16, have the check compute in it too (--dtype)"
+    )
+    assert not [n for n in _load(x, "cli", expected=(str(y16),), dtype="float16").notes
+                if "holds" in n]  # fmt: skip
+    y32 = write("y32.npy", np.zeros((2, 4), np.float32))
+    assert not [n for n in _load(x, "cli", expected=(str(y32),)).notes if "holds" in n]

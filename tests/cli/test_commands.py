@@ -95,7 +95,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_show_completion_writes_a_script() -> None:
     result = invoke("--show-completion", "bash")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, (result.output, result.exception)
     assert "_LNCHECK_COMPLETE=complete_bash" in result.stdout
     assert "complete -o default -F _lncheck_completion lncheck" in result.stdout
 
