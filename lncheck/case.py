@@ -44,6 +44,7 @@ class Case:
     tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
     grad: bool = False
     notes: tuple[str, ...] = ()
+    source: str = ""  # where the input came from (a path, a random draw), if not ``name``
 
     @property
     def device(self) -> str:

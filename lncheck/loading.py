@@ -95,7 +95,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     _check_programs(settings, case, results)
     words = spelling(settings.surface, settings.words)
     notes = tuple(spell(n, words) for n in _stored_lower(parts, case.dtype))
-    return case.with_(given=results, notes=case.notes + notes)
+    return case.with_(given=results, notes=case.notes + notes, source=source)
 
 
 def _stored_lower(parts: list[bundles.Part], dtype: str) -> tuple[str, ...]:

@@ -286,6 +286,7 @@ def _header(case: Case, notes: tuple[str, ...]) -> Header:
     p = case.spec
     return Header(
         case=case.name,
+        input=case.source if case.source != case.name else "",
         op=p.op,
         layer=p.description,
         input_shape=p.input_shape,

@@ -81,6 +81,7 @@ class Header:
     tolerance: str
     device: str = "cpu"
     notes: tuple[str, ...] = ()
+    input: str = ""  # where the input came from, where that is not ``case`` (a suite's case)
     group_shape: tuple[int, ...] = ()  # how groups are indexed in the tables (and plots)
     window: int | None = None  # values each element is reduced over, if not its group (LRN)
 

@@ -31,7 +31,7 @@ def report_document(report: Report) -> dict[str, Any]:
     return {
         "passed": report.passed,
         "op": h.op,
-        "input": h.case,
+        "input": h.input or h.case,
         "input_shape": list(h.input_shape),
         "input_dtype": h.input_dtype,
         "dtype": h.dtype,

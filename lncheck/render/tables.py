@@ -88,7 +88,11 @@ def header(report: Report) -> list[tuple[str, str, str]]:
         tolerance = tolerance.replace(f"groups of {h.window}", f"windows of {h.window}")
     lines = [
         ("layer", h.layer, ""),
-        ("input", f"{printable(h.case)}  shape {dims(h.input_shape)}  {h.input_dtype}", ""),
+        (
+            "input",
+            f"{printable(h.input or h.case)}  shape {dims(h.input_shape)}  {h.input_dtype}",
+            "",
+        ),
         ("computed in", f"{h.dtype} on {h.device}", ""),
         ("groups", groups, ""),
         ("tolerance", tolerance, ""),

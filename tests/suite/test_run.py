@@ -37,6 +37,10 @@ def test_example_suite_passes(tmp_path: Path) -> None:
     assert ops == set(OP_NAMES)
     buggy = next(c for c in doc["cases"] if c["name"] == "layer_norm-buggy-kernel")
     assert buggy["status"] == "xfail" and any(not k["passed"] for k in buggy["report"]["checks"])
+    # each case's report names its input (the file read, or the random draw), not the case
+    inputs = {c["name"]: c["report"]["input"] for c in doc["cases"] if c["report"]}
+    assert inputs["layer_norm-last-dim"] == str((SUITE.parent / "tokens.npy").resolve())
+    assert all(name != source for name, source in inputs.items())
 
 
 def test_junit_xml_parses_back(tmp_path: Path) -> None:
