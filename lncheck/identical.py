@@ -111,10 +111,10 @@ def _words(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
 
 def _digest_key(quantity: str, offset: int, actual: npt.NDArray[np.generic]) -> _Digest:
     data = np.ascontiguousarray(actual)
-    return quantity, offset, data.dtype.str, data.shape, _sha256(data)
+    return quantity, offset, data.dtype.str, data.shape, sha256_of(data)
 
 
-def _sha256(data: npt.NDArray[np.generic]) -> bytes:
+def sha256_of(data: npt.NDArray[np.generic]) -> bytes:
     """The SHA-256 digest of a contiguous array's bytes; from ``_HALVES_FROM`` bytes on, that
     of its two halves' digests, one taken on a second thread while this one takes the other."""
     flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)

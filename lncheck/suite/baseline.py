@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import glob
+import hashlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import numpy.typing as npt
 from lncheck.atomic import exclusive, replacing
 from lncheck.case import Case
 from lncheck.errors import InputError, LncheckError, option, spelled
+from lncheck.identical import sha256_of
 from lncheck.options import spelling
 from lncheck.pipeline import backend_for, candidates, resolved
 from lncheck.readers import read_npz
@@ -84,6 +86,15 @@ class Baseline:
             for key in keys
             if then.get(key) != now.get(key)
         ]
+
+    def changed_values(self, case: str, digests: dict[str, str]) -> list[str]:
+        """The arrays (``input``, ``weight``, ...) whose values differ from those ``case`` was
+        recorded with (``case_digests``); a baseline that did not record them says none."""
+        entry = self.meta.get("cases", {}).get(case)
+        then = entry.get("digests") if isinstance(entry, dict) else None
+        if not isinstance(then, dict):
+            return []
+        return [role for role, digest in digests.items() if then.get(role, digest) != digest]
 
     def notes(self, environment: dict[str, Any]) -> list[str]:
         """Say so when the baseline comes from another torch or device than this run."""
@@ -144,6 +155,19 @@ def case_options(suite_case: SuiteCase, case: Case, root: Path) -> dict[str, Any
         if isinstance(value, str):
             options[role] = _relative(value, root)
     return options
+
+
+def case_digests(case: Case) -> dict[str, str]:
+    """A SHA-256 of the input and of each array option, as the case computes with them: a file
+    rewritten under the same name changes the results, not the backend."""
+    arrays = {"input": case.x, **{role: getattr(case, role) for role in ARRAY_ROLES}}
+    found = {}
+    for role, a in arrays.items():
+        if a is not None:
+            data = np.asarray(a)
+            layout = f"{data.dtype.str}{data.shape}".encode()
+            found[role] = hashlib.sha256(layout + sha256_of(data)).hexdigest()
+    return found
 
 
 def _relative(path: str, root: Path) -> str:
@@ -260,6 +284,7 @@ def _write(
                 "torch": environment.get(str(environment.get("backend", "torch"))),
                 "created": now,
                 "options": case_options(suite_case, case, root),
+                "digests": case_digests(case),
             }
             if on_case is not None:
                 on_case(suite_case.name)

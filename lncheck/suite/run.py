@@ -16,7 +16,7 @@ from lncheck.drift import BaselineCheck
 from lncheck.errors import InputError, LncheckError, option
 from lncheck.pipeline import backend_for, check_case, resolved
 from lncheck.report import CaseResult, SuiteReport
-from lncheck.suite.baseline import case_options, open_baseline
+from lncheck.suite.baseline import case_digests, case_options, open_baseline
 from lncheck.suite.parse import SuiteCase
 from lncheck.tolerances import ToleranceSpec
 
@@ -220,6 +220,12 @@ def _against(
             "case options changed since the baseline: " + ", ".join(changes)
             + " (not compared with it; re-record the case)"
         )  # fmt: skip
+    values = recorded.changed_values(name, case_digests(case))
+    if values:
+        return None, (
+            f"the {' and '.join(values)} values differ from those recorded in the baseline "
+            "(not compared with it; re-record the case)"
+        )
     arrays = recorded.arrays(name)
     check = BaselineCheck(
         arrays, options.baseline_rtol, options.baseline_atol, options.strict_baseline

@@ -21,7 +21,7 @@ import pytest
 import lncheck
 import lncheck.errors
 from lncheck.atomic import exclusive
-from lncheck.suite.baseline import META, open_baseline
+from lncheck.suite.baseline import META, Baseline, open_baseline
 
 from ..cli.helpers import assert_user_error, invoke
 from ..conftest import REPO
@@ -216,6 +216,27 @@ def test_changed_case_options_are_said_apart_from_drift(tmp_path: Path) -> None:
     assert not [c for c in c2.report.checks if c.kind == "baseline"]
     strict = invoke("run", str(suite), "--baseline", str(golden), "--strict-baseline")
     assert strict.exit_code == 1 and "FAIL: 2 pass, 1 fail" in strict.stdout
+
+
+def test_an_input_rewritten_since_the_baseline_is_said_apart_from_drift(tmp_path: Path) -> None:
+    suite, golden = write_suite(tmp_path, THREE), tmp_path / "golden.npz"
+    _record(suite, golden)
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(x) * 2 + 1)  # same file, same options, other values
+    result = invoke("run", str(suite), "--baseline", str(golden))
+    assert result.exit_code == 0, result.output
+    assert (
+        "c1: the input values differ from those recorded in the baseline (not compared with "
+        "it; re-record the case)"
+    ) in result.stdout
+    assert "drift: " not in result.stdout  # torch is not blamed for it
+    strict = invoke("run", str(suite), "--baseline", str(golden), "--strict-baseline")
+    assert strict.exit_code == 1
+    recorded = open_baseline(golden)
+    assert set(recorded.meta["cases"]["c1"]["digests"]) == {"input"}
+    # a baseline recorded before digests were kept compares as it always did
+    old = Baseline(golden, {"cases": {"c1": {"options": {}}}})
+    assert old.changed_values("c1", {"input": "another"}) == []
 
 
 def test_a_case_not_in_the_baseline_says_so_without_infinities(tmp_path: Path) -> None:
