@@ -378,8 +378,10 @@ def _check_shapes(
     for role, value in arrays.items():
         want = expect[role]
         if tuple(value.shape) != tuple(want):
+            # named as the option unless it is a member of the input's own file
+            which = f"the {role}" if where[role] == where.get("input") else option(role)
             raise InputError(
                 f"{where[role]}: {role} has shape {tuple(value.shape)}; "
-                f"{option(role)} must have shape {tuple(want)} "
+                f"{which} must have shape {tuple(want)} "
                 f"for {spec.op} on an input of shape {spec.input_shape}"
             )

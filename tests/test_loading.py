@@ -336,3 +336,13 @@ def test_an_expected_output_stored_narrower_than_the_check_computes_is_noted(
                 if "holds" in n]  # fmt: skip
     y32 = write("y32.npy", np.zeros((2, 4), np.float32))
     assert not [n for n in _load(x, "cli", expected=(str(y32),)).notes if "holds" in n]
+
+
+def test_a_member_of_the_input_file_of_the_wrong_shape_is_not_called_an_option(
+    write: Callable[..., Path],
+) -> None:
+    bundle = write("wshape.npz", input=np.ones((2, 4), np.float32), weight=np.ones(3, np.float32))
+    assert _error(bundle) == (
+        f"{bundle}: weight has shape (3,); the weight must have shape (4,) for layer_norm on an "
+        "input of shape (2, 4)"
+    )

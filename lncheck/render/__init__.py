@@ -123,12 +123,17 @@ def check_targets(
     run writes to standard output, if it writes there.
 
     Raises:
-        InputError: a target is one of them, two targets are the same file (a character
-            device such as ``/dev/null`` may take several), or a target is standard output
-            (``/dev/stdout``, or the file it is redirected to) where ``stdout`` goes too.
+        InputError: a target is a folder or in none, is one of them, two targets are the same
+            file (a character device such as ``/dev/null`` may take several), or a target is
+            standard output (``/dev/stdout``, or the file it is redirected to) where ``stdout``
+            goes too.
     """
     given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
     for index, (name, path) in enumerate(targets):
+        if path.is_dir():  # found before the run, not after it (as a failed rename)
+            raise InputError(f"{given[index]}: is a folder; give a file name")
+        if not path.parent.is_dir():
+            raise InputError(f"{given[index]}: no such folder {str(path.parent)!r}")
         for other, what in protected.items():
             if _same_file(path, Path(other)):
                 raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")

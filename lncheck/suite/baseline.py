@@ -122,7 +122,10 @@ def open_baseline(path: str | Path, *, verify: bool = False) -> Baseline:
         raise InputError(
             f"{option('baseline')} {path}: no such file (write one with lncheck baseline)"
         )
-    loaded = read_npz(path, lambda name: name == META, verify_all=verify)
+    try:
+        loaded = read_npz(path, lambda name: name == META, verify_all=verify)
+    except LncheckError as e:  # named with the option it was given to
+        raise type(e)(f"{option('baseline')} {path}: {e.raw.removeprefix(f'{path}: ')}") from None
     if META not in loaded.arrays:
         raise InputError(f"{option('baseline')} {path}: not an lncheck baseline (no {META} entry)")
     try:

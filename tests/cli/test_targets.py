@@ -218,3 +218,27 @@ def test_a_plot_and_a_report_to_one_file_are_refused(tmp_path: Path) -> None:
                     f"json={target}")  # fmt: skip
     assert_user_error(result, f"--plot {target}: --report json={target} writes there too")
     assert not target.exists()
+
+
+def test_a_report_to_a_folder_or_into_a_missing_one_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lncheck.suite.run as suite_run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dd").mkdir()
+    suite = write_suite(tmp_path, CASE)
+    ran: list[object] = []
+    monkeypatch.setattr(suite_run, "run_cases", lambda *a, **k: ran.append(a))
+    for args, words in [
+        (["--json", "nodir/x.json"], "--json nodir/x.json: no such folder 'nodir'"),
+        (["--report", "json=."], "--report json=.: is a folder; give a file name"),
+        (["--junit", "dd"], "--junit dd: is a folder; give a file name"),
+    ]:
+        assert_user_error(invoke("run", str(suite), *args), words)
+    assert not ran  # found before any case ran, not when the report was written
+    tokens = str(EXAMPLES / "tokens.npy")
+    assert_user_error(
+        invoke("compare", tokens, "--shape", "4", "--plot", "nodir/p.png"),
+        "--plot nodir/p.png: no such folder 'nodir'",
+    )
