@@ -166,6 +166,8 @@ def load_suite(path: str | Path) -> Suite:
         raise InputError(f"{path}: [defaults] must be a table")
     _check_defaults(path, defaults)
     raw_cases = doc.get("case", [])
+    if isinstance(raw_cases, dict):  # [case], one table, where [[case]] makes a list of them
+        raise InputError(f"{path}: [case] is one table: write [[case]] for each case")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise InputError(f"{path}: no cases: add at least one [[case]] table")
     cases = []
@@ -182,7 +184,8 @@ def load_suite(path: str | Path) -> Suite:
             )
         where = f"{path}: case {name!r}"
         if name in names:
-            raise InputError(f"{where}: key 'name' repeats another case's name")
+            named = "key 'name'" if "name" in raw else f"its default name (case #{index + 1})"
+            raise InputError(f"{where}: {named} repeats another case's name")
         names.add(name)
         try:
             case = _case(path.parent, index, name, defaults, raw)
@@ -323,6 +326,8 @@ def _case(
         raise InputError("key 'input' or 'random' is required")
     skip = _reason(merged.get("skip"), "skip")
     xfail = _reason(merged.get("xfail"), "xfail")
+    if skip is not None and xfail is not None:  # a skipped case never runs to fail
+        raise InputError("keys 'skip' and 'xfail' both given: give one")
     return SuiteCase(name, index, settings, source, random, skip, xfail)
 
 
@@ -367,7 +372,8 @@ def _existing(root: Path, value: str, key: str) -> Path:
 
 
 def _reason(value: Any, key: str) -> str | None:
-    if value is None:
+    """``skip``/``xfail``: a reason, ``true`` (the key is the reason), or ``false`` (none)."""
+    if value is None or value is False:
         return None
     if value is True:
         return key

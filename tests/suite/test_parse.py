@@ -113,6 +113,17 @@ OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\
             '[defaults]\ninput = "x.npy"\nrandom = {shape = [2, 8]}\n' + OK_CASE,
             ["[defaults]: keys 'input' and 'random' both given"],
         ),
+        # one table where there should be a list of them
+        ('[case]\nname = "a"\ninput = "x.npy"\nshape = [8]\n', ["[case] is one table: write"]),
+        (  # an unnamed case whose default name is taken says so
+            '[[case]]\nname = "case2"\ninput = "x.npy"\nshape = [8]\n'
+            '[[case]]\ninput = "x.npy"\nshape = [8]\n',
+            ["case 'case2': its default name (case #2) repeats another case's name"],
+        ),
+        (  # a skipped case never runs to fail
+            '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "x"\nxfail = "y"\n',
+            ["case 'a': keys 'skip' and 'xfail' both given: give one"],
+        ),
     ],
 )
 def test_suite_errors(tmp_path: Path, text: str, phrases: list[str]) -> None:
@@ -125,6 +136,13 @@ def test_suite_errors(tmp_path: Path, text: str, phrases: list[str]) -> None:
     for phrase in phrases:
         assert phrase in line
     assert result.stdout == "" and not junit.exists()  # nothing ran, nothing written
+
+
+def test_skip_and_xfail_false_mean_neither(tmp_path: Path) -> None:
+    case = '[[case]]\nname = "{}"\ninput = "x.npy"\nshape = [8]\n'
+    text = case.format("a") + "skip = false\n" + case.format("b") + "xfail = false\n"
+    a, b = load_suite(write_suite(tmp_path, text)).cases
+    assert (a.skip, b.xfail) == (None, None)
 
 
 def test_missing_suite_file(tmp_path: Path) -> None:
