@@ -46,7 +46,7 @@ def test_plot_into_a_missing_folder_is_a_user_error(tmp_path: Path) -> None:
     result = invoke(
         "compare", "-", "--shape", "2", "--plot", str(tmp_path / "no" / "x.png"), input="[[1,2]]"
     )
-    assert_user_error(result, "--plot", "cannot write")
+    assert_user_error(result, f"--plot {tmp_path / 'no' / 'x.png'}: no such folder")
 
 
 def test_without_matplotlib_the_plot_says_how_to_get_it(
