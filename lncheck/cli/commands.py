@@ -329,7 +329,8 @@ def record_baseline(
     for note in notes:
         console.print_line(out, f"note: {note}", console.STYLE_NOTE)
     count = len(done.recorded)
-    console.print_line(out, f"recorded {count} cases to {output} ({where}){kept}{pruned}")
+    cases = "case" if count == 1 else "cases"
+    console.print_line(out, f"recorded {count} {cases} to {output} ({where}){kept}{pruned}")
 
 
 @app.command(cls=Command, name="init-suite")

@@ -241,7 +241,7 @@ def test_pt_file_of_one_tensor_is_the_input(tmp_path: Path) -> None:
 def test_pt_file_that_is_not_tensors(tmp_path: Path) -> None:
     path = tmp_path / "bad.pt"
     torch.save({"input": [1.0, 2.0]}, path)
-    with pytest.raises(InputError, match=r"^entry 'input' is a list; expected tensors"):
+    with pytest.raises(InputError, match=r"^entry 'input' holds 'list'; expected tensors"):
         files.load_tensors(path)
     torch.save({"input": torch.ones(2, dtype=torch.complex64)}, path)
     with pytest.raises(InputError, match=r"tensor 'input' is complex \(torch.complex64\)"):

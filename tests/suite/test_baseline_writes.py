@@ -64,7 +64,7 @@ def test_rerecording_a_selection_keeps_the_other_cases(tmp_path: Path) -> None:
     for case in ("c1", "c2"):  # marks that a re-record of c2 restores and c1 keeps
         _scale(golden, f"{case}/{OUTPUT}", 2.0)
     out = _record(suite, golden, "-k", "c2")
-    assert "recorded 1 cases to" in out and "; kept 2 recorded before" in out
+    assert "recorded 1 case to" in out and "; kept 2 recorded before" in out
     assert np.array_equal(_array(golden, f"c2/{OUTPUT}"), recorded)  # re-recorded
     assert np.array_equal(_array(golden, f"c1/{OUTPUT}"), recorded * 2)  # kept as it was
     assert set(open_baseline(golden).meta["cases"]) == {"c1", "c2", "c3"}

@@ -85,7 +85,7 @@ def load_tensors(
     for key, value in items.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise InputError(
-                f"entry {key!r} is a {type(value).__name__}; expected tensors under string keys"
+                f"entry {key!r} holds {type(value).__name__!r}; expected tensors under string keys"
             )
         if value.is_nested:  # checked first: a nested tensor has no sizes to ask about
             raise InputError(f"tensor {key!r} is a nested tensor; expected a plain dense tensor")
