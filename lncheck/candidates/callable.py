@@ -37,7 +37,7 @@ def resolve(target: Target) -> Callable[..., Any]:
     module_name, _, function = target.target.rpartition(":")
     try:
         with guarded():  # its import runs its code
-            if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            if source_file(target) is not None:
                 module = _from_file(Path(module_name), where)
             else:
                 module = _import(module_name)
@@ -50,6 +50,17 @@ def resolve(target: Target) -> Callable[..., Any]:
     if not callable(found):
         raise InputError(f"{where}: {module_name} has no callable {function!r}")
     return found  # type: ignore[no-any-return]
+
+
+def source_file(target: Target) -> str | None:
+    """The ``.py`` file a ``--candidate`` names (``path/to/file.py:function``), else ``None``
+    (a module path, or the function itself)."""
+    if callable(target.target):
+        return None
+    module_name = target.target.rpartition(":")[0]
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        return module_name
+    return None
 
 
 def _import(name: str) -> ModuleType:

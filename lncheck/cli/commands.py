@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lncheck.cli import Command, app
+from lncheck.cli import Command, app, written
 from lncheck.cli.params import with_table_options
 from lncheck.options import parse
 
@@ -120,9 +120,9 @@ def compare(
     targets = _report_targets(reports)
     settings = parse(options, "cli")
     # the plot is one more file written: it may clash with a report as two reports do
-    written = targets + ([("", plot)] if plot is not None else [])
+    writes = targets + ([("", plot)] if plot is not None else [])
     typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
-    _protect(written, _files_read(settings, input), typed=typed, stdout=stdout_format)
+    written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
     case = load(settings, input)
     report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)
     if plot is not None:
@@ -131,20 +131,6 @@ def compare(
         render_plot.write(report, plot)
     _emit(report, stdout_format, targets, quiet=quiet)
     raise typer.Exit(int(report.exit_status))
-
-
-def _files_read(settings: Any, source: str) -> dict[str, str]:
-    """The files a compare reads (the input and the array options), for ``_protect``."""
-    from lncheck.options import ARRAY_OPTIONS, OPTIONS
-
-    found = {} if source == "-" else {source: "the input"}
-    for role in (*ARRAY_OPTIONS, "expected"):
-        values = settings[role] if isinstance(settings[role], tuple) else (settings[role],)
-        for value in values:
-            path = getattr(value, "source", value)  # an --expected entry names its file
-            if isinstance(path, str):
-                found[path] = f"the {OPTIONS[role].flag} file"
-    return found
 
 
 @app.command(cls=Command)
@@ -256,14 +242,14 @@ def run(
         jobs=jobs,
     )
     cases, notes = _selected(suite, shard, pattern)
-    files = {str(suite): "the suite file", **_files_of(cases)}
-    _protect(targets, files, baseline, typed=typed, stdout=stdout_format)
+    files = {str(suite): "the suite file", **written.files_of(cases)}
+    written.protect(targets, files, baseline, typed=typed, stdout=stdout_format)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
         # an unreadable or damaged baseline is an input error before anything runs
         open_baseline(baseline, verify=True)
-    _remove_stale(targets)
+    written.remove_stale(targets)
     out = console.make_console(stderr=stdout_format != "console")
     with console.SuiteProgress(out, len(cases), quiet=quiet) as progress:
         report = run_cases(
@@ -308,7 +294,7 @@ def record_baseline(
 
     everything = load_suite(suite).cases
     cases, notes = _selected(suite, shard, pattern, everything)
-    _protect([("", output)], {str(suite): "the suite file", **_files_of(everything)},
+    written.protect([("", output)], {str(suite): "the suite file", **written.files_of(everything)},
              where="-o", stdout="console")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
@@ -329,8 +315,8 @@ def record_baseline(
     for note in notes:
         console.print_line(out, f"note: {note}", console.STYLE_NOTE)
     count = len(done.recorded)
-    cases = "case" if count == 1 else "cases"
-    console.print_line(out, f"recorded {count} {cases} to {output} ({where}){kept}{pruned}")
+    plural = "case" if count == 1 else "cases"
+    console.print_line(out, f"recorded {count} {plural} to {output} ({where}){kept}{pruned}")
 
 
 @app.command(cls=Command, name="init-suite")
@@ -361,35 +347,6 @@ def _selected(
     return chosen, selection_note(chosen, split)
 
 
-def _files_of(cases: Any) -> dict[str, str]:
-    """The files a suite's cases read, and what each is, for ``_protect``."""
-    from lncheck.options import ARRAY_OPTIONS
-
-    found: dict[str, str] = {}
-    for case in cases:
-        if case.random is None:
-            found[case.source] = f"the input of case {case.name!r}"
-        for role in ARRAY_OPTIONS:
-            if isinstance(case.settings[role], str):
-                found[case.settings[role]] = f"the {role} of case {case.name!r}"
-    return found
-
-
-def _protect(
-    targets: list[tuple[str, Path]],
-    files: dict[str, str],
-    baseline: Path | None = None,
-    where: str = "--report",
-    typed: list[str] | None = None,
-    stdout: str | None = None,
-) -> None:
-    from lncheck.render import check_targets
-
-    if baseline is not None:
-        files[str(baseline)] = "the baseline"
-    check_targets(targets, files, where, typed, stdout)
-
-
 def _refuse_without_baseline(rtol: float | None, atol: float | None, strict: bool) -> None:
     from lncheck.errors import InputError
 
@@ -398,21 +355,6 @@ def _refuse_without_baseline(rtol: float | None, atol: float | None, strict: boo
             raise InputError(f"{name} is for drift from a baseline: give --baseline too")
     if strict:
         raise InputError("--strict-baseline is for drift from a baseline: give --baseline too")
-
-
-def _remove_stale(targets: list[tuple[str, Path]]) -> None:
-    """Reports of an earlier run go before this one starts: if it is interrupted, CI finds no
-    report rather than a stale one that may say "pass"."""
-    from lncheck.atomic import special
-    from lncheck.errors import InputError
-
-    for name, path in targets:
-        if special(path) or path.is_symlink():  # /dev/null, a pipe, a link: never removed
-            continue
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as e:
-            raise InputError(f"--report {name}={path}: cannot replace: {e.strerror or e}") from None
 
 
 def _stdout_format(json_output: bool, output_format: str | None) -> str:

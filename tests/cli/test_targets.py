@@ -242,3 +242,18 @@ def test_a_report_to_a_folder_or_into_a_missing_one_is_refused_before_the_run(
         invoke("compare", tokens, "--shape", "4", "--plot", "nodir/p.png"),
         "--plot nodir/p.png: no such folder 'nodir'",
     )
+
+
+def test_a_report_never_replaces_a_candidate_functions_source(tmp_path: Path) -> None:
+    source = tmp_path / "kernel.py"
+    source.write_text("import torch\ndef fn(x, **kw):\n    return torch.layer_norm(x, [8])\n")
+    before = source.read_text()
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((2, 8), np.float32))
+    result = invoke("compare", str(x), "--shape", "8", "--candidate", f"{source}:fn",
+                    "--report", f"json={source}")  # fmt: skip
+    assert_user_error(result, f"--report json={source}: that is the --candidate file")
+    suite = write_suite(tmp_path, CASE + f'candidate = ["{source}:fn"]\n')
+    result = invoke("run", str(suite), "--json", str(source))
+    assert_user_error(result, f"--json {source}: that is the candidate of case 'c1'")
+    assert source.read_text() == before

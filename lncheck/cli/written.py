@@ -1,0 +1,77 @@
+"""What a command writes (reports, a plot, a baseline) against what it reads: a target is
+never one of the files the run reads (an input, a parameter, a candidate's source), and a
+report of an earlier run is removed before this one starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def files_read(settings: Any, source: str) -> dict[str, str]:
+    """The files a compare reads (the input and the array options), for ``protect``."""
+    from lncheck.options import ARRAY_OPTIONS, OPTIONS
+
+    found = {} if source == "-" else {source: "the input"}
+    for role in (*ARRAY_OPTIONS, "expected"):
+        values = settings[role] if isinstance(settings[role], tuple) else (settings[role],)
+        for value in values:
+            path = getattr(value, "source", value)  # an --expected entry names its file
+            if isinstance(path, str):
+                found[path] = f"the {OPTIONS[role].flag} file"
+    return found | _sources(settings, "the --candidate file")
+
+
+def files_of(cases: Any) -> dict[str, str]:
+    """The files a suite's cases read, and what each is, for ``protect``."""
+    from lncheck.options import ARRAY_OPTIONS
+
+    found: dict[str, str] = {}
+    for case in cases:
+        if case.random is None:
+            found[case.source] = f"the input of case {case.name!r}"
+        for role in ARRAY_OPTIONS:
+            if isinstance(case.settings[role], str):
+                found[case.settings[role]] = f"the {role} of case {case.name!r}"
+        found |= _sources(case.settings, f"the candidate of case {case.name!r}")
+    return found
+
+
+def _sources(settings: Any, what: str) -> dict[str, str]:
+    """The ``.py`` files of a case's ``--candidate`` functions: a report must not replace one."""
+    from lncheck.candidates.callable import source_file
+
+    found = (source_file(target) for target in settings["candidate"] or ())
+    return {path: what for path in found if path is not None}
+
+
+def protect(
+    targets: list[tuple[str, Path]],
+    files: dict[str, str],
+    baseline: Path | None = None,
+    where: str = "--report",
+    typed: list[str] | None = None,
+    stdout: str | None = None,
+) -> None:
+    """Refuse targets that are files the run reads (``files``, and ``baseline``), or that
+    clash (``render.check_targets``)."""
+    from lncheck.render import check_targets
+
+    if baseline is not None:
+        files[str(baseline)] = "the baseline"
+    check_targets(targets, files, where, typed, stdout)
+
+
+def remove_stale(targets: list[tuple[str, Path]]) -> None:
+    """Reports of an earlier run go before this one starts: if it is interrupted, CI finds no
+    report rather than a stale one that may say "pass"."""
+    from lncheck.atomic import special
+    from lncheck.errors import InputError
+
+    for name, path in targets:
+        if special(path) or path.is_symlink():  # /dev/null, a pipe, a link: never removed
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise InputError(f"--report {name}={path}: cannot replace: {e.strerror or e}") from None
