@@ -1,8 +1,10 @@
-"""While a candidate's own Python code runs (its import, its call, its backward): nothing it
-does ends lncheck or writes into its report.
+"""While a candidate's own Python code runs (its import, its call, its backward): what it
+does through Python neither ends lncheck nor writes into its report.
 
 ``sys.exit()`` raises ``SystemExit``, which the callers turn into a failed check; ``os._exit()``
-would end the process at once, with status 0 and no report, so it raises ``OsExit`` instead.
+(and ``posix._exit()``, the same function) would end the process at once, with status 0 and no
+report, so it raises ``OsExit`` instead. Compiled code can still end the process (C's
+``exit()``, a crash): such a candidate belongs in ``--candidate-cmd``, its own process.
 What the code prints goes to standard error: standard output may be carrying a JSON or JUnit
 report (``--json``, ``--format``), of which it must hold exactly one document. Both the
 Python-level stream and file descriptor 1 are redirected, so output from compiled extensions
@@ -30,12 +32,16 @@ def guarded() -> Iterator[None]:
     def refuse(status: int) -> None:
         raise OsExit(f"os._exit({status}) would end lncheck")
 
-    os._exit = refuse  # type: ignore[assignment]
+    native = sys.modules.get(os.name)  # posix (or nt): where os takes _exit from
+    modules = [m for m in (os, native) if m is not None and hasattr(m, "_exit")]
+    for module in modules:
+        module._exit = refuse
     try:
         with _stdout_to_stderr():
             yield
     finally:
-        os._exit = real_exit
+        for module in modules:
+            module._exit = real_exit
 
 
 @contextlib.contextmanager

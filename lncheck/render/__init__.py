@@ -126,7 +126,7 @@ def check_targets(
         InputError: a target is a folder or in none, is one of them, two targets are the same
             file (a character device such as ``/dev/null`` may take several), or a target is
             standard output (``/dev/stdout``, or the file it is redirected to) where ``stdout``
-            goes too.
+            goes too, or standard error (unless a terminal or ``/dev/null``).
     """
     given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
     for index, (name, path) in enumerate(targets):
@@ -137,11 +137,17 @@ def check_targets(
         for other, what in protected.items():
             if _same_file(path, Path(other)):
                 raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")
-        if stdout is not None and _is_stdout(path):
-            instead = f", or --format {name} for {name} there" if name in FORMATS else ""
+        if stdout is not None and _is_stream(path, sys.stdout):
+            instead = ""
+            if name in FORMATS and name != stdout:
+                instead = f", or --format {name} for {name} there"
             raise InputError(
                 f"{given[index]}: that is standard output, where the {stdout} output goes too; "
                 f"give a file{instead}"
+            )
+        if _is_stream(path, sys.stderr):  # messages, warnings and a candidate's prints
+            raise InputError(
+                f"{given[index]}: that is standard error, where messages go; give a file"
             )
         for earlier, (_, before) in enumerate(targets[:index]):
             if _same_file(path, before) and not shareable(path):
@@ -156,11 +162,11 @@ def _spelled_target(where: str, name: str, path: Path) -> str:
     return named(f"{where} {name}=" if name else where, path)
 
 
-def _is_stdout(path: Path) -> bool:
-    """Whether ``path`` is the file or pipe standard output writes to (a terminal or
-    ``/dev/null``, a character device, takes two outputs without harm)."""
+def _is_stream(path: Path, stream: IO[str]) -> bool:
+    """Whether ``path`` is the file or pipe ``stream`` (standard output or error) writes to (a
+    terminal or ``/dev/null``, a character device, takes two outputs without harm)."""
     try:
-        out = os.fstat(sys.stdout.fileno())
+        out = os.fstat(stream.fileno())
         found = os.stat(path)
     except (AttributeError, OSError, ValueError):  # no descriptor (captured), no such file
         return False

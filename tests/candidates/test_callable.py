@@ -113,6 +113,7 @@ def test_a_function_that_changes_its_input_fails() -> None:
         (lambda x: sys.exit(3), "raised SystemExit: 3"),
         # os._exit would end the process at once, with status 0 and no report
         (lambda x: os._exit(0), "raised OsExit: os._exit(0) would end lncheck"),
+        (lambda x: __import__("posix")._exit(3), "raised OsExit: os._exit(3) would end"),
         (lambda x: (x, x), "returned a tuple; return a tensor or a dict of quantities"),
         (lambda x: {"y": x}, "returned an unknown quantity 'y' (known: output, activation"),
         (lambda x: {"output": [1.0]}, "returned output as a list, not a tensor"),

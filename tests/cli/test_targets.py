@@ -257,3 +257,20 @@ def test_a_report_never_replaces_a_candidate_functions_source(tmp_path: Path) ->
     result = invoke("run", str(suite), "--json", str(source))
     assert_user_error(result, f"--json {source}: that is the candidate of case 'c1'")
     assert source.read_text() == before
+
+
+def test_a_report_to_standard_error_is_refused(tmp_path: Path) -> None:
+    # a report would truncate the log stderr is appended to, and the messages going there
+    log = tmp_path / "log.txt"
+    log.write_text("PRIOR\n")
+    command = [sys.executable, "-m", "lncheck", "compare", str(EXAMPLES / "tokens.npy")]
+    with log.open("a") as err:
+        done = subprocess.run(
+            [*command, "--shape", "4", "--report", f"json={log}"],
+            stdout=subprocess.DEVNULL, stderr=err, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert log.read_text() == (
+        f"PRIOR\nlncheck: error: --report json={log}: that is standard error, where messages "
+        "go; give a file\n"
+    )
