@@ -127,7 +127,9 @@ def _refuse_unused(settings: Settings) -> None:
         InputError: naming both options."""
     for name, needs_any, purpose in USED_ONLY_WITH:
         needs = needs_any[0]
-        if settings.given(name) and not any(settings[n] for n in needs_any):
+        # "is set", not truth: an array (the API's grad_output) has no truth value
+        if settings.given(name) and all(settings[n] is None or settings[n] is False
+                                        for n in needs_any):  # fmt: skip
             raise InputError(
                 f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
                 f"{option(needs)} too, or leave {option(name)} out"

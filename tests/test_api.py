@@ -263,3 +263,10 @@ def test_candidates_in_the_api() -> None:
     with pytest.raises(InputError) as info:
         lncheck.compare(x, normalized_shape=8, candidates=[3])
     assert str(info.value) == "candidates= must be 'module.path:function' or a callable, got 3"
+
+
+def test_a_seed_beside_an_upstream_gradient_array_is_an_input_error() -> None:
+    # the array has no truth value: "is it set" must not ask it for one
+    x = np.ones((2, 4), np.float32) * np.arange(4, dtype=np.float32)
+    with pytest.raises(InputError, match=r"^seed= makes what grad_output= gives"):
+        lncheck.compare(x, normalized_shape=4, grad_output=np.ones((2, 4), np.float32), seed=3)
