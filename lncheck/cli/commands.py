@@ -120,8 +120,10 @@ def compare(
     targets = _report_targets(reports)
     settings = parse(options, "cli")
     # the plot is one more file written: it may clash with a report as two reports do
-    writes = targets + ([("", plot)] if plot is not None else [])
     typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
+    if plot is not None and not plot.suffix:  # matplotlib writes "r" as r.png: check that
+        plot = plot.with_name(plot.name + ".png")
+    writes = targets + ([("", plot)] if plot is not None else [])
     written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
     case = load(settings, input)
     report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)

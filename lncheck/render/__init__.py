@@ -130,6 +130,8 @@ def check_targets(
     """
     given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
     for index, (name, path) in enumerate(targets):
+        if str(path) in ("-", "-.png"):  # standard output everywhere else: never a file "-"
+            raise InputError(f"{given[index]}: give a file name ('-' is standard output)")
         if path.is_dir():  # found before the run, not after it (as a failed rename)
             raise InputError(f"{given[index]}: is a folder; give a file name")
         if not path.parent.is_dir():

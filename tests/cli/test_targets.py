@@ -179,7 +179,7 @@ def test_a_report_to_standard_output_beside_the_console_output_is_refused(
     out = tmp_path / "out.txt"
     target = out
     if through == "link":  # as /dev/stdout is, without writing through /dev/stdout itself
-        target = tmp_path / "stdout"
+        target = tmp_path / "stdout.png"  # a suffix: matplotlib would add .png to a bare name
         target.symlink_to("/proc/self/fd/1")
     for extra, why in [
         (["--report", f"json={target}"], "console output goes too; give a file, or --format json"),
@@ -274,3 +274,29 @@ def test_a_report_to_standard_error_is_refused(tmp_path: Path) -> None:
         f"PRIOR\nlncheck: error: --report json={log}: that is standard error, where messages "
         "go; give a file\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "spelled"),
+    [
+        (["compare", "{tokens}", "--shape", "4", "--report", "json=-"], "--report json=-"),
+        (["compare", "{tokens}", "--shape", "4", "--plot", "-"], "--plot -"),
+        (["run", "{suite}", "--json", "-"], "--json -"),
+        (["baseline", "{suite}", "-o", "-"], "-o -"),
+    ],
+)
+def test_a_dash_is_never_written_as_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], spelled: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = {"tokens": str(EXAMPLES / "tokens.npy"), "suite": str(write_suite(tmp_path, CASE))}
+    result = invoke(*(a.format(**names) for a in args))
+    assert_user_error(result, f"{spelled}: give a file name ('-' is standard output)")
+    assert not (tmp_path / "-").exists() and not (tmp_path / "-.png").exists()
+
+
+def test_a_plot_without_a_suffix_is_checked_as_the_png_it_becomes(tmp_path: Path) -> None:
+    tokens = str(EXAMPLES / "tokens.npy")
+    result = invoke("compare", tokens, "--shape", "4", "--report", f"json={tmp_path / 'r.png'}",
+                    "--plot", str(tmp_path / "r"))  # fmt: skip
+    assert_user_error(result, f"--plot {tmp_path / 'r'}: --report json={tmp_path / 'r.png'} writes")
