@@ -64,15 +64,16 @@ def var_from_rstd(rstd: Array, spec: NormSpec) -> Array:
         return np.asarray(1.0 / (rstd * rstd) - spec.eps, dtype=np.float64)
 
 
-def _invertible(spec: NormSpec) -> bool:
+def _invertible(spec: NormSpec, rstd: Array) -> bool:
     """Whether rstd gives the variance back for this layer, decided for the whole case (not
-    per chunk): a negative eps makes rstd NaN where ``var < -eps``, and an eps beyond 1e60
-    makes a float32 rstd 0, where the reference's variance is still a number. The rstd check
-    then says all there is to say."""
-    return 0 <= spec.eps <= MAX_INVERTIBLE_EPS
-
-
-MAX_INVERTIBLE_EPS = 1e60  # 1 / sqrt(1e60) = 1e-30, a normal float32
+    per chunk): a negative eps makes rstd NaN where ``var < -eps``, and an eps so large that
+    ``1 / sqrt(eps)`` is below the smallest normal number of rstd's dtype (3e14 for float16,
+    7e75 for float32) makes it 0 or subnormal, where the reference's variance is still a
+    number. The rstd check then says all there is to say."""
+    dtype = np.asarray(rstd).dtype
+    tiny = float(np.finfo(dtype).tiny) if np.issubdtype(dtype, np.floating) else 0.0
+    with np.errstate(over="ignore"):
+        return spec.eps >= 0 and (tiny == 0 or spec.eps * tiny * tiny < 1)
 
 
 def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> NormResult:
@@ -87,6 +88,6 @@ def result(candidate: str, spec: NormSpec, produced: Mapping[str, Array]) -> Nor
         else:
             flat = np.asarray(a).reshape(-1)
             out[name] = flat if flat.dtype == np.float16 else flat.astype(np.float64)
-    if "rstd" in out and "var" not in out and _invertible(spec):
+    if "rstd" in out and "var" not in out and _invertible(spec, produced["rstd"]):
         out["var"] = var_from_rstd(np.asarray(out["rstd"], dtype=np.float64), spec)
     return NormResult(candidate, {name: out[name] for name in QUANTITY_ORDER if name in out})

@@ -81,11 +81,16 @@ def test_statistics_come_back_as_a_variance() -> None:
     assert native == {"output", "mean", "rstd", "var"}
 
 
-@pytest.mark.parametrize(("eps", "rstd"), [(-1.0, "nan"), (1e300, "0.0")])
-def test_no_variance_is_derived_from_an_rstd_that_stands_for_none(eps: float, rstd: str) -> None:
-    # var + eps < 0 makes rstd NaN; an eps of 1e300 makes float32's rstd 0 (1 / inf): neither
-    # gives a variance back, and a derived NaN or inf would fail torch where it is right
-    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+@pytest.mark.parametrize(
+    ("eps", "rstd", "dtype"),
+    [(-1.0, "nan", np.float32), (1e300, "0.0", np.float32), (1e16, "0.0", np.float16)],
+)
+def test_no_variance_is_derived_from_an_rstd_that_stands_for_none(
+    eps: float, rstd: str, dtype: type
+) -> None:
+    # var + eps < 0 makes rstd NaN; an eps of 1e300 makes float32's rstd 0 (1 / inf), one of
+    # 1e16 float16's: none gives a variance back, and a derived NaN or inf would fail torch
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(dtype)
     report = lncheck.compare(x, "layer_norm", normalized_shape=4, eps=eps, equal_nan=True)
     native = {c.quantity: c for c in report.checks if c.candidate == "torch.native_layer_norm"}
     assert set(native) == {"output", "mean", "rstd"}
