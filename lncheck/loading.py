@@ -18,7 +18,7 @@ from lncheck import dtypes, ops
 from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES, bundles, command, specs
 from lncheck.candidates.callable import resolve
 from lncheck.case import Case
-from lncheck.dtypes import DTypeName, real_numbers
+from lncheck.dtypes import DTYPES, DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, spell, with_context
 from lncheck.ops.spec import NormSpec
 from lncheck.options import ARRAY_OPTIONS, UNUSED_BESIDE, USED_ONLY_WITH, Settings, spelling
@@ -68,6 +68,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         value = settings[role]
         if value is not None and not isinstance(value, str):
             given[role] = value  # the API's arrays
+    stored: Mapping[str, str] = {}  # the input file's own dtype names, by array
     if "input" in given:
         original = given.pop("input")
         found = {"input": _as_numpy(original, "input")}
@@ -76,8 +77,10 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         main = read_arrays(source, max_bytes=max_bytes)
         found = _pick_named(main.arrays, source)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
+        stored = main.dtype_names
     stdin = OneRead(source)
-    parts = _expected_parts(found, source, settings["expected"] or (), max_bytes, stdin)
+    entries = settings["expected"] or ()
+    parts = _expected_parts(found, source, entries, max_bytes, stdin, stored)
     where = dict.fromkeys(found, source)
     for role in ARRAY_OPTIONS:
         if role in given:
@@ -98,25 +101,25 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     return case.with_(given=results, notes=case.notes + notes, source=source)
 
 
-def _stored_lower(parts: list[bundles.Part], dtype: str) -> tuple[str, ...]:
+def _stored_lower(parts: list[bundles.Part], dtype: DTypeName) -> tuple[str, ...]:
     """A note per ``--expected`` entry stored in a dtype narrower than the one the check
     computes in: a float16 file of a layer that ran in float16, checked in float32, fails on
     float16's rounding, which reads as a different function."""
+    bits = DTYPES[dtype].mantissa_bits
     notes = []
     for part in parts:
-        stored = {str(getattr(a, "dtype", "")) for a in part.arrays.values()}
-        narrower = sorted(d for d in stored if NARROWER.get(d, 99) < NARROWER.get(dtype, 0))
+        stored = {
+            part.dtype_names.get(k, str(getattr(a, "dtype", ""))) for k, a in part.arrays.items()
+        }
+        narrower = [d for d in stored if d in DTYPES and DTYPES[d].mantissa_bits < bits]
         if narrower:
+            worst = min(narrower, key=lambda d: DTYPES[d].mantissa_bits)
             notes.append(
-                f"{part.where} holds {narrower[0]} values, the check computes in {dtype}: if "
-                f"the layer ran in {narrower[0]}, have the check compute in it too "
+                f"{part.where} holds {worst} values, the check computes in {dtype}: if "
+                f"the layer ran in {worst}, have the check compute in it too "
                 f"({option('dtype')})"
             )
     return tuple(notes)
-
-
-# Precision rank of the dtypes a layer may run in (bits of mantissa, roughly).
-NARROWER = {"bfloat16": 0, "float16": 1, "float32": 2, "float64": 3}
 
 
 def _refuse_unused(settings: Settings) -> None:
@@ -147,20 +150,23 @@ def _expected_parts(
     entries: tuple[specs.Given, ...],
     max_bytes: int | None,
     stdin: OneRead,
+    stored: Mapping[str, str],
 ) -> list[bundles.Part]:
     """The ``--expected`` entries read, after the input file's own expected arrays (taken out
     of ``found``): ``expected`` is the final output, ``expected_<quantity>`` a quantity."""
     parts = []
     for key in [k for k in found if k == "expected" or k.startswith(EXPECTED_PREFIX)]:
         quantity = None if key == "expected" else key.removeprefix(EXPECTED_PREFIX)
-        parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source))
+        names = {key: stored[key]} if key in stored else {}
+        parts.append(bundles.Part(specs.EXPECTED, quantity, {key: found.pop(key)}, source, names))
     for entry in entries:
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
             where = f"{entry.source} (given to {option(entry.option)})"
             stdin.claim(entry.source, option(entry.option))
             try:
-                arrays = read_arrays(entry.source, max_bytes=max_bytes).arrays
+                loaded = read_arrays(entry.source, max_bytes=max_bytes)
+                arrays, names = loaded.arrays, loaded.dtype_names
             except LncheckError as e:
                 reason = e.raw.removeprefix(f"{entry.source}: ")
                 raise type(e)(f"{where}: {reason}") from None
@@ -170,7 +176,8 @@ def _expected_parts(
             where = f"the {kind} given to {option(entry.option)}{named}"
             members = entry.source if isinstance(entry.source, Mapping) else {"input": entry.source}
             arrays = {str(k): _as_array(v, where, entry, str(k)) for k, v in members.items()}
-        parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where))
+            names = {str(k): _dtype_name_of(v, arrays[str(k)]) for k, v in members.items()}
+        parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where, names))
     return parts
 
 

@@ -336,6 +336,12 @@ def test_an_expected_output_stored_narrower_than_the_check_computes_is_noted(
                 if "holds" in n]  # fmt: skip
     y32 = write("y32.npy", np.zeros((2, 4), np.float32))
     assert not [n for n in _load(x, "cli", expected=(str(y32),)).notes if "holds" in n]
+    # a bfloat16 tensor reads as float32 values: its reader's dtype name says what it was
+    torch = pytest.importorskip("torch")
+    ybf = x.with_name("ybf.pt")
+    torch.save({"expected": torch.zeros((2, 4), dtype=torch.bfloat16)}, ybf)
+    notes = _load(x, "cli", expected=(str(ybf),)).notes
+    assert notes[-1].startswith(f"{ybf} (given to --expected) holds bfloat16 values")
 
 
 def test_a_member_of_the_input_file_of_the_wrong_shape_is_not_called_an_option(

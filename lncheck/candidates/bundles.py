@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,8 @@ class Part:
     quantity: str | None
     arrays: Mapping[str, Any]
     where: str
+    # what a reader knew of an array's dtype beyond NumPy's (a .pt's bfloat16, read as float32)
+    dtype_names: Mapping[str, str] = field(default_factory=dict)
 
 
 def given(parts: list[Part], spec: NormSpec, grad: bool) -> tuple[NormResult, ...]:
