@@ -171,7 +171,7 @@ def load_suite(path: str | Path) -> Suite:
     if not isinstance(raw_cases, list) or not raw_cases:
         raise InputError(f"{path}: no cases: add at least one [[case]] table")
     cases = []
-    names: set[str] = set()
+    names: dict[str, str] = {}  # each name taken, and whose it is
     for index, raw in enumerate(raw_cases):
         where = f"{path}: case #{index + 1}"
         if not isinstance(raw, dict):
@@ -185,8 +185,10 @@ def load_suite(path: str | Path) -> Suite:
         where = f"{path}: case {name!r}"
         if name in names:
             named = "key 'name'" if "name" in raw else f"its default name (case #{index + 1})"
-            raise InputError(f"{where}: {named} repeats another case's name")
-        names.add(name)
+            raise InputError(f"{where}: {named} repeats {names[name]}")
+        names[name] = (
+            "another case's name" if "name" in raw else f"case #{index + 1}'s default name"
+        )
         try:
             case = _case(path.parent, index, name, defaults, raw)
             if case.skip is None:
@@ -293,8 +295,9 @@ def _case(
     named = {ALIASES.get(key, key) for key in raw}
     inherited = {k: v for k, v in defaults.items() if ALIASES.get(k, k) not in named}
     merged = {**_not_given_by(raw, inherited), **raw}
-    for own, other in (("input", "random"), ("random", "input")):
-        if own in raw and other not in raw:  # a case's input replaces the default one
+    for own, other in (("input", "random"), ("random", "input"), ("skip", "xfail"),
+                       ("xfail", "skip")):  # fmt: skip
+        if own in raw and other not in raw:  # a case's input (or status) replaces the default
             merged.pop(other, None)
     op = merged.get("op", OPTIONS["op"].default)
     reads = set(ops.module(op).READS) if op in ops.OPS else set()

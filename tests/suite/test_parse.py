@@ -124,6 +124,11 @@ OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\
             '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "x"\nxfail = "y"\n',
             ["case 'a': keys 'skip' and 'xfail' both given: give one"],
         ),
+        (
+            '[[case]]\ninput = "x.npy"\nshape = [8]\n'
+            '[[case]]\nname = "case1"\ninput = "x.npy"\nshape = [8]\n',
+            ["case 'case1': key 'name' repeats case #1's default name"],
+        ),
     ],
 )
 def test_suite_errors(tmp_path: Path, text: str, phrases: list[str]) -> None:
@@ -136,6 +141,12 @@ def test_suite_errors(tmp_path: Path, text: str, phrases: list[str]) -> None:
     for phrase in phrases:
         assert phrase in line
     assert result.stdout == "" and not junit.exists()  # nothing ran, nothing written
+
+
+def test_a_cases_xfail_replaces_a_default_skip(tmp_path: Path) -> None:
+    text = '[defaults]\nskip = "later"\n[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n'
+    (a,) = load_suite(write_suite(tmp_path, text + 'xfail = "known"\n')).cases
+    assert (a.skip, a.xfail) == (None, "known")
 
 
 def test_skip_and_xfail_false_mean_neither(tmp_path: Path) -> None:
