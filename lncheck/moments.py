@@ -80,6 +80,24 @@ class Scaled:
         with np.errstate(all="ignore"):
             return times_power_of_two(self.mantissa, self.shift - self.exponent)
 
+    @property
+    def conditioning(self) -> F64:
+        """``|mean| * rstd`` per group, formed in the scaled domain: finite where rstd itself
+        overflows (a group of subnormal values with eps 0)."""
+        with np.errstate(all="ignore"):
+            size = np.abs(self.m0 + self.correction) * self.mantissa
+            return times_power_of_two(size, self.shift)
+
+    def normalized(self, x: npt.NDArray[np.generic], groups: npt.NDArray[np.intp]) -> F64:
+        """Rows ``x`` of groups ``groups``: ``(x - mean) * rstd``, formed in the scaled domain."""
+        k = self.exponent[groups]
+        with np.errstate(all="ignore"):
+            d = times_power_of_two(np.asarray(x, dtype=np.float64), -k)
+            d -= self.m0[groups, None]
+            d -= self.correction[groups, None]
+            d *= self.mantissa[groups, None]
+            return times_power_of_two(d, self.shift[groups])
+
 
 def scaled(
     var_scaled: F64, exponent: F64, eps: float, on_std: bool, m0: F64, correction: F64

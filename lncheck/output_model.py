@@ -32,7 +32,7 @@ from lncheck.affine_fit import Fit, geometry, weighted
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import beyond_caps, exact_reach
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
-from lncheck.moments import Scaled, times_power_of_two
+from lncheck.moments import Scaled
 from lncheck.tolerances import (
     FEW_LEVELS,
     G_STUCK,
@@ -45,7 +45,7 @@ from lncheck.tolerances import (
 
 F64 = npt.NDArray[np.float64]
 # groups whose largest value is beyond 2**960 or below 2**-960: x - mean may overflow, rstd
-# overflow or underflow, or the mean be subnormal (``OutputModel._scaled_nhat``)
+# overflow or underflow, or the mean be subnormal (``Scaled.normalized``)
 EXTREME_EXPONENT = 960
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
@@ -117,7 +117,7 @@ class OutputModel:
             k = self.scaled.exponent[rows]
             extreme = np.flatnonzero(np.abs(k) > EXTREME_EXPONENT)
             if extreme.size:  # x - mean or rstd out of range, or the mean subnormal
-                nhat[extreme] = self._scaled_nhat(blocks[0][extreme], first + extreme)
+                nhat[extreme] = self.scaled.normalized(blocks[0][extreme], first + extreme)
             rest = list(blocks[1:])
             w = float64_block(rest.pop(0)) if self.weight is not None else None
             b = float64_block(rest.pop(0)) if self.bias is not None else None
@@ -125,16 +125,6 @@ class OutputModel:
             if b is not None:
                 y = y + b
         return OutputBlock(self, first, nhat, w, b, np.asarray(y, dtype=np.float64))
-
-    def _scaled_nhat(self, x: npt.NDArray[np.generic], groups: npt.NDArray[np.intp]) -> F64:
-        """Rows of ``(x - mean) * rstd`` formed in their groups' scaled domain."""
-        s = self.scaled
-        k = s.exponent[groups]
-        d = times_power_of_two(np.asarray(x, dtype=np.float64), -k)
-        d -= s.m0[groups, None]
-        d -= s.correction[groups, None]
-        d *= s.mantissa[groups, None]
-        return times_power_of_two(d, s.shift[groups])
 
 
 @dataclass(frozen=True)
@@ -443,7 +433,8 @@ def judge(
     ]
     one_pass = np.zeros(groups)
     if block.model.centered:  # no variance is computed on an exact constant group (caps)
-        one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
+        with np.errstate(over="ignore"):  # K**2 beyond float64 (a constant group of 1e200)
+            one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
         one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
     scores = Scores(
         group_score,

@@ -121,8 +121,7 @@ def run(case: Case) -> NormResult:
     if p.statistics:
         batch = moments(layout, case.x, p.center)
         norm = normalizer(case, batch)
-        with np.errstate(all="ignore"):
-            kappa = np.abs(norm.mean) * norm.rstd
+        kappa = norm.parts.conditioning
         weight, bias = param_views(p, case.weight, case.bias)
         model = OutputModel(
             layout=layout,

@@ -18,7 +18,6 @@ from lncheck import affine_fit
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
 from lncheck.reference import run
-from lncheck.result import as_array
 from lncheck.tolerances import (
     CLASSES,
     G_DRIFT,
@@ -461,7 +460,6 @@ def test_the_drift_cap_by_hand() -> None:
     # sqrt(v K) with float32 accumulation, never below G_DRIFT
     want = [G_DRIFT, math.sqrt(U32 * 1e4), math.sqrt(U32 * 1e5)]
     np.testing.assert_allclose(drift_cap("float16", k, np.array(True)), want, rtol=1e-15)
-    assert math.sqrt(U32 * 1e4) == pytest.approx(0.0244, rel=1e-3)
 
 
 def test_a_strided_welford_on_float16_data_at_three_levels_is_sequential(
@@ -491,44 +489,3 @@ def test_a_strided_welford_on_float16_data_at_three_levels_is_sequential(
     # with the cap of data at many levels it would fail: a correct kernel called low_precision
     monkeypatch.setattr(om, "drift_cap", lambda dtype, k, few: np.full_like(k, G_DRIFT))
     assert check() == (False, "low_precision")
-
-
-@pytest.mark.parametrize(
-    "row",
-    [
-        [1e-310, 2e-310, 3e-310, 4e-310],  # subnormal: 2**1029 overflowed as a scale
-        [5e-324, 1e-323, 0.0, 1.5e-323],
-        [5e-309, 1e-308, 1.5e-308, 2e-308],
-        [1e200] * 4,  # constant, eps scaled by 2**-1330 to 0: rstd was inf, the output NaN
-        [2e159] * 4,
-        list(3.6e162 * (1 + 1e-10 * np.arange(6))),  # var 3.8e305: var / scale**2 was inf
-        [1.7e308, 1.7e308, 1.6e308, -1.7e308, 1.0],  # x - mean beyond float64's largest
-    ],
-)
-@pytest.mark.parametrize("eps", [1e-5, 0.0])
-@pytest.mark.parametrize("center", [True, False])
-def test_the_reference_is_exact_at_either_end_of_float64s_range(
-    row: list[float], eps: float, center: bool
-) -> None:
-    x = np.array([row])
-    op = "layer_norm" if center else "rms_norm"
-    case = make_case(x, op=op, normalized_shape=x.shape[1], eps=eps, dtype="float64")
-    result = run(case)
-    y = np.asarray(as_array(result.quantities["output"]))[0]
-    with mpmath.workdps(60):
-        values = [mpmath.mpf(v) for v in row]
-        mean = mpmath.fsum(values) / len(values) if center else mpmath.mpf(0)
-        var = mpmath.fsum((v - mean) ** 2 for v in values) / len(values)
-        if var + eps == 0:
-            return  # 0 / 0: NaN on every side
-        rstd = 1 / mpmath.sqrt(var + mpmath.mpf(eps))
-        exact = np.array([float((v - mean) * rstd) for v in values])
-        want_rstd, want_var = float(rstd), float(var)
-    ulps = np.abs(y - exact) / np.spacing(np.abs(exact))
-    assert np.max(ulps) <= 2, (y, exact)
-    assert float(np.asarray(as_array(result.quantities["rstd"]))[0]) == pytest.approx(
-        want_rstd, rel=1e-15
-    )
-    assert float(np.asarray(as_array(result.quantities["var"]))[0]) == pytest.approx(
-        want_var, rel=1e-15, abs=0.0
-    )

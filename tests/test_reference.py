@@ -4,6 +4,7 @@ and the knobs of its core (variance estimator, where eps goes, a weight offset).
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 from typing import Any
 
@@ -416,3 +417,53 @@ def test_default_knobs_reproduce_the_results_from_before_the_knobs(name: str) ->
         assert set(got) == set(want)
         for quantity, values in want.items():
             np.testing.assert_array_equal(got[quantity].ravel(), values, err_msg=quantity)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1e-310, 2e-310, 3e-310, 4e-310],  # subnormal: 2**1029 overflowed as a scale
+        [5e-324, 1e-323, 0.0, 1.5e-323],
+        [5e-309, 1e-308, 1.5e-308, 2e-308],
+        [1e200] * 4,  # constant, eps scaled by 2**-1330 to 0: rstd was inf, the output NaN
+        [2e159] * 4,
+        list(3.6e162 * (1 + 1e-10 * np.arange(6))),  # var 3.8e305: var / scale**2 was inf
+        [1.7e308, 1.7e308, 1.6e308, -1.7e308, 1.0],  # x - mean beyond float64's largest
+    ],
+)
+@pytest.mark.parametrize("eps", [1e-5, 0.0])
+@pytest.mark.parametrize("center", [True, False])
+def test_the_reference_is_exact_at_either_end_of_float64s_range(
+    row: list[float], eps: float, center: bool
+) -> None:
+    x = np.array([row])
+    op = "layer_norm" if center else "rms_norm"
+    case = make_case(x, op=op, normalized_shape=x.shape[1], eps=eps, dtype="float64")
+    result = reference.run(case)
+    y = np.asarray(as_array(result.quantities["output"]))[0]
+    with mpmath.workdps(60):
+        values = [mpmath.mpf(v) for v in row]
+        mean = mpmath.fsum(values) / len(values) if center else mpmath.mpf(0)
+        var = mpmath.fsum((v - mean) ** 2 for v in values) / len(values)
+        if var + eps == 0:
+            return  # 0 / 0: NaN on every side
+        rstd = 1 / mpmath.sqrt(var + mpmath.mpf(eps))
+        exact = np.array([float((v - mean) * rstd) for v in values])
+        want_rstd, want_var = float(rstd), float(var)
+    ulps = np.abs(y - exact) / np.spacing(np.abs(exact))
+    assert np.max(ulps) <= 2, (y, exact)
+    # and the exact answer, given as a candidate, passes as accurate with no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = lncheck.compare(
+            x, op, normalized_shape=x.shape[1], eps=eps, dtype="float64", backend=None,
+            expected=exact[None, :],
+        )  # fmt: skip
+    (check,) = report.checks
+    assert (check.passed, check.accuracy_class) == (True, "accurate"), check.message()
+    assert float(np.asarray(as_array(result.quantities["rstd"]))[0]) == pytest.approx(
+        want_rstd, rel=1e-15
+    )
+    assert float(np.asarray(as_array(result.quantities["var"]))[0]) == pytest.approx(
+        want_var, rel=1e-15, abs=0.0
+    )
