@@ -376,7 +376,8 @@ def render_explain(report: ExplainReport, console: Console) -> None:
     for note in report.notes:
         console.print(Text(f"note: {note}", style=STYLE_NOTE), soft_wrap=True)
     if not report.candidates:
-        console.print(Text("no explanation found: no structure fits the output", style=STYLE_FAIL))
+        why = "no structure fits the output" if report.complete else "the budget ran out first"
+        console.print(Text(f"no explanation found: {why}", style=STYLE_FAIL))
         return
     title = "Candidates, best first" if report.explained else "Closest attempts (none explains)"
     table = _table(title)

@@ -152,6 +152,8 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
         invoke(x, y, "--op", "local_response_norm")
     )
     assert "--eps must be finite, got nan" in _error(invoke(x, y, "--eps", "nan"))
+    tiny = invoke(x, y, "--budget", "1e-12")  # ran out before any structure was tried
+    assert tiny.exit_code == 1 and "no explanation found: the budget ran out first" in tiny.stdout
     for budget in ("0", "-1", "nan"):  # no search: no verdict ("nothing fits" would be false)
         assert f"--budget must be a positive number of seconds, got {budget}" in _error(
             invoke(x, y, "--budget", budget)
