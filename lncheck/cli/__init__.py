@@ -97,7 +97,18 @@ class Command(TyperCommand):
         # shell completion parses what is typed so far, and --help wins over any mistake
         if not ctx.resilient_parsing and not set(given) & set(ctx.help_option_names):
             _refuse_repeated(self.make_parser(ctx), args, given)
+        ctx.meta[TYPED] = [a.partition("=")[0] for a in given]  # for ``typed_as``
         return super().parse_args(ctx, args)
+
+
+TYPED = "lncheck.typed"
+
+
+def typed_as(ctx: typer.Context, spellings: tuple[str, ...]) -> str:
+    """How the caller spelled an option of ``ctx``'s command (``-o`` or ``--output``): the
+    first of ``spellings`` typed, else the first of them."""
+    typed = ctx.meta.get(TYPED, [])
+    return next((s for s in typed if s in spellings), spellings[0])
 
 
 def _refuse_repeated(parser: Any, args: list[str], given: list[str]) -> None:

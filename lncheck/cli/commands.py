@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lncheck.cli import Command, app, written
+from lncheck.cli import Command, app, typed_as, written
 from lncheck.cli.params import with_table_options
 from lncheck.options import parse
 
@@ -263,6 +263,7 @@ def run(
 
 @app.command(cls=Command, name="baseline")
 def record_baseline(
+    ctx: typer.Context,
     suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
     output: Annotated[
         Path,
@@ -297,7 +298,7 @@ def record_baseline(
     everything = load_suite(suite).cases
     cases, notes = _selected(suite, shard, pattern, everything)
     written.protect([("", output)], {str(suite): "the suite file", **written.files_of(everything)},
-             where="-o", stdout="console")  # fmt: skip
+             where=typed_as(ctx, ("-o", "--output")), stdout="console")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
     with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:

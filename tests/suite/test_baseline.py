@@ -212,6 +212,8 @@ def test_an_unwritable_baseline_is_exit_2(tmp_path: Path) -> None:
     result = invoke("baseline", str(SUITE), "-o", str(tmp_path / "no" / "g.npz"), "-k", "rms")
     assert result.exit_code == 2
     assert f"-o {tmp_path / 'no' / 'g.npz'}: no such folder" in result.stderr  # as typed
+    result = invoke("baseline", str(SUITE), "--output", str(tmp_path), "-k", "rms")
+    assert f"--output {tmp_path}: is a folder" in result.stderr
 
 
 def test_a_missing_baseline_is_no_such_file(tmp_path: Path) -> None:
