@@ -106,7 +106,7 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
     text, path = str(path), Path(path)
     if text.endswith(("/", "/.", "/..")) or path.name in ("", ".", "..") or path.is_dir():
         raise InputError(f"{text or '.'}: is a folder; give the suite file's name (suite.toml)")
-    if path.name.startswith("-"):  # "-" is standard input or output to every other command
+    if text.startswith("-"):  # "-" is standard input or output to every other command
         raise InputError(f"{text}: give the suite file's name (suite.toml), not one starting '-'")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):

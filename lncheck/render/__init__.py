@@ -135,7 +135,11 @@ def check_targets(
         if path.is_dir():  # found before the run, not after it (as a failed rename)
             raise InputError(f"{given[index]}: is a folder; give a file name")
         if not path.parent.is_dir():
-            raise InputError(f"{given[index]}: no such folder {str(path.parent)!r}")
+            folder = repr(str(path.parent))
+            why = (
+                f"{folder} is not a folder" if path.parent.exists() else f"no such folder {folder}"
+            )
+            raise InputError(f"{given[index]}: {why}")
         for other, what in protected.items():
             if _same_file(path, Path(other)):
                 raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")

@@ -62,6 +62,8 @@ def test_init_suite_refuses_a_name_that_reads_as_standard_input(
     result = invoke("init-suite", "--", name)
     assert_user_error(result, f"{name}: give the suite file's name (suite.toml), not one starting")
     assert os.listdir(tmp_path) == []
+    # ...while a path that only ends in such a name says nothing else
+    assert invoke("init-suite", f"./{name}.toml").exit_code == 0
 
 
 # --- help --------------------------------------------------------------------------------------

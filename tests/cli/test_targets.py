@@ -234,6 +234,7 @@ def test_a_report_to_a_folder_or_into_a_missing_one_is_refused_before_the_run(
         (["--json", "nodir/x.json"], "--json nodir/x.json: no such folder 'nodir'"),
         (["--report", "json=."], "--report json=.: is a folder; give a file name"),
         (["--junit", "dd"], "--junit dd: is a folder; give a file name"),
+        (["--json", "s.toml/r.json"], "--json s.toml/r.json: 's.toml' is not a folder"),
     ]:
         assert_user_error(invoke("run", str(suite), *args), words)
     assert not ran  # found before any case ran, not when the report was written
