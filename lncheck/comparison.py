@@ -47,6 +47,7 @@ class Comparison:
     # the worst element is within its own rtol and atol: the failure is its group's as a whole
     # (a structural check, charged to the group's largest error), at ``tolerance_used``
     worst_by_group: bool = False
+    worst_own: float = 0.0  # the worst element's own error over its tolerance
     atol_max: float = math.nan  # the largest per-element atol (``atol`` is the worst element's)
     max_ulp_err: float = math.nan  # in units in the last place of the compute dtype
     histogram: tuple[int, ...] = ()  # counts per HISTOGRAM_DECADES bin (see histogram_bins)
@@ -109,7 +110,7 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
     check on its accuracy class. ``equals`` joins each name to its value (``=`` in the
     one-line message, a space in the API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
-    if _own_share(c) > 1 or (not c.worst_by_group and (c.passed or c.mismatched)):
+    if c.worst_own > 1 or (not c.worst_by_group and (c.passed or c.mismatched)):
         return f"allowed there: {tolerance}"
     if c.accuracy_class is None and not c.worst_by_group:
         return f"allowed there: {tolerance}"
@@ -123,15 +124,6 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
             f"accepted classes allow"
         )
     return f"within its own {tolerance}; {why}"
-
-
-def _own_share(c: Comparison) -> float:
-    """The worst element's error over its own ``atol + rtol * |expected|``."""
-    error = abs(c.worst_actual - c.worst_expected)
-    allowed = c.atol + c.rtol * abs(c.worst_expected)
-    if error == 0 or math.isnan(error):
-        return 0.0 if error == 0 else math.inf
-    return error / allowed if allowed > 0 else math.inf
 
 
 def unmatched(

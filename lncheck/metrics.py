@@ -175,7 +175,7 @@ class Accumulator:
         self.atol_max = 0.0
         self.overflow = 0
         self.worst_atol = math.nan
-        self.worst_by_group = False  # the worst element is within its own tolerance
+        self.worst_own = 0.0  # the worst element's own error over its tolerance
         self.worst_key: tuple[float, float] = (-1.0, -1.0)
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
@@ -257,7 +257,7 @@ class Accumulator:
             float(s.expected.flat[k]),
             err.shape[1],
             _at(atol, k, err.shape),
-            by_group=best > own,
+            own,
         )
         self.max_abs = max(self.max_abs, float(err.max()))
         np.multiply(err, s.inv_magnitude, out=scratch)
@@ -315,7 +315,7 @@ class Accumulator:
             float(e.flat[k]),
             e.shape[1],
             _at(atol, k, e.shape),
-            by_group=best > own,
+            own,
         )
         if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
             self.required_atol = self.required_rtol = self.max_abs = math.inf
@@ -347,11 +347,10 @@ class Accumulator:
         expected: float,
         width: int,
         atol: float,
-        *,
-        by_group: bool = False,
+        own: float,
     ) -> None:
-        """``by_group``: the score is its group's structural share (charged to the group's
-        largest error), larger than the element's own error over its tolerance."""
+        """``own``: the element's own error over its tolerance; where ``score`` is larger, it
+        is its group's structural share (charged to the group's largest error)."""
         key = (score, err)
         if key > self.worst_key:
             self.worst_key = key
@@ -359,7 +358,7 @@ class Accumulator:
             self.worst_position = (first + g, m)
             self.worst_values = (actual, expected)
             self.worst_atol = atol
-            self.worst_by_group = by_group
+            self.worst_own = own
 
     def _histogram(self, err: F64) -> None:
         self.histogram += error_counts(err)
@@ -399,7 +398,8 @@ class Accumulator:
             inf_actual=self.inf_actual,
             inf_expected=self.inf_expected,
             tolerance_used=max(self.worst_key[0], 0.0),
-            worst_by_group=self.worst_by_group,
+            worst_by_group=self.worst_key[0] > self.worst_own,
+            worst_own=self.worst_own,
             max_ulp_err=(unmeasured if no_finite else self.max_ulp)
             if self.ulp_of is not None
             else math.nan,

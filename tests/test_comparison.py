@@ -50,11 +50,11 @@ def test_a_worst_element_failing_with_its_group_says_so() -> None:
     grouped = replace(c, passed=False, worst_by_group=True, tolerance_used=2.5)
     # 0.004 is beyond the element's own 1e-5 + 1e-3 * 3 (1.33x): that is what it fails on
     assert grouped.message().endswith("(allowed there: rtol=0.001, atol=1e-05)")
-    within = replace(grouped, worst_actual=3.002)
+    within = replace(grouped, worst_own=0.67)  # within its own tolerance
     assert "(within its own rtol=0.001, atol=1e-05; its group's fitted" in within.message()
     # every element within its own tolerance, the check failed on its class (a convention)
     by_class = replace(
-        c, worst_actual=3.002, passed=False, mismatched=0, tolerance_used=0.5,
+        c, worst_own=0.67, passed=False, mismatched=0, tolerance_used=0.5,
         accuracy_class="mismatch",
     )  # fmt: skip
     assert "(within its own rtol=0.001, atol=1e-05; the check fails on its accuracy class)" in (
