@@ -162,7 +162,7 @@ def _expected_parts(
     for entry in entries:
         if isinstance(entry.source, str):
             # the file, and the option that named it as the caller spelled it
-            where = f"{entry.source} (given to {option(entry.option)})"
+            where = f"{_as_typed(entry)} (given to {option(entry.option)})"
             stdin.claim(entry.source, option(entry.option))
             try:
                 loaded = read_arrays(entry.source, max_bytes=max_bytes)
@@ -179,6 +179,16 @@ def _expected_parts(
             names = {str(k): _dtype_name_of(v, arrays[str(k)]) for k, v in members.items()}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where, names))
     return parts
+
+
+def _as_typed(entry: specs.Given) -> str:
+    """An ``--expected`` entry as the caller wrote it: ``mine.mean=y.npy``, ``y.npy``."""
+    if entry.option != specs.EXPECTED:  # --expected-grad-input and the like: just the file
+        return str(entry.source)
+    named = "" if entry.candidate == specs.EXPECTED else f"{entry.candidate}"
+    if entry.quantity is not None:
+        named = f"{named}.{entry.quantity}" if named else entry.quantity
+    return f"{named}={entry.source}" if named else str(entry.source)
 
 
 def _check_programs(settings: Settings, case: Case, results: tuple[NormResult, ...]) -> None:

@@ -175,12 +175,12 @@ def test_a_kernels_gradients_by_their_own_options(write: Callable[..., Path]) ->
         'expected_grad_weight = "nope.npy"\n'
     )
     assert_user_error(invoke("run", str(suite)), "key 'expected_grad_weight': no such file")
-    # a missing file is named with the option that gave it, in the caller's spelling
+    # a missing file is named as typed, with the option that gave it, in the caller's spelling
     missing = str(files["x"].parent / "gone.npy")
     for flag in ("--expected-grad-weight", "--expected"):
         value = missing if flag != "--expected" else f"grad_weight={missing}"
         assert_user_error(
-            invoke(*base, flag, value), f"error: {missing} (given to {flag}): no such file"
+            invoke(*base, flag, value), f"error: {value} (given to {flag}): no such file"
         )
     with pytest.raises(InputError, match=r"gone\.npy \(given to expected_grad_weight=\): no such"):
         lncheck.compare(x, normalized_shape=8, grad=True, expected_grad_weight=missing)
