@@ -51,11 +51,13 @@ def beyond_caps(
         big_w = 1.0 if block.weight is None else np.abs(block.weight)
         # the exact statistics' limit, moved by what the class lets a kernel's own rstd and
         # mean be off (a mean off by t std moves |x - mean| by t however small the variance)
-        exact = model.exact_mean[block.first : block.first + groups]
+        rows_of = slice(block.first, block.first + groups)
+        exact = model.exact_mean[rows_of]
         folded = exact_reach(block, dtype)[:, 0]
-        reaches = [
-            np.where(exact, folded, model.cap * (1.0 + scale) + shift) for scale, shift in limits
-        ]
+        # a negative eps normalizes by more than 1 / std: the limit stretches by as much
+        stretch = np.fmax(np.sqrt(model.variance[rows_of]) * model.rstd[rows_of], 1.0)
+        cap = model.cap * stretch
+        reaches = [np.where(exact, folded, cap * (1.0 + scale) + shift) for scale, shift in limits]
         smallest = reaches[0]
         for reach in reaches[1:]:
             smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing

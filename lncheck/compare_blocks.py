@@ -322,9 +322,10 @@ class BlockComparer:
         )
         if not self.case.tolerance.classified:
             return
-        share = np.multiply(
-            err, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
-        )
+        with np.errstate(invalid="ignore"):  # inf * 0 where an exact value is beyond range
+            share = np.multiply(
+                err, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
+            )
         worst_share = float(np.max(share)) if err.size else 0.0
         tally = self.tallies[key]
         allowed = partial(here.allowed, shared=shared, scratch=self.scratch)

@@ -49,3 +49,17 @@ def test_a_value_beyond_the_reach_is_found() -> None:
     centred = np.array([[1.0, 3.2], [1.0, 2.0]])
     found = _over(centred, 1.0, np.array([3.0, 3.0]), np.zeros((2, 2)))
     assert found.tolist() == [True, False]  # 3.2 > 3.03; 2.0 is not
+
+
+def test_a_negative_eps_stretches_the_limit_as_it_stretches_rstd() -> None:
+    # var + eps with eps = -1 normalizes by more than 1 / std: torch's outputs exceed
+    # sqrt(n - 1) = 3.87 and are right (the exact output reaches 6.77 here)
+    import lncheck
+
+    x = np.random.default_rng(0).standard_normal(16)
+    x = (x - x.mean()) * np.sqrt(1.0923783 / x.var())
+    report = lncheck.compare(x[None, :].astype(np.float32), "layer_norm", normalized_shape=16,
+                             eps=-1.0, equal_nan=True)  # fmt: skip
+    output = [c for c in report.checks if c.quantity == "output"]
+    assert output and all(c.passed for c in output), [c.message() for c in output]
+    assert max(abs(c.worst_expected) for c in output) > np.sqrt(15)

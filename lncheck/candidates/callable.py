@@ -53,13 +53,19 @@ def resolve(target: Target) -> Callable[..., Any]:
 
 
 def source_file(target: Target) -> str | None:
-    """The ``.py`` file a ``--candidate`` names (``path/to/file.py:function``), else ``None``
-    (a module path, or the function itself)."""
+    """The ``.py`` file a ``--candidate`` names (``path/to/file.py:function``), or that a
+    module path names in the current folder, which ``_import`` searches first (``pkg.mod``:
+    ``pkg/mod.py`` or ``pkg/mod/__init__.py``); else ``None`` (an installed module, or the
+    function itself). Nothing is imported to find it."""
     if callable(target.target):
         return None
     module_name = target.target.rpartition(":")[0]
     if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
         return module_name
+    here = Path(*module_name.split("."))
+    for found in (here.with_name(here.name + ".py"), here / "__init__.py"):
+        if found.is_file():
+            return str(found)
     return None
 
 

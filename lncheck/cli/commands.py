@@ -121,6 +121,8 @@ def compare(
     settings = parse(options, "cli")
     # the plot is one more file written: it may clash with a report as two reports do
     typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
+    if plot is not None and (plot.is_dir() or plot.name in ("", ".", "..")):
+        raise InputError(f"--plot {plot}: is a folder; give a file name")
     if plot is not None and not plot.suffix:  # matplotlib writes "r" as r.png: check that
         plot = plot.with_name(plot.name + ".png")
     writes = targets + ([("", plot)] if plot is not None else [])

@@ -38,11 +38,24 @@ def files_of(cases: Any) -> dict[str, str]:
 
 
 def _sources(settings: Any, what: str) -> dict[str, str]:
-    """The ``.py`` files of a case's ``--candidate`` functions: a report must not replace one."""
+    """The ``.py`` files of a case's ``--candidate`` functions, and the files its
+    ``--candidate-cmd`` lines name (a script, not a placeholder): a report must not replace
+    one."""
+    import shlex
+
     from lncheck.candidates.callable import source_file
 
-    found = (source_file(target) for target in settings["candidate"] or ())
-    return {path: what for path in found if path is not None}
+    found = {source_file(target): what for target in settings["candidate"] or ()}
+    for command in settings["candidate_cmd"] or ():
+        try:
+            words = shlex.split(command.template)
+        except ValueError:  # refused with its reason when the case loads
+            continue
+        folder = Path(command.cwd or ".")
+        for word in words:
+            if "{" not in word and (folder / word).is_file():
+                found[str(folder / word)] = what.replace("--candidate", "--candidate-cmd")
+    return {path: role for path, role in found.items() if path is not None}
 
 
 def protect(

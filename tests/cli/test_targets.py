@@ -301,3 +301,19 @@ def test_a_plot_without_a_suffix_is_checked_as_the_png_it_becomes(tmp_path: Path
     result = invoke("compare", tokens, "--shape", "4", "--report", f"json={tmp_path / 'r.png'}",
                     "--plot", str(tmp_path / "r"))  # fmt: skip
     assert_user_error(result, f"--plot {tmp_path / 'r'}: --report json={tmp_path / 'r.png'} writes")
+
+
+def test_a_report_never_replaces_a_candidate_module_or_program_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a module path is found in the current folder first
+    (tmp_path / "cand.py").write_text("import torch\ndef fn(x, **kw):\n    return x\n")
+    (tmp_path / "cmd.py").write_text("import sys\n")
+    np.save(tmp_path / "x.npy", np.ones((2, 8), np.float32))
+    base = ("compare", "x.npy", "--shape", "8")
+    result = invoke(*base, "--candidate", "cand:fn", "--report", "json=cand.py")
+    assert_user_error(result, "--report json=cand.py: that is the --candidate file")
+    result = invoke(*base, "--candidate-cmd", "python cmd.py {input} {output}", "--report",
+                    "json=cmd.py")  # fmt: skip
+    assert_user_error(result, "--report json=cmd.py: that is the --candidate-cmd file")
+    assert (tmp_path / "cmd.py").read_text() == "import sys\n"

@@ -56,3 +56,14 @@ def test_without_matplotlib_the_plot_says_how_to_get_it(
     with pytest.raises(BackendUnavailable, match=r"pip install 'lncheck\[plot\]'"):
         plot.write(make_report(), tmp_path / "r.png")
     assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.parametrize("name", [".", "..", "folder"])
+def test_a_plot_into_a_folders_name_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    result = invoke("compare", "-", "--shape", "2", "--plot", name, input="[[1,2]]")
+    assert_user_error(result, f"--plot {name}: is a folder; give a file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
