@@ -297,10 +297,15 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     expected = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
     actual = expected + np.array([[0.0, 0.05, 0.01, 0.0], [0.0, 0.0, 0.02, 0.0]])
     shared = prepare(expected, 0.0, 0.1, 0.0)
-    acc = Accumulator(0.0, False, None, None)
-    # group 0 fails its structural check (share 3), group 1 does not (share 0.5)
-    acc.update(0, shared, actual, 0.1, np.array([3.0, 0.5]))
-    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+
+    def charged(candidate: np.ndarray, against: Any = shared) -> Any:
+        """One block's comparison, group 0 failing its structural check (share 3), group 1
+        not (share 0.5)."""
+        acc = Accumulator(0.0, False, None, None)
+        acc.update(0, against, candidate, 0.1, np.array([3.0, 0.5]))
+        return acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+
+    c = charged(actual)
     # one element fails: group 0's largest error (0.05, element 1), never the rest of it
     assert (c.mismatched, c.worst_index, c.tolerance_used) == (1, (0, 1), 3.0)
     # that element is within its own tolerance (0.05 <= 0.1): the failure is its group's
@@ -310,33 +315,23 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
         in (c.message())
     )
     # an element beyond its own tolerance fails on its own, whatever its group's share
-    acc = Accumulator(0.0, False, None, None)
-    alone = expected + np.array([[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    acc.update(0, shared, alone, 0.1, np.array([3.0, 0.5]))
-    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    c = charged(expected + np.array([[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
     assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 5.0, False)
     assert c.message().endswith("(allowed there: rtol=0, atol=0.1)")
     # ...and where its group's share is the larger, tolerance_used is that share
     # (worst_by_group), the message still what the element fails on
-    acc = Accumulator(0.0, False, None, None)
-    both = expected + np.array([[0.0, 0.15, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    acc.update(0, shared, both, 0.1, np.array([3.0, 0.5]))
-    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    c = charged(expected + np.array([[0.0, 0.15, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
     assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 3.0, True)
     assert c.message().endswith("(allowed there: rtol=0, atol=0.1)")
     # a block with a NaN charges the share at the same element too
     nan = actual.copy()
     nan[1, 0] = np.nan
-    acc = Accumulator(0.0, False, None, None)
-    acc.update(0, prepare(expected, 0.0, 0.1, 0.0), nan, 0.1, np.array([3.0, 0.5]))
-    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    c = charged(nan)
     # the NaN (the worst: no tolerance covers it) and group 0's largest error
     assert (c.mismatched, c.worst_index, c.nan_actual) == (2, (1, 0), 1)
     assert not c.worst_by_group  # the NaN fails on its own
     # a block with a matching infinity: group 0's share is the worst, and its group's
     inf_expected, inf_actual = expected.copy(), actual.copy()
     inf_expected[1, 0] = inf_actual[1, 0] = np.inf
-    acc = Accumulator(0.0, False, None, None)
-    acc.update(0, prepare(inf_expected, 0.0, 0.1, 0.0), inf_actual, 0.1, np.array([3.0, 0.5]))
-    c = acc.result("cand", "output", GroupLayout((2, 4), (2, 4), (1,)))
+    c = charged(inf_actual, prepare(inf_expected, 0.0, 0.1, 0.0))
     assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 3.0, True)
