@@ -19,7 +19,7 @@ def files_read(settings: Any, source: str) -> dict[str, str]:
             path = getattr(value, "source", value)  # an --expected entry names its file
             if isinstance(path, str):
                 found[path] = f"the {OPTIONS[role].flag} file"
-    return found | _sources(settings, "the --candidate file")
+    return found | _sources(settings, "the --candidate file", "the --candidate-cmd file")
 
 
 def files_of(cases: Any) -> dict[str, str]:
@@ -33,11 +33,14 @@ def files_of(cases: Any) -> dict[str, str]:
         for role in ARRAY_OPTIONS:
             if isinstance(case.settings[role], str):
                 found[case.settings[role]] = f"the {role} of case {case.name!r}"
-        found |= _sources(case.settings, f"the candidate of case {case.name!r}")
+        named = f"of case {case.name!r}"
+        found |= _sources(
+            case.settings, f"the candidate {named}", f"the candidate_cmd file {named}"
+        )
     return found
 
 
-def _sources(settings: Any, what: str) -> dict[str, str]:
+def _sources(settings: Any, function: str, program: str) -> dict[str, str]:
     """The ``.py`` files of a case's ``--candidate`` functions, and the files its
     ``--candidate-cmd`` lines name (a script, not a placeholder): a report must not replace
     one."""
@@ -45,7 +48,7 @@ def _sources(settings: Any, what: str) -> dict[str, str]:
 
     from lncheck.candidates.callable import source_file
 
-    found = {source_file(target): what for target in settings["candidate"] or ()}
+    found = {source_file(target): function for target in settings["candidate"] or ()}
     for command in settings["candidate_cmd"] or ():
         try:
             words = shlex.split(command.template)
@@ -54,7 +57,7 @@ def _sources(settings: Any, what: str) -> dict[str, str]:
         folder = Path(command.cwd or ".")
         for word in words:
             if "{" not in word and (folder / word).is_file():
-                found[str(folder / word)] = what.replace("--candidate", "--candidate-cmd")
+                found[str(folder / word)] = program
     return {path: role for path, role in found.items() if path is not None}
 
 
