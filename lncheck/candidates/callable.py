@@ -37,10 +37,10 @@ def resolve(target: Target) -> Callable[..., Any]:
     module_name, _, function = target.target.rpartition(":")
     try:
         with guarded():  # its import runs its code
-            if source_file(target) is not None:
+            if _names_a_file(module_name):
                 module = _from_file(Path(module_name), where)
             else:
-                module = _import(module_name)
+                module = _import(module_name, Path(target.folder or "."))
     except InputError:
         raise
     except (Exception, SystemExit) as e:  # the user's module failed while importing: say how
@@ -54,25 +54,29 @@ def resolve(target: Target) -> Callable[..., Any]:
 
 def source_file(target: Target) -> str | None:
     """The ``.py`` file a ``--candidate`` names (``path/to/file.py:function``), or that a
-    module path names in the current folder, which ``_import`` searches first (``pkg.mod``:
-    ``pkg/mod.py`` or ``pkg/mod/__init__.py``); else ``None`` (an installed module, or the
-    function itself). Nothing is imported to find it."""
+    module path names in the folder ``_import`` searches first (``pkg.mod``: ``pkg/mod.py`` or
+    ``pkg/mod/__init__.py``); else ``None`` (an installed module, or the function itself).
+    Nothing is imported to find it."""
     if callable(target.target):
         return None
     module_name = target.target.rpartition(":")[0]
-    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+    if _names_a_file(module_name):
         return module_name
-    here = Path(*module_name.split("."))
+    here = Path(target.folder or ".", *module_name.split("."))
     for found in (here.with_name(here.name + ".py"), here / "__init__.py"):
         if found.is_file():
             return str(found)
     return None
 
 
-def _import(name: str) -> ModuleType:
-    """``importlib.import_module``, with the current folder searched first, as ``python -m``
-    would (the ``lncheck`` script's own folder is on ``sys.path`` instead)."""
-    here = str(Path.cwd())
+def _names_a_file(module_name: str) -> bool:
+    return module_name.endswith(".py") or "/" in module_name or "\\" in module_name
+
+
+def _import(name: str, folder: Path) -> ModuleType:
+    """``importlib.import_module``, with ``folder`` searched first, as ``python -m`` searches
+    the current one (the ``lncheck`` script's own folder is on ``sys.path`` instead)."""
+    here = str(folder.resolve())
     added = here not in sys.path
     if added:
         sys.path.insert(0, here)

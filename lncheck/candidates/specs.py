@@ -66,10 +66,13 @@ class Command:
 
 @dataclass(frozen=True)
 class Target:
-    """One ``--candidate``: ``module.path:function``, ``file.py:function`` or the function."""
+    """One ``--candidate``: ``module.path:function``, ``file.py:function`` or the function.
+    A module path is searched for in ``folder`` first (``None``: the current folder; a suite's
+    candidates: the suite file's)."""
 
     name: str
     target: str | Callable[..., Any] = field(compare=False)
+    folder: str | None = field(default=None, compare=False)
 
 
 def _is_texts(value: Any) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from lncheck.errors import InputError
 from lncheck.ops.spec import NormSpec, eps_or
-from lncheck.options import Settings
+from lncheck.options import Settings, option
 
 
 def per_channel(
@@ -24,6 +25,12 @@ def per_channel(
     running statistics torch keeps (updated in training when ``track``)."""
     eps = eps_or(s["eps"])
     training = bool(s["training"])
+    if s.given("momentum") and not (training and track):
+        # momentum only weighs the batch's statistics into running ones being updated
+        why = "in eval" if track else f"with {option('track_running_stats')} off"
+        raise InputError(
+            f"{option('momentum')} does nothing here: {module} updates no running statistics {why}"
+        )
     return NormSpec(
         op=op,
         module=module,

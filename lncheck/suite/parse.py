@@ -362,6 +362,8 @@ def _candidates_under(root: Path, settings: Settings) -> Settings:
             if isinstance(target.target, str) and ".py:" in target.target:
                 file, _, function = target.target.rpartition(":")
                 target = replace(target, target=f"{_existing(root, file, 'candidate')}:{function}")
+            else:  # a module path: beside the suite file first, as a file path would be
+                target = replace(target, folder=str(root.resolve()))
             targets.append(target)
         changes["candidate"] = tuple(targets)
     return settings.with_values(**changes)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lncheck.candidates.callable import resolve
+from lncheck.candidates.callable import resolve, source_file
 from lncheck.candidates.specs import Target
 from lncheck.errors import InputError
 from lncheck.pipeline import check_case
@@ -159,6 +159,34 @@ def test_a_fused_activation_is_the_final_output() -> None:
     checks = _checks(_x(), ignores_its_weight, activation="relu", grad=True)
     assert not checks[("grad_weight", "reference")].passed
     assert checks[("activation", "reference")].passed
+
+
+def test_a_module_path_is_imported_from_the_current_folder_or_the_targets_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mod:fn`` and ``pkg.mod:fn`` are imported as modules (a package's relative imports
+    work), searched for first in the current folder, or in a suite's folder (``Target
+    .folder``); the file found is the one ``source_file`` names."""
+    here, suite = tmp_path / "here", tmp_path / "suite"
+    for folder, scale in ((here, 1.0), (suite, 2.0)):
+        (folder / "pkg").mkdir(parents=True)
+        (folder / "pkg" / "__init__.py").write_text("")
+        (folder / "pkg" / "helpers.py").write_text(f"SCALE = {scale}\n")
+        (folder / "pkg" / "kernels.py").write_text(
+            "from .helpers import SCALE\n"
+            "def ln(x, normalized_shape, **kw):\n"
+            "    import torch.nn.functional as F\n"
+            "    return F.layer_norm(x, normalized_shape) * SCALE\n"
+        )
+    monkeypatch.chdir(here)
+    for name in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    target = Target("mine", "pkg.kernels:ln")
+    assert source_file(target) == str(Path("pkg") / "kernels.py")
+    checks = _checks(_x(), "pkg.kernels:ln")
+    assert checks[("output", "reference")].passed
+    in_suite = Target("mine", "pkg.kernels:ln", folder=str(suite))
+    assert source_file(in_suite) == str(suite / "pkg" / "kernels.py")
 
 
 def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:

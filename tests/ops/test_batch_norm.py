@@ -105,6 +105,18 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
             "running_mean has shape (2,); --running-mean must have shape (3,)",
         ),
         ((4, 3, 2, 2, 2, 2), {}, "BatchNorm needs an input with 2 to 5 dims"),
+        # a momentum that weighs nothing: no running statistics are updated
+        (
+            (4, 3),
+            {"momentum": 0.2, "training": False, "running_mean": np.zeros(3)},
+            "--momentum does nothing here: BatchNorm1d updates no running statistics in eval",
+        ),
+        (
+            (4, 3),
+            {"momentum": "none", "track_running_stats": False},
+            "--momentum does nothing here: BatchNorm1d updates no running statistics with "
+            "--track-running-stats",
+        ),
     ],
 )
 def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -> None:

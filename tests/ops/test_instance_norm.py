@@ -62,7 +62,25 @@ def test_spec_in_eval_with_tracked_statistics() -> None:
             {"running_mean": np.zeros(3)},
             "keeps no running statistics (see --track-running-stats)",
         ),
+        (
+            (4, 3, 2),
+            {"momentum": 0.3},
+            "--momentum does nothing here: InstanceNorm1d updates no running statistics "
+            "with --track-running-stats off",
+        ),
     ],
 )
 def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -> None:
     assert message in error_of("instance_norm", shape, **options)
+
+
+def test_a_momentum_that_weighs_nothing_is_named_as_each_caller_spells_it() -> None:
+    suite = error_of("instance_norm", (4, 3, 2), "suite", momentum=0.3)
+    assert suite == (
+        "x.npy: key 'momentum' does nothing here: InstanceNorm1d updates no running statistics "
+        "with key 'track_running_stats' off"
+    )
+    api = error_of(
+        "instance_norm", (4, 3, 2), "api", momentum=0.3, track_running_stats=True, training=False
+    )
+    assert api.startswith("x.npy: momentum= does nothing here") and api.endswith("in eval")

@@ -95,6 +95,26 @@ candidates = {{ mine = "kernels.py:ln" }}
     assert {c["candidate"] for c in doc["checks"]} >= {"triton", "cuda"}
 
 
+def test_a_module_path_candidate_is_found_beside_the_suite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``suite_kernels:ln`` names ``suite_kernels.py`` in the suite's folder, as a file path
+    would be read from there, whatever the current folder."""
+    _files(tmp_path)
+    (tmp_path / "suite_kernels.py").write_text(KERNELS)
+    monkeypatch.chdir(tmp_path / "out")
+    monkeypatch.delitem(sys.modules, "suite_kernels", raising=False)
+    path = write_suite(
+        tmp_path,
+        '[[case]]\ninput = "x.npy"\nshape = [8]\ncandidate = ["suite_kernels:ln"]\n',
+    )
+    report = lncheck.run_suite(path)
+    [result] = report.results
+    assert result.status == "pass", result
+    assert result.report is not None
+    assert [c.passed for c in result.report.checks if c.candidate == "ln"] == [True]
+
+
 @pytest.mark.parametrize(
     ("body", "phrase"),
     [
