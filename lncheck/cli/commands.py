@@ -81,7 +81,9 @@ def compare(
     input: Annotated[
         str,
         typer.Argument(
-            help="Input tensor: .npy, .npz, .json, .pt, or - for JSON on stdin.", show_default=False
+            help="Input tensor: .npy, .npz, .json, .pt, or - for JSON on stdin.",
+            show_default=False,
+            metavar="INPUT",
         ),
     ],
     json_output: Annotated[
@@ -106,8 +108,10 @@ def compare(
     ] = False,
     **options: Any,
 ) -> None:
-    """Check a normalization layer on INPUT: the backend's module, functional and native paths
-    against the float64 reference."""
+    """Check a normalization layer on INPUT against the float64 reference.
+
+    The backend's module, functional and native paths are checked, and any candidates given.
+    """
     from lncheck.errors import InputError
     from lncheck.loading import load
     from lncheck.pipeline import check_case
@@ -172,7 +176,9 @@ lncheck run suite.toml --baseline golden.npz --strict-baseline
 
 @app.command(cls=Command, epilog=RUN_EPILOG)
 def run(
-    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    suite: Annotated[
+        Path, typer.Argument(help="The suite file (TOML).", show_default=False, metavar="SUITE")
+    ],
     junit: Annotated[
         Path | None, _opt("Write a JUnit XML report here (--report junit=FILE).", OUTPUT)
     ] = None,
@@ -266,7 +272,9 @@ def run(
 @app.command(cls=Command, name="baseline")
 def record_baseline(
     ctx: typer.Context,
-    suite: Annotated[Path, typer.Argument(help="The suite file (TOML).", show_default=False)],
+    suite: Annotated[
+        Path, typer.Argument(help="The suite file (TOML).", show_default=False, metavar="SUITE")
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -290,8 +298,10 @@ def record_baseline(
     ] = False,
     quiet: Annotated[bool, _opt("No progress bar.", OUTPUT, "--quiet", "-q")] = False,
 ) -> None:
-    """Record the backend's outputs and statistics for every case of a suite, with versions and
-    device. Re-recording some cases (-k, --shard) keeps the others of an existing baseline."""
+    """Record the backend's outputs and statistics for every case of a suite.
+
+    Versions and device are recorded with them. Re-recording some cases (-k, --shard) keeps
+    the others of an existing baseline."""
     from lncheck.render import console
     from lncheck.suite import baseline
     from lncheck.suite.parse import load_suite
@@ -327,7 +337,10 @@ def record_baseline(
 @app.command(cls=Command, name="init-suite")
 def init_suite(
     path: Annotated[  # as typed: a trailing "/" says a folder, which Path would drop
-        str, typer.Argument(help="Where to write the example suite (.toml).", show_default=False)
+        str,
+        typer.Argument(
+            help="Where to write the example suite (.toml).", show_default=False, metavar="PATH"
+        ),
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:

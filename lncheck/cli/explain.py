@@ -64,7 +64,9 @@ def explain_command(
     input: Annotated[
         str,
         typer.Argument(
-            help="The input: .npy, .npz, .json, .pt, or - for JSON on stdin.", show_default=False
+            help="The input: .npy, .npz, .json, .pt, or - for JSON on stdin.",
+            show_default=False,
+            metavar="INPUT",
         ),
     ],
     observed: Annotated[
@@ -73,6 +75,7 @@ def explain_command(
             help="The output to explain (in a file of several arrays: 'output', "
             "'observed', 'expected' or 'y').",
             show_default=False,
+            metavar="OBSERVED",
         ),
     ],
     weight: Annotated[
