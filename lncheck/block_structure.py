@@ -11,6 +11,7 @@ from lncheck import output_model as om
 from lncheck.affine_fit import Fit, fit
 from lncheck.blocks import uniform_rows
 from lncheck.dtypes import round_to
+from lncheck.judge import Scores, judge
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import ClassTally, Distortion
 
@@ -25,7 +26,7 @@ class Structure:
         index: int,
         block: om.OutputBlock,
         fit: Fit,
-        scores: om.Scores,
+        scores: Scores,
         kinds: list[str | None],
     ) -> None:
         self.index, self.block, self.fit, self.scores = index, block, fit, scores
@@ -76,7 +77,7 @@ def structure_of(
         with np.errstate(invalid="ignore"):  # inf - inf where the output is beyond the dtype
             rounding -= block.y
     found = fit(block, actual, block.residual_bound(dtype, CLASSES[0]), rounding)
-    classes, scores, kinds = om.judge(
+    classes, scores, kinds = judge(
         block, found, actual, dtype, CLASSES[: len(CLASSES) - 1], accepted
     )
     return Structure(int(classes.max()) if classes.size else 0, block, found, scores, kinds)

@@ -1,5 +1,5 @@
 """How far the elements' own roundings may move a group's fitted scale and shift
-(``affine_fit``), which ``output_model.judge`` adds to each class's limits.
+(``affine_fit``), which ``lncheck.judge`` adds to each class's limits.
 
 Each element's rounding bound ``R`` (``OutputBlock.residual_bound``, plus what the fit itself
 and a moved output add) is taken as its standard deviation: a fit's noise is

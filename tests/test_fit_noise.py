@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lncheck import affine_fit, fit_noise
-from lncheck import output_model as om
+from lncheck.judge import judge
 
 from .test_output_model import JUDGED, model_of, whole
 
@@ -24,7 +24,7 @@ def test_fit_noise_is_the_smaller_of_ten_sigma_and_every_error_leaning_alike(
     block = whole(model_of(x, "rms_norm", normalized_shape=n, eps=1e-5))
     y = block.y.astype(np.float32).astype(np.float64)
     f = affine_fit.fit(block, y)
-    _, scores, _ = om.judge(block, f, y, "float32", JUDGED, 1)
+    _, scores, _ = judge(block, f, y, "float32", JUDGED, 1)
     a = block.weighted[0]
     r = block.residual_bound("float32", "accurate")[0] + 1e-15 * np.abs(y[0])
     sigma10 = 10 * math.sqrt(float(np.sum(a * a * r * r))) / float(np.sum(a * a))

@@ -17,6 +17,7 @@ import lncheck
 from lncheck import affine_fit
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
+from lncheck.judge import judge
 from lncheck.reference import run
 from lncheck.tolerances import (
     CLASSES,
@@ -56,7 +57,7 @@ def distorted(block: om.OutputBlock, scale: F64, shift: F64) -> F64:
 def judged(block: om.OutputBlock, actual: F64, dtype: str) -> tuple[list[str], list[str | None]]:
     """Per group the class judge() gives (``mismatch`` for none) and what failed structurally."""
     f = affine_fit.fit(block, actual, block.residual_bound(dtype, "accurate"))
-    best, _, kinds = om.judge(block, f, actual, dtype, JUDGED, 1)
+    best, _, kinds = judge(block, f, actual, dtype, JUDGED, 1)
     return [CLASSES[i] for i in best], kinds
 
 
@@ -441,7 +442,7 @@ def test_scores_carry_the_one_pass_variances_bound_of_each_centred_group() -> No
     for op, centred in (("layer_norm", True), ("rms_norm", False)):
         block = whole(model_of(x, op, normalized_shape=64, dtype="float32"))
         f = affine_fit.fit(block, block.y)
-        _, scores, _ = om.judge(block, f, block.y, "float32", JUDGED, 1)
+        _, scores, _ = judge(block, f, block.y, "float32", JUDGED, 1)
         if not centred:
             assert np.all(scores.one_pass == 0)
             continue
@@ -450,7 +451,7 @@ def test_scores_carry_the_one_pass_variances_bound_of_each_centred_group() -> No
     # a constant group with exact sums computes no variance at all
     constant = whole(model_of(np.full((1, 64), 1449.0), normalized_shape=64, eps=1e-12))
     f = affine_fit.fit(constant, constant.y)
-    _, scores, _ = om.judge(constant, f, constant.y, "float32", JUDGED, 1)
+    _, scores, _ = judge(constant, f, constant.y, "float32", JUDGED, 1)
     assert scores.one_pass.tolist() == [0.0]
 
 

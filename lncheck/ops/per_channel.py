@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lncheck.errors import InputError
+from lncheck.errors import InputError, option
 from lncheck.ops.spec import NormSpec, eps_or
-from lncheck.options import Settings, option
+from lncheck.options import Settings
 
 
 def per_channel(

@@ -1,0 +1,204 @@
+"""A block's judgement per group for one candidate: which accuracy classes admit its fit
+(``affine_fit``) and residual, and its shares of the accepted class's limits (``Scores``).
+
+The implied scale and shift are judged against each class's limits on the statistics
+(``OutputBlock.limits``) widened by the fit's own noise (``fit_noise``) and checked by what
+the group's two extreme elements pin (``pair_fit``); the residual against rounding level; the
+output against the structural limits (``caps``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck import tolerances
+from lncheck.affine_fit import Fit, geometry, weighted
+from lncheck.caps import beyond_caps
+from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
+from lncheck.output_model import OutputBlock
+from lncheck.pair_fit import pair_fit
+
+F64 = npt.NDArray[np.float64]
+WEIGHTED_GAIN = 3.0  # how much sharper a weighted fit must be to be looked at
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per group, the largest share of the accepted class's structural bounds (the residual's,
+    the implied scale's and shift's; ``inf`` beyond the cap), which the comparison charges to
+    the group's element with the largest error only: "5 of 8 elements" stays 5 when a fit
+    spreads them over 8."""
+
+    group: F64
+    # per group, the accurate class's limits on the implied scale (ds) and shift, widened by
+    # the fit's noise: what a convention's prediction must meet to explain the group
+    scale_accurate: F64
+    shift_accurate: F64
+    # per group, the relative error a one-pass E[x^2] - E[x]^2 variance may have (0 where
+    # no variance about a mean is computed)
+    one_pass: F64
+    # per group, the weighted fit's scale and shift as shares of the accepted class's limits
+    # plus its own noise (0 where it is no sharper than least squares), its scale and shift
+    systematic: F64
+    weighted_scale: F64
+    weighted_shift: F64
+
+
+def judge(
+    block: OutputBlock,
+    f: Fit,
+    actual: npt.NDArray[np.generic],
+    dtype: str,
+    classes: tuple[str, ...],
+    accepted: int,
+) -> tuple[npt.NDArray[np.int8], Scores, list[str | None]]:
+    """Per group, the index in ``classes`` of the first class whose bounds on the implied scale
+    and shift (``tolerances.allowance``, widened by what the elements' own roundings can move a
+    least-squares fit), on the residual, and on ``|y - b|`` hold, ``len(classes)`` for none (a
+    mismatch); the shares of the accepted class's bounds; and per group what failed
+    structurally (``"cap"``, ``"residual"`` or ``None``).
+
+    The fit's own uncertainty (``fit_noise``: ten standard deviations, taking each element's
+    rounding bound ``R`` as one, widened where values repeat) is added
+    to the classes' limits below ``low_precision``; low_precision's limits and the
+    conventions' (``Scores``) keep the independent noise. What the group's two extreme
+    elements pin (``pair_fit``: a bound, not a statistic) must meet the same limits, beyond
+    their own roundings: a fit widened by a bulk that repeats cannot hide a scale the
+    outlier shows. The residual's allowance adds how far the fitted line may move. The
+    weighted fit's scale and shift (``affine_fit.weighted``) are scored against the accepted
+    class's limits for a warning (``Scores.systematic``).
+    """
+    groups = block.y.shape[0]
+    best = np.full(groups, len(classes), dtype=np.int8)
+    # the scale is measured by a's part across c = |w| (see affine_fit)
+    geo = geometry(block, signed=False)
+    a, saa = geo.a_perp, geo.spp
+    residual = np.abs(f.residual)
+    size = np.abs(f.centred)
+    group_score = np.zeros(groups)
+    scale_accurate = shift_accurate = np.full(groups, np.inf)
+    with np.errstate(all="ignore"):
+        # the element-wise roundings, and so the fit's own noise, are the same for every class
+        rounding = block.residual_bound(dtype, classes[0])
+        bound = size * 1e-15  # the fit's own float64 ulps
+        bound += rounding
+        # the output rounds at its own size: where the statistics' error moves it further from
+        # zero than the exact output (a mean off by its limit at a large mean/std), so does
+        # its rounding
+        if block.bias is None:  # y = w n: both sizes are at hand
+            further = np.subtract(size, block.scaled()[0])
+        else:
+            further = np.abs(actual) - np.abs(block.y)
+        np.maximum(further, 0.0, out=further)
+        further *= block.allowance(dtype, classes[0]).relative
+        bound += further
+        noise = fit_noise(block, geo, bound, dtype)
+        independent, (noise_s, noise_t) = noise.independent, noise.alike
+        # the fit's own uncertainty moves the fitted line, and so every residual, too
+        allowed = np.abs(a)
+        allowed *= noise_s[:, None]
+        allowed += bound
+        allowed += geo.times_c(noise_t[:, None])
+        share_r = np.divide(residual, allowed, out=allowed)
+        worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        # weighted by each element's own rounding, a group's bulk pins a scale and shift one
+        # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
+        # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
+        # and does not judge: an intermediate rounding to the compute dtype where rstd is
+        # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
+        # scale as large as a sum of squares kept in bfloat16 does (sglang#27540).
+        # That needs a heavy tail: for bounds relative to |y| the gain squared is the
+        # kurtosis n sum(a**4) / sum(a**2)**2 (3 for Gaussian data), so only groups where it
+        # reaches WEIGHTED_GAIN**2 are fitted again
+        a_squared = geo.a_perp_squared
+        tail = np.einsum("ij,ij->i", a_squared, a_squared) * a_squared.shape[1] / (saa * saa)
+        peaked = np.flatnonzero(tail >= WEIGHTED_GAIN**2)
+        wf = weighted(block, f, bound, ROUNDING_SIGMA, peaked)
+        spread = NOISE_SIGMAS * np.sqrt(noise.repeats[peaked])
+        weighted_ds, weighted_shift = np.zeros(groups), np.zeros(groups)
+        weighted_s, weighted_t = np.full(groups, np.inf), np.full(groups, np.inf)
+        weighted_ds[peaked], weighted_shift[peaked] = wf.ds, wf.shift
+        weighted_s[peaked], weighted_t[peaked] = spread * wf.sigma_s, spread * wf.sigma_t
+        weighted_s[~(WEIGHTED_GAIN * weighted_s < noise_s)] = np.inf
+        weighted_t[~(WEIGHTED_GAIN * weighted_t < noise_t)] = np.inf
+        systematic = np.zeros(groups)
+        # the fit sees the mean error t (of the exact rstd) times s: judge t itself
+        s_fit = np.fmax(1.0 + f.ds, 0.0)
+        limits = []
+        for klass in classes:
+            scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
+            limits.append((scale_column[:, 0], shift_column[:, 0]))
+        pair = pair_fit(block, f, bound)
+        pair_s, pair_t = pair.excess()
+        # the largest mean error the pair allows, and the largest scale it is seen through
+        s_low = np.fmax(1.0 - np.abs(pair.ds) - pair.ds_bound, 0.0)
+        s_high = 1.0 + np.abs(pair.ds) + pair.ds_bound
+        pair_limits = [
+            block.limits(dtype, klass, (np.abs(pair.shift) + pair.shift_bound) / s_low)[0][:, 0]
+            for klass in classes
+        ]
+        caps = beyond_caps(block, size, limits, rounding, dtype)
+        residual_failed = f.fitted & (worst_r > 1)
+        cap_failed = caps[-1]
+        for index in range(len(classes) - 1, -1, -1):
+            scale_limit, shift_limit = limits[index]
+            pair_limit = pair_limits[index]
+            if classes[index] == "low_precision":  # its reach below 1 (no rstd is negative)
+                below = 1.0 - tolerances.low_precision_floor(
+                    dtype, block.model.group_size, block.k[:, 0]
+                )
+                scale_limit = np.where(f.ds < 0, np.fmin(scale_limit, below), scale_limit)
+                pair_limit = np.where(pair.ds < 0, np.fmin(pair_limit, below), pair_limit)
+            # what the two extreme elements pin, beyond their own roundings (``pair_fit``)
+            # (fmax: a limit that came out NaN flags nothing here; the fit's own shares keep
+            # their NaN, which fails a group)
+            pair_share = np.fmax(pair_s / pair_limit, 0.0)
+            if block.model.centered:
+                pair_share = np.fmax(pair_share, pair_t / (shift_limit * s_high))
+            wide = classes[index] != "low_precision"
+            class_s, class_t = (noise_s, noise_t) if wide else independent
+            share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
+            share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
+            if not block.model.centered:
+                share_t = np.zeros(groups)
+            cap = caps[index]
+            share_s = np.maximum(share_s, pair_share)
+            ok = np.where(f.fitted, (share_s <= 1) & (share_t <= 1) & (worst_r <= 1), True)
+            ok &= ~cap
+            best = np.where(ok, index, best).astype(np.int8)
+            if index == 0:
+                scale_accurate = np.where(saa > 0, scale_limit + independent[0], np.inf)
+                shift_accurate = shift_limit + independent[1]
+            if index <= accepted:  # a group any accepted class admits passes: the least share
+                fitted_r = np.where(f.fitted, worst_r, 0.0)
+                stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
+                share = np.where(cap, np.inf, np.fmax(fitted_r, stats))
+                group_score = share if index == accepted else np.fmin(group_score, share)
+            if index == accepted:
+                systematic = np.abs(weighted_ds) / (scale_limit + weighted_s)
+                if block.model.centered:
+                    moved = np.abs(weighted_shift) / (shift_limit * s_fit + weighted_t)
+                    systematic = np.fmax(systematic, moved)
+                systematic = np.where(f.fitted & np.isfinite(systematic), systematic, 0.0)
+    kinds: list[str | None] = [
+        "cap" if cap_failed[g] else ("residual" if residual_failed[g] else None)
+        for g in range(groups)
+    ]
+    one_pass = np.zeros(groups)
+    if block.model.centered:  # no variance is computed on an exact constant group (caps)
+        with np.errstate(over="ignore"):  # K**2 beyond float64 (a constant group of 1e200)
+            one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
+        one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
+    scores = Scores(
+        group_score,
+        scale_accurate,
+        shift_accurate,
+        one_pass,
+        systematic,
+        1 + weighted_ds,
+        weighted_shift,
+    )
+    return best, scores, kinds
