@@ -96,6 +96,8 @@ def make_mismatch_message(c: Comparison) -> str:
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
+        if c.nan_expected:  # NaN against NaN fails by that rule, not by any error's size
+            text += f" (the reference {c.nan_expected} NaN; NaN equals NaN only with equal_nan)"
     if c.accuracy_class is not None and not c.passed:
         text += f"; accuracy class {c.accuracy_class}"
     if c.explanation:

@@ -50,7 +50,7 @@ DTYPES: dict[DTypeName, DTypeInfo] = {
 def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName, str | None]:
     """The dtype torch computes in when the user does not say, and a note when it is a guess.
 
-    Floating inputs keep their dtype; integer and boolean inputs become float32 (as
+    Floating inputs keep their dtype; integer inputs become float32 (as
     ``torch.tensor(x, dtype=torch.float32)`` would), with a note saying so.
     """
     if array_dtype == np.float64:
@@ -63,12 +63,13 @@ def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName,
 
 
 def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]:
-    """``a`` checked to hold real numbers (floating, integer or boolean), in native byte order
-    (torch cannot take big-endian data).
+    """``a`` checked to hold real numbers (floating or integer), in native byte order (torch
+    cannot take big-endian data).
 
     Raises:
-        InputError: structured, complex, object, string or extended-precision data; the message
-            starts with ``where`` and names ``role``.
+        InputError: boolean (a mask saved in place of numbers, refused as JSON's ``true`` is),
+            structured, complex, object, string or extended-precision data; the message starts
+            with ``where`` and names ``role``.
     """
     from lncheck.errors import InputError
 
@@ -81,7 +82,9 @@ def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]
         raise InputError(
             f"{where}: {role} is complex ({a.dtype}); normalization layers take real numbers"
         )
-    if kind not in "fiub" or (kind == "f" and a.dtype.itemsize > 8):
+    if kind == "b":
+        raise InputError(f"{where}: {role} is boolean; expected floating or integer numbers")
+    if kind not in "fiu" or (kind == "f" and a.dtype.itemsize > 8):
         raise InputError(
             f"{where}: {role} has dtype {a.dtype}; expected floating or integer numbers"
         )

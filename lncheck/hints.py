@@ -22,6 +22,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.comparison import Comparison
 from lncheck.ops.spec import NormSpec
+from lncheck.options import spelling
 from lncheck.result import Quantity, as_array
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ def with_hints(
             continue
         named = (c.explanation or "").startswith("matches")
         if c.accuracy_class == "mismatch" and not named:
+            narrow = _narrower(case, output)
+            if narrow is not None:  # not "a different function": the file's own rounding
+                c = replace(c, explanation=narrow)
             best = _quick(case, output)
             if best is not None:
                 c = c.explained(f"lncheck explain finds: {best.description}")
@@ -64,6 +68,23 @@ def with_hints(
                 c = replace(c, passed=False, accuracy_class="mismatch", explanation=text)
         done.append(c)
     return done
+
+
+def _narrower(case: Case, output: Quantity) -> str | None:
+    """Why a user's output stored in a float dtype narrower than the check's fails whatever
+    it computes (``None`` where it is not narrower): its own last place is coarser than any
+    correct result's in the compute dtype."""
+    stored = np.asarray(as_array(output)).dtype
+    if stored.kind != "f" or stored.itemsize >= np.dtype(np.float32).itemsize:
+        return None
+    if case.dtype not in ("float32", "float64"):
+        return None
+    dtype = spelling(case.settings.surface, case.settings.words)("dtype")
+    return (
+        f"its values are {stored}, the check computes in {case.dtype}: {stored}'s own "
+        f"rounding is no rounding of {case.dtype}'s (if the layer ran in {stored}, check it "
+        f"with {dtype} {stored})"
+    )
 
 
 def _quick(case: Case, output: Quantity) -> Candidate | None:

@@ -404,3 +404,19 @@ def _check_shapes(
                 f"{which} must have shape {tuple(want)} "
                 f"for {spec.op} on an input of shape {spec.input_shape}"
             )
+    _check_running_values(arrays, where)
+
+
+def _check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
+    """Running statistics are a layer's state, not data under test: a NaN, an infinity or a
+    negative variance there makes every output NaN, and torch would be blamed for it."""
+    for role in ("running_mean", "running_var"):
+        if role not in arrays:
+            continue
+        with np.errstate(all="ignore"):
+            values = np.asarray(arrays[role], dtype=np.float64)
+            bad = ~np.isfinite(values) | ((values < 0) if role == "running_var" else False)
+        if bad.any():
+            first = float(values.flat[int(np.argmax(bad))])
+            need = "finite and at least 0" if role == "running_var" else "finite"
+            raise InputError(f"{where[role]}: {role} values must be {need}, got {first:g}")

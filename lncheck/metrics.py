@@ -201,8 +201,8 @@ class Accumulator:
         ``extra`` is a further share of the tolerance per group (a structural check's), charged
         to the group's element with the largest error, where it counts like that element's
         own. Returns the absolute error of each element (``inf`` for a non-finite mismatch,
-        ``0`` for a non-finite match): with ``scratch``, in its buffer, valid until its next
-        use."""
+        ``0`` for a non-finite match or NaN against NaN): with ``scratch``, in its buffer, valid
+        until its next use."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
@@ -335,7 +335,8 @@ class Accumulator:
         full = np.where(finite, err, np.where(ok, 0.0, np.inf))
         if self.heatmap is not None:
             self._pool(first, full)
-        return full
+        # NaN against NaN fails by the equal_nan rule alone: no error of any size, so no class
+        return np.where(e_nan & a_nan, 0.0, full)
 
     def _worst(
         self,

@@ -41,6 +41,7 @@ from lncheck.values import (
     number,
     one_of,
     positive,
+    repeat_count,
     text,
 )
 
@@ -187,8 +188,9 @@ OPTIONS_LIST: tuple[Option, ...] = (
     Option("candidate_timeout", "float", positive_seconds,
            "Seconds a --candidate-cmd program may run before it is stopped (a failed check).",
            CANDIDATES, default=60.0, default_text="60"),
-    Option("repeat", "int", positive,
-           "Run every candidate N times; a run that differs bitwise from the first fails it.",
+    Option("repeat", "int", repeat_count,
+           "Run every candidate N times (at most 1000); a run that differs bitwise from the "
+           "first fails it.",
            CANDIDATES, default=1, default_text="1"),
     Option("dtype", "choice", one_of(_dtype_names),
            "Dtype torch computes in; default the input's floating dtype.", RUN,

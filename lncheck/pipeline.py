@@ -11,6 +11,7 @@ here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from lncheck import gradients, ops, reference
 from lncheck.backends import Backend, check_devices, usable
 from lncheck.blocks import GroupLayout
-from lncheck.candidates import CandidateFailed, bundles, command, repeat
+from lncheck.candidates import CandidateFailed, NotProduced, bundles, command, repeat
 from lncheck.candidates.callable import resolve
 from lncheck.candidates.specs import EXPECTED as EXPECTED  # an unnamed --expected's candidate
 from lncheck.case import Case
@@ -104,22 +105,30 @@ def _backend_run(
 
 
 def _once(case: Case, name: str, produce: Callable[[], dict[str, Any]]) -> Iterator[Produced]:
-    """One run of a program or callable: its result, or a failed check that says why. (An
+    """One run of a program or callable: its result and a failed check for each quantity it
+    could not give (``NotProduced``), or one failed check that says why it gave nothing. (An
     ``LncheckError`` while preparing the run, such as a device that does not exist, is the
     user's input error and propagates.)"""
     final = bundles.final_quantity(case.spec)
+    words = spelling(case.settings.surface, case.settings.words)
     try:
         arrays = produce()
     except CandidateFailed as e:
         note = str(e)
     else:
+        absent = {q: v for q, v in arrays.items() if isinstance(v, NotProduced)}
+        given = {q: v for q, v in arrays.items() if q not in absent}
         try:
-            found = bundles.members(arrays, None, case.spec)
-            yield NormResult(name, bundles.checked(found, case.spec, case.grad, "its result"))
-            return
+            found = bundles.members(given, None, case.spec)
+            result = NormResult(name, bundles.checked(found, case.spec, case.grad, "its result"))
         except LncheckError as e:  # a result that does not fit the layer: the candidate's fault
             note = e.raw
-    words = spelling(case.settings.surface, case.settings.words)
+        else:
+            yield result
+            for quantity, why in absent.items():
+                size = math.prod(bundles.accepted_shapes(quantity, case.spec)[0])
+                yield not_made(name, quantity, size, spell(why.reason, words))
+            return
     yield not_made(name, final, int(case.x.size), spell(note, words))
 
 
@@ -228,6 +237,7 @@ def check_case(
         )
         notes += (f"not checked in chunks: {why}",)
     previous: npt.NDArray[np.generic] | None = None
+    unfinite = 0  # groups whose input holds NaN or inf
     for offset, unit in parts.parts:
         if parts.chunked and previous is not None:
             release_pages(previous, case.x)
@@ -241,6 +251,7 @@ def check_case(
                     quantities={**ref.quantities, **grads},
                     bounds={**ref.bounds, **grad_bounds},
                 )
+        unfinite += _unfinite_groups(ref)
         if case.x.size <= SMALL_TENSOR:
             small = {"input": case.x, "reference": as_array(ref.quantities["output"])}
         produced = _timed(candidates(unit, implementation), clock)
@@ -270,6 +281,12 @@ def check_case(
         stats.add_reference(offset, ref, unit)  # when no candidate had statistics of its own
     if previous is not None:
         release_pages(previous, case.x)
+    if unfinite:  # torch is not to blame for the NaN it returns there
+        equal_nan = spelling(case.settings.surface, case.settings.words)("equal_nan")
+        notes += (
+            f"the input holds NaN or inf in {unfinite} of {layouts['output'].groups} groups: "
+            f"their outputs are NaN on every side, and NaN equals NaN only with {equal_nan}",
+        )
     checks = with_hints(case, comparer.results(), user_outputs) + extra + list(missing.values())
     return Report(
         _header(case, notes),
@@ -280,6 +297,16 @@ def check_case(
         failing_groups=comparer.failures(),
         names=_display_names(implementation, [c.candidate for c in checks] + list(small), users),
     )
+
+
+def _unfinite_groups(ref: NormResult) -> int:
+    """How many groups' statistics the input's NaN or inf made non-finite (none known in eval
+    mode, which computes none, or for an op without an output model)."""
+    model = ref.model
+    if model is None or model.running:
+        return 0
+    with np.errstate(invalid="ignore"):
+        return int(np.count_nonzero(~(np.isfinite(model.m0) & np.isfinite(model.variance))))
 
 
 def _header(case: Case, notes: tuple[str, ...]) -> Header:

@@ -49,6 +49,20 @@ def positive(value: Any, name: str) -> int:
     return number
 
 
+MAX_REPEAT = 1000  # every run after the first is held until the first run's paths are done
+
+
+def repeat_count(value: Any, name: str) -> int:
+    """How many times each candidate runs: 1 to ``MAX_REPEAT``.
+
+    Raises:
+        InputError: not an integer, below 1 or above ``MAX_REPEAT``."""
+    number = positive(value, name)
+    if number > MAX_REPEAT:
+        raise InputError(f"{option(name)} must be at most {MAX_REPEAT}, got {number}")
+    return number
+
+
 def non_negative(value: Any, name: str) -> int:
     """An integer, 0 or more.
 
@@ -137,10 +151,11 @@ def text(value: Any, name: str) -> str:
 
 
 def momentum(value: Any, name: str) -> float | None:
-    """A finite number, or ``none``/``None``: the cumulative moving average.
+    """A number from 0 to 1, the weight of the batch's statistics in the running ones (as
+    ``torch.nn.BatchNorm2d(momentum=)``), or ``none``/``None``: the cumulative moving average.
 
     Raises:
-        InputError: another string, or a number that is not finite."""
+        InputError: another string, or a number outside [0, 1] (NaN and inf included)."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     if isinstance(value, str):
@@ -149,8 +164,8 @@ def momentum(value: Any, name: str) -> float | None:
         except ValueError:
             raise InputError(f"{option(name)} must be a number or 'none', got {value!r}") from None
     result = any_number(value, name)
-    if not math.isfinite(result):
-        raise InputError(f"{option(name)} must be finite or 'none', got {result}")
+    if not 0.0 <= result <= 1.0:  # torch takes any number; outside [0, 1] it weighs nothing
+        raise InputError(f"{option(name)} must be from 0 to 1 or 'none', got {result:g}")
     return result
 
 

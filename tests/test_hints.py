@@ -149,3 +149,18 @@ def test_a_callable_candidate_gets_the_same_verdict_as_the_same_output_given() -
     called = lncheck.compare(x, "group_norm", candidates={"mine": kernel}, **options).checks[0]
     assert (given.accuracy_class, called.accuracy_class) == ("mismatch", "mismatch")
     assert called.explanation == given.explanation
+
+
+def test_a_float16_output_checked_in_float32_is_said_to_be_rounded_not_another_function() -> None:
+    mean, var = X.mean(-1, keepdims=True), X.var(-1, keepdims=True)
+    y = ((X - mean) / np.sqrt(var + 1e-5)).astype(np.float16)
+    report = lncheck.compare(X, normalized_shape=256, backend=None, expected=y)
+    (c,) = report.checks
+    assert c.accuracy_class == "mismatch" and c.explanation is not None
+    assert c.explanation.startswith(
+        "its values are float16, the check computes in float32: float16's own rounding is no "
+        "rounding of float32's (if the layer ran in float16, check it with dtype= float16)"
+    )
+    assert "a different function" not in c.explanation
+    exact = ((X - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
+    assert lncheck.compare(X, normalized_shape=256, backend=None, expected=exact).passed

@@ -273,6 +273,8 @@ def test_npz_names(write: Callable[..., Path], arrays: dict[str, np.ndarray], ph
         (np.zeros((2, 4), dtype=[("a", "f4"), ("b", "f4")]), "structured"),
         (np.float32(3.0), "scalar"),
         (np.zeros((0, 4), dtype=np.float32), "no elements"),
+        # a mask, refused as JSON's true and false are
+        (np.ones((2, 4), dtype=bool), "input is boolean; expected floating or integer numbers"),
     ],
 )
 def test_npy_that_is_not_real_numbers(

@@ -119,6 +119,16 @@ def test_non_finite_input_propagates_and_is_counted(bad: float) -> None:
     assert means and means[0].nan_expected == 1  # the statistics keep the bad group, as NaN
     lenient = check_case(make_case(x, normalized_shape=8, tolerance=ToleranceSpec(equal_nan=True)))
     assert all(c.passed for c in lenient.checks if c.quantity == "output")
+    # the input is named as the NaN's source, and torch is not called a different function:
+    # the finite groups are accurate, and the failure says it is NaN against NaN
+    assert (
+        "the input holds NaN or inf in 1 of 4 groups: their outputs are NaN on every side, and "
+        "NaN equals NaN only with equal_nan="
+    ) in report.header.notes
+    assert all(c.accuracy_class == "accurate" for c in out)
+    assert "candidate has 8 NaN and 0 Inf (the reference 8 NaN; NaN equals NaN only" in (
+        out[0].message()
+    )
 
 
 def test_a_single_element_input_with_gradients_runs() -> None:

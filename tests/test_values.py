@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from lncheck.errors import InputError
-from lncheck.values import any_number, integer, integers, momentum, number, one_of, positive
+from lncheck.values import (
+    any_number,
+    integer,
+    integers,
+    momentum,
+    number,
+    one_of,
+    positive,
+    repeat_count,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,8 +42,13 @@ def test_integers_from_every_surface(value: Any, wanted: tuple[int, ...]) -> Non
         (number, math.inf, "groups must be finite, got inf"),
         (number, 10**400, "groups must be a number within the float range, got an integer of 1329"),
         (any_number, -(10**400), "groups must be a number within the float range"),
+        (repeat_count, 0, "groups must be positive, got 0"),
+        (repeat_count, 10**8, "groups must be at most 1000, got 100000000"),
         (momentum, "fast", "groups must be a number or 'none', got 'fast'"),
-        (momentum, math.nan, "groups must be finite or 'none', got nan"),
+        (momentum, math.nan, "groups must be from 0 to 1 or 'none', got nan"),
+        (momentum, -0.5, "groups must be from 0 to 1 or 'none', got -0.5"),
+        (momentum, "7", "groups must be from 0 to 1 or 'none', got 7"),
+        (momentum, math.inf, "groups must be from 0 to 1 or 'none', got inf"),
     ],
 )
 def test_each_refusal_names_the_option(parse: Any, value: Any, message: str) -> None:
@@ -48,6 +62,7 @@ def test_numbers_and_momentum() -> None:
     assert math.isnan(any_number(math.nan, "atol"))  # checked later, with its partner
     assert momentum("None", "momentum") is None and momentum(None, "momentum") is None
     assert momentum("0.1", "momentum") == 0.1
+    assert momentum(0, "momentum") == 0.0 and momentum(1, "momentum") == 1.0
 
 
 def test_one_of_suggests_the_closest_choice() -> None:

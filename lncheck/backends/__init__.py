@@ -14,7 +14,8 @@ import time: ``lncheck --help``, suite validation and ``lncheck ops`` use it) an
 * ``run(case, device, option_name) -> Iterator[NormResult]``: one result per code path, one
   at a time, with statistics in the reference's group order (``backends.common``);
 * ``call(case, fn, device) -> dict``: call a user's function (``--candidate``) with the
-  backend's tensors and return what it produced by quantity, as NumPy arrays; raise
+  backend's tensors and return what it produced by quantity, as NumPy arrays
+  (``lncheck.candidates.NotProduced`` for one it cannot give, with the reason); raise
   ``lncheck.candidates.CandidateFailed`` when it cannot (it raised, changed its input, ...).
 
 A conformance test (``tests/backends/test_conformance.py``) checks every registered backend

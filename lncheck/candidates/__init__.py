@@ -13,10 +13,13 @@ holds the machinery it uses for the user's candidates:
 * ``repeat``: runs of one candidate compared bitwise with its first run.
 
 A candidate that cannot produce a result (a program that crashes, hangs or writes nothing, a
-callable that raises or changes its input) is a failed check with a note, never a crash.
+callable that raises or changes its input) is a failed check with a note, never a crash; so is
+one quantity it cannot give while it gives the others (``NotProduced``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 # The quantities a candidate may give, named as the reference names them. ``output`` is the
 # norm's output, ``activation`` the output after ``--activation``; statistics are one value per
@@ -42,3 +45,15 @@ class CandidateFailed(Exception):
 
     Not an ``LncheckError``: it is a verdict on the candidate, not an invalid input.
     """
+
+
+@dataclass(frozen=True)
+class NotProduced:
+    """A quantity a candidate gives no value for, and why: what a backend's ``call`` returns in
+    its place (it becomes that check's note, while the candidate's other quantities are checked).
+
+    A zero-filled stand-in would be compared as if the candidate had computed zeros, and fail
+    as a mismatch that says nothing of the cause.
+    """
+
+    reason: str

@@ -89,8 +89,6 @@ def checked(
         if quantity not in quantities:
             continue
         value = real_numbers(np.asarray(quantities[quantity]), where, quantity)
-        if value.dtype.kind == "b":  # no layer computes booleans: a mask saved in its place
-            raise InputError(f"{where}: {quantity} is boolean; a layer's {quantity} is numbers")
         if value.dtype.kind != "f":
             value = value.astype(np.float64)
         reason = _not_here(quantity, spec, grad)

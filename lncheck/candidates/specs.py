@@ -85,7 +85,30 @@ def _check_name(name: Any, where: str) -> str:
             f"{where}: candidate name {name!r} must be letters, digits, '_' or '-' "
             f"and not a quantity's name"
         )
+    # `outptu=y.npy` would check y.npy as a candidate's output, and pass (names of three
+    # letters, such as `ref`, stay free)
+    near = [q for q in QUANTITIES if len(name) > 3 and _one_edit(name, q)]
+    if near:
+        raise InputError(
+            f"{where}: {name!r} is no quantity (did you mean {near[0]!r}?); a candidate "
+            f"name one edit away from a quantity's is refused"
+        )
     return name
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` is ``b`` with one letter changed, added, dropped, or two neighbours
+    swapped (Damerau's edits)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        swapped = len(differ) == 2 and differ[1] == differ[0] + 1
+        return len(differ) == 1 or (
+            swapped and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]]
+        )
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def _split_name(key: Any, where: str) -> tuple[str, str | None]:

@@ -121,6 +121,9 @@ def compare(
         raise InputError(
             f"--quiet shortens the console output; it does not apply to {stdout_format}"
         )
+    if all_groups and (quiet or stdout_format != "console"):  # only the tables list groups
+        where = "--quiet" if quiet else stdout_format
+        raise InputError(f"--all-groups lengthens the console tables; it does not apply to {where}")
     targets = _report_targets(reports)
     settings = parse(options, "cli")
     # the plot is one more file written: it may clash with a report as two reports do
@@ -131,6 +134,10 @@ def compare(
         plot = plot.with_name(plot.name + ".png")
     writes = targets + ([("", plot)] if plot is not None else [])
     written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
+    if plot is not None:  # a format matplotlib lacks is found before the run, not after
+        from lncheck.render.plot import check_target
+
+        check_target(plot)
     case = load(settings, input)
     report = check_case(case, heatmaps=plot is not None, failing_groups=None if all_groups else 10)
     if plot is not None:

@@ -171,6 +171,13 @@ def explain_command(
     y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
+    if x.shape != y.shape:  # named by file here; the API names the arguments
+        from lncheck.errors import InputError
+
+        raise InputError(
+            f"{observed}: the observed output has shape {y.shape}, the input ({input}) "
+            f"{x.shape}: they must match"
+        )
     report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     if json_output:
         import json

@@ -289,8 +289,13 @@ def _verdict(report: Report) -> Text:
 
 
 def _classes(report: Report) -> str:
-    """The failures' accuracy classes (each failure's message says why)."""
-    classes = [c.accuracy_class for c in report.failures if c.accuracy_class]
+    """The failures' accuracy classes (each failure's message says why); a check whose finite
+    values are accurate fails only by NaN against NaN, and says so."""
+    classes = [
+        "NaN against NaN" if c.accuracy_class == "accurate" and c.nan_expected else c.accuracy_class
+        for c in report.failures
+        if c.accuracy_class
+    ]
     if not classes:
         return ""
     return " (" + ", ".join(f"{classes.count(k)} {k}" for k in dict.fromkeys(classes)) + ")"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,25 @@ from lncheck.report import Report
 PLOTTED = ("output", "activation")
 
 
-def write(report: Report, path: Path) -> None:
-    """Write the plot of ``report`` to ``path`` (PNG).
+def check_target(path: Path) -> None:
+    """Refuse, before anything runs, a plot that could not be written: matplotlib missing, or
+    a file extension it has no format for (named as ``--plot`` was given).
 
     Raises:
         BackendUnavailable: matplotlib is not installed.
-        InputError: the file cannot be written.
-    """
+        InputError: matplotlib writes no such format."""
+    plt = _pyplot()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    kind = path.suffix.lstrip(".").lower()
+    if kind not in formats:
+        raise InputError(
+            f"--plot {path}: matplotlib writes no '{kind}' files (it writes "
+            f"{', '.join(sorted(formats))})"
+        )
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -34,6 +47,17 @@ def write(report: Report, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise BackendUnavailable("--plot needs matplotlib: pip install 'lncheck[plot]'") from None
+    return plt
+
+
+def write(report: Report, path: Path) -> None:
+    """Write the plot of ``report`` to ``path`` (PNG).
+
+    Raises:
+        BackendUnavailable: matplotlib is not installed.
+        InputError: the file cannot be written.
+    """
+    plt = _pyplot()
     checks = [c for c in report.checks if c.quantity in PLOTTED and not c.note and c.histogram]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
     labels = histogram_bins()

@@ -34,7 +34,7 @@ from lncheck.errors import InputError, LncheckError, option, spelled
 from lncheck.identical import sha256_of
 from lncheck.options import spelling
 from lncheck.pipeline import backend_for, candidates, resolved
-from lncheck.readers import read_npz
+from lncheck.readers import Loaded, read_npz
 from lncheck.result import as_array
 from lncheck.sources import CHUNK
 from lncheck.suite.parse import SuiteCase
@@ -61,8 +61,7 @@ class Baseline:
             _, candidate, quantity = name.split("/")
             if array.dtype.kind not in "fiub":
                 raise InputError(
-                    f"{option('baseline')} {self.path}: entry {name!r} holds {array.dtype}, "
-                    "not real numbers"
+                    f"{self.path}: entry {name!r} holds {array.dtype}, not real numbers"
                 )
             out[(candidate, quantity)] = array
         return out
@@ -112,29 +111,61 @@ def _shown(value: Any) -> str:
 
 def open_baseline(path: str | Path, *, verify: bool = False) -> Baseline:
     """Read a baseline's metadata (the arrays are read per case, when needed); ``verify`` also
-    reads every member to its end, so that a damaged one is found before anything runs.
+    reads every entry as a run reads it, so that a damaged, foreign or pickled one is found
+    before anything runs.
 
     Raises:
-        InputError: not a baseline written by ``lncheck baseline``, or a damaged one.
+        InputError: not a baseline written by ``lncheck baseline``, or a damaged one, naming
+            the option it was given to.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(
             f"{option('baseline')} {path}: no such file (write one with lncheck baseline)"
         )
+    names: list[str] = []  # every entry's name: the reader asks ``select`` about each one
+
+    def meta_only(name: str) -> bool:
+        names.append(name)
+        return name == META
+
     try:
-        loaded = read_npz(path, lambda name: name == META, verify_all=verify)
+        baseline = Baseline(path, _meta(read_npz(path, meta_only)))
+        if verify:
+            _verify(baseline, names)
     except LncheckError as e:  # named with the option it was given to
         raise type(e)(f"{option('baseline')} {path}: {e.raw.removeprefix(f'{path}: ')}") from None
+    return baseline
+
+
+def _meta(loaded: Loaded) -> dict[str, Any]:
+    """The ``__meta__`` entry's JSON object."""
     if META not in loaded.arrays:
-        raise InputError(f"{option('baseline')} {path}: not an lncheck baseline (no {META} entry)")
+        raise InputError(f"not an lncheck baseline (no {META} entry)")
     try:
         meta = json.loads(str(loaded.arrays[META][()]))
     except Exception:  # whatever the JSON parser raises on it (too deep, too large): not ours
         meta = None
     if not isinstance(meta, dict):
-        raise InputError(f"{option('baseline')} {path}: its {META} entry is not a JSON object")
-    return Baseline(path, meta)
+        raise InputError(f"its {META} entry is not a JSON object")
+    return meta
+
+
+def _verify(baseline: Baseline, names: list[str]) -> None:
+    """Every entry of ``names`` is named as ``record`` names them, and each case's arrays read
+    as ``Baseline.arrays`` reads them in a run (real numbers, never a pickle, every CRC
+    checked): a fault found here would otherwise be one case's error after the others ran, or
+    an entry that no case ever reads."""
+    cases: dict[str, None] = {}  # in the file's order
+    for name in names:
+        if name == META:
+            continue
+        parts = name.split("/")
+        if len(parts) != 3 or not all(parts):
+            raise InputError(f"entry {name!r} is not named <case>/<candidate>/<quantity>")
+        cases[parts[0]] = None
+    for case in cases:  # one case's arrays at a time, as a run holds them
+        baseline.arrays(case)
 
 
 def case_options(suite_case: SuiteCase, case: Case, root: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ every option of ``lncheck compare`` under its name in the option table (``normal
 or ``shape``, ``channel_axis``, ``running_mean``, ...), plus ``name``, ``input`` (a path
 relative to the suite file) or ``random`` (a generated input), and ``skip``/``xfail`` (a
 reason). Defaults apply to every case whose op reads them; a case overrides them. A key a case
-sets itself that its op does not read is an error.
+sets itself that its op does not read is an error, and so is a default that no case's op reads.
 """
 
 from __future__ import annotations
@@ -196,13 +196,15 @@ def load_suite(path: str | Path) -> Suite:
         except LncheckError as e:
             raise InputError(f"{where}: {spelled(e, spelling('suite')).raw}") from None
         cases.append(case)
+    _check_defaults_read(path, defaults, cases)
     return Suite(path, tuple(cases))
 
 
 def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
     """``[defaults]``' own faults reported as its own, before any case: an unknown key, a bad
     value, ``name`` (each case names itself), or both ``input`` and ``random``. How its keys
-    combine with each case's is checked per case.
+    combine with each case's is checked per case, and whether any case reads them once every
+    case is parsed (``_check_defaults_read``).
 
     Raises:
         InputError: naming the suite file, ``[defaults]`` and the key.
@@ -224,6 +226,28 @@ def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
         parse({k: v for k, v in defaults.items() if k not in CASE_KEYS}, "suite")
     except LncheckError as e:
         raise InputError(f"{path}: [defaults]: {spelled(e, spelling('suite')).raw}") from None
+
+
+def _check_defaults_read(path: Path, defaults: dict[str, Any], cases: list[SuiteCase]) -> None:
+    """Refuse a per-op default that no case's op reads: each case leaves it out (``_case``),
+    so it would be silently dropped, where a case giving it itself is refused.
+
+    Raises:
+        InputError: naming the suite file, ``[defaults]``, the key, its readers and the ops of
+            the cases.
+    """
+    present = list(dict.fromkeys(str(c.settings["op"]) for c in cases))  # in the cases' order
+    for key in defaults:
+        name = ALIASES.get(key, key)
+        known = OPTIONS.get(name)
+        if known is None or not known.per_op or any(name in ops.module(op).READS for op in present):
+            continue
+        readers = ops.readers_of(name)
+        verb = "reads" if len(readers) <= 1 else "read"  # "no op reads it"
+        raise InputError(
+            f"{path}: [defaults]: key {key!r} is read by no case "
+            f"({', '.join(readers) or 'no op'} {verb} it; the cases are {', '.join(present)})"
+        )
 
 
 def _unknown_keys(table: dict[str, Any]) -> list[str]:

@@ -121,12 +121,16 @@ def run_cases(
     notes: Sequence[str] = (),
 ) -> SuiteReport:
     """Run ``cases`` (validated, see ``suite.parse.load_suite``) and collect a ``SuiteReport``
-    (with ``notes`` about the selection)."""
+    (with ``notes`` about the selection).
+
+    Raises:
+        InputError: the baseline is missing, damaged or not one (before any case runs).
+    """
     environment = environment_of(cases)
     notes = list(notes)
     options = replace(options, root=str(Path(suite_path).parent))
     if options.baseline is not None:
-        notes += open_baseline(options.baseline).notes(environment)
+        notes += open_baseline(options.baseline, verify=True).notes(environment)
     results: list[CaseResult] = []
 
     def done(result: CaseResult) -> bool:

@@ -315,7 +315,7 @@ def test_a_bundle_with_no_arrays_is_an_input_error(tmp_path: Path) -> None:
 def test_a_boolean_result_is_an_input_error() -> None:
     # a mask saved in place of a gradient compared as 0.0 and 1.0 would be a meaningless check
     spec = make_case(np.ones((4, 8), np.float32), normalized_shape=8).spec
-    with pytest.raises(InputError, match=r"^w\.npy: grad_weight is boolean; a layer's grad_weight"):
+    with pytest.raises(InputError, match=r"^w\.npy: grad_weight is boolean; expected floating"):
         checked({"grad_weight": np.ones(8, bool)}, spec, True, "w.npy")
     assert (
         checked({"grad_weight": np.ones(8, np.int32)}, spec, True, "w.npy")["grad_weight"].dtype

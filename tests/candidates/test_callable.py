@@ -152,13 +152,42 @@ def test_a_fused_activation_is_the_final_output() -> None:
     assert {q for q, _ in checks} == {"activation", "grad_input", "grad_weight", "grad_bias"}
     assert all(c.passed for c in checks.values())
 
-    def ignores_its_weight(x: torch.Tensor, normalized_shape: Any) -> torch.Tensor:
+    def ignores_its_weight(x: torch.Tensor, normalized_shape: Any, weight: Any) -> torch.Tensor:
         return F.relu(F.layer_norm(x, normalized_shape))
 
     # its output does not depend on the weight: autograd's grad_weight is zero, which is wrong
     checks = _checks(_x(), ignores_its_weight, activation="relu", grad=True)
     assert not checks[("grad_weight", "reference")].passed
+    assert checks[("grad_weight", "reference")].note is None  # a mismatch, like any other
     assert checks[("activation", "reference")].passed
+
+
+def test_a_parameter_it_never_takes_has_no_gradient_and_a_note_says_so() -> None:
+    def only_x(x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:])
+
+    # the layer is affine (weight ones, bias zeros): its output is right, but autograd has no
+    # gradient for parameters the function never received, which is not a gradient of zeros
+    checks = _checks(_x(), only_x, grad=True)
+    assert {q: c.passed for (q, _), c in checks.items()} == {
+        "output": True,
+        "grad_input": True,
+        "grad_weight": False,
+        "grad_bias": False,
+    }
+    weight, bias = checks[("grad_weight", "reference")], checks[("grad_bias", "reference")]
+    assert weight.note == "takes no weight: autograd gives it no grad_weight"
+    assert bias.note == "takes no bias: autograd gives it no grad_bias"
+    assert (weight.total, bias.total) == (8, 8)
+
+    def no_bias(x: torch.Tensor, normalized_shape: Any, weight: Any) -> torch.Tensor:
+        return F.layer_norm(x, normalized_shape, weight)
+
+    checks = _checks(_x(), no_bias, grad=True)
+    assert checks[("grad_weight", "reference")].passed
+    assert (
+        checks[("grad_bias", "reference")].note == "takes no bias: autograd gives it no grad_bias"
+    )
 
 
 def test_a_module_path_is_imported_from_the_current_folder_or_the_targets_folder(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,12 @@ def test_a_file_a_named_candidate_a_quantity_and_both() -> None:
     ]
     # a path with '=' in a folder name is not a name: only a leading word is
     assert _entries("out/a=b.npy") == [("expected", None, "out/a=b.npy")]
+    # names near a quantity's but more than one edit away, or of three letters, are names
+    assert [c for c, _, _ in _entries(["ref=a.npy", "var2x=b.npy", "mine=c.npy"])] == [
+        "ref",
+        "var2x",
+        "mine",
+    ]
 
 
 def test_a_table_maps_names_to_files_or_arrays() -> None:
@@ -62,13 +70,19 @@ def test_a_table_maps_names_to_files_or_arrays() -> None:
         ({}, "the table is empty"),
         ({"my kernel": "x.npy"}, "candidate name 'my kernel' must be letters, digits"),
         ({1: "x.npy"}, "names must be strings, got 1"),
+        # a quantity misspelt by one edit would name a candidate whose output is the file
+        ("outptu=y.npy", "'outptu' is no quantity (did you mean 'output'?)"),
+        (["grad_inpt=dx.npy"], "'grad_inpt' is no quantity (did you mean 'grad_input'?)"),
+        ({"runing_var": "v.npy"}, "'runing_var' is no quantity (did you mean 'running_var'?)"),
+        ({"mine.maen": "m.npy"}, "unknown quantity 'maen'"),
+        ({"maen.rstd": "r.npy"}, "'maen' is no quantity (did you mean 'mean'?)"),
     ],
 )
 def test_bad_entries_are_input_errors(value: object, phrase: str | None) -> None:
     if phrase is None:
         assert _entries(value)[0][0] == "expected"
         return
-    with pytest.raises(InputError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(InputError, match=re.escape(phrase)):
         expected_entries(value, "expected")
 
 

@@ -209,6 +209,16 @@ def test_compare_quiet_is_one_line_per_check_and_the_verdict() -> None:
     assert len(full.stdout.splitlines()) > 60  # the full report stays the default
     json_too = invoke("compare", TOKENS, "--shape", "4", "--json", "--quiet")
     assert_user_error(json_too, "--quiet shortens the console output; it does not apply to json")
+    # the failing groups are listed by the console tables alone
+    for extra, where in (
+        (["-q"], "--quiet"),
+        (["--json"], "json"),
+        (["--format", "junit"], "junit"),
+    ):
+        assert_user_error(
+            invoke("compare", TOKENS, *UNBIASED, "--all-groups", *extra),
+            f"--all-groups lengthens the console tables; it does not apply to {where}",
+        )
 
 
 def test_run_quiet_hides_the_bar_and_prints_the_summary() -> None:
@@ -294,3 +304,15 @@ def test_what_a_candidate_prints_goes_to_stderr_and_stdout_is_one_json_document(
     doc = json.loads(done.stdout)  # nothing else on stdout
     assert doc["passed"] and any(c["candidate"] == "ln" for c in doc["checks"])
     assert done.stderr.split() == ["imported", "called", "from", "C"]
+
+
+def test_nan_in_the_input_is_named_and_fails_as_nan_against_nan(tmp_path: Path) -> None:
+    x = tmp_path / "nan.npy"
+    np.save(x, np.array([[1.0, np.nan, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]], np.float32))
+    result = invoke("compare", str(x), "--shape", "4")
+    assert result.exit_code == 1
+    assert "the input holds NaN or inf in 1 of 2 groups" in result.stdout
+    assert "NaN equals NaN only with --equal-nan" in " ".join(result.stdout.split())
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == "FAIL: 6 of 6 checks failed (6 NaN against NaN)"
+    assert invoke("compare", str(x), "--shape", "4", "--equal-nan").exit_code == 0

@@ -144,7 +144,10 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
     np.save(tmp_path / "y.npy", rng.normal(size=(4, 32, 6)).astype(np.float32))
     np.save(tmp_path / "short.npy", np.zeros(5))
     x, y, short = (str(tmp_path / n) for n in ("x.npy", "y.npy", "short.npy"))
-    assert "the observed output has shape (5,), the input (4, 32, 6)" in _error(invoke(x, short))
+    assert _error(invoke(x, short)) == (
+        f"lncheck: error: {short}: the observed output has shape (5,), the input ({x}) "
+        "(4, 32, 6): they must match"
+    )
     assert "--groups 5 does not divide the 32 channels" in _error(invoke(x, y, "--groups", "5"))
     line = _error(invoke(x, y, "--weight", short))
     assert "--weight has shape (5,), which fits no normalization" in line

@@ -105,6 +105,17 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
             "running_mean has shape (2,); --running-mean must have shape (3,)",
         ),
         ((4, 3, 2, 2, 2, 2), {}, "BatchNorm needs an input with 2 to 5 dims"),
+        # running statistics that make every output NaN are the caller's, not torch's error
+        (
+            (4, 3),
+            {"training": False, "running_mean": np.zeros(3), "running_var": [1.0, -1.0, 1.0]},
+            "running_var values must be finite and at least 0, got -1",
+        ),
+        (
+            (4, 3),
+            {"running_mean": [0.0, np.inf, 0.0], "running_var": np.ones(3)},
+            "running_mean values must be finite, got inf",
+        ),
         # a momentum that weighs nothing: no running statistics are updated
         (
             (4, 3),

@@ -21,6 +21,7 @@ import pytest
 import lncheck
 import lncheck.errors
 from lncheck.atomic import exclusive
+from lncheck.errors import InputError
 from lncheck.suite.baseline import META, Baseline, open_baseline
 
 from ..cli.helpers import assert_user_error, invoke
@@ -278,3 +279,54 @@ def test_a_damaged_baseline_is_refused_before_anything_runs(tmp_path: Path) -> N
     result = invoke("run", str(suite), "--baseline", str(golden))
     assert_user_error(result, str(golden))
     assert os.path.getsize(golden) == len(data)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)  # as a hostile file would hold it
+    return buffer.getvalue()
+
+
+UNNAMED = "is not named <case>/<candidate>/<quantity>"
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "fault"),
+    [
+        (f"c2/{OUTPUT}", np.array([1, None], dtype=object),
+         f"array 'c2/{OUTPUT[:-4]}' holds Python objects (a pickle); refusing to load it"),
+        (f"c3/{OUTPUT}", np.array(["a", "b"]),
+         f"entry 'c3/{OUTPUT[:-4]}' holds <U1, not real numbers"),
+        ("stray.npy", np.ones(2), f"entry 'stray' {UNNAMED}"),
+        ("c1//output.npy", np.ones(2), f"entry 'c1//output' {UNNAMED}"),
+        (f"c1/{OUTPUT[:-4]}/x.npy", np.ones(2), f"entry 'c1/{OUTPUT[:-4]}/x' {UNNAMED}"),
+    ],
+)  # fmt: skip
+def test_a_foreign_entry_in_a_baseline_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, array: np.ndarray, fault: str
+) -> None:
+    import lncheck.suite.run as suite_run
+
+    suite, golden = write_suite(tmp_path, THREE), tmp_path / "golden.npz"
+    _record(suite, golden)
+    entries = _entries(golden) | {name: _npy(array)}
+    with zipfile.ZipFile(golden, "w") as archive:
+        for key, data in entries.items():
+            archive.writestr(key, data)
+    line = assert_user_error(invoke("run", str(suite), "--baseline", str(golden)))
+    assert line == f"lncheck: error: --baseline {golden}: {fault}"
+    ran: list[object] = []
+    monkeypatch.setattr(suite_run, "run_one", lambda *a: ran.append(a))
+    with pytest.raises(InputError) as raised:  # the API opens it before any case too
+        lncheck.run_suite(suite, baseline=golden)
+    assert str(raised.value) == f"baseline= {golden}: {fault}" and not ran
+
+
+def test_a_truncated_baseline_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    suite, golden = write_suite(tmp_path, THREE), tmp_path / "golden.npz"
+    _record(suite, golden)
+    golden.write_bytes(golden.read_bytes()[:-100])
+    line = assert_user_error(invoke("run", str(suite), "--baseline", str(golden)))
+    assert (
+        line == f"lncheck: error: --baseline {golden}: is not a valid .npz file (not a zip archive)"
+    )

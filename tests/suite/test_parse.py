@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import lncheck
+from lncheck.errors import InputError
 from lncheck.suite.parse import RandomInput, load_suite
 
-from ..cli.helpers import invoke
+from ..cli.helpers import assert_user_error, invoke
 from .helpers import SUITE, write_suite
 
 OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\n'
@@ -206,6 +207,41 @@ def test_defaults_apply_only_to_the_ops_that_read_them(tmp_path: Path) -> None:
     assert not cases["ln"].given("groups") and cases["ln"]["normalized_shape"] == (8,)
     assert cases["gn"]["groups"] == 2 and not cases["gn"].given("normalized_shape")
     assert cases["ln"]["eps"] == cases["gn"]["eps"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("defaults", "words"),
+    [
+        ("groups = 2", "key 'groups' is read by no case (group_norm reads it; the cases are "
+         "layer_norm, rms_norm)"),
+        ("train = false", "key 'train' is read by no case (instance_norm, batch_norm read it; "
+         "the cases are layer_norm, rms_norm)"),
+    ],
+)  # fmt: skip
+def test_a_default_that_no_cases_op_reads_is_refused(
+    tmp_path: Path, defaults: str, words: str
+) -> None:
+    # as the same key in a case is, instead of being dropped from every case in silence
+    path = write_suite(
+        tmp_path,
+        f"[defaults]\n{defaults}\nshape = [8]\n"
+        '[[case]]\nname = "ln"\ninput = "x.npy"\n'
+        '[[case]]\nname = "rms"\ninput = "x.npy"\nop = "rms_norm"\n',
+    )
+    line = assert_user_error(invoke("run", str(path)))
+    assert line == f"lncheck: error: {path}: [defaults]: {words}"
+    with pytest.raises(InputError) as raised:
+        lncheck.run_suite(path)
+    assert str(raised.value) == f"{path}: [defaults]: {words}"
+
+
+def test_a_default_that_only_a_skipped_case_reads_is_kept(tmp_path: Path) -> None:
+    text = (
+        '[defaults]\ngroups = 2\n[[case]]\nname = "ln"\ninput = "x.npy"\nshape = [8]\n'
+        '[[case]]\nname = "gn"\ninput = "x.npy"\nop = "group_norm"\nskip = "later"\n'
+    )
+    ln, gn = load_suite(write_suite(tmp_path, text)).cases
+    assert not ln.settings.given("groups") and gn.settings["groups"] == 2
 
 
 def test_paths_are_relative_to_the_suite_file(tmp_path: Path) -> None:

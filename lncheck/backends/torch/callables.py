@@ -10,7 +10,8 @@ the layer uses them (defaults filled in). It returns a tensor (the layer's final
 
 * With ``--grad``, unless it returns gradients itself, lncheck backpropagates the upstream
   gradient from its final output through autograd to get ``grad_input``, ``grad_weight`` and
-  ``grad_bias``.
+  ``grad_bias``. A function whose signature names no ``weight`` (or ``bias``) never receives
+  it, so autograd has no gradient for it: that check fails with a note saying so.
 * It must not change its input, weight or bias: they are compared bitwise with copies taken
   before the call. Running statistics are buffers that torch's functions update in place, so
   they are the function's updated ``running_mean``/``running_var`` unless it returns them.
@@ -28,7 +29,7 @@ import torch
 
 from lncheck.backends.torch import runner
 from lncheck.backends.torch.files import to_numpy
-from lncheck.candidates import QUANTITIES, CandidateFailed
+from lncheck.candidates import QUANTITIES, CandidateFailed, NotProduced
 from lncheck.candidates.bundles import GRADIENTS, final_quantity
 from lncheck.candidates.guard import guarded
 from lncheck.case import Case
@@ -36,9 +37,12 @@ from lncheck.case import Case
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def call(case: Case, fn: Callable[..., Any], device: str) -> dict[str, npt.NDArray[Any]]:
+def call(
+    case: Case, fn: Callable[..., Any], device: str
+) -> dict[str, npt.NDArray[Any] | NotProduced]:
     """Call ``fn`` on ``case`` and return what it produced, by quantity, as NumPy arrays (in
-    the shapes it gave them; ``candidates.bundles`` checks them).
+    the shapes it gave them; ``candidates.bundles`` checks them), or ``NotProduced`` for a
+    parameter's gradient autograd cannot give because ``fn`` never took the parameter.
 
     Raises:
         CandidateFailed: it raised, changed its input, returned something else than a tensor
@@ -75,8 +79,11 @@ def call(case: Case, fn: Callable[..., Any], device: str) -> dict[str, npt.NDArr
             if name in args and name not in produced and buffer is not None:
                 produced[name] = buffer  # updated in place, as torch's functions do
     if upstream is not None and not any(g in produced for g in GRADIENTS):
-        produced.update(_backward(case, produced, upstream, x, weight, bias))
-    return {name: to_numpy(value) for name, value in produced.items()}
+        produced.update(_backward(case, produced, upstream, x, weight, bias, args))
+    return {
+        name: value if isinstance(value, NotProduced) else to_numpy(value)
+        for name, value in produced.items()
+    }
 
 
 def _leaf(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -169,8 +176,10 @@ def _backward(
     x: torch.Tensor,
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
-) -> dict[str, torch.Tensor]:
-    """Gradients by autograd from the final output (the activation's, when it returns one)."""
+    taken: Mapping[str, Any],
+) -> dict[str, torch.Tensor | NotProduced]:
+    """Gradients by autograd from the final output (the activation's, when it returns one);
+    ``taken`` holds the keyword arguments ``fn`` was given."""
     final = produced.get("activation", produced.get("output"))
     if final is None or not final.requires_grad:
         raise CandidateFailed(
@@ -182,12 +191,25 @@ def _backward(
             final.backward(upstream.to(final.dtype).reshape(final.shape))
     except (Exception, SystemExit) as e:  # a wrong shape, a broken backward, sys.exit()
         raise CandidateFailed(f"its backward raised {_describe(e)}") from None
-    grads = {"grad_input": x.grad if x.grad is not None else torch.zeros_like(x)}
+    grads: dict[str, torch.Tensor | NotProduced] = {
+        "grad_input": x.grad if x.grad is not None else torch.zeros_like(x)
+    }
     if case.spec.affine and weight is not None:
-        grads["grad_weight"] = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+        grads["grad_weight"] = _parameter_grad("weight", weight, taken)
     if case.spec.has_bias and bias is not None:
-        grads["grad_bias"] = bias.grad if bias.grad is not None else torch.zeros_like(bias)
+        grads["grad_bias"] = _parameter_grad("bias", bias, taken)
     return grads
+
+
+def _parameter_grad(
+    name: str, parameter: torch.Tensor, taken: Mapping[str, Any]
+) -> torch.Tensor | NotProduced:
+    """Autograd's gradient of the parameter ``name``. A function that took it but whose output
+    does not depend on it gets zeros: that is its gradient, and wrong. One that never took it
+    has none to compare: autograd's ``None`` means nothing about its arithmetic."""
+    if name not in taken:
+        return NotProduced(f"takes no {name}: autograd gives it no grad_{name}")
+    return parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
 
 
 def _describe(e: BaseException) -> str:
