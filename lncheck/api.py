@@ -237,8 +237,9 @@ def run_suite(
     __name__ == "__main__":`` (if the workers cannot start, the cases run in this process).
 
     Raises:
-        lncheck.errors.InputError: the suite file or an option is invalid, a shard is not
-            ``1 <= i <= n``, or ``pattern`` matches no case of the suite (nothing ran).
+        lncheck.errors.InputError: the suite file, the baseline or an option is invalid, a
+            shard is not ``1 <= i <= n``, or ``pattern`` matches no case of the suite (nothing
+            ran).
     """
     from lncheck.suite.parse import load_suite
     from lncheck.suite.run import SuiteOptions, run_cases, select, selection_note
@@ -253,6 +254,10 @@ def run_suite(
             jobs=jobs,
         )
         cases = select(load_suite(path).cases, shard=shard, pattern=pattern)
+        if baseline is not None:  # a damaged or foreign baseline is refused before any case
+            from lncheck.suite.baseline import open_baseline
+
+            open_baseline(baseline, verify=True)
         return run_cases(str(path), cases, options, notes=selection_note(cases, shard))
     except LncheckError as e:
         raise spelled(e, spelling("api")) from None

@@ -74,6 +74,7 @@ class OutputModel:
     # how many values the group's input can take (the compute dtype's values between its
     # smallest and largest, at most its size): equal inputs round alike (``lncheck.judge``)
     levels: F64
+    unfinite: npt.NDArray[np.bool_]  # groups whose input holds NaN or inf
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here

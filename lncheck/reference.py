@@ -139,6 +139,7 @@ def run(case: Case) -> NormResult:
             & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),
             levels=np.fmin(representable_between(batch.low, batch.high, case.dtype), p.group_size),
+            unfinite=~(np.isfinite(batch.low) & np.isfinite(batch.high)),
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
             ),

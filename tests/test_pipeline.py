@@ -122,10 +122,14 @@ def test_non_finite_input_propagates_and_is_counted(bad: float) -> None:
     # the input is named as the NaN's source, and torch is not called a different function:
     # the finite groups are accurate, and the failure says it is NaN against NaN
     assert (
-        "the input holds NaN or inf in 1 of 4 groups: their outputs are NaN on every side, and "
-        "NaN equals NaN only with equal_nan="
+        "the input holds NaN or inf in 1 of 4 groups: the outputs it reaches are NaN on every "
+        "side, and NaN equals NaN only with equal_nan="
     ) in report.header.notes
     assert all(c.accuracy_class == "accurate" for c in out)
+    # values near float64's largest have an infinite variance, and no NaN or inf of their own
+    huge_x = _x((4, 8)).astype(np.float64) * 1e300
+    huge = check_case(make_case(huge_x, normalized_shape=8, dtype="float64"))
+    assert not any("NaN or inf" in n for n in huge.header.notes)
     assert "candidate has 8 NaN and 0 Inf (the reference 8 NaN; NaN equals NaN only" in (
         out[0].message()
     )
