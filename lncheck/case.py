@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +46,9 @@ class Case:
     grad: bool = False
     notes: tuple[str, ...] = ()
     source: str = ""  # where the input came from (a path, a random draw), if not ``name``
+    # the user's candidates whose results are stored in a float dtype narrower than ``dtype``
+    # (a float16 .npy, a bfloat16 .pt read as float32), by name: that dtype
+    stored_narrower: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def device(self) -> str:

@@ -31,6 +31,7 @@ from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
 from lncheck.metrics import Accumulator, Shared, prepare
 from lncheck.ops.spec import NormSpec
+from lncheck.options import spelling
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
@@ -402,6 +403,12 @@ class BlockComparer:
             beyond = self.unrepresentable.get((candidate, quantity), 0)
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity))
+            if c.nan_pairs and not c.passed:  # a rule, not an error of any size
+                equal_nan = spelling(self.case.settings.surface, self.case.settings.words)
+                c = c.explained(
+                    f"{c.nan_pairs} NaN against the reference's NaN fail: NaN equals NaN only "
+                    f"with {equal_nan('equal_nan')}"
+                )
             made[(candidate, quantity)] = c
         done = []
         for key in self.checked:

@@ -53,7 +53,7 @@ def with_hints(
             continue
         named = (c.explanation or "").startswith("matches")
         if c.accuracy_class == "mismatch" and not named:
-            narrow = _narrower(case, output)
+            narrow = _narrower(case, c.candidate)
             if narrow is not None:  # not "a different function": the file's own rounding
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
@@ -70,21 +70,28 @@ def with_hints(
     return done
 
 
-def _narrower(case: Case, output: Quantity) -> str | None:
-    """Why a user's output stored in a float dtype narrower than the check's fails whatever
-    it computes (``None`` where it is not narrower): its own last place is coarser than any
+def _narrower(case: Case, candidate: str) -> str | None:
+    """Why a user's output stored in a float dtype narrower than the check's fails whatever it
+    computes (``None`` where it is not narrower): its own last place is coarser than any
     correct result's in the compute dtype."""
-    stored = np.asarray(as_array(output)).dtype
-    if stored.kind != "f" or stored.itemsize >= np.dtype(np.float32).itemsize:
+    stored = case.stored_narrower.get(candidate)
+    if stored is None:
         return None
-    if case.dtype not in ("float32", "float64"):
-        return None
-    dtype = spelling(case.settings.surface, case.settings.words)("dtype")
     return (
-        f"its values are {stored}, the check computes in {case.dtype}: {stored}'s own "
-        f"rounding is no rounding of {case.dtype}'s (if the layer ran in {stored}, check it "
-        f"with {dtype} {stored})"
+        f"its values are {stored}, the check computes in {case.dtype}: {stored}'s own rounding "
+        f"is no rounding of {case.dtype}'s (if the layer ran in {stored}, check it with "
+        f"{_setting(case, 'dtype', stored)})"
     )
+
+
+def _setting(case: Case, name: str, value: str) -> str:
+    """Option ``name`` set to ``value`` as the caller would write it: ``--dtype float16``,
+    ``dtype = "float16"`` in a suite, ``dtype="float16"`` in Python."""
+    spelled = spelling(case.settings.surface, case.settings.words)(name)
+    if case.settings.surface == "cli":
+        return f"{spelled} {value}"
+    word = case.settings.words.get(name, name)
+    return f'{word} = "{value}"' if case.settings.surface == "suite" else f'{word}="{value}"'
 
 
 def _quick(case: Case, output: Quantity) -> Candidate | None:

@@ -97,29 +97,37 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     results = bundles.given(parts, case.spec, case.grad)
     _check_programs(settings, case, results)
     words = spelling(settings.surface, settings.words)
-    notes = tuple(spell(n, words) for n in _stored_lower(parts, case.dtype))
-    return case.with_(given=results, notes=case.notes + notes, source=source)
+    narrower = _stored_lower(parts, case.dtype)
+    notes = tuple(spell(_narrower_note(part, dtype, case.dtype), words) for part, dtype in narrower)
+    return case.with_(
+        given=results,
+        notes=case.notes + notes,
+        source=source,
+        stored_narrower={part.candidate: dtype for part, dtype in narrower},
+    )
 
 
-def _stored_lower(parts: list[bundles.Part], dtype: DTypeName) -> tuple[str, ...]:
-    """A note per ``--expected`` entry stored in a dtype narrower than the one the check
-    computes in: a float16 file of a layer that ran in float16, checked in float32, fails on
-    float16's rounding, which reads as a different function."""
+def _stored_lower(parts: list[bundles.Part], dtype: DTypeName) -> list[tuple[bundles.Part, str]]:
+    """Each ``--expected`` entry stored in a float dtype narrower than the one the check
+    computes in, with the narrowest such dtype: a float16 file of a layer that ran in float16,
+    checked in float32, fails on float16's rounding, which reads as a different function."""
     bits = DTYPES[dtype].mantissa_bits
-    notes = []
+    found: list[tuple[bundles.Part, str]] = []
     for part in parts:
         stored = {
             part.dtype_names.get(k, str(getattr(a, "dtype", ""))) for k, a in part.arrays.items()
         }
         narrower = [d for d in stored if d in DTYPES and DTYPES[d].mantissa_bits < bits]
         if narrower:
-            worst = min(narrower, key=lambda d: DTYPES[d].mantissa_bits)
-            notes.append(
-                f"{part.where} holds {worst} values, the check computes in {dtype}: if "
-                f"the layer ran in {worst}, have the check compute in it too "
-                f"({option('dtype')})"
-            )
-    return tuple(notes)
+            found.append((part, min(narrower, key=lambda d: DTYPES[d].mantissa_bits)))
+    return found
+
+
+def _narrower_note(part: bundles.Part, stored: str, dtype: str) -> str:
+    return (
+        f"{part.where} holds {stored} values, the check computes in {dtype}: if the layer ran "
+        f"in {stored}, have the check compute in it too ({option('dtype')})"
+    )
 
 
 def _refuse_unused(settings: Settings) -> None:
@@ -142,6 +150,9 @@ def _refuse_unused(settings: Settings) -> None:
             raise InputError(
                 f"{option(name)} makes what {option(other)} gives ({what}): leave one out"
             )
+    idle = ops.momentum_idle(settings) if settings.given("momentum") else None
+    if idle is not None:  # it weighs the batch's statistics into running ones being updated
+        raise InputError(f"{option('momentum')} does nothing here: {idle}")
 
 
 def _expected_parts(
@@ -261,7 +272,10 @@ def _build(
         raise with_context(e, source) from None
     arrays = {}
     for role, value in found.items():
-        arrays[role], beyond = _rounded(real_numbers(value, where[role], role), chosen, role)
+        checked = real_numbers(value, where[role], role)
+        if role in ("weight", "bias"):  # data under test, as the input's NaN is: a note
+            overflowed += _not_finite(checked, role)
+        arrays[role], beyond = _rounded(checked, chosen, role)
         overflowed += beyond
     _check_shapes(arrays, spec, where)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
@@ -284,6 +298,17 @@ def _build(
         grad=bool(settings["grad"]) or upstream,
         notes=((note,) if note else ()) + tuple(overflowed) + spec.notes,
     )
+
+
+def _not_finite(a: npt.NDArray[Any], role: str) -> list[str]:
+    """A note if ``a`` (a weight or bias, small) holds NaN or inf: the outputs it reaches are
+    NaN or inf on every side, torch's included."""
+    with np.errstate(all="ignore"):
+        count = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if not count:
+        return []
+    values, reach = ("value is", "it reaches") if count == 1 else ("values are", "they reach")
+    return [f"{count} {role} {values} NaN or inf: so are the outputs {reach}, on every side"]
 
 
 def _rounded(

@@ -170,6 +170,7 @@ class Accumulator:
         self.groups = groups
         self.total = self.mismatched = self.finite = 0
         self.nan_actual = self.nan_expected = self.inf_actual = self.inf_expected = 0
+        self.nan_pairs = 0  # NaN against NaN, failed for want of equal_nan
         self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
         self.required_atol = self.required_rtol = 0.0
         self.atol_max = 0.0
@@ -287,7 +288,10 @@ class Accumulator:
         self.inf_actual += int(a_inf.sum())
         finite = ~(e_nan | a_nan | e_inf | a_inf)
         # Non-finite pairs pass only when they are the same value (or both NaN, if allowed).
-        nonfinite_ok = (a == e) | (a_nan & e_nan & self.equal_nan)
+        both_nan = a_nan & e_nan
+        nonfinite_ok = (a == e) | (both_nan & self.equal_nan)
+        if not self.equal_nan:
+            self.nan_pairs += int(np.count_nonzero(both_nan))
         err = np.where(finite, np.abs(a - e), 0.0)
         ok = np.where(finite, err <= s.allowed, nonfinite_ok)
         self.mismatched += int(e.size - np.count_nonzero(ok))
@@ -301,9 +305,10 @@ class Accumulator:
         k = int(score.argmax())
         best = float(score.flat[k])
         if best == math.inf:
-            # Several elements are infinitely far out: name the one with the largest error,
-            # a non-finite mismatch first.
-            k = int(np.where(score == math.inf, np.where(finite, err, np.inf), -1.0).argmax())
+            # Several elements are infinitely far out: name the one with the largest error, a
+            # non-finite mismatch first, and NaN against NaN last (it says the least)
+            rank = np.where(finite, err, np.where(both_nan, -0.5, np.inf))
+            k = int(np.where(score == math.inf, rank, -1.0).argmax())
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
         own = err_k * float(s.inv_allowed.flat[k]) if finite.flat[k] else math.inf
         self._worst(
@@ -336,7 +341,7 @@ class Accumulator:
         if self.heatmap is not None:
             self._pool(first, full)
         # NaN against NaN fails by the equal_nan rule alone: no error of any size, so no class
-        return np.where(e_nan & a_nan, 0.0, full)
+        return np.where(both_nan, 0.0, full)
 
     def _worst(
         self,
@@ -398,6 +403,7 @@ class Accumulator:
             nan_expected=self.nan_expected,
             inf_actual=self.inf_actual,
             inf_expected=self.inf_expected,
+            nan_pairs=self.nan_pairs,
             tolerance_used=max(self.worst_key[0], 0.0),
             worst_by_group=self.worst_key[0] > self.worst_own,
             worst_own=self.worst_own,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 
 import lncheck
 from lncheck.comparison import Comparison
+
+from .cli.helpers import invoke
 
 X = np.random.default_rng(0).normal(size=(64, 256)).astype(np.float32)
 
@@ -159,8 +162,25 @@ def test_a_float16_output_checked_in_float32_is_said_to_be_rounded_not_another_f
     assert c.accuracy_class == "mismatch" and c.explanation is not None
     assert c.explanation.startswith(
         "its values are float16, the check computes in float32: float16's own rounding is no "
-        "rounding of float32's (if the layer ran in float16, check it with dtype= float16)"
+        'rounding of float32\'s (if the layer ran in float16, check it with dtype="float16")'
     )
     assert "a different function" not in c.explanation
     exact = ((X - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
     assert lncheck.compare(X, normalized_shape=256, backend=None, expected=exact).passed
+
+
+def test_a_bfloat16_pt_file_is_said_to_be_bfloat16_as_typed(tmp_path: Path) -> None:
+    """A .pt file's bfloat16 is read as float32 by NumPy: the reader's dtype name counts."""
+    import torch
+
+    mean, var = X.mean(-1, keepdims=True), X.var(-1, keepdims=True)
+    y = torch.from_numpy((X - mean) / np.sqrt(var + 1e-5)).to(torch.bfloat16)
+    x_path, y_path = tmp_path / "x.npy", tmp_path / "y.pt"
+    np.save(x_path, X)
+    torch.save(y, y_path)
+    result = invoke("compare", str(x_path), "--shape", "256", "--expected", str(y_path), "-q")
+    assert result.exit_code == 1
+    assert (
+        "its values are bfloat16, the check computes in float32: bfloat16's own rounding is no "
+        "rounding of float32's (if the layer ran in bfloat16, check it with --dtype bfloat16)"
+    ) in result.stdout

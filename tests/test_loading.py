@@ -314,6 +314,11 @@ def test_values_beyond_the_compute_dtype_are_noted(write: Callable[..., Path]) -
     case = _load(x, dtype="float16", weight=str(w))
     assert "4 weight values beyond float16's range became inf" in case.notes
     assert not [n for n in _load(x).notes if "range" in n]  # nothing rounded, nothing noted
+    # NaN or inf given as a parameter is data under test, as in the input: a note, not an error
+    bad = write("b.npy", np.array([0.0, np.nan, np.inf, np.nan], np.float32))
+    assert "3 bias values are NaN or inf: so are the outputs they reach, on every side" in (
+        _load(x, bias=str(bad), weight=str(w)).notes
+    )
     # and the whole check says so in its notes, without a stray NumPy warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")

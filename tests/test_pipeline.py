@@ -130,9 +130,28 @@ def test_non_finite_input_propagates_and_is_counted(bad: float) -> None:
     huge_x = _x((4, 8)).astype(np.float64) * 1e300
     huge = check_case(make_case(huge_x, normalized_shape=8, dtype="float64"))
     assert not any("NaN or inf" in n for n in huge.header.notes)
-    assert "candidate has 8 NaN and 0 Inf (the reference 8 NaN; NaN equals NaN only" in (
-        out[0].message()
+    assert all(c.nan_pairs == 8 for c in out)
+    assert (
+        out[0]
+        .message()
+        .endswith(
+            "candidate has 8 NaN and 0 Inf; accuracy class accurate: 8 NaN against the reference's "
+            "NaN fail: NaN equals NaN only with equal_nan="
+        )
     )
+    # a NaN of the candidate's own, where the reference is finite, is named before NaN pairs
+    xd = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf in the bad group: NaN, as intended
+        mean, var = xd.mean(-1, keepdims=True), xd.var(-1, keepdims=True)
+        mine = ((xd - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
+    mine[1] = np.nan  # NaN where the reference is NaN too
+    mine[2, 5] = np.nan  # and where it is finite
+    (own,) = lncheck.compare(x, normalized_shape=8, backend=None, expected=mine).checks
+    assert own.worst_index == (2, 5) and own.nan_pairs == 8 and own.accuracy_class == "mismatch"
+    lenient_own = lncheck.compare(
+        x, normalized_shape=8, backend=None, expected=mine, equal_nan=True
+    ).checks[0]
+    assert lenient_own.nan_pairs == 0 and "NaN equals NaN" not in lenient_own.message()
 
 
 def test_a_single_element_input_with_gradients_runs() -> None:

@@ -41,6 +41,7 @@ def resolve(target: Target) -> Callable[..., Any]:
                 module = _from_file(Path(module_name), where)
             else:
                 module = _import(module_name, Path(target.folder or "."))
+                _check_imported_from(module, source_file(target), where, function)
     except InputError:
         raise
     except (Exception, SystemExit) as e:  # the user's module failed while importing: say how
@@ -85,6 +86,19 @@ def _import(name: str, folder: Path) -> ModuleType:
     finally:
         if added and here in sys.path:
             sys.path.remove(here)
+
+
+def _check_imported_from(module: ModuleType, found: str | None, where: str, function: str) -> None:
+    """Refuse a module that Python had already imported under the same name from elsewhere
+    (another suite's folder, the standard library): its function is not the one beside the
+    caller, and checking it would pass or fail the wrong code."""
+    loaded = getattr(module, "__file__", None)
+    if found is None or loaded is None or Path(loaded).resolve() == Path(found).resolve():
+        return
+    raise InputError(
+        f"{where}: a module named {module.__name__!r} is already imported from {loaded}, not "
+        f"{found}: name the file instead ({found}:{function})"
+    )
 
 
 def _from_file(path: Path, where: str) -> ModuleType:

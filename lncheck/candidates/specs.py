@@ -85,13 +85,20 @@ def _check_name(name: Any, where: str) -> str:
             f"{where}: candidate name {name!r} must be letters, digits, '_' or '-' "
             f"and not a quantity's name"
         )
-    # `outptu=y.npy` would check y.npy as a candidate's output, and pass (names of three
-    # letters, such as `ref`, stay free)
-    near = [q for q in QUANTITIES if len(name) > 3 and _one_edit(name, q)]
+    return name
+
+
+def _not_a_typo(name: str, where: str) -> str:
+    """An ``--expected`` name that is a quantity's with one edit (``outptu=y.npy`` would check
+    y.npy as a candidate's output, and pass) is refused; names of three letters (``ref``) or
+    ending in a digit (``var1``) stay free."""
+    near = [
+        q for q in QUANTITIES if len(name) > 3 and not name[-1].isdigit() and _one_edit(name, q)
+    ]
     if near:
         raise InputError(
-            f"{where}: {name!r} is no quantity (did you mean {near[0]!r}?); a candidate "
-            f"name one edit away from a quantity's is refused"
+            f"{where}: {name!r} is one edit from the quantity {near[0]!r}: write "
+            f"{near[0]}=FILE if you meant it, or give the candidate another name"
         )
     return name
 
@@ -123,8 +130,8 @@ def _split_name(key: Any, where: str) -> tuple[str, str | None]:
             f"{where}: unknown quantity {quantity!r} in {key!r} (known: {', '.join(QUANTITIES)})"
         )
     if dot:
-        return _check_name(candidate, where), quantity
-    return _check_name(key, where), None
+        return _not_a_typo(_check_name(candidate, where), where), quantity
+    return _not_a_typo(_check_name(key, where), where), None
 
 
 def expected_entries(value: Any, name: str) -> tuple[Given, ...]:

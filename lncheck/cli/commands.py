@@ -117,12 +117,13 @@ def compare(
     from lncheck.pipeline import check_case
 
     stdout_format = _stdout_format(json_output, output_format)
+    typed_format = "--json" if json_output else f"--format {stdout_format}"
     if quiet and stdout_format != "console":
         raise InputError(
-            f"--quiet shortens the console output; it does not apply to {stdout_format}"
+            f"--quiet shortens the console output; it does not apply to {typed_format}"
         )
     if all_groups and (quiet or stdout_format != "console"):  # only the tables list groups
-        where = "--quiet" if quiet else stdout_format
+        where = "--quiet" if quiet else typed_format
         raise InputError(f"--all-groups lengthens the console tables; it does not apply to {where}")
     targets = _report_targets(reports)
     settings = parse(options, "cli")

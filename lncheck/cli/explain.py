@@ -174,9 +174,10 @@ def explain_command(
     if x.shape != y.shape:  # named by file here; the API names the arguments
         from lncheck.errors import InputError
 
+        input_is = "its input" if observed == input else f"the input ({input})"
         raise InputError(
-            f"{observed}: the observed output has shape {y.shape}, the input ({input}) "
-            f"{x.shape}: they must match"
+            f"{observed}: the observed output has shape {y.shape}, {input_is} {x.shape}: "
+            "they must match"
         )
     report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     if json_output:

@@ -41,6 +41,21 @@ def module(name: str) -> ModuleType:
     return importlib.import_module(OPS[name])
 
 
+def momentum_idle(settings: Settings) -> str | None:
+    """Why a ``momentum`` weighs nothing in the layer ``settings`` describe (no running
+    statistics kept, or none updated: eval), else ``None``; ``None`` too for an op that keeps
+    none at all (it does not read the option, which ``check_applies`` refuses)."""
+    op = module(settings["op"])
+    tracks = getattr(op, "tracks", None)
+    if tracks is None:
+        return None
+    if not tracks(settings):
+        return f"{op.NAME} keeps no running statistics with {option('track_running_stats')} off"
+    if not settings["training"]:
+        return f"{op.NAME} updates no running statistics in eval"
+    return None
+
+
 def readers_of(name: str) -> list[str]:
     """The ops that read option ``name``."""
     return [op for op in OPS if name in module(op).READS]

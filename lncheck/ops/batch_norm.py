@@ -28,9 +28,14 @@ READS = {
 }
 
 
+def tracks(s: Settings) -> bool:
+    """Whether the layer keeps running statistics (on unless turned off)."""
+    return True if s["track_running_stats"] is None else bool(s["track_running_stats"])
+
+
 def build(s: Settings, shape: tuple[int, ...], dtype: str, defaults: Mapping[str, Any]) -> NormSpec:
     k = channel_axis(s["channel_axis"], shape, "BatchNorm", min_ndim=2, max_ndim=5)
-    track = True if s["track_running_stats"] is None else s["track_running_stats"]
+    track = tracks(s)
     use_batch_stats = bool(s["training"]) or not track
     reduce = tuple(i for i in range(len(shape)) if i != k)
     if use_batch_stats and math.prod(shape[i] for i in reduce) == 1:

@@ -23,9 +23,14 @@ READS = {
 }
 
 
+def tracks(s: Settings) -> bool:
+    """Whether the layer keeps running statistics (off unless turned on)."""
+    return bool(s["track_running_stats"])
+
+
 def build(s: Settings, shape: tuple[int, ...], dtype: str, defaults: Mapping[str, Any]) -> NormSpec:
     k = channel_axis(s["channel_axis"], shape, "InstanceNorm", min_ndim=3, max_ndim=5)
-    track = bool(s["track_running_stats"])
+    track = tracks(s)
     use_input_stats = bool(s["training"]) or not track
     spatial = tuple(i for i in range(1, len(shape)) if i != k)
     if use_input_stats and math.prod(shape[i] for i in spatial) == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lncheck.errors import InputError, option
 from lncheck.ops.spec import NormSpec, eps_or
 from lncheck.options import Settings
 
@@ -25,12 +24,6 @@ def per_channel(
     running statistics torch keeps (updated in training when ``track``)."""
     eps = eps_or(s["eps"])
     training = bool(s["training"])
-    if s.given("momentum") and not (training and track):
-        # momentum only weighs the batch's statistics into running ones being updated
-        why = "in eval" if track else f"with {option('track_running_stats')} off"
-        raise InputError(
-            f"{option('momentum')} does nothing here: {module} updates no running statistics {why}"
-        )
     return NormSpec(
         op=op,
         module=module,

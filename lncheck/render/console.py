@@ -292,7 +292,7 @@ def _classes(report: Report) -> str:
     """The failures' accuracy classes (each failure's message says why); a check whose finite
     values are accurate fails only by NaN against NaN, and says so."""
     classes = [
-        "NaN against NaN" if c.accuracy_class == "accurate" and c.nan_expected else c.accuracy_class
+        "NaN against NaN" if c.accuracy_class == "accurate" and c.nan_pairs else c.accuracy_class
         for c in report.failures
         if c.accuracy_class
     ]

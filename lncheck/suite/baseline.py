@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.atomic import exclusive, replacing
+from lncheck.candidates import QUANTITIES
 from lncheck.case import Case
 from lncheck.errors import InputError, LncheckError, option, spelled
 from lncheck.identical import sha256_of
@@ -152,10 +153,11 @@ def _meta(loaded: Loaded) -> dict[str, Any]:
 
 
 def _verify(baseline: Baseline, names: list[str]) -> None:
-    """Every entry of ``names`` is named as ``record`` names them, and each case's arrays read
-    as ``Baseline.arrays`` reads them in a run (real numbers, never a pickle, every CRC
-    checked): a fault found here would otherwise be one case's error after the others ran, or
-    an entry that no case ever reads."""
+    """Every entry of ``names`` is named as ``record`` names them (``<case>/<candidate>/
+    <quantity>``, the quantity one a layer computes), and each case's arrays read as
+    ``Baseline.arrays`` reads them in a run (real numbers, never a pickle, every CRC checked):
+    a fault found here would otherwise be one case's error after the others ran. (Cases and
+    candidates a run does not have are not faults: re-recording some cases keeps the others.)"""
     cases: dict[str, None] = {}  # in the file's order
     for name in names:
         if name == META:
@@ -163,6 +165,8 @@ def _verify(baseline: Baseline, names: list[str]) -> None:
         parts = name.split("/")
         if len(parts) != 3 or not all(parts):
             raise InputError(f"entry {name!r} is not named <case>/<candidate>/<quantity>")
+        if parts[2] not in QUANTITIES:
+            raise InputError(f"entry {name!r} names no quantity (known: {', '.join(QUANTITIES)})")
         cases[parts[0]] = None
     for case in cases:  # one case's arrays at a time, as a run holds them
         baseline.arrays(case)

@@ -10,15 +10,12 @@ sets itself that its op does not read is an error, and so is a default that no c
 
 from __future__ import annotations
 
-import math
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from lncheck import ops
 from lncheck.backends import check_devices, get_backend
@@ -39,7 +36,8 @@ from lncheck.options import (
     spelling,
 )
 from lncheck.result import as_array
-from lncheck.values import integer, integers, number, one_of, text
+from lncheck.suite.random_input import RandomInput, check_generated, random_input
+from lncheck.values import text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,65 +48,6 @@ CASE_KEYS = ("name", "input", "random", "skip", "xfail")
 # A case loaded while the suite is validated is kept for the run when its arrays are this small
 # (a memory-mapped .npy costs nothing until read); larger ones are read again when they run.
 KEEP_LOADED_BYTES = 16 << 20
-
-
-@dataclass(frozen=True)
-class RandomInput:
-    """A generated input: ``random = {shape = [8, 16], seed = 0, dist = "normal", ...}``."""
-
-    shape: tuple[int, ...]
-    seed: int = 0
-    dist: str = "normal"
-    mean: float = 0.0
-    std: float = 1.0
-    low: float = 0.0
-    high: float = 1.0
-
-    def generate(self, dtype: str | None) -> npt.NDArray[np.floating]:
-        """The input, in float64 if the case computes in float64 and float32 otherwise (like
-        ``torch.randn``); the values depend on the seed only."""
-        rng = np.random.default_rng(self.seed)
-        if self.dist == "normal":
-            x = rng.normal(self.mean, self.std, size=self.shape)
-        else:
-            x = rng.uniform(self.low, self.high, size=self.shape)
-        if dtype == "float64":
-            return x
-        with np.errstate(over="ignore"):  # a huge std overflows float32 to inf, as torch would
-            return x.astype(np.float32)
-
-    def describe(self) -> str:
-        spread = (
-            f"mean={self.mean}, std={self.std}"
-            if self.dist == "normal"
-            else f"{self.low}..{self.high}"
-        )
-        return f"random({self.dist}, shape={self.shape}, {spread}, seed={self.seed})"
-
-
-def _non_negative(value: Any, key: str) -> float:
-    result = number(value, key)
-    if result < 0:
-        raise InputError(f"{option(key)} must be 0 or more, got {value}")
-    return result
-
-
-def _seed(value: Any, key: str) -> int:
-    result = integer(value, key)
-    if result < 0:
-        raise InputError(f"{option(key)} must be 0 or more, got {result}")
-    return result
-
-
-RANDOM_KEYS: dict[str, Callable[[Any, str], Any]] = {
-    "shape": integers,
-    "seed": _seed,
-    "dist": one_of(lambda: ("normal", "uniform")),
-    "mean": number,
-    "std": _non_negative,
-    "low": number,
-    "high": number,
-}
 
 
 @dataclass(frozen=True)
@@ -218,7 +157,7 @@ def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
         if "random" in defaults and "input" in defaults:
             raise InputError("keys 'input' and 'random' both given: give one")
         if "random" in defaults:
-            _random(defaults["random"])
+            random_input(defaults["random"])
         if "input" in defaults:
             text(defaults["input"], "input")
         for key in ("skip", "xfail"):
@@ -336,6 +275,11 @@ def _case(
         and (key in raw or not _idle(ALIASES.get(key, key), merged))
     }  # fmt: skip
     settings = parse(given, "suite")
+    # a default momentum stays out of a case it weighs nothing in (eval, no running
+    # statistics), as one its op does not read does; the case's own is refused
+    inherited_momentum = "momentum" not in named and settings.given("momentum")
+    if inherited_momentum and op in ops.OPS and ops.momentum_idle(settings) is not None:
+        settings = settings.without("momentum")
     for role in ARRAY_OPTIONS:
         if isinstance(settings[role], str):
             settings = settings.with_values(**{role: str(_existing(root, settings[role], role))})
@@ -344,8 +288,8 @@ def _case(
     if "random" in merged and "input" in merged:
         raise InputError("keys 'input' and 'random' both given: give one")
     if "random" in merged:
-        random = _random(merged["random"])
-        _check_generated(random, settings["max_bytes"])
+        random = random_input(merged["random"])
+        check_generated(random, settings["max_bytes"])
         source = random.describe()
     elif "input" in merged:
         source = str(_existing(root, text(merged["input"], "input"), "input"))
@@ -407,49 +351,6 @@ def _reason(value: Any, key: str) -> str | None:
     if value is True:
         return key
     return text(value, key)
-
-
-def _check_generated(random: RandomInput, max_bytes: int | None) -> None:
-    """A generated input counts against ``max_bytes`` as a file would: by what drawing it
-    takes, 8 bytes per element (NumPy draws in float64)."""
-    from lncheck.readers import default_max_bytes
-
-    limit = default_max_bytes() if max_bytes is None else max_bytes
-    need = math.prod(random.shape) * 8
-    if need > limit:
-        raise InputError(
-            f"key 'random.shape': {list(random.shape)} takes {need} bytes to draw, over the "
-            f"{option('max_bytes')} limit {limit}"
-        )
-
-
-def _random(value: Any) -> RandomInput:
-    if not isinstance(value, dict):
-        raise InputError("key 'random' must be a table such as {shape = [8, 16], seed = 0}")
-    unknown = sorted(set(value) - set(RANDOM_KEYS))
-    if unknown:
-        raise InputError(f"key 'random.{unknown[0]}': unknown (known: {', '.join(RANDOM_KEYS)})")
-    if "shape" not in value:
-        raise InputError("key 'random.shape' is required")
-    parsed = {k: RANDOM_KEYS[k](v, f"random.{k}") for k, v in value.items()}
-    shape = parsed["shape"]
-    if any(n <= 0 for n in shape) or math.prod(shape) > 1 << 28:
-        raise InputError(f"key 'random.shape': {shape} must be positive and at most 2**28 elements")
-    dist = parsed.get("dist", "normal")
-    idle = (
-        [k for k in ("mean", "std") if k in value]
-        if dist == "uniform"
-        else [k for k in ("low", "high") if k in value]
-    )
-    if idle:
-        takes = "low and high" if dist == "uniform" else "mean and std"
-        raise InputError(
-            f"key 'random.{idle[0]}' does not apply to dist = {dist!r} (it takes {takes})"
-        )
-    low, high = parsed.get("low", 0.0), parsed.get("high", 1.0)
-    if not low < high or math.isinf(high - low):
-        raise InputError(f"keys 'random.low' and 'random.high': need low < high, got {low}, {high}")
-    return RandomInput(**parsed)
 
 
 def _validated(case: SuiteCase) -> SuiteCase:

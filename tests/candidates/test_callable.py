@@ -216,6 +216,14 @@ def test_a_module_path_is_imported_from_the_current_folder_or_the_targets_folder
     assert checks[("output", "reference")].passed
     in_suite = Target("mine", "pkg.kernels:ln", folder=str(suite))
     assert source_file(in_suite) == str(suite / "pkg" / "kernels.py")
+    # Python keeps the first pkg.kernels: the suite folder's would run the other's code
+    with pytest.raises(InputError) as raised:
+        resolve(in_suite)
+    assert str(raised.value) == (
+        f"candidate 'pkg.kernels:ln': a module named 'pkg.kernels' is already imported from "
+        f"{(here / 'pkg' / 'kernels.py').resolve()}, not {suite / 'pkg' / 'kernels.py'}: name "
+        f"the file instead ({suite / 'pkg' / 'kernels.py'}:ln)"
+    )
 
 
 def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:

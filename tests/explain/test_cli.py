@@ -148,6 +148,12 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
         f"lncheck: error: {short}: the observed output has shape (5,), the input ({x}) "
         "(4, 32, 6): they must match"
     )
+    both = tmp_path / "xy.npz"
+    np.savez(both, x=np.ones((2, 4)), y=np.ones((3, 4)))
+    assert _error(invoke(str(both), str(both))) == (
+        f"lncheck: error: {both}: the observed output has shape (3, 4), its input (2, 4): "
+        "they must match"
+    )
     assert "--groups 5 does not divide the 32 channels" in _error(invoke(x, y, "--groups", "5"))
     line = _error(invoke(x, y, "--weight", short))
     assert "--weight has shape (5,), which fits no normalization" in line

@@ -120,13 +120,13 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
         (
             (4, 3),
             {"momentum": 0.2, "training": False, "running_mean": np.zeros(3)},
-            "--momentum does nothing here: BatchNorm1d updates no running statistics in eval",
+            "--momentum does nothing here: batch_norm updates no running statistics in eval",
         ),
         (
             (4, 3),
             {"momentum": "none", "track_running_stats": False},
-            "--momentum does nothing here: BatchNorm1d updates no running statistics with "
-            "--track-running-stats",
+            "--momentum does nothing here: batch_norm keeps no running statistics with "
+            "--track-running-stats off",
         ),
     ],
 )

@@ -9,7 +9,8 @@ import pytest
 
 import lncheck
 from lncheck.errors import InputError
-from lncheck.suite.parse import RandomInput, load_suite
+from lncheck.suite.parse import load_suite
+from lncheck.suite.random_input import RandomInput
 
 from ..cli.helpers import assert_user_error, invoke
 from .helpers import SUITE, write_suite
@@ -242,6 +243,36 @@ def test_a_default_that_only_a_skipped_case_reads_is_kept(tmp_path: Path) -> Non
     )
     ln, gn = load_suite(write_suite(tmp_path, text)).cases
     assert not ln.settings.given("groups") and gn.settings["groups"] == 2
+
+
+def test_a_default_momentum_applies_only_where_running_statistics_are_updated(
+    tmp_path: Path,
+) -> None:
+    """A default goes to the cases it takes effect in; a case's own idle momentum is refused."""
+    np.save(tmp_path / "img.npy", np.random.default_rng(1).normal(size=(4, 3, 5)))
+    np.save(tmp_path / "m.npy", np.zeros(3))
+    np.save(tmp_path / "v.npy", np.ones(3))
+    cases = '[[case]]\nname = "train"\ninput = "img.npy"\n' + (
+        '[[case]]\nname = "eval"\ninput = "img.npy"\ntrain = false\n'
+        'running_mean = "m.npy"\nrunning_var = "v.npy"\n'
+        '[[case]]\nname = "in"\ninput = "img.npy"\nop = "instance_norm"\n'
+    )
+    text = '[defaults]\nop = "batch_norm"\nmomentum = 0.2\n' + cases
+    train, idle, instance = load_suite(write_suite(tmp_path, text)).cases
+    assert train.settings["momentum"] == 0.2
+    assert not idle.settings.given("momentum") and not instance.settings.given("momentum")
+    own = write_suite(
+        tmp_path,
+        '[defaults]\nop = "batch_norm"\n'
+        + cases.replace("train = false\n", "train = false\nmomentum = 0.2\n"),
+        "own.toml",
+    )
+    with pytest.raises(InputError) as raised:
+        load_suite(own)
+    assert str(raised.value) == (
+        f"{own}: case 'eval': key 'momentum' does nothing here: batch_norm updates no running "
+        "statistics in eval"
+    )
 
 
 def test_paths_are_relative_to_the_suite_file(tmp_path: Path) -> None:
