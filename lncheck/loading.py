@@ -270,14 +270,17 @@ def _build(
         spec = ops.build(settings, tuple(x.shape), chosen)
     except LncheckError as e:
         raise with_context(e, source) from None
-    arrays = {}
+    arrays, given = {}, {}
     for role, value in found.items():
-        checked = real_numbers(value, where[role], role)
+        given[role] = checked = real_numbers(value, where[role], role)
         if role in ("weight", "bias"):  # data under test, as the input's NaN is: a note
             overflowed += _not_finite(checked, role)
         arrays[role], beyond = _rounded(checked, chosen, role)
         overflowed += beyond
     _check_shapes(arrays, spec, where)
+    # as given: a variance beyond float16's range becomes inf there, which torch's float16
+    # buffer holds too (the note above says so)
+    _check_running_values(given, where)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
         # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
         arrays["weight"] = np.zeros(spec.param_shape, x.dtype)
@@ -429,19 +432,19 @@ def _check_shapes(
                 f"{which} must have shape {tuple(want)} "
                 f"for {spec.op} on an input of shape {spec.input_shape}"
             )
-    _check_running_values(arrays, where)
 
 
 def _check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
-    """Running statistics are a layer's state, not data under test: a NaN, an infinity or a
-    negative variance there makes every output NaN, and torch would be blamed for it."""
+    """Running statistics are a layer's state, not data under test: a NaN there, or a negative
+    variance, makes every output it reaches NaN, and torch would be blamed for it. (An
+    infinity is a state a float16 buffer can hold, and is checked.)"""
     for role in ("running_mean", "running_var"):
         if role not in arrays:
             continue
         with np.errstate(all="ignore"):
             values = np.asarray(arrays[role], dtype=np.float64)
-            bad = ~np.isfinite(values) | ((values < 0) if role == "running_var" else False)
+            bad = np.isnan(values) | ((values < 0) if role == "running_var" else False)
         if bad.any():
             first = float(values.flat[int(np.argmax(bad))])
-            need = "finite and at least 0" if role == "running_var" else "finite"
+            need = "at least 0" if role == "running_var" else "numbers, not NaN"
             raise InputError(f"{where[role]}: {role} values must be {need}, got {first:g}")

@@ -109,12 +109,17 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
         (
             (4, 3),
             {"training": False, "running_mean": np.zeros(3), "running_var": [1.0, -1.0, 1.0]},
-            "running_var values must be finite and at least 0, got -1",
+            "running_var values must be at least 0, got -1",
         ),
         (
             (4, 3),
-            {"running_mean": [0.0, np.inf, 0.0], "running_var": np.ones(3)},
-            "running_mean values must be finite, got inf",
+            {"running_mean": [0.0, np.nan, 0.0], "running_var": np.ones(3)},
+            "running_mean values must be numbers, not NaN, got nan",
+        ),
+        (
+            (4, 3),
+            {"running_mean": np.zeros(3), "running_var": [np.nan, 1.0, 1.0]},
+            "running_var values must be at least 0, got nan",
         ),
         # a momentum that weighs nothing: no running statistics are updated
         (
@@ -132,3 +137,19 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
 )
 def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -> None:
     assert message in error_of("batch_norm", shape, **options)
+
+
+def test_a_running_variance_beyond_float16_is_checked_with_a_note_not_refused() -> None:
+    """Finite as given (1e6), inf once rounded to float16 as torch's float16 buffer holds it:
+    the note says so, and the check runs, as it does for an infinite variance given."""
+    x = np.random.default_rng(0).normal(0, 1000, (4, 3)).astype(np.float16)
+    case = make_case(
+        x, "batch_norm", training=False, dtype="float16",
+        running_mean=np.zeros(3), running_var=np.full(3, 1e6),
+    )  # fmt: skip
+    assert "3 running_var values beyond float16's range became inf" in case.notes
+    assert np.isinf(case.running_var).all()
+    given = make_case(
+        x, "batch_norm", training=False, running_mean=np.zeros(3), running_var=np.full(3, np.inf)
+    )
+    assert np.isinf(given.running_var).all()
