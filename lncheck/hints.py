@@ -87,9 +87,8 @@ def _narrower(case: Case, candidate: str) -> str | None:
 def _setting(case: Case, name: str, value: str) -> str:
     """Option ``name`` set to ``value`` as the caller would write it: ``--dtype float16``,
     ``dtype = "float16"`` in a suite, ``dtype="float16"`` in Python."""
-    spelled = spelling(case.settings.surface, case.settings.words)(name)
     if case.settings.surface == "cli":
-        return f"{spelled} {value}"
+        return f"{spelling('cli')(name)} {value}"
     word = case.settings.words.get(name, name)
     return f'{word} = "{value}"' if case.settings.surface == "suite" else f'{word}="{value}"'
 

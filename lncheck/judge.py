@@ -127,19 +127,17 @@ def judge(
         systematic = np.zeros(groups)
         # the fit sees the mean error t (of the exact rstd) times s: judge t itself
         s_fit = np.fmax(1.0 + f.ds, 0.0)
-        limits = []
-        for klass in classes:
-            scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
-            limits.append((scale_column[:, 0], shift_column[:, 0]))
         pair = pair_fit(block, f, bound)
         pair_s, pair_t = pair.excess()
         # the largest mean error the pair allows, and the largest scale it is seen through
         s_low = np.fmax(1.0 - np.abs(pair.ds) - pair.ds_bound, 0.0)
         s_high = 1.0 + np.abs(pair.ds) + pair.ds_bound
-        pair_limits = [
-            block.limits(dtype, klass, (np.abs(pair.shift) + pair.shift_bound) / s_low)[0][:, 0]
-            for klass in classes
-        ]
+        pair_mean_error = (np.abs(pair.shift) + pair.shift_bound) / s_low
+        limits, pair_limits = [], []
+        for klass in classes:
+            scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
+            limits.append((scale_column[:, 0], shift_column[:, 0]))
+            pair_limits.append(block.limits(dtype, klass, pair_mean_error)[0][:, 0])
         caps = beyond_caps(block, size, limits, rounding, dtype)
         residual_failed = f.fitted & (worst_r > 1)
         cap_failed = caps[-1]
