@@ -92,7 +92,7 @@ class _Tolerances:
 
     def rtol(self, index: int) -> float:
         if self.model is not None:
-            return allowance(self.case.dtype, 1, CLASSES[index]).relative
+            return allowance(self.case.dtype, 1, CLASSES[index]).rounded
         return self._generic(index)[0]
 
     def _generic(self, index: int) -> tuple[float, Atol]:

@@ -63,8 +63,10 @@ def judge(
 
     The fit's own uncertainty (``fit_noise``: ten standard deviations, taking each element's
     rounding bound ``R`` as one, widened where values repeat) is added
-    to the classes' limits below ``low_precision``; low_precision's limits and the
-    conventions' (``Scores``) keep the independent noise. What the group's two extreme
+    to the classes' limits below ``low_precision`` and to the conventions' (``Scores``: a
+    bfloat16 InstanceNorm with 1 + w, its output's rounding at a bias of 100 larger than
+    w n, shows a shift of 0.012 std its values' repeats explain); low_precision's limits
+    keep the independent noise, times its wider rounding. What the group's two extreme
     elements pin (``pair_fit``: a bound, not a statistic) must meet the same limits, beyond
     their own roundings: a fit widened by a bulk that repeats cannot hide a scale the
     outlier shows. The residual's allowance adds how far the fitted line may move. The
@@ -81,7 +83,8 @@ def judge(
     group_score = np.zeros(groups)
     scale_accurate = shift_accurate = np.full(groups, np.inf)
     with np.errstate(all="ignore"):
-        # the element-wise roundings, and so the fit's own noise, are the same for every class
+        # the element-wise roundings, and so the fit's own noise, are those of a kernel that
+        # rounds once (``tolerances.ROUND_ONCE``) for every class but low_precision
         rounding = block.residual_bound(dtype, classes[0])
         bound = size * 1e-15  # the fit's own float64 ulps
         bound += rounding
@@ -93,8 +96,7 @@ def judge(
         else:
             further = np.abs(actual) - np.abs(block.y)
         np.maximum(further, 0.0, out=further)
-        further *= block.allowance(dtype, classes[0]).relative
-        bound += further
+        bound += further * block.allowance(dtype, classes[0]).rounded
         noise = fit_noise(block, geo, bound, dtype)
         independent, (noise_s, noise_t) = noise.independent, noise.alike
         # the fit's own uncertainty moves the fitted line, and so every residual, too
@@ -104,6 +106,24 @@ def judge(
         allowed += geo.times_c(noise_t[:, None])
         share_r = np.divide(residual, allowed, out=allowed)
         worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        # low_precision's intermediates may round to the compute dtype: its bounds are at most
+        # ``wider`` times the round-once ones (``residual_bound``: the kernel's rounding and
+        # the exact output's), and so is the fit's noise (linear in them)
+        wider = (tolerances.A + 1.0) / (tolerances.ROUND_ONCE + 1.0)
+        worst_r_low = worst_r.copy()
+        again = np.flatnonzero(f.fitted & (worst_r > 1))
+        if again.size and "low_precision" in classes:
+            low = block.allowance(dtype, "low_precision").rounded
+            bound_low = np.abs(size[again]) * 1e-15
+            bound_low += block.residual_bound(dtype, "low_precision")[again]
+            bound_low += further[again] * low
+            allowed_low = np.abs(a[again]) * (wider * noise_s[again, None])
+            allowed_low += bound_low
+            moved = wider * noise_t[again, None]
+            if geo.c is not None:
+                moved = moved * (geo.c[again] if geo.c.shape[0] == groups else geo.c)
+            allowed_low += moved
+            worst_r_low[again] = np.max(residual[again] / allowed_low, axis=1)
         # weighted by each element's own rounding, a group's bulk pins a scale and shift one
         # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
         # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
@@ -139,7 +159,7 @@ def judge(
             limits.append((scale_column[:, 0], shift_column[:, 0]))
             pair_limits.append(block.limits(dtype, klass, pair_mean_error)[0][:, 0])
         caps = beyond_caps(block, size, limits, rounding, dtype)
-        residual_failed = f.fitted & (worst_r > 1)
+        residual_failed = f.fitted & (worst_r_low > 1)
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):
             scale_limit, shift_limit = limits[index]
@@ -157,21 +177,22 @@ def judge(
             if block.model.centered:
                 pair_share = np.fmax(pair_share, pair_t / (shift_limit * s_high))
             wide = classes[index] != "low_precision"
-            class_s, class_t = (noise_s, noise_t) if wide else independent
+            class_s, class_t = (noise_s, noise_t) if wide else [wider * x for x in independent]
+            class_r = worst_r if wide else worst_r_low
             share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
             cap = caps[index]
             share_s = np.maximum(share_s, pair_share)
-            ok = np.where(f.fitted, (share_s <= 1) & (share_t <= 1) & (worst_r <= 1), True)
+            ok = np.where(f.fitted, (share_s <= 1) & (share_t <= 1) & (class_r <= 1), True)
             ok &= ~cap
             best = np.where(ok, index, best).astype(np.int8)
             if index == 0:
-                scale_accurate = np.where(saa > 0, scale_limit + independent[0], np.inf)
-                shift_accurate = shift_limit + independent[1]
+                scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
+                shift_accurate = shift_limit + noise_t
             if index <= accepted:  # a group any accepted class admits passes: the least share
-                fitted_r = np.where(f.fitted, worst_r, 0.0)
+                fitted_r = np.where(f.fitted, class_r, 0.0)
                 stats = np.where(f.fitted, np.fmax(share_s, share_t), 0.0)
                 share = np.where(cap, np.inf, np.fmax(fitted_r, stats))
                 group_score = share if index == accepted else np.fmin(group_score, share)

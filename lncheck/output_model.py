@@ -29,15 +29,18 @@ import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import exact_reach
+from lncheck.dtypes import DTYPES
 from lncheck.moments import Scaled
+from lncheck.sequential import sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import (
     FEW_LEVELS,
     G_STUCK,
+    TREND_LEVELS,
+    TREND_REACH,
     Allowance,
+    accumulation_dtype,
     allowance,
     atol_floor,
-    drift_cap,
-    sequential_steps,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -212,7 +215,14 @@ class OutputBlock:
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             few = model.levels[rows, None] <= FEW_LEVELS
-            drifted = np.minimum(c.drift * k, drift_cap(dtype, k, few))
+            # the trend narrows the drift only where the walk is below it, on data that take
+            # many values while the running mean still moves (``tolerances.TREND_LEVELS``)
+            centred_drift = model.centered and c.drift > 0
+            v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
+            moving = model.group_size * v * k[:, 0] <= TREND_REACH
+            looked = (c.drift * k[:, 0] > c.walk) & (model.levels[rows] >= TREND_LEVELS) & moving
+            trend = self.trend(looked) if centred_drift else None
+            drifted = sequential_drift(c, dtype, k, few, trend)
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
             d = np.sqrt(n * peak)  # the outlier's distance, in std
@@ -235,8 +245,19 @@ class OutputBlock:
         self.memo[key] = found
         return found  # type: ignore[return-value]
 
+    def trend(self, rows: npt.NDArray[np.bool_]) -> F64:
+        """Per group (a column), how far its running sum strays beyond random order
+        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized (every class with
+        a drift asks for the same rows)."""
+        if ("trend",) not in self.memo:
+            found = np.full((self.y.shape[0], 1), np.nan)
+            if rows.any():
+                found[rows, 0] = trend_of(self.nhat[rows])
+            self.memo[("trend",)] = found
+        return self.memo[("trend",)]  # type: ignore[return-value]
+
     def atol(self, dtype: str, klass: str) -> F64:
-        """The element-wise atol of class ``klass`` (its rtol, ``allowance().relative``,
+        """The element-wise atol of class ``klass`` (its rtol, ``allowance().rounded``,
         applies to ``|y|``): the statistics' distortion at its largest, plus roundings."""
         c = self.allowance(dtype, klass)
         scale, shift = self.limits(dtype, klass)
@@ -256,14 +277,17 @@ class OutputBlock:
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
 
     def residual_bound(self, dtype: str, klass: str) -> F64:
-        """What element-wise roundings alone may leave after the statistics' affine part.
+        """What element-wise roundings alone may leave after the statistics' affine part,
+        measured from the exact output's own rounding (``affine_fit.fit``), whose ``u |y|``
+        adds to the kernel's own (``allowance().rounded``): the two may round a value near a
+        midpoint to neighbours an ULP apart.
 
         A folded scale and shift rounds ``x * scale + shift`` differently for different ``x``
         (and per channel), but equal inputs with equal weight and bias give equal outputs: on
         a constant group whose weight and bias are uniform that term is absent."""
         c = self.allowance(dtype, klass)
         # the element-wise roundings' terms are the same for every class: one bound per block
-        key = ("residual_bound", dtype, c.relative, c.plain, c.fused)
+        key = ("residual_bound", dtype, c.rounded, c.plain, c.fused)
         if key in self.memo:
             return self.memo[key]  # type: ignore[return-value]
         a, big_w, big_b = self.scaled()
@@ -272,7 +296,7 @@ class OutputBlock:
         k = np.where(identical[:, None], 0.0, self.k)
         with np.errstate(all="ignore"):
             total = np.abs(self.y)
-            total *= c.relative
+            total *= c.rounded + DTYPES[dtype].unit_roundoff  # type: ignore[index]
             total += c.plain * _plus(a, big_b)
             total += _plus(c.fused * k * big_w, atol_floor(dtype))
         bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)

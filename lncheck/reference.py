@@ -185,7 +185,7 @@ def _accumulator_bits(dtype: str) -> int:
 
 
 def _leaning(case: Case, peak: F64) -> F64:
-    """``peak`` for ``tolerances.sequential_steps``, or 1 (every step leans one way) where the
+    """``peak`` for ``sequential.sequential_steps``, or 1 (every step leans one way) where the
     input's values have far fewer significant bits than the compute dtype (float16 data
     computed in float64): a sum of such values is exact until its last place passes theirs,
     and from there its roundings are ties and near-ties that lean alike, as after a large
@@ -203,8 +203,8 @@ def _leaning(case: Case, peak: F64) -> F64:
 
 
 def _runs(p: NormSpec, peak: F64) -> F64:
-    """How many steps a sequential sum's rounding may drift in (``tolerances.sequential_steps``)."""
-    from lncheck.tolerances import sequential_steps
+    """How many steps a sequential sum's rounding may drift in (``sequential.sequential_steps``)."""
+    from lncheck.sequential import sequential_steps
 
     return sequential_steps(p.group_size, np.nan_to_num(peak, nan=1.0), p.center)
 

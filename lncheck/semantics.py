@@ -100,7 +100,7 @@ class Distortions:
         ds_limit, shift_limit = np.concatenate(self.ds_limit), np.concatenate(self.shift_limit)
         w, b = np.concatenate(self.weight), np.concatenate(self.bias)
         v = np.asarray(var, dtype=np.float64)[groups]
-        hypotheses = _hypotheses(v, eps, n, ds, w, b, centered, weight_offset)
+        hypotheses = _hypotheses(v, eps, n, (ds, ds_limit), w, b, centered, weight_offset)
         found: list[tuple[float, int, str]] = []
         for order, (words, predict_ds, predict_shift, fitted) in enumerate(hypotheses):
             with np.errstate(all="ignore"):
@@ -187,10 +187,19 @@ class Hypothesis(NamedTuple):
 
 
 def _hypotheses(
-    var: F64, eps: float, n: int, ds: F64, w: F64, b: F64, centered: bool, offset: float
+    var: F64,
+    eps: float,
+    n: int,
+    fitted: tuple[F64, F64],
+    w: F64,
+    b: F64,
+    centered: bool,
+    offset: float,
 ) -> list[Hypothesis]:
-    """Each convention's predicted ``ds`` and ``shift`` per group (``None``: zero); ``w`` is
-    the effective weight (with the layer's ``offset``: ``1 + w`` for Gemma-style layers)."""
+    """Each convention's predicted ``ds`` and ``shift`` per group (``None``: zero), given the
+    groups' ``fitted`` ``ds`` and its limit; ``w`` is the effective weight (with the layer's
+    ``offset``: ``1 + w`` for Gemma-style layers)."""
+    ds, ds_limit = fitted
     out: list[Hypothesis] = []
     with np.errstate(all="ignore"):
         exact = var + eps
@@ -224,7 +233,7 @@ def _hypotheses(
                         False,
                     )
                 )
-            swapped = _another_weight(w, ds)
+            swapped = _another_weight(w, ds, ds_limit)
             if swapped is not None:
                 out.append(
                     Hypothesis(
@@ -263,21 +272,23 @@ def another_eps(other: float, eps: float) -> str:
     return f"matches eps = {other:.{digits}g} instead of {eps:g}"
 
 
-def _another_weight(w: F64, ds: F64) -> F64 | None:
-    """The ``ds`` each group would have with the nearest *other* uniform weight in place of its
-    own (``None`` when there are fewer than two distinct weights): a weight broadcast to the
-    wrong channel."""
+def _another_weight(w: F64, ds: F64, ds_limit: F64) -> F64 | None:
+    """The ``ds`` each group would have with the one uniform weight, its own or another, that
+    its implied scale points at to within its limit ``ds_limit`` (``None`` when there are fewer
+    than two distinct weights; NaN where no weight or several lie that close): a weight
+    broadcast to the wrong channel. A reversed weight leaves an odd middle channel its own,
+    and a low-precision scale among densely spaced weights always finds one nearby, but not
+    only one."""
     values = np.unique(w[np.isfinite(w)])
     if values.size < 2:
         return None
     with np.errstate(all="ignore"):
         implied = w * (1.0 + ds)
-        at = np.clip(np.searchsorted(values, implied), 1, values.size - 1)
-        left, right = values[at - 1], values[at]
-        nearest = np.where(np.abs(implied - left) <= np.abs(implied - right), left, right)
-        # a group may not explain itself by its own weight
-        nearest = np.where(nearest == w, np.nan, nearest)
-        return np.asarray(nearest / w - 1.0, dtype=np.float64)
+        window = np.abs(w) * ds_limit
+        low = np.searchsorted(values, implied - window, side="left")
+        high = np.searchsorted(values, implied + window, side="right")
+        only = values[np.clip(low, 0, values.size - 1)]
+        return np.asarray(np.where(high - low == 1, only / w - 1.0, np.nan), dtype=np.float64)
 
 
 def _scale(exact: F64, candidate: F64) -> F64:

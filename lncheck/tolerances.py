@@ -33,15 +33,17 @@ conditioning. The classes bound ``c``:
   correct digit left, and no class admits them;
 * ``mismatch``: no legitimate algorithm explains the difference.
 
-Besides the statistics, each element rounds on its own: the final rounding (``A * u * |y|``),
-the element-wise products in the accumulation dtype (``A * v * (|w n_i| + |b|)``) and, for
-kernels that fold the statistics into one scale and shift per channel (``y = x * scale +
-shift``, the usual fused eval BatchNorm and GPU GroupNorm), ``A_FUSED * v * K * |w|`` (``u``
-in the low-precision class), and the folded shift ``b - mean * scale`` rounds relative to
-``|b|`` as well, by the same amount for a whole channel (``A_FUSED * v * |b|``, part of the
-implied shift). So an element of class ``C`` may be off by
+Besides the statistics, each element rounds on its own: the final rounding (``u * |y|`` for a
+kernel that rounds once to the dtype, ``ROUND_ONCE``; ``A * u * |y|`` in the low-precision
+class, whose intermediates may round to the compute dtype too), the element-wise products in the
+accumulation dtype (``A * v * (|w n_i| + |b|)``) and, for kernels that fold the statistics into
+one scale and shift per channel (``y = x * scale + shift``, the usual fused eval BatchNorm and
+GPU GroupNorm), ``A_FUSED * v * K * |w|`` (``u`` in the low-precision class), and the folded
+shift ``b - mean * scale`` rounds relative to ``|b|`` as well, by the same amount for a whole
+channel (``A_FUSED * v * |b|``, part of the implied shift). So an element of class ``C`` may be
+off by
 
-    A*u*|y| + A*v*(|w n| + |b|) + (c_C*K + q_C*K**2) * |w n| + (c_C + f_C) * K * |w| + f_C*|b|
+    r_C*|y| + A*v*(|w n| + |b|) + (c_C*K + q_C*K**2) * |w n| + (c_C + f_C) * K * |w| + f_C*|b|
 
 Eval-mode BatchNorm/InstanceNorm computes no statistics: its ``c`` is ``A * v`` (``A * u``
 in the low-precision class), whatever the batch size (``n = 1`` below).
@@ -81,16 +83,41 @@ G_TREE = 0.5  # per doubling of n, for blocked, pairwise and tree sums
 G_SCALE = 0.5  # times K, the variance's share of the mean's rounding (x - mean, squared)
 G_SEQ = 0.2  # per step that rounds the same way, for a sequential variance
 G_DRIFT = 0.01  # a sequential Welford's variance once its running mean rounds (n v K near 1)
-# ...but not on a group of at most FEW_LEVELS distinct values (data quantized far below its
-# spread's digits, as float16 values 1e4 from their mean with a spread of one unit): most values
-# sit on one level, their updates of a running mean off by less than its last place are lost,
-# and every square is taken about a mean stuck off by a share of the gap between levels. There
-# the cap is sqrt(v K) (``drift_cap``). Measured (``benchmarks/welford_drift.py --levels``,
-# float16 data summed in float32): an Apex-style strided Welford's variance off by 4.6 % at three
-# levels and K = 6.6e4 (the limit 2.6x that; 2 % before, a false alarm), a sequential one's by
-# 0.75 %; from five levels on at most 0.21 %, 5.2x below the limit. Matrix c0067, the only false
+# ...but not on a group of at most FEW_LEVELS distinct values (data quantized far below its spread's
+# digits, as float16 values 1e4 from their mean with a spread of one unit): most values sit on one
+# level, their updates of a running mean off by less than its last place are lost, and every square
+# is taken about a mean stuck off by a share of the gap between levels. There the cap is sqrt(v K)
+# (``sequential.drift_cap``). Measured (float16 data summed in float32,
+# ``benchmarks/welford_drift.py --levels``): an Apex-style strided Welford's variance off by 4.6 %
+# at three levels and K = 6.6e4 (the limit 2.6x that; 2 % before, a false alarm), a sequential one's
+# by 0.75 %; from five levels on at most 0.21 %, 5.2x below the limit. Matrix c0067, the only false
 # alarm of the full matrix before, was such a group (1.46 % off in rstd, three levels)
 FEW_LEVELS = 4
+# That drift needs data whose order trends: the running mean's lost updates lean one way only where
+# the values it meets lean one way. A group's trend is how far its running sum strays, ``T = max_k
+# |sum_{i<=k} n_i| / n`` in std (``sequential.trend_of``), beyond what random order gives
+# (``TREND_NOISE / sqrt(n)``: a Brownian bridge exceeds 2 with probability 7e-4). Measured
+# (``benchmarks/welford_drift.py``, float32, n = 1,000 to 262,144, K = 1 to 1e4): on sorted, smooth,
+# blocked, periodic and mixed data the variance's drift beyond t**2 is at most 0.28 n v K T, so the
+# scale's is ``G_TREND min(n v, 1) K T``; in random order (T near 0) the sum of squares rounds as a
+# random walk and stagnates (terms below half its last place are lost, all of one sign), and the
+# running mean's own roundings walk: ``G_WALK sqrt(n) v + G_STAGNATE n v + G_LAG v K`` (the full
+# matrix's c0189, n = 1,048,576 at K = 1: 4.5e-3 n v; a tenth of a random walk in random order, n =
+# 1,000 at K = 1e4: 2 v K of the variance). A sequential class with both is never wider than with
+# ``G_DRIFT`` alone. The trend tells only while the running mean moves: once ``n v K`` passes
+# TREND_REACH its updates are lost in any order (c0651, an Apex-style Welford at K = 1e5 and n =
+# 542,108: rstd 0.53 % off in random order); and data quantized to a few values per std drift in any
+# order (the level nearest the running mean lies to one side of it, and the updates it loses all
+# lean that way: the quick matrix's c0067 and c0351, float16 at mean/std 1e4, three to five levels).
+# Only groups whose input takes at least TREND_LEVELS values (``OutputModel.levels``) and whose ``n
+# v K`` is at most TREND_REACH have their trend looked at
+G_TREND = 0.5
+G_WALK = 4.0
+G_STAGNATE = 0.01
+G_LAG = 4.0
+TREND_NOISE = 2.0
+TREND_LEVELS = 256
+TREND_REACH = 1.0
 G_SEQ_MEAN = 0.5  # per element, for a sequential mean (updates below its last place are lost)
 # After an outlier d std out, a running mean decays back as d / k until its updates fall below
 # its last place (k near sqrt(d / (v K))), and stays off by sqrt(d v K) std: every later square
@@ -103,6 +130,12 @@ G_STUCK = 1 / 16
 G_LOW = 1.5  # per sqrt(n), for sums in the compute dtype
 G_ONE_PASS = 1.0  # per sqrt(n), times K**2, for a one-pass variance
 A_FUSED = 4.0  # x * scale + shift, scale and shift folded per channel
+# The output's one rounding to its dtype, for kernels that compute every element-wise step in
+# the accumulation dtype (those steps are ``A * v``) and round once at the end: round to
+# nearest errs by at most ``u |y|`` (Higham §2.2), whatever the dtype. Intermediates rounded
+# to the compute dtype (``x * rstd`` cast to bfloat16 before the weight, as HF's Llama
+# RMSNorm does) are ``low_precision``: ``A * u``
+ROUND_ONCE = 1.0
 
 AccuracyClass = Literal["accurate", "sequential", "low_precision", "mismatch"]
 CLASSES: tuple[AccuracyClass, ...] = ("accurate", "sequential", "low_precision", "mismatch")
@@ -150,13 +183,17 @@ class Allowance:
     shift: float
     scale: float
     scale_const: float
-    sequential: float  # times ``sequential_steps``: a sequential variance's drift
-    drift: float  # times min(n * v * K, 1): a sequential variance's drift with the mean
+    sequential: float  # times ``sequential.sequential_steps``: a sequential variance's drift
+    drift: float  # times K: a sequential variance's drift with the mean, whatever the order
+    trend: float  # times K * trend: the same drift where the data's order trends
+    walk: float  # a sequential sum of squares' roundings, in random order
+    lag: float  # times K: a running mean's roundings, in random order
     stuck: float  # times K * sqrt(n * peak), peak >= 1/2: a running mean an outlier leaves off
     quadratic: float
     fused: float
     plain: float
     relative: float
+    rounded: float  # the output's own rounding, times |y|: ``ROUND_ONCE * u``, or ``A * u``
 
 
 def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allowance:
@@ -169,9 +206,12 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
     sequential = klass in ("sequential", "low_precision", "mismatch")
     low = klass in ("low_precision", "mismatch")
     narrower = low and u > v  # statistics kept in a dtype narrower than the accumulator
+    rounded = (A if low else ROUND_ONCE) * u
     if running:
         const = A * (u if low else v)
-        return Allowance(0.0, 0.0, const, 0.0, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u)
+        return Allowance(
+            0.0, 0.0, const, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u, rounded
+        )
     base = (A + G_TREE * math.log2(n)) * v
     # statistics kept or summed in the compute dtype: the mean errs relative to |mean| + std
     # (times K), the variance of the deviations relative to itself (no K: x - mean rounds
@@ -183,39 +223,16 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
         scale_const=base + kept,
         sequential=G_SEQ * v if sequential else 0.0,
         drift=G_DRIFT * min(n * v, 1.0) if sequential else 0.0,
+        trend=G_TREND * min(n * v, 1.0) if sequential else 0.0,
+        walk=(G_WALK * math.sqrt(n) + G_STAGNATE * n) * v if sequential else 0.0,
+        lag=G_LAG * v if sequential else 0.0,
         stuck=G_STUCK * v if sequential else 0.0,
         quadratic=G_ONE_PASS * math.log2(n) * v if low else 0.0,
         fused=A_FUSED * v,
         plain=A * v,
         relative=A * u,
+        rounded=rounded,
     )
-
-
-def drift_cap(
-    dtype: str, k: npt.NDArray[np.float64], few: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.float64]:
-    """The largest share of the scale a sequential Welford's drift may take, per group: ``G_DRIFT``,
-    or ``sqrt(v K)`` where the group has at most ``FEW_LEVELS`` values (``k`` is ``K``, ``few``
-    marks those groups; ``v`` the accumulation dtype's unit roundoff)."""
-    v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
-    with np.errstate(all="ignore"):
-        return np.where(few, np.fmax(np.sqrt(v * k), G_DRIFT), G_DRIFT)
-
-
-def sequential_steps(
-    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True
-) -> npt.NDArray[np.float64]:
-    """How many of a sequential sum of squares' roundings may lean the same way (Higham §4.2:
-    recursive summation errs by up to ``(n - 1) u``, but by about ``sqrt(n) u`` when its
-    roundings cancel like a random walk). They lean alike once one element dominates the
-    running sum (``peak``, its share, near 1: every later addition is small against the sum),
-    and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
-    dwarfs the spread (``centered=False``: all ``n``); squared deviations from the mean are
-    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``."""
-    with np.errstate(all="ignore"):
-        if not centered:
-            return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
-        return np.asarray(np.maximum(n * np.asarray(peak, np.float64), math.sqrt(max(n, 1))))
 
 
 def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, float]:
@@ -341,9 +358,11 @@ class ToleranceSpec:
 
     def describe(self, dtype: str, n: int) -> str:
         if self.mode == "auto":
+            rounded = allowance(dtype, n, "accurate").rounded
             return (
-                f"auto: rtol={coefficients(dtype, n)['relative']:.3g} (error bound for {dtype}, "
-                f"groups of {n}), atol per element from each group's conditioning"
+                f"auto: rtol={rounded:.3g} for outputs, {coefficients(dtype, n)['relative']:.3g} "
+                f"for statistics and gradients (error bound for {dtype}, groups of {n}), atol "
+                "per element from each group's conditioning"
             )
         rtol, atol = self.resolve(dtype)
         return f"{self.mode}: rtol={rtol:g}, atol={atol:g}"

@@ -189,10 +189,15 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
     if shifted:
         out.append(f"mean off by {-t / f.rstd:.3g} ({-t:+.3g} std)")
-    if klass == "low_precision":
+    if klass == "low_precision" and f.centered:
         out.append(
-            "an error the size that statistics or sums rounded to the compute dtype, or a "
-            "one-pass E[x^2] - E[x]^2 variance, cause"
+            "an error the size that statistics, sums or intermediates rounded to the compute "
+            "dtype, or a one-pass E[x^2] - E[x]^2 variance, cause"
+        )
+    elif klass == "low_precision":
+        out.append(
+            "an error the size that statistics, sums or intermediates rounded to the compute "
+            "dtype cause (x * rstd rounded to it before the weight, as HF's LlamaRMSNorm does)"
         )
     return out
 

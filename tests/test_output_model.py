@@ -14,17 +14,17 @@ import numpy.typing as npt
 import pytest
 
 import lncheck
-from lncheck import affine_fit
+from lncheck import affine_fit, sequential
 from lncheck import output_model as om
 from lncheck.dtypes import DTYPES
 from lncheck.judge import judge
 from lncheck.reference import run
+from lncheck.sequential import drift_cap
 from lncheck.tolerances import (
     CLASSES,
     G_DRIFT,
     allowance,
     atol_floor,
-    drift_cap,
     exact_sums,
     low_precision_floor,
 )
@@ -244,16 +244,20 @@ def test_the_cap_of_layer_norm_is_sqrt_n_minus_1() -> None:
 
 
 def test_residual_bound_by_hand() -> None:
-    # float32, no weight or bias: 3u|y| + 3v|n| + 4 v (1 + kappa) + floor (u = v = 2**-24)
+    # float32, no weight or bias: (u + u)|y| (the kernel's one rounding and the exact output's)
+    # + 3v|n| + 4 v (1 + kappa) + floor (u = v = 2**-24); low_precision rounds at every step
+    # (3u + u)
     x = np.array([[1.0, 2.0, 4.0, 8.0], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
     block = whole(model_of(x, normalized_shape=4))
     mean, std = 3.75, math.sqrt(np.var([1.0, 2.0, 4.0, 8.0]) + 1e-5)
     kappa = mean / std
     assert block.model.kappa[0] == pytest.approx(kappa, rel=1e-12)
     y = (np.array([1.0, 2.0, 4.0, 8.0]) - mean) / std
-    want = 6 * U32 * np.abs(y) + 4 * U32 * (1 + kappa) + atol_floor("float32")
+    want = 5 * U32 * np.abs(y) + 4 * U32 * (1 + kappa) + atol_floor("float32")
     bound = block.residual_bound("float32", "accurate")
     np.testing.assert_allclose(bound[0], want, rtol=1e-9)
+    low = block.residual_bound("float32", "low_precision")
+    np.testing.assert_allclose(low[0], want + 2 * U32 * np.abs(y), rtol=1e-9)
     # a constant group of equal weight: equal inputs give equal outputs, no fused rounding
     np.testing.assert_allclose(bound[1], atol_floor("float32"), rtol=1e-9)
 
@@ -488,5 +492,5 @@ def test_a_strided_welford_on_float16_data_at_three_levels_is_sequential(
 
     assert check() == (True, "sequential")
     # with the cap of data at many levels it would fail: a correct kernel called low_precision
-    monkeypatch.setattr(om, "drift_cap", lambda dtype, k, few: np.full_like(k, G_DRIFT))
+    monkeypatch.setattr(sequential, "drift_cap", lambda dtype, k, few: np.full_like(k, G_DRIFT))
     assert check() == (False, "low_precision")

@@ -318,6 +318,21 @@ def test_weights_one_plus_w_and_another_channels() -> None:
     assert text == "matches each group scaled by another channel's weight (in all 4 groups checked)"
 
 
+def test_a_reversed_weight_leaves_the_middle_channel_its_own() -> None:
+    # the full matrix's c0242: weights [1136, -896, 816] reversed; the middle channel keeps its
+    # weight (ds = 0), the others are scaled by 816 / 1136 and back: that is a weight on the
+    # wrong channel, not a precision loss
+    w = np.array([1136.0, -896.0, 816.0, 1136.0])
+    var = np.array([0.01, 0.1, 1.0, 4.0])
+    reversed_ = np.array([816.0, -896.0, 1136.0, 816.0]) / w - 1
+    text = distortions(reversed_, np.zeros(4), w).explain(var, 1e-5, 64, True, beyond_default=True)
+    assert text == "matches each group scaled by another channel's weight (in all 4 groups checked)"
+    # ...but a scale that lands within its limit of two weights names neither
+    dense = np.array([1.0, 1.0 + 5e-7, 2.0, 2.0 + 5e-7])
+    near = np.array([2.0, 2.0, 1.0, 1.0]) / dense - 1
+    assert distortions(near, np.zeros(4), dense).explain(var, 1e-5, 64, True) is None
+
+
 def test_no_convention_without_a_consistent_pattern() -> None:
     assert Distortions().explain(VAR, 1e-5, 64, True) is None  # nothing fitted
     assert distortions(np.zeros(4), np.zeros(4)).explain(VAR, 1e-5, 64, True) is None

@@ -1,0 +1,73 @@
+"""The ``sequential`` class's drift, per group: how far a sequential Welford's variance may stray
+with the running mean it is taken about (``tolerances.G_DRIFT``, ``G_TREND``, ``G_STUCK``), and
+how many of a sequential sum's roundings may lean the same way (``G_SEQ``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from lncheck.dtypes import DTYPES
+from lncheck.tolerances import G_DRIFT, TREND_NOISE, Allowance, accumulation_dtype
+
+
+def drift_cap(
+    dtype: str, k: npt.NDArray[np.float64], few: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """The largest share of the scale a sequential Welford's drift may take, per group: ``G_DRIFT``,
+    or ``sqrt(v K)`` where the group has at most ``FEW_LEVELS`` values (``k`` is ``K``, ``few``
+    marks those groups; ``v`` the accumulation dtype's unit roundoff)."""
+    v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
+    with np.errstate(all="ignore"):
+        return np.where(few, np.fmax(np.sqrt(v * k), G_DRIFT), G_DRIFT)
+
+
+def trend_of(nhat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per row of normalized values ``nhat`` (a group each, in memory order), how far its
+    running sum strays beyond random order: ``max(max_k |sum_{i<=k} n_i| / n - TREND_NOISE /
+    sqrt(n), 0)``, in std (see ``G_TREND``). NaN where the row holds NaN or inf."""
+    n = nhat.shape[1]
+    if not n:
+        return np.zeros(nhat.shape[0])
+    with np.errstate(all="ignore"):
+        walk = np.cumsum(nhat, axis=1)
+        np.abs(walk, out=walk)
+        strayed = np.max(walk, axis=1) / n
+        return np.asarray(np.maximum(strayed - TREND_NOISE / math.sqrt(n), 0.0), dtype=np.float64)
+
+
+def sequential_drift(
+    c: Allowance,
+    dtype: str,
+    k: npt.NDArray[np.float64],
+    few: npt.NDArray[np.bool_],
+    trend: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float64]:
+    """The share of the scale a sequential Welford's drift may take, per group of
+    conditioning ``k`` (``K``): ``c.drift * K``, or where the group's ``trend`` (``trend_of``;
+    ``None`` for RMSNorm, which keeps no running mean) is known, at most ``c.trend * K *
+    trend`` plus ``c.walk + c.lag * K``; at most ``drift_cap``. A NaN trend keeps
+    ``c.drift * K``."""
+    drift = c.drift * k
+    if trend is not None and c.trend:
+        with np.errstate(all="ignore"):
+            drift = np.fmin(drift, (c.trend * trend + c.lag) * k + c.walk)
+    return np.asarray(np.minimum(drift, drift_cap(dtype, k, few)), dtype=np.float64)
+
+
+def sequential_steps(
+    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True
+) -> npt.NDArray[np.float64]:
+    """How many of a sequential sum of squares' roundings may lean the same way (Higham §4.2:
+    recursive summation errs by up to ``(n - 1) u``, but by about ``sqrt(n) u`` when its
+    roundings cancel like a random walk). They lean alike once one element dominates the
+    running sum (``peak``, its share, near 1: every later addition is small against the sum),
+    and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
+    dwarfs the spread (``centered=False``: all ``n``); squared deviations from the mean are
+    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``."""
+    with np.errstate(all="ignore"):
+        if not centered:
+            return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
+        return np.asarray(np.maximum(n * np.asarray(peak, np.float64), math.sqrt(max(n, 1))))
