@@ -88,7 +88,10 @@ def limit(
 ) -> float:
     """Twice the sequential class's limit on the scale of a group without outlier (the share
     of the variance), as ``OutputModel.limits`` has it before any observed shift; ``few``: the
-    group has at most ``FEW_LEVELS`` values; ``trend``: its ``sequential.trend_of``."""
+    group has at most ``FEW_LEVELS`` values; ``trend``: its ``sequential.trend_of``, applied
+    whatever ``n v K`` and the data's levels (lncheck looks at it only where ``n v K <=
+    TREND_REACH`` and the data take ``TREND_LEVELS`` values or more, and keeps the wider
+    order-blind limit elsewhere: this limit is never wider than lncheck's)."""
     c = allowance(dtype, n, "sequential")
     k = np.asarray([1.0 + kappa])
     known = None if trend is None else np.asarray([trend])

@@ -110,6 +110,8 @@ def judge(
         # ``wider`` times the round-once ones (``residual_bound``: the kernel's rounding and
         # the exact output's), and so is the fit's noise (linear in them)
         wider = (tolerances.A + 1.0) / (tolerances.ROUND_ONCE + 1.0)
+        # elsewhere the round-once share stands for it: at most ``wider`` times too high, so
+        # a low_precision group's ``tolerance_used`` may be overstated, never understated
         worst_r_low = worst_r.copy()
         again = np.flatnonzero(f.fitted & (worst_r > 1))
         if again.size and "low_precision" in classes:
@@ -121,15 +123,14 @@ def judge(
             allowed_low += bound_low
             moved = wider * noise_t[again, None]
             if geo.c is not None:
-                moved = moved * (geo.c[again] if geo.c.shape[0] == groups else geo.c)
+                moved = moved * np.broadcast_to(geo.c, a.shape)[again]
             allowed_low += moved
             worst_r_low[again] = np.max(residual[again] / allowed_low, axis=1)
         # weighted by each element's own rounding, a group's bulk pins a scale and shift one
         # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
         # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
-        # and does not judge: an intermediate rounding to the compute dtype where rstd is
-        # within u of a power of two (HF's Llama RMSNorm in bfloat16) leaves a systematic
-        # scale as large as a sum of squares kept in bfloat16 does (sglang#27540).
+        # and does not judge: its limits are a statistic of the roundings (ROUNDING_SIGMA),
+        # not a bound, and a kernel's roundings need not be independent (``fit_noise``).
         # That needs a heavy tail: for bounds relative to |y| the gain squared is the
         # kurtosis n sum(a**4) / sum(a**2)**2 (3 for Gaussian data), so only groups where it
         # reaches WEIGHTED_GAIN**2 are fitted again

@@ -221,7 +221,7 @@ class OutputBlock:
             v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
             looked = (c.drift * k[:, 0] > c.walk) & (model.levels[rows] >= TREND_LEVELS) & moving
-            trend = self.trend(looked) if centred_drift else None
+            trend = self.trend(looked, dtype) if centred_drift else None
             drifted = sequential_drift(c, dtype, k, few, trend)
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
@@ -245,16 +245,16 @@ class OutputBlock:
         self.memo[key] = found
         return found  # type: ignore[return-value]
 
-    def trend(self, rows: npt.NDArray[np.bool_]) -> F64:
+    def trend(self, rows: npt.NDArray[np.bool_], dtype: str) -> F64:
         """Per group (a column), how far its running sum strays beyond random order
-        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized (every class with
-        a drift asks for the same rows)."""
-        if ("trend",) not in self.memo:
+        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized per ``dtype``
+        (every class with a drift asks for the same rows there)."""
+        if ("trend", dtype) not in self.memo:
             found = np.full((self.y.shape[0], 1), np.nan)
             if rows.any():
                 found[rows, 0] = trend_of(self.nhat[rows])
-            self.memo[("trend",)] = found
-        return self.memo[("trend",)]  # type: ignore[return-value]
+            self.memo[("trend", dtype)] = found
+        return self.memo[("trend", dtype)]  # type: ignore[return-value]
 
     def atol(self, dtype: str, klass: str) -> F64:
         """The element-wise atol of class ``klass`` (its rtol, ``allowance().rounded``,

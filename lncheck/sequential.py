@@ -1,5 +1,5 @@
 """The ``sequential`` class's drift, per group: how far a sequential Welford's variance may stray
-with the running mean it is taken about (``tolerances.G_DRIFT``, ``G_TREND``, ``G_STUCK``), and
+with the running mean it is taken about (``tolerances.G_DRIFT``, ``G_TREND``), and
 how many of a sequential sum's roundings may lean the same way (``G_SEQ``)."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def drift_cap(
 def trend_of(nhat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Per row of normalized values ``nhat`` (a group each, in memory order), how far its
     running sum strays beyond random order: ``max(max_k |sum_{i<=k} n_i| / n - TREND_NOISE /
-    sqrt(n), 0)``, in std (see ``G_TREND``). NaN where the row holds NaN or inf."""
+    sqrt(n), 0)``, in std (see ``G_TREND``). NaN or inf where the row holds NaN or inf
+    (either keeps the order-blind drift)."""
     n = nhat.shape[1]
     if not n:
         return np.zeros(nhat.shape[0])

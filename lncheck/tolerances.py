@@ -98,19 +98,20 @@ FEW_LEVELS = 4
 # |sum_{i<=k} n_i| / n`` in std (``sequential.trend_of``), beyond what random order gives
 # (``TREND_NOISE / sqrt(n)``: a Brownian bridge exceeds 2 with probability 7e-4). Measured
 # (``benchmarks/welford_drift.py``, float32, n = 1,000 to 262,144, K = 1 to 1e4): on sorted, smooth,
-# blocked, periodic and mixed data the variance's drift beyond t**2 is at most 0.28 n v K T, so the
-# scale's is ``G_TREND min(n v, 1) K T``; in random order (T near 0) the sum of squares rounds as a
-# random walk and stagnates (terms below half its last place are lost, all of one sign), and the
-# running mean's own roundings walk: ``G_WALK sqrt(n) v + G_STAGNATE n v + G_LAG v K`` (the full
-# matrix's c0189, n = 1,048,576 at K = 1: 4.5e-3 n v; a tenth of a random walk in random order, n =
-# 1,000 at K = 1e4: 2 v K of the variance). A sequential class with both is never wider than with
+# blocked, periodic and mixed data with ``n v K`` at most TREND_REACH, the variance's drift beyond
+# t**2 is at most 0.28 n v K T, and the scale's half that: ``G_TREND min(n v, 1) K T`` allows 3.5x
+# it. In random order (T near 0) the sum of squares rounds as a random walk and stagnates (terms
+# below half its last place are lost, all of one sign), and the running mean's own roundings walk:
+# ``G_WALK sqrt(n) v + G_STAGNATE n v + G_LAG v K`` of the scale (the full matrix's c0189, n =
+# 1,048,576 at K = 1: 4.5e-3 n v of the scale; a tenth of a random walk in random order, n = 1,000
+# at K = 1e4: 2 v K of the variance). A sequential class with both is never wider than with
 # ``G_DRIFT`` alone. The trend tells only while the running mean moves: once ``n v K`` passes
 # TREND_REACH its updates are lost in any order (c0651, an Apex-style Welford at K = 1e5 and n =
 # 542,108: rstd 0.53 % off in random order); and data quantized to a few values per std drift in any
 # order (the level nearest the running mean lies to one side of it, and the updates it loses all
 # lean that way: the quick matrix's c0067 and c0351, float16 at mean/std 1e4, three to five levels).
-# Only groups whose input takes at least TREND_LEVELS values (``OutputModel.levels``) and whose ``n
-# v K`` is at most TREND_REACH have their trend looked at
+# Only centred groups whose input takes at least TREND_LEVELS values (``OutputModel.levels``) and
+# whose ``n v K`` is at most TREND_REACH have their trend looked at
 G_TREND = 0.5
 G_WALK = 4.0
 G_STAGNATE = 0.01

@@ -197,7 +197,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
     elif klass == "low_precision":
         out.append(
             "an error the size that statistics, sums or intermediates rounded to the compute "
-            "dtype cause (x * rstd rounded to it before the weight, as HF's LlamaRMSNorm does)"
+            "dtype cause (such as x * rstd rounded to it before the weight, in HF's LlamaRMSNorm)"
         )
     return out
 
