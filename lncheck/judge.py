@@ -99,13 +99,7 @@ def judge(
         bound += further * block.allowance(dtype, classes[0]).rounded
         noise = fit_noise(block, geo, bound, dtype)
         independent, (noise_s, noise_t) = noise.independent, noise.alike
-        # the fit's own uncertainty moves the fitted line, and so every residual, too
-        allowed = np.abs(a)
-        allowed *= noise_s[:, None]
-        allowed += bound
-        allowed += geo.times_c(noise_t[:, None])
-        share_r = np.divide(residual, allowed, out=allowed)
-        worst_r = np.max(share_r, axis=1) if a.shape[1] else np.zeros(groups)
+        worst_r = _worst_residual(residual, a, geo.c, bound, (noise_s, noise_t))
         # low_precision's intermediates may round to the compute dtype: its bounds are at most
         # ``wider`` times the round-once ones (``residual_bound``: the kernel's rounding and
         # the exact output's), and so is the fit's noise (linear in them)
@@ -116,16 +110,12 @@ def judge(
         again = np.flatnonzero(f.fitted & (worst_r > 1))
         if again.size and "low_precision" in classes:
             low = block.allowance(dtype, "low_precision").rounded
-            bound_low = np.abs(size[again]) * 1e-15
+            bound_low = size[again] * 1e-15
             bound_low += block.residual_bound(dtype, "low_precision")[again]
             bound_low += further[again] * low
-            allowed_low = np.abs(a[again]) * (wider * noise_s[again, None])
-            allowed_low += bound_low
-            moved = wider * noise_t[again, None]
-            if geo.c is not None:
-                moved = moved * np.broadcast_to(geo.c, a.shape)[again]
-            allowed_low += moved
-            worst_r_low[again] = np.max(residual[again] / allowed_low, axis=1)
+            c = None if geo.c is None else np.broadcast_to(geo.c, a.shape)[again]
+            noise_low = (wider * noise_s[again], wider * noise_t[again])
+            worst_r_low[again] = _worst_residual(residual[again], a[again], c, bound_low, noise_low)
         # weighted by each element's own rounding, a group's bulk pins a scale and shift one
         # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
         # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
@@ -222,3 +212,19 @@ def judge(
         weighted_shift,
     )
     return best, scores, kinds
+
+
+def _worst_residual(
+    residual: F64, a: F64, c: F64 | None, bound: F64, noise: tuple[F64, F64]
+) -> F64:
+    """Per group, the largest ``residual`` over its allowance: the elements' rounding ``bound``
+    plus how far the fit's own ``noise`` (on the scale, times ``a``, and the shift, times
+    ``c``; ``None``: 1) may move the fitted line, and so every residual, too."""
+    noise_s, noise_t = noise
+    if not a.shape[1]:
+        return np.zeros(a.shape[0])
+    allowed = np.abs(a)
+    allowed *= noise_s[:, None]
+    allowed += bound
+    allowed += noise_t[:, None] if c is None else noise_t[:, None] * c
+    return np.asarray(np.max(np.divide(residual, allowed, out=allowed), axis=1))

@@ -189,16 +189,17 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
                 out.append(f"rstd {100 * (s - 1):+.3g}% off")
     if shifted:
         out.append(f"mean off by {-t / f.rstd:.3g} ({-t:+.3g} std)")
-    if klass == "low_precision" and f.centered:
-        out.append(
-            "an error the size that statistics, sums or intermediates rounded to the compute "
-            "dtype, or a one-pass E[x^2] - E[x]^2 variance, cause"
+    if klass == "low_precision":
+        rounded = (
+            "an error the size that statistics, sums or intermediates rounded to the compute dtype"
         )
-    elif klass == "low_precision":
-        out.append(
-            "an error the size that statistics, sums or intermediates rounded to the compute "
-            "dtype cause (such as x * rstd rounded to it before the weight, in HF's LlamaRMSNorm)"
-        )
+        if f.centered:
+            out.append(f"{rounded}, or a one-pass E[x^2] - E[x]^2 variance, cause")
+        else:  # RMSNorm: no variance about a mean
+            out.append(
+                f"{rounded} cause (such as x * rstd rounded to it before the weight, in HF's "
+                "LlamaRMSNorm)"
+            )
     return out
 
 
