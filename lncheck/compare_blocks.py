@@ -23,19 +23,20 @@ import numpy.typing as npt
 from lncheck import output_model as om
 from lncheck import overlap
 from lncheck.block_structure import Structure, structure_of
+from lncheck.block_tolerance import STRUCTURED, BlockTolerance, Tolerances
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
+from lncheck.copies import copied_from_neighbour, copy_words, told_apart
 from lncheck.dtypes import DTYPES
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
 from lncheck.metrics import Accumulator, Shared, prepare
-from lncheck.ops.spec import NormSpec
 from lncheck.options import spelling
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
-from lncheck.tolerances import CLASSES, Atol, allowance, applied
+from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
     GroupFacts,
@@ -47,8 +48,6 @@ from lncheck.verdicts import (
 )
 
 F64 = npt.NDArray[np.float64]
-PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")
-STRUCTURED = ("output", "activation")  # quantities the output model describes
 
 
 class Clock:
@@ -67,86 +66,6 @@ class Clock:
             yield
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-def reduced_over(spec: NormSpec, quantity: str) -> int:
-    """How many values each element of a quantity is reduced from (its error grows with it)."""
-    if quantity in PARAMETER_GRADIENTS:
-        return spec.shared_count
-    if spec.use_running_stats and quantity in ("output", "activation", "grad_input"):
-        return 1  # eval mode computes no statistics
-    return spec.reduced
-
-
-class _Tolerances:
-    """One quantity's tolerance for any accuracy class, block by block, computed on demand."""
-
-    def __init__(self, case: Case, ref: NormResult, quantity: str, layout: GroupLayout) -> None:
-        self.case, self.ref, self.quantity, self.layout = case, ref, quantity, layout
-        self.n = reduced_over(case.spec, quantity)
-        self.model = ref.model if quantity in STRUCTURED and case.tolerance.classified else None
-        self.lipschitz = 1.0
-        if quantity == "activation" and case.spec.activation is not None:
-            self.lipschitz = case.spec.activation.lipschitz
-        self.generic: dict[int, tuple[float, Atol]] = {}
-
-    def rtol(self, index: int) -> float:
-        if self.model is not None:
-            return allowance(self.case.dtype, 1, CLASSES[index]).rounded
-        return self._generic(index)[0]
-
-    def _generic(self, index: int) -> tuple[float, Atol]:
-        if index not in self.generic:
-            self.generic[index] = applied(
-                self.case.tolerance,
-                self.case.dtype,
-                self.n,
-                self.ref.bounds.get(self.quantity),
-                CLASSES[index],
-            )
-        return self.generic[index]
-
-    def atol(self, index: int, first: int, stop: int, block: om.OutputBlock | None) -> F64 | float:
-        """The atol of class ``index`` on groups ``[first, stop)``."""
-        if block is not None:
-            own = block.atol(self.case.dtype, CLASSES[index])
-            if self.quantity == "activation":
-                # through the activation: L times the output's whole bound
-                return self.lipschitz * (own + self.rtol(index) * np.abs(block.y))
-            return own
-        _, generic = self._generic(index)
-        if isinstance(generic, LazyTensor):
-            return generic.at(first, stop)
-        values = np.asarray(generic, dtype=np.float64)
-        layout = self.layout
-        if values.ndim and values.size == layout.groups * layout.group_size:  # per element
-            whole = values.reshape(layout.input_shape)
-            return np.asarray(layout.block_at(whole, first, stop), dtype=np.float64)
-        if values.ndim and values.size == layout.groups:  # per group
-            return values.reshape(-1)[first:stop, None]
-        if values.ndim:
-            values = values.reshape(-1)[0] if values.size == 1 else values
-        return float(values)
-
-
-class _BlockTolerance:
-    """One block's tolerances, per accuracy class, computed once and shared by candidates."""
-
-    def __init__(self, tol: _Tolerances, first: int, stop: int) -> None:
-        self.tol, self.first, self.stop = tol, first, stop
-        self.block = tol.model.at(first, stop) if tol.model is not None else None
-        self.cache: dict[int, F64 | float] = {}
-
-    def atol(self, index: int) -> F64 | float:
-        if index not in self.cache:
-            self.cache[index] = self.tol.atol(index, self.first, self.stop, self.block)
-        return self.cache[index]
-
-    def allowed(self, index: int, shared: Shared, scratch: Scratch) -> F64:
-        """Class ``index``'s tolerance per element, in ``scratch`` until it is asked again."""
-        out = np.abs(shared.expected, out=scratch.get("class.allowed", shared.expected.shape))
-        np.multiply(out, self.tol.rtol(index), out=out)
-        return np.add(out, self.atol(index), out=out)
 
 
 class BlockComparer:
@@ -208,14 +127,14 @@ class BlockComparer:
             for key, twin in diverged:  # identical so far: the twin's totals are its own
                 self.accumulators[key] = copy.deepcopy(self.accumulators[twin])
                 self.tallies[key] = copy.deepcopy(self.tallies[twin])
-            tolerances = _Tolerances(self.case, ref, quantity, quantity_layout)
+            tolerances = Tolerances(self.case, ref, quantity, quantity_layout)
             for r in having:
                 self.checked[(r.candidate, quantity)] = None
             for r in distinct:
                 self._start(r.candidate, quantity, tolerances)
             self._compare(offset, quantity_layout, ref, quantity, distinct, tolerances)
 
-    def _start(self, candidate: str, quantity: str, tol: _Tolerances) -> None:
+    def _start(self, candidate: str, quantity: str, tol: Tolerances) -> None:
         key = (candidate, quantity)
         if key in self.accumulators:
             return
@@ -238,7 +157,7 @@ class BlockComparer:
         ref: NormResult,
         quantity: str,
         results: Sequence[NormResult],
-        tol: _Tolerances,
+        tol: Tolerances,
     ) -> None:
         if not results:  # every one identical to a candidate compared before
             return
@@ -260,26 +179,32 @@ class BlockComparer:
                     key = (r.candidate, quantity)
                     self.unrepresentable[key] = self.unrepresentable.get(key, 0) + beyond
 
+        def reference_of(here: BlockTolerance) -> npt.NDArray[np.generic]:
+            if here.block is not None and quantity == "output":
+                return here.block.y
+            if isinstance(expected, LazyTensor):
+                return expected.at(here.first, here.stop)
+            return layout.block_at(_shaped(np.asarray(expected), layout), here.first, here.stop)
+
         def ready(first: int, stop: int) -> _Ready:
             """What a block's comparison needs that no other block's does: the reference
             block and each candidate's structure (its tolerances are left to the caller's
             thread, which has less to do)."""
-            here = _BlockTolerance(tol, first, stop)
+            here = BlockTolerance(tol, first, stop)
             structures: list[Structure | None] = [None] * len(actuals)
             if here.block is not None and quantity == "output":
-                reference_block: npt.NDArray[np.generic] = here.block.y
                 structures = [
                     structure_of(
                         here.block, layout.block_at(a, first, stop), self.case.dtype, self.accepted
                     )
                     for a in actuals
                 ]
-            elif isinstance(expected, LazyTensor):
-                reference_block = expected.at(first, stop)
-            else:
-                whole = _shaped(np.asarray(expected), layout)
-                reference_block = layout.block_at(whole, first, stop)
-            return here, reference_block, structures
+            return here, reference_of(here), structures
+
+        def reference_row(g: int) -> tuple[F64, F64 | float]:
+            here = BlockTolerance(tol, g, g + 1)
+            row = np.asarray(reference_of(here), dtype=np.float64)
+            return row, here.atol(self.accepted)
 
         prepared = overlap.ahead(lambda span: ready(*span), layout.spans())
         while True:
@@ -302,17 +227,38 @@ class BlockComparer:
                 for r, actual_of, structure in zip(results, actuals, structures, strict=True):
                     actual = layout.block_at(actual_of, first, stop)
                     key = (r.candidate, quantity)
-                    self._candidate(offset, key, here, shared, actual, structure)
+                    before = self.accumulators[key].mismatched
+                    err = self._candidate(offset, key, here, shared, actual, structure)
+                    tally = self.tallies[key]
+                    if self.accumulators[key].mismatched == before or tally.copy is not None:
+                        continue
+                    if structure is not None and tol.model is not None:
+                        with np.errstate(all="ignore"):
+                            shares = err * shared.inv_allowed
+                        found = copied_from_neighbour(
+                            first,
+                            shares,
+                            None if structure is None else structure.group_score,
+                            layout.groups,
+                            partial(_row, layout, actual_of),
+                            reference_row,
+                            tol.rtol(self.accepted),
+                            partial(_apart, tol.model, self.case.dtype),
+                        )
+                        if found is not None:
+                            tally.copy = found.moved(offset)
 
     def _candidate(
         self,
         offset: int,
         key: tuple[str, str],
-        here: _BlockTolerance,
+        here: BlockTolerance,
         shared: Shared,
         actual: npt.NDArray[np.generic],
         structure: Structure | None,
-    ) -> None:
+    ) -> F64:
+        """Compare one candidate's block; returns its absolute errors (``Accumulator.update``:
+        in scratch, valid until the next block)."""
         err = self.accumulators[key].update(
             offset + here.first,
             shared,
@@ -322,20 +268,21 @@ class BlockComparer:
             self.scratch,
         )
         if not self.case.tolerance.classified:
-            return
+            return err
         with np.errstate(invalid="ignore"):  # inf * 0 where an exact value is beyond range
             share = np.multiply(
                 err, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
             )
         worst_share = float(np.max(share)) if err.size else 0.0
         tally = self.tallies[key]
-        allowed = partial(here.allowed, shared=shared, scratch=self.scratch)
+        allowed = partial(here.allowed, expected=shared.expected, scratch=self.scratch)
         tally.add(block_class(err, allowed, self.accepted, worst_share))
         if structure is not None:
             tally.add(structure.index)
             tally.distortion(structure.worst(offset + here.first))
             tally.weighed(structure.systematic())
             structure.record(tally, offset + here.first)
+        return err
 
     def failures(self) -> dict[tuple[str, str], GroupFailures]:
         """The failing groups of every failing check that counts them."""
@@ -376,9 +323,12 @@ class BlockComparer:
                 worst = tally.worst
                 facts = _facts(self.case, quantity, worst.group, self._variance)
                 explanation = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
+                if tally.copy is not None:  # named by the copy itself, whatever its size
+                    klass = "mismatch"
+                    explanation = copy_words(tally.copy, self.layouts[quantity].group_index)
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
-                named = klass == "mismatch" and (explanation or "").startswith("matches")
+                named = klass == "mismatch" and (explanation or "").startswith(("matches", "group"))
                 faint = None  # a convention the groups meet only loosely: a hint
                 if quantity == "output" and klass != "accurate" and not named:
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
@@ -420,7 +370,15 @@ class BlockComparer:
         return done + list(self.broken.values())
 
 
-_Ready = tuple["_BlockTolerance", npt.NDArray[np.generic], list["Structure | None"]]
+_Ready = tuple["BlockTolerance", npt.NDArray[np.generic], list["Structure | None"]]
+
+
+def _apart(model: om.OutputModel, dtype: str, g: int, source: int, values: F64) -> bool:
+    return told_apart(model.at(g, g + 1), model.at(source, source + 1), values, dtype)
+
+
+def _row(layout: GroupLayout, whole: npt.NDArray[np.generic], g: int) -> npt.NDArray[np.generic]:
+    return layout.block_at(whole, g, g + 1)
 
 
 def _flat(ref: NormResult, quantity: str) -> GroupLayout:

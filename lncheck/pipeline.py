@@ -22,13 +22,14 @@ import numpy.typing as npt
 
 from lncheck import gradients, ops, reference
 from lncheck.backends import Backend, check_devices, usable
+from lncheck.block_tolerance import PARAMETER_GRADIENTS, reduced_over
 from lncheck.blocks import GroupLayout
 from lncheck.candidates import CandidateFailed, NotProduced, bundles, command, repeat
 from lncheck.candidates.callable import resolve
 from lncheck.candidates.specs import EXPECTED as EXPECTED  # an unnamed --expected's candidate
 from lncheck.case import Case
 from lncheck.chunks import CHUNK_ELEMENTS, release_pages, units
-from lncheck.compare_blocks import PARAMETER_GRADIENTS, BlockComparer, Clock, reduced_over
+from lncheck.compare_blocks import BlockComparer, Clock
 from lncheck.comparison import Comparison, not_made
 from lncheck.drift import BaselineCheck, drift_checks
 from lncheck.errors import LncheckError, spell

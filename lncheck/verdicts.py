@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.case import Case
+from lncheck.copies import Copy
 from lncheck.semantics import Distortions, another_eps
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
@@ -70,6 +71,7 @@ class ClassTally:
         self.distortions = Distortions()
         # the weighted fit's largest share of its limits, and that group's scale and shift
         self.systematic = (0.0, 1.0, 0.0)
+        self.copy: Copy | None = None  # a failing group that repeats its neighbour's output
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
