@@ -27,7 +27,7 @@ from lncheck.block_tolerance import STRUCTURED, BlockTolerance, Tolerances
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
-from lncheck.copies import copied_from_neighbour, copy_words, told_apart
+from lncheck.copies import Copy, copied_from_neighbour, copy_words, told_apart
 from lncheck.dtypes import DTYPES
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
@@ -206,6 +206,22 @@ class BlockComparer:
             row = np.asarray(reference_of(here), dtype=np.float64)
             return row, here.atol(self.accepted)
 
+        def find_copy(
+            whole: npt.NDArray[np.generic], first: int, shares: F64, structural: F64
+        ) -> Copy | None:
+            """A copy among the failing groups of candidate ``whole``'s block at ``first``."""
+            assert tol.model is not None  # a structure is made only with the output model
+            return copied_from_neighbour(
+                first,
+                shares,
+                structural,
+                layout.groups,
+                partial(_row, layout, whole),
+                reference_row,
+                tol.rtol(self.accepted),
+                partial(_apart, tol.model, self.case.dtype),
+            )
+
         prepared = overlap.ahead(lambda span: ready(*span), layout.spans())
         while True:
             with self.clock("compare"):  # the reference blocks are built with the structures
@@ -229,24 +245,29 @@ class BlockComparer:
                     key = (r.candidate, quantity)
                     before = self.accumulators[key].mismatched
                     err = self._candidate(offset, key, here, shared, actual, structure)
-                    tally = self.tallies[key]
-                    if self.accumulators[key].mismatched == before or tally.copy is not None:
-                        continue
-                    if structure is not None and tol.model is not None:
-                        with np.errstate(all="ignore"):
-                            shares = err * shared.inv_allowed
-                        found = copied_from_neighbour(
-                            first,
-                            shares,
-                            None if structure is None else structure.group_score,
-                            layout.groups,
-                            partial(_row, layout, actual_of),
-                            reference_row,
-                            tol.rtol(self.accepted),
-                            partial(_apart, tol.model, self.case.dtype),
-                        )
-                        if found is not None:
-                            tally.copy = found.moved(offset)
+                    if self.accumulators[key].mismatched > before and structure is not None:
+                        find = partial(find_copy, actual_of)
+                        self._look_for_copy(key, offset, first, err, shared, structure, find)
+
+    def _look_for_copy(
+        self,
+        key: Key,
+        offset: int,
+        first: int,
+        err: F64,
+        shared: Shared,
+        structure: Structure,
+        find: Callable[[int, F64, F64], Copy | None],
+    ) -> None:
+        """Whether a failing group of the block at group ``first`` repeats its neighbour's
+        output (``copies``), once per check: ``find(first, shares, structural shares)``."""
+        tally = self.tallies[key]
+        if tally.copy is None:
+            with np.errstate(all="ignore"):
+                shares = err * shared.inv_allowed
+            found = find(first, shares, structure.group_score)
+            if found is not None:
+                tally.copy = found.moved(offset)
 
     def _candidate(
         self,
@@ -328,7 +349,9 @@ class BlockComparer:
                     explanation = copy_words(tally.copy, self.layouts[quantity].group_index)
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
-                named = klass == "mismatch" and (explanation or "").startswith(("matches", "group"))
+                named = tally.copy is not None or (
+                    klass == "mismatch" and (explanation or "").startswith("matches")
+                )
                 faint = None  # a convention the groups meet only loosely: a hint
                 if quantity == "output" and klass != "accurate" and not named:
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
