@@ -20,14 +20,13 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import output_model as om
 from lncheck import overlap
 from lncheck.block_structure import Structure, structure_of
 from lncheck.block_tolerance import STRUCTURED, BlockTolerance, Tolerances
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
-from lncheck.copies import Copy, copied_from_neighbour, copy_words, told_apart
+from lncheck.copies import Copy, ReferenceRow, copied_from_neighbour, copy_words
 from lncheck.dtypes import DTYPES
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
@@ -201,25 +200,18 @@ class BlockComparer:
                 ]
             return here, reference_of(here), structures
 
-        def reference_row(g: int) -> tuple[F64, F64 | float]:
-            here = BlockTolerance(tol, g, g + 1)
-            row = np.asarray(reference_of(here), dtype=np.float64)
-            return row, here.atol(self.accepted)
+        low = CLASSES.index("low_precision")
 
-        def find_copy(
-            whole: npt.NDArray[np.generic], first: int, shares: F64, structural: F64
-        ) -> Copy | None:
+        def reference_row(g: int) -> ReferenceRow:
+            here = BlockTolerance(tol, g, g + 1)
+            values = np.asarray(reference_of(here), dtype=np.float64)
+            accepted = here.atol(self.accepted), tol.rtol(self.accepted)
+            return ReferenceRow(values, *accepted, here.atol(low), tol.rtol(low))
+
+        def find_copy(whole: npt.NDArray[np.generic], first: int, shares: F64) -> Copy | None:
             """A copy among the failing groups of candidate ``whole``'s block at ``first``."""
-            assert tol.model is not None  # a structure is made only with the output model
             return copied_from_neighbour(
-                first,
-                shares,
-                structural,
-                layout.groups,
-                partial(_row, layout, whole),
-                reference_row,
-                tol.rtol(self.accepted),
-                partial(_apart, tol.model, self.case.dtype),
+                first, shares, layout.groups, partial(_row, layout, whole), reference_row
             )
 
         prepared = overlap.ahead(lambda span: ready(*span), layout.spans())
@@ -247,7 +239,7 @@ class BlockComparer:
                     err = self._candidate(offset, key, here, shared, actual, structure)
                     if self.accumulators[key].mismatched > before and structure is not None:
                         find = partial(find_copy, actual_of)
-                        self._look_for_copy(key, offset, first, err, shared, structure, find)
+                        self._look_for_copy(key, offset, first, err, shared, find)
 
     def _look_for_copy(
         self,
@@ -256,16 +248,15 @@ class BlockComparer:
         first: int,
         err: F64,
         shared: Shared,
-        structure: Structure,
-        find: Callable[[int, F64, F64], Copy | None],
+        find: Callable[[int, F64], Copy | None],
     ) -> None:
         """Whether a failing group of the block at group ``first`` repeats its neighbour's
-        output (``copies``), once per check: ``find(first, shares, structural shares)``."""
+        output (``copies``), once per check: ``find(first, shares)``."""
         tally = self.tallies[key]
         if tally.copy is None:
             with np.errstate(all="ignore"):
                 shares = err * shared.inv_allowed
-            found = find(first, shares, structure.group_score)
+            found = find(first, shares)
             if found is not None:
                 tally.copy = found.moved(offset)
 
@@ -344,19 +335,19 @@ class BlockComparer:
                 worst = tally.worst
                 facts = _facts(self.case, quantity, worst.group, self._variance)
                 explanation = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
-                if tally.copy is not None:  # named by the copy itself, whatever its size
-                    klass = "mismatch"
-                    explanation = copy_words(tally.copy, self.layouts[quantity].group_index)
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
-                named = tally.copy is not None or (
-                    klass == "mismatch" and (explanation or "").startswith("matches")
-                )
+                named = klass == "mismatch" and (explanation or "").startswith("matches")
                 faint = None  # a convention the groups meet only loosely: a hint
                 if quantity == "output" and klass != "accurate" and not named:
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
                     if semantic is not None:
                         klass, explanation = "mismatch", semantic
+                if tally.copy is not None and not (explanation or "").startswith("matches"):
+                    # beyond low_precision already (a mismatch): the copy names the cause,
+                    # where no convention of every group does
+                    klass = "mismatch"
+                    explanation = copy_words(tally.copy, self.layouts[quantity].group_index)
                 c = replace(
                     c,
                     passed=c.passed and CLASSES.index(klass) <= self.accepted,
@@ -394,10 +385,6 @@ class BlockComparer:
 
 
 _Ready = tuple["BlockTolerance", npt.NDArray[np.generic], list["Structure | None"]]
-
-
-def _apart(model: om.OutputModel, dtype: str, g: int, source: int, values: F64) -> bool:
-    return told_apart(model.at(g, g + 1), model.at(source, source + 1), values, dtype)
 
 
 def _row(layout: GroupLayout, whole: npt.NDArray[np.generic], g: int) -> npt.NDArray[np.generic]:

@@ -104,7 +104,7 @@ def test_a_row_copied_from_elsewhere_is_a_mismatch_in_every_dtype(dtype: str) ->
     exact = torch.from_numpy(layer_norm(as_float64(x))).to(x.dtype)
     good = output_check(x, normalized_shape=256, expected=exact)
     assert (good.passed, good.accuracy_class, good.explanation) == (True, "accurate", None)
-    for source, words in ((1, "not an affine distortion"), (4, "group 5 repeats group 4's")):
+    for source, words in ((1, "not an affine distortion"), (4, "group (5) repeats group (4)'s")):
         # from a row further off, the residual tells; from its neighbour, its bytes do first
         copied = exact.clone()
         copied[5] = copied[source]
