@@ -206,7 +206,8 @@ class BlockComparer:
             here = BlockTolerance(tol, g, g + 1)
             values = np.asarray(reference_of(here), dtype=np.float64)
             accepted = here.atol(self.accepted), tol.rtol(self.accepted)
-            return ReferenceRow(values, *accepted, here.atol(low), tol.rtol(low))
+            constant = bool(tol.model is not None and tol.model.constant[g])
+            return ReferenceRow(values, *accepted, here.atol(low), tol.rtol(low), constant)
 
         def find_copy(whole: npt.NDArray[np.generic], first: int, shares: F64) -> Copy | None:
             """A copy among the failing groups of candidate ``whole``'s block at ``first``."""
@@ -347,7 +348,9 @@ class BlockComparer:
                     # beyond low_precision already (a mismatch): the copy names the cause,
                     # where no convention of every group does
                     klass = "mismatch"
-                    explanation = copy_words(tally.copy, self.layouts[quantity].group_index)
+                    failing = acc.groups.failing if acc.groups is not None else 1
+                    index = self.layouts[quantity].group_index
+                    explanation = copy_words(tally.copy, index, failing)
                 c = replace(
                     c,
                     passed=c.passed and CLASSES.index(klass) <= self.accepted,

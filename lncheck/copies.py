@@ -3,13 +3,16 @@ the previous one (a race between thread blocks, or an off-by-one index), named a
 
 The evidence asked for is all of: the two groups' candidate outputs hold the same bytes; the
 neighbour's passes against its own reference; the group's would pass, with its own tolerance,
-against the neighbour's reference; and against its own it is beyond even the
-``low_precision`` class's element-wise tolerance, so no precision loss explains it and the
-check is a ``mismatch`` whatever the copy: the copy only names the cause. A copy that
-``low_precision`` could explain is left to that class. Precision losses do make neighbours the
-same bytes: rows that bfloat16 rounds to about one value each normalize to about the weight,
-and statistics kept in bfloat16 round them alike; and a kernel that folds scale and shift in
-bfloat16 loses a small bias on a constant channel, whose output is then a dead neighbour's.
+against the neighbour's reference; against its own it is beyond even the ``low_precision``
+class's element-wise tolerance, so the check is a ``mismatch`` whatever the copy and the copy
+only names the likelier cause; and the group's input values are not all equal. A copy that
+``low_precision`` could explain is left to that class, and a constant group to the other
+words, because precision losses make neighbours the same bytes too. Rows that bfloat16 rounds
+to about one value each normalize to about the weight, and statistics kept in bfloat16 round
+them alike. A kernel that folds scale and shift in bfloat16 loses a bias below half the
+shift's spacing on a constant channel (whose exact output is its bias) and outputs a dead
+neighbour's zeros there, by up to several times ``low_precision``'s tolerance (the class does
+not model a shift folded in the compute dtype).
 
 Only failing groups are looked at, at most ``LOOKED_AT`` per block (a bound on the work when
 every group fails; a race copies a few) and none once a copy is found; a neighbour that fails
@@ -35,13 +38,14 @@ LOOKED_AT = 64  # failing groups examined per block
 class ReferenceRow:
     """One group's reference output, shaped ``(1, group_size)``, and its tolerance as ``atol``
     (one number, or one per element like ``values``) plus ``rtol * |values|``: the accepted
-    class's and the ``low_precision`` class's."""
+    class's and the ``low_precision`` class's; whether the group's input is constant."""
 
     values: F64
     atol: F64 | float
     rtol: float
     low_atol: F64 | float
     low_rtol: float
+    constant: bool  # the group's input values are all equal
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def _copy(
     group's accepted tolerance and ``group``'s own reference not even with its
     ``low_precision`` one."""
     mine, theirs = reference(group), reference(source)
+    if mine.constant:
+        return None  # its exact output is its bias, which a folded shift's rounding can lose
     with np.errstate(all="ignore"):
         if _within(values, mine.values, mine.low_atol, mine.low_rtol):
             return None  # a precision loss may explain it: left to its class
@@ -112,13 +118,18 @@ def _within(values: F64, expected: F64, atol: F64 | float, rtol: float) -> bool:
     return bool(np.all(np.abs(values - expected) <= atol + rtol * np.abs(expected)))
 
 
-def copy_words(copy: Copy, index: Callable[[int], tuple[int, ...]]) -> str:
-    """The explanation for a ``Copy``; ``index`` names a group by its multi-index."""
+def copy_words(copy: Copy, index: Callable[[int], tuple[int, ...]], failing: int) -> str:
+    """The explanation for a ``Copy`` in a check with ``failing`` failing groups; ``index``
+    names a group by its multi-index."""
+    others = failing - 1
+    more = ""
+    if others > 0:
+        more = "; 1 other group fails too" if others == 1 else f"; {others} other groups fail too"
     return (
         f"group {_name(index(copy.group))} repeats group {_name(index(copy.source))}'s output bit "
         f"for bit, where their references differ by up to {copy.apart:.3g} (a row copied from "
         "its neighbour, a race or an off-by-one index; or both groups set from something other "
-        "than their own values)"
+        f"than their own values){more}"
     )
 
 
