@@ -38,10 +38,13 @@ kernel that rounds once to the dtype, ``ROUND_ONCE``; ``A * u * |y|`` in the low
 class, whose intermediates may round to the compute dtype too), the element-wise products in the
 accumulation dtype (``A * v * (|w n_i| + |b|)``) and, for kernels that fold the statistics into
 one scale and shift per channel (``y = x * scale + shift``, the usual fused eval BatchNorm and
-GPU GroupNorm), ``A_FUSED * v * K * |w|`` (``u`` in the low-precision class), and the folded
-shift ``b - mean * scale`` rounds relative to ``|b|`` as well, by the same amount for a whole
-channel (``A_FUSED * v * |b|``, part of the implied shift). So an element of class ``C`` may be
-off by
+GPU GroupNorm), ``A_FUSED * v * K * |w|`` in every class, and the folded shift ``b - mean *
+scale`` rounds relative to ``|b|`` as well, by the same amount for a whole channel (``A_FUSED *
+v * |b|``, part of the implied shift). A scale and shift folded in the compute dtype instead
+(fp16 BatchNorm folding) shift a group by about ``A_FUSED * u * K`` std, near the
+low-precision class's own reach of ``A * u * K`` (beyond it on a constant channel, whose reach
+is one std), and round each element by ``u * K * |w|``, which no class models. So an element
+of class ``C`` may be off by
 
     r_C*|y| + A*v*(|w n| + |b|) + (c_C*K + q_C*K**2) * |w n| + (c_C + f_C) * K * |w| + f_C*|b|
 
