@@ -59,6 +59,15 @@ def geometry(block: OutputBlock, signed: bool = True) -> Geometry:
     return found
 
 
+def size_across(block: OutputBlock) -> F64:
+    """``|a_perp|`` of the block's geometry with ``c = |w|`` (never written into), memoized on
+    the block: the fit's noise and the residual's allowance both scale with it."""
+    key = ("size across",)
+    if key not in block.memo:
+        block.memo[key] = np.abs(geometry(block, signed=False).a_perp)
+    return block.memo[key]  # type: ignore[return-value]
+
+
 def _geometry(a: F64, c: F64 | None, mask: F64 | None, centered: bool) -> Geometry:
     """``Geometry`` of ``a`` and ``c`` with each element weighed by ``mask`` (0 or 1: the
     elements it keeps; or ``weighted``'s weights), all alike without one (then sums of ones

@@ -42,6 +42,7 @@ class Tolerances:
         self.generic: dict[int, tuple[float, Atol]] = {}
 
     def rtol(self, index: int) -> float:
+        """The rtol of class ``index`` (of ``CLASSES``), applied to ``|expected|``."""
         if self.model is not None:
             return allowance(self.case.dtype, 1, CLASSES[index]).rounded
         return self._generic(index)[0]
@@ -58,7 +59,8 @@ class Tolerances:
         return self.generic[index]
 
     def atol(self, index: int, first: int, stop: int, block: om.OutputBlock | None) -> F64 | float:
-        """The atol of class ``index`` on groups ``[first, stop)``."""
+        """The atol of class ``index`` on groups ``[first, stop)``: one number, one per group
+        (shaped ``(stop - first, 1)``) or one per element (``(stop - first, group_size)``)."""
         if block is not None:
             own = block.atol(self.case.dtype, CLASSES[index])
             if self.quantity == "activation":
@@ -89,6 +91,7 @@ class BlockTolerance:
         self.cache: dict[int, F64 | float] = {}
 
     def atol(self, index: int) -> F64 | float:
+        """``Tolerances.atol`` of class ``index`` on this block, memoized."""
         if index not in self.cache:
             self.cache[index] = self.tol.atol(index, self.first, self.stop, self.block)
         return self.cache[index]

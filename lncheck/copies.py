@@ -5,14 +5,14 @@ The evidence asked for is all of: the two groups' candidate outputs hold the sam
 neighbour's passes against its own reference; the group's would pass, with its own tolerance,
 against the neighbour's reference; against its own it is beyond even the ``low_precision``
 class's element-wise tolerance, so the check is a ``mismatch`` whatever the copy and the copy
-only names the likelier cause; and the group's input values are not all equal. A copy that
-``low_precision`` could explain is left to that class, and a constant group to the other
-words, because precision losses make neighbours the same bytes too. Rows that bfloat16 rounds
-to about one value each normalize to about the weight, and statistics kept in bfloat16 round
-them alike. A kernel that folds scale and shift in bfloat16 loses a bias below half the
-shift's spacing on a constant channel (whose exact output is its bias) and outputs a dead
-neighbour's zeros there, by up to several times ``low_precision``'s tolerance (the class does
-not model a shift folded in the compute dtype).
+only names the likelier cause; and the group's exact output is not its bias (input values
+all equal; all zero for RMSNorm). A copy that ``low_precision`` could explain is left to that
+class, and a constant group to the other words, because precision losses make neighbours the
+same bytes too. Rows that bfloat16 rounds to about one value each normalize to about the
+weight, and statistics kept in bfloat16 round them alike. A kernel that folds scale and shift
+in bfloat16 loses a bias below half the shift's spacing on a constant channel (whose exact
+output is its bias) and outputs a dead neighbour's zeros there, by up to several times
+``low_precision``'s tolerance (the class does not model a shift folded in the compute dtype).
 
 Only failing groups are looked at, at most ``LOOKED_AT`` per block (a bound on the work when
 every group fails; a race copies a few) and none once a copy is found; a neighbour that fails
@@ -38,14 +38,14 @@ LOOKED_AT = 64  # failing groups examined per block
 class ReferenceRow:
     """One group's reference output, shaped ``(1, group_size)``, and its tolerance as ``atol``
     (one number, or one per element like ``values``) plus ``rtol * |values|``: the accepted
-    class's and the ``low_precision`` class's; whether the group's input is constant."""
+    class's and the ``low_precision`` class's; whether its exact output is its bias."""
 
     values: F64
     atol: F64 | float
     rtol: float
     low_atol: F64 | float
     low_rtol: float
-    constant: bool  # the group's input values are all equal
+    constant: bool  # its exact output is its bias (``OutputModel.constant``)
 
 
 @dataclass(frozen=True)

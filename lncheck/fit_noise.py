@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from lncheck.affine_fit import geometry, size_across
 from lncheck.dtypes import DTYPES
 
 if TYPE_CHECKING:
@@ -52,13 +53,15 @@ class FitNoise:
     repeats: F64
 
 
-def fit_noise(block: OutputBlock, geo: Geometry, bound: F64, dtype: str) -> FitNoise:
-    """The ``FitNoise`` of a block's least-squares fit (``geo``: its geometry with ``c =
-    |w|``) for per-element rounding bounds ``bound``, computed in ``dtype``."""
+def fit_noise(block: OutputBlock, bound: F64, dtype: str) -> FitNoise:
+    """The ``FitNoise`` of a block's least-squares fit, measured across ``c = |w|``
+    (``affine_fit.geometry(block, signed=False)``), for per-element rounding bounds ``bound``,
+    computed in ``dtype``."""
+    geo = geometry(block, signed=False)
     with np.errstate(all="ignore"):
         squared = bound * bound
         spread_s = np.sqrt(np.einsum("ij,ij->i", geo.a_perp_squared, squared)) / geo.spp
-        one_way_s = np.einsum("ij,ij->i", np.abs(geo.a_perp), bound) / geo.spp
+        one_way_s = np.einsum("ij,ij->i", size_across(block), bound) / geo.spp
         if geo.c is None:
             spread_t = np.sqrt(squared.sum(axis=1)) / geo.scc
             one_way_t = bound.sum(axis=1) / geo.scc

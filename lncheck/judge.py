@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck import tolerances
-from lncheck.affine_fit import Fit, geometry, weighted
+from lncheck.affine_fit import Fit, geometry, size_across, weighted
 from lncheck.caps import beyond_caps
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
 from lncheck.output_model import OutputBlock
@@ -77,7 +77,7 @@ def judge(
     best = np.full(groups, len(classes), dtype=np.int8)
     # the scale is measured by a's part across c = |w| (see affine_fit)
     geo = geometry(block, signed=False)
-    a, saa = geo.a_perp, geo.spp
+    spp, a_size = geo.spp, size_across(block)
     residual = np.abs(f.residual)
     size = np.abs(f.centred)
     group_score = np.zeros(groups)
@@ -97,9 +97,9 @@ def judge(
             further = np.abs(actual) - np.abs(block.y)
         np.maximum(further, 0.0, out=further)
         bound += further * block.allowance(dtype, classes[0]).rounded
-        noise = fit_noise(block, geo, bound, dtype)
+        noise = fit_noise(block, bound, dtype)
         independent, (noise_s, noise_t) = noise.independent, noise.alike
-        worst_r = _worst_residual(residual, a, geo.c, bound, (noise_s, noise_t))
+        worst_r = _worst_residual(residual, a_size, geo.c, bound, (noise_s, noise_t))
         # low_precision's intermediates may round to the compute dtype: its bounds are at most
         # ``wider`` times the round-once ones (``residual_bound``: the kernel's rounding and
         # the exact output's), and so is the fit's noise (linear in them)
@@ -113,9 +113,11 @@ def judge(
             bound_low = size[again] * 1e-15
             bound_low += block.residual_bound(dtype, "low_precision")[again]
             bound_low += further[again] * low
-            c = None if geo.c is None else np.broadcast_to(geo.c, a.shape)[again]
+            c = None if geo.c is None else np.broadcast_to(geo.c, a_size.shape)[again]
             noise_low = (wider * noise_s[again], wider * noise_t[again])
-            worst_r_low[again] = _worst_residual(residual[again], a[again], c, bound_low, noise_low)
+            worst_r_low[again] = _worst_residual(
+                residual[again], a_size[again], c, bound_low, noise_low
+            )
         # weighted by each element's own rounding, a group's bulk pins a scale and shift one
         # outlier hides from least squares (``affine_fit.weighted``; values that repeat round
         # alike, ``fit_noise.repeats``), where that is WEIGHTED_GAIN times sharper. It warns
@@ -125,7 +127,7 @@ def judge(
         # kurtosis n sum(a**4) / sum(a**2)**2 (3 for Gaussian data), so only groups where it
         # reaches WEIGHTED_GAIN**2 are fitted again
         a_squared = geo.a_perp_squared
-        tail = np.einsum("ij,ij->i", a_squared, a_squared) * a_squared.shape[1] / (saa * saa)
+        tail = np.einsum("ij,ij->i", a_squared, a_squared) * a_squared.shape[1] / (spp * spp)
         peaked = np.flatnonzero(tail >= WEIGHTED_GAIN**2)
         wf = weighted(block, f, bound, ROUNDING_SIGMA, peaked)
         spread = NOISE_SIGMAS * np.sqrt(noise.repeats[peaked])
@@ -170,7 +172,7 @@ def judge(
             wide = classes[index] != "low_precision"
             class_s, class_t = (noise_s, noise_t) if wide else [wider * x for x in independent]
             class_r = worst_r if wide else worst_r_low
-            share_s = np.where(saa > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
+            share_s = np.where(spp > 0, np.abs(f.ds) / (scale_limit + class_s), 0.0)
             share_t = np.abs(f.shift) / (shift_limit * s_fit + class_t)
             if not block.model.centered:
                 share_t = np.zeros(groups)
@@ -180,7 +182,7 @@ def judge(
             ok &= ~cap
             best = np.where(ok, index, best).astype(np.int8)
             if index == 0:
-                scale_accurate = np.where(saa > 0, scale_limit + noise_s, np.inf)
+                scale_accurate = np.where(spp > 0, scale_limit + noise_s, np.inf)
                 shift_accurate = shift_limit + noise_t
             if index <= accepted:  # a group any accepted class admits passes: the least share
                 fitted_r = np.where(f.fitted, class_r, 0.0)
@@ -215,16 +217,15 @@ def judge(
 
 
 def _worst_residual(
-    residual: F64, a: F64, c: F64 | None, bound: F64, noise: tuple[F64, F64]
+    residual: F64, a_size: F64, c: F64 | None, bound: F64, noise: tuple[F64, F64]
 ) -> F64:
     """Per group, the largest ``residual`` over its allowance: the elements' rounding ``bound``
-    plus how far the fit's own ``noise`` (on the scale, times ``a``, and the shift, times
-    ``c``; ``None``: 1) may move the fitted line, and so every residual, too."""
+    plus how far the fit's own ``noise`` (on the scale, times ``a_size = |a|``, and the shift,
+    times ``c``; ``None``: 1) may move the fitted line, and so every residual, too."""
     noise_s, noise_t = noise
-    if not a.shape[1]:
-        return np.zeros(a.shape[0])
-    allowed = np.abs(a)
-    allowed *= noise_s[:, None]
+    if not a_size.shape[1]:
+        return np.zeros(a_size.shape[0])
+    allowed = np.multiply(a_size, noise_s[:, None])
     allowed += bound
     allowed += noise_t[:, None] if c is None else noise_t[:, None] * c
     return np.asarray(np.max(np.divide(residual, allowed, out=allowed), axis=1))

@@ -69,7 +69,9 @@ class OutputModel:
     kappa: F64
     weight: npt.NDArray[np.generic] | None
     bias: npt.NDArray[np.generic] | None
-    constant: npt.NDArray[np.bool_]  # groups whose values are all equal
+    # groups whose exact output is their bias: values all equal (all zero for RMSNorm, whose
+    # variance is the mean square)
+    constant: npt.NDArray[np.bool_]
     # constant groups whose sums are exact in the accumulation dtype (``exact_sums``): every
     # algorithm there computes the mean exactly, and x - mean = 0
     exact_mean: npt.NDArray[np.bool_]
@@ -247,14 +249,15 @@ class OutputBlock:
 
     def trend(self, rows: npt.NDArray[np.bool_], dtype: str) -> F64:
         """Per group (a column), how far its running sum strays beyond random order
-        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized per ``dtype``
-        (every class with a drift asks for the same rows there)."""
-        if ("trend", dtype) not in self.memo:
+        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized per ``dtype`` and
+        ``rows`` (every class with a drift asks for the same rows today)."""
+        key = ("trend", dtype, rows.tobytes())
+        if key not in self.memo:
             found = np.full((self.y.shape[0], 1), np.nan)
             if rows.any():
                 found[rows, 0] = trend_of(self.nhat[rows])
-            self.memo[("trend", dtype)] = found
-        return self.memo[("trend", dtype)]  # type: ignore[return-value]
+            self.memo[key] = found
+        return self.memo[key]  # type: ignore[return-value]
 
     def atol(self, dtype: str, klass: str) -> F64:
         """The element-wise atol of class ``klass`` (its rtol, ``allowance().rounded``,

@@ -49,11 +49,12 @@ def test_a_row_copied_from_its_neighbour_is_named() -> None:
     )
 
 
-def test_a_copy_low_precision_could_explain_is_left_to_its_class() -> None:
+def test_a_copied_channel_of_one_bfloat16_value_is_left_to_its_class() -> None:
     # bfloat16 BatchNorm of channels that bfloat16 rounds to one value each (mean/std 1e4):
-    # each exact output is its channel's bias, and a mean kept in bfloat16, off by an ulp and
-    # times 1/sqrt(eps), moves it by hundreds; the neighbour's bias lies within that (the
-    # verdict matrix's c0015/row_copied): the check fails, as low_precision, and names no copy
+    # each exact output is its channel's bias (a constant group, never named a copy), and a
+    # mean kept in bfloat16, off by an ulp and times 1/sqrt(eps), moves it by hundreds; the
+    # neighbour's bias lies within that (the verdict matrix's c0015/row_copied): the check
+    # fails, as low_precision, and names no copy
     rng = np.random.default_rng(1)
     x = 10.0 + 1e-3 * rng.normal(size=(4, 5, 24))
     weight = bf16(rng.uniform(20.0, 40.0, 5) * rng.choice([-1.0, 1.0], 5))
@@ -62,6 +63,7 @@ def test_a_copy_low_precision_could_explain_is_left_to_its_class() -> None:
     w, b = torch.from_numpy(weight).bfloat16(), torch.from_numpy(bias).bfloat16()
     y = np.asarray(torch.nn.functional.batch_norm(t, None, None, w, b, True, eps=1e-5).double())
     y[:, 1] = y[:, 2]
+    assert all(np.unique(bf16(x[:, c])).size == 1 for c in range(5))
     check = output_check(x, "batch_norm", expected=y, dtype="bfloat16", weight=weight, bias=bias)
     assert (check.passed, check.accuracy_class) == (False, "low_precision")
     assert "repeats group" not in (check.explanation or "")
@@ -163,6 +165,38 @@ def test_the_evidence_a_copy_needs(
     shares = np.abs(candidate - REFERENCE) / 0.1
     refs = _references(REFERENCE, 0.1, low_atol)
     assert copied_from_neighbour(0, shares, 3, _rows(candidate), refs) == expected
+
+
+def test_a_later_block_indexes_its_own_groups() -> None:
+    # the block holds groups 2 and 3 of 4: group 2 fails and repeats group 1, outside the
+    # block and passing; group 3 passes
+    reference = np.array([[0.0, 1.0], [0.0, 2.0], [5.0, 6.0], [9.0, 9.5]])
+    candidate = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 2.0], [9.0, 9.5]])
+    shares = np.abs(candidate - reference)[2:] / 0.1
+    refs = _references(reference, 0.1, 1.0)
+    assert copied_from_neighbour(2, shares, 4, _rows(candidate), refs) == Copy(2, 1, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("atols", "why"),
+    [
+        # group 1 holds group 2's bytes, 0.5 off group 2's reference: within group 1's
+        # tolerance, not group 2's own, so the output it would copy does not pass
+        ([0.1, 1.0, 0.1], "the neighbour fails with its own tolerance"),
+        # ...and within group 2's tolerance, not group 1's: it would not pass as the copy
+        ([0.1, 0.1, 1.0], "the group fails the neighbour's reference with its own tolerance"),
+    ],
+)
+def test_each_group_is_held_to_its_own_tolerance(atols: list[float], why: str) -> None:
+    candidate = np.array([[0.0, 1.0], [5.5, 6.0], [5.5, 6.0]])
+    shares = np.abs(candidate - REFERENCE)[:2] / 0.1  # the block of groups 0 and 1
+
+    def reference(g: int) -> ReferenceRow:
+        return ReferenceRow(REFERENCE[g : g + 1], atols[g], 0.0, 1.0, 0.0, False)
+
+    assert copied_from_neighbour(0, shares, 3, _rows(candidate), reference) is None, why
+    atols = [0.1, 1.0, 1.0]  # both within: a copy
+    assert copied_from_neighbour(0, shares, 3, _rows(candidate), reference) == Copy(1, 2, 5.0)
 
 
 def test_a_constant_group_is_no_copy() -> None:
