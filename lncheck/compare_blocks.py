@@ -96,7 +96,7 @@ class BlockComparer:
         self.unit_variances: dict[int, F64] = {}
         self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
         # per float16 statistic, how many exact values float16 cannot hold
-        self.unrepresentable: dict[Key, int] = {}
+        self.unrepresentable: dict[Key, tuple[int, str]] = {}  # count, storage dtype
 
     def feed(
         self, offset: int, layout: GroupLayout, ref: NormResult, results: Sequence[NormResult]
@@ -166,17 +166,26 @@ class BlockComparer:
         )
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
         # an exact value beyond the dtype's range comes out as an infinity: right in an
-        # element-wise quantity; in a statistic kept in float16 (torch's saved rstd of a
-        # float16 LayerNorm) still a failure, since a backward through it is NaN, but one that
-        # says so (bfloat16 has float32's range)
+        # element-wise quantity; in a statistic kept in float16 or float32 (torch's saved rstd
+        # of a float16 LayerNorm, or of a float32 one on subnormal values with eps = 0) still
+        # a failure, since a backward through it is NaN, but one that says so. Statistics
+        # arrive in float64 but for float16 ones: an infinity where the exact value is beyond
+        # float32's range was kept in float32 (or bfloat16, which has its range)
         rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
-        if quantity not in ELEMENTWISE and self.case.dtype == "float16":
-            exact = np.abs(np.asarray(as_array(expected), dtype=np.float64))
-            beyond = int(np.count_nonzero(exact > DTYPES["float16"].max))
+        if quantity not in ELEMENTWISE:
+            exact = np.abs(np.asarray(as_array(expected), dtype=np.float64)).reshape(-1)
             for r, a in zip(results, actuals, strict=True):
-                if beyond and a.dtype == np.float16:
+                if a.size != exact.size:
+                    continue  # a statistic of another shape: its comparison says so
+                stored = "float16" if a.dtype == np.float16 else "float32"
+                over = exact > DTYPES[stored].max  # type: ignore[index]
+                if stored == "float32":
+                    over &= np.isinf(np.asarray(a, dtype=np.float64)).reshape(-1)
+                beyond = int(np.count_nonzero(over))
+                if beyond:
                     key = (r.candidate, quantity)
-                    self.unrepresentable[key] = self.unrepresentable.get(key, 0) + beyond
+                    count, _ = self.unrepresentable.get(key, (0, ""))
+                    self.unrepresentable[key] = count + beyond, stored
 
         def reference_of(here: BlockTolerance) -> npt.NDArray[np.generic]:
             if here.block is not None and quantity == "output":
@@ -327,6 +336,9 @@ class BlockComparer:
         return key if twin is None else (twin, key[1])
 
     def results(self) -> list[Comparison]:
+        """One ``Comparison`` per candidate and quantity fed, with its accuracy class and
+        explanation (the cause named where a convention or a copied row is found); a candidate
+        identical to another gets that one's figures."""
         made: dict[Key, Comparison] = {}
         for (candidate, quantity), acc in self.accumulators.items():
             c = acc.result(candidate, quantity, self.layouts[quantity])
@@ -335,22 +347,28 @@ class BlockComparer:
                 klass = tally.klass
                 worst = tally.worst
                 facts = _facts(self.case, quantity, worst.group, self._variance)
-                explanation = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
+                said = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
+                explanation, convention = said.words, said.convention
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
-                named = klass == "mismatch" and (explanation or "").startswith("matches")
                 faint = None  # a convention the groups meet only loosely: a hint
-                if quantity == "output" and klass != "accurate" and not named:
+                if (
+                    quantity == "output"
+                    and klass != "accurate"
+                    and not (klass == "mismatch" and convention)
+                ):
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
                     if semantic is not None:
-                        klass, explanation = "mismatch", semantic
-                if tally.copy is not None and not (explanation or "").startswith("matches"):
+                        klass, explanation, convention = "mismatch", semantic, True
+                named = klass == "mismatch" and convention
+                if tally.copy is not None and not convention:
                     # beyond low_precision already (a mismatch): the copy names the cause,
                     # where no convention of every group does
                     klass = "mismatch"
                     failing = acc.groups.failing if acc.groups is not None else 1
                     index = self.layouts[quantity].group_index
                     explanation = copy_words(tally.copy, index, failing)
+                    named = True
                 c = replace(
                     c,
                     passed=c.passed and CLASSES.index(klass) <= self.accepted,
@@ -358,6 +376,7 @@ class BlockComparer:
                     implied_scale=worst.scale,
                     implied_shift=worst.shift,
                     explanation=explanation,
+                    cause_named=named,
                 )
                 share, scale, shift = tally.systematic
                 if c.passed and share > 1:
@@ -367,9 +386,9 @@ class BlockComparer:
                     c = replace(c, warning=faint)
                 elif faint is not None and c.explanation is None:  # failed on its class
                     c = replace(c, explanation=faint)
-            beyond = self.unrepresentable.get((candidate, quantity), 0)
+            beyond, stored = self.unrepresentable.get((candidate, quantity), (0, ""))
             if beyond and not c.passed:
-                c = c.explained(overflow_cause(beyond, quantity))
+                c = c.explained(overflow_cause(beyond, quantity, stored))
             if c.nan_pairs and not c.passed:  # a rule, not an error of any size
                 equal_nan = spelling(self.case.settings.surface, self.case.settings.words)
                 c = c.explained(

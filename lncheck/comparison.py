@@ -44,6 +44,7 @@ class Comparison:
     inf_actual: int = 0
     inf_expected: int = 0
     nan_pairs: int = 0  # NaN against the reference's NaN, failed (no equal_nan)
+    nan_reference_only: int = 0  # the reference's NaN where the candidate has a number
     tolerance_used: float = 0.0  # the worst element's error / what it was allowed: > 1 fails
     # the worst element is within its own rtol and atol: the failure is its group's as a whole
     # (a structural check, charged to the group's largest error), at ``tolerance_used``
@@ -67,6 +68,9 @@ class Comparison:
     identical_to: str | None = None
     # a passing check's warning: what it passed despite (a systematic scale below the bound)
     warning: str | None = None
+    # the explanation names the cause: a convention the groups match, a row copied from its
+    # neighbour (a different function, found: no other explanation is searched for)
+    cause_named: bool = False
     heatmap: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -97,6 +101,11 @@ def make_mismatch_message(c: Comparison) -> str:
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
+    if c.nan_reference_only:
+        text += (
+            f"; the reference is NaN at {c.nan_reference_only} elements where the candidate is "
+            "not (the exact value is undefined there)"
+        )
     if c.accuracy_class is not None and not c.passed:
         text += f"; accuracy class {c.accuracy_class}"
     if c.explanation:

@@ -43,16 +43,17 @@ def with_hints(
 ) -> list[Comparison]:
     """``checks`` with the explanation of each failing ``output`` check of a user's candidate
     (``outputs``: given results, programs, callables) extended by ``lncheck explain``'s best
-    match, where it finds one; a ``low_precision`` one that another grouping or centring
-    reproduces exactly, with the layer's own weight and bias, becomes a ``mismatch``."""
+    match, where it finds one and the check has not named its cause already (a convention, a
+    copied row: ``Comparison.cause_named``); a ``low_precision`` one that another grouping or
+    centring reproduces exactly, with the layer's own weight and bias, becomes a
+    ``mismatch``."""
     done = []
     for c in checks:
         output = outputs.get(c.candidate)
         if output is None or c.quantity != "output":
             done.append(c)
             continue
-        named = (c.explanation or "").startswith("matches")
-        if c.accuracy_class == "mismatch" and not named:
+        if c.accuracy_class == "mismatch" and not c.cause_named:
             narrow = _narrower(case, c.candidate)
             if narrow is not None:  # not "a different function": the file's own rounding
                 c = replace(c, explanation=narrow)

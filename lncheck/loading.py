@@ -83,6 +83,8 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     parts = _expected_parts(found, source, entries, max_bytes, stdin, stored)
     where = dict.fromkeys(found, source)
     for role in ARRAY_OPTIONS:
+        if role in found and (role in given or isinstance(settings[role], str)):
+            raise InputError(f"{source}: holds a {role}, and {option(role)} gives another")
         if role in given:
             found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
         elif isinstance(settings[role], str):

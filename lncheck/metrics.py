@@ -171,6 +171,7 @@ class Accumulator:
         self.total = self.mismatched = self.finite = 0
         self.nan_actual = self.nan_expected = self.inf_actual = self.inf_expected = 0
         self.nan_pairs = 0  # NaN against NaN, failed for want of equal_nan
+        self.nan_reference_only = 0  # the reference NaN where the candidate is not
         self.sum_abs = self.max_abs = self.max_rel = self.max_ulp = 0.0
         self.required_atol = self.required_rtol = 0.0
         self.atol_max = 0.0
@@ -292,6 +293,7 @@ class Accumulator:
         nonfinite_ok = (a == e) | (both_nan & self.equal_nan)
         if not self.equal_nan:
             self.nan_pairs += int(np.count_nonzero(both_nan))
+        self.nan_reference_only += int(np.count_nonzero(e_nan & ~a_nan))
         err = np.where(finite, np.abs(a - e), 0.0)
         ok = np.where(finite, err <= s.allowed, nonfinite_ok)
         self.mismatched += int(e.size - np.count_nonzero(ok))
@@ -404,6 +406,7 @@ class Accumulator:
             inf_actual=self.inf_actual,
             inf_expected=self.inf_expected,
             nan_pairs=self.nan_pairs,
+            nan_reference_only=self.nan_reference_only,
             tolerance_used=max(self.worst_key[0], 0.0),
             worst_by_group=self.worst_key[0] > self.worst_own,
             worst_own=self.worst_own,

@@ -16,6 +16,7 @@ This module imports neither NumPy nor torch: ``lncheck --help`` builds its optio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,6 +92,21 @@ def _op_names() -> tuple[str, ...]:
 
 def _dtype_names() -> tuple[str, ...]:
     return ("float64", "float32", "float16", "bfloat16")
+
+
+def _dtype(value: Any, name: str) -> str:
+    """A dtype's name: given as one (every surface), or in the API as a NumPy or torch dtype
+    (``np.float16``, ``torch.bfloat16``)."""
+    if not isinstance(value, str):
+        text = str(value)
+        if text.startswith("torch."):
+            value = text.removeprefix("torch.")
+        else:
+            import numpy as np
+
+            with contextlib.suppress(TypeError, ValueError):  # else refused below, as given
+                value = np.dtype(value).name
+    return str(one_of(_dtype_names)(value, name))
 
 
 def _backend_names() -> tuple[str, ...]:
@@ -192,7 +208,7 @@ OPTIONS_LIST: tuple[Option, ...] = (
            "Run every candidate N times (at most 1000); a run that differs bitwise from the "
            "first fails it.",
            CANDIDATES, default=1, default_text="1"),
-    Option("dtype", "choice", one_of(_dtype_names),
+    Option("dtype", "choice", _dtype,
            "Dtype torch computes in; default the input's floating dtype.", RUN,
            choices=_dtype_names),
     Option("backend", "choice", one_of(_backend_names),

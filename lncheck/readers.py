@@ -290,15 +290,30 @@ def _from_npz(
                         f"array {name!r} holds Python objects (a pickle); refusing to load it"
                     )
                 _check_declared(shape, dtype, limit, member.file_size - header)
-                count = math.prod(shape)
-                data = f.read(count * dtype.itemsize)
+                flat = _read_into(f, np.empty(math.prod(shape), dtype=dtype))
                 # zipfile checks a member's CRC only once it is read to its end: bytes after
                 # the array (which NumPy ignores) must not hide a change
                 _read_to_end(f)
-            flat = np.frombuffer(data, dtype=dtype, count=count)
             arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
             names[name] = dtype.name
     return Loaded(arrays, names)
+
+
+def _read_into(f: IO[bytes], out: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``out`` filled from ``f`` a chunk at a time (one read of the whole member would hold
+    its bytes and the array at once).
+
+    Raises:
+        ValueError: ``f`` ends before ``out`` is full."""
+    raw = out.view(np.uint8)
+    filled = 0
+    while filled < raw.size:
+        piece = f.read(min(CHUNK, raw.size - filled))
+        if not piece:
+            raise ValueError(f"the array ends after {filled} of {raw.size} bytes")
+        raw[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
+        filled += len(piece)
+    return out
 
 
 def _read_to_end(f: IO[bytes]) -> None:

@@ -124,6 +124,16 @@ class GroupFacts:
     dtype: str
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """What a check's difference looks like, in words (``None``: nothing to say), and whether
+    they name a convention the worst group matches (``matches an unbiased variance``): a
+    different function, its cause found."""
+
+    words: str | None
+    convention: bool = False
+
+
 def explain(
     klass: str,
     worst: Distortion,
@@ -131,20 +141,21 @@ def explain(
     overflow: int,
     quantity: str,
     dtype: str | None = None,
-) -> str | None:
-    """A short text saying what the difference looks like, or ``None``; ``overflow`` exact
-    values were beyond ``dtype``'s range (the facts' dtype without one)."""
+) -> Explanation:
+    """The ``Explanation`` of a check of class ``klass`` whose worst group is ``worst``;
+    ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one)."""
     notes = []
     if overflow:
         notes.append(overflow_words(overflow, dtype or (facts.dtype if facts else "the dtype")))
     if klass in ("accurate", "sequential") or facts is None:
-        return "; ".join(notes) or None
+        return Explanation("; ".join(notes) or None)
+    convention = False
     if worst.structural == "cap":
         n = facts.n - 1 if facts.centered else facts.n
-        reach = f"sqrt({'n - 1' if facts.centered else 'n'}) = {math.sqrt(n):.3g}"
+        root = f"sqrt({'n - 1' if facts.centered else 'n'})"
         notes.append(
-            f"an output no correct layer can produce (|y - b| > |w| * {reach} plus rounding): "
-            "a different function"
+            f"an output no correct layer can produce (|y - b| > |w| * {root} plus rounding, "
+            f"{root} = {math.sqrt(n):.3g}): a different function"
         )
     elif worst.structural == "residual":
         notes.append(
@@ -152,7 +163,8 @@ def explain(
             "from elsewhere, a wrong weight or bias broadcast, wrong axes or groups)"
         )
     elif math.isfinite(worst.scale):
-        notes += _translations(worst, facts, klass)
+        translations, convention = _translations(worst, facts, klass)
+        notes += translations
         if klass == "mismatch" and worst.one_pass >= 1:
             notes.append(
                 ("or " if notes else "")
@@ -160,13 +172,14 @@ def explain(
                 f"which keeps no digit here (its error may reach {worst.one_pass:.2g}x the "
                 "variance)"
             )
-    return "; ".join(notes) or None
+    return Explanation("; ".join(notes) or None, convention)
 
 
-def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
-    """Conventions that reproduce the worst group's implied scale ``s`` and shift ``t``:
-    the candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``."""
-    out = []
+def _translations(worst: Distortion, f: GroupFacts, klass: str) -> tuple[list[str], bool]:
+    """What the worst group's implied scale ``s`` and shift ``t`` translate to (the
+    candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``), and whether
+    the first is a convention that reproduces them (another variance, eps or its place)."""
+    out, convention = [], False
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     if shifted and s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
@@ -187,8 +200,9 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
             eps = implied - f.var
             if eps > 0 and f.var < 1e3 * eps:
                 out.append(another_eps(eps, f.eps))
-            else:
-                out.append(f"rstd {100 * (s - 1):+.3g}% off")
+        convention = bool(out)
+        if not out:
+            out.append(f"rstd {100 * (s - 1):+.3g}% off")
     if shifted:
         out.append(f"mean off by {-t / f.rstd:.3g} ({-t:+.3g} std)")
     if klass == "low_precision":
@@ -202,7 +216,7 @@ def _translations(worst: Distortion, f: GroupFacts, klass: str) -> list[str]:
                 f"{rounded} cause (such as x * rstd rounded to it before the weight, in HF's "
                 "LlamaRMSNorm)"
             )
-    return out
+    return out, convention
 
 
 def overflow_words(count: int, dtype: str) -> str:
@@ -213,11 +227,12 @@ def overflow_words(count: int, dtype: str) -> str:
     )
 
 
-def overflow_cause(count: int, quantity: str) -> str:
-    """Why a float16 statistic with ``count`` exact values beyond float16's range fails."""
+def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:
+    """Why a statistic stored in ``dtype`` with ``count`` exact values beyond its range
+    fails."""
     plural = "s" if count > 1 else ""
     return (
-        f"{count} exact {quantity} value{plural} beyond float16's range: a float16 {quantity} "
+        f"{count} exact {quantity} value{plural} beyond {dtype}'s range: a {dtype} {quantity} "
         "must be infinite there, and a backward through it NaN (run --grad)"
     )
 

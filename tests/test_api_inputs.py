@@ -33,6 +33,23 @@ def test_a_torch_view_with_negative_strides_from_flip_works_too() -> None:
     assert lncheck.compare(torch.from_numpy(X).flip(0), normalized_shape=8).passed
 
 
+def test_a_numpy_or_torch_dtype_names_the_compute_dtype() -> None:
+    torch = pytest.importorskip("torch")
+    given = {
+        "float16": (np.float16, np.dtype("float16"), torch.float16),
+        "bfloat16": (torch.bfloat16,),
+    }
+    for name, dtypes in given.items():
+        expected = [
+            c.max_abs_err for c in lncheck.compare(X, normalized_shape=8, dtype=name).checks
+        ]
+        for dtype in dtypes:
+            report = lncheck.compare(X, normalized_shape=8, dtype=dtype)
+            assert [c.max_abs_err for c in report.checks] == expected, dtype
+    with pytest.raises(InputError, match=r"dtype= must be one of .*, got 'int8'"):
+        lncheck.compare(X, normalized_shape=8, dtype=np.int8)
+
+
 @pytest.mark.parametrize(
     ("call", "phrase"),
     [

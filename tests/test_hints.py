@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lncheck
+from lncheck import hints
 from lncheck.comparison import Comparison
 
 from .cli.helpers import invoke
@@ -41,6 +42,29 @@ def test_no_hint_where_a_convention_is_named_or_nothing_explains() -> None:
     unknown = _output(np.tanh((X - mean) / np.sqrt(X.var(-1, keepdims=True) + 1e-5)))
     assert unknown.accuracy_class == "mismatch"
     assert unknown.explanation is not None and "lncheck explain" not in unknown.explanation
+
+
+def test_a_check_that_names_its_cause_is_searched_no_further(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mean, var = X.mean(-1, keepdims=True), X.var(-1, keepdims=True)
+    y = ((X - mean) / np.sqrt(var + 1e-5)).astype(np.float32)
+    y[5] = y[6]  # a row copied from its neighbour
+
+    def searched(*args: Any) -> None:
+        raise AssertionError("a check whose cause is named was searched")
+
+    monkeypatch.setattr(hints, "_quick", searched)
+    monkeypatch.setattr(hints, "_narrower", searched)
+    copied = _output(y)
+    assert copied.cause_named and copied.explanation is not None
+    assert copied.explanation.startswith("group (5) repeats group (6)'s output bit for bit")
+    unbiased = _output((X - mean) / np.sqrt(X.var(-1, keepdims=True, ddof=1) + 1e-5))
+    assert unbiased.cause_named and unbiased.explanation is not None
+    assert unbiased.explanation.startswith("matches an unbiased variance")
+    monkeypatch.undo()
+    other = _output((X - X.mean()) / np.sqrt(X.var() + 1e-3))
+    assert other.accuracy_class == "mismatch" and not other.cause_named
 
 
 def test_a_candidate_with_inf_and_nan_gets_a_hint_without_warnings() -> None:

@@ -219,3 +219,19 @@ def test_a_float16_statistic_beyond_its_range_fails_and_says_why() -> None:
     assert overflowed(out)[0].endswith(
         "output: 1 exact value beyond float16's range: the matching infinity is right there"
     )
+
+
+def test_a_float32_statistic_beyond_its_range_fails_and_says_why() -> None:
+    # subnormal values and eps = 0: the exact rstd (about 1e42) is beyond float32's range, and
+    # torch's saved rstd inf; a row of normal values is left alone
+    x = np.random.default_rng(0).standard_normal((3, 8))
+    x[:2] *= 1e-42
+    report = lncheck.compare(x.astype(np.float32), "layer_norm", normalized_shape=8, eps=0.0)
+    (rstd,) = [c for c in report.checks if c.quantity == "rstd"]
+    assert not rstd.passed and rstd.inf_actual == 2
+    assert (rstd.explanation or "").endswith(
+        "2 exact rstd values beyond float32's range: a float32 rstd must be infinite there, and "
+        "a backward through it NaN (run --grad)"
+    )
+    in_range = lncheck.compare(x[2:].astype(np.float32), normalized_shape=8, eps=0.0)
+    assert in_range.passed and all(c.explanation is None for c in in_range.checks)

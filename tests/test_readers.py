@@ -52,6 +52,16 @@ def test_npz_keeps_every_array_by_name(write: Callable[..., Path]) -> None:
     np.testing.assert_array_equal(loaded.arrays["weight"], np.full(4, 2.0))
 
 
+def test_npz_members_larger_than_a_read_come_back_whole(tmp_path: Path) -> None:
+    # read a chunk (1 MiB) at a time into the array: big-endian, Fortran order, compressed
+    x = np.asfortranarray(np.random.default_rng(0).normal(size=(700, 500)).astype(">f8"))
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, input=x, empty=np.zeros((0, 3)))
+    loaded = read_arrays(str(path)).arrays
+    np.testing.assert_array_equal(loaded["input"], x)
+    assert loaded["input"].dtype == x.dtype and loaded["empty"].shape == (0, 3)
+
+
 def test_read_npz_reads_only_the_selected_members(write: Callable[..., Path]) -> None:
     path = write("d.npz", a=np.ones(2), b=np.zeros(3))
     assert set(read_npz(path, lambda name: name == "b").arrays) == {"b"}

@@ -161,8 +161,8 @@ def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     c = output_check(x, normalized_shape=32, eps=1e-12, expected=wrong)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
     assert c.explanation == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 5.57 plus "
-        "rounding): a different function"
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) plus rounding, "
+        "sqrt(n - 1) = 5.57): a different function"
     )
 
 
@@ -529,23 +529,31 @@ def _facts(var: float, eps: float, n: int = 64, rstd: float = 1.0) -> GroupFacts
     return GroupFacts(var=var, eps=eps, n=n, centered=True, rstd=rstd, dtype="float32")
 
 
+def said(*args: Any) -> str | None:
+    """``explain``'s words."""
+    return explain(*args).words
+
+
 def test_explain_names_nothing_for_accepted_classes_and_notes_overflow() -> None:
     worst = Distortion(score=9.0, scale=0.5, shift=0.3, group=0)
     facts = _facts(1.0, 1e-5)
-    assert explain("accurate", worst, facts, 0, "output") is None
-    assert explain("sequential", worst, facts, 0, "output") is None
-    assert explain("mismatch", worst, None, 0, "output") is None
-    assert explain("accurate", worst, facts, 1, "output") == (
+    assert said("accurate", worst, facts, 0, "output") is None
+    assert said("sequential", worst, facts, 0, "output") is None
+    assert said("mismatch", worst, None, 0, "output") is None
+    assert said("accurate", worst, facts, 1, "output") == (
         "1 exact value beyond float32's range: the matching infinity is right there"
     )
-    assert explain("accurate", worst, None, 3, "output") == (
+    assert said("accurate", worst, None, 3, "output") == (
         "3 exact values beyond the dtype's range: the matching infinity is right there"
     )
 
 
 def test_explain_translates_the_implied_scale() -> None:
     def text(scale: float, var: float, eps: float, n: int = 64) -> str | None:
-        return explain("mismatch", Distortion(scale=scale, shift=0.0), _facts(var, eps, n), 0, "y")
+        found = explain("mismatch", Distortion(scale=scale, shift=0.0), _facts(var, eps, n), 0, "y")
+        # a convention found names the cause (no other is searched for); a percentage does not
+        assert found.convention == (found.words or "").startswith("matches")
+        return found.words
 
     assert text(math.sqrt(3 / 4), 1.0, 0.0, 4) == "matches an unbiased variance (÷(n - 1), n = 4)"
     on_std = math.sqrt(1e-4 + 1e-3) / (math.sqrt(1e-4) + 1e-3)
@@ -557,21 +565,28 @@ def test_explain_translates_the_implied_scale() -> None:
     # a scale below 1 implies a larger eps: named unless the variance dwarfs it (1e3 times)
     assert text(0.5, 1.0, 1e-5) == "matches eps = 3 instead of 1e-05"  # 1 / 0.5**2 - 1
     assert text(0.9999, 1.0, 1e-5) == "rstd -0.01% off"  # implies eps 2e-4
+    # an overflow's note before it does not hide a convention found
+    unbiased = Distortion(scale=math.sqrt(3 / 4), shift=0.0)
+    found = explain("mismatch", unbiased, _facts(1.0, 0.0, 4), 1, "output")
+    assert found.convention and found.words == (
+        "1 exact value beyond float32's range: the matching infinity is right there; matches an "
+        "unbiased variance (÷(n - 1), n = 4)"
+    )
 
 
 def test_explain_translates_the_implied_shift_and_leaves_out_noise() -> None:
     facts = _facts(4.0, 0.0, rstd=0.5)
     shifted = Distortion(scale=1.0, shift=0.25, scale_noise=1e-6, shift_noise=1e-3)
-    assert explain("mismatch", shifted, facts, 0, "output") == "mean off by -0.5 (-0.25 std)"
+    assert said("mismatch", shifted, facts, 0, "output") == "mean off by -0.5 (-0.25 std)"
     # both within what an accurate kernel may be off by: nothing to say
     noise = Distortion(scale=1 + 1e-7, shift=1e-4, scale_noise=1e-6, shift_noise=1e-3)
-    assert explain("mismatch", noise, facts, 0, "output") is None
-    assert explain("low_precision", noise, facts, 0, "output") == (
+    assert said("mismatch", noise, facts, 0, "output") is None
+    assert said("low_precision", noise, facts, 0, "output") == (
         "an error the size that statistics, sums or intermediates rounded to the compute dtype, "
         "or a one-pass E[x^2] - E[x]^2 variance, cause"
     )
     both = Distortion(scale=1.02, shift=-0.1, scale_noise=1e-6, shift_noise=1e-3)
-    text = explain("mismatch", both, facts, 0, "output")
+    text = said("mismatch", both, facts, 0, "output")
     assert text == "rstd +2% off; mean off by 0.2 (+0.1 std)"
 
 
@@ -579,17 +594,17 @@ def test_explain_puts_a_structural_failure_before_any_translation() -> None:
     facts = _facts(1.0, 1e-5)
     residual = Distortion(scale=0.5, shift=0.3, structural="residual")
     cap = Distortion(scale=0.5, shift=0.3, structural="cap")
-    text = explain("mismatch", residual, facts, 0, "output")
+    text = said("mismatch", residual, facts, 0, "output")
     assert text is not None and text.startswith("not an affine distortion")
     assert "rstd" not in text and "mean off" not in text
-    assert explain("mismatch", cap, facts, 0, "output") == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) = 7.94 plus "
-        "rounding): a different function"
+    assert said("mismatch", cap, facts, 0, "output") == (
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n - 1) plus rounding, "
+        "sqrt(n - 1) = 7.94): a different function"
     )
     rms = GroupFacts(var=1.0, eps=1e-5, n=64, centered=False, rstd=1.0, dtype="float32")
-    assert explain("mismatch", cap, rms, 0, "output") == (
-        "an output no correct layer can produce (|y - b| > |w| * sqrt(n) = 8 plus rounding): "
-        "a different function"
+    assert said("mismatch", cap, rms, 0, "output") == (
+        "an output no correct layer can produce (|y - b| > |w| * sqrt(n) plus rounding, "
+        "sqrt(n) = 8): a different function"
     )
 
 
@@ -598,14 +613,14 @@ def test_a_mismatch_no_one_pass_variance_could_keep_names_it_as_a_possibility() 
     # +237 %, past what low_precision admits, where a one-pass variance keeps no digit
     facts = GroupFacts(var=1e-4, eps=1e-5, n=1000, centered=True, rstd=95.3, dtype="float16")
     lost = Distortion(score=9.0, scale=3.37, shift=0.0, one_pass=11.0)
-    assert explain("mismatch", lost, facts, 0, "output") == (
+    assert said("mismatch", lost, facts, 0, "output") == (
         "rstd +237% off; or a one-pass E[x^2] - E[x]^2 variance in float32, which keeps no "
         "digit here (its error may reach 11x the variance)"
     )
     kept = Distortion(score=9.0, scale=3.37, shift=0.0, one_pass=0.5)
-    assert explain("mismatch", kept, facts, 0, "output") == "rstd +237% off"
+    assert said("mismatch", kept, facts, 0, "output") == "rstd +237% off"
     alone = Distortion(score=9.0, scale=1.0, shift=0.0, one_pass=11.0)  # nothing translated
-    assert explain("mismatch", alone, facts, 0, "output") == (
+    assert said("mismatch", alone, facts, 0, "output") == (
         "a one-pass E[x^2] - E[x]^2 variance in float32, which keeps no digit here (its error "
         "may reach 11x the variance)"
     )

@@ -172,13 +172,15 @@ def _run(args: list[str], cwd: str | None, folder: Path, timeout: float) -> int 
         except OSError as e:
             raise CandidateFailed(f"cannot start {args[0]!r}: {e.strerror or e}") from None
         try:
-            return process.wait(timeout=timeout)
+            status = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _stop(process)
             return None
         except BaseException:  # Ctrl-C: the program is in its own session and did not get it
             _stop(process)
             raise
+        _stop(process)  # children it left running (``cmd &``) end with it
+        return status
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

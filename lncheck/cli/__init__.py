@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -60,7 +61,7 @@ class _Group(TyperGroup):
                 _closed_pipe()
             except LncheckError as e:
                 _print_traceback(show_traceback)
-                message = str(spelled(e, spelling("cli")))
+                message = _as_typed(str(spelled(e, spelling("cli"))), self, argv)
                 _fail(message + _warned(caught), e.exit_status)
             except typer.TyperException as e:  # click's usage errors (bad option, missing value)
                 _print_traceback(show_traceback)
@@ -109,6 +110,21 @@ def typed_as(ctx: typer.Context, spellings: tuple[str, ...]) -> str:
     first of ``spellings`` typed, else the first of them."""
     typed = ctx.meta.get(TYPED, [])
     return next((s for s in typed if s in spellings), spellings[0])
+
+
+def _as_typed(message: str, group: TyperGroup, argv: list[str]) -> str:
+    """``message`` with each option the caller gave by its short form (``-k``) named so, not
+    by its long one (``--pattern``)."""
+    command = group.commands.get(argv[0]) if argv else None
+    typed = {a.partition("=")[0] for a in argv if a.startswith("-")}
+    for param in [] if command is None else command.params:
+        opts = getattr(param, "opts", [])
+        longs = [o for o in opts if o.startswith("--")]
+        for short in (o for o in opts if not o.startswith("--")):
+            if short in typed and not typed & set(longs):
+                for long in longs:
+                    message = re.sub(rf"(?<![\w-]){re.escape(long)}(?![\w-])", short, message)
+    return message
 
 
 def _refuse_repeated(parser: Any, args: list[str], given: list[str]) -> None:

@@ -219,7 +219,7 @@ def _pick(
             return arrays[name]
     if allow_single and len(arrays) == 1:
         return next(iter(arrays.values()))
-    held = ", ".join(repr(k) for k in arrays)
+    held = ", ".join(repr(k) for k in arrays) or "no arrays"
     raise InputError(
         f"{path}: holds {held}, and no {role} named {' or '.join(repr(n) for n in names)}"
     )

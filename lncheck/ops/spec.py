@@ -121,32 +121,36 @@ def trailing_or_axes(
     shape: tuple[int, ...],
     name: str,
 ) -> tuple[int, ...]:
-    """The axes a LayerNorm-like op reduces: from ``normalized_shape``, from ``axes``, or both."""
+    """The axes a LayerNorm-like op reduces: the trailing dims ``normalized_shape`` names, or
+    ``axes``; with both, ``normalized_shape`` must be the dims of ``axes`` (ascending), the
+    shape of the weight.
+
+    Raises:
+        InputError: either is malformed, the dims do not fit the input, or they disagree."""
     ndim = len(shape)
-    from_shape: tuple[int, ...] | None = None
     ns_option = option("normalized_shape")
-    if normalized_shape is not None:
-        ns = tuple(normalized_shape)
+    ns = None if normalized_shape is None else tuple(normalized_shape)
+    if ns is not None:
         if not ns:
             raise InputError(f"{ns_option} needs at least one dimension")
         if any(n <= 0 for n in ns):
             raise InputError(f"{ns_option} {dims(ns)} has a dimension that is not positive")
-        if len(ns) > ndim or tuple(shape[ndim - len(ns) :]) != ns:
+    if axes is not None:
+        found = normalize_axes(axes, ndim, option("axes"))
+        if ns is not None and ns != tuple(shape[a] for a in found):
             raise InputError(
-                f"input has shape {dims(shape)}; {name}(normalized_shape={dims(ns)}) "
-                f"needs trailing dims {dims(ns)}"
+                f"{ns_option} {dims(ns)} is not the shape {dims(tuple(shape[a] for a in found))} "
+                f"of {option('axes')} {dims(found)} of an input of shape {dims(shape)}"
             )
-        from_shape = tuple(range(ndim - len(ns), ndim))
-    from_axes = None if axes is None else normalize_axes(axes, ndim, option("axes"))
-    if from_shape is not None and from_axes is not None and from_shape != from_axes:
-        raise InputError(
-            f"{ns_option} {dims(normalized_shape or ())} means axes {dims(from_shape)} of an "
-            f"input of shape {dims(shape)}, but {option('axes')} says {dims(from_axes)}"
-        )
-    found = from_shape if from_shape is not None else from_axes
-    if found is None:
+        return found
+    if ns is None:
         raise InputError(f"{name} needs {ns_option} or {option('axes')}")
-    return found
+    if len(ns) > ndim or tuple(shape[ndim - len(ns) :]) != ns:
+        raise InputError(
+            f"input has shape {dims(shape)}; {name}(normalized_shape={dims(ns)}) "
+            f"needs trailing dims {dims(ns)}"
+        )
+    return tuple(range(ndim - len(ns), ndim))
 
 
 def normalize_axes(axes: tuple[int, ...], ndim: int, where: str) -> tuple[int, ...]:

@@ -206,7 +206,9 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: no such suite file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a suite file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a TOML suite file (not UTF-8 text)") from None
+    except OSError as e:
         raise InputError(f"{path}: cannot read: {e}") from None
     try:
         return tomllib.loads(text)

@@ -136,6 +136,29 @@ def test_a_hanging_program_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert c.note == "stopped after 1 s (candidate_timeout=); stderr: working..."
 
 
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
+def test_children_a_program_leaves_running_end_with_it(tmp_path: Path) -> None:
+    started = tmp_path / "child.pid"
+    prog = _script(
+        tmp_path,
+        "import subprocess, sys, numpy as np\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(started)!r}, 'w').write(str(child.pid))\n"
+        "x = np.load(sys.argv[1])\n"
+        "y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)\n"
+        "np.save(sys.argv[2], y.astype(np.float32))\n",
+    )
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    (c,) = _report(x, f"{prog} {{input}} {{output}}").checks
+    assert c.passed
+    pid = int(started.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # killed; reaped by init once it is gone
+    status = Path(f"/proc/{pid}/stat")
+    assert not status.exists() or status.read_text().split()[2] == "Z"
+
+
 @pytest.mark.parametrize(
     ("body", "note"),
     [

@@ -164,6 +164,16 @@ def test_examples_in_readme_run() -> None:
     )
 
 
+def test_a_weight_the_input_file_holds_is_not_replaced_without_a_word(tmp_path: Path) -> None:
+    weight = tmp_path / "w.npy"
+    np.save(weight, np.full(8, 3.0, np.float32))
+    for role in ("--weight", "--bias"):
+        assert_user_error(
+            invoke("compare", str(EXAMPLES / "affine.npz"), "--shape", "8", role, str(weight)),
+            f"affine.npz: holds a {role[2:]}, and {role} gives another",
+        )
+
+
 @pytest.mark.parametrize(
     ("args", "phrases"),
     [
@@ -287,7 +297,7 @@ def test_gelu_is_shown_as_gelu() -> None:
         (["--op", "local_response_norm"], ["needs --size"]),
         (["--axes", "1", "1"], ["repeat an axis"]),
         (["--axes", "7"], ["axis 7 is out of range"]),
-        (["--shape", "3", "--axes", "1"], ["--shape (3,) means axes (3,)"]),
+        (["--shape", "3", "--axes", "1"], ["--shape (3,) is not the shape (4,) of --axes (1,)"]),
         (["--shape", "3", "--activation", "tanh"], ["unknown activation 'tanh'"]),
         (["--op", "batch_norm", "--channel-axis", "0"], ["--channel-axis 0 is the batch axis"]),
         (["--shape", "3", "--groups", "2"], ["--groups does not apply to layer_norm"]),

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import lncheck
 from lncheck.reference import normalize
 
 from ..backends.test_conformance import spec_of
@@ -31,6 +32,16 @@ class TestMatchesTorch:
 def test_instance_norm_by_hand() -> None:
     y = normalize(np.array([[[1.0, 3.0], [0.0, 4.0]]]), "instance_norm", eps=0.0)
     np.testing.assert_array_equal(y, [[[-1.0, 1.0], [-1.0, 1.0]]])
+
+
+def test_a_constant_instance_with_eps_zero_is_undefined_and_says_so() -> None:
+    # 0 / 0: the reference is NaN there, torch's CPU kernel returns 0
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    x[0] = 1.5
+    report = lncheck.compare(x, "instance_norm", eps=0.0)
+    for c in report.checks:
+        assert not c.passed and c.nan_reference_only == 36
+        assert "the reference is NaN at 36 elements where the candidate is not" in c.message()
 
 
 @pytest.mark.parametrize(("shape", "module"), [((2, 3, 4), "1d"), ((2, 3, 4, 4), "2d")])

@@ -49,6 +49,11 @@ def test_spec_of_any_axes() -> None:
     spec = spec_of("layer_norm", (3, 4, 5), axes=(-3, -1), affine=False)
     assert spec.reduce_axes == (0, 2) and spec.param_shape == (3, 5) and spec.groups == 4
     assert not spec.affine and not spec.has_bias
+    # --shape with --axes is the dims of those axes (the weight's shape), not trailing ones
+    both = spec_of("layer_norm", (3, 4, 5), axes=(-3, -1), normalized_shape=(3, 5))
+    assert both.reduce_axes == (0, 2) and both.param_shape == (3, 5)
+    trailing = spec_of("layer_norm", (3, 4, 5), axes=(1, 2), normalized_shape=(4, 5))
+    assert trailing.reduce_axes == (1, 2)
 
 
 def test_eps_zero_works() -> None:
@@ -69,7 +74,11 @@ def test_negative_eps_gives_nan_on_both_sides_and_is_reported() -> None:
 @pytest.mark.parametrize(
     ("shape", "options", "message"),
     [
-        ((2, 3), {"normalized_shape": (3,), "axes": (0,)}, "--shape (3,) means axes (1,)"),
+        (
+            (2, 3),
+            {"normalized_shape": (3,), "axes": (0,)},
+            "--shape (3,) is not the shape (2,) of --axes (0,) of an input of shape (2, 3)",
+        ),
         ((2, 3), {"axes": (1, 1)}, "repeat an axis"),
         ((2, 3), {"axes": (2,)}, "axis 2 is out of range"),
         (
@@ -86,10 +95,10 @@ def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -
 
 
 def test_errors_name_options_as_the_caller_did() -> None:
-    assert "normalized_shape= (3,) means axes (1,)" in error_of(
+    assert "normalized_shape= (3,) is not the shape (2,) of axes= (0,)" in error_of(
         "layer_norm", (2, 3), "api", normalized_shape=(3,), axes=(0,)
     )
-    assert "key 'shape' (3,) means axes (1,)" in error_of(
+    assert "key 'shape' (3,) is not the shape (2,) of key 'axes' (0,)" in error_of(
         "layer_norm", (2, 3), "suite", shape=(3,), axes=(0,)
     )
 

@@ -163,6 +163,14 @@ def test_missing_suite_file(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such suite file" in result.stderr
 
 
+def test_a_binary_file_is_no_suite(tmp_path: Path) -> None:
+    array = tmp_path / "x.npy"
+    np.save(array, np.zeros(3))
+    result = invoke("run", str(array))
+    assert result.exit_code == 2
+    assert f"{array}: not a TOML suite file (not UTF-8 text)" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("body", "phrase"),
     [

@@ -187,7 +187,10 @@ def test_a_shard_emptied_by_k_is_a_note_and_an_empty_junit_file(tmp_path: Path) 
 
 
 def test_k_matching_no_case_of_the_whole_suite_stays_an_error() -> None:
+    # named as the caller typed it: -k, or --pattern
     result = invoke("run", str(SUITE), "--shard", "1/4", "-k", "no-such-case")
+    assert_user_error(result, "-k 'no-such-case' matches no case (cases: layer_norm-last")
+    result = invoke("run", str(SUITE), "--pattern", "no-such-case")
     assert_user_error(result, "--pattern 'no-such-case' matches no case (cases: layer_norm-last")
     with pytest.raises(InputError, match="pattern= 'nope' matches no case"):
         lncheck.run_suite(SUITE, pattern="nope")
