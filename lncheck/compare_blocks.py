@@ -33,12 +33,13 @@ from lncheck.identical import Key, Twins
 from lncheck.metrics import Accumulator, Shared, prepare
 from lncheck.options import spelling
 from lncheck.report import GroupFailures
-from lncheck.result import ELEMENTWISE, LazyTensor, NormResult, as_array
+from lncheck.result import ELEMENTWISE, STATISTICS, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
     GroupFacts,
+    beyond_range,
     block_class,
     conventions,
     explain,
@@ -165,27 +166,14 @@ class BlockComparer:
             np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
         )
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
-        # an exact value beyond the dtype's range comes out as an infinity: right in an
-        # element-wise quantity; in a statistic kept in float16 or float32 (torch's saved rstd
-        # of a float16 LayerNorm, or of a float32 one on subnormal values with eps = 0) still
-        # a failure, since a backward through it is NaN, but one that says so. Statistics
-        # arrive in float64 but for float16 ones: an infinity where the exact value is beyond
-        # float32's range was kept in float32 (or bfloat16, which has its range)
         rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
-        if quantity not in ELEMENTWISE:
+        if quantity in STATISTICS:  # an infinity may be right; a statistic's still fails
             exact = np.abs(np.asarray(as_array(expected), dtype=np.float64)).reshape(-1)
             for r, a in zip(results, actuals, strict=True):
-                if a.size != exact.size:
-                    continue  # a statistic of another shape: its comparison says so
-                stored = "float16" if a.dtype == np.float16 else "float32"
-                over = exact > DTYPES[stored].max  # type: ignore[index]
-                if stored == "float32":
-                    over &= np.isinf(np.asarray(a, dtype=np.float64)).reshape(-1)
-                beyond = int(np.count_nonzero(over))
-                if beyond:
-                    key = (r.candidate, quantity)
-                    count, _ = self.unrepresentable.get(key, (0, ""))
-                    self.unrepresentable[key] = count + beyond, stored
+                found = beyond_range(exact, a, self.case.dtype)
+                if found is not None:
+                    count, _ = self.unrepresentable.get((r.candidate, quantity), (0, ""))
+                    self.unrepresentable[(r.candidate, quantity)] = count + found[0], found[1]
 
         def reference_of(here: BlockTolerance) -> npt.NDArray[np.generic]:
             if here.block is not None and quantity == "output":
@@ -389,6 +377,11 @@ class BlockComparer:
             beyond, stored = self.unrepresentable.get((candidate, quantity), (0, ""))
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity, stored))
+            if c.nan_reference_only and not c.passed:
+                c = c.explained(
+                    f"the reference is NaN at {c.nan_reference_only} elements where the "
+                    "candidate is not (the exact value is undefined there)"
+                )
             if c.nan_pairs and not c.passed:  # a rule, not an error of any size
                 equal_nan = spelling(self.case.settings.surface, self.case.settings.words)
                 c = c.explained(

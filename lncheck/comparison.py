@@ -101,11 +101,6 @@ def make_mismatch_message(c: Comparison) -> str:
     )
     if c.nan_actual or c.inf_actual:
         text += f"; candidate has {c.nan_actual} NaN and {c.inf_actual} Inf"
-    if c.nan_reference_only:
-        text += (
-            f"; the reference is NaN at {c.nan_reference_only} elements where the candidate is "
-            "not (the exact value is undefined there)"
-        )
     if c.accuracy_class is not None and not c.passed:
         text += f"; accuracy class {c.accuracy_class}"
     if c.explanation:

@@ -16,8 +16,8 @@ This module imports neither NumPy nor torch: ``lncheck --help`` builds its optio
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,16 +96,16 @@ def _dtype_names() -> tuple[str, ...]:
 
 def _dtype(value: Any, name: str) -> str:
     """A dtype's name: given as one (every surface), or in the API as a NumPy or torch dtype
-    (``np.float16``, ``torch.bfloat16``)."""
+    (``np.float16``, ``np.dtype("float16")``, ``torch.bfloat16``; not a value of one)."""
     if not isinstance(value, str):
-        text = str(value)
-        if text.startswith("torch."):
-            value = text.removeprefix("torch.")
-        else:
-            import numpy as np
+        import numpy as np
 
-            with contextlib.suppress(TypeError, ValueError):  # else refused below, as given
-                value = np.dtype(value).name
+        if str(value).startswith("torch."):
+            value = str(value).removeprefix("torch.")
+        elif isinstance(value, np.dtype) or (
+            isinstance(value, type) and issubclass(value, np.generic)
+        ):
+            value = np.dtype(value).name
     return str(one_of(_dtype_names)(value, name))
 
 
@@ -262,16 +262,25 @@ USED_ONLY_WITH = (
 UNUSED_BESIDE = (("seed", "grad_output", "the upstream gradient"),)
 
 
+# the command line's options as the caller typed them (``-k`` for ``pattern``), set by the
+# command line for the command it runs: its messages name them so
+TYPED_FLAGS: ContextVar[Mapping[str, str] | None] = ContextVar("lncheck_typed_flags", default=None)
+
+
 def spelling(surface: Surface, words: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """How ``surface`` names an option in messages: ``--groups``, ``key 'groups'``, ``groups=``.
 
-    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``).
+    ``words`` maps an option to the word the caller used for it (an alias such as ``shape``);
+    on the command line, ``TYPED_FLAGS`` does.
     """
     used = words or {}
 
     def spell(name: str) -> str:
         known = OPTIONS.get(name)
         if surface == "cli":
+            typed = (TYPED_FLAGS.get() or {}).get(name)
+            if typed is not None:
+                return typed
             return known.flag.split("/")[0] if known else "--" + name.replace("_", "-")
         word = used.get(name, name)
         return f"key {word!r}" if surface == "suite" else f"{word}="

@@ -209,6 +209,8 @@ def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
 def _check_declared(
     shape: tuple[int, ...], dtype: np.dtype[Any], limit: int, available: int
 ) -> None:
+    if dtype.itemsize == 0:  # NumPy widens it on allocation: no size could be bounded
+        raise InputError(f"declares dtype {dtype}, whose values have no size")
     # Zero-length dims make an array of no bytes, whatever the others say: bound those too.
     nbytes = math.prod(max(n, 1) for n in shape) * dtype.itemsize
     if nbytes > limit:

@@ -106,6 +106,8 @@ class NormResult:
 
 # Input-shaped quantities; the others are one per group, per channel or per parameter.
 ELEMENTWISE = ("output", "activation", "grad_input")
+# per group or channel: what the layer computes, saves or updates to normalize with
+STATISTICS = ("mean", "var", "rstd", "running_mean", "running_var")
 
 
 def blocks_of(q: Quantity, layout: GroupLayout) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:

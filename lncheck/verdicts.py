@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from lncheck.case import Case
 from lncheck.copies import Copy
+from lncheck.dtypes import DTYPES
 from lncheck.semantics import Distortions, another_eps
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
@@ -225,6 +226,26 @@ def overflow_words(count: int, dtype: str) -> str:
     return (
         f"{count} exact value{plural} beyond {dtype}'s range: the matching infinity is right there"
     )
+
+
+def beyond_range(exact: F64, actual: npt.NDArray[np.generic], dtype: str) -> tuple[int, str] | None:
+    """How many of a statistic's exact values (``|exact|``, flat) are beyond the range the
+    candidate ``actual`` kept them in, and that dtype's name (``None``: none, or another
+    shape). A float16 statistic is kept as such; the others arrive in float64, and in a check
+    computing in ``dtype`` below float64 an infinity where the exact value is beyond float32's
+    range (torch's rstd of subnormal values with eps = 0) was kept in float32, or bfloat16,
+    which has its range."""
+    if actual.size != exact.size:
+        return None  # its comparison says so
+    if actual.dtype == np.float16:
+        stored, over = "float16", exact > DTYPES["float16"].max
+    elif dtype != "float64":
+        stored, over = "float32", exact > DTYPES["float32"].max
+        over &= np.isinf(np.asarray(actual, dtype=np.float64)).reshape(-1)
+    else:
+        return None
+    count = int(np.count_nonzero(over))
+    return (count, stored) if count else None
 
 
 def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:

@@ -235,3 +235,22 @@ def test_a_float32_statistic_beyond_its_range_fails_and_says_why() -> None:
     )
     in_range = lncheck.compare(x[2:].astype(np.float32), normalized_shape=8, eps=0.0)
     assert in_range.passed and all(c.explanation is None for c in in_range.checks)
+    # a finite wrong statistic was not kept in float32: nothing to say about its range
+    wrong = lncheck.compare(
+        x.astype(np.float32), normalized_shape=8, eps=0.0, backend=None, expected={"rstd": x[:, 0]}
+    )
+    assert [c.explanation for c in wrong.checks if c.quantity == "rstd"] == [None]
+    # in float64 the exact rstd (1e200 here) has its range, whatever torch's is
+    x64 = x.copy()
+    x64[:2] *= 1e-158
+    wide = lncheck.compare(x64, normalized_shape=8, eps=0.0)
+    assert not any("range" in (c.explanation or "") for c in wide.checks)
+
+
+def test_a_gradient_beyond_range_is_not_called_a_statistic() -> None:
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    report = lncheck.compare(
+        x, normalized_shape=8, grad=True, grad_output=np.full((4, 8), 3e38, np.float32)
+    )
+    (grad_bias, *_) = [c for c in report.checks if c.quantity == "grad_bias"]
+    assert grad_bias.inf_actual == 8 and "range" not in (grad_bias.explanation or "")

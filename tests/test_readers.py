@@ -62,6 +62,27 @@ def test_npz_members_larger_than_a_read_come_back_whole(tmp_path: Path) -> None:
     assert loaded["input"].dtype == x.dtype and loaded["empty"].shape == (0, 3)
 
 
+@pytest.mark.parametrize("name", ["x.npy", "x.npz"])
+def test_a_dtype_of_no_size_is_refused_before_anything_is_allocated(
+    tmp_path: Path, name: str
+) -> None:
+    # NumPy would widen |S0 to one byte per value: 3 GB for this header alone
+    from numpy.lib import format as npy
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(
+        header, {"descr": "|S0", "fortran_order": False, "shape": (3 << 30,)}
+    )
+    path = tmp_path / name
+    if name.endswith(".npz"):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("input.npy", header.getvalue())
+    else:
+        path.write_bytes(header.getvalue())
+    with pytest.raises(InputError, match=r"declares dtype \|S0, whose values have no size"):
+        read_arrays(str(path))
+
+
 def test_read_npz_reads_only_the_selected_members(write: Callable[..., Path]) -> None:
     path = write("d.npz", a=np.ones(2), b=np.zeros(3))
     assert set(read_npz(path, lambda name: name == "b").arrays) == {"b"}

@@ -14,19 +14,11 @@ import numpy.typing as npt
 
 from lncheck.case import Case
 from lncheck.ops.spec import NormSpec
-from lncheck.result import ELEMENTWISE, NormResult
+from lncheck.result import ELEMENTWISE, STATISTICS, NormResult
 
 Array = npt.NDArray[np.floating]
 PARAMETER_SHAPED = ("grad_weight", "grad_bias")
-QUANTITY_ORDER = (
-    *ELEMENTWISE,
-    *PARAMETER_SHAPED,
-    "mean",
-    "var",
-    "rstd",
-    "running_mean",
-    "running_var",
-)
+QUANTITY_ORDER = (*ELEMENTWISE, *PARAMETER_SHAPED, *STATISTICS)
 
 
 def affine_defaults(case: Case) -> tuple[Array | None, Array | None]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 from lncheck import __version__
 from lncheck.cli.params import join_multi_int_options
 from lncheck.errors import ExitStatus, InputError, LncheckError, spelled
-from lncheck.options import spelling
+from lncheck.options import TYPED_FLAGS, spelling
 from lncheck.render import ClosedPipe
 
 
@@ -46,6 +45,7 @@ class _Group(TyperGroup):
         was_devnull = _stdout_is_devnull()
         # Libraries' warnings (torch's UserWarning, NumPy's RuntimeWarning) would print lines
         # of their own before lncheck's: they are kept, and folded into the one error line.
+        flags = TYPED_FLAGS.set(None)  # this command's, once it parses its arguments
         with warnings.catch_warnings(record=True) as caught:
             try:
                 sys.stdout = _Stdout(stdout)
@@ -61,7 +61,7 @@ class _Group(TyperGroup):
                 _closed_pipe()
             except LncheckError as e:
                 _print_traceback(show_traceback)
-                message = _as_typed(str(spelled(e, spelling("cli"))), self, argv)
+                message = str(spelled(e, spelling("cli")))
                 _fail(message + _warned(caught), e.exit_status)
             except typer.TyperException as e:  # click's usage errors (bad option, missing value)
                 _print_traceback(show_traceback)
@@ -80,6 +80,7 @@ class _Group(TyperGroup):
                 _fail(message + " (run with --traceback for details)", ExitStatus.INTERNAL_ERROR)
             finally:
                 sys.stdout = stdout
+                TYPED_FLAGS.reset(flags)
         _show_warnings(caught)
         code = status if isinstance(status, int) else 0
         if standalone_mode:
@@ -99,10 +100,26 @@ class Command(TyperCommand):
         if not ctx.resilient_parsing and not set(given) & set(ctx.help_option_names):
             _refuse_repeated(self.make_parser(ctx), args, given)
         ctx.meta[TYPED] = [a.partition("=")[0] for a in given]  # for ``typed_as``
+        # messages name an option as it was typed (``-k``, ``--normalized-shape``)
+        TYPED_FLAGS.set(
+            {
+                str(param.name): flag
+                for param in self.params
+                for flag in getattr(param, "opts", ())
+                if any(_is_typed(flag, token) for token in ctx.meta[TYPED])
+            }
+        )
         return super().parse_args(ctx, args)
 
 
 TYPED = "lncheck.typed"
+
+
+def _is_typed(flag: str, token: str) -> bool:
+    """Whether ``token`` (an argument before any ``=``) gives option ``flag``: as itself, or a
+    short one with its value attached (``-kfoo``)."""
+    short = len(flag) == 2 and not token.startswith("--")
+    return token == flag or (short and token.startswith(flag))
 
 
 def typed_as(ctx: typer.Context, spellings: tuple[str, ...]) -> str:
@@ -110,21 +127,6 @@ def typed_as(ctx: typer.Context, spellings: tuple[str, ...]) -> str:
     first of ``spellings`` typed, else the first of them."""
     typed = ctx.meta.get(TYPED, [])
     return next((s for s in typed if s in spellings), spellings[0])
-
-
-def _as_typed(message: str, group: TyperGroup, argv: list[str]) -> str:
-    """``message`` with each option the caller gave by its short form (``-k``) named so, not
-    by its long one (``--pattern``)."""
-    command = group.commands.get(argv[0]) if argv else None
-    typed = {a.partition("=")[0] for a in argv if a.startswith("-")}
-    for param in [] if command is None else command.params:
-        opts = getattr(param, "opts", [])
-        longs = [o for o in opts if o.startswith("--")]
-        for short in (o for o in opts if not o.startswith("--")):
-            if short in typed and not typed & set(longs):
-                for long in longs:
-                    message = re.sub(rf"(?<![\w-]){re.escape(long)}(?![\w-])", short, message)
-    return message
 
 
 def _refuse_repeated(parser: Any, args: list[str], given: list[str]) -> None:

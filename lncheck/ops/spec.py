@@ -198,6 +198,10 @@ def finish(spec: NormSpec, activation: Activation | None, suffix: str = "") -> N
     if activation is not None:
         params["activation"] = str(activation)
     text = describe(spec.module, spec.params, suffix)
+    axes = spec.params.get("axes")
+    trailing = tuple(range(len(spec.input_shape) - len(axes or ()), len(spec.input_shape)))
+    if axes is not None and tuple(axes) != trailing:  # normalized_shape alone reads as those
+        text += f" over axes {tuple(axes)}"
     if spec.channel_axis not in (None, 1):
         text += f" on channel axis {spec.channel_axis}"
     if activation is not None:

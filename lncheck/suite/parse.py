@@ -201,7 +201,7 @@ def _unknown_keys(table: dict[str, Any]) -> list[str]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no TOML
     except FileNotFoundError:
         raise InputError(f"{path}: no such suite file") from None
     except IsADirectoryError:

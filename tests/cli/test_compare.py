@@ -164,6 +164,13 @@ def test_examples_in_readme_run() -> None:
     )
 
 
+def test_options_are_named_as_typed_and_nothing_else_is_renamed(tmp_path: Path) -> None:
+    # -q typed: a file named after --quiet keeps its name
+    missing = str(tmp_path / "--quiet.npy")
+    result = invoke("compare", TOKENS, "--shape", "4", "-q", "--expected", missing)
+    assert_user_error(result, f"{missing} (given to --expected): no such file")
+
+
 def test_a_weight_the_input_file_holds_is_not_replaced_without_a_word(tmp_path: Path) -> None:
     weight = tmp_path / "w.npy"
     np.save(weight, np.full(8, 3.0, np.float32))

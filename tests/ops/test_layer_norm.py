@@ -54,6 +54,9 @@ def test_spec_of_any_axes() -> None:
     assert both.reduce_axes == (0, 2) and both.param_shape == (3, 5)
     trailing = spec_of("layer_norm", (3, 4, 5), axes=(1, 2), normalized_shape=(4, 5))
     assert trailing.reduce_axes == (1, 2)
+    # the header names axes that are not the trailing ones normalized_shape would mean
+    assert both.description.endswith("bias=True) over axes (0, 2)")
+    assert "over axes" not in trailing.description
 
 
 def test_eps_zero_works() -> None:
@@ -78,6 +81,11 @@ def test_negative_eps_gives_nan_on_both_sides_and_is_reported() -> None:
             (2, 3),
             {"normalized_shape": (3,), "axes": (0,)},
             "--shape (3,) is not the shape (2,) of --axes (0,) of an input of shape (2, 3)",
+        ),
+        (  # the dims in the axes' order: the weight's layout
+            (2, 4, 3, 5),
+            {"normalized_shape": (3, 4), "axes": (1, 2)},
+            "--shape (3, 4) is not the shape (4, 3) of --axes (1, 2)",
         ),
         ((2, 3), {"axes": (1, 1)}, "repeat an axis"),
         ((2, 3), {"axes": (2,)}, "axis 2 is out of range"),

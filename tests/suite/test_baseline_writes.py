@@ -114,7 +114,7 @@ def test_a_second_writer_fails_clearly(tmp_path: Path) -> None:
     suite, golden = write_suite(tmp_path, THREE), tmp_path / "golden.npz"
     with exclusive(golden, "--output"):
         result = invoke("baseline", str(suite), "-o", str(golden))
-    assert_user_error(result, f"--output {golden}: another lncheck process is writing it")
+    assert_user_error(result, f"-o {golden}: another lncheck process is writing it")
     assert not golden.exists()
     _record(suite, golden)  # the lock went with its holder
 

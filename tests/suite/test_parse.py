@@ -163,6 +163,15 @@ def test_missing_suite_file(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such suite file" in result.stderr
 
 
+def test_a_suite_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    text = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n'
+    (case,) = load_suite(write_suite(tmp_path, text)).cases
+    path = write_suite(tmp_path, text)
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    (marked,) = load_suite(path).cases
+    assert marked.name == case.name == "a"
+
+
 def test_a_binary_file_is_no_suite(tmp_path: Path) -> None:
     array = tmp_path / "x.npy"
     np.save(array, np.zeros(3))

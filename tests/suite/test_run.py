@@ -190,6 +190,8 @@ def test_k_matching_no_case_of_the_whole_suite_stays_an_error() -> None:
     # named as the caller typed it: -k, or --pattern
     result = invoke("run", str(SUITE), "--shard", "1/4", "-k", "no-such-case")
     assert_user_error(result, "-k 'no-such-case' matches no case (cases: layer_norm-last")
+    result = invoke("run", str(SUITE), "-kno-such-case")
+    assert_user_error(result, "-k 'no-such-case' matches no case (cases: layer_norm-last")
     result = invoke("run", str(SUITE), "--pattern", "no-such-case")
     assert_user_error(result, "--pattern 'no-such-case' matches no case (cases: layer_norm-last")
     with pytest.raises(InputError, match="pattern= 'nope' matches no case"):
