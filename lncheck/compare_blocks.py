@@ -96,7 +96,7 @@ class BlockComparer:
         # each unit's normalizing variance, by its first group, as the reference computed it
         self.unit_variances: dict[int, F64] = {}
         self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
-        # per float16 statistic, how many exact values float16 cannot hold
+        # per statistic, how many exact values the dtype it was kept in cannot hold, and that
         self.unrepresentable: dict[Key, tuple[int, str]] = {}  # count, storage dtype
 
     def feed(

@@ -99,20 +99,17 @@ class Command(TyperCommand):
         # shell completion parses what is typed so far, and --help wins over any mistake
         if not ctx.resilient_parsing and not set(given) & set(ctx.help_option_names):
             _refuse_repeated(self.make_parser(ctx), args, given)
-        ctx.meta[TYPED] = [a.partition("=")[0] for a in given]  # for ``typed_as``
         # messages name an option as it was typed (``-k``, ``--normalized-shape``)
+        typed = [a.partition("=")[0] for a in given]
         TYPED_FLAGS.set(
             {
                 str(param.name): flag
                 for param in self.params
                 for flag in getattr(param, "opts", ())
-                if any(_is_typed(flag, token) for token in ctx.meta[TYPED])
+                if any(_is_typed(flag, token) for token in typed)
             }
         )
         return super().parse_args(ctx, args)
-
-
-TYPED = "lncheck.typed"
 
 
 def _is_typed(flag: str, token: str) -> bool:
@@ -120,13 +117,6 @@ def _is_typed(flag: str, token: str) -> bool:
     short one with its value attached (``-kfoo``)."""
     short = len(flag) == 2 and not token.startswith("--")
     return token == flag or (short and token.startswith(flag))
-
-
-def typed_as(ctx: typer.Context, spellings: tuple[str, ...]) -> str:
-    """How the caller spelled an option of ``ctx``'s command (``-o`` or ``--output``): the
-    first of ``spellings`` typed, else the first of them."""
-    typed = ctx.meta.get(TYPED, [])
-    return next((s for s in typed if s in spellings), spellings[0])
 
 
 def _refuse_repeated(parser: Any, args: list[str], given: list[str]) -> None:

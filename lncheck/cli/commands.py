@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from lncheck.cli import Command, app, typed_as, written
+from lncheck.cli import Command, app, written
 from lncheck.cli.params import with_table_options
-from lncheck.options import parse
+from lncheck.options import parse, spelling
 
 OUTPUT = "Output"
 SELECTION = "Selection"
@@ -279,7 +279,6 @@ def run(
 
 @app.command(cls=Command, name="baseline")
 def record_baseline(
-    ctx: typer.Context,
     suite: Annotated[
         Path, typer.Argument(help="The suite file (TOML).", show_default=False, metavar="SUITE")
     ],
@@ -318,7 +317,7 @@ def record_baseline(
     everything = load_suite(suite).cases
     cases, notes = _selected(suite, shard, pattern, everything)
     written.protect([("", output)], {str(suite): "the suite file", **written.files_of(everything)},
-             where=typed_as(ctx, ("-o", "--output")), stdout="console")  # fmt: skip
+             where=spelling("cli")("output"), stdout="console")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
     with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
