@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from lncheck import overlap
 from lncheck.block_structure import Structure, structure_of
-from lncheck.block_tolerance import PARAMETER_GRADIENTS, STRUCTURED, BlockTolerance, Tolerances
+from lncheck.block_tolerance import STRUCTURED, BlockTolerance, Tolerances
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison, unmatched
@@ -166,10 +166,7 @@ class BlockComparer:
             np.asarray(_magnitude(ref, quantity), dtype=np.float64), (layout.groups,)
         )
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
-        # an exact value beyond the dtype's range rounds to an infinity, which is then right:
-        # in element-wise quantities and the sums of parameter gradients
-        reduced = quantity in ELEMENTWISE or quantity in PARAMETER_GRADIENTS
-        rounds_to = self.ulp_of if reduced else None
+        rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
         if quantity in STATISTICS:  # an infinity may be right; a statistic's still fails
             exact = np.abs(np.asarray(as_array(expected), dtype=np.float64)).reshape(-1)
             for r, a in zip(results, actuals, strict=True):
