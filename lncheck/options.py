@@ -100,7 +100,7 @@ def _dtype(value: Any, name: str) -> str:
     if not isinstance(value, str):
         import numpy as np
 
-        if str(value).startswith("torch."):
+        if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
             value = str(value).removeprefix("torch.")
         elif isinstance(value, np.dtype) or (
             isinstance(value, type) and issubclass(value, np.generic)

@@ -233,14 +233,15 @@ def beyond_range(exact: F64, actual: npt.NDArray[np.generic], dtype: str) -> tup
     candidate ``actual`` kept them in, and that dtype's name (``None``: none, or another
     shape). A float16 statistic is kept as such; the others arrive in float64, and in a check
     computing in ``dtype`` below float64 an infinity where the exact value is beyond float32's
-    range (torch's rstd of subnormal values with eps = 0) was kept in float32, or bfloat16,
-    which has its range."""
+    range (torch's rstd of subnormal values with eps = 0) was kept in float32, or in bfloat16
+    (which has its range) in a bfloat16 check."""
     if actual.size != exact.size:
         return None  # its comparison says so
     if actual.dtype == np.float16:
         stored, over = "float16", exact > DTYPES["float16"].max
-    elif dtype != "float64":
-        stored, over = "float32", exact > DTYPES["float32"].max
+    elif dtype != "float64":  # bfloat16 has float32's range
+        stored = "bfloat16" if dtype == "bfloat16" else "float32"
+        over = exact > DTYPES["float32"].max
         over &= np.isinf(np.asarray(actual, dtype=np.float64)).reshape(-1)
     else:
         return None

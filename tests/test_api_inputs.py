@@ -48,7 +48,8 @@ def test_a_numpy_or_torch_dtype_names_the_compute_dtype() -> None:
             assert [c.max_abs_err for c in report.checks] == expected, dtype
     with pytest.raises(InputError, match=r"dtype= must be one of .*, got 'int8'"):
         lncheck.compare(X, normalized_shape=8, dtype=np.int8)
-    for value in (np.float32(1.0), "torch.float32", float):  # a value, a text, Python's float
+    # a value, a text, Python's float, a torch object that is no dtype
+    for value in (np.float32(1.0), "torch.float32", float, torch.Size([2])):
         with pytest.raises(InputError, match="dtype= must be one of"):
             lncheck.compare(X, normalized_shape=8, dtype=value)
 

@@ -233,6 +233,14 @@ def test_a_float32_statistic_beyond_its_range_fails_and_says_why() -> None:
         "2 exact rstd values beyond float32's range: a float32 rstd must be infinite there, and "
         "a backward through it NaN (run --grad)"
     )
+    # a bfloat16 check keeps them in bfloat16 (float32's range)
+    x16 = x.copy()
+    x16[:2] *= 1e3  # 1e-39: a subnormal bfloat16 can hold
+    half = lncheck.compare(x16.astype(np.float32), normalized_shape=8, eps=0.0, dtype="bfloat16")
+    (rstd,) = [c for c in half.checks if c.quantity == "rstd"]
+    assert "2 exact rstd values beyond bfloat16's range: a bfloat16 rstd" in (
+        rstd.explanation or ""
+    )
     in_range = lncheck.compare(x[2:].astype(np.float32), normalized_shape=8, eps=0.0)
     assert in_range.passed and all(c.explanation is None for c in in_range.checks)
     # a finite wrong statistic was not kept in float32: nothing to say about its range

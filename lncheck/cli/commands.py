@@ -118,12 +118,13 @@ def compare(
 
     stdout_format = _stdout_format(json_output, output_format)
     typed_format = "--json" if json_output else f"--format {stdout_format}"
+    quiet_flag = spelling("cli")("quiet")  # -q or --quiet, as typed
     if quiet and stdout_format != "console":
         raise InputError(
-            f"--quiet shortens the console output; it does not apply to {typed_format}"
+            f"{quiet_flag} shortens the console output; it does not apply to {typed_format}"
         )
     if all_groups and (quiet or stdout_format != "console"):  # only the tables list groups
-        where = "--quiet" if quiet else typed_format
+        where = quiet_flag if quiet else typed_format
         raise InputError(f"--all-groups lengthens the console tables; it does not apply to {where}")
     targets = _report_targets(reports)
     settings = parse(options, "cli")

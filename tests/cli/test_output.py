@@ -209,9 +209,12 @@ def test_compare_quiet_is_one_line_per_check_and_the_verdict() -> None:
     assert len(full.stdout.splitlines()) > 60  # the full report stays the default
     json_too = invoke("compare", TOKENS, "--shape", "4", "--json", "--quiet")
     assert_user_error(json_too, "--quiet shortens the console output; it does not apply to --json")
+    short = invoke("compare", TOKENS, "--shape", "4", "--json", "-q")  # named as typed
+    assert_user_error(short, "-q shortens the console output; it does not apply to --json")
     # the failing groups are listed by the console tables alone
     for extra, where in (
-        (["-q"], "--quiet"),
+        (["-q"], "-q"),
+        (["--quiet"], "--quiet"),
         (["--json"], "--json"),
         (["--format", "junit"], "--format junit"),
     ):
