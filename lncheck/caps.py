@@ -6,10 +6,13 @@ no normalized value exceeds ``sqrt(n - 1)`` (``sqrt(n)`` for RMSNorm: ``OutputMo
 kernel's own statistics move that limit by at most the implied scale and shift its class
 allows. On a constant group whose sums are exact (``OutputModel.exact_mean``) every algorithm
 computes the exact mean and a zero variance, so only a folded ``x * scale + shift`` moves it:
-``shift = b - mean * scale`` rounds once, by at most ``v * K * |w|`` (``v`` the accumulation
-dtype's unit roundoff; torch's CPU kernels that fold, GroupNorm, BatchNorm, InstanceNorm and
-the float16/bfloat16 LayerNorm, measured at most 0.996 of it on 3,000 constant groups with
-eps down to 1e-12, where it reaches 64 at kappa 1.45e9).
+``x * scale`` and ``mean * scale`` are the same product ``P``, and ``b - P`` rounds once, by
+at most ``v * K * |w|`` (``v`` the accumulation dtype's unit roundoff); with a bias and an fma
+that keeps ``x * scale`` exact, ``P``'s own rounding adds as much (without a bias ``b - P`` is
+exact). ``python benchmarks/folded_constant_rows.py`` measures torch's CPU kernels that fold
+(GroupNorm, BatchNorm, InstanceNorm, the float16/bfloat16 LayerNorm) on 3,000 constant groups
+per dtype and bias with eps down to 1e-12: at most 0.9967 of ``v * K`` without a bias (64 at
+kappa 1.45e9) and 1.98 with one (float16 BatchNorm and InstanceNorm).
 """
 
 from __future__ import annotations
@@ -72,9 +75,13 @@ def beyond_caps(
 
 def exact_reach(block: OutputBlock, dtype: str) -> F64:
     """Per group (a column), the limit of ``|y - b| / |w|`` on a constant group whose sums are
-    exact, computed in ``dtype``: the cap plus a folded shift's one rounding, ``v * K``."""
+    exact, computed in ``dtype``: the cap plus a fold's roundings, ``v * K``, twice that where
+    the group has a bias (the module docstring)."""
     v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
-    return np.asarray(block.model.cap + v * block.k, dtype=np.float64)
+    folds: F64 | float = 1.0
+    if block.bias is not None:
+        folds = np.where(np.any(block.bias != 0, axis=1, keepdims=True), 2.0, 1.0)
+    return np.asarray(block.model.cap + folds * v * block.k, dtype=np.float64)
 
 
 def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:

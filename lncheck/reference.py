@@ -133,8 +133,9 @@ def run(case: Case) -> NormResult:
             kappa=kappa,
             weight=weight,
             bias=bias,
-            constant=batch.var == 0,
-            exact_mean=(batch.var == 0)
+            # in the scaled domain: squares of subnormal differences underflow to a zero var
+            constant=batch.var_scaled == 0,
+            exact_mean=(batch.var_scaled == 0)
             & (p.center and not norm.running)
             & exact_sums(batch.mean, p.group_size, _accumulator_bits(case.dtype)),
             peak=_leaning(case, batch.peak),

@@ -202,6 +202,15 @@ def test_judge_fails_a_residual_that_leaves_the_scale_and_shift_alone() -> None:
     assert kinds == [None, None, "residual"]
 
 
+def test_a_group_is_constant_when_its_values_are_equal_not_when_its_variance_underflows() -> None:
+    # subnormal values that differ: their squared differences underflow to a variance of 0
+    # unscaled, and the group was taken for a constant one (its exact output its bias)
+    x = np.array([[1e-310, 2e-310, 3e-310, 4e-310], [5e-310] * 4, [1.0, 1.0, 1.0, 1.0]])
+    model = model_of(x, normalized_shape=4, eps=0.0, dtype="float64")
+    assert model.constant.tolist() == [False, True, True]
+    assert model.exact_mean.tolist() == [False, True, True]
+
+
 def test_judge_flags_a_value_beyond_the_cap() -> None:
     x = np.full((2, 32), 3.0, dtype=np.float32)
     block = whole(model_of(x, normalized_shape=32, eps=1e-12))

@@ -166,6 +166,29 @@ def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     )
 
 
+def test_a_constant_row_with_a_bias_admits_a_folds_second_rounding() -> None:
+    # with a bias, b - P rounds and an fma leaves P = mean * scale's own rounding too: up to
+    # 2 v K |w| (torch's float16 BatchNorm reaches 1.96 of v K, benchmarks/
+    # folded_constant_rows.py). Row 1 is 1449 twice with eps=1e-10: v K = 8.64, and the cap
+    # sqrt(n - 1) = 1 is less than the second rounding
+    x = np.array([[-1.0, 1.0], [1449.0, 1449.0]], dtype=np.float32)
+    w, b = np.array([1.5, 1.5], np.float32), np.array([0.25, 0.25], np.float32)
+    vk = 2.0**-24 * (1.0 + 1449.0 / math.sqrt(1e-10))
+    exact = np.array([[-1.5 + 0.25, 1.5 + 0.25], [0.25, 0.25]])
+    for multiple, passed in ((1.9, True), (2.3, False)):
+        y = exact.copy()
+        y[1] = 0.25 + multiple * vk * 1.5
+        options = {"weight": w, "bias": b, "expected": y.astype(np.float32)}
+        c = output_check(x, normalized_shape=2, eps=1e-10, **options)
+        assert c.passed is passed, multiple
+        assert c.accuracy_class == ("accurate" if passed else "mismatch")
+    # without a bias b - P = -P is exact: one rounding and the cap
+    y = exact - 0.25
+    y[1] = 1.9 * vk * 1.5
+    c = output_check(x, normalized_shape=2, eps=1e-10, weight=w, expected=y.astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_a_constant_row_with_a_large_mean_admits_only_a_folded_shifts_rounding(
     dtype: str,
