@@ -18,10 +18,18 @@ ROUNDED = ("relative", "spread")  # a statistic's own rounding, and its algorith
 
 
 def statistics(
-    p: NormSpec, mean: F64, var: F64, rstd: F64, magnitude: F64 | float, steps: F64
+    p: NormSpec,
+    mean: F64,
+    var: F64,
+    rstd: F64,
+    magnitude: F64 | float,
+    steps: F64,
+    lost: npt.NDArray[np.bool_],
 ) -> dict[str, Bound]:
     """Bounds of a mean/variance op's statistics; the output's bound is only its magnitude (the
-    scale its ULP errors are measured at) here, the rest is ``OutputModel``'s."""
+    scale its ULP errors are measured at) here, the rest is ``OutputModel``'s. ``lost``: the
+    groups whose variance a sequential sum may lose whole (``tolerances.LAST_PLACE_LEVELS``),
+    rstd then ``1 / sqrt(eps)``."""
     with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
         kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
         k = 1.0 + kappa
@@ -31,6 +39,7 @@ def statistics(
         # rstd's absolute rounding error where rstd may be subnormal (a huge eps; 2**-14 is
         # float16's smallest normal, the largest of the dtypes')
         subnormal = np.where(rstd < 2.0**-14, np.minimum(2.0 / rstd**3, 1e300), 0.0)
+        lost_rstd = np.where(lost, np.abs(1.0 / np.sqrt(abs(p.eps)) - rstd), 0.0)
         return {
             "output": Bound("relative", {}, magnitude),
             "mean": Bound(ROUNDED, {"spread": np.sqrt(var + abs(p.eps))}, np.sqrt(var)),
@@ -39,23 +48,38 @@ def statistics(
                 {
                     "spread": kappa * np.abs(var) + k * abs(p.eps),
                     "quadratic": k * k * (np.abs(var) + abs(p.eps)),
+                    # about a mean off by its own allowance, spread * K std
+                    "spread_squared": k * k * (np.abs(var) + abs(p.eps)),
                     "sequential": steps * np.abs(var),
                     "fixed": np.full_like(var, 2.0 * abs(p.eps)),
                     "floor": subnormal,
+                    "lost": np.where(lost, np.abs(var), 0.0),
                 },
             ),
             "rstd": Bound(
                 ROUNDED,
-                {"spread": kappa * rstd, "quadratic": k * k * rstd, "sequential": steps * rstd},
+                {
+                    "spread": kappa * rstd,
+                    "quadratic": k * k * rstd,
+                    "spread_squared": 0.5 * k * k * rstd,  # 1 / sqrt(1 + t**2) - 1
+                    "sequential": steps * rstd,
+                    "lost": lost_rstd,
+                },
             ),
         }
 
 
 def running(
-    f: float, running_mean: F64, running_var: F64, mean_size: F64, var_size: F64
+    f: float,
+    running_mean: F64,
+    running_var: F64,
+    mean_size: F64,
+    var_size: F64,
+    var_squared: F64,
 ) -> dict[str, Bound]:
     """Bounds of the updated running statistics: the momentum-weighted sums of the old values'
-    roundings and the batch statistics' errors."""
+    roundings and the batch statistics' errors (``var_squared``: the batch variance's
+    ``spread_squared`` term, as ``statistics`` gives it)."""
     with np.errstate(all="ignore"):
         return {
             # the old value is rounded once (fixed); only the batch statistic's share carries
@@ -65,7 +89,12 @@ def running(
                 {"fixed": abs(1 - f) * np.abs(running_mean), "spread": abs(f) * mean_size},
             ),
             "running_var": Bound(
-                ROUNDED, {"fixed": abs(1 - f) * np.abs(running_var), "spread": abs(f) * var_size}
+                ROUNDED,
+                {
+                    "fixed": abs(1 - f) * np.abs(running_var),
+                    "spread": abs(f) * var_size,
+                    "spread_squared": abs(f) * var_squared,
+                },
             ),
         }
 

@@ -40,10 +40,10 @@ def beyond_caps(
 ) -> list[npt.NDArray[np.bool_]]:
     """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
     per group), the groups with an element no implementation of that class computing in
-    ``dtype`` can produce: ``|y - b| > |w| * (cap * (1 + ds) + t)`` plus ``rounding``, with
+    ``dtype`` can produce: ``|y - b| > |w| * (cap + t) * (1 + ds)`` plus ``rounding``, with
     ``centred = |y - b|`` (``OutputModel.cap``).
 
-    The bound grows with the reach ``cap * (1 + ds) + t`` (rounding is monotonic), so every
+    The bound grows with the reach ``(cap + t) * (1 + ds)`` (rounding is monotonic), so every
     class passes a group that passes at the smallest reach: the others are looked at only on
     the rows that do not."""
     model = block.model
@@ -60,7 +60,10 @@ def beyond_caps(
         # a negative eps normalizes by more than 1 / std: the limit stretches by as much
         stretch = np.fmax(np.sqrt(model.variance[rows_of]) * model.rstd[rows_of], 1.0)
         cap = model.cap * stretch
-        reaches = [np.where(exact, folded, cap * (1.0 + scale) + shift) for scale, shift in limits]
+        # |x - mean| grows by the mean's error t, and the whole by the kernel's rstd
+        reaches = [
+            np.where(exact, folded, (cap + shift) * (1.0 + scale)) for scale, shift in limits
+        ]
         smallest = reaches[0]
         for reach in reaches[1:]:
             smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing

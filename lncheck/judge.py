@@ -146,9 +146,12 @@ def judge(
         s_low = np.fmax(1.0 - np.abs(pair.ds) - pair.ds_bound, 0.0)
         s_high = 1.0 + np.abs(pair.ds) + pair.ds_bound
         pair_mean_error = (np.abs(pair.shift) + pair.shift_bound) / s_low
+        # a scale of 0 (values far below the bias's last place: y - b is 0) shows no mean
+        # error, not an undefined one (0 / 0 made every default class's limit NaN)
+        mean_error = np.divide(f.shift, s_fit, out=np.zeros(groups), where=f.shift != 0)
         limits, pair_limits = [], []
         for klass in classes:
-            scale_column, shift_column = block.limits(dtype, klass, f.shift / s_fit)
+            scale_column, shift_column = block.limits(dtype, klass, mean_error)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
             pair_limits.append(block.limits(dtype, klass, pair_mean_error)[0][:, 0])
         caps = beyond_caps(block, size, limits, rounding, dtype)

@@ -155,6 +155,11 @@ def _refuse_unused(settings: Settings) -> None:
     idle = ops.momentum_idle(settings) if settings.given("momentum") else None
     if idle is not None:  # it weighs the batch's statistics into running ones being updated
         raise InputError(f"{option('momentum')} does nothing here: {idle}")
+    idle = ops.training_idle(settings) if settings.given("training") else None
+    if idle is not None:  # eval mode is running statistics in place of the batch's
+        # the command line's flag pair: the half that was typed (messages spell the first)
+        typed = "--eval" if settings.surface == "cli" and not settings["training"] else None
+        raise InputError(f"{typed or option('training')} does nothing here: {idle}")
 
 
 def _expected_parts(

@@ -30,7 +30,7 @@ from lncheck.moments import Moments, Scaled, moments, scaled
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
-from lncheck.tolerances import accumulation_dtype, exact_sums
+from lncheck.tolerances import LAST_PLACE_LEVELS, accumulation_dtype, exact_sums
 
 F64 = npt.NDArray[np.float64]
 NAME = "reference"
@@ -97,6 +97,18 @@ def normalizer(case: Case, batch: Moments | None = None) -> Normalizer:
     return Normalizer(m0, nothing, parts, running=True)
 
 
+def _lost(case: Case, batch: Moments) -> npt.NDArray[np.bool_]:
+    """Per group, whether a sequential variance may be lost whole: a centred group, normalized
+    with its own statistics, of values at most two last places apart (``LAST_PLACE_LEVELS``
+    values of the dtype from the smallest to the largest), one of which holds half its sum of
+    squares or more, summed in the dtype it holds."""
+    p = case.spec
+    if not (p.center and not p.use_running_stats and accumulation_dtype(case.dtype) == case.dtype):
+        return np.zeros(batch.peak.shape, dtype=bool)
+    apart = representable_between(batch.low, batch.high, case.dtype)
+    return np.asarray((apart <= LAST_PLACE_LEVELS) & (batch.peak >= 0.5))
+
+
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
     """The per-group mean and variance the output is normalized with: the batch's (the
     variance as the spec estimates it), or the running statistics in eval mode."""
@@ -141,6 +153,7 @@ def run(case: Case) -> NormResult:
             peak=_leaning(case, batch.peak),
             levels=np.fmin(representable_between(batch.low, batch.high, case.dtype), p.group_size),
             unfinite=~(np.isfinite(batch.low) & np.isfinite(batch.high)),
+            lost=_lost(case, batch),
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
             ),
@@ -160,9 +173,8 @@ def run(case: Case) -> NormResult:
         magnitude = _group_max(p, _offset(case.weight, p), 1.0) + _group_max(
             p, case.bias if p.has_bias else None, 0.0
         )
-        found = bounds.statistics(
-            p, batch.mean, var, rstd, magnitude, _runs(p, _leaning(case, batch.peak))
-        )
+        steps = _runs(p, _leaning(case, batch.peak))
+        found = bounds.statistics(p, batch.mean, var, rstd, magnitude, steps, model.lost)
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(case, batch.mean, batch.var)
             quantities.update(running)
@@ -237,7 +249,8 @@ def _updated_running_stats(
         }
         mean_size = per_channel(np.abs(mean) + np.sqrt(var), "max")
         var_size = per_channel((1 + kappa) * (np.abs(unbiased) + abs(p.eps)), "max")
-    found = bounds.running(f, running_mean, running_var, mean_size, var_size)
+        var_squared = per_channel((1 + kappa) ** 2 * (np.abs(unbiased) + abs(p.eps)), "max")
+    found = bounds.running(f, running_mean, running_var, mean_size, var_size, var_squared)
     return quantities, found
 
 

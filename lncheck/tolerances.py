@@ -96,6 +96,15 @@ G_DRIFT = 0.01  # a sequential Welford's variance once its running mean rounds (
 # by 0.75 %; from five levels on at most 0.21 %, 5.2x below the limit. Matrix c0067, the only false
 # alarm of the full matrix before, was such a group (1.46 % off in rstd, three levels)
 FEW_LEVELS = 4
+# A group of values at most two last places apart, summed in the dtype it holds, one value
+# holding half its sum of squares or more: a sequential Welford's running mean rounds onto the
+# value it meets second (c + 1/2 to c, ties to even, at c = 1.2e7 in float32), its update of
+# the sum of squares is then 0, and where that value was the only one apart the variance is
+# lost whole: rstd 1 / sqrt(eps), the implied scale sqrt((var + eps) / eps) (torch's CPU
+# float32 LayerNorm and GroupNorm output 316 for [c + 1, c, c, c], whose exact output is 1.73).
+# Any later value apart from the settled mean counts; a two-pass variance about the rounded
+# mean keeps the mean's error squared.
+LAST_PLACE_LEVELS = 3
 # That drift needs data whose order trends: the running mean's lost updates lean one way only where
 # the values it meets lean one way. A group's trend is how far its running sum strays, ``T = max_k
 # |sum_{i<=k} n_i| / n`` in std (``sequential.trend_of``), beyond what random order gives
@@ -242,20 +251,25 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
 def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, float]:
     """The weight of each kind of bound term for class ``klass`` (see the module docstring):
     ``relative`` (``|value|``), ``plain`` (element-wise roundings in the accumulation dtype),
-    ``spread`` (statistics' errors times ``K``), ``quadratic`` (times ``K**2``), ``fused``
+    ``spread`` (statistics' errors times ``K``), ``spread_squared`` (a variance taken about a
+    mean off by that much grows by its square), ``quadratic`` (times ``K**2``), ``fused``
     (folded scale and shift), ``fixed`` (single roundings in the compute dtype), ``floor``
-    (subnormals), ``exact`` (not roundings at all)."""
+    (subnormals), ``exact`` (not roundings at all), ``lost`` (a statistic a sequential
+    variance may lose whole, ``LAST_PLACE_LEVELS``)."""
     a = allowance(dtype, n, klass)
+    spread = a.shift + a.scale + a.scale_const
     return {
         "relative": a.relative,
         "plain": a.plain,
-        "spread": a.shift + a.scale + a.scale_const,
+        "spread": spread,
+        "spread_squared": spread * spread,
         "sequential": a.sequential,
         "quadratic": a.quadratic,
         "fused": a.fused,
         "fixed": a.relative,
         "exact": 1.0,  # differences that are not roundings (a derivative's jump at a kink)
         "floor": atol_floor(dtype),  # weighs how a subnormal's absolute error is magnified
+        "lost": 0.0 if klass == "accurate" else 1.0,
     }
 
 

@@ -253,9 +253,15 @@ def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:
     """Why a statistic stored in ``dtype`` with ``count`` exact values beyond its range
     fails."""
     plural = "s" if count > 1 else ""
+    # a running statistic is no input of the training backward: it is eval mode's
+    consequence = (
+        "eval mode then outputs the bias there"
+        if quantity.startswith("running_")
+        else "a backward through it NaN (run --grad)"
+    )
     return (
         f"{count} exact {quantity} value{plural} beyond {dtype}'s range: a {dtype} {quantity} "
-        "must be infinite there, and a backward through it NaN (run --grad)"
+        f"must be infinite there, and {consequence}"
     )
 
 

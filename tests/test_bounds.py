@@ -34,7 +34,8 @@ def test_statistics_bounds_by_hand() -> None:
     mean, var = np.array([3.0, -1.0]), np.array([4.0, 0.25])
     rstd = np.array([1 / math.sqrt(4 + 1e-5), 1e-5])  # the second below 2**-14: subnormal-prone
     steps = np.array([2.0, 5.0])
-    found = bounds.statistics(spec, mean, var, rstd, 2.0, steps)
+    lost = np.array([False, True])  # the second's variance a sequential sum may lose whole
+    found = bounds.statistics(spec, mean, var, rstd, 2.0, steps, lost)
     assert set(found) == {"output", "mean", "var", "rstd"}
     assert found["output"] == Bound("relative", {}, 2.0)
     kappa = np.array([3 / math.sqrt(4 + 1e-5), 1 / math.sqrt(0.25 + 1e-5)])
@@ -45,6 +46,8 @@ def test_statistics_bounds_by_hand() -> None:
     v = found["var"].terms
     np.testing.assert_allclose(v["spread"], kappa * var + k * 1e-5, rtol=1e-14)
     np.testing.assert_allclose(v["quadratic"], k * k * (var + 1e-5), rtol=1e-14)
+    # a variance about a mean off by spread * K std grows by its square
+    np.testing.assert_allclose(v["spread_squared"], k * k * (var + 1e-5), rtol=1e-14)
     np.testing.assert_allclose(v["sequential"], [8.0, 1.25], rtol=1e-15)
     # ... and rstd's rounding relative to eps (var's own rounding is in rtol), twice: squared
     np.testing.assert_allclose(v["fixed"], [2e-5, 2e-5], rtol=1e-15)
@@ -53,18 +56,24 @@ def test_statistics_bounds_by_hand() -> None:
     r = found["rstd"].terms
     np.testing.assert_allclose(r["spread"], kappa * rstd, rtol=1e-14)
     np.testing.assert_allclose(r["quadratic"], k * k * rstd, rtol=1e-14)
+    np.testing.assert_allclose(r["spread_squared"], 0.5 * k * k * rstd, rtol=1e-14)
     np.testing.assert_allclose(r["sequential"], steps * rstd, rtol=1e-15)
+    # a variance lost whole: var itself, and rstd up to 1 / sqrt(eps)
+    np.testing.assert_allclose(v["lost"], [0.0, 0.25], rtol=1e-15)
+    np.testing.assert_allclose(r["lost"], [0.0, 1 / math.sqrt(1e-5) - 1e-5], rtol=1e-15)
 
 
 def test_the_subnormal_floor_is_capped() -> None:
     spec = make_case(np.zeros((1, 4)), normalized_shape=4).spec
-    found = bounds.statistics(spec, np.zeros(1), np.ones(1), np.array([1e-110]), 1.0, np.ones(1))
+    one = np.ones(1)
+    found = bounds.statistics(spec, np.zeros(1), one, np.array([1e-110]), 1.0, one, one < 0)
     assert found["var"].terms["floor"][0] == 1e300  # 2e330 would overflow
 
 
 def test_running_statistics_bounds_by_hand() -> None:
     rm, rv = np.array([0.5, -2.0]), np.array([1.0, 3.0])
-    found = bounds.running(0.1, rm, rv, np.array([0.25, 0.5]), np.array([4.0, 8.0]))
+    squared = np.array([16.0, 64.0])
+    found = bounds.running(0.1, rm, rv, np.array([0.25, 0.5]), np.array([4.0, 8.0]), squared)
     assert set(found) == {"running_mean", "running_var"}
     # the old value rounds once (fixed); the batch statistic brings its sum's error (spread)
     mean, var = found["running_mean"].terms, found["running_var"].terms
@@ -72,10 +81,12 @@ def test_running_statistics_bounds_by_hand() -> None:
     np.testing.assert_allclose(mean["spread"], [0.025, 0.05], rtol=1e-15)
     np.testing.assert_allclose(var["fixed"], [0.9, 2.7], rtol=1e-15)
     np.testing.assert_allclose(var["spread"], [0.4, 0.8], rtol=1e-15)
+    np.testing.assert_allclose(var["spread_squared"], [1.6, 6.4], rtol=1e-15)
     # momentum 1: only the batch; a negative momentum counts by its size
-    only_batch = bounds.running(1.0, rm, rv, np.ones(2), np.ones(2))["running_mean"].terms
+    ones = np.ones(2)
+    only_batch = bounds.running(1.0, rm, rv, ones, ones, ones)["running_mean"].terms
     assert only_batch["fixed"].tolist() == [0.0, 0.0] and only_batch["spread"].tolist() == [1, 1]
-    negative = bounds.running(-0.5, rm, rv, np.ones(2), np.ones(2))["running_var"].terms
+    negative = bounds.running(-0.5, rm, rv, ones, ones, ones)["running_var"].terms
     np.testing.assert_allclose(negative["fixed"], [1.5, 4.5])
     np.testing.assert_allclose(negative["spread"], [0.5, 0.5])
 

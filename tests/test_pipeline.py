@@ -221,6 +221,23 @@ def test_a_float16_statistic_beyond_its_range_fails_and_says_why() -> None:
     )
 
 
+def test_a_running_statistic_beyond_its_range_names_eval_not_the_backward() -> None:
+    # float16 BatchNorm with the cumulative average: a batch variance of about 1.6e5, beyond
+    # float16's 65504, so the module's running_var buffer holds inf; the training backward
+    # never reads it (it passes with --grad), eval mode normalizes by it
+    x = (np.random.default_rng(3).standard_normal((8, 3, 32)) * 400).astype(np.float32)
+    report = lncheck.compare(x, "batch_norm", dtype="float16", momentum=None, grad=True)
+    (running,) = [
+        c for c in report.checks if c.quantity == "running_var" and "BatchNorm" in c.candidate
+    ]
+    assert not running.passed and running.inf_actual == 3
+    assert (running.explanation or "").endswith(
+        "3 exact running_var values beyond float16's range: a float16 running_var must be "
+        "infinite there, and eval mode then outputs the bias there"
+    )
+    assert all(c.passed for c in report.checks if c.quantity.startswith("grad"))
+
+
 def test_a_float32_statistic_beyond_its_range_fails_and_says_why() -> None:
     # subnormal values and eps = 0: the exact rstd (about 1e42) is beyond float32's range, and
     # torch's saved rstd inf; a row of normal values is left alone

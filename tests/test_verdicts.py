@@ -166,6 +166,68 @@ def test_a_value_beyond_the_structural_cap_is_a_mismatch() -> None:
     )
 
 
+def test_a_variance_about_a_mean_off_by_its_allowance_grows_by_its_square() -> None:
+    # BatchNorm of a constant (N, C) channel: torch sums 1,000 values of 12345.6 in float32 and
+    # its mean is 0.0596 low (one thread), within the sequential class's 0.38; its variance
+    # about that mean is 0.0596**2 = 0.00355 where the exact one is 0 (the var and running_var
+    # checks allowed 0.0012 and failed as low_precision and mismatch while the output passed)
+    x = np.full((1000, 1), 12345.6, np.float32)
+    report = lncheck.compare(x, "batch_norm", training=True, eps=1e-5)
+    checks = {(c.candidate, c.quantity): c for c in report.checks}
+    var = checks[("torch.native_batch_norm", "var")]
+    assert 1e-3 < var.max_abs_err < 0.38**2  # 0.0596**2 on one thread; sums vary with threads
+    assert all(c.passed for c in report.checks), [c.message() for c in report.checks]
+    # a variance beyond the mean's allowance squared (0.38**2) is not that
+    wrong = {"output": np.zeros_like(x), "mean": np.array([12345.6]), "var": np.array([0.5])}
+    bad = lncheck.compare(x, "batch_norm", backend=None, training=True, eps=1e-5, expected=wrong)
+    assert not next(c for c in bad.checks if c.quantity == "var").passed
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm"])
+def test_a_variance_lost_whole_at_the_last_place_is_sequential(op: str) -> None:
+    # [c + 1, c, c, c] at c = 1.2e7: float32 holds no value between. A sequential Welford's
+    # running mean c + 1/2 rounds to c (ties to even), the update of the sum of squares is then
+    # 0, and rstd is 1 / sqrt(eps): torch's CPU kernels output 316.2 and 292.5 where the exact
+    # output is 1.73. Two-pass, about the rounded mean, keeps the variance: accurate cannot
+    c = 12_000_000.0
+    x = np.array([[c + 1.0, c, c, c]], np.float32)
+    options: dict[str, Any] = {"normalized_shape": 4} if op == "layer_norm" else {"groups": 1}
+    if op == "group_norm":
+        x = x[:, None, :]
+    report = lncheck.compare(x, op, eps=1e-5, **options)
+    output = next(check for check in report.checks if check.quantity == "output")
+    assert output.worst_actual > 100 * math.sqrt(3)  # 316.2 (LayerNorm), 292.5 (GroupNorm)
+    assert all(check.passed for check in report.checks), [c.message() for c in report.checks]
+    assert {check.accuracy_class for check in report.checks if check.quantity == "output"} == {
+        "sequential"
+    }
+    strict = lncheck.compare(x, op, eps=1e-5, strict=True, **options)
+    assert not strict.passed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_normalized_values_below_the_bias_s_last_place_are_no_error(dtype: str) -> None:
+    # groups of the smallest normal values: w n ~ 1e-36, so y = b to every float's precision
+    # and y - b = 0, an implied scale of 0 with no mean error (0 / 0 made the default classes'
+    # limits NaN: a candidate equal to the reference, bit for bit, was low_precision)
+    tiny = float(np.finfo(np.float32).tiny)
+    x = np.array([[tiny, 2 * tiny], [tiny, 0.0]], np.float32)
+    b = np.array([-1.0, 1.0], np.float32)
+    c = output_check(x, normalized_shape=2, dtype=dtype, bias=b, expected=np.tile(b, (2, 1)))
+    assert (c.passed, c.accuracy_class, c.max_abs_err) == (True, "accurate", 0.0)
+    report = lncheck.compare(x, normalized_shape=2, dtype=dtype, bias=b)
+    assert all(check.passed for check in report.checks), [c.message() for c in report.checks]
+    # normal values of 1e-20 with a weight: torch's error is 1e-11 of an ulp
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 16)) * 1e-20).astype(np.float32)
+    w, b = (
+        rng.standard_normal(16).astype(np.float32),
+        (rng.standard_normal(16) * 5).astype(np.float32),
+    )
+    report = lncheck.compare(x, normalized_shape=16, dtype=dtype, weight=w, bias=b)
+    assert all(check.passed for check in report.checks), [c.message() for c in report.checks]
+
+
 def test_a_constant_row_with_a_bias_admits_a_folds_second_rounding() -> None:
     # with a bias, b - P rounds and an fma leaves P = mean * scale's own rounding too: up to
     # 2 v K |w| (torch's float16 BatchNorm reaches 1.96 of v K, benchmarks/

@@ -56,6 +56,20 @@ def momentum_idle(settings: Settings) -> str | None:
     return None
 
 
+def training_idle(settings: Settings) -> str | None:
+    """Why train or eval mode changes nothing in the layer ``settings`` describe (no running
+    statistics kept: both normalize with the batch's), else ``None``; ``None`` too for an op
+    that has no such mode (``check_applies`` refuses the option there)."""
+    op = module(settings["op"])
+    tracks = getattr(op, "tracks", None)
+    if tracks is None or tracks(settings):
+        return None
+    return (
+        f"{op.NAME} keeps no running statistics with {option('track_running_stats')} off, and "
+        "normalizes with the batch's statistics in train and eval alike"
+    )
+
+
 def readers_of(name: str) -> list[str]:
     """The ops that read option ``name``."""
     return [op for op in OPS if name in module(op).READS]

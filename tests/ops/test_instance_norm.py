@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import lncheck
+from lncheck.options import Surface
 from lncheck.reference import normalize
 
 from ..backends.test_conformance import spec_of
@@ -85,6 +86,27 @@ def test_spec_in_eval_with_tracked_statistics() -> None:
 )
 def test_errors(shape: tuple[int, ...], options: dict[str, Any], message: str) -> None:
     assert message in error_of("instance_norm", shape, **options)
+
+
+@pytest.mark.parametrize(
+    ("surface", "training", "named", "track"),
+    [
+        ("cli", False, "--eval", "--track-running-stats"),
+        ("cli", True, "--train", "--track-running-stats"),
+        ("suite", False, "key 'training'", "key 'track_running_stats'"),
+        ("api", False, "training=", "track_running_stats="),
+    ],
+)
+def test_train_or_eval_without_running_statistics_is_refused(
+    surface: Surface, training: bool, named: str, track: str
+) -> None:
+    # train and eval are the same layer without running statistics: torch normalizes with the
+    # instance's statistics in both, and the header's ".eval()" said otherwise
+    message = error_of("instance_norm", (4, 3, 2), surface, training=training)
+    assert message == (
+        f"{named} does nothing here: instance_norm keeps no running statistics with {track} "
+        "off, and normalizes with the batch's statistics in train and eval alike"
+    )
 
 
 def test_a_momentum_that_weighs_nothing_is_named_as_each_caller_spells_it() -> None:
