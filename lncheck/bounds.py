@@ -61,7 +61,6 @@ def statistics(
                 {
                     "spread": kappa * rstd,
                     "quadratic": k * k * rstd,
-                    "spread_squared": 0.5 * k * k * rstd,  # 1 / sqrt(1 + t**2) - 1
                     "sequential": steps * rstd,
                     "lost": lost_rstd,
                 },

@@ -160,6 +160,10 @@ def judge(
         for index in range(len(classes) - 1, -1, -1):
             scale_limit, shift_limit = limits[index]
             pair_limit = pair_limits[index]
+            if classes[index] == "sequential":  # a variance lost whole only raises rstd
+                lost = block.model.lost[block.first : block.first + groups]
+                scale_limit = np.where(f.ds < 0, scale_limit - lost, scale_limit)
+                pair_limit = np.where(pair.ds < 0, pair_limit - lost, pair_limit)
             if classes[index] == "low_precision":  # its reach below 1 (no rstd is negative)
                 below = 1.0 - tolerances.low_precision_floor(
                     dtype, block.model.group_size, block.k[:, 0]

@@ -21,7 +21,14 @@ from lncheck.case import Case
 from lncheck.dtypes import DTYPES, DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option, spell, with_context
 from lncheck.ops.spec import NormSpec
-from lncheck.options import ARRAY_OPTIONS, UNUSED_BESIDE, USED_ONLY_WITH, Settings, spelling
+from lncheck.options import (
+    ARRAY_OPTIONS,
+    OPTIONS,
+    UNUSED_BESIDE,
+    USED_ONLY_WITH,
+    Settings,
+    spelling,
+)
 from lncheck.readers import INPUT_NAMES, OneRead, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
@@ -158,7 +165,8 @@ def _refuse_unused(settings: Settings) -> None:
     idle = ops.training_idle(settings) if settings.given("training") else None
     if idle is not None:  # eval mode is running statistics in place of the batch's
         # the command line's flag pair: the half that was typed (messages spell the first)
-        typed = "--eval" if settings.surface == "cli" and not settings["training"] else None
+        off = OPTIONS["training"].flags[0].split("/")[1]  # --eval
+        typed = off if settings.surface == "cli" and not settings["training"] else None
         raise InputError(f"{typed or option('training')} does nothing here: {idle}")
 
 

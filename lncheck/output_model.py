@@ -80,8 +80,9 @@ class OutputModel:
     # smallest and largest, at most its size): equal inputs round alike (``lncheck.judge``)
     levels: F64
     unfinite: npt.NDArray[np.bool_]  # groups whose input holds NaN or inf
-    # groups whose variance a sequential sum may lose whole (``tolerances.LAST_PLACE_LEVELS``)
-    lost: npt.NDArray[np.bool_]
+    # how far above 1 the implied scale reaches where a sequential sum may lose the variance
+    # whole, sqrt((var + eps) / eps) - 1; 0 elsewhere (``tolerances.LAST_PLACE_LEVELS``)
+    lost: F64
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here
@@ -235,14 +236,11 @@ class OutputBlock:
             sticks = (peak >= 0.5) & (d / (c.stuck / G_STUCK * k) < n * n)
             stuck = np.where(sticks, c.stuck * k * d, 0.0)
             scale = scale + np.fmax(drifted, stuck)
-            if centred_drift and model.lost.any():
+            if klass == "sequential":
                 # values a last place or two apart, one of them apart from the rest: a running
                 # mean's update rounds onto the value it met, and the sum of squares may keep
-                # none of its terms, rstd then 1 / sqrt(eps) (``tolerances.LAST_PLACE_LEVELS``)
-                adjacent = model.lost[rows, None]
-                share = model.variance[rows, None] * model.rstd[rows, None] ** 2
-                lost = np.sqrt(1.0 / (1.0 - share)) - 1.0  # sqrt((var + eps) / eps) - 1
-                scale = np.where(adjacent, np.fmax(scale, lost), scale)
+                # none of its terms, rstd then 1 / sqrt(eps) (only larger: ``judge``)
+                scale = scale + model.lost[rows, None]
             limit = raw
             exact = model.exact_mean[rows, None]  # a representable mean, however it is kept
             if klass in EXACT_MEAN_CLASSES:
@@ -278,7 +276,8 @@ class OutputBlock:
         with np.errstate(all="ignore"):
             total = a * (c.plain + scale)
             # the per-group terms added as one where weight and bias are uniform (one pass)
-            rest = _plus(big_w * shift, c.plain * big_b)
+            # a mean off by t std is seen through the kernel's rstd, s times the exact one
+            rest = _plus(big_w * (shift * (1.0 + scale)), c.plain * big_b)
             total += _plus(rest, atol_floor(dtype))
             exact = self.model.exact_mean[self.first : self.first + self.y.shape[0]]
             if exact.any():  # y = b there, and the structural limit holds (``caps``)

@@ -97,16 +97,23 @@ def normalizer(case: Case, batch: Moments | None = None) -> Normalizer:
     return Normalizer(m0, nothing, parts, running=True)
 
 
-def _lost(case: Case, batch: Moments) -> npt.NDArray[np.bool_]:
-    """Per group, whether a sequential variance may be lost whole: a centred group, normalized
-    with its own statistics, of values at most two last places apart (``LAST_PLACE_LEVELS``
-    values of the dtype from the smallest to the largest), one of which holds half its sum of
-    squares or more, summed in the dtype it holds."""
+def _lost(case: Case, batch: Moments) -> F64:
+    """Per group, how far above 1 the implied scale reaches where a sequential variance may be
+    lost whole, ``sqrt((var + eps) / eps) - 1`` (``inf`` at eps = 0), else 0: a centred group,
+    normalized with its own statistics, of values at most two last places apart
+    (``LAST_PLACE_LEVELS`` values of the dtype from the smallest to the largest), one of which
+    holds half its sum of squares or more, summed in the dtype it holds."""
     p = case.spec
+    none = np.zeros(batch.peak.shape)
     if not (p.center and not p.use_running_stats and accumulation_dtype(case.dtype) == case.dtype):
-        return np.zeros(batch.peak.shape, dtype=bool)
+        return none
     apart = representable_between(batch.low, batch.high, case.dtype)
-    return np.asarray((apart <= LAST_PLACE_LEVELS) & (batch.peak >= 0.5))
+    lost = (apart <= LAST_PLACE_LEVELS) & (batch.peak >= 0.5) & (p.eps >= 0)
+    if not lost.any():
+        return none
+    with np.errstate(all="ignore"):  # eps = 0: rstd is infinite, and so is the reach
+        excess = np.sqrt(estimated(batch.var, p) / p.eps + 1.0) - 1.0 if p.eps > 0 else np.inf
+    return np.asarray(np.where(lost, excess, 0.0), dtype=np.float64)
 
 
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
@@ -174,7 +181,7 @@ def run(case: Case) -> NormResult:
             p, case.bias if p.has_bias else None, 0.0
         )
         steps = _runs(p, _leaning(case, batch.peak))
-        found = bounds.statistics(p, batch.mean, var, rstd, magnitude, steps, model.lost)
+        found = bounds.statistics(p, batch.mean, var, rstd, magnitude, steps, model.lost > 0)
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(case, batch.mean, batch.var)
             quantities.update(running)

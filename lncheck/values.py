@@ -109,7 +109,12 @@ def integers(value: Any, name: str) -> tuple[int, ...]:
     Raises:
         InputError: a part that is not an integer."""
     if isinstance(value, str):
-        parts = [p for p in value.replace(" ", ",").split(",") if p]
+        parts = [p.strip() for p in value.split(",")] if "," in value else value.split()
+        if "" in parts:  # '4,,3' or '4,': an item left out, not one to drop
+            raise InputError(
+                f"{option(name)}: expected integers such as '3 4' or '3,4', got {value!r} "
+                "(an empty item)"
+            )
         try:
             return tuple(int(p) for p in parts)
         except ValueError:

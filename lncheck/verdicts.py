@@ -254,11 +254,11 @@ def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:
     fails."""
     plural = "s" if count > 1 else ""
     # a running statistic is no input of the training backward: it is eval mode's
-    consequence = (
-        "eval mode then outputs the bias there"
-        if quantity.startswith("running_")
-        else "a backward through it NaN (run --grad)"
-    )
+    consequences = {
+        "running_var": "eval mode then outputs the bias there",
+        "running_mean": "eval mode then outputs infinities there",
+    }
+    consequence = consequences.get(quantity, "a backward through it NaN (run --grad)")
     return (
         f"{count} exact {quantity} value{plural} beyond {dtype}'s range: a {dtype} {quantity} "
         f"must be infinite there, and {consequence}"

@@ -37,6 +37,11 @@ def test_integers_from_every_surface(value: Any, wanted: tuple[int, ...]) -> Non
         (integer, 2.5, "groups must be an integer, got 2.5"),
         (positive, 0, "groups must be positive, got 0"),
         (integers, "3,x", "groups: expected integers such as '3 4' or '3,4', got '3,x'"),
+        (
+            integers,
+            "4,,3",
+            "groups: expected integers such as '3 4' or '3,4', got '4,,3' (an empty item)",
+        ),
         (integers, [3, True], "groups must be an integer or a list of integers"),
         (number, "1e-5", "groups must be a number, got '1e-5'"),
         (number, math.inf, "groups must be finite, got inf"),

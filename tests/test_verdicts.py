@@ -201,8 +201,17 @@ def test_a_variance_lost_whole_at_the_last_place_is_sequential(op: str) -> None:
     assert {check.accuracy_class for check in report.checks if check.quantity == "output"} == {
         "sequential"
     }
+    statistics = [c for c in report.checks if c.quantity == "rstd"]
+    assert statistics and {c.accuracy_class for c in statistics} == {"sequential"}
     strict = lncheck.compare(x, op, eps=1e-5, strict=True, **options)
     assert not strict.passed
+    # rstd 1e6 at eps = 1e-12; and a lost variance only raises rstd: -50 times the exact
+    # output is no Welford's
+    assert lncheck.compare(x, op, eps=1e-12, **options).passed
+    exact = np.array([np.sqrt(3.0), -1 / np.sqrt(3.0), -1 / np.sqrt(3.0), -1 / np.sqrt(3.0)])
+    flipped = (-50 * exact).reshape(x.shape).astype(np.float32)
+    wrong = lncheck.compare(x, op, eps=1e-5, backend=None, expected=flipped, **options)
+    assert (wrong.passed, wrong.checks[0].accuracy_class) == (False, "mismatch")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -230,7 +239,7 @@ def test_normalized_values_below_the_bias_s_last_place_are_no_error(dtype: str) 
 
 def test_a_constant_row_with_a_bias_admits_a_folds_second_rounding() -> None:
     # with a bias, b - P rounds and an fma leaves P = mean * scale's own rounding too: up to
-    # 2 v K |w| (torch's float16 BatchNorm reaches 1.96 of v K, benchmarks/
+    # 2 v K |w| (torch's float16 BatchNorm reaches 1.98 of v K, benchmarks/
     # folded_constant_rows.py). Row 1 is 1449 twice with eps=1e-10: v K = 8.64, and the cap
     # sqrt(n - 1) = 1 is less than the second rounding
     x = np.array([[-1.0, 1.0], [1449.0, 1449.0]], dtype=np.float32)

@@ -101,7 +101,8 @@ def _explain(
         )
     bad = int(xa.size - np.count_nonzero(np.isfinite(xa)))
     if bad:
-        raise InputError(f"the input has {bad} non-finite values: explain needs finite inputs")
+        values = "value" if bad == 1 else "values"
+        raise InputError(f"the input has {bad} non-finite {values}: explain needs finite inputs")
     shape = tuple(int(n) for n in xa.shape)
     if dtype is not None:
         settings = settings.with_values(dtype=_dtype(dtype))

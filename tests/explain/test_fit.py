@@ -156,7 +156,7 @@ def test_invalid_arrays(observed, message) -> None:
 def test_a_non_finite_input_is_refused() -> None:
     x = np.random.default_rng(7).normal(size=(8, 64))
     x[2, 3] = math.nan
-    with pytest.raises(InputError, match="the input has 1 non-finite values"):
+    with pytest.raises(InputError, match="the input has 1 non-finite value: explain"):
         explain(x, x)
 
 

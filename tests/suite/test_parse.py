@@ -292,6 +292,30 @@ def test_a_default_momentum_applies_only_where_running_statistics_are_updated(
     )
 
 
+def test_a_default_train_or_eval_applies_only_where_running_statistics_are_kept(
+    tmp_path: Path,
+) -> None:
+    """A default eval goes to the BatchNorm case, not to the InstanceNorm one that keeps no
+    running statistics; a case's own is refused there."""
+    np.save(tmp_path / "img.npy", np.random.default_rng(1).normal(size=(4, 3, 5)))
+    np.save(tmp_path / "m.npy", np.zeros(3))
+    np.save(tmp_path / "v.npy", np.ones(3))
+    cases = (
+        '[[case]]\nname = "bn"\nop = "batch_norm"\ninput = "img.npy"\n'
+        'running_mean = "m.npy"\nrunning_var = "v.npy"\n'
+        '[[case]]\nname = "in"\ninput = "img.npy"\nop = "instance_norm"\n'
+    )
+    bn, instance = load_suite(write_suite(tmp_path, "[defaults]\ntrain = false\n" + cases)).cases
+    assert bn.settings["training"] is False and not instance.settings.given("training")
+    own = write_suite(tmp_path, cases + "train = false\n", "own.toml")
+    with pytest.raises(InputError) as raised:
+        load_suite(own)
+    assert str(raised.value).startswith(
+        f"{own}: case 'in': key 'train' does nothing here: instance_norm keeps no running "
+        "statistics"
+    )
+
+
 def test_paths_are_relative_to_the_suite_file(tmp_path: Path) -> None:
     path = write_suite(tmp_path, '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\n')
     (case,) = load_suite(path).cases
