@@ -159,15 +159,21 @@ def _refuse_unused(settings: Settings) -> None:
             raise InputError(
                 f"{option(name)} makes what {option(other)} gives ({what}): leave one out"
             )
-    idle = ops.momentum_idle(settings) if settings.given("momentum") else None
-    if idle is not None:  # it weighs the batch's statistics into running ones being updated
-        raise InputError(f"{option('momentum')} does nothing here: {idle}")
-    idle = ops.training_idle(settings) if settings.given("training") else None
-    if idle is not None:  # eval mode is running statistics in place of the batch's
-        # the command line's flag pair: the half that was typed (messages spell the first)
-        off = OPTIONS["training"].flags[0].split("/")[1]  # --eval
-        typed = off if settings.surface == "cli" and not settings["training"] else None
-        raise InputError(f"{typed or option('training')} does nothing here: {idle}")
+    # a momentum weighs the batch's statistics into running ones being updated; eval mode
+    # puts running statistics in place of the batch's
+    for name, idle_of in ops.IDLE:
+        idle = idle_of(settings) if settings.given(name) else None
+        if idle is not None:
+            raise InputError(f"{_as_given(settings, name)} does nothing here: {idle}")
+
+
+def _as_given(settings: Settings, name: str) -> str:
+    """Option ``name`` in a message: on the command line, a flag pair's half that gives its
+    value (``--eval``; messages spell the first half, ``--train``)."""
+    flags = OPTIONS[name].flags
+    if settings.surface == "cli" and flags and "/" in flags[0] and settings[name] is False:
+        return flags[0].split("/")[1]
+    return option(name)
 
 
 def _expected_parts(

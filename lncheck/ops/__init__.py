@@ -70,6 +70,10 @@ def training_idle(settings: Settings) -> str | None:
     )
 
 
+# options that do nothing in some layers of the ops that read them, and why (``None``: they act)
+IDLE = (("momentum", momentum_idle), ("training", training_idle))
+
+
 def readers_of(name: str) -> list[str]:
     """The ops that read option ``name``."""
     return [op for op in OPS if name in module(op).READS]

@@ -279,12 +279,10 @@ def _case(
     settings = parse(given, "suite")
     # a default momentum (or train/eval mode) stays out of a case it does nothing in (eval,
     # no running statistics), as one its op does not read does; the case's own is refused
-    inherited_momentum = "momentum" not in named and settings.given("momentum")
-    if inherited_momentum and op in ops.OPS and ops.momentum_idle(settings) is not None:
-        settings = settings.without("momentum")
-    inherited_mode = "training" not in named and settings.given("training")
-    if inherited_mode and op in ops.OPS and ops.training_idle(settings) is not None:
-        settings = settings.without("training")
+    for option_name, idle_of in ops.IDLE:
+        from_defaults = option_name not in named and settings.given(option_name)
+        if from_defaults and op in ops.OPS and idle_of(settings) is not None:
+            settings = settings.without(option_name)
     for role in ARRAY_OPTIONS:
         if isinstance(settings[role], str):
             settings = settings.with_values(**{role: str(_existing(root, settings[role], role))})
