@@ -171,14 +171,20 @@ def explain_command(
     y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
-    if x.shape != y.shape:  # named by file here; the API names the arguments
-        from lncheck.errors import InputError
+    import numpy as np
 
+    from lncheck.errors import InputError
+
+    if x.shape != y.shape:  # named by file here; the API names the arguments
         input_is = "its input" if observed == input else f"the input ({input})"
         raise InputError(
             f"{observed}: the observed output has shape {y.shape}, {input_is} {x.shape}: "
             "they must match"
         )
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:  # by file too (the API's words: "the input has ...")
+        values = "value" if bad == 1 else "values"
+        raise InputError(f"{input}: {bad} non-finite {values}: explain needs finite inputs")
     report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     if json_output:
         import json

@@ -154,6 +154,12 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
         f"lncheck: error: {both}: the observed output has shape (3, 4), its input (2, 4): "
         "they must match"
     )
+    nan = rng.normal(size=(4, 32, 6)).astype(np.float32)
+    nan[1, 2, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    assert _error(invoke(str(tmp_path / "nan.npy"), y)) == (
+        f"lncheck: error: {tmp_path / 'nan.npy'}: 1 non-finite value: explain needs finite inputs"
+    )
     assert "--groups 5 does not divide the 32 channels" in _error(invoke(x, y, "--groups", "5"))
     line = _error(invoke(x, y, "--weight", short))
     assert "--weight has shape (5,), which fits no normalization" in line
