@@ -137,7 +137,7 @@ def explain_command(
 
     Exit status: 0 a candidate reproduces OBSERVED within rounding, 1 none does, 2 invalid input.
     """
-    from lncheck.explain import explain
+    from lncheck.explain import explain, non_finite
     from lncheck.options import parse
     from lncheck.readers import INPUT_NAMES
 
@@ -171,8 +171,6 @@ def explain_command(
     y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
-    import numpy as np
-
     from lncheck.errors import InputError
 
     if x.shape != y.shape:  # named by file here; the API names the arguments
@@ -181,10 +179,9 @@ def explain_command(
             f"{observed}: the observed output has shape {y.shape}, {input_is} {x.shape}: "
             "they must match"
         )
-    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-    if bad:  # by file too (the API's words: "the input has ...")
-        values = "value" if bad == 1 else "values"
-        raise InputError(f"{input}: {bad} non-finite {values}: explain needs finite inputs")
+    bad = non_finite(x)
+    if bad is not None:  # by file too (the API's words: "the input has ...")
+        raise InputError(f"{input}: {bad}: explain needs finite inputs")
     report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     if json_output:
         import json

@@ -81,6 +81,15 @@ def explain(
         raise settings.spell(e) from None
 
 
+def non_finite(x: Array) -> str | None:
+    """How many of ``x``'s values are NaN or infinite, in words (``1 non-finite value``), or
+    ``None`` where all are finite: what ``explain`` refuses."""
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if not bad:
+        return None
+    return f"{bad} non-finite {'value' if bad == 1 else 'values'}"
+
+
 def _explain(
     x: npt.ArrayLike,
     observed: npt.ArrayLike,
@@ -99,10 +108,9 @@ def _explain(
         raise InputError(
             f"the observed output has shape {ya.shape}, the input {xa.shape}: they must match"
         )
-    bad = int(xa.size - np.count_nonzero(np.isfinite(xa)))
-    if bad:
-        values = "value" if bad == 1 else "values"
-        raise InputError(f"the input has {bad} non-finite {values}: explain needs finite inputs")
+    bad = non_finite(xa)
+    if bad is not None:
+        raise InputError(f"the input has {bad}: explain needs finite inputs")
     shape = tuple(int(n) for n in xa.shape)
     if dtype is not None:
         settings = settings.with_values(dtype=_dtype(dtype))
