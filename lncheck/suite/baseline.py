@@ -252,11 +252,14 @@ def record(
     ``suite_names`` (the whole suite) are dropped. ``root`` is the suite file's folder.
 
     Raises:
-        InputError: ``path`` exists and is not a baseline, another process is writing it, it
-            cannot be written, or a case cannot be loaded or run (the old file is then kept).
+        InputError: ``path`` does not end in ``.npz``, exists and is not a baseline, another
+            process is writing it, it cannot be written, or a case cannot be loaded or run (the
+            old file is then kept).
     """
     path = Path(path)
     where = option("output")
+    if path.suffix.lower() != ".npz":  # a zip archive named g.json misleads every later reader
+        raise InputError(f"{where} {path}: a baseline is an .npz archive; name it {path.stem}.npz")
     with exclusive(path, where):
         _remove_leftovers(path)
         old = _existing(path)

@@ -58,6 +58,15 @@ def _record(suite: Path, golden: Path, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.parametrize("name", ["golden.json", "golden", "golden.npy"])
+def test_a_baseline_not_named_npz_is_refused(tmp_path: Path, name: str) -> None:
+    suite = write_suite(tmp_path, THREE)
+    result = invoke("baseline", str(suite), "-o", str(tmp_path / name))
+    assert_user_error(result, f"-o {tmp_path / name}: a baseline is an .npz archive", "golden.npz")
+    assert not (tmp_path / name).exists()
+    _record(suite, tmp_path / "golden.NPZ")  # the suffix's case is the file system's affair
+
+
 def test_rerecording_a_selection_keeps_the_other_cases(tmp_path: Path) -> None:
     suite, golden = write_suite(tmp_path, THREE), tmp_path / "golden.npz"
     _record(suite, golden)
