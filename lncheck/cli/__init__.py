@@ -65,7 +65,7 @@ class _Group(TyperGroup):
                 _fail(message + _warned(caught), e.exit_status)
             except typer.TyperException as e:  # click's usage errors (bad option, missing value)
                 _print_traceback(show_traceback)
-                _fail(e.format_message(), ExitStatus.INVALID_INPUT)
+                _fail(_with_value(e, argv) or e.format_message(), ExitStatus.INVALID_INPUT)
             except SystemExit as e:
                 # rich (which prints typer's help) answers a closed pipe by pointing stdout at
                 # /dev/null and exiting with 1, lncheck's status for a failed check
@@ -239,6 +239,25 @@ def _print_traceback(wanted: bool) -> None:
         import traceback
 
         traceback.print_exc()
+
+
+def _with_value(error: typer.TyperException, argv: list[str]) -> str | None:
+    """A value click could not convert, echoed beside the option as typed (``--eps 'abc':
+    input should be a valid number``); None where the value is not found in ``argv``."""
+    param = getattr(error, "param", None)
+    message = getattr(error, "message", "")
+    if not isinstance(error, typer.BadParameter) or param is None or not message:
+        return None
+    for index, token in enumerate(argv):
+        flag, equals, value = token.partition("=")
+        if flag not in getattr(param, "opts", ()):
+            continue
+        if not equals:
+            if index + 1 >= len(argv):
+                return None
+            value = argv[index + 1]
+        return f"{flag} {value!r}: {message[:1].lower()}{message[1:]}"
+    return None
 
 
 def _fail(message: str, status: int) -> None:

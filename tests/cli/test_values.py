@@ -38,6 +38,22 @@ def test_a_misspelled_choice_gets_a_did_you_mean(option: str, value: str, meant:
     assert "Value error" not in line
 
 
+@pytest.mark.parametrize(
+    ("args", "echoed"),
+    [
+        (["--eps", "abc"], "--eps 'abc': input should be a valid number"),
+        (["--eps=1e-5x"], "--eps '1e-5x': input should be a valid number"),
+        (
+            ["--op", "group_norm", "--groups", "two"],
+            "--groups 'two': input should be a valid integer",
+        ),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_echoed(args: list[str], echoed: str) -> None:
+    shape = [] if "--groups" in args else ["--shape", "4"]
+    assert_user_error(invoke("compare", TOKENS, *shape, *args), echoed)
+
+
 def test_shape_with_an_equals_sign_takes_the_following_dims() -> None:
     for args in (["--shape=3", "4"], ["--shape", "3", "4"], ["--shape=3,4"]):
         result = invoke("compare", TOKENS, *args)
