@@ -41,6 +41,7 @@ from lncheck.tolerances import (
     accumulation_dtype,
     allowance,
     atol_floor,
+    low_precision_ceiling,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -80,8 +81,11 @@ class OutputModel:
     # smallest and largest, at most its size): equal inputs round alike (``lncheck.judge``)
     levels: F64
     unfinite: npt.NDArray[np.bool_]  # groups whose input holds NaN or inf
-    # how far above 1 the implied scale reaches where a sequential sum may lose the variance
-    # whole, sqrt((var + eps) / eps) - 1; 0 elsewhere (``tolerances.LAST_PLACE_LEVELS``)
+    # how far above 1 the implied scale reaches where a kernel loses the variance whole,
+    # sqrt((var + eps) / eps) - 1, where it computes one about the mean (0 elsewhere): a
+    # one-pass variance may (``tolerances.low_precision_ceiling``), and...
+    whole: F64
+    # ...a sequential sum may (``tolerances.LAST_PLACE_LEVELS``), here; 0 elsewhere
     lost: F64
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
@@ -198,8 +202,12 @@ class OutputBlock:
                 t2 = np.minimum(np.abs(shift).reshape(-1, 1), raw) ** 2
                 moved = t2 / (np.sqrt(1.0 + t2) * (1.0 + np.sqrt(1.0 + t2)))
             scale = base + moved
-            if klass == "low_precision":  # off by their own size
-                scale = np.minimum(scale, LOW_REACH)
+            if klass == "low_precision":  # off by their own size, or by a one-pass variance's
+                rows = slice(self.first, self.first + self.y.shape[0])
+                reach = low_precision_ceiling(
+                    dtype, self.model.group_size, self.k, self.model.whole[rows, None]
+                )
+                scale = np.fmax(np.minimum(scale, LOW_REACH), reach)
         return np.asarray(scale, dtype=np.float64), limit
 
     def _limit_terms(self, dtype: str, klass: str) -> tuple[F64, F64, F64]:

@@ -97,23 +97,30 @@ def normalizer(case: Case, batch: Moments | None = None) -> Normalizer:
     return Normalizer(m0, nothing, parts, running=True)
 
 
-def _lost(case: Case, batch: Moments) -> F64:
-    """Per group, how far above 1 the implied scale reaches where a sequential variance may be
-    lost whole, ``sqrt((var + eps) / eps) - 1`` (``inf`` at eps = 0), else 0: a centred group,
-    normalized with its own statistics, of values at most two last places apart
-    (``LAST_PLACE_LEVELS`` values of the dtype from the smallest to the largest), one of which
-    holds half its sum of squares or more, summed in the dtype it holds."""
+def _whole(case: Case, batch: Moments) -> F64:
+    """Per group, how far above 1 the implied scale reaches where a kernel loses the variance
+    whole (rstd ``1 / sqrt(eps)``), ``sqrt((var + eps) / eps) - 1`` (``inf`` at eps = 0): a
+    centred group normalized with its own statistics; 0 elsewhere (no variance is computed,
+    or a mean square, which no cancellation loses)."""
     p = case.spec
-    none = np.zeros(batch.peak.shape)
-    if not (p.center and not p.use_running_stats and accumulation_dtype(case.dtype) == case.dtype):
-        return none
-    apart = representable_between(batch.low, batch.high, case.dtype)
-    lost = (apart <= LAST_PLACE_LEVELS) & (batch.peak >= 0.5) & (p.eps >= 0)
-    if not lost.any():
-        return none
+    if not (p.center and not p.use_running_stats) or p.eps < 0:
+        return np.zeros(batch.peak.shape)
     with np.errstate(all="ignore"):  # eps = 0: rstd is infinite, and so is the reach
-        excess = np.sqrt(estimated(batch.var, p) / p.eps + 1.0) - 1.0 if p.eps > 0 else np.inf
-    return np.asarray(np.where(lost, excess, 0.0), dtype=np.float64)
+        if p.eps == 0:
+            return np.full(batch.peak.shape, np.inf)
+        return np.asarray(np.sqrt(estimated(batch.var, p) / p.eps + 1.0) - 1.0, dtype=np.float64)
+
+
+def _lost(case: Case, batch: Moments, whole: F64) -> F64:
+    """Per group, ``whole`` where a sequential sum may lose the variance whole, else 0: values
+    at most two last places apart (``LAST_PLACE_LEVELS`` values of the dtype from the smallest
+    to the largest), one of which holds half its sum of squares or more, summed in the dtype
+    it holds."""
+    if accumulation_dtype(case.dtype) != case.dtype:
+        return np.zeros(batch.peak.shape)
+    apart = representable_between(batch.low, batch.high, case.dtype)
+    lost = (apart <= LAST_PLACE_LEVELS) & (batch.peak >= 0.5)
+    return np.asarray(np.where(lost, whole, 0.0), dtype=np.float64)
 
 
 def normalizing_statistics(case: Case) -> tuple[F64, F64]:
@@ -160,7 +167,8 @@ def run(case: Case) -> NormResult:
             peak=_leaning(case, batch.peak),
             levels=np.fmin(representable_between(batch.low, batch.high, case.dtype), p.group_size),
             unfinite=~(np.isfinite(batch.low) & np.isfinite(batch.high)),
-            lost=_lost(case, batch),
+            whole=(whole := _whole(case, batch)),
+            lost=_lost(case, batch, whole),
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
             ),

@@ -386,3 +386,13 @@ def test_random_walk_is_sqrt_n_times_the_accumulation_unit_roundoff() -> None:
     assert random_walk("bfloat16", 4) == random_walk("float16", 4) == 2 * 2.0**-24
     assert random_walk("float32", 10_000) == 100 * 2.0**-24
     assert random_walk("float64", 100) == 10 * 2.0**-53
+
+
+def test_a_one_pass_variance_raises_rstd_up_to_losing_the_variance_whole() -> None:
+    # r = (A + G_LOW * sqrt(n)) * u * K**2 of var + eps lost: s <= 1 / sqrt(1 - r), and from
+    # r = 1 on the whole variance, s = sqrt((var + eps) / eps) = 1 + whole
+    per_k2 = (tolerances.A + tolerances.G_LOW * 2.0) * 2.0**-24  # n = 4, float32's u
+    k = np.sqrt(np.array([0.75, 0.96, 1.0, 4.0, 0.75]) / per_k2)
+    whole = np.array([1e3, 1e3, 315.2, 315.2, 0.0])  # the last computes no variance
+    found = tolerances.low_precision_ceiling("float32", 4, k, whole)
+    np.testing.assert_allclose(found, [1.0, 4.0, 315.2, 315.2, 0.0], rtol=1e-12)
