@@ -129,7 +129,9 @@ def scaled(
 
 def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moments:
     """The moments of each row of a (groups, elements) block, in float64 (see the module)."""
-    x = np.asarray(block, dtype=np.float64)
+    # row-major: NumPy sums a row pairwise only where it is contiguous (a channels-last view's
+    # rows are strided, and summed one element after another)
+    x = np.ascontiguousarray(block, dtype=np.float64)
     zeros = np.zeros(x.shape[0])
     with np.errstate(all="ignore"):
         low, high = (np.min(x, axis=1), np.max(x, axis=1)) if x.shape[1] else (zeros, zeros)
