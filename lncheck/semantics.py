@@ -33,8 +33,8 @@ TIGHT = 0.25  # a fitted convention's fit, in limits, that no precision loss was
 @dataclass
 class Distortions:
     """Per fitted group (up to ``KEEP`` of them): the implied ``ds = s - 1`` and ``shift``, the
-    accurate class's limits on each, and the group's weight and bias where they are uniform
-    (``NaN`` otherwise)."""
+    accurate class's limits on each, the group's weight and bias where they are uniform
+    (``NaN`` otherwise), and how many values its input takes (``OutputModel.levels``)."""
 
     index: list[F64] = field(default_factory=list)
     ds: list[F64] = field(default_factory=list)
@@ -43,6 +43,7 @@ class Distortions:
     shift_limit: list[F64] = field(default_factory=list)
     weight: list[F64] = field(default_factory=list)
     bias: list[F64] = field(default_factory=list)
+    levels: list[F64] = field(default_factory=list)
     kept: int = 0
 
     def add(
@@ -55,7 +56,9 @@ class Distortions:
         shift_limit: F64,
         weight: F64,
         bias: F64,
+        levels: F64 | None = None,
     ) -> None:
+        """``levels`` ``None``: as many as the group has elements (independent roundings)."""
         take = np.flatnonzero(fitted)[: max(0, KEEP - self.kept)]
         if not take.size:
             return
@@ -68,6 +71,7 @@ class Distortions:
             (self.shift_limit, shift_limit),
             (self.weight, weight),
             (self.bias, bias),
+            (self.levels, np.full(ds.shape, np.nan) if levels is None else levels),
         ):
             store.append(np.asarray(values, dtype=np.float64)[take])
 
@@ -90,15 +94,23 @@ class Distortions:
         ``beyond_default``: the difference is already beyond the default classes (see the
         module docstring). ``typical``: the relative error of a variance that rounding in a
         default class typically leaves, ``sqrt(n)`` times the accumulation dtype's unit
-        roundoff. A fitted convention within a default class must fit every group to
-        ``TIGHT`` of its limits (``_tight``), or predict more than ``SIGNIFICANT`` times
-        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``)."""
+        roundoff where each addition rounds independently; ``sqrt(n / D)`` times that in a
+        group whose input takes ``D`` values (``_correlated``). A fitted convention within a
+        default class must fit every group to ``TIGHT`` of its limits (``_tight``; where the
+        groups take fewer values than they have, while moving the variance by more than
+        ``typical``), or predict more than ``SIGNIFICANT`` times ``typical`` in
+        ``MIN_GROUPS`` groups (``_beyond_rounding``)."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)
         ds, shift = np.concatenate(self.ds), np.concatenate(self.shift)
         ds_limit, shift_limit = np.concatenate(self.ds_limit), np.concatenate(self.shift_limit)
         w, b = np.concatenate(self.weight), np.concatenate(self.bias)
+        levels = np.concatenate(self.levels)
+        typical_of = _correlated(typical, n, levels)
+        # groups of few values round alike, row after row: there even a tight fit must move
+        # the variance beyond those roundings
+        alike = np.where(levels < n, typical_of, 0.0)
         v = np.asarray(var, dtype=np.float64)[groups]
         hypotheses = _hypotheses(v, eps, n, (ds, ds_limit), w, b, centered, weight_offset)
         found: list[tuple[float, int, str]] = []
@@ -118,7 +130,8 @@ class Distortions:
                 # a systematic precision loss can meet a fitted value at the limits' scale: a
                 # verdict needs the groups far beyond rounding, or on the value far within them
                 tight = _tight(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
-                if not (tight or _beyond_rounding(want_ds, typical)):
+                tight = tight and _beyond_rounding(want_ds, alike, times=1.0)
+                if not (tight or _beyond_rounding(want_ds, typical_of)):
                     continue
             off = _off(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
             away = _off(want_ds, want_t, ds_limit, shift_limit, centered)
@@ -146,16 +159,28 @@ def _tight(ds_off: F64, shift_off: F64, ds_limit: F64, shift_limit: F64, centere
         return bool(np.nanmax(off) <= TIGHT)
 
 
-def _beyond_rounding(want_ds: F64, typical: float) -> bool:
+def _correlated(typical: float, n: int, levels: F64) -> F64:
+    """Per group, ``typical`` (a random walk's ``sqrt(n) v``) times ``sqrt(n / D)`` for a
+    group whose input takes ``D`` values: adding the same value to a running sum rounds the
+    same way for as long as the sum keeps its exponent, so ``D`` values give ``D`` biases of
+    ``n / D`` additions each, ``n v / sqrt(D)`` in all, the worst case ``n v`` for a constant
+    group. A sequential float32 sum of squares of 4,096 values a few last places apart (7
+    values) is off by 1.16e-5, three times ``sqrt(n) v``, the same in every row, which
+    another eps, fitted, matched."""
+    d = np.clip(np.nan_to_num(levels, nan=float(n)), 1.0, max(n, 1))
+    return np.asarray(typical * np.sqrt(max(n, 1) / d), dtype=np.float64)
+
+
+def _beyond_rounding(want_ds: F64, typical: F64, times: float = SIGNIFICANT) -> bool:
     """Whether a fitted prediction moves the variance, relative to ``var + eps``, by more than
-    ``SIGNIFICANT`` times ``typical`` in ``MIN_GROUPS`` groups. A sequential float32 Welford
+    ``times`` ``typical`` in ``MIN_GROUPS`` groups. A sequential float32 Welford
     leaves the variance off by about the same absolute amount in every group of a check
     (its sum of squares rounds at the same place), which another eps, fitted, matches to
     within the accurate limits: measured 7.6e-6 on a variance of 1 at n = 78,036, a third of
     ``sqrt(n) u``; an eps of 1e-6 for 1e-5 on such rows is 9e-6, five times that at n = 768."""
     with np.errstate(all="ignore"):
         moved = np.abs((1.0 + want_ds) ** -2 - 1.0)
-    return int(np.count_nonzero(moved > SIGNIFICANT * typical)) >= MIN_GROUPS
+    return int(np.count_nonzero(moved > times * typical)) >= MIN_GROUPS
 
 
 def _evident(away: float, off: float) -> bool:

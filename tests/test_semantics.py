@@ -291,6 +291,35 @@ def test_a_fitted_eps_a_precision_loss_can_meet_is_no_verdict_in_a_default_class
     assert unbiased.explain(VAR, 0.0, 8, True, typical=1.0) is not None
 
 
+def test_a_sequential_sum_of_squares_of_a_few_values_is_no_other_eps() -> None:
+    # the textbook one-thread-per-row RMSNorm (np.cumsum sums in order, in float32) on rows of
+    # 4,096 values a few last places apart: sequential, not "matches eps = 0.0308"
+    rng = np.random.default_rng(1)
+    c = np.float32(51.42625)
+    x = (c + rng.integers(-3, 4, (3, 4096)) * np.spacing(c)).astype(np.float32)
+    mean_square = np.cumsum(x * x, axis=1, dtype=np.float32)[:, -1] / np.float32(4096)
+    y = x / np.sqrt(mean_square + np.float32(1e-5))[:, None]
+    check = output_check(x, "rms_norm", normalized_shape=4096, expected=y)
+    assert (check.passed, check.accuracy_class, check.explanation) == (True, "sequential", None)
+    assert abs(check.implied_scale - 1) > 5e-6  # the sum's bias: a variance 1.16e-5 high
+
+
+def test_a_tight_fitted_eps_on_groups_of_few_values_must_move_the_variance_beyond_them() -> None:
+    # float32 RMSNorm, rows of 4,096 values 51.43 +- 3 last places (7 values), squares summed
+    # sequentially in float32: the mean square is 1.16e-5 off, the same in every row, which
+    # eps = 0.0308 for 1e-5 fits to a fraction of its limits; adding the same few values
+    # rounds alike (n v / sqrt(7) = 9.3e-5), so that is no evidence of another eps
+    n, var, eps = 4096, np.full(3, 51.426**2), 1e-5
+    ds = np.full(3, (1 + 1.16e-5) ** -0.5 - 1)
+    lim = np.full(3, 1e-6)
+    typical = math.sqrt(n) * 2.0**-24
+    words = "matches eps = 0.0307 instead of 1e-05 (in all 3 groups checked)"
+    for levels, said in ((np.full(3, 7.0), None), (np.full(3, float(n)), words)):
+        d = Distortions()
+        d.add(0, np.ones(3, bool), ds, np.zeros(3), lim, lim, np.ones(3), np.zeros(3), levels)
+        assert d.explain(var, eps, n, False, typical=typical) == said
+
+
 def test_the_bias_conventions_move_the_mean_only_for_centred_ops() -> None:
     w, b = np.array([1.0, 2.0, 0.5, 4.0]), np.array([0.5, -0.2, 0.1, 1.0])
     left_out = distortions(np.zeros(4), -b / w, w, b)
