@@ -68,6 +68,12 @@ def fit_noise(block: OutputBlock, bound: F64, dtype: str) -> FitNoise:
         else:
             spread_t = np.sqrt(np.einsum("ij,ij->i", geo.c * geo.c, squared)) / geo.scc
             one_way_t = np.einsum("ij,ij->i", geo.c, bound) / geo.scc
+        # the shift is the mean error less ds times a's mean along c (``affine_fit._solve``):
+        # far from centred (eval mode, a batch away from the running mean) the scale's noise
+        # reaches the shift that many times over
+        along = np.abs(geo.along)
+        spread_t = np.hypot(spread_t, along * spread_s)
+        one_way_t = one_way_t + along * one_way_s
         shared = repeats(block)
         rounded = output_rounding(block, geo, dtype) if np.any(shared > 1) else None
 

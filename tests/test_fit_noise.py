@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import lncheck
 from lncheck import affine_fit, fit_noise
 from lncheck.judge import judge
 
@@ -48,3 +49,25 @@ def test_repeats_count_equal_inputs_with_equal_parameters() -> None:
     # LayerNorm's weight per element sets every element apart
     ln = whole(model_of(x, normalized_shape=(4, 512), weight=np.arange(2048.0).reshape(4, 512)))
     assert fit_noise.repeats(ln).tolist() == [1.0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_batch_far_from_the_running_mean_carries_the_scales_noise_into_the_shift(
+    dtype: str,
+) -> None:
+    # eval-mode BatchNorm of 256 values 10 +- 0.01 with running mean 0 and variance 1: the
+    # normalized values sit at 10 +- 0.01, the shift is the mean error less ds * 10, and the
+    # scale's noise (roundings of 10 u against a spread of 0.01) reaches the shift ten times
+    # over. Without that share the correctly rounded output was a mismatch, "mean off by
+    # -0.000284 std", 126 times the limits (float32), and torch's own kernel with it
+    x = (np.random.default_rng(1).standard_normal((256, 1)) * 0.01 + 10).astype(dtype)
+    stats = {"running_mean": np.zeros(1, dtype), "running_var": np.ones(1, dtype)}
+    exact = (x.astype(np.longdouble) / np.sqrt(np.longdouble(1) + np.longdouble(1e-5))).astype(
+        dtype
+    )
+    report = lncheck.compare(x, "batch_norm", training=False, expected=exact, **stats)
+    assert report.passed, [c.message() for c in report.checks if not c.passed]
+    assert {c.accuracy_class for c in report.checks} == {"accurate"}
+    # a shift of 0.01, a bias of 0.01 left out, is still told apart there
+    wrong = lncheck.compare(x, "batch_norm", training=False, expected=exact + 0.01, **stats)
+    assert [c.accuracy_class for c in wrong.checks if c.candidate == "expected"] == ["mismatch"]
