@@ -208,7 +208,9 @@ def judge(
     ]
     one_pass = np.zeros(groups)
     if block.model.centered:  # no variance is computed on an exact constant group (caps)
-        with np.errstate(over="ignore"):  # K**2 beyond float64 (a constant group of 1e200)
+        # K**2 beyond float64 (a constant group of 1e200), or infinite (an infinite running
+        # mean) where eval mode computes no variance (a coefficient of 0)
+        with np.errstate(over="ignore", invalid="ignore"):
             one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
         one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
     scores = Scores(

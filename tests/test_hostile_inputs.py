@@ -276,3 +276,17 @@ def test_deeply_nested_suites_and_baseline_metadata_are_input_errors(tmp_path: P
     np.savez(golden, __meta__=np.array("[" * 100_000 + "]" * 100_000))
     result = invoke("run", str(REPO / "examples" / "suite.toml"), "--baseline", str(golden))
     assert_user_error(result, f"--baseline {golden}: its __meta__ entry is not a JSON object")
+
+
+def test_an_infinite_running_mean_leaks_no_librarys_warning(tmp_path: Path) -> None:
+    # eval mode computes no variance: its coefficient 0 times an infinite K was NumPy's
+    # "invalid value encountered in multiply" on standard error
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 4, 3)).astype("f4"))
+    np.save(tmp_path / "rm.npy", np.array([1.0, np.inf, 1.0, 1.0], np.float32))
+    np.save(tmp_path / "rv.npy", np.zeros(4, np.float32))
+    result = invoke(
+        "compare", str(tmp_path / "x.npy"), "--op", "batch_norm", "--eval", "-q",
+        "--running-mean", str(tmp_path / "rm.npy"), "--running-var", str(tmp_path / "rv.npy"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
