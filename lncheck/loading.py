@@ -8,7 +8,7 @@ are input errors naming the option. Nothing here runs a backend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,6 @@ def load(
 
 
 def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> Case:
-    _refuse_unused(settings)
     tolerance = ToleranceSpec.from_options(
         settings["rtol"],
         settings["atol"],
@@ -85,6 +84,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         found = _pick_named(main.arrays, source)
         input_dtype = main.dtype_names.get(_input_key(main.arrays), str(found["input"].dtype))
         stored = main.dtype_names
+    _refuse_unused(settings, held=found, source=source)
     stdin = OneRead(source)
     entries = settings["expected"] or ()
     parts = _expected_parts(found, source, entries, max_bytes, stdin, stored)
@@ -139,26 +139,30 @@ def _narrower_note(part: bundles.Part, stored: str, dtype: str) -> str:
     )
 
 
-def _refuse_unused(settings: Settings) -> None:
-    """Refuse an option given without any of the ones that make it do anything (it would be
-    ignored).
+def _refuse_unused(settings: Settings, held: Collection[str] = (), source: str = "") -> None:
+    """Refuse an option given without any of the ones that make it do anything, or beside one
+    that gives what it would make (it would be ignored); ``held``: the arrays the input file
+    ``source`` holds (an ``.npz``'s ``grad_output`` turns the backward on, as ``--grad-output``
+    does).
 
     Raises:
-        InputError: naming both options."""
+        InputError: naming both options (or the option and the file)."""
     for name, needs_any, purpose in USED_ONLY_WITH:
         needs = needs_any[0]
         # "is set", not truth: an array (the API's grad_output) has no truth value
-        if settings.given(name) and all(settings[n] is None or settings[n] is False
-                                        for n in needs_any):  # fmt: skip
+        if (
+            settings.given(name)
+            and not set(needs_any) & set(held)
+            and all(settings[n] is None or settings[n] is False for n in needs_any)
+        ):
             raise InputError(
                 f"{option(name)} is for {purpose}, used only with {option(needs)}: give "
                 f"{option(needs)} too, or leave {option(name)} out"
             )
     for name, other, what in UNUSED_BESIDE:
-        if settings.given(name) and settings[other] is not None:
-            raise InputError(
-                f"{option(name)} makes what {option(other)} gives ({what}): leave one out"
-            )
+        if settings.given(name) and (settings[other] is not None or other in held):
+            giver = option(other) if settings[other] is not None else f"{source}'s {other}"
+            raise InputError(f"{option(name)} makes what {giver} gives ({what}): leave one out")
     # a momentum weighs the batch's statistics into running ones being updated; eval mode
     # puts running statistics in place of the batch's
     for name, idle_of in ops.IDLE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -150,6 +151,20 @@ def test_an_option_that_would_do_nothing_without_another_is_refused(
     args: list[str], words: str
 ) -> None:
     assert_user_error(invoke("compare", TOKENS, "--shape", "4", *args), words)
+
+
+@pytest.mark.parametrize("args", [["--grad", "--seed", "3"], ["--seed", "3"]])
+def test_a_seed_beside_the_input_files_upstream_gradient_is_refused(
+    args: list[str], tmp_path: Path
+) -> None:
+    # the file's grad_output turns the backward on and gives what the seed would draw: the
+    # seed was ignored (or said to need --grad, which the file had turned on already)
+    path = tmp_path / "g.npz"
+    np.savez(path, input=np.ones((2, 4), np.float32), grad_output=np.ones((2, 4), np.float32))
+    assert_user_error(
+        invoke("compare", str(path), "--shape", "4", *args),
+        f"--seed makes what {path}'s grad_output gives (the upstream gradient): leave one out",
+    )
 
 
 @pytest.mark.parametrize(
