@@ -136,6 +136,7 @@ def load_suite(path: str | Path) -> Suite:
             raise InputError(f"{where}: {spelled(e, spelling('suite')).raw}") from None
         cases.append(case)
     _check_defaults_read(path, defaults, cases)
+    _check_defaults_act(path, defaults, cases, raw_cases)
     return Suite(path, tuple(cases))
 
 
@@ -187,6 +188,33 @@ def _check_defaults_read(path: Path, defaults: dict[str, Any], cases: list[Suite
             f"{path}: [defaults]: key {key!r} is read by no case "
             f"({', '.join(readers) or 'no op'} {verb} it; the cases are {', '.join(present)})"
         )
+
+
+def _check_defaults_act(
+    path: Path, defaults: dict[str, Any], cases: list[SuiteCase], raw_cases: list[Any]
+) -> None:
+    """Refuse a default (``momentum``, ``train``) that does nothing in every case that reads
+    it (``ops.IDLE``: no running statistics kept or updated), where it stays out (``_case``),
+    as the command line refuses it.
+
+    Raises:
+        InputError: naming the suite file, ``[defaults]``, the key and why."""
+    for key in defaults:
+        name = ALIASES.get(key, key)
+        idle_of = dict(ops.IDLE).get(name)
+        if idle_of is None:
+            continue
+        inherits = [
+            case
+            for case, raw in zip(cases, raw_cases, strict=True)
+            if name not in {ALIASES.get(k, k) for k in raw}
+            and name in ops.module(str(case.settings["op"])).READS
+        ]
+        if inherits and not any(case.settings.given(name) for case in inherits):
+            why = spelled(InputError(str(idle_of(inherits[0].settings))), spelling("suite")).raw
+            raise InputError(
+                f"{path}: [defaults]: key {key!r} does nothing in any case that inherits it ({why})"
+            )
 
 
 def _unknown_keys(table: dict[str, Any]) -> list[str]:

@@ -253,6 +253,36 @@ def test_a_default_that_no_cases_op_reads_is_refused(
     assert str(raised.value) == f"{path}: [defaults]: {words}"
 
 
+@pytest.mark.parametrize(
+    ("defaults", "why"),
+    [
+        ("momentum = 0.3", "instance_norm keeps no running statistics with key "
+         "'track_running_stats' off"),
+        ("train = true", "instance_norm keeps no running statistics with key "
+         "'track_running_stats' off, and normalizes with the batch's statistics in train and "
+         "eval alike"),
+    ],
+)  # fmt: skip
+def test_a_default_that_does_nothing_in_every_case_reading_it_is_refused(
+    tmp_path: Path, defaults: str, why: str
+) -> None:
+    # a case's own momentum is refused there; a default one stayed out of it in silence
+    case = '[[case]]\nname = "in"\nrandom = {shape = [2, 4, 3]}\nop = "instance_norm"\n'
+    text = f"[defaults]\n{defaults}\n{case}"
+    path = write_suite(tmp_path, text)
+    line = assert_user_error(invoke("run", str(path)))
+    key = defaults.split(" ")[0]
+    assert line == (
+        f"lncheck: error: {path}: [defaults]: key {key!r} does nothing in any case that "
+        f"inherits it ({why})"
+    )
+    # one case it acts in keeps it (and the others leave it out)
+    bn = '[[case]]\nname = "bn"\nrandom = {shape = [2, 4, 3]}\nop = "batch_norm"\n'
+    cases = {c.name: c.settings for c in load_suite(write_suite(tmp_path, text + bn)).cases}
+    assert cases["bn"].given(key.replace("train", "training"))
+    assert not cases["in"].given(key.replace("train", "training"))
+
+
 def test_a_default_that_only_a_skipped_case_reads_is_kept(tmp_path: Path) -> None:
     text = (
         '[defaults]\ngroups = 2\n[[case]]\nname = "ln"\ninput = "x.npy"\nshape = [8]\n'
