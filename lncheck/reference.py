@@ -30,6 +30,7 @@ from lncheck.moments import Moments, Scaled, moments, scaled
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
+from lncheck.sources import check_intact
 from lncheck.tolerances import LAST_PLACE_LEVELS, accumulation_dtype, exact_sums
 
 F64 = npt.NDArray[np.float64]
@@ -218,6 +219,7 @@ def _leaning(case: Case, peak: F64) -> F64:
     computed in float64): a sum of such values is exact until its last place passes theirs,
     and from there its roundings are ties and near-ties that lean alike, as after a large
     outlier. A sample of the first values decides (one pass over all would cost a pass)."""
+    check_intact(case.x)  # a memory-mapped input truncated meanwhile: an error, not SIGBUS
     first = np.asarray(case.x)
     while first.ndim > 1 and first[:1].size > SAMPLE:  # a leading slab, never a full copy
         first = first[0]
