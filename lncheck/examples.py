@@ -100,14 +100,18 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
     """Write the example suite to ``path`` and its input file beside it; return both paths.
 
     Raises:
-        InputError: ``path`` is a folder or a name starting with ``-``, a file exists already
-            (without ``force``), or one cannot be written.
+        InputError: ``path`` is empty, a folder, a name starting with ``-`` or not ending
+            in ``.toml``, a file exists already (without ``force``), or one cannot be written.
     """
     text, path = str(path), Path(path)
+    if not text:
+        raise InputError("an empty name: give the suite file's name (suite.toml)")
     if text.endswith(("/", "/.", "/..")) or path.name in ("", ".", "..") or path.is_dir():
         raise InputError(f"{text or '.'}: is a folder; give the suite file's name (suite.toml)")
     if text.startswith("-"):  # "-" is standard input or output to every other command
         raise InputError(f"{text}: give the suite file's name (suite.toml), not one starting '-'")
+    if path.suffix.lower() != ".toml":  # every reader of a .json or .npz name expects that
+        raise InputError(f"{text}: a suite is a TOML file; name it {path.stem}.toml")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):
         if target.exists() and not force:

@@ -66,6 +66,22 @@ def test_init_suite_refuses_a_name_that_reads_as_standard_input(
     assert invoke("init-suite", f"./{name}.toml").exit_code == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("s.json", "s.json: a suite is a TOML file; name it s.toml"),
+        ("suite", "suite: a suite is a TOML file; name it suite.toml"),
+        ("", "an empty name: give the suite file's name (suite.toml)"),
+    ],
+)
+def test_init_suite_refuses_a_name_other_than_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, words: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(invoke("init-suite", name), words)
+    assert os.listdir(tmp_path) == []
+
+
 # --- help --------------------------------------------------------------------------------------
 
 
