@@ -171,7 +171,10 @@ def explain_command(
     y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
-    from lncheck.errors import InputError
+    from lncheck.dtypes import real_numbers
+    from lncheck.errors import InputError, with_context
+
+    x, y = real_numbers(x, input, "input"), real_numbers(y, observed, "the observed output")
 
     if x.shape != y.shape:  # named by file here; the API names the arguments
         input_is = "its input" if observed == input else f"the input ({input})"
@@ -182,7 +185,10 @@ def explain_command(
     bad = non_finite(x)
     if bad is not None:  # by file too (the API's words: "the input has ...")
         raise InputError(f"{input}: {bad}: explain needs finite inputs")
-    report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
+    try:
+        report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
+    except InputError as e:  # the API names its arguments; here they are files
+        raise (with_context(e, input) if e.raw.startswith("input ") else e) from None
     if json_output:
         import json
 

@@ -188,7 +188,9 @@ def _numbers(a: npt.ArrayLike, role: str) -> Array:
         raise InputError(f"{role}: not an array of numbers: {e}") from None
     if arr.dtype.kind == "c":
         raise InputError(f"{role} is complex ({arr.dtype}); normalization takes real numbers")
-    if arr.dtype.kind not in "fiub" or arr.dtype.names is not None:
+    if arr.dtype.kind == "b":  # a mask saved in place of numbers, refused as compare does
+        raise InputError(f"{role} is boolean; expected floating or integer numbers")
+    if arr.dtype.kind not in "fiu" or arr.dtype.names is not None:
         raise InputError(f"{role} has dtype {arr.dtype}; expected real numbers")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)

@@ -178,6 +178,17 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
     np.savez(empty)
     assert f"{empty}: holds no arrays, and no output named" in _error(invoke(x, str(empty)))
     assert "no such file" in _error(invoke(x, str(tmp_path / "nope.npy")))
+    # named by file: a mask in place of numbers, a layer's shape that does not fit the input
+    np.save(tmp_path / "mask.npy", np.ones((4, 32, 6), dtype=bool))
+    mask = str(tmp_path / "mask.npy")
+    assert _error(invoke(x, mask)) == (
+        f"lncheck: error: {mask}: the observed output is boolean; expected floating or integer "
+        "numbers"
+    )
+    assert _error(invoke(x, y, "--shape", "5")) == (
+        f"lncheck: error: {x}: input has shape (4, 32, 6); LayerNorm(normalized_shape=(5,)) "
+        "needs trailing dims (5,)"
+    )
     # standard input is read once: a second "-" says so before anything is read
     for args, first in (
         (("-", y, "--weight", "-"), "the input"),
