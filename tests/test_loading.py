@@ -359,3 +359,18 @@ def test_a_member_of_the_input_file_of_the_wrong_shape_is_not_called_an_option(
         f"{bundle}: weight has shape (3,); the weight must have shape (4,) for layer_norm on an "
         "input of shape (2, 4)"
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "phrase"),
+    [
+        ({"x": [[True, 2.5, 3, 4]]}, "input: holds True or False; give numbers"),
+        ({"weight": [1, True, 1, 1]}, "weight: holds True or False; give numbers"),
+        ({"bias": [0.0, np.bool_(False), 0.0, 0.0]}, "bias: holds True or False"),
+    ],
+)
+def test_the_apis_lists_holding_booleans_are_refused(given: dict[str, Any], phrase: str) -> None:
+    # NumPy reads True among numbers as 1.0 (an all-boolean array is refused by its dtype)
+    options: dict[str, Any] = {"x": [[1.0, 2.5, 3.0, 4.0]], "normalized_shape": 4}
+    with pytest.raises(InputError, match=phrase):
+        lncheck.compare(**(options | given))
