@@ -204,7 +204,7 @@ def _expected_parts(
                 loaded = read_arrays(entry.source, max_bytes=max_bytes)
                 arrays, names = loaded.arrays, loaded.dtype_names
             except LncheckError as e:
-                reason = e.raw.removeprefix(f"{entry.source}: ")
+                reason = e.raw.removeprefix(f"{entry.source}: ") + specs.misnamed(entry.source)
                 raise type(e)(f"{where}: {reason}") from None
         else:  # arrays in memory (the API; a suite's inline numbers)
             kind = "arrays" if isinstance(entry.source, Mapping) else "array"

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from lncheck.candidates.guard import guarded
-from lncheck.candidates.specs import Target
+from lncheck.candidates.specs import Target, misnamed
 from lncheck.errors import InputError, option
 
 _FROM_FILES: dict[Path, ModuleType] = {}
@@ -101,12 +101,12 @@ def _check_imported_from(module: ModuleType, found: str | None, where: str, func
     )
 
 
-def _from_file(path: Path, where: str) -> ModuleType:
-    path = path.resolve()
+def _from_file(given: Path, where: str) -> ModuleType:
+    path = given.resolve()
     if path in _FROM_FILES:
         return _FROM_FILES[path]
     if not path.is_file():
-        raise InputError(f"{where}: no such file {str(path)!r}")
+        raise InputError(f"{where}: no such file {str(path)!r}{misnamed(str(given))}")
     name = "lncheck_candidate_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

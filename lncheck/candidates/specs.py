@@ -20,6 +20,7 @@ so that they cannot be mistaken for a backend's paths (``torch.nn.LayerNorm``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,27 @@ def unique_entries(entries: Iterable[Given], name: str) -> tuple[Given, ...]:
 def _named(text: str) -> tuple[str | None, str]:
     match = re.match(r"^([\w-]+)=(\S.*)$", text, re.DOTALL)
     return (match.group(1), match.group(2)) if match else (None, text)
+
+
+def misnamed(source: str) -> str:
+    """For a ``--expected`` file (or a ``--candidate``'s) that is not there, what its name may
+    have meant: ``a b=x.npy`` is a file of that name, or the candidate ``a b``, whose name is
+    not one."""
+    named = _name_part(source)
+    if named is None or (_NAME.match(named) and named not in QUANTITIES):
+        return ""
+    return (
+        f" (or, if {named!r} names a candidate: a name must be letters, digits, '_' or '-', "
+        "and not a quantity's)"
+    )
+
+
+def _name_part(text: str) -> str | None:
+    """The part before ``=`` of ``NAME=...`` where it is no path (a candidate's name, however
+    it is spelled: its check says what is wrong with it, where a file of that name would not
+    be found), else ``None``. Not for program lines, whose words hold ``=`` of their own."""
+    name, equals, _ = text.partition("=")
+    return name if equals and "/" not in name and os.sep not in name else None
 
 
 def _items(value: Any, where: str, kinds: str) -> list[tuple[str | None, Any]]:

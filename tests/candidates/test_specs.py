@@ -14,10 +14,14 @@ from lncheck.candidates.specs import (
     callables,
     commands,
     expected_entries,
+    misnamed,
     names,
     positive_seconds,
 )
 from lncheck.errors import InputError
+
+from ..cli.helpers import assert_user_error, invoke
+from ..conftest import EXAMPLES, REPO
 
 
 def _entries(value: object) -> list[tuple[str, str | None, object]]:
@@ -85,6 +89,28 @@ def test_bad_entries_are_input_errors(value: object, phrase: str | None) -> None
         return
     with pytest.raises(InputError, match=re.escape(phrase)):
         expected_entries(value, "expected")
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--expected", "a b=EX"], "a b=EX (given to --expected): no such file (or, if 'a b' "
+         "names a candidate: a name must be letters, digits, '_' or '-', and not a quantity's)"),
+        (["--expected", "=EX"], "(or, if '' names a candidate"),
+        (["--candidate", "a b=KERNELS:layer_norm"], "(or, if 'a b' names a candidate"),
+    ],
+)  # fmt: skip
+def test_a_missing_file_whose_name_starts_with_a_bad_candidate_name_says_so(
+    args: list[str], phrase: str
+) -> None:
+    # read as the file "a b=x.npy" (such a file may exist), and said both ways when it does not
+    files = {"EX": str(EXAMPLES / "tokens.npy"), "KERNELS": str(REPO / "examples/kernels.py")}
+    given = [a.replace("EX", files["EX"]).replace("KERNELS", files["KERNELS"]) for a in args]
+    phrase = phrase.replace("EX", str(EXAMPLES / "tokens.npy"))
+    assert_user_error(
+        invoke("compare", str(EXAMPLES / "tokens.npy"), "--shape", "4", *given), phrase
+    )
+    assert misnamed("ok=x.npy") == misnamed("x.npy") == misnamed("dir/a b=x.npy") == ""
 
 
 def test_commands_are_named_and_checked() -> None:
