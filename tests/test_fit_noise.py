@@ -71,3 +71,13 @@ def test_a_batch_far_from_the_running_mean_carries_the_scales_noise_into_the_shi
     # a shift of 0.01, a bias of 0.01 left out, is still told apart there
     wrong = lncheck.compare(x, "batch_norm", training=False, expected=exact + 0.01, **stats)
     assert [c.accuracy_class for c in wrong.checks if c.candidate == "expected"] == ["mismatch"]
+
+
+def test_a_flat_groups_shift_noise_is_finite() -> None:
+    # a group whose values are all equal fits no scale (its ds is 0): its scale's noise, 0/0,
+    # must not reach the shift's (a NaN there failed every bfloat16 output of a constant row)
+    x = np.array([[5.0] * 8, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]], np.float32)
+    block = whole(model_of(x, normalized_shape=8, eps=1e-5))
+    noise = fit_noise.fit_noise(block, block.residual_bound("float32", "accurate"), "float32")
+    for pair in (noise.independent, noise.alike):
+        assert np.isfinite(pair[1]).all() and (pair[1] > 0).all()
