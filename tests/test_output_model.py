@@ -112,12 +112,15 @@ def test_low_precision_admits_no_variance_larger_than_precision_loss_explains() 
     x = (1e4 + np.random.default_rng(11).standard_normal((5, 4096))).astype(np.float32)
     block = whole(model_of(x, normalized_shape=4096))
     low, _ = block.limits("float32", "low_precision")
-    assert np.all(low == om.LOW_REACH)
+    # ...and from above lose the whole variance (r = 590 >= 1): s up to sqrt((var + eps) / eps)
+    whole_var = np.sqrt(block.model.variance / 1e-5 + 1) - 1
+    np.testing.assert_allclose(low[:, 0], whole_var, rtol=1e-12)
+    assert np.all(low > 300)
     k = block.k[:, 0]
     floor = low_precision_floor("float32", 4096, k)
     np.testing.assert_allclose(floor, 1 / np.sqrt(4 + 99 * U32 * k * k), rtol=1e-12)
     assert np.all((floor > 0.035) & (floor < 0.05))
-    scale = np.array([0.75, 0.2, 0.01, -0.5, 1.9])
+    scale = np.array([0.75, 0.2, 0.01, -0.5, 300.0])
     classes, kinds = judged(block, distorted(block, scale, np.zeros(5)), "float32")
     assert classes == ["low_precision", "low_precision", "mismatch", "mismatch", "low_precision"]
     assert kinds == [None] * 5
@@ -319,6 +322,12 @@ def test_limits_of_a_sequential_variance_by_hand() -> None:
     shift = (a.shift + a.fused) * k
     scale = a.scale * k + a.scale_const + a.sequential * steps
     scale += np.minimum(a.drift * k, G_DRIFT) + 0.5 * shift**2
+    # squares below the running sum's last place, lost whole: s up to 1 / sqrt(1 - share)
+    d = x.astype(np.float64) - x.astype(np.float64).mean(axis=1, keepdims=True)
+    total = (d * d).sum(axis=1, keepdims=True)
+    share = np.where(d * d < U32 * total, d * d, 0.0).sum(axis=1) / total[:, 0]
+    np.testing.assert_allclose(block.model.stagnant, share, rtol=1e-9)
+    scale += share / (np.sqrt(1 - share) * (1 + np.sqrt(1 - share)))  # 1 / sqrt(1 - share) - 1
     got_scale, got_shift = block.limits("float32", "sequential")
     np.testing.assert_allclose(got_shift[:, 0], shift, rtol=1e-12)
     np.testing.assert_allclose(got_scale[:, 0], scale, rtol=1e-12)
