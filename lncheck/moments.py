@@ -25,7 +25,9 @@ class Moments:
     ``2**-exponent``: the first-pass mean ``m0_scaled`` and its ``correction_scaled``, the
     variance ``var_scaled = var * 2**(-2 exponent)``; and unscaled: the biased variance,
     ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``),
-    the smallest and largest value."""
+    the smallest and largest value, and ``stagnant``: the share of the sum of squares held by
+    squares below ``unit`` times it (``group_moments``), which a sequential sum may lose
+    whole (each below half a last place of the running sum)."""
 
     m0_scaled: F64
     correction_scaled: F64
@@ -35,6 +37,7 @@ class Moments:
     peak: F64
     low: F64
     high: F64
+    stagnant: F64
 
     @property
     def m0(self) -> F64:
@@ -127,8 +130,11 @@ def scaled(
         return Scaled(np.array(k), m0, correction, mantissa, np.where(unscaled, k, 0.0))
 
 
-def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moments:
-    """The moments of each row of a (groups, elements) block, in float64 (see the module)."""
+def group_moments(
+    block: npt.NDArray[np.generic], center: bool = True, unit: float = 0.0
+) -> Moments:
+    """The moments of each row of a (groups, elements) block, in float64 (see the module);
+    ``stagnant`` for a running sum of unit roundoff ``unit`` (0: not counted, zeros)."""
     # row-major: NumPy sums a row pairwise only where it is contiguous (a channels-last view's
     # rows are strided, and summed one element after another)
     x = np.ascontiguousarray(block, dtype=np.float64)
@@ -145,25 +151,31 @@ def group_moments(block: npt.NDArray[np.generic], center: bool = True) -> Moment
             var_s = np.mean(squares, axis=1)
             peak = np.max(squares, axis=1) / (var_s * x.shape[1])
             var = times_power_of_two(var_s, 2 * exponent)
-            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high)
+            stagnant = _stagnant(squares, var_s * x.shape[1], unit)
+            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high, stagnant)
         m0 = np.mean(xs, axis=1)
         d = xs - m0[:, None]
         correction = np.mean(d, axis=1)
         squares = d * d
         var_s = np.mean(squares, axis=1) - correction * correction
         var_s = np.maximum(var_s, 0.0, where=~np.isnan(var_s), out=var_s)
-        peak = np.max(squares, axis=1) / np.sum(squares, axis=1)
+        total = np.sum(squares, axis=1)
+        peak = np.max(squares, axis=1) / total
         var = times_power_of_two(var_s, 2 * exponent)
-        return Moments(
-            m0,
-            correction,
-            var,
-            var_s,
-            exponent,
-            peak,
-            low,
-            high,
-        )
+        stagnant = _stagnant(squares, total, unit)
+        return Moments(m0, correction, var, var_s, exponent, peak, low, high, stagnant)
+
+
+def _stagnant(squares: F64, total: F64, unit: float) -> F64:
+    """Per row, the share of ``total`` (the row's sum of ``squares``) held by squares below
+    ``unit * total``: a sequential sum loses each addend below half a last place of its
+    running sum, at most ``unit`` times the whole (heavy-tailed rows: magnitudes spread over
+    four decades lose 3e-5 of a float32 sum of 10,000 squares, ten times a random walk)."""
+    if unit <= 0 or not squares.shape[1]:
+        return np.zeros(squares.shape[0])
+    with np.errstate(all="ignore"):
+        small = np.where(squares < (unit * total)[:, None], squares, 0.0).sum(axis=1)
+        return np.asarray(np.where(total > 0, small / total, 0.0), dtype=np.float64)
 
 
 def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tuple[F64, F64]:
@@ -175,15 +187,17 @@ def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tup
     return m.mean, m.var
 
 
-def moments(layout: GroupLayout, x: npt.NDArray[np.generic], center: bool) -> Moments:
+def moments(
+    layout: GroupLayout, x: npt.NDArray[np.generic], center: bool, unit: float = 0.0
+) -> Moments:
     """``group_moments`` of every group of ``x``, block by block, two blocks at a time (NumPy
     releases the GIL in its loops; each block's moments are its own, so the result is the
     same in any order)."""
     blocks = (block for _, block in layout.blocks(x))
     if layout.groups <= layout.groups_per_block:
-        parts = [group_moments(block, center) for block in blocks]
+        parts = [group_moments(block, center, unit) for block in blocks]
     else:
-        parts = overlap.in_order(partial(group_moments, center=center), blocks)
+        parts = overlap.in_order(partial(group_moments, center=center, unit=unit), blocks)
     if not parts:
         empty = np.zeros(0)
         return Moments(*(empty for _ in Moments.__dataclass_fields__))

@@ -87,6 +87,9 @@ class OutputModel:
     whole: F64
     # ...a sequential sum may (``tolerances.LAST_PLACE_LEVELS``), here; 0 elsewhere
     lost: F64
+    # the share of the sum of squares a sequential sum in the accumulation dtype may lose
+    # whole, in squares below its last place (``moments.Moments.stagnant``)
+    stagnant: F64
     variance: F64  # what each group is normalized with: the batch's (estimated) or running
     centered: bool
     running: bool  # normalized with running statistics (eval): none computed here
@@ -244,6 +247,9 @@ class OutputBlock:
             sticks = (peak >= 0.5) & (d / (c.stuck / G_STUCK * k) < n * n)
             stuck = np.where(sticks, c.stuck * k * d, 0.0)
             scale = scale + np.fmax(drifted, stuck)
+            if c.sequential > 0:  # squares below the running sum's last place, lost whole
+                share = np.fmin(model.stagnant[rows, None], 0.5)
+                scale = scale + share / (np.sqrt(1.0 - share) * (1.0 + np.sqrt(1.0 - share)))
             if klass == "sequential":
                 # values a last place or two apart, one of them apart from the rest: a running
                 # mean's update rounds onto the value it met, and the sum of squares may keep

@@ -146,7 +146,8 @@ def run(case: Case) -> NormResult:
     layout = layout_of(p)
     model: OutputModel | None = None
     if p.statistics:
-        batch = moments(layout, case.x, p.center)
+        unit = DTYPES[accumulation_dtype(case.dtype)].unit_roundoff  # type: ignore[index]
+        batch = moments(layout, case.x, p.center, unit)
         norm = normalizer(case, batch)
         kappa = norm.parts.conditioning
         weight, bias = param_views(p, case.weight, case.bias)
@@ -170,6 +171,7 @@ def run(case: Case) -> NormResult:
             unfinite=~(np.isfinite(batch.low) & np.isfinite(batch.high)),
             whole=(whole := _whole(case, batch)),
             lost=_lost(case, batch, whole),
+            stagnant=batch.stagnant,
             variance=(
                 _per_group(p, _running(case)[1]) if norm.running else estimated(batch.var, p)
             ),

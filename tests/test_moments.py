@@ -7,6 +7,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from lncheck.blocks import GroupLayout
 from lncheck.moments import group_moments, group_statistics, moments
@@ -52,3 +53,12 @@ def test_a_channels_last_group_is_summed_as_its_channels_first_copy() -> None:
     for c in range(2):  # the mean within a float64 rounding of the std (it cancels to 1e-3 std)
         exact = sum(Fraction(float(v)) for v in ncl[0, c]) / ncl.shape[2]
         assert abs(Fraction(float(first.mean[c])) - exact) < 2**-52 * math.sqrt(first.var[c])
+
+
+def test_the_share_a_sequential_sum_may_lose_is_that_of_squares_below_its_last_place() -> None:
+    # squares 1e8, 1e-3 (x4) and 7: below 2**-24 * S = 5.96 are the four of 1e-3, not 7
+    row = np.array([[1e4, 0.0316227766, -0.0316227766, 0.0316227766, -0.0316227766, 7**0.5]])
+    m = group_moments(row, center=False, unit=2.0**-24)
+    total = 1e8 + 4 * 1e-3 + 7
+    assert m.stagnant[0] == pytest.approx(4 * 1e-3 / total, rel=1e-6)
+    assert group_moments(row, center=False).stagnant[0] == 0.0  # not counted without a unit

@@ -214,6 +214,27 @@ def test_a_variance_lost_whole_at_the_last_place_is_sequential(op: str) -> None:
     assert (wrong.passed, wrong.checks[0].accuracy_class) == (False, "mismatch")
 
 
+def test_a_sequential_sum_of_heavy_tailed_squares_is_sequential() -> None:
+    # the textbook one-thread-per-row float32 two-pass (np.cumsum sums in order) on rows whose
+    # magnitudes spread over four decades: squares below the running sum's last place are
+    # lost whole, 1.5e-5 to 3e-5 of the variance (ten times a random walk's sqrt(n) u), which
+    # was a mismatch at 1.9 times the sequential limits
+    rng = np.random.default_rng(11)
+    x = (np.exp(rng.uniform(-5, 5, (2, 10_000))) * rng.choice([-1, 1], (2, 10_000))).astype(
+        np.float32
+    )
+    mean = np.cumsum(x, axis=1, dtype=np.float32)[:, -1:] / np.float32(10_000)
+    d = x - mean
+    var = np.cumsum(d * d, axis=1, dtype=np.float32)[:, -1:] / np.float32(10_000)
+    y = d / np.sqrt(var + np.float32(1e-5))
+    check = output_check(x, normalized_shape=10_000, expected=y)
+    assert (check.passed, check.accuracy_class) == (True, "sequential")
+    assert not output_check(x, normalized_shape=10_000, expected=y, strict=True).passed
+    # an unbiased variance there is still another function
+    unbiased = (d / np.sqrt(var * np.float32(10_000 / 9_999) + np.float32(1e-5))).astype(np.float32)
+    assert output_check(x, normalized_shape=10_000, expected=unbiased).accuracy_class == "mismatch"
+
+
 def test_torchs_channels_last_group_norm_losing_the_variance_whole_is_low_precision() -> None:
     # float32 GroupNorm of channels-last groups of 2,048 values at mean/std 1e4: torch's CPU
     # kernel sums x and x**2 in one pass, E[x**2] - E[x]**2 keeps no digit of the variance
