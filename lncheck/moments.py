@@ -167,15 +167,22 @@ def group_moments(
 
 
 def _stagnant(squares: F64, total: F64, unit: float) -> F64:
-    """Per row, the share of ``total`` (the row's sum of ``squares``) held by squares below
-    ``unit * total``: a sequential sum loses each addend below half a last place of its
-    running sum, at most ``unit`` times the whole (heavy-tailed rows: magnitudes spread over
-    four decades lose 3e-5 of a float32 sum of 10,000 squares, ten times a random walk)."""
+    """Per row, the share of ``total`` (the row's sum of ``squares``) that a sequential sum
+    loses one way: an addend ``q`` below half a last place ``h`` of the running sum is lost
+    whole, one between ``h`` and ``2 h`` rounds up by ``2 h - q``, so the net loss is the
+    first less the second, with ``h = unit * total / 2`` (half a last place of the whole;
+    the running sum is smaller before). Rows whose small squares crowd towards 0 lose it
+    (magnitudes spread over four decades: 1.6e-5 and 4.9e-5 of a float32 sum of 10,000
+    squares, measured 1.5e-5 and 3.1e-5, ten times a random walk); on N(0, 1) rows of
+    78,036 values it is 1.1e-5 (measured 1.5e-5, which the random walk holds)."""
     if unit <= 0 or not squares.shape[1]:
         return np.zeros(squares.shape[0])
     with np.errstate(all="ignore"):
-        small = np.where(squares < (unit * total)[:, None], squares, 0.0).sum(axis=1)
-        return np.asarray(np.where(total > 0, small / total, 0.0), dtype=np.float64)
+        h = (0.5 * unit * total)[:, None]
+        lost = np.where(squares < h, squares, 0.0).sum(axis=1)
+        gained = np.where((squares >= h) & (squares < 2 * h), 2 * h - squares, 0.0).sum(axis=1)
+        net = np.fmax(lost - gained, 0.0)
+        return np.asarray(np.where(total > 0, net / total, 0.0), dtype=np.float64)
 
 
 def group_statistics(block: npt.NDArray[np.generic], center: bool = True) -> tuple[F64, F64]:

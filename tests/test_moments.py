@@ -55,10 +55,13 @@ def test_a_channels_last_group_is_summed_as_its_channels_first_copy() -> None:
         assert abs(Fraction(float(first.mean[c])) - exact) < 2**-52 * math.sqrt(first.var[c])
 
 
-def test_the_share_a_sequential_sum_may_lose_is_that_of_squares_below_its_last_place() -> None:
-    # squares 1e8, 1e-3 (x4) and 7: below 2**-24 * S = 5.96 are the four of 1e-3, not 7
-    row = np.array([[1e4, 0.0316227766, -0.0316227766, 0.0316227766, -0.0316227766, 7**0.5]])
-    m = group_moments(row, center=False, unit=2.0**-24)
-    total = 1e8 + 4 * 1e-3 + 7
-    assert m.stagnant[0] == pytest.approx(4 * 1e-3 / total, rel=1e-6)
-    assert group_moments(row, center=False).stagnant[0] == 0.0  # not counted without a unit
+def test_the_share_a_sequential_sum_loses_one_way_is_that_of_squares_below_its_last_place() -> None:
+    # half a last place of the whole, h = 2**-25 * S = 2.98 for S = 1e8 + 7.004: the four
+    # squares of 1e-3 are lost whole, 7 is beyond 2 h; in the second row a square of 4, between
+    # h and 2 h, rounds the sum up by 2 h - 4 = 1.96, more than the 1e-3 lost: no net loss
+    small = [0.0316227766, -0.0316227766, 0.0316227766, -0.0316227766]
+    rows = np.array([[1e4, *small, 7**0.5], [1e4, small[0], 2.0, 0.0, 0.0, 0.0]])
+    m = group_moments(rows, center=False, unit=2.0**-24)
+    assert m.stagnant[0] == pytest.approx(4e-3 / (1e8 + 4e-3 + 7), rel=1e-6)
+    assert m.stagnant[1] == 0.0
+    assert group_moments(rows, center=False).stagnant.tolist() == [0.0, 0.0]  # no unit given

@@ -322,10 +322,15 @@ def test_limits_of_a_sequential_variance_by_hand() -> None:
     shift = (a.shift + a.fused) * k
     scale = a.scale * k + a.scale_const + a.sequential * steps
     scale += np.minimum(a.drift * k, G_DRIFT) + 0.5 * shift**2
-    # squares below the running sum's last place, lost whole: s up to 1 / sqrt(1 - share)
+    # squares below half the running sum's last place h lost whole, those up to 2 h rounded
+    # up: s up to 1 / sqrt(1 - share) for the net share lost
     d = x.astype(np.float64) - x.astype(np.float64).mean(axis=1, keepdims=True)
-    total = (d * d).sum(axis=1, keepdims=True)
-    share = np.where(d * d < U32 * total, d * d, 0.0).sum(axis=1) / total[:, 0]
+    q = d * d
+    h = U32 * q.sum(axis=1, keepdims=True) / 2
+    net = np.where(q < h, q, 0.0).sum(axis=1) - np.where(
+        (q >= h) & (q < 2 * h), 2 * h - q, 0.0
+    ).sum(axis=1)
+    share = np.fmax(net, 0.0) / q.sum(axis=1)
     np.testing.assert_allclose(block.model.stagnant, share, rtol=1e-9)
     scale += share / (np.sqrt(1 - share) * (1 + np.sqrt(1 - share)))  # 1 / sqrt(1 - share) - 1
     got_scale, got_shift = block.limits("float32", "sequential")
