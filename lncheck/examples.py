@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lncheck.errors import InputError
+from lncheck.sources import renamed
 
 SUITE = """\
 # An lncheck suite: `lncheck run {name}` checks every case against the float64 reference.
@@ -111,7 +112,7 @@ def write_example_suite(path: str | Path, *, force: bool = False) -> list[Path]:
     if text.startswith("-"):  # "-" is standard input or output to every other command
         raise InputError(f"{text}: give the suite file's name (suite.toml), not one starting '-'")
     if path.suffix.lower() != ".toml":  # every reader of a .json or .npz name expects that
-        raise InputError(f"{text}: a suite is a TOML file; name it {path.stem}.toml")
+        raise InputError(f"{text}: a suite is a TOML file; name it {renamed(text, '.toml')}")
     data = path.with_name(f"{path.stem}-tokens.npy")
     for target in (path, data):
         if target.exists() and not force:

@@ -18,7 +18,7 @@ from lncheck import tolerances
 from lncheck.affine_fit import Fit, geometry, size_across, weighted
 from lncheck.caps import beyond_caps
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
-from lncheck.output_model import OutputBlock
+from lncheck.output_model import LOW_REACH, OutputBlock
 from lncheck.pair_fit import pair_fit
 
 F64 = npt.NDArray[np.float64]
@@ -207,11 +207,18 @@ def judge(
         for g in range(groups)
     ]
     one_pass = np.zeros(groups)
-    if block.model.centered:  # no variance is computed on an exact constant group (caps)
-        # K**2 beyond float64 (a constant group of 1e200), or infinite (an infinite running
-        # mean) where eval mode computes no variance (a coefficient of 0)
-        with np.errstate(over="ignore", invalid="ignore"):
-            one_pass = block.allowance(dtype, "low_precision").quadratic * block.k[:, 0] ** 2
+    quadratic = block.allowance(dtype, "low_precision").quadratic
+    # no variance is computed on an exact constant group (caps), nor in eval mode (a
+    # coefficient of 0, where K may be infinite: an infinite running mean)
+    if block.model.centered and quadratic > 0:
+        with np.errstate(over="ignore"):  # K**2 beyond float64 (a constant group of 1e200)
+            one_pass = quadratic * block.k[:, 0] ** 2
+        # an rstd above what losing the whole variance gives is no one-pass variance's
+        rows = slice(block.first, block.first + groups)
+        reach = tolerances.low_precision_ceiling(
+            dtype, block.model.group_size, block.k[:, 0], block.model.whole[rows]
+        )
+        one_pass[f.ds > np.fmax(reach, LOW_REACH) + noise_s] = 0.0
         one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
     scores = Scores(
         group_score,

@@ -161,7 +161,8 @@ def _refuse_unused(settings: Settings, held: Collection[str] = (), source: str =
             )
     for name, other, what in UNUSED_BESIDE:
         if settings.given(name) and (settings[other] is not None or other in held):
-            giver = option(other) if settings[other] is not None else f"{source}'s {other}"
+            held_by = "standard input" if source == "-" else source
+            giver = option(other) if settings[other] is not None else f"{held_by}'s {other}"
             raise InputError(f"{option(name)} makes what {giver} gives ({what}): leave one out")
     # a momentum weighs the batch's statistics into running ones being updated; eval mode
     # puts running statistics in place of the batch's
@@ -274,7 +275,7 @@ def _holds_bool(items: list[Any] | tuple[Any, ...]) -> bool:
         for item in pending.pop():
             if isinstance(item, (list, tuple)):
                 pending.append(item)
-            elif isinstance(item, (bool, np.bool_)):
+            elif isinstance(item, (bool, np.bool_)) or getattr(item, "dtype", None) == np.bool_:
                 return True
     return False
 

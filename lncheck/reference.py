@@ -146,7 +146,9 @@ def run(case: Case) -> NormResult:
     layout = layout_of(p)
     model: OutputModel | None = None
     if p.statistics:
-        unit = DTYPES[accumulation_dtype(case.dtype)].unit_roundoff  # type: ignore[index]
+        # a running sum's stagnation matters only where the batch's statistics are computed
+        accumulated = DTYPES[accumulation_dtype(case.dtype)]  # type: ignore[index]
+        unit = 0.0 if p.use_running_stats else accumulated.unit_roundoff
         batch = moments(layout, case.x, p.center, unit)
         norm = normalizer(case, batch)
         kappa = norm.parts.conditioning

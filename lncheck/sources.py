@@ -144,3 +144,12 @@ def _mapping_of(a: Any) -> tuple[str, int] | None:
             return str(a.filename), start + len(whole)
         a = getattr(a, "base", None)
     return None
+
+
+def renamed(typed: str, suffix: str) -> str:
+    """The path ``typed`` (as the caller gave it) with its file name's suffix replaced by
+    ``suffix``, or ``suffix`` added where it has none (``g.json`` -> ``g.npz``, ``out/.npz``
+    -> ``out/.npz.npz`` stays a name, ``s.`` -> ``s.npz``)."""
+    folder, slash, name = typed.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") or name.endswith(".") else name
+    return f"{folder}{slash}{stem or name}{suffix}"

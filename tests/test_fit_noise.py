@@ -74,10 +74,13 @@ def test_a_batch_far_from_the_running_mean_carries_the_scales_noise_into_the_shi
 
 
 def test_a_flat_groups_shift_noise_is_finite() -> None:
-    # a group whose values are all equal fits no scale (its ds is 0): its scale's noise, 0/0,
-    # must not reach the shift's (a NaN there failed every bfloat16 output of a constant row)
-    x = np.array([[5.0] * 8, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]], np.float32)
-    block = whole(model_of(x, normalized_shape=8, eps=1e-5))
+    # a group whose normalized values are all equal fits no scale (its ds is 0): its scale's
+    # noise, 0/0, must not reach the shift's. In eval mode a constant channel sits at 5 std
+    # from a running mean of 0 (a = 5, not 0): a NaN there failed every bfloat16 output of a
+    # constant row
+    x = np.full((16, 1), 5.0, np.float32)
+    stats = {"running_mean": np.zeros(1, np.float32), "running_var": np.ones(1, np.float32)}
+    block = whole(model_of(x, "batch_norm", training=False, **stats))
     noise = fit_noise.fit_noise(block, block.residual_bound("float32", "accurate"), "float32")
     for pair in (noise.independent, noise.alike):
         assert np.isfinite(pair[1]).all() and (pair[1] > 0).all()

@@ -367,6 +367,7 @@ def test_a_member_of_the_input_file_of_the_wrong_shape_is_not_called_an_option(
         ({"x": [[True, 2.5, 3, 4]]}, "input: holds True or False; give numbers"),
         ({"weight": [1, True, 1, 1]}, "weight: holds True or False; give numbers"),
         ({"bias": [0.0, np.bool_(False), 0.0, 0.0]}, "bias: holds True or False"),
+        ({"x": [[1.0, np.array(True), 3.0, 4.0]]}, "input: holds True or False"),
     ],
 )
 def test_the_apis_lists_holding_booleans_are_refused(given: dict[str, Any], phrase: str) -> None:

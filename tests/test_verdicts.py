@@ -253,6 +253,9 @@ def test_torchs_channels_last_group_norm_losing_the_variance_whole_is_low_precis
     # sign flipped, is another function
     for wrong in (2 * y, -y):
         assert output_check(x, "group_norm", expected=wrong, **options).accuracy_class == "mismatch"
+    # ...and the words offer no one-pass variance for an rstd above losing the variance whole
+    twice = output_check(x, "group_norm", expected=2 * y, **options).explanation or ""
+    assert twice.startswith("rstd +6.4") and "one-pass" not in twice, twice
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -37,7 +37,7 @@ from lncheck.options import spelling
 from lncheck.pipeline import backend_for, candidates, resolved
 from lncheck.readers import Loaded, read_npz
 from lncheck.result import as_array
-from lncheck.sources import CHUNK
+from lncheck.sources import CHUNK, renamed
 from lncheck.suite.parse import SuiteCase
 
 META = "__meta__"
@@ -256,10 +256,12 @@ def record(
             process is writing it, it cannot be written, or a case cannot be loaded or run (the
             old file is then kept).
     """
-    path = Path(path)
+    typed, path = str(path), Path(path)
     where = option("output")
     if path.suffix.lower() != ".npz":  # a zip archive named g.json misleads every later reader
-        raise InputError(f"{where} {path}: a baseline is an .npz archive; name it {path.stem}.npz")
+        raise InputError(
+            f"{where} {typed}: a baseline is an .npz archive; name it {renamed(typed, '.npz')}"
+        )
     with exclusive(path, where):
         _remove_leftovers(path)
         old = _existing(path)

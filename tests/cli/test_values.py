@@ -153,6 +153,12 @@ def test_an_option_that_would_do_nothing_without_another_is_refused(
     assert_user_error(invoke("compare", TOKENS, "--shape", "4", *args), words)
 
 
+def test_a_seed_beside_standard_inputs_upstream_gradient_names_it() -> None:
+    text = '{"data": [[1, 2, 3, 4]], "grad_output": [[1, 1, 1, 1]]}'
+    result = CliRunner().invoke(app, ["compare", "-", "--shape", "4", "--seed", "3"], input=text)
+    assert_user_error(result, "--seed makes what standard input's grad_output gives")
+
+
 @pytest.mark.parametrize("args", [["--grad", "--seed", "3"], ["--seed", "3"]])
 def test_a_seed_beside_the_input_files_upstream_gradient_is_refused(
     args: list[str], tmp_path: Path

@@ -58,7 +58,7 @@ def _record(suite: Path, golden: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("name", ["golden.json", "golden", "golden.npy"])
+@pytest.mark.parametrize("name", ["golden.json", "golden", "golden.npy", "golden."])
 def test_a_baseline_not_named_npz_is_refused(tmp_path: Path, name: str) -> None:
     suite = write_suite(tmp_path, THREE)
     result = invoke("baseline", str(suite), "-o", str(tmp_path / name))
