@@ -25,11 +25,13 @@ def statistics(
     magnitude: F64 | float,
     steps: F64,
     lost: npt.NDArray[np.bool_],
+    one_pass_lost: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, Bound]:
     """Bounds of a mean/variance op's statistics; the output's bound is only its magnitude (the
     scale its ULP errors are measured at) here, the rest is ``OutputModel``'s. ``lost``: the
     groups whose variance a sequential sum may lose whole (``tolerances.LAST_PLACE_LEVELS``),
-    rstd then ``1 / sqrt(eps)``."""
+    rstd then ``1 / sqrt(eps)``; ``one_pass_lost``: those a one-pass variance may
+    (``tolerances.low_precision_ceiling``; ``None``: none)."""
     with np.errstate(all="ignore"):  # NaN statistics give NaN bounds, which never pass
         kappa = np.abs(mean) / np.sqrt(var + abs(p.eps))
         k = 1.0 + kappa
@@ -39,7 +41,9 @@ def statistics(
         # rstd's absolute rounding error where rstd may be subnormal (a huge eps; 2**-14 is
         # float16's smallest normal, the largest of the dtypes')
         subnormal = np.where(rstd < 2.0**-14, np.minimum(2.0 / rstd**3, 1e300), 0.0)
-        lost_rstd = np.where(lost, np.abs(1.0 / np.sqrt(abs(p.eps)) - rstd), 0.0)
+        whole_rstd = np.abs(1.0 / np.sqrt(abs(p.eps)) - rstd)
+        lost_rstd = np.where(lost, whole_rstd, 0.0)
+        one_pass = np.zeros(var.shape, dtype=bool) if one_pass_lost is None else one_pass_lost
         return {
             "output": Bound("relative", {}, magnitude),
             "mean": Bound(ROUNDED, {"spread": np.sqrt(var + abs(p.eps))}, np.sqrt(var)),
@@ -54,6 +58,7 @@ def statistics(
                     "fixed": np.full_like(var, 2.0 * abs(p.eps)),
                     "floor": subnormal,
                     "lost": np.where(lost, np.abs(var), 0.0),
+                    "one_pass_lost": np.where(one_pass, np.abs(var), 0.0),
                 },
             ),
             "rstd": Bound(
@@ -63,6 +68,7 @@ def statistics(
                     "quadratic": k * k * rstd,
                     "sequential": steps * rstd,
                     "lost": lost_rstd,
+                    "one_pass_lost": np.where(one_pass, whole_rstd, 0.0),
                 },
             ),
         }

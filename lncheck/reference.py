@@ -31,7 +31,12 @@ from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
 from lncheck.result import Bound, LazyTensor, NormResult, Quantity
 from lncheck.sources import check_intact
-from lncheck.tolerances import LAST_PLACE_LEVELS, accumulation_dtype, exact_sums
+from lncheck.tolerances import (
+    LAST_PLACE_LEVELS,
+    accumulation_dtype,
+    exact_sums,
+    low_precision_ceiling,
+)
 
 F64 = npt.NDArray[np.float64]
 NAME = "reference"
@@ -194,7 +199,11 @@ def run(case: Case) -> NormResult:
             p, case.bias if p.has_bias else None, 0.0
         )
         steps = _runs(p, _leaning(case, batch.peak))
-        found = bounds.statistics(p, batch.mean, var, rstd, magnitude, steps, model.lost > 0)
+        ceiling = low_precision_ceiling(case.dtype, p.group_size, 1.0 + kappa, model.whole)
+        one_pass_lost = (model.whole > 0) & (ceiling >= model.whole)
+        found = bounds.statistics(
+            p, batch.mean, var, rstd, magnitude, steps, model.lost > 0, one_pass_lost
+        )
         if p.update_running_stats:
             running, running_bounds = _updated_running_stats(case, batch.mean, batch.var)
             quantities.update(running)

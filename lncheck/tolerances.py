@@ -255,7 +255,8 @@ def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, flo
     mean off by that much grows by its square), ``quadratic`` (times ``K**2``), ``fused``
     (folded scale and shift), ``fixed`` (single roundings in the compute dtype), ``floor``
     (subnormals), ``exact`` (not roundings at all), ``lost`` (a statistic a sequential
-    variance may lose whole, ``LAST_PLACE_LEVELS``)."""
+    variance may lose whole, ``LAST_PLACE_LEVELS``), ``one_pass_lost`` (one a one-pass
+    variance may, ``low_precision_ceiling``)."""
     a = allowance(dtype, n, klass)
     spread = a.shift + a.scale + a.scale_const
     return {
@@ -270,6 +271,7 @@ def coefficients(dtype: str, n: int, klass: str = "sequential") -> dict[str, flo
         "exact": 1.0,  # differences that are not roundings (a derivative's jump at a kink)
         "floor": atol_floor(dtype),  # weighs how a subnormal's absolute error is magnified
         "lost": 0.0 if klass == "accurate" else 1.0,
+        "one_pass_lost": 1.0 if klass in ("low_precision", "mismatch") else 0.0,
     }
 
 

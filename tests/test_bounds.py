@@ -35,7 +35,7 @@ def test_statistics_bounds_by_hand() -> None:
     rstd = np.array([1 / math.sqrt(4 + 1e-5), 1e-5])  # the second below 2**-14: subnormal-prone
     steps = np.array([2.0, 5.0])
     lost = np.array([False, True])  # the second's variance a sequential sum may lose whole
-    found = bounds.statistics(spec, mean, var, rstd, 2.0, steps, lost)
+    found = bounds.statistics(spec, mean, var, rstd, 2.0, steps, lost, ~lost)
     assert set(found) == {"output", "mean", "var", "rstd"}
     assert found["output"] == Bound("relative", {}, 2.0)
     kappa = np.array([3 / math.sqrt(4 + 1e-5), 1 / math.sqrt(0.25 + 1e-5)])
@@ -61,6 +61,10 @@ def test_statistics_bounds_by_hand() -> None:
     # a variance lost whole: var itself, and rstd up to 1 / sqrt(eps)
     np.testing.assert_allclose(v["lost"], [0.0, 0.25], rtol=1e-15)
     np.testing.assert_allclose(r["lost"], [0.0, 1 / math.sqrt(1e-5) - 1e-5], rtol=1e-15)
+    # ...and one a one-pass variance may lose (here the first's): the same terms
+    np.testing.assert_allclose(v["one_pass_lost"], [4.0, 0.0], rtol=1e-15)
+    whole = 1 / math.sqrt(1e-5) - 1 / math.sqrt(4 + 1e-5)
+    np.testing.assert_allclose(r["one_pass_lost"], [whole, 0.0], rtol=1e-15)
 
 
 def test_the_subnormal_floor_is_capped() -> None:

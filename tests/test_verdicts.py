@@ -253,6 +253,15 @@ def test_torchs_channels_last_group_norm_losing_the_variance_whole_is_low_precis
     # sign flipped, is another function
     for wrong in (2 * y, -y):
         assert output_check(x, "group_norm", expected=wrong, **options).accuracy_class == "mismatch"
+    # its saved rstd, 1 / sqrt(eps) where the variance came out 0, is low_precision too
+    _, _, rstd = torch.ops.aten.native_group_norm(nchw, None, None, 2, 8, 256, 2, 1e-5)
+    assert float(rstd.max()) == pytest.approx(1 / math.sqrt(1e-5), rel=1e-6)
+    given = {"output": y, "rstd": rstd.numpy().ravel()}
+    report = lncheck.compare(x, "group_norm", backend=None, expected=given, **options)
+    assert {c.quantity: c.accuracy_class for c in report.checks} == {
+        "output": "low_precision",
+        "rstd": "low_precision",
+    }
     # ...and the words offer no one-pass variance for an rstd above losing the variance whole
     twice = output_check(x, "group_norm", expected=2 * y, **options).explanation or ""
     assert twice.startswith("rstd +6.4") and "one-pass" not in twice, twice
