@@ -93,6 +93,19 @@ def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]
     return a
 
 
+def holds_bool(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether nested lists hold a Python or NumPy boolean (an all-boolean array is refused
+    by its dtype; mixed with numbers, NumPy makes it a number)."""
+    pending: list[Any] = [items]
+    while pending:
+        for item in pending.pop():
+            if isinstance(item, (list, tuple)):
+                pending.append(item)
+            elif isinstance(item, (bool, np.bool_)) or getattr(item, "dtype", None) == np.bool_:
+                return True
+    return False
+
+
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 
 

@@ -18,7 +18,7 @@ from lncheck import dtypes, ops
 from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES, bundles, command, specs
 from lncheck.candidates.callable import resolve
 from lncheck.case import Case
-from lncheck.dtypes import DTYPES, DTypeName, real_numbers
+from lncheck.dtypes import DTYPES, DTypeName, holds_bool, real_numbers
 from lncheck.errors import InputError, LncheckError, option, spell, with_context
 from lncheck.ops.spec import NormSpec
 from lncheck.options import (
@@ -258,26 +258,13 @@ def _as_numpy(a: Any, role: str) -> npt.NDArray[Any]:
         if _is_tensor(a):  # a torch tensor, without importing torch
             t = a.detach().cpu()
             a = t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
-        if isinstance(a, (list, tuple)) and _holds_bool(a):  # NumPy reads True as 1.0
+        if isinstance(a, (list, tuple)) and holds_bool(a):  # NumPy reads True as 1.0
             raise InputError(f"{role}: holds True or False; give numbers")
         return np.asarray(a)
     except (ValueError, TypeError, RuntimeError, NotImplementedError) as e:
         # ragged nested lists, meta or sparse tensors, objects NumPy cannot convert
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{role}: not an array of numbers: {first}") from None
-
-
-def _holds_bool(items: list[Any] | tuple[Any, ...]) -> bool:
-    """Whether nested lists hold a Python or NumPy boolean (an all-boolean array is refused
-    by its dtype; mixed with numbers, NumPy makes it a number)."""
-    pending: list[Any] = [items]
-    while pending:
-        for item in pending.pop():
-            if isinstance(item, (list, tuple)):
-                pending.append(item)
-            elif isinstance(item, (bool, np.bool_)) or getattr(item, "dtype", None) == np.bool_:
-                return True
-    return False
 
 
 def _is_tensor(a: object) -> bool:
