@@ -69,25 +69,20 @@ def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]
     Raises:
         InputError: boolean (a mask saved in place of numbers, refused as JSON's ``true`` is),
             structured, complex, object, string or extended-precision data; the message starts
-            with ``where`` and names ``role``.
+            with ``where`` (where one is given) and names ``role``.
     """
     from lncheck.errors import InputError
 
     kind = a.dtype.kind
+    head = f"{where}: {role}" if where else role
     if a.dtype.names is not None:
-        raise InputError(
-            f"{where}: {role} has a structured dtype {a.dtype}; expected plain numbers"
-        )
+        raise InputError(f"{head} has a structured dtype {a.dtype}; expected plain numbers")
     if kind == "c":
-        raise InputError(
-            f"{where}: {role} is complex ({a.dtype}); normalization layers take real numbers"
-        )
+        raise InputError(f"{head} is complex ({a.dtype}); normalization layers take real numbers")
     if kind == "b":
-        raise InputError(f"{where}: {role} is boolean; expected floating or integer numbers")
+        raise InputError(f"{head} is boolean; expected floating or integer numbers")
     if kind not in "fiu" or (kind == "f" and a.dtype.itemsize > 8):
-        raise InputError(
-            f"{where}: {role} has dtype {a.dtype}; expected floating or integer numbers"
-        )
+        raise InputError(f"{head} has dtype {a.dtype}; expected floating or integer numbers")
     if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != _NATIVE:
         return a.astype(a.dtype.newbyteorder("="))
     return a

@@ -70,9 +70,8 @@ def fit_noise(block: OutputBlock, bound: F64, dtype: str) -> FitNoise:
             one_way_t = np.einsum("ij,ij->i", geo.c, bound) / geo.scc
         # the shift is the mean error less ds times a's mean along c (``affine_fit._solve``):
         # far from centred (eval mode, a batch away from the running mean) the scale's noise
-        # reaches the shift that many times over
-        # (a flat group fits no scale: ``_solve`` sets its ds to 0, and none reaches its shift;
-        # nor does an op that fits no shift)
+        # reaches the shift that many times over; not where no scale is fitted (a flat group:
+        # ``_solve`` sets its ds to 0) or no shift (RMSNorm)
         along = np.where(geo.spp > 1e-24 * geo.saa, np.abs(geo.along), 0.0)
         along = along if block.model.centered else np.zeros_like(along)
         spread_t = np.hypot(spread_t, np.where(along > 0, along * spread_s, 0.0))

@@ -219,7 +219,7 @@ def judge(
             dtype, block.model.group_size, block.k[:, 0], block.model.whole[rows]
         )
         one_pass[f.ds > np.fmax(reach, LOW_REACH) + noise_s] = 0.0
-        one_pass[block.model.exact_mean[block.first : block.first + groups]] = 0.0
+        one_pass[block.model.exact_mean[rows]] = 0.0
     scores = Scores(
         group_score,
         scale_accurate,

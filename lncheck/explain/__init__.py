@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.dtypes import DTypeName
+from lncheck.dtypes import DTypeName, real_numbers
 from lncheck.errors import InputError, LncheckError, option
 from lncheck.explain import hypotheses
 from lncheck.explain.confirm import value_precision
@@ -186,12 +186,7 @@ def _numbers(a: npt.ArrayLike, role: str) -> Array:
         arr = np.asarray(a)
     except (TypeError, ValueError) as e:
         raise InputError(f"{role}: not an array of numbers: {e}") from None
-    if arr.dtype.kind == "c":
-        raise InputError(f"{role} is complex ({arr.dtype}); normalization takes real numbers")
-    if arr.dtype.kind == "b":  # a mask saved in place of numbers, refused as compare does
-        raise InputError(f"{role} is boolean; expected floating or integer numbers")
-    if arr.dtype.kind not in "fiu" or arr.dtype.names is not None:
-        raise InputError(f"{role} has dtype {arr.dtype}; expected real numbers")
+    arr = real_numbers(arr, "", role)  # refused as compare refuses them
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return arr
