@@ -25,9 +25,9 @@ class Moments:
     ``2**-exponent``: the first-pass mean ``m0_scaled`` and its ``correction_scaled``, the
     variance ``var_scaled = var * 2**(-2 exponent)``; and unscaled: the biased variance,
     ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``),
-    the smallest and largest value, and ``stagnant``: the share of the sum of squares held by
-    squares below ``unit`` times it (``group_moments``), which a sequential sum may lose
-    whole (each below half a last place of the running sum)."""
+    the smallest and largest value, and ``stagnant``: the net share of the sum of squares a
+    sequential sum of unit roundoff ``unit`` loses one way, in squares below half a last
+    place of it (``_stagnant``)."""
 
     m0_scaled: F64
     correction_scaled: F64
