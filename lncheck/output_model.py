@@ -35,7 +35,6 @@ from lncheck.sequential import sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import (
     FEW_LEVELS,
     G_STUCK,
-    SQUARES_REACH,
     TREND_LEVELS,
     TREND_REACH,
     Allowance,
@@ -51,7 +50,6 @@ F64 = npt.NDArray[np.float64]
 EXTREME_EXPONENT = 960
 LOW_REACH = 1.0  # the largest |s - 1| and |t| the low_precision class admits
 EXACT_MEAN_CLASSES = ("accurate", "sequential")  # statistics summed in the accumulation dtype
-NORMAL_MEDIAN = 0.6745  # the median of |z| for a standard normal z
 
 
 @dataclass(frozen=True)
@@ -228,31 +226,19 @@ class OutputBlock:
         model = self.model
         steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
-            squares = c.sequential * steps
-            if not model.centered and c.sequential > 0:
-                squares = np.fmin(squares, self._squares_walk(c, dtype))
-            scale = c.scale * k + c.scale_const + squares + c.quadratic * k * k
+            raw = (c.shift + c.fused) * k + c.fused * self.bias_share()
+            scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             few = model.levels[rows, None] <= FEW_LEVELS
-            # the trend narrows the drift and the mean's lean only where their walks are below
-            # them, on data that take many values while the running mean still moves
-            # (``tolerances.TREND_LEVELS``)
+            # the trend narrows the drift only where the walk is below it, on data that take
+            # many values while the running mean still moves (``tolerances.TREND_LEVELS``)
+            centred_drift = model.centered and c.drift > 0
             v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
-            moving &= model.centered & (model.levels[rows] >= TREND_LEVELS)
-            looked = moving & (c.drift * k[:, 0] > c.walk)
-            walked = moving & (c.mean_seq > c.sum_walk)
-            # the bulk's updates too: an outlier that holds the std leaves the rest closer
-            # together, their increments below the running mean's last place sooner
-            bulk = self.bulk_spread(walked)
-            walked[walked] &= model.group_size * v * k[walked, 0] <= TREND_REACH * bulk[walked]
-            trend = self.trend(looked | walked, dtype)
-            drifted = sequential_drift(c, dtype, k, few, np.where(looked[:, None], trend, np.nan))
-            # a NaN trend (NaN or inf in the group) keeps the linear bound
-            walk = np.fmin(c.sum_trend * trend + c.sum_walk, c.mean_seq)
-            lean = np.where(walked[:, None], walk, c.mean_seq)
-            raw = (c.shift - c.mean_seq + lean + c.fused) * k + c.fused * self.bias_share()
+            looked = (c.drift * k[:, 0] > c.walk) & (model.levels[rows] >= TREND_LEVELS) & moving
+            trend = self.trend(looked, dtype) if centred_drift else None
+            drifted = sequential_drift(c, dtype, k, few, trend)
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
             d = np.sqrt(n * peak)  # the outlier's distance, in std
@@ -283,60 +269,17 @@ class OutputBlock:
         self.memo[key] = found
         return found  # type: ignore[return-value]
 
-    def _squares_walk(self, c: Allowance, dtype: str) -> F64:
-        """Per group (a column), how far RMSNorm's sequential sum of squares may lean where
-        the squares spread over more than its last place (``tolerances.SQUARES_REACH``) and
-        the data take many values: as a random walk, plus the squares' trend
-        (``tolerances.G_SUM_WALK``); NaN elsewhere (the linear bound holds)."""
-        model = self.model
-        rows = slice(self.first, self.first + self.y.shape[0])
-        n, peak = model.group_size, model.peak[rows, None]
-        mixing = (model.levels[rows] >= TREND_LEVELS) & (c.sequential * n > c.sum_walk)
-        trend = self.trend(mixing, dtype)
-        steps = np.maximum(n * peak, math.sqrt(n))
-        return np.asarray(c.sequential * steps + c.sum_walk + c.sum_trend * trend)
-
-    def bulk_spread(self, rows: npt.NDArray[np.bool_]) -> F64:
-        """Per group on ``rows`` (NaN on the others), the spread of its bulk in std: the
-        median ``|n_i|`` over a normal's (0.6745), about 1 without outliers; memoized."""
-        key = ("bulk", rows.tobytes())
-        if key not in self.memo:
-            found = np.full(self.y.shape[0], np.nan)
-            if rows.any():
-                found[rows] = np.median(np.abs(self.nhat[rows]), axis=1) / NORMAL_MEDIAN
-            self.memo[key] = found
-        return self.memo[key]  # type: ignore[return-value]
-
     def trend(self, rows: npt.NDArray[np.bool_], dtype: str) -> F64:
         """Per group (a column), how far its running sum strays beyond random order
-        (``sequential.trend_of``) on ``rows``, NaN on the others: the larger of the reduced
-        axes' own order and that with the first of them innermost (the channels of a
-        channels-last GroupNorm or LayerNorm group); memoized per ``dtype`` and ``rows``
-        (every class with a drift asks for the same rows today)."""
+        (``sequential.trend_of``) on ``rows``, NaN on the others; memoized per ``dtype`` and
+        ``rows`` (every class with a drift asks for the same rows today)."""
         key = ("trend", dtype, rows.tobytes())
         if key not in self.memo:
             found = np.full((self.y.shape[0], 1), np.nan)
             if rows.any():
-                terms = self.nhat[rows] if self.model.centered else self._squares(rows, dtype)
-                found[rows, 0] = trend_of(terms)
-                reduced = self.model.layout.reduced_shape
-                if len(reduced) > 1:  # a channels-last loop reads the first reduced axis last
-                    inner = np.moveaxis(terms.reshape(-1, *reduced), 1, -1).reshape(terms.shape)
-                    found[rows, 0] = np.maximum(found[rows, 0], trend_of(inner))
+                found[rows, 0] = trend_of(self.nhat[rows])
             self.memo[key] = found
         return self.memo[key]  # type: ignore[return-value]
-
-    def _squares(self, rows: npt.NDArray[np.bool_], dtype: str) -> F64:
-        """RMSNorm's squares ``n_i**2`` of groups ``rows``, standardized; NaN on a group whose
-        squares are too alike to round at random in a running sum: ``n v mean / std`` beyond
-        ``SQUARES_REACH`` (``v`` the accumulation dtype's unit roundoff)."""
-        squares = self.nhat[rows] ** 2
-        mean = squares.mean(axis=1, keepdims=True)
-        spread = squares.std(axis=1, keepdims=True)
-        v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
-        with np.errstate(all="ignore"):
-            alike = squares.shape[1] * v * mean > SQUARES_REACH * spread
-            return np.where(alike, np.nan, (squares - mean) / spread)
 
     def atol(self, dtype: str, klass: str) -> F64:
         """The element-wise atol of class ``klass`` (its rtol, ``allowance().rounded``,

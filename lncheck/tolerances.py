@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -132,28 +132,6 @@ TREND_NOISE = 2.0
 TREND_LEVELS = 256
 TREND_REACH = 1.0
 G_SEQ_MEAN = 0.5  # per element, for a sequential mean (updates below its last place are lost)
-# ...but a running mean whose updates all count (``n v K`` at most TREND_REACH) on data that take
-# TREND_LEVELS values or more rounds like a random walk, leaning one way only where the data's
-# order trends: ``G_SUM_WALK sqrt(n) v + G_SUM_TREND n v T`` (times K), T the group's
-# ``trend_of`` in the larger of two orders (the reduced axes' own, and the first of them read
-# innermost, as a channels-last loop does). Measured (``benchmarks/welford_drift.py --mean
-# --rows 64``: sequential and Apex-style strided sums and Welford means of float32 data, and of
-# float16 and bfloat16 data summed in float32, n = 1,000 to 2**20, K = 1 to 1e4): in random,
-# mixed, blocked and periodic order the limit is at least 3.5x the largest error (at most
-# 0.9 sqrt(n) v K), on sorted and smooth data 1.8x (sorted, n = 1,000 at K = 1e4, n v K = 0.6).
-# A mean off by 1e-3 std at mean/std 3 over 65,536 values is then a mismatch (the linear bound
-# admitted 7.8e-3 std), as is a sequential Welford's channels-last lag judged in the channels'
-# order alone (tests/test_sequential.py)
-G_SUM_WALK = 4.0
-G_SUM_TREND = 0.5
-# RMSNorm's sum of squares rounds the same way where its squares spread over more than its last
-# place: their ``n v mean / std`` at most SQUARES_REACH, and the data take TREND_LEVELS values or
-# more. There the walk and the squares' own trend replace ``G_SEQ n v`` (which stays for squares
-# too alike, as of values far from 0). Measured (``benchmarks/welford_drift.py --mean-square``,
-# sequential and strided sums, the squares lost below the sum's last place counted apart,
-# ``Moments.stagnant``): the limit is at least 2.6x the largest rstd error (bfloat16 data about
-# 0, whose squares take few values: 1.6 sqrt(n) v), on sorted and smooth data 5.7x
-SQUARES_REACH = 0.5
 # After an outlier d std out, a running mean decays back as d / k until its updates fall below
 # its last place (k near sqrt(d / (v K))), and stays off by sqrt(d v K) std: every later square
 # is taken about it, and the variance grows by up to d v K of itself, d = sqrt(n * peak), where
@@ -224,9 +202,6 @@ class Allowance:
     walk: float  # a sequential sum of squares' roundings, in random order
     lag: float  # times K: a running mean's roundings, in random order
     stuck: float  # times K * sqrt(n * peak), peak >= 1/2: a running mean an outlier leaves off
-    mean_seq: float  # times K, part of ``shift``: a sequential mean whose roundings lean alike
-    sum_walk: float  # times K: the same in random order, while its updates all count
-    sum_trend: float  # times K * trend: the same where the data's order trends
     quadratic: float
     fused: float
     plain: float
@@ -247,17 +222,16 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
     rounded = (A if low else ROUND_ONCE) * u
     if running:
         const = A * (u if low else v)
-        given = dict(scale_const=const, fused=A_FUSED * v, plain=A * v, relative=A * u)
-        given["rounded"] = rounded
-        return Allowance(**{f.name: given.get(f.name, 0.0) for f in fields(Allowance)})
+        return Allowance(
+            0.0, 0.0, const, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u, rounded
+        )
     base = (A + G_TREE * math.log2(n)) * v
-    mean_seq = G_SEQ_MEAN * (n - 1) * v if sequential else 0.0
     # statistics kept or summed in the compute dtype: the mean errs relative to |mean| + std
     # (times K), the variance of the deviations relative to itself (no K: x - mean rounds
     # relative to its result)
     kept = (A + G_LOW * math.sqrt(n)) * u if narrower else 0.0
     return Allowance(
-        shift=base + mean_seq + kept,
+        shift=base + (G_SEQ_MEAN * (n - 1) * v if sequential else 0.0) + kept,
         scale=G_SCALE * v,
         scale_const=base + kept,
         sequential=G_SEQ * v if sequential else 0.0,
@@ -266,9 +240,6 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
         walk=(G_WALK * math.sqrt(n) + G_STAGNATE * n) * v if sequential else 0.0,
         lag=G_LAG * v if sequential else 0.0,
         stuck=G_STUCK * v if sequential else 0.0,
-        mean_seq=mean_seq,
-        sum_walk=G_SUM_WALK * math.sqrt(n) * v if sequential else 0.0,
-        sum_trend=G_SUM_TREND * n * v if sequential else 0.0,
         quadratic=G_ONE_PASS * math.log2(n) * v if low else 0.0,
         fused=A_FUSED * v,
         plain=A * v,

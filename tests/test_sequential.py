@@ -8,8 +8,6 @@ import math
 import numpy as np
 import pytest
 
-import lncheck
-from lncheck.comparison import Comparison
 from lncheck.sequential import sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import allowance
 
@@ -51,85 +49,3 @@ def test_sequential_steps_lean_alike_only_after_an_outlier() -> None:
     steps = sequential_steps(10_000, np.array([1e-4, 0.5, 1.0]))
     np.testing.assert_array_equal(steps, [100.0, 5000.0, 10_000.0])
     assert sequential_steps(10_000, np.array([1e-4]), centered=False)[0] == 10_000
-
-
-def _output_check(x: np.ndarray, y: np.ndarray, op: str, **options: object) -> Comparison:
-    report = lncheck.compare(x, op, backend=None, expected=y, **options)  # type: ignore[arg-type]
-    (check,) = [c for c in report.checks if c.quantity == "output"]
-    return check
-
-
-def test_a_mean_off_by_a_thousandth_of_a_std_over_a_large_group_is_a_mismatch() -> None:
-    # float32 rows of 65,536 values at mean/std 3: a sequential mean in random order errs like
-    # a random walk (sqrt(n) v K = 9e-5 std), so 1e-3 std is another function; the linear bound
-    # (n - 1) v K / 2 = 7.8e-3 std let it pass as sequential
-    n = 65_536
-    x = (3 + np.random.default_rng(3).standard_normal((2, n))).astype(np.float32)
-    exact = x.astype(np.float64)
-    mean, std = exact.mean(1, keepdims=True), exact.std(1, keepdims=True)
-    off = ((exact - (mean + 1e-3 * std)) / np.sqrt(std**2 + 1e-5)).astype(np.float32)
-    check = _output_check(x, off, "layer_norm", normalized_shape=n)
-    assert (check.passed, check.accuracy_class) == (False, "mismatch")
-    assert check.implied_shift == pytest.approx(-1e-3, rel=1e-3)
-    assert check.explanation is not None and check.explanation.startswith("mean off by 0.001")
-    # the textbook one-thread-per-row two-pass on the same rows (np.cumsum sums in order)
-    run = np.cumsum(x, axis=1, dtype=np.float32)[:, -1:] / np.float32(n)
-    d = x - run
-    var = np.cumsum(d * d, axis=1, dtype=np.float32)[:, -1:] / np.float32(n)
-    assert _output_check(x, d / np.sqrt(var + np.float32(1e-5)), "layer_norm", normalized_shape=n)
-
-
-def test_a_sequential_welford_reading_a_group_channels_last_is_sequential() -> None:
-    # one GroupNorm group of 64 channels x 64 x 64 whose rows rise in h: a Welford loop in
-    # channels-last memory order (h, w, c) meets the values in rising order and its running
-    # mean lags, 4.4e-3 std; in the channels' own order the group barely trends (T = 0.005),
-    # in memory order it does (T = 0.38), and the larger of the two is the group's trend
-    from benchmarks.verdict_matrix.algorithms import sequential_welford
-
-    rng = np.random.default_rng(0)
-    rising = np.sort(rng.standard_normal((1, 64 * 64)), axis=1).reshape(1, 64, 64)
-    x = (20 + rising * rng.uniform(0.5, 1.5, (64, 1, 1))).astype(np.float32)
-    mean, var = sequential_welford(np.ascontiguousarray(x.transpose(1, 2, 0)).reshape(1, -1))
-    y = (x - mean[0, 0]) / np.sqrt(var[0, 0] + np.float32(1e-5))
-    check = _output_check(x[None], y[None], "group_norm", groups=1)
-    assert (check.passed, check.accuracy_class) == (True, "sequential")
-    exact = x.astype(np.float64)
-    assert abs(mean[0, 0] - exact.mean()) / exact.std() == pytest.approx(4.42e-3, rel=0.01)
-
-
-def test_an_rms_norm_rstd_off_by_2e_4_over_a_large_group_is_a_mismatch() -> None:
-    # float32 RMSNorm of 65,536 values about 0: a sequential sum of squares that spread over
-    # more than its last place rounds like a random walk (4 sqrt(n) v = 6.1e-5 of rstd, with
-    # the squares lost below it), so rstd 2e-4 off is another function; G_SEQ n v = 7.8e-4
-    # let it pass as sequential
-    n = 65_536
-    x = np.random.default_rng(3).standard_normal((2, n)).astype(np.float32)
-    exact = x.astype(np.float64)
-    rms = np.sqrt((exact * exact).mean(1, keepdims=True) + 1e-5)
-    off = (exact / rms * (1 + 2e-4)).astype(np.float32)
-    check = _output_check(x, off, "rms_norm", normalized_shape=n)
-    assert (check.passed, check.accuracy_class) == (False, "mismatch")
-    assert check.implied_scale == pytest.approx(1 + 2e-4, rel=1e-5)
-    # one running sum of squares, in random and in sorted order, is sequential
-    for rows in (x, np.sort(x, axis=1)):
-        total = np.cumsum(rows * rows, axis=1, dtype=np.float32)[:, -1:]
-        y = rows / np.sqrt(total / np.float32(n) + np.float32(1e-5))
-        check = _output_check(rows, y, "rms_norm", normalized_shape=n)
-        assert (check.passed, check.accuracy_class) == (True, "sequential")
-
-
-def test_a_sequential_welford_past_an_outlier_is_sequential() -> None:
-    # rows of 2,000 float32 values 100 +- 1e-3, one of them 3 higher: the outlier holds the
-    # std (mean/std 1,490, n v K = 0.18), but the rest lie 1e-3 apart, and a running mean
-    # loses their updates from the 170th on: its mean is 0.019 std off, beyond a random walk
-    # of its updates. The bulk's spread (the median |n_i|, 0.03 std here) tells it
-    from benchmarks.verdict_matrix.algorithms import sequential_welford
-
-    rng = np.random.default_rng(2)
-    x = (100 + 1e-3 * rng.standard_normal((4, 2000))).astype(np.float32)
-    x[:, 666] += np.float32(3.0)
-    mean, var = sequential_welford(x)
-    y = (x - mean) / np.sqrt(var + np.float32(1e-5))
-    check = _output_check(x, y, "layer_norm", normalized_shape=2000)
-    assert (check.passed, check.accuracy_class) == (True, "sequential")
-    assert check.implied_shift == pytest.approx(-0.019, rel=0.05)
