@@ -100,17 +100,7 @@ def judge(
         bound += further * block.allowance(dtype, classes[0]).rounded
         noise = fit_noise(block, bound, dtype)
         independent, (noise_s, noise_t) = noise.independent, noise.alike
-        # a distortion within the output's last place rounds some values back onto the exact
-        # output's rounding and not others: ``fl(s y) - fl(y)`` is a staircase in ``y``, up
-        # to ``min(|ds|, u) |a|`` each, that moves the fitted line as every such error leaning
-        # one way would, whatever the repeats (torch's bfloat16 CPU BatchNorm, its statistics
-        # rounded to bfloat16: ds = -2.4e-3 and t = -1e-3 fitted where -9.4e-4 and 3e-7 are
-        # true). The residual allows it; the classes' limits do not
-        u: float = DTYPES[dtype].unit_roundoff  # type: ignore[index]
-        step = np.minimum(np.abs(f.ds), u)
-        lean_t = np.sum(a_size if geo.c is None else a_size * geo.c, axis=1) / geo.scc
-        stair = (np.fmax(noise_s, step), np.fmax(noise_t, step * lean_t))
-        worst_r = _worst_residual(residual, a_size, geo.c, bound, stair)
+        worst_r = _worst_residual(residual, a_size, geo.c, bound, (noise_s, noise_t))
         # low_precision's intermediates may round to the compute dtype: its bounds are at most
         # ``wider`` times the round-once ones (``residual_bound``: the kernel's rounding and
         # the exact output's), and so is the fit's noise (linear in them)
@@ -125,11 +115,18 @@ def judge(
             bound_low += block.residual_bound(dtype, "low_precision")[again]
             bound_low += further[again] * low
             c = None if geo.c is None else np.broadcast_to(geo.c, a_size.shape)[again]
-            # ...and its statistics may be off by a last place whatever the fit shows (a
-            # staircase within the last place fits as less than it is)
+            # ...and its statistics may be off by up to the output's last place, which rounds
+            # some values back onto the exact output's rounding and not others: ``fl(s y) -
+            # fl(y)`` is a staircase in ``y``, up to ``u |a|`` each, that moves the fitted line
+            # as every such error leaning one way would, whatever the repeats and whatever
+            # scale the fit shows (torch's bfloat16 CPU BatchNorm, normalizing with its
+            # statistics rounded to bfloat16: ds = -2.4e-3 and t = -1e-3 fitted where -9.4e-4
+            # and 3e-7 are true)
+            u: float = DTYPES[dtype].unit_roundoff  # type: ignore[index]
+            lean_t = np.sum(geo.times_c(a_size)[again], axis=1) / geo.scc[again]
             noise_low = (
                 np.fmax(wider * noise_s[again], u),
-                np.fmax(wider * noise_t[again], u * lean_t[again]),
+                np.fmax(wider * noise_t[again], u * lean_t),
             )
             worst_r_low[again] = _worst_residual(
                 residual[again], a_size[again], c, bound_low, noise_low
