@@ -291,6 +291,21 @@ def test_a_fitted_eps_a_precision_loss_can_meet_is_no_verdict_in_a_default_class
     assert unbiased.explain(VAR, 0.0, 8, True, typical=1.0) is not None
 
 
+def test_two_sequential_rows_leaning_alike_are_no_other_eps() -> None:
+    # the textbook one-thread-per-row LayerNorm in float32 on 2 rows of 65,536 N(0, 1) values:
+    # both variances came out about 8e-6 low, rstd 3.96e-6 high, which eps = 1.86e-6 for 1e-5
+    # met in both rows to a quarter of the accurate limits (about 1 such check in 150): two
+    # groups of one variance cannot tell another eps from a precision loss that leans alike
+    n = 65_536
+    x = np.random.default_rng(3 * 1000 + n + 2).standard_normal((2, n)).astype(np.float32)
+    mean = np.cumsum(x, axis=1, dtype=np.float32)[:, -1:] / np.float32(n)
+    d = x - mean
+    var = np.cumsum(d * d, axis=1, dtype=np.float32)[:, -1:] / np.float32(n)
+    check = output_check(x, normalized_shape=n, expected=d / np.sqrt(var + np.float32(1e-5)))
+    assert (check.passed, check.accuracy_class, check.explanation) == (True, "sequential", None)
+    assert check.implied_scale - 1 == pytest.approx(3.96e-6, rel=0.01)
+
+
 def test_a_sequential_sum_of_squares_of_a_few_values_is_no_other_eps() -> None:
     # the textbook one-thread-per-row RMSNorm (np.cumsum sums in order, in float32) on rows of
     # 4,096 values a few last places apart: sequential, not "matches eps = 0.0308"
