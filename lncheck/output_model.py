@@ -224,8 +224,7 @@ class OutputBlock:
         k = self.k
         rows = slice(self.first, self.first + self.y.shape[0])
         model = self.model
-        v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
-        steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered, v)
+        steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
             raw = (c.shift + c.fused) * k + c.fused * self.bias_share()
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
@@ -235,6 +234,7 @@ class OutputBlock:
             # the trend narrows the drift only where the walk is below it, on data that take
             # many values while the running mean still moves (``tolerances.TREND_LEVELS``)
             centred_drift = model.centered and c.drift > 0
+            v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
             looked = (c.drift * k[:, 0] > c.walk) & (model.levels[rows] >= TREND_LEVELS) & moving
             trend = self.trend(looked, dtype) if centred_drift else None

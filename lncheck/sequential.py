@@ -12,13 +12,6 @@ import numpy.typing as npt
 from lncheck.dtypes import DTYPES
 from lncheck.tolerances import G_DRIFT, TREND_NOISE, Allowance, accumulation_dtype
 
-# Squares whose largest exceeds their mean by at most ALIKE_SQUARES n v of it (a few last places
-# of their sum, 2 n v at most each) are too close together for their sum's roundings to cancel:
-# two-level data (0.2 or 0.9, +-1e-5: a mask, a binarized feature), whose squared deviations
-# all lie within 1e-4 of one another, summed one after another in float32 over 65,536 values,
-# left rstd 3.1e-4 off, three times the random walk's limit
-ALIKE_SQUARES = 16.0
-
 
 def drift_cap(
     dtype: str, k: npt.NDArray[np.float64], few: npt.NDArray[np.bool_]
@@ -66,7 +59,7 @@ def sequential_drift(
 
 
 def sequential_steps(
-    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True, unit: float = 0.0
+    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True
 ) -> npt.NDArray[np.float64]:
     """How many of a sequential sum of squares' roundings may lean the same way (Higham §4.2:
     recursive summation errs by up to ``(n - 1) u``, but by about ``sqrt(n) u`` when its
@@ -74,13 +67,8 @@ def sequential_steps(
     running sum (``peak``, its share, near 1: every later addition is small against the sum),
     and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
     dwarfs the spread (``centered=False``: all ``n``); squared deviations from the mean are
-    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``, but all ``n`` where
-    they are (``ALIKE_SQUARES``: no square above their mean by more than a few last places of
-    their sum, with ``unit`` the accumulation dtype's unit roundoff; 0: never)."""
+    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``."""
     with np.errstate(all="ignore"):
         if not centered:
             return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
-        share = np.asarray(peak, np.float64)
-        steps = np.maximum(n * share, math.sqrt(max(n, 1)))
-        alike = (n * share - 1.0 <= ALIKE_SQUARES * n * unit) & (unit > 0)
-        return np.asarray(np.where(alike, float(n), steps), dtype=np.float64)
+        return np.asarray(np.maximum(n * np.asarray(peak, np.float64), math.sqrt(max(n, 1))))
