@@ -123,7 +123,10 @@ def judge(
             # statistics rounded to bfloat16: ds = -2.4e-3 and t = -1e-3 fitted where -9.4e-4
             # and 3e-7 are true)
             u: float = DTYPES[dtype].unit_roundoff  # type: ignore[index]
-            lean_t = np.sum(geo.times_c(a_size)[again], axis=1) / geo.scc[again]
+            # every element off by u |a| one way moves the shift as ``fit_noise``'s one-way
+            # bound does: sum(c u |a|) / scc, on the groups judged again only
+            across = a_size[again] if c is None else a_size[again] * c
+            lean_t = np.sum(across, axis=1) / geo.scc[again]
             noise_low = (
                 np.fmax(wider * noise_s[again], u),
                 np.fmax(wider * noise_t[again], u * lean_t),
