@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import lncheck
+from benchmarks.low_precision_accumulation import accumulated_layer_norm
 from lncheck.comparison import Comparison
 from lncheck.errors import InputError
 from lncheck.tolerances import CLASSES
@@ -370,6 +371,30 @@ def test_a_bfloat16_rms_norm_summing_squares_in_bfloat16_is_low_precision() -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert lncheck.check(right, x, "rms_norm", **options).passed
+
+
+@pytest.mark.parametrize(
+    ("threads", "mean", "klass"),
+    [
+        (1024, 3.0, "low_precision"),  # 16 values per thread: rstd +0.5 %
+        (32, 3.0, "low_precision"),  # 512 per thread: rstd -8.9 %, mean 0.51 std off
+        # 512 per thread at mean/std 30: the running sums stall (an addend below half a
+        # last place is lost whole), rstd -91 % and the mean 1.2 std off: no correct digit
+        (32, 30.0, "mismatch"),
+    ],
+)
+def test_bfloat16_accumulators_are_low_precision_until_no_digit_is_left(
+    threads: int, mean: float, klass: str
+) -> None:
+    # "bfloat16 accumulation" is low_precision (the right function, statistics summed in the
+    # compute dtype) while its statistics keep a correct digit: tolerances.G_LOW's sqrt(n)
+    # random walk; a tree's log2(n) (a tenth as wide at 16,384 values) called the 512-value
+    # thread sums a mismatch (python benchmarks/low_precision_accumulation.py)
+    rng = np.random.default_rng(16384 + int(mean) + threads)
+    x = torch.from_numpy(mean + rng.standard_normal((16, 16384))).bfloat16()
+    y = accumulated_layer_norm(x, threads)
+    c = output_check(x, normalized_shape=16384, dtype="bfloat16", expected=y)
+    assert (c.passed, c.accuracy_class) == (False, klass)
 
 
 def test_hf_llama_rms_norm_rounding_x_rstd_to_bfloat16_is_low_precision() -> None:
