@@ -25,9 +25,10 @@ class Moments:
     ``2**-exponent``: the first-pass mean ``m0_scaled`` and its ``correction_scaled``, the
     variance ``var_scaled = var * 2**(-2 exponent)``; and unscaled: the biased variance,
     ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``),
-    the smallest and largest value, and ``stagnant``: the net share of the sum of squares a
+    the smallest and largest value, ``stagnant``: the net share of the sum of squares a
     sequential sum of unit roundoff ``unit`` loses one way, in squares below half a last
-    place of it (``_stagnant``)."""
+    place of it (``_stagnant``), and ``repeated``: the larger share of the values equal to
+    the smallest or to the largest (``sequential.sequential_steps``)."""
 
     m0_scaled: F64
     correction_scaled: F64
@@ -38,6 +39,7 @@ class Moments:
     low: F64
     high: F64
     stagnant: F64
+    repeated: F64
 
     @property
     def m0(self) -> F64:
@@ -145,6 +147,7 @@ def group_moments(
         usable = np.isfinite(largest) & (largest > 0)
         _, exponent = np.frexp(np.where(usable, largest, 1.0))
         exponent = exponent.astype(np.float64)
+        repeated = _repeated(x, low, high)
         xs = times_power_of_two(x, -exponent)  # exact: rows scaled into [0.5, 1)
         if not center:
             squares = xs * xs
@@ -152,7 +155,7 @@ def group_moments(
             peak = np.max(squares, axis=1) / (var_s * x.shape[1])
             var = times_power_of_two(var_s, 2 * exponent)
             stagnant = _stagnant(squares, var_s * x.shape[1], unit)
-            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high, stagnant)
+            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high, stagnant, repeated)
         m0 = np.mean(xs, axis=1)
         d = xs - m0[:, None]
         correction = np.mean(d, axis=1)
@@ -163,7 +166,17 @@ def group_moments(
         peak = np.max(squares, axis=1) / total
         var = times_power_of_two(var_s, 2 * exponent)
         stagnant = _stagnant(squares, total, unit)
-        return Moments(m0, correction, var, var_s, exponent, peak, low, high, stagnant)
+        return Moments(m0, correction, var, var_s, exponent, peak, low, high, stagnant, repeated)
+
+
+def _repeated(x: F64, low: F64, high: F64) -> F64:
+    """Per row, the larger share of its values equal to its smallest or to its largest value
+    (0 for an empty row): ReLU's zeros, a mask's two levels, a clamp's bound."""
+    if not x.shape[1]:
+        return np.zeros(x.shape[0])
+    at_low = np.count_nonzero(x == low[:, None], axis=1)
+    at_high = np.count_nonzero(x == high[:, None], axis=1)
+    return np.asarray(np.maximum(at_low, at_high) / x.shape[1], dtype=np.float64)
 
 
 def _stagnant(squares: F64, total: F64, unit: float) -> F64:

@@ -77,6 +77,7 @@ class OutputModel:
     # algorithm there computes the mean exactly, and x - mean = 0
     exact_mean: npt.NDArray[np.bool_]
     peak: F64  # the largest share one element has of a group's sum of squares
+    repeated: F64  # the larger share of a group's values equal to its smallest or largest
     # how many values the group's input can take (the compute dtype's values between its
     # smallest and largest, at most its size): equal inputs round alike (``lncheck.judge``)
     levels: F64
@@ -224,7 +225,9 @@ class OutputBlock:
         k = self.k
         rows = slice(self.first, self.first + self.y.shape[0])
         model = self.model
-        steps = sequential_steps(model.group_size, model.peak[rows, None], model.centered)
+        steps = sequential_steps(
+            model.group_size, model.peak[rows, None], model.centered, model.repeated[rows, None]
+        )
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
             raw = (c.shift + c.fused) * k + c.fused * self.bias_share()
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k

@@ -59,16 +59,26 @@ def sequential_drift(
 
 
 def sequential_steps(
-    n: int, peak: npt.NDArray[np.float64] | float, centered: bool = True
+    n: int,
+    peak: npt.NDArray[np.float64] | float,
+    centered: bool = True,
+    repeated: npt.NDArray[np.float64] | float = 0.0,
 ) -> npt.NDArray[np.float64]:
     """How many of a sequential sum of squares' roundings may lean the same way (Higham §4.2:
     recursive summation errs by up to ``(n - 1) u``, but by about ``sqrt(n) u`` when its
     roundings cancel like a random walk). They lean alike once one element dominates the
     running sum (``peak``, its share, near 1: every later addition is small against the sum),
     and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
-    dwarfs the spread (``centered=False``: all ``n``); squared deviations from the mean are
-    not nearly equal, so for centred ops ``max(n * peak, sqrt(n))``."""
+    dwarfs the spread (``centered=False``: all ``n``). Squared deviations from the mean are
+    not nearly equal, but where many values are the same (``repeated``, the larger share of
+    the group equal to its smallest or its largest value: ReLU's zeros, a mask's levels),
+    so are their squared deviations (and a Welford's updates): the same addend loses the
+    same bits at every step while the running sum stays in one binade. A textbook
+    sequential two-pass in float32 over ReLU outputs of N(0, 1) errs by about 0.05 n v in
+    rstd (1.9e-4 at 65,536 values), half of what n * repeated = n / 2 steps allow. So for
+    centred ops ``max(n * peak, n * repeated, sqrt(n))``."""
     with np.errstate(all="ignore"):
         if not centered:
             return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
-        return np.asarray(np.maximum(n * np.asarray(peak, np.float64), math.sqrt(max(n, 1))))
+        alike = np.maximum(np.asarray(peak, np.float64), repeated)
+        return np.asarray(np.maximum(n * alike, math.sqrt(max(n, 1))))

@@ -31,6 +31,19 @@ def test_low_high_and_the_scale_come_from_the_extremes() -> None:
     assert np.isnan(m.low[2]) and np.isnan(m.mean[2])  # a NaN is kept, not dropped
 
 
+def test_the_repeated_share_counts_the_values_at_either_extreme() -> None:
+    rows = np.array(
+        [
+            [0.0, 0.0, 0.0, 1.0, 2.0],  # ReLU-like: three zeros at the low end
+            [1.0, 1.0, 2.0, 2.0, 2.0],  # two levels: the larger count
+            [0.5, 0.1, 0.3, 0.3, 0.3],  # repeats inside the range do not count
+            [3.0, 3.0, 3.0, 3.0, 3.0],  # constant: every value is both extremes
+        ]
+    )
+    for center in (True, False):
+        np.testing.assert_array_equal(group_moments(rows, center).repeated, [0.6, 0.6, 0.2, 1.0])
+
+
 def test_moments_block_by_block_equal_one_piece() -> None:
     x = np.random.default_rng(0).standard_normal((300, 64)) * 3 + 10
     layout = GroupLayout((300, 64), (300, 64), (1,), block_elements=64 * 7)

@@ -49,3 +49,12 @@ def test_sequential_steps_lean_alike_only_after_an_outlier() -> None:
     steps = sequential_steps(10_000, np.array([1e-4, 0.5, 1.0]))
     np.testing.assert_array_equal(steps, [100.0, 5000.0, 10_000.0])
     assert sequential_steps(10_000, np.array([1e-4]), centered=False)[0] == 10_000
+
+
+def test_sequential_steps_lean_alike_over_values_repeated_at_an_extreme() -> None:
+    """Half the values equal (ReLU's zeros): their equal squared deviations lean alike, n / 2
+    steps; a value repeated a few times keeps the random walk, as does RMSNorm's all n."""
+    peak = np.array([1e-4, 1e-4, 0.5])
+    steps = sequential_steps(10_000, peak, repeated=np.array([0.5, 0.005, 0.3]))
+    np.testing.assert_array_equal(steps, [5000.0, 100.0, 5000.0])
+    assert sequential_steps(10_000, 1e-4, centered=False, repeated=0.5) == 10_000
