@@ -1,6 +1,6 @@
 """How lncheck classes LayerNorms that accumulate in float16/bfloat16: where "the right
 function, statistics summed in the compute dtype" (``low_precision``) ends and no correct digit
-is left (``mismatch``, ``tolerances.LOW_REACH`` and ``low_precision_floor``).
+is left (``mismatch``, ``output_model.LOW_REACH`` and ``tolerances.low_precision_floor``).
 
     python benchmarks/low_precision_accumulation.py            # about half a minute
     python benchmarks/low_precision_accumulation.py --rows 16

@@ -27,8 +27,9 @@ class Moments:
     ``peak``, the largest share one element has of the sum of squares (``1 / n`` to ``1``),
     the smallest and largest value, ``stagnant``: the net share of the sum of squares a
     sequential sum of unit roundoff ``unit`` loses one way, in squares below half a last
-    place of it (``_stagnant``), and ``repeated``: the larger share of the values equal to
-    the smallest or to the largest (``sequential.sequential_steps``)."""
+    place of it (``_stagnant``), and ``repeated``: the share of the values equal to the
+    smallest or to the largest, at most 1 (``sequential.sequential_steps``; zeros without
+    centring, where every step of the sum of squares counts already)."""
 
     m0_scaled: F64
     correction_scaled: F64
@@ -147,7 +148,6 @@ def group_moments(
         usable = np.isfinite(largest) & (largest > 0)
         _, exponent = np.frexp(np.where(usable, largest, 1.0))
         exponent = exponent.astype(np.float64)
-        repeated = _repeated(x, low, high)
         xs = times_power_of_two(x, -exponent)  # exact: rows scaled into [0.5, 1)
         if not center:
             squares = xs * xs
@@ -155,7 +155,7 @@ def group_moments(
             peak = np.max(squares, axis=1) / (var_s * x.shape[1])
             var = times_power_of_two(var_s, 2 * exponent)
             stagnant = _stagnant(squares, var_s * x.shape[1], unit)
-            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high, stagnant, repeated)
+            return Moments(zeros, zeros, var, var_s, exponent, peak, low, high, stagnant, zeros)
         m0 = np.mean(xs, axis=1)
         d = xs - m0[:, None]
         correction = np.mean(d, axis=1)
@@ -166,17 +166,19 @@ def group_moments(
         peak = np.max(squares, axis=1) / total
         var = times_power_of_two(var_s, 2 * exponent)
         stagnant = _stagnant(squares, total, unit)
+        repeated = _repeated(x, low, high)
         return Moments(m0, correction, var, var_s, exponent, peak, low, high, stagnant, repeated)
 
 
 def _repeated(x: F64, low: F64, high: F64) -> F64:
-    """Per row, the larger share of its values equal to its smallest or to its largest value
-    (0 for an empty row): ReLU's zeros, a mask's two levels, a clamp's bound."""
+    """Per row, the share of its values equal to its smallest or to its largest value, at most
+    1 (0 for an empty row): ReLU's zeros, a mask's two levels, a clamp's bounds. Both ends
+    count: each repeats one squared deviation, and the two may round the same way."""
     if not x.shape[1]:
         return np.zeros(x.shape[0])
     at_low = np.count_nonzero(x == low[:, None], axis=1)
     at_high = np.count_nonzero(x == high[:, None], axis=1)
-    return np.asarray(np.maximum(at_low, at_high) / x.shape[1], dtype=np.float64)
+    return np.asarray(np.fmin((at_low + at_high) / x.shape[1], 1.0), dtype=np.float64)
 
 
 def _stagnant(squares: F64, total: F64, unit: float) -> F64:

@@ -70,13 +70,15 @@ def sequential_steps(
     running sum (``peak``, its share, near 1: every later addition is small against the sum),
     and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
     dwarfs the spread (``centered=False``: all ``n``). Squared deviations from the mean are
-    not nearly equal, but where many values are the same (``repeated``, the larger share of
-    the group equal to its smallest or its largest value: ReLU's zeros, a mask's levels),
-    so are their squared deviations (and a Welford's updates): the same addend loses the
-    same bits at every step while the running sum stays in one binade. A textbook
-    sequential two-pass in float32 over ReLU outputs of N(0, 1) errs by about 0.05 n v in
-    rstd (1.9e-4 at 65,536 values), half of what n * repeated = n / 2 steps allow. So for
-    centred ops ``max(n * peak, n * repeated, sqrt(n))``."""
+    not nearly equal, but where many values are the same (``repeated``, the share of the
+    group equal to its smallest or its largest value: ReLU's zeros, a mask's levels), so are
+    their squared deviations (and a Welford's updates): the same addend loses the same bits
+    at every step while the running sum stays in one binade. A textbook sequential two-pass
+    in float32 over ReLU outputs of N(0, 1) errs by about 0.05 n v in rstd (``v`` the
+    accumulation dtype's unit roundoff; 1.9e-4 at 65,536 values), half of what its n / 2
+    repeated zeros allow. Two repeated ends round alike or cancel depending on the bits of
+    their squares below the sum's last place, which a kernel's own mean moves: both count.
+    So for centred ops ``max(n * peak, n * repeated, sqrt(n))``."""
     with np.errstate(all="ignore"):
         if not centered:
             return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)

@@ -34,14 +34,15 @@ def test_low_high_and_the_scale_come_from_the_extremes() -> None:
 def test_the_repeated_share_counts_the_values_at_either_extreme() -> None:
     rows = np.array(
         [
-            [0.0, 0.0, 0.0, 1.0, 2.0],  # ReLU-like: three zeros at the low end
-            [1.0, 1.0, 2.0, 2.0, 2.0],  # two levels: the larger count
+            [0.0, 0.0, 0.0, 1.0, 2.0],  # ReLU-like: three zeros at the low end, and the top
+            [1.0, 1.0, 2.0, 2.0, 2.0],  # two levels: both
             [0.5, 0.1, 0.3, 0.3, 0.3],  # repeats inside the range do not count
-            [3.0, 3.0, 3.0, 3.0, 3.0],  # constant: every value is both extremes
+            [3.0, 3.0, 3.0, 3.0, 3.0],  # constant: every value is both extremes, once
         ]
     )
-    for center in (True, False):
-        np.testing.assert_array_equal(group_moments(rows, center).repeated, [0.6, 0.6, 0.2, 1.0])
+    np.testing.assert_array_equal(group_moments(rows).repeated, [0.8, 1.0, 0.4, 1.0])
+    # without centring every step of the sum of squares counts: nothing to count
+    np.testing.assert_array_equal(group_moments(rows, center=False).repeated, np.zeros(4))
 
 
 def test_moments_block_by_block_equal_one_piece() -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import lncheck
+from benchmarks import repeated_values
 from benchmarks.low_precision_accumulation import accumulated_layer_norm
 from benchmarks.verdict_matrix.algorithms import sequential_sum, two_pass
 from lncheck.comparison import Comparison
@@ -402,18 +403,16 @@ def test_bfloat16_accumulators_are_low_precision_until_no_digit_is_left(
 def test_a_sequential_two_pass_over_repeated_values_is_sequential(data: str) -> None:
     # ReLU's zeros (or a mask's two levels) are one squared deviation added again and again: it
     # loses the same bits at every step while the running sum stays in a binade, so a
-    # textbook one-thread-per-row two-pass in float32 leans like an outlier's sum (rstd 3e-5
-    # to 9e-5 off at 16,384 values): it was a mismatch at 1.6-2.6 times its limit
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((4, 16384))
-    x = (np.maximum(z, 0.0) if data == "relu" else np.where(z < -0.5, 0.2, 0.9)).astype(np.float32)
+    # textbook one-thread-per-row two-pass in float32 leans like an outlier's sum (rstd up to
+    # 9e-5 off at 16,384 values): it was a mismatch at 1.6-2.6 times its limit
+    x = repeated_values.data(data, 4, 16384, np.random.default_rng(0))
     mean, var = two_pass(x, sequential_sum)
     y = (x - mean) / np.sqrt(var + np.float32(1e-5))
     c = output_check(x, normalized_shape=16384, expected=y)
     assert (c.passed, c.accuracy_class) == (True, "sequential")
-    # the price: a sum that leans alike over half the group may be 8,192 steps off; an rstd
-    # off by 1e-3 is still a mismatch here (at 262,144 values it is not: the sums above err
-    # by up to 1.3e-3 there)
+    # the price: n * repeated steps lean alike (about 8,200 for ReLU's zeros here, 11,400 for
+    # the mask's 0.9); an rstd off by 1e-3 is still a mismatch here (at 262,144 values it is not:
+    # the sums above err by up to 1.3e-3 there)
     wrong = layer_norm(x) * (1.0 + 1e-3)
     c = output_check(x, normalized_shape=16384, expected=wrong.astype(np.float32))
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
