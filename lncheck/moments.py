@@ -172,10 +172,8 @@ def group_moments(
 
 def _repeated(x: F64, low: F64, high: F64) -> F64:
     """Per row, the share of its values equal to its smallest or to its largest value, at most
-    1 (0 for an empty row): ReLU's zeros, a mask's two levels, a clamp's bounds. Both ends
-    count: each repeats one squared deviation, and the two may round the same way."""
-    if not x.shape[1]:
-        return np.zeros(x.shape[0])
+    1: ReLU's zeros, a mask's two levels, a clamp's bounds. Both ends count: each repeats one
+    squared deviation, and the two may round the same way."""
     at_low = np.count_nonzero(x == low[:, None], axis=1)
     at_high = np.count_nonzero(x == high[:, None], axis=1)
     return np.asarray(np.fmin((at_low + at_high) / x.shape[1], 1.0), dtype=np.float64)

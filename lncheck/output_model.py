@@ -77,7 +77,7 @@ class OutputModel:
     # algorithm there computes the mean exactly, and x - mean = 0
     exact_mean: npt.NDArray[np.bool_]
     peak: F64  # the largest share one element has of a group's sum of squares
-    repeated: F64  # the larger share of a group's values equal to its smallest or largest
+    repeated: F64  # the share of a group's values equal to its smallest or its largest
     # how many values the group's input can take (the compute dtype's values between its
     # smallest and largest, at most its size): equal inputs round alike (``lncheck.judge``)
     levels: F64
