@@ -399,7 +399,7 @@ def test_bfloat16_accumulators_are_low_precision_until_no_digit_is_left(
     assert (c.passed, c.accuracy_class) == (False, klass)
 
 
-@pytest.mark.parametrize("data", ["relu", "mask"])
+@pytest.mark.parametrize("data", ["relu", "mask", "mask5"])
 def test_a_sequential_two_pass_over_repeated_values_is_sequential(data: str) -> None:
     # ReLU's zeros (or a mask's two levels) are one squared deviation added again and again: it
     # loses the same bits at every step while the running sum stays in a binade, so a
@@ -410,6 +410,9 @@ def test_a_sequential_two_pass_over_repeated_values_is_sequential(data: str) -> 
     y = (x - mean) / np.sqrt(var + np.float32(1e-5))
     c = output_check(x, normalized_shape=16384, expected=y)
     assert (c.passed, c.accuracy_class) == (True, "sequential")
+    # both ends count: a balanced mask's two squared deviations are nearly equal and round
+    # alike (counting the larger end alone, this one used 0.90 of its limit; 0.50 now)
+    assert c.tolerance_used < 0.6
     # the price: n * repeated steps lean alike (about 8,200 for ReLU's zeros here, 11,400 for
     # the mask's 0.9); an rstd off by 1e-3 is still a mismatch here (at 262,144 values it is not:
     # the sums above err by up to 1.3e-3 there)
