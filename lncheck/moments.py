@@ -191,9 +191,15 @@ def _stagnant(squares: F64, total: F64, unit: float) -> F64:
     if unit <= 0 or not squares.shape[1]:
         return np.zeros(squares.shape[0])
     with np.errstate(all="ignore"):
-        h = (0.5 * unit * total)[:, None]
-        lost = np.where(squares < h, squares, 0.0).sum(axis=1)
-        gained = np.where((squares >= h) & (squares < 2 * h), 2 * h - squares, 0.0).sum(axis=1)
+        h = 0.5 * unit * total
+        # few squares are below 2 h (under 1 % of a row of 1,024 N(0, 1) values): one pass
+        # finds them, and the sums run over them alone (a masked sum over the block is ten)
+        rows, columns = np.nonzero(squares < (2.0 * h)[:, None])
+        small, half = squares[rows, columns], h[rows]
+        below = small < half
+        groups = squares.shape[0]
+        lost = np.bincount(rows, np.where(below, small, 0.0), groups)
+        gained = np.bincount(rows, np.where(below, 0.0, 2.0 * half - small), groups)
         net = np.fmax(lost - gained, 0.0)
         return np.asarray(np.where(total > 0, net / total, 0.0), dtype=np.float64)
 

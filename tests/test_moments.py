@@ -8,9 +8,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lncheck.blocks import GroupLayout
-from lncheck.moments import group_moments, group_statistics, moments
+from lncheck.moments import _stagnant, group_moments, group_statistics, moments
 
 
 def test_group_statistics_by_hand() -> None:
@@ -79,3 +81,29 @@ def test_the_share_a_sequential_sum_loses_one_way_is_that_of_squares_below_its_l
     assert m.stagnant[0] == pytest.approx(4e-3 / (1e8 + 4e-3 + 7), rel=1e-6)
     assert m.stagnant[1] == 0.0
     assert group_moments(rows, center=False).stagnant.tolist() == [0.0, 0.0]  # no unit given
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.tuples(st.integers(1, 5), st.integers(1, 300)),
+    decades=st.floats(0.0, 12.0),
+    unit=st.sampled_from([2.0**-8, 2.0**-11, 2.0**-24]),
+)
+def test_the_stagnant_share_is_its_definition_summed_exactly(
+    seed: int, shape: tuple[int, int], decades: float, unit: float
+) -> None:
+    # squares spread over `decades` decades, so that some fall below h, some between h and
+    # 2 h; the share is summed over the small squares only, and must be the definition's
+    rng = np.random.default_rng(seed)
+    squares = 10.0 ** rng.uniform(-decades, 0.0, shape) * (rng.random(shape) > 0.1)
+    total = squares.sum(axis=1)
+    found = _stagnant(squares, total, unit)
+    for row, share in zip(squares, found, strict=True):
+        h = Fraction(0.5 * unit * float(row.sum()))
+        lost = sum((Fraction(q) for q in row if q < h), Fraction(0))
+        gained = sum((2 * h - Fraction(q) for q in row if h <= q < 2 * h), Fraction(0))
+        whole = Fraction(float(row.sum()))
+        exact = max(lost - gained, Fraction(0)) / whole if whole > 0 else Fraction(0)
+        # float64 sums of at most 300 terms: within 300 of their roundings of lost + gained
+        allowed = 300 * 2**-52 * float((lost + gained) / whole) if whole > 0 else 0.0
+        assert abs(Fraction(float(share)) - exact) <= Fraction(allowed)
