@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
+import torch
 
+import lncheck
 from lncheck.case import Case
+from lncheck.comparison import Comparison
 from lncheck.loading import load
 from lncheck.options import ARRAY_OPTIONS, Settings, parse
 from lncheck.tolerances import ToleranceSpec
@@ -36,3 +40,21 @@ def make_case(
     given = {"input": x, **{k: v for k, v in arrays.items() if v is not None}}
     case = load(settings(op, **options), name, given=given)
     return case if tolerance is None else case.with_(tolerance=tolerance)
+
+
+def output_check(x: Any, op: str = "layer_norm", **options: Any) -> Comparison:
+    """The check of the candidate ``expected=`` output, with no backend."""
+    report = lncheck.compare(x, op, backend=None, **options)
+    (check,) = [c for c in report.checks if c.candidate == "expected" and c.quantity == "output"]
+    return check
+
+
+def layer_norm(x: Any, eps: float = 1e-5, ddof: int = 0) -> npt.NDArray[np.float64]:
+    """LayerNorm over the last axis in float64, ``ddof=1``: the unbiased variance."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(-1, keepdims=True)
+    return np.asarray((x - mean) / np.sqrt(x.var(-1, ddof=ddof, keepdims=True) + eps))
+
+
+def as_float64(t: torch.Tensor) -> npt.NDArray[np.float64]:
+    return np.asarray(t.double().numpy())
