@@ -194,10 +194,11 @@ def _stagnant(squares: F64, total: F64, unit: float) -> F64:
         h = 0.5 * unit * total
         # few squares are below 2 h (under 1 % of a row of 1,024 N(0, 1) values): one pass
         # finds them, and the sums run over them alone (a masked sum over the block is ten)
-        rows, columns = np.nonzero(squares < (2.0 * h)[:, None])
-        small, half = squares[rows, columns], h[rows]
-        below = small < half
+        kept = squares < (2.0 * h)[:, None]
         groups = squares.shape[0]
+        rows = np.repeat(np.arange(groups), np.count_nonzero(kept, axis=1))
+        small, half = squares[kept], h[rows]  # row by row, as ``rows`` counts them
+        below = small < half
         lost = np.bincount(rows, np.where(below, small, 0.0), groups)
         gained = np.bincount(rows, np.where(below, 0.0, 2.0 * half - small), groups)
         net = np.fmax(lost - gained, 0.0)
