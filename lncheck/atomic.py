@@ -34,8 +34,11 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
     Raises:
         InputError: the folder cannot be written (``where`` names the option).
     """
-    if special(path):
-        yield path
+    if special(path):  # written in place: a full device (/dev/full) is the user's to fix
+        try:
+            yield path
+        except OSError as e:
+            raise InputError(f"{named(where, path)}: cannot write: {e.strerror or e}") from None
         return
     if path.is_symlink():  # a link to a report file stays a link: its target is replaced
         path = Path(os.path.realpath(path))

@@ -132,10 +132,12 @@ def compare(
     typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
     if plot is not None and (plot.is_dir() or plot.name in ("", ".", "..")):
         raise InputError(f"--plot {plot}: is a folder; give a file name")
-    if plot is not None and not plot.suffix:  # matplotlib writes "r" as r.png: check that
-        plot = plot.with_name(plot.name + ".png")
     writes = targets + ([("", plot)] if plot is not None else [])
     written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
+    if plot is not None and not plot.suffix:  # matplotlib would write "r" as r.png
+        raise InputError(
+            f"--plot {plot}: give the format as the file's suffix ({plot.name}.png, .svg, .pdf)"
+        )
     if plot is not None:  # a format matplotlib lacks is found before the run, not after
         from lncheck.render.plot import check_target
 
@@ -247,6 +249,9 @@ def run(
               for name, path in (("junit", junit), ("json", json_file)) if path]  # fmt: skip
     targets = _report_targets([text for _, text in given])
     typed = [words for words, _ in given]
+    # a file that cannot be written is named by the option that asked for it
+    wheres = [f"--report {name}=" for name, _ in targets[: len(reports or ())]]
+    wheres += [f"--{name}" for name, path in (("junit", junit), ("json", json_file)) if path]
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )
@@ -274,7 +279,7 @@ def run(
         report = run_cases(
             str(suite), cases, options, lambda r: progress.advance(r.name, r.status), notes
         )
-    _emit(report, stdout_format, targets)
+    _emit(report, stdout_format, targets, wheres=wheres)
     raise typer.Exit(int(report.exit_status))
 
 
@@ -401,13 +406,19 @@ def _report_targets(reports: list[str] | None) -> list[tuple[str, Path]]:
 
 
 def _emit(
-    report: Any, stdout_format: str, targets: list[tuple[str, Path]], *, quiet: bool = False
+    report: Any,
+    stdout_format: str,
+    targets: list[tuple[str, Path]],
+    *,
+    quiet: bool = False,
+    wheres: list[str] | None = None,
 ) -> None:
-    """Write the report files (each whole or not at all), then the chosen format to stdout."""
+    """Write the report files (each whole or not at all; ``wheres``: the option that named
+    each, ``--report FORMAT=`` by default), then the chosen format to stdout."""
     from lncheck.render import get_format, write_file
 
-    for name, path in targets:
-        write_file(name, report, path, f"--report {name}=")
+    for index, (name, path) in enumerate(targets):
+        write_file(name, report, path, wheres[index] if wheres else f"--report {name}=")
     if quiet and stdout_format == "console":
         from lncheck.render.console import write_quiet
 

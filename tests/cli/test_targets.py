@@ -296,11 +296,15 @@ def test_a_dash_is_never_written_as_a_file(
     assert not (tmp_path / "-").exists() and not (tmp_path / "-.png").exists()
 
 
-def test_a_plot_without_a_suffix_is_checked_as_the_png_it_becomes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["r", ".png"])
+def test_a_plot_without_a_suffix_is_refused_not_renamed(tmp_path: Path, name: str) -> None:
+    # matplotlib would write "r" as r.png, a file the user never named
     tokens = str(EXAMPLES / "tokens.npy")
-    result = invoke("compare", tokens, "--shape", "4", "--report", f"json={tmp_path / 'r.png'}",
-                    "--plot", str(tmp_path / "r"))  # fmt: skip
-    assert_user_error(result, f"--plot {tmp_path / 'r'}: --report json={tmp_path / 'r.png'} writes")
+    result = invoke("compare", tokens, "--shape", "4", "--plot", str(tmp_path / name))
+    assert_user_error(
+        result, f"--plot {tmp_path / name}: give the format as the file's suffix ({name}.png"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_report_never_replaces_a_candidate_module_or_program_script(
@@ -317,3 +321,32 @@ def test_a_report_never_replaces_a_candidate_module_or_program_script(
                     "json=cmd.py")  # fmt: skip
     assert_user_error(result, "--report json=cmd.py: that is the --candidate-cmd file")
     assert (tmp_path / "cmd.py").read_text() == "import sys\n"
+
+
+FULL = Path("/dev/full")  # a device whose every write fails with ENOSPC
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")
+@pytest.mark.parametrize(
+    ("args", "spelled"),
+    [
+        (["compare", "{tokens}", "--shape", "4", "-q", "--report", "json=/dev/full"],
+         "--report json=/dev/full"),
+        (["compare", "{tokens}", "--shape", "4", "-q", "--report", "junit=/dev/full"],
+         "--report junit=/dev/full"),
+        (["run", "{suite}", "--junit", "/dev/full"], "--junit /dev/full"),
+        (["run", "{suite}", "--json", "/dev/full", "--report", "junit={tmp}/r.xml"],
+         "--json /dev/full"),
+        (["run", "{suite}", "--report", "json=/dev/full", "--junit", "{tmp}/r.xml"],
+         "--report json=/dev/full"),
+    ],
+)  # fmt: skip
+def test_a_full_device_is_the_users_error_named_by_its_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], spelled: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.ones((2, 8), np.float32))
+    names = {"tokens": str(EXAMPLES / "tokens.npy"), "suite": str(write_suite(tmp_path, CASE)),
+             "tmp": str(tmp_path)}  # fmt: skip
+    result = invoke(*(a.format(**names) for a in args))
+    assert_user_error(result, f"{spelled}: cannot write: No space left on device")
