@@ -111,7 +111,10 @@ def channel_axis(
         raise InputError(f"{where} {value} is out of range for an input with {ndim} dims")
     k = value % ndim
     if k == 0:
-        raise InputError(f"{where} 0 is the batch axis; {name} needs channels on another axis")
+        typed = "0" if value == 0 else f"{value} (axis 0)"
+        raise InputError(
+            f"{where} {typed} is the batch axis; {name} needs channels on another axis"
+        )
     return k
 
 

@@ -92,6 +92,7 @@ def test_eps_must_be_finite(op: str) -> None:
     ("axis", "message"),
     [
         (0, "--channel-axis 0 is the batch axis"),
+        (-4, "--channel-axis -4 (axis 0) is the batch axis"),  # as typed, and what it means
         (5, "--channel-axis 5 is out of range"),
         (-6, "--channel-axis -6 is out of range for an input with 4 dims"),
     ],
