@@ -168,7 +168,9 @@ def explain_command(
     inputs = _read(input)
     x = _pick(inputs, INPUT_NAMES, input, "input", allow_single=True)
     outputs = inputs if observed == input else _read(observed)
-    y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=observed != input)
+    # one file for both: an .npz that holds the input and the output
+    both = " (a file given as both INPUT and OBSERVED must hold both)" if observed == input else ""
+    y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=not both, hint=both)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
     from lncheck.dtypes import real_numbers
@@ -215,8 +217,10 @@ def _pick(
     role: str,
     *,
     allow_single: bool,
+    hint: str = "",
 ) -> npt.NDArray[Any]:
-    """The array named as ``names`` says, or the only array of the file.
+    """The array named as ``names`` says, or the only array of the file; ``hint`` ends the
+    error.
 
     Raises:
         InputError: several arrays and none with one of ``names``.
@@ -230,7 +234,7 @@ def _pick(
         return next(iter(arrays.values()))
     held = ", ".join(repr(k) for k in arrays) or "no arrays"
     raise InputError(
-        f"{path}: holds {held}, and no {role} named {' or '.join(repr(n) for n in names)}"
+        f"{path}: holds {held}, and no {role} named {' or '.join(repr(n) for n in names)}{hint}"
     )
 
 

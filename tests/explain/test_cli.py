@@ -174,6 +174,7 @@ def test_invalid_input_exits_2_with_one_line_naming_the_option(tmp_path: Path) -
             invoke(x, y, "--budget", budget)
         )
     assert f"{x}: holds 'input', and no output named 'output'" in _error(invoke(x, x))
+    assert "'y' (a file given as both INPUT and OBSERVED must hold both)" in _error(invoke(x, x))
     empty = tmp_path / "empty.npz"
     np.savez(empty)
     assert f"{empty}: holds no arrays, and no output named" in _error(invoke(x, str(empty)))
