@@ -12,6 +12,7 @@ here.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -202,6 +203,7 @@ def check_case(
     A baseline compares whole tensors, so a case checked against one is not split (the header
     says so).
     """
+    started = time.perf_counter()
     implementation = backend_for(case, backend)
     case = resolved(case, implementation)
     p = case.spec
@@ -298,6 +300,7 @@ def check_case(
         strict_baseline=baseline is not None and baseline.strict,
         failing_groups=comparer.failures(),
         names=_display_names(implementation, [c.candidate for c in checks] + list(small), users),
+        seconds=time.perf_counter() - started,
     )
 
 

@@ -98,6 +98,7 @@ class Report:
     names: Mapping[str, str] = field(default_factory=dict)  # candidate -> its display name
     # (candidate, quantity) -> where that check fails, group by group
     failing_groups: Mapping[tuple[str, str], GroupFailures] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the check (JUnit's testcase time)
 
     def name(self, candidate: str) -> str:
         """How tables show a candidate (the backend's short name, e.g. ``F.layer_norm``)."""

@@ -21,7 +21,7 @@ def render(report: Report | SuiteReport) -> str:
         status = "pass" if report.passed else "fail"
         worst = report.worst_failure()
         message = None if worst is None else worst.message()
-        result = CaseResult(report.header.case, status, report, message)
+        result = CaseResult(report.header.case, status, report, message, report.seconds)
         report = SuiteReport(report.header.case, (result,))
     counts = report.counts()
     suite = ET.Element(

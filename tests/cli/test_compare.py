@@ -334,6 +334,8 @@ def test_format_junit_on_stdout_is_a_suite_of_one() -> None:
     assert root.tag == "testsuite" and root.get("tests") == "1" and root.get("failures") == "1"
     (case,) = root.iter("testcase")
     assert case.get("name") == TOKENS
+    # the check's own wall time (torch's three paths and the reference: well over a ms)
+    assert float(case.get("time", "0")) > 0 and root.get("time") == case.get("time")
     failure = case.find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("expected output does not match the reference")
