@@ -62,6 +62,22 @@ def default_compute_dtype(array_dtype: np.dtype[np.generic]) -> tuple[DTypeName,
     return "float32", f"input dtype {array_dtype} is not floating: computing in float32"
 
 
+def inexact_integers(a: npt.NDArray[Any], dtype: DTypeName, role: str) -> str | None:
+    """A note where integer data ``a`` reach beyond ``2**(p + 1)`` (``p`` the mantissa bits of
+    ``dtype``), past which not every integer is a ``dtype`` value: some are rounded there, and
+    distinct inputs may become equal (int64 values 2**60 + 0..3 are one float32 value)."""
+    if a.dtype.kind not in "iu" or not a.size:
+        return None
+    bits = DTYPES[dtype].mantissa_bits + 1
+    reach = max(abs(int(a.min())), abs(int(a.max())))  # Python ints: exact, no overflow
+    if reach <= 2**bits:
+        return None
+    return (
+        f"{role} holds integers up to {reach:.4g} in size; {dtype} holds every integer only up "
+        f"to 2^{bits} = {2**bits}: larger ones are rounded, and distinct ones may become equal"
+    )
+
+
 def real_numbers(a: npt.NDArray[Any], where: str, role: str) -> npt.NDArray[Any]:
     """``a`` checked to hold real numbers (floating or integer), in native byte order (torch
     cannot take big-endian data).

@@ -291,6 +291,7 @@ def _build(
     x = real_numbers(found.pop("input"), source, "input")
     dtype: DTypeName | None = settings["dtype"]
     chosen, note = (dtype, None) if dtype is not None else _default_dtype(x, input_dtype)
+    inexact = dtypes.inexact_integers(x, chosen, "input")
     x, overflowed = _rounded(x, chosen, "input")
     if x.ndim and x.size == 0:
         raise InputError(f"{source}: input has shape {tuple(x.shape)} and no elements to normalize")
@@ -327,7 +328,7 @@ def _build(
         grad_output=arrays.get("grad_output"),
         tolerance=tolerance,
         grad=bool(settings["grad"]) or upstream,
-        notes=((note,) if note else ()) + tuple(overflowed) + spec.notes,
+        notes=tuple(n for n in (note, inexact) if n) + tuple(overflowed) + spec.notes,
     )
 
 

@@ -11,6 +11,7 @@ import torch
 from lncheck.dtypes import (
     DTYPES,
     default_compute_dtype,
+    inexact_integers,
     inverse_spacing,
     representable_between,
     round_to,
@@ -152,3 +153,25 @@ def test_representable_between_narrow_float64_ranges_are_exact() -> None:
         assert representable_between(low, high, "float64").tolist() == [k + 1, k + 1]
     # across zero, past 2**63 values: as good as infinite
     assert representable_between(np.array([-1e308]), np.array([1e308]), "float64")[0] == math.inf
+
+
+def test_integers_beyond_the_dtypes_exact_range_are_noted() -> None:
+    at = np.array([-(2**24), 2**24], dtype=np.int64)  # every integer up to 2**24 is a float32
+    assert inexact_integers(at, "float32", "input") is None
+    for beyond in (np.array([2**24 + 1]), np.array([-(2**24) - 1]), 2**60 + np.arange(4)):
+        note = inexact_integers(beyond.astype(np.int64), "float32", "input")
+        assert note is not None and "float32 holds every integer only up to 2^24 = 16777216" in note
+    top = np.array([np.iinfo(np.uint64).max], dtype=np.uint64)  # no overflow on the way
+    assert "up to 1.845e+19 in size" in (inexact_integers(top, "float64", "input") or "")
+    assert inexact_integers(np.array([2049], np.int16), "float16", "weight") is not None
+    assert inexact_integers(np.array([2048], np.int16), "float16", "weight") is None
+    assert inexact_integers(np.array([2.0**60]), "float32", "input") is None  # floats: rounded
+
+
+def test_a_case_of_large_integers_says_they_are_rounded() -> None:
+    # four distinct int64 values, one float32 value: a constant row, and the notes say why
+    case = make_case((2**60 + np.arange(4, dtype=np.int64)).reshape(1, 4), normalized_shape=4)
+    assert case.notes[0] == "input dtype int64 is not floating: computing in float32"
+    assert case.notes[1].startswith("input holds integers up to 1.153e+18 in size; float32")
+    small = make_case(np.arange(8, dtype=np.int32).reshape(2, 4), normalized_shape=4)
+    assert not any("holds integers" in n for n in small.notes)
