@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import IO, Any
 
 from lncheck.comparison import Comparison, histogram_bins
@@ -18,7 +19,28 @@ from lncheck.report import CaseResult, Report, SuiteReport
 def render(report: Report | SuiteReport) -> str:
     """The report as one JSON object."""
     doc = suite_document(report) if isinstance(report, SuiteReport) else report_document(report)
-    return json.dumps(doc, allow_nan=False)
+    return dumps(doc)
+
+
+# A surrogate in a Python string stands alone (an undecodable byte of a file name or of a
+# candidate's message, kept by ``surrogateescape``): JSON would write it as an escape that
+# names no character, which strict parsers refuse
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dumps(doc: Any) -> str:
+    """``doc`` as strict JSON: no NaN or inf literals, lone surrogates replaced by U+FFFD."""
+    return json.dumps(_characters(doc), allow_nan=False)
+
+
+def _characters(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_characters(k): _characters(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_characters(v) for v in value]
+    return value
 
 
 def write(report: Report | SuiteReport, out: IO[str]) -> None:

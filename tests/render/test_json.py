@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 from lncheck.render import json as render_json
 
@@ -65,3 +66,13 @@ def test_json_with_an_unbounded_tolerance_is_valid_json() -> None:
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert all(c["nan_expected"] == 4 for c in doc["checks"] if c["quantity"] == "output")
+
+
+def test_a_lone_surrogate_is_written_as_a_replacement_character() -> None:
+    # an undecodable byte (0xff) of a file name or a candidate's message, kept by
+    # surrogateescape: JSON's "\udcff" names no character, and strict parsers refuse it
+    report = make_report()
+    report = replace(report, header=replace(report.header, notes=("bad byte: \udcff", "🙂")))
+    text = render_json.render(report)
+    assert "\\udc" not in text.lower() and "\\ud83d\\ude42" in text  # a real pair stays
+    assert json.loads(text)["notes"] == ["bad byte: \ufffd", "🙂"]
