@@ -1,9 +1,10 @@
 """From ``Settings`` and files (or arrays in memory) to a ``Case``.
 
 Arrays are read with ``readers``, checked (real numbers, native byte order), rounded to the
-compute dtype as the backend will round them, and matched against the op's spec: a weight of
-the wrong shape, running statistics an op does not keep, an eval-mode BatchNorm without them
-are input errors naming the option. Nothing here runs a backend.
+compute dtype as the backend will round them, and matched against the op's spec
+(``layer_arrays``: a weight of the wrong shape, running statistics an op does not keep, an
+eval-mode BatchNorm without them are input errors naming the option). Nothing here runs a
+backend.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck import dtypes, ops
+from lncheck import dtypes, layer_arrays, ops
 from lncheck.candidates import EXPECTED_PREFIX, QUANTITIES, bundles, command, specs
 from lncheck.candidates.callable import resolve
 from lncheck.case import Case
 from lncheck.dtypes import DTYPES, DTypeName, holds_bool, real_numbers
 from lncheck.errors import InputError, LncheckError, option, spell, with_context
-from lncheck.ops.spec import NormSpec
 from lncheck.options import (
     ARRAY_OPTIONS,
     OPTIONS,
@@ -306,10 +306,10 @@ def _build(
             overflowed += _not_finite(checked, role)
         arrays[role], beyond = _rounded(checked, chosen, role)
         overflowed += beyond
-    _check_shapes(arrays, spec, where)
+    layer_arrays.check_shapes(arrays, spec, where)
     # as given: a variance beyond float16's range becomes inf there, which torch's float16
     # buffer holds too (the note above says so)
-    _check_running_values(given, where)
+    layer_arrays.check_running_values(given, where)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
         # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
         arrays["weight"] = np.zeros(spec.param_shape, x.dtype)
@@ -412,68 +412,3 @@ def _default_dtype(x: npt.NDArray[Any], input_dtype: str) -> tuple[DTypeName, st
     if input_dtype in dtypes.DTYPE_NAMES:
         return input_dtype, None
     return dtypes.default_compute_dtype(x.dtype)
-
-
-def _check_shapes(
-    arrays: Mapping[str, npt.NDArray[Any]], spec: NormSpec, where: Mapping[str, str]
-) -> None:
-    expect = {
-        "weight": spec.param_shape,
-        "bias": spec.param_shape,
-        "running_mean": spec.stats_shape,
-        "running_var": spec.stats_shape,
-        "grad_output": spec.input_shape,
-    }
-    for role in ("running_mean", "running_var"):
-        if role in arrays and not spec.stats_shape:
-            if "track_running_stats" not in ops.module(spec.op).READS:  # never, not "here"
-                raise InputError(f"{where[role]}: {spec.op} keeps no running statistics")
-            raise InputError(
-                f"{where[role]}: gives a {role}, but {spec.module} here keeps no running "
-                f"statistics (see {option('track_running_stats')})"
-            )
-    missing = [r for r in ("running_mean", "running_var") if r not in arrays]
-    if spec.use_running_stats and missing:
-        give = " and ".join(option(r) for r in missing) + ("" if len(missing) == 2 else " too")
-        raise InputError(
-            f"{spec.module} in eval mode normalizes with running statistics: give {give}"
-        )
-    if "affine" not in ops.module(spec.op).READS:  # no such parameter, whatever the options
-        for role in ("weight", "bias"):
-            if role in arrays:
-                raise InputError(f"{where[role]}: {spec.op} has no {role}")
-    if "bias" in arrays and spec.affine and not spec.has_bias:
-        raise InputError(f"{where['bias']}: {spec.op} has no bias (it has a weight only)")
-    if not spec.affine:
-        for role in ("weight", "bias"):
-            if role in arrays:
-                raise InputError(
-                    f"{where[role]}: gives a {role}, but the layer has no affine parameters "
-                    f"({option('affine')} is off)"
-                )
-    for role, value in arrays.items():
-        want = expect[role]
-        if tuple(value.shape) != tuple(want):
-            # named as the option unless it is a member of the input's own file
-            which = f"the {role}" if where[role] == where.get("input") else option(role)
-            raise InputError(
-                f"{where[role]}: {role} has shape {tuple(value.shape)}; "
-                f"{which} must have shape {tuple(want)} "
-                f"for {spec.op} on an input of shape {spec.input_shape}"
-            )
-
-
-def _check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
-    """Running statistics are a layer's state, not data under test: a NaN there, or a negative
-    variance, makes every output it reaches NaN, and torch would be blamed for it. (An
-    infinity is a state a float16 buffer can hold, and is checked.)"""
-    for role in ("running_mean", "running_var"):
-        if role not in arrays:
-            continue
-        with np.errstate(all="ignore"):
-            values = np.asarray(arrays[role], dtype=np.float64)
-            bad = np.isnan(values) | ((values < 0) if role == "running_var" else False)
-        if bad.any():
-            first = float(values.flat[int(np.argmax(bad))])
-            need = "at least 0" if role == "running_var" else "numbers, not NaN"
-            raise InputError(f"{where[role]}: {role} values must be {need}, got {first:g}")
