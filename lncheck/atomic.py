@@ -32,11 +32,15 @@ def replacing(path: Path, where: str) -> Iterator[Path]:
     file created under the umask.
 
     Raises:
-        InputError: the folder cannot be written (``where`` names the option).
+        InputError: the folder, the file or the device cannot be written (``where`` names the
+            option); a stream whose reader went away (``BrokenPipeError``) is left to the
+            command line, which exits quietly as for standard output.
     """
     if special(path):  # written in place: a full device (/dev/full) is the user's to fix
         try:
             yield path
+        except BrokenPipeError:
+            raise
         except OSError as e:
             raise InputError(f"{named(where, path)}: cannot write: {e.strerror or e}") from None
         return

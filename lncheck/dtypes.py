@@ -73,8 +73,8 @@ def inexact_integers(a: npt.NDArray[Any], dtype: DTypeName, role: str) -> str | 
     if reach <= 2**bits:
         return None
     return (
-        f"{role} holds integers up to {reach:.4g} in size; {dtype} holds every integer only up "
-        f"to 2^{bits} = {2**bits}: larger ones are rounded, and distinct ones may become equal"
+        f"{role} holds integers up to {reach} in size; {dtype} holds every integer only up to "
+        f"2^{bits} = {2**bits}: larger ones may be rounded, and distinct ones become equal"
     )
 
 

@@ -75,7 +75,12 @@ def check_shapes(
 def check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
     """Running statistics are a layer's state, not data under test: a NaN there, or a negative
     variance, makes every output it reaches NaN, and torch would be blamed for it. (An
-    infinity is a state a float16 buffer can hold, and is checked.)"""
+    infinity is a state a float16 buffer can hold, and is checked.)
+
+    Raises:
+        InputError: a running mean holds NaN or a running variance NaN or a negative value
+            (named by ``where``, with the first such value).
+    """
     for role in ("running_mean", "running_var"):
         if role not in arrays:
             continue

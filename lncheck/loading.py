@@ -304,8 +304,9 @@ def _build(
         given[role] = checked = real_numbers(value, where[role], role)
         if role in ("weight", "bias"):  # data under test, as the input's NaN is: a note
             overflowed += _not_finite(checked, role)
+        inexact_param = dtypes.inexact_integers(checked, chosen, role)
         arrays[role], beyond = _rounded(checked, chosen, role)
-        overflowed += beyond
+        overflowed += beyond + ([inexact_param] if inexact_param else [])
     layer_arrays.check_shapes(arrays, spec, where)
     # as given: a variance beyond float16's range becomes inf there, which torch's float16
     # buffer holds too (the note above says so)

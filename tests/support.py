@@ -3,11 +3,10 @@ them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 import lncheck
 from lncheck.case import Case
@@ -15,6 +14,9 @@ from lncheck.comparison import Comparison
 from lncheck.loading import load
 from lncheck.options import ARRAY_OPTIONS, Settings, parse
 from lncheck.tolerances import ToleranceSpec
+
+if TYPE_CHECKING:
+    import torch
 
 _UNSET = object()
 
@@ -50,11 +52,12 @@ def output_check(x: Any, op: str = "layer_norm", **options: Any) -> Comparison:
 
 
 def layer_norm(x: Any, eps: float = 1e-5, ddof: int = 0) -> npt.NDArray[np.float64]:
-    """LayerNorm over the last axis in float64, ``ddof=1``: the unbiased variance."""
+    """LayerNorm over the last axis in float64 (``ddof=1`` gives the unbiased variance)."""
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(-1, keepdims=True)
     return np.asarray((x - mean) / np.sqrt(x.var(-1, ddof=ddof, keepdims=True) + eps))
 
 
 def as_float64(t: torch.Tensor) -> npt.NDArray[np.float64]:
+    """A torch tensor's values in float64, as a NumPy array."""
     return np.asarray(t.double().numpy())

@@ -162,7 +162,7 @@ def test_integers_beyond_the_dtypes_exact_range_are_noted() -> None:
         note = inexact_integers(beyond.astype(np.int64), "float32", "input")
         assert note is not None and "float32 holds every integer only up to 2^24 = 16777216" in note
     top = np.array([np.iinfo(np.uint64).max], dtype=np.uint64)  # no overflow on the way
-    assert "up to 1.845e+19 in size" in (inexact_integers(top, "float64", "input") or "")
+    assert "up to 18446744073709551615 in size" in (inexact_integers(top, "float64", "input") or "")
     assert inexact_integers(np.array([2049], np.int16), "float16", "weight") is not None
     assert inexact_integers(np.array([2048], np.int16), "float16", "weight") is None
     assert inexact_integers(np.array([2.0**60]), "float32", "input") is None  # floats: rounded
@@ -172,6 +172,13 @@ def test_a_case_of_large_integers_says_they_are_rounded() -> None:
     # four distinct int64 values, one float32 value: a constant row, and the notes say why
     case = make_case((2**60 + np.arange(4, dtype=np.int64)).reshape(1, 4), normalized_shape=4)
     assert case.notes[0] == "input dtype int64 is not floating: computing in float32"
-    assert case.notes[1].startswith("input holds integers up to 1.153e+18 in size; float32")
+    assert case.notes[1] == (
+        "input holds integers up to 1152921504606846979 in size; float32 holds every integer "
+        "only up to 2^24 = 16777216: larger ones may be rounded, and distinct ones become equal"
+    )
+    weighted = make_case(
+        np.ones((2, 4), np.float32), normalized_shape=4, weight=np.full(4, 2**25 + 1, np.int64)
+    )
+    assert any(n.startswith("weight holds integers up to 33554433 in size") for n in weighted.notes)
     small = make_case(np.arange(8, dtype=np.int32).reshape(2, 4), normalized_shape=4)
     assert not any("holds integers" in n for n in small.notes)

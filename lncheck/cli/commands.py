@@ -244,14 +244,16 @@ def run(
 
     stdout_format = output_format or "console"
     # each report as a --report target, and as the option that gave it was typed
-    given = [(f"--report {text}", text) for text in reports or ()]
-    given += [(f"--{name} {path}", f"{name}={path}")
+    # (and the option a file that cannot be written is named by)
+    given = [(f"--report {text}", text, "") for text in reports or ()]
+    given += [(f"--{name} {path}", f"{name}={path}", f"--{name}")
               for name, path in (("junit", junit), ("json", json_file)) if path]  # fmt: skip
-    targets = _report_targets([text for _, text in given])
-    typed = [words for words, _ in given]
-    # a file that cannot be written is named by the option that asked for it
-    wheres = [f"--report {name}=" for name, _ in targets[: len(reports or ())]]
-    wheres += [f"--{name}" for name, path in (("junit", junit), ("json", json_file)) if path]
+    targets = _report_targets([text for _, text, _ in given])
+    typed = [words for words, _, _ in given]
+    wheres = [
+        where or f"--report {name}="
+        for (_, _, where), (name, _) in zip(given, targets, strict=True)
+    ]
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )

@@ -192,9 +192,11 @@ def explain_command(
     except InputError as e:  # the API names its arguments; here they are files
         raise (with_context(e, input) if e.raw.startswith("input ") else e) from None
     if json_output:
-        from lncheck.render.json import dumps, explain_document
+        import json
 
-        sys.stdout.write(dumps(explain_document(report)) + "\n")
+        from lncheck.render.json import explain_document
+
+        sys.stdout.write(json.dumps(explain_document(report), allow_nan=False) + "\n")
     else:
         from lncheck.render.console import make_console, render_explain
 

@@ -9,6 +9,7 @@ writes a file (atomically: a temporary file renamed into place).
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import re
 import stat
@@ -105,8 +106,10 @@ def write_file(name: str, report: Report | SuiteReport, path: Path, where: str) 
         InputError: the file cannot be written (``where`` names the option).
     """
     renderer = get_format(name)
+    text = io.StringIO()  # rendered first: a renderer's bug never reads as a full disk's error
+    renderer.write(report, text)
     with replacing(path, where) as temporary, temporary.open("w", encoding="utf-8") as out:
-        renderer.write(report, out)
+        out.write(text.getvalue())
 
 
 def check_targets(

@@ -3,6 +3,7 @@ stale by an interrupted run."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lncheck.atomic import replacing
 from lncheck.render import write_file
 
 from ..conftest import EXAMPLES
@@ -350,3 +352,24 @@ def test_a_full_device_is_the_users_error_named_by_its_option(
              "tmp": str(tmp_path)}  # fmt: skip
     result = invoke(*(a.format(**names) for a in args))
     assert_user_error(result, f"{spelled}: cannot write: No space left on device")
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")
+def test_a_renderers_bug_is_not_read_as_the_full_devices_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lncheck.render import json as render_json
+
+    def broken(report: object, out: io.TextIOBase) -> None:
+        out.write("{")  # written, then the bug: the device must not take the blame
+        raise ValueError("renderer bug")
+
+    monkeypatch.setattr(render_json, "write", broken)
+    with pytest.raises(ValueError, match="renderer bug"):
+        write_file("json", make_report(), FULL, "--report json=")
+
+
+def test_a_stream_whose_reader_went_away_is_left_to_the_command_line() -> None:
+    # exit 141, quietly, as for standard output (README, exit status); not "cannot write"
+    with pytest.raises(BrokenPipeError), replacing(Path("/dev/null"), "--report json="):
+        raise BrokenPipeError(32, "Broken pipe")

@@ -76,3 +76,4 @@ def test_a_lone_surrogate_is_written_as_a_replacement_character() -> None:
     text = render_json.render(report)
     assert "\\udc" not in text.lower() and "\\ud83d\\ude42" in text  # a real pair stays
     assert json.loads(text)["notes"] == ["bad byte: \ufffd", "🙂"]
+    assert json.loads(render_json.dumps({"key \udcff": ["\udcff"]})) == {"key \ufffd": ["\ufffd"]}
