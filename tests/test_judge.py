@@ -1,7 +1,8 @@
 """The structural judgement (``lncheck.judge``) through the public entry: outputs given as
 ``expected=`` from correct kernels of every kind (two-pass, sequential, bfloat16 accumulators,
 torch's own) get their accuracy class, and bugs (another eps, the unbiased variance, a copied
-row, a missing bias, values beyond the structural cap) are a ``mismatch`` named as such."""
+row, a missing bias, values beyond the structural cap) are a ``mismatch`` named as such.
+Sequential kernels' outputs: ``test_sequential.py``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,8 @@ import pytest
 import torch
 
 import lncheck
-from benchmarks import repeated_values
 from benchmarks.low_precision_accumulation import accumulated_layer_norm
-from benchmarks.verdict_matrix.algorithms import sequential_sum, two_pass
 
-from . import mutants
 from .support import as_float64, layer_norm, output_check
 
 F64 = npt.NDArray[np.float64]
@@ -160,58 +158,6 @@ def test_a_variance_about_a_mean_off_by_its_allowance_grows_by_its_square() -> N
     wrong = {"output": np.zeros_like(x), "mean": np.array([12345.6]), "var": np.array([0.5])}
     bad = lncheck.compare(x, "batch_norm", backend=None, training=True, eps=1e-5, expected=wrong)
     assert not next(c for c in bad.checks if c.quantity == "var").passed
-
-
-@pytest.mark.parametrize("op", ["layer_norm", "group_norm"])
-def test_a_variance_lost_whole_at_the_last_place_is_sequential(op: str) -> None:
-    # [c + 1, c, c, c] at c = 1.2e7: float32 holds no value between. A sequential Welford's
-    # running mean c + 1/2 rounds to c (ties to even), the update of the sum of squares is then
-    # 0, and rstd is 1 / sqrt(eps): torch's CPU kernels output 316.2 and 292.5 where the exact
-    # output is 1.73. Two-pass, about the rounded mean, keeps the variance: accurate cannot
-    c = 12_000_000.0
-    x = np.array([[c + 1.0, c, c, c]], np.float32)
-    options: dict[str, Any] = {"normalized_shape": 4} if op == "layer_norm" else {"groups": 1}
-    if op == "group_norm":
-        x = x[:, None, :]
-    report = lncheck.compare(x, op, eps=1e-5, **options)
-    output = next(check for check in report.checks if check.quantity == "output")
-    assert output.worst_actual > 100 * math.sqrt(3)  # 316.2 (LayerNorm), 292.5 (GroupNorm)
-    assert all(check.passed for check in report.checks), [c.message() for c in report.checks]
-    assert {check.accuracy_class for check in report.checks if check.quantity == "output"} == {
-        "sequential"
-    }
-    statistics = [c for c in report.checks if c.quantity == "rstd"]
-    assert statistics and {c.accuracy_class for c in statistics} == {"sequential"}
-    strict = lncheck.compare(x, op, eps=1e-5, strict=True, **options)
-    assert not strict.passed
-    # rstd 1e6 at eps = 1e-12; and a lost variance only raises rstd: -50 times the exact
-    # output is no Welford's
-    assert lncheck.compare(x, op, eps=1e-12, **options).passed
-    exact = np.array([np.sqrt(3.0), -1 / np.sqrt(3.0), -1 / np.sqrt(3.0), -1 / np.sqrt(3.0)])
-    flipped = (-50 * exact).reshape(x.shape).astype(np.float32)
-    wrong = lncheck.compare(x, op, eps=1e-5, backend=None, expected=flipped, **options)
-    assert (wrong.passed, wrong.checks[0].accuracy_class) == (False, "mismatch")
-
-
-def test_a_sequential_sum_of_heavy_tailed_squares_is_sequential() -> None:
-    # the textbook one-thread-per-row float32 two-pass (np.cumsum sums in order) on rows whose
-    # magnitudes spread over four decades: squares below the running sum's last place are
-    # lost whole, 1.5e-5 to 3e-5 of the variance (ten times a random walk's sqrt(n) u), which
-    # was a mismatch at 1.9 times the sequential limits
-    rng = np.random.default_rng(11)
-    x = (np.exp(rng.uniform(-5, 5, (2, 10_000))) * rng.choice([-1, 1], (2, 10_000))).astype(
-        np.float32
-    )
-    mean = np.cumsum(x, axis=1, dtype=np.float32)[:, -1:] / np.float32(10_000)
-    d = x - mean
-    var = np.cumsum(d * d, axis=1, dtype=np.float32)[:, -1:] / np.float32(10_000)
-    y = d / np.sqrt(var + np.float32(1e-5))
-    check = output_check(x, normalized_shape=10_000, expected=y)
-    assert (check.passed, check.accuracy_class) == (True, "sequential")
-    assert not output_check(x, normalized_shape=10_000, expected=y, strict=True).passed
-    # an unbiased variance there is still another function
-    unbiased = (d / np.sqrt(var * np.float32(10_000 / 9_999) + np.float32(1e-5))).astype(np.float32)
-    assert output_check(x, normalized_shape=10_000, expected=unbiased).accuracy_class == "mismatch"
 
 
 def test_torchs_channels_last_group_norm_losing_the_variance_whole_is_low_precision() -> None:
@@ -375,28 +321,6 @@ def test_bfloat16_accumulators_are_low_precision_until_no_digit_is_left(
     assert (c.passed, c.accuracy_class) == (False, klass)
 
 
-@pytest.mark.parametrize("data", ["relu", "mask", "mask5"])
-def test_a_sequential_two_pass_over_repeated_values_is_sequential(data: str) -> None:
-    # ReLU's zeros (or a mask's two levels) are one squared deviation added again and again: it
-    # loses the same bits at every step while the running sum stays in a binade, so a
-    # textbook one-thread-per-row two-pass in float32 leans like an outlier's sum (rstd up to
-    # 9e-5 off at 16,384 values): it was a mismatch at 1.6-2.6 times its limit
-    x = repeated_values.data(data, 4, 16384, np.random.default_rng(0))
-    mean, var = two_pass(x, sequential_sum)
-    y = (x - mean) / np.sqrt(var + np.float32(1e-5))
-    c = output_check(x, normalized_shape=16384, expected=y)
-    assert (c.passed, c.accuracy_class) == (True, "sequential")
-    # both ends count: a balanced mask's two squared deviations are nearly equal and round
-    # alike (counting the larger end alone, this one used 0.90 of its limit; 0.50 now)
-    assert c.tolerance_used < 0.6
-    # the price: n * repeated steps lean alike (about 8,200 for ReLU's zeros here, 11,400 for
-    # the mask's 0.9); an rstd off by 1e-3 is still a mismatch here (at 262,144 values it is not:
-    # the sums above err by up to 1.3e-3 there)
-    wrong = layer_norm(x) * (1.0 + 1e-3)
-    c = output_check(x, normalized_shape=16384, expected=wrong.astype(np.float32))
-    assert (c.passed, c.accuracy_class) == (False, "mismatch")
-
-
 def test_hf_llama_rms_norm_rounding_x_rstd_to_bfloat16_is_low_precision() -> None:
     # y = bf16(bf16(x * rstd) * w): two roundings to bfloat16, an intermediate kept in the
     # compute dtype (transformers' LlamaRMSNorm). Near a power of two (rstd = 1.002) it leaves
@@ -417,24 +341,6 @@ def test_hf_llama_rms_norm_rounding_x_rstd_to_bfloat16_is_low_precision() -> Non
         ).passed
         c = output_check(data, "rms_norm", expected=once, **options)
         assert (c.passed, c.accuracy_class) == (True, "accurate"), c.message()
-
-
-def test_rsqrt_off_by_1e3_in_a_large_group_in_random_order_is_not_a_sequential_drift() -> None:
-    # 2**17 values at mean/std 30 in random order: a sequential float32 Welford's running mean
-    # drifts by lost updates only where the data trend (tolerances.G_TREND); here its sum of
-    # squares' roundings walk, 1e-5 of the scale at most. rsqrt off by 1e-3 was "sequential"
-    # under the order-blind drift limit (0.24 % here); it is a precision loss beyond it
-    rng = np.random.default_rng(11)
-    n = 2**17
-    x = (30 + rng.standard_normal((2, n))).astype(np.float32)
-    ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
-    sequential = mutants.welford(x, ones, zeros, 1e-5)
-    c = output_check(x, normalized_shape=n, expected=sequential)
-    assert c.passed, c.message()
-    wrong = (layer_norm(x) * (1 + 1e-3)).astype(np.float32)
-    c = output_check(x, normalized_shape=n, expected=wrong)
-    assert (c.passed, c.accuracy_class) == (False, "low_precision")
-    assert c.implied_scale == pytest.approx(1.001, rel=1e-5)
 
 
 def test_a_bfloat16_element_an_ulp_beyond_its_rounding_is_not_a_round_once_kernels() -> None:
