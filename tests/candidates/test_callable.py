@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import lncheck
 from lncheck.candidates.callable import resolve, source_file
 from lncheck.candidates.specs import Target
 from lncheck.errors import InputError
@@ -103,6 +104,33 @@ def test_a_function_that_changes_its_input_fails() -> None:
 
     (c,) = _checks(_x(), weight_in_place).values()
     assert c.note is not None and c.note.startswith("changed its weight in place (1 of 8 elements)")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "read-only numpy"])
+def test_a_function_that_writes_into_its_arguments_never_reaches_the_callers(kind: str) -> None:
+    # float32 data are used as they are (torch.from_numpy shares their memory): the candidate
+    # must get copies, and the check fails all the same
+    def in_place(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+    ) -> torch.Tensor:
+        x.mul_(2)
+        weight.mul_(3)
+        bias.add_(1)
+        return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+    originals = (_x(), np.ones(8, np.float32), np.zeros(8, np.float32))
+    snapshot = tuple(a.copy() for a in originals)
+    if kind == "read-only numpy":
+        for a in originals:
+            a.flags.writeable = False
+    args = tuple(torch.from_numpy(a) for a in originals) if kind == "torch" else originals
+    report = lncheck.compare(
+        args[0], normalized_shape=8, weight=args[1], bias=args[2], candidate={"c": in_place}
+    )
+    (check,) = [c for c in report.checks if c.candidate == "c"]
+    assert not check.passed and (check.note or "").startswith("changed its input in place")
+    for before, now in zip(snapshot, originals, strict=True):
+        np.testing.assert_array_equal(now, before)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ the layer uses them (defaults filled in). It returns a tensor (the layer's final
   gradient from its final output through autograd to get ``grad_input``, ``grad_weight`` and
   ``grad_bias``. A function whose signature names no ``weight`` (or ``bias``) never receives
   it, so autograd has no gradient for it: that check fails with a note saying so.
-* It must not change its input, weight or bias: they are compared bitwise with copies taken
-  before the call. Running statistics are buffers that torch's functions update in place, so
+* It must not change its input, weight or bias: it gets copies (never the caller's arrays),
+  compared bitwise after the call with copies taken before it. Running statistics are buffers that torch's functions update in place, so
   they are the function's updated ``running_mean``/``running_var`` unless it returns them.
 """
 
@@ -50,7 +50,9 @@ def call(
     """
     t = runner.inputs(case, device)
     upstream = runner.upstream(case, t.x) if case.grad else None
-    leaf = _leaf if upstream is not None else _same
+    # copies: the tensors may share memory with the caller's own arrays (``torch.from_numpy``),
+    # which a candidate that writes into its arguments must never reach
+    leaf = _leaf if upstream is not None else _fresh
     x, weight, bias = leaf(t.x), leaf(t.weight), leaf(t.bias)
     running = {
         "running_mean": None if t.running_mean is None else t.running_mean.clone(),
@@ -90,8 +92,8 @@ def _leaf(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().clone().requires_grad_(True)
 
 
-def _same(t: torch.Tensor | None) -> torch.Tensor | None:
-    return t
+def _fresh(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().clone()
 
 
 def _options(case: Case) -> dict[str, Any]:
