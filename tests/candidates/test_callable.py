@@ -143,6 +143,8 @@ def test_a_function_that_writes_into_its_arguments_never_reaches_the_callers(kin
         (lambda x: os._exit(0), "raised OsExit: os._exit(0) would end lncheck"),
         (lambda x: __import__("posix")._exit(3), "raised OsExit: os._exit(3) would end"),
         (lambda x: (x, x), "returned a tuple; return a tensor or a dict of quantities"),
+        (lambda x: x.to("meta"), "returned output on the meta device, which holds no values"),
+        (lambda x: {"output": x.to("meta")}, "returned output on the meta device"),
         (lambda x: {"y": x}, "returned an unknown quantity 'y' (known: output, activation"),
         (lambda x: {"output": [1.0]}, "returned output as a list, not a tensor"),
         (lambda x: x[:, :4], "its result: output has shape (4, 4); layer_norm on an input"),

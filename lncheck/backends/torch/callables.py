@@ -13,8 +13,9 @@ the layer uses them (defaults filled in). It returns a tensor (the layer's final
   ``grad_bias``. A function whose signature names no ``weight`` (or ``bias``) never receives
   it, so autograd has no gradient for it: that check fails with a note saying so.
 * It must not change its input, weight or bias: it gets copies (never the caller's arrays),
-  compared bitwise after the call with copies taken before it. Running statistics are buffers that torch's functions update in place, so
-  they are the function's updated ``running_mean``/``running_var`` unless it returns them.
+  compared bitwise after the call with copies taken before it. Running statistics are
+  buffers that torch's functions update in place, so they are the function's updated
+  ``running_mean``/``running_var`` unless it returns them.
 """
 
 from __future__ import annotations
@@ -83,9 +84,24 @@ def call(
     if upstream is not None and not any(g in produced for g in GRADIENTS):
         produced.update(_backward(case, produced, upstream, x, weight, bias, args))
     return {
-        name: value if isinstance(value, NotProduced) else to_numpy(value)
+        name: value if isinstance(value, NotProduced) else _values(name, value)
         for name, value in produced.items()
     }
+
+
+def _values(name: str, t: torch.Tensor) -> npt.NDArray[Any]:
+    """A returned tensor's values in NumPy.
+
+    Raises:
+        CandidateFailed: the tensor holds no values lncheck can read (on the ``meta`` device,
+            sparse, or of a kind NumPy cannot hold).
+    """
+    if t.device.type == "meta":
+        raise CandidateFailed(f"returned {name} on the meta device, which holds no values")
+    try:
+        return to_numpy(t.to_dense() if t.layout != torch.strided else t)
+    except (RuntimeError, TypeError, NotImplementedError) as e:
+        raise CandidateFailed(f"returned {name} that NumPy cannot hold: {_describe(e)}") from None
 
 
 def _leaf(t: torch.Tensor | None) -> torch.Tensor | None:
