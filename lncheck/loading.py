@@ -93,7 +93,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         if role in found and (role in given or isinstance(settings[role], str)):
             raise InputError(f"{source}: holds a {role}, and {option(role)} gives another")
         if role in given:
-            found[role], where[role] = _as_numpy(given[role], role), f"argument {role!r}"
+            found[role], where[role] = _as_numpy(given[role], role), option(role)
         elif isinstance(settings[role], str):
             path = settings[role]
             where[role] = f"{path} (given to {option(role)})"

@@ -208,12 +208,13 @@ def test_expected_of_wrong_shape(write: Callable[..., Path]) -> None:
     ) in _error(x, expected=str(e))
 
 
-def test_an_array_in_memory_of_the_wrong_shape_is_named_as_an_argument() -> None:
+def test_an_array_in_memory_of_the_wrong_shape_is_named_as_its_keyword() -> None:
     with pytest.raises(InputError) as info:
         load(settings(normalized_shape=4, bias=np.ones(3)), "x", given={"input": np.ones((2, 4))})
-    assert str(info.value).startswith(
-        "argument 'bias': bias has shape (3,); bias= must have shape (4,)"
-    )
+    assert str(info.value).startswith("bias=: bias has shape (3,); bias= must have shape (4,)")
+    with pytest.raises(InputError, match=r"^bias=: rms_norm has no bias \(it has a weight only"):
+        load(settings("rms_norm", normalized_shape=4, bias=np.ones(4)), "x",
+             given={"input": np.ones((2, 4))})  # fmt: skip
 
 
 def test_parameters_a_layer_does_not_have(write: Callable[..., Path]) -> None:
