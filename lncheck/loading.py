@@ -164,6 +164,13 @@ def _refuse_unused(settings: Settings, held: Collection[str] = (), source: str =
             held_by = "standard input" if source == "-" else source
             giver = option(other) if settings[other] is not None else f"{held_by}'s {other}"
             raise InputError(f"{option(name)} makes what {giver} gives ({what}): leave one out")
+    upstream = settings["grad_output"] is not None or "grad_output" in held
+    if settings.given("grad") and settings["grad"] is False and upstream:  # no --no-grad
+        giver = option("grad_output") if settings["grad_output"] is not None else source
+        raise InputError(
+            f"{option('grad')} is false, and {giver} gives an upstream gradient, which turns "
+            "the backward pass on: leave one out"
+        )
     # a momentum weighs the batch's statistics into running ones being updated; eval mode
     # puts running statistics in place of the batch's
     for name, idle_of in ops.IDLE:

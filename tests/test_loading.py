@@ -167,6 +167,13 @@ def test_a_given_upstream_gradient_turns_gradients_on(write: Callable[..., Path]
     g = write("g.npy", np.ones((2, 4), np.float32))
     assert _load(x).grad is False
     assert _load(x, grad_output=str(g)).grad is True
+    assert _load(x, grad_output=str(g), grad=True).grad is True
+    # said off beside one: a contradiction, never one of them quietly ignored
+    with pytest.raises(InputError, match=r"^grad= is false, and grad_output= gives an upstream"):
+        _load(x, grad_output=str(g), grad=False)
+    both = write("both.npz", input=np.ones((2, 4)), grad_output=np.ones((2, 4)))
+    with pytest.raises(InputError, match=r"^grad= is false, and .*both.npz gives an upstream"):
+        _load(both, grad=False)
 
 
 # --- errors: one InputError that names the file, the option and the problem ----------------------
