@@ -347,7 +347,8 @@ def parse(
         name = ALIASES.get(word, word)
         known = OPTIONS.get(name)
         if known is None or surface not in known.surfaces:
-            raise spelled(InputError(f"unknown option {word!r}"), spelling(surface))
+            said = spelling(surface)(word)  # foo=, key 'foo', --foo: as the caller wrote it
+            raise spelled(InputError(f"unknown option {said}"), spelling(surface))
         if name in words:
             raise spelled(
                 InputError(f"{option(name)} is given twice, as {words[name]!r} and {word!r}"),

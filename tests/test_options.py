@@ -100,7 +100,7 @@ def test_every_api_keyword_and_alias_is_taken_and_named_back() -> None:
         with pytest.raises(InputError) as info:
             lncheck.compare(x, **{word: object()}, **layer)  # no value of any kind
         if OPTIONS[ALIASES.get(word, word)].kind == "array":
-            assert str(info.value).startswith(f"argument {word!r}: {word} has dtype object")
+            assert str(info.value).startswith(f"{word}=: {word} has dtype object")
         elif word == "expected":  # an array of the final output, read as one
             message = "the array given to expected=: output has dtype object"
             assert str(info.value).startswith(message)

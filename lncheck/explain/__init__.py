@@ -71,10 +71,15 @@ def explain(
 
     Raises:
         InputError: arrays that are not real numbers, shapes that differ, a non-finite
-            input, a weight or bias that fits no structure, or a pinned option that does
-            not fit the input; options are named in the caller's spelling.
+            input, a weight or bias that fits no structure, a pinned option that does
+            not fit the input, or a budget that is not a positive number of seconds; options
+            are named in the caller's spelling.
     """
     settings = hypotheses.pins_from(pinned)
+    if budget_s is not None and not (
+        isinstance(budget_s, (int, float)) and not isinstance(budget_s, bool) and budget_s > 0
+    ):  # no search is no verdict (NaN included)
+        raise InputError(f"budget_s= must be a positive number of seconds, got {budget_s!r}")
     try:
         return _explain(x, observed, weight, bias, settings, dtype, budget_s)
     except LncheckError as e:

@@ -190,9 +190,23 @@ def test_a_budget_in_steps_ends_at_the_same_point_whatever_the_clock(
 
 def test_an_incomplete_search_says_so() -> None:
     x = np.random.default_rng(10).normal(size=(8, 64)).astype(np.float32)
-    report = explain(x, rounded(normalize(x, (-1,), 1e-5), "float32"), budget_s=0.0)
+    report = explain(x, rounded(normalize(x, (-1,), 1e-5), "float32"), budget_s=1e-12)
     assert not report.complete and not report.explained
-    assert report.notes == ("the search stopped after its 0 s budget",)
+    assert report.notes == ("the search stopped after its 1e-12 s budget",)
+
+
+@pytest.mark.parametrize("budget", [0, -1, 0.0, math.nan, "1", True])
+def test_a_budget_that_is_no_positive_number_is_refused(budget: object) -> None:
+    # no search is no verdict: "nothing fits" would be false (the command line's --budget too)
+    x = np.ones((2, 4))
+    with pytest.raises(InputError, match=r"^budget_s= must be a positive number of seconds"):
+        explain(x, x, budget_s=budget)  # type: ignore[arg-type]
+
+
+def test_an_unknown_pinned_option_is_named_as_a_keyword() -> None:
+    x = np.ones((2, 4))
+    with pytest.raises(InputError, match=r"^unknown option foo=$"):
+        explain(x, x, pinned={"foo": 1})
 
 
 def test_the_docstring_example_runs() -> None:
