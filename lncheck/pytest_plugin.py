@@ -57,8 +57,18 @@ class LncheckRegression:
 
     def path(self, basename: str | None = None) -> Path:
         """Where this test's values are recorded: beside the test file, in a folder named after
-        its module, one ``.npz`` per ``basename`` (the test's name by default)."""
+        its module, one ``.npz`` per ``basename`` (the test's name by default).
+
+        Raises:
+            InputError: ``basename`` is empty, ``.`` or ``..``, or holds a folder separator.
+        """
         test_file = Path(self.request.node.path)
+        if basename is not None and (
+            not basename or basename in (".", "..") or re.search(r"[/\\\x00]", basename)
+        ):  # a name, never a path: the values stay in the test's own folder
+            from lncheck.errors import InputError
+
+            raise InputError(f"basename={basename!r}: give a file name, without a folder")
         name = basename or re.sub(r"[^\w.-]+", "_", self.request.node.name).strip("_")
         return test_file.parent / test_file.stem / f"{name}.npz"
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lncheck.errors import InputError
+from lncheck.pytest_plugin import LncheckRegression
+
 from .conftest import heavy_modules_after
 
 TEST = """
@@ -70,3 +73,13 @@ def test_the_plugin_imports_neither_torch_nor_numpy() -> None:
         [sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, timeout=120
     )
     assert "--lncheck-regen" in done.stdout
+
+
+@pytest.mark.parametrize("basename", ["../../escaped", "a/b", "a\\b", "", "..", "."])
+def test_a_basename_is_a_file_name_never_a_path(
+    lncheck_regression: LncheckRegression, basename: str
+) -> None:
+    with pytest.raises(InputError, match="give a file name, without a folder"):
+        lncheck_regression.path(basename)
+    here = Path(__file__)
+    assert lncheck_regression.path("mine") == here.parent / here.stem / "mine.npz"
