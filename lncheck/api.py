@@ -224,8 +224,8 @@ def run_suite(
     fail_fast: bool = False,
     jobs: int = 1,
     baseline: str | Path | None = None,
-    baseline_rtol: float = 0.0,
-    baseline_atol: float = 0.0,
+    baseline_rtol: float | None = None,
+    baseline_atol: float | None = None,
     strict_baseline: bool = False,
 ) -> SuiteReport:
     """Run a suite file as ``lncheck run`` does and return its report (``.passed``,
@@ -236,19 +236,36 @@ def run_suite(
     cases in spawned worker processes, at most one per CPU: in a script, call it under ``if
     __name__ == "__main__":`` (if the workers cannot start, the cases run in this process).
 
+    ``baseline_rtol``/``baseline_atol`` (both or neither; default: bitwise) and
+    ``strict_baseline`` say what counts as drift from ``baseline``, and need it.
+
     Raises:
         lncheck.errors.InputError: the suite file, the baseline or an option is invalid, a
-            shard is not ``1 <= i <= n``, or ``pattern`` matches no case of the suite (nothing
-            ran).
+            shard is not ``1 <= i <= n``, ``pattern`` is not a string or matches no case of the
+            suite (nothing ran), or a baseline's tolerance or strictness is given without it.
     """
     from lncheck.suite.parse import load_suite
     from lncheck.suite.run import SuiteOptions, run_cases, select, selection_note
+    from lncheck.tolerances import ToleranceSpec
 
     try:
+        if pattern is not None and not isinstance(pattern, str):
+            raise InputError(f"pattern= must be a string, got {type(pattern).__name__}")
+        if baseline is None:  # they say what counts as drift from a baseline: there is none
+            for name, value in (("baseline_rtol", baseline_rtol),
+                                ("baseline_atol", baseline_atol),
+                                ("strict_baseline", strict_baseline or None)):  # fmt: skip
+                if value is not None:
+                    raise InputError(f"{name}= is for drift from a baseline: give baseline= too")
+        drift = ToleranceSpec.from_options(
+            _number(baseline_rtol, "baseline_rtol"),
+            _number(baseline_atol, "baseline_atol"),
+            names=("baseline_rtol=", "baseline_atol="),
+        )
         options = SuiteOptions(
             baseline=None if baseline is None else str(baseline),
-            baseline_rtol=baseline_rtol,
-            baseline_atol=baseline_atol,
+            baseline_rtol=drift.rtol or 0.0,
+            baseline_atol=drift.atol or 0.0,
             strict_baseline=strict_baseline,
             fail_fast=fail_fast,
             jobs=jobs,
@@ -261,6 +278,19 @@ def run_suite(
         return run_cases(str(path), cases, options, notes=selection_note(cases, shard))
     except LncheckError as e:
         raise spelled(e, spelling("api")) from None
+
+
+def _number(value: object, name: str) -> float | None:
+    """``value`` as a float (``None`` stays ``None``).
+
+    Raises:
+        InputError: it is not a real number (a string, a bool).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name}= must be a number, got {value!r}")
+    return float(value)
 
 
 __all__ = ["check", "compare", "run_suite"]

@@ -208,6 +208,26 @@ def test_baseline_tolerances_are_validated_in_the_api() -> None:
         lncheck.run_suite(SUITE, baseline_atol=float("nan"))
 
 
+def test_the_api_refuses_what_the_command_line_refuses(tmp_path: Path) -> None:
+    # drift options without a baseline, half a tolerance, a value of the wrong kind: checked
+    # before the baseline (which does not exist here) is opened, named as keywords
+    golden = tmp_path / "g.npz"
+    refused = [
+        ({"baseline_rtol": 1e-3, "baseline_atol": 1e-3}, "baseline_rtol= is for drift from a "
+         "baseline: give baseline= too"),
+        ({"strict_baseline": True}, "strict_baseline= is for drift from a baseline"),
+        ({"baseline": golden, "baseline_rtol": 1e-3}, "baseline_rtol= was given without "
+         "baseline_atol=: give both or neither"),
+        ({"baseline": golden, "baseline_rtol": "x", "baseline_atol": 0}, "baseline_rtol= must "
+         "be a number, got 'x'"),
+        ({"pattern": 5}, "pattern= must be a string, got int"),
+    ]  # fmt: skip
+    for options, message in refused:
+        with pytest.raises(InputError) as info:
+            lncheck.run_suite(SUITE, **options)  # type: ignore[arg-type]
+        assert str(info.value).startswith(message)
+
+
 def test_an_unwritable_baseline_is_exit_2(tmp_path: Path) -> None:
     result = invoke("baseline", str(SUITE), "-o", str(tmp_path / "no" / "g.npz"), "-k", "rms")
     assert result.exit_code == 2
