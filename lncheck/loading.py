@@ -77,7 +77,7 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
     stored: Mapping[str, str] = {}  # the input file's own dtype names, by array
     if "input" in given:
         original = given.pop("input")
-        found = {"input": _as_numpy(original, "input")}
+        found = {"input": _within(_as_numpy(original, "input"), "the input", max_bytes)}
         input_dtype = _dtype_name_of(original, found["input"])
     else:
         main = read_arrays(source, max_bytes=max_bytes)
@@ -93,7 +93,8 @@ def _load(settings: Settings, source: str, given: dict[str, Any], name: str) -> 
         if role in found and (role in given or isinstance(settings[role], str)):
             raise InputError(f"{source}: holds a {role}, and {option(role)} gives another")
         if role in given:
-            found[role], where[role] = _as_numpy(given[role], role), option(role)
+            found[role] = _within(_as_numpy(given[role], role), option(role), max_bytes)
+            where[role] = option(role)
         elif isinstance(settings[role], str):
             path = settings[role]
             where[role] = f"{path} (given to {option(role)})"
@@ -272,6 +273,19 @@ def _as_numpy(a: Any, role: str) -> npt.NDArray[Any]:
         # ragged nested lists, meta or sparse tensors, objects NumPy cannot convert
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{role}: not an array of numbers: {first}") from None
+
+
+def _within(a: npt.NDArray[Any], named: str, limit: int | None) -> npt.NDArray[Any]:
+    """``a`` (an array given in memory), held to the ``max_bytes`` limit files are held to.
+
+    Raises:
+        InputError: it is larger.
+    """
+    if limit is not None and a.nbytes > limit:
+        raise InputError(
+            f"{named} is {a.nbytes} bytes, over the {option('max_bytes')} limit {limit}"
+        )
+    return a
 
 
 def _is_tensor(a: object) -> bool:

@@ -68,3 +68,12 @@ def test_a_numpy_or_torch_dtype_names_the_compute_dtype() -> None:
 def test_ill_typed_values_are_input_errors(call: Callable[[], object], phrase: str) -> None:
     with pytest.raises(InputError, match=phrase):
         call()
+
+
+def test_max_bytes_holds_arrays_given_in_memory_as_it_holds_files() -> None:
+    x = np.ones((3, 8), np.float32)  # 96 bytes
+    with pytest.raises(InputError, match=r"^the input is 96 bytes, over the max_bytes= limit 95$"):
+        lncheck.compare(x, normalized_shape=8, max_bytes=95)
+    with pytest.raises(InputError, match=r"^weight= is 64 bytes, over the max_bytes= limit 63$"):
+        lncheck.compare(x[:, :4], normalized_shape=4, weight=np.ones(8), max_bytes=63)
+    assert lncheck.compare(x, normalized_shape=8, max_bytes=96).passed
