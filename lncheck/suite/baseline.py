@@ -158,6 +158,13 @@ def _verify(baseline: Baseline, names: list[str]) -> None:
     ``Baseline.arrays`` reads them in a run (real numbers, never a pickle, every CRC checked):
     a fault found here would otherwise be one case's error after the others ran. (Cases and
     candidates a run does not have are not faults: re-recording some cases keeps the others.)"""
+    recorded = baseline.meta.get("cases", {})
+    if not isinstance(recorded, dict) or not all(
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(k, {}), dict) for k in ("options", "digests"))
+        for entry in recorded.values()
+    ):  # hand-edited: a run would skip its checks of changed options quietly
+        raise InputError("its __meta__ 'cases' is not each case's options and digests")
     cases: dict[str, None] = {}  # in the file's order
     for name in names:
         if name == META:
@@ -167,6 +174,8 @@ def _verify(baseline: Baseline, names: list[str]) -> None:
             raise InputError(f"entry {name!r} is not named <case>/<candidate>/<quantity>")
         if parts[2] not in QUANTITIES:
             raise InputError(f"entry {name!r} names no quantity (known: {', '.join(QUANTITIES)})")
+        if parts[0] not in recorded:
+            raise InputError(f"entry {name!r} is of a case its __meta__ does not record")
         cases[parts[0]] = None
     for case in cases:  # one case's arrays at a time, as a run holds them
         baseline.arrays(case)

@@ -131,7 +131,13 @@ def run_cases(
     notes = list(notes)
     options = replace(options, root=str(Path(suite_path).parent))
     if options.baseline is not None:
-        notes += open_baseline(options.baseline).notes(environment)
+        baseline = open_baseline(options.baseline)
+        notes += baseline.notes(environment)
+        if cases and not any(baseline.has(c.name) for c in cases):  # another suite's, or stale
+            notes.append(
+                f"the baseline records none of the {len(cases)} cases run: nothing was compared "
+                "with it"
+            )
     results: list[CaseResult] = []
 
     def done(result: CaseResult) -> bool:

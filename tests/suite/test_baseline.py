@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -256,3 +258,55 @@ def test_a_case_on_a_device_this_machine_lacks_is_named_when_recording(tmp_path:
     assert result.exit_code == 2
     assert "case 'gpu': key 'device' cuda: torch reports no CUDA device" in result.stderr
     assert not (tmp_path / "g.npz").exists()
+
+
+def _edit_meta(golden: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    entries = _entries(golden)
+    meta = json.loads(str(np.load(io.BytesIO(entries[f"{META}.npy"]))[()]))
+    edit(meta)
+    entries[f"{META}.npy"] = _npy(np.array(json.dumps(meta)))
+    _rewrite(golden, entries)
+
+
+def _as_list(meta: dict[str, Any]) -> None:
+    meta["cases"] = list(meta["cases"])
+
+
+def _options_text(meta: dict[str, Any]) -> None:
+    meta["cases"]["rms_norm"]["options"] = "eps=1e-5"
+
+
+def _case_left_out(meta: dict[str, Any]) -> None:
+    del meta["cases"]["rms_norm"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_as_list, "its __meta__ 'cases' is not each case's options and digests"),
+        (_options_text, "its __meta__ 'cases' is not each case's options and digests"),
+        (_case_left_out, "entry 'rms_norm/"),
+    ],
+)
+def test_a_hand_edited_baseline_meta_is_refused_before_any_case_runs(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    # a list of cases ran every case as "not in the baseline"; options given as text skipped
+    # the check of changed options; arrays of an unrecorded case read as never recorded
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "rms_norm").exit_code == 0
+    _edit_meta(golden, edit)
+    result = invoke("run", str(SUITE), "-k", "rms_norm", "--baseline", str(golden))
+    assert result.exit_code == 2 and f"--baseline {golden}: " in result.stderr
+    assert message in result.stderr
+
+
+def test_a_baseline_that_records_none_of_the_cases_run_says_so(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "rms_norm").exit_code == 0
+    report = lncheck.run_suite(SUITE, pattern="group_norm", baseline=golden)
+    assert "the baseline records none of the 2 cases run: nothing was compared with it" in (
+        report.notes
+    )
+    mixed = lncheck.run_suite(SUITE, pattern="norm", baseline=golden)
+    assert not any("records none" in n for n in mixed.notes)
