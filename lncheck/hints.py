@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 BUDGET_STEPS = 2000
 BUDGET_S = 30.0
 SAMPLE = 1 << 16  # elements, evenly spaced, whose groups are compared
+DISTINCT = 8  # values an output needs before its values can tell the dtype it was rounded to
 
 
 def with_hints(
@@ -54,7 +55,7 @@ def with_hints(
             done.append(c)
             continue
         if c.accuracy_class == "mismatch" and not c.cause_named:
-            narrow = _narrower(case, c.candidate)
+            narrow = _narrower(case, c.candidate, output)
             if narrow is not None:  # not "a different function": the file's own rounding
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
@@ -71,11 +72,12 @@ def with_hints(
     return done
 
 
-def _narrower(case: Case, candidate: str) -> str | None:
+def _narrower(case: Case, candidate: str, output: Quantity) -> str | None:
     """Why a user's output stored in a float dtype narrower than the check's fails whatever it
     computes (``None`` where it is not narrower): its own last place is coarser than any
-    correct result's in the compute dtype."""
-    stored = case.stored_narrower.get(candidate)
+    correct result's in the compute dtype. A file says its dtype; a function's or a program's
+    output says it by its values (a bfloat16 tensor comes back as float32)."""
+    stored = case.stored_narrower.get(candidate) or _rounded_to(case, output)
     if stored is None:
         return None
     return (
@@ -83,6 +85,22 @@ def _narrower(case: Case, candidate: str) -> str | None:
         f"is no rounding of {case.dtype}'s (if the layer ran in {stored}, check it with "
         f"{_setting(case, 'dtype', stored)})"
     )
+
+
+def _rounded_to(case: Case, output: Quantity) -> str | None:
+    """The float dtype narrower than the check's that holds every value of ``output``
+    (``explain.confirm.value_precision``), where it has ``DISTINCT`` values or more: a few
+    (zeros, a constant row's bias) fit any dtype."""
+    from lncheck.dtypes import DTYPES
+    from lncheck.explain.confirm import value_precision
+
+    values = as_array(output)
+    sample = np.unique(values.reshape(-1)[: DISTINCT * 64])
+    if np.count_nonzero(np.isfinite(sample)) < DISTINCT:
+        return None
+    found = value_precision(values)
+    narrower = DTYPES[found].mantissa_bits < DTYPES[case.dtype].mantissa_bits
+    return found if narrower else None
 
 
 def _setting(case: Case, name: str, value: str) -> str:

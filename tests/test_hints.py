@@ -208,3 +208,26 @@ def test_a_bfloat16_pt_file_is_said_to_be_bfloat16_as_typed(tmp_path: Path) -> N
         "its values are bfloat16, the check computes in float32: bfloat16's own rounding is no "
         "rounding of float32's (if the layer ran in bfloat16, check it with --dtype bfloat16)"
     ) in result.stdout
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_function_returning_a_narrower_dtype_is_said_to_be_rounded(dtype: str) -> None:
+    # a bfloat16 tensor comes back as float32 values: they tell the dtype, as a file's says it
+    import torch
+
+    def kernel(x: torch.Tensor, normalized_shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, normalized_shape).to(getattr(torch, dtype))
+
+    report = lncheck.compare(X, normalized_shape=256, backend=None, candidate={"k": kernel})
+    (c,) = report.checks
+    assert c.accuracy_class == "mismatch" and (c.explanation or "").startswith(
+        f"its values are {dtype}, the check computes in float32: {dtype}'s own rounding is no "
+        f'rounding of float32\'s (if the layer ran in {dtype}, check it with dtype="{dtype}")'
+    )
+
+
+def test_an_output_of_few_values_tells_no_dtype() -> None:
+    # a mismatch of zeros and ones fits bfloat16 by its values alone: no word of dtypes
+    y = np.where(X > 0, 1.0, 0.0).astype(np.float32)
+    (c,) = lncheck.compare(X, normalized_shape=256, backend=None, expected=y).checks
+    assert c.accuracy_class == "mismatch" and "its values are" not in (c.explanation or "")
