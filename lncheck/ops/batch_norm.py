@@ -23,7 +23,7 @@ READS = {
     "affine": "on",
     "track_running_stats": "on",
     "momentum": "0.1 or none",
-    "training": "train (eval needs --running-mean/--running-var)",
+    "training": "train; eval needs --running-mean/--running-var",
     "channel_axis": "1",
 }
 
