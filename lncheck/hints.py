@@ -89,18 +89,27 @@ def _narrower(case: Case, candidate: str, output: Quantity) -> str | None:
 
 def _rounded_to(case: Case, output: Quantity) -> str | None:
     """The float dtype narrower than the check's that holds every value of ``output``
-    (``explain.confirm.value_precision``), where it has ``DISTINCT`` values or more: a few
-    (zeros, a constant row's bias) fit any dtype."""
+    (``explain.confirm.value_precision``), where its values use that dtype's every bit: a few
+    values (zeros, a constant row's bias), or values on a coarser grid (whole numbers, halves:
+    an identity or a missing division), fit a narrow dtype without having been rounded to it.
+    Values rounded to bfloat16 use its last bit half of the time: ``DISTINCT`` distinct ones
+    all leave it clear with a chance of 2**-DISTINCT."""
     from lncheck.dtypes import DTYPES
     from lncheck.explain.confirm import value_precision
 
     values = as_array(output)
-    sample = np.unique(values.reshape(-1)[: DISTINCT * 64])
-    if np.count_nonzero(np.isfinite(sample)) < DISTINCT:
-        return None
     found = value_precision(values)
-    narrower = DTYPES[found].mantissa_bits < DTYPES[case.dtype].mantissa_bits
-    return found if narrower else None
+    bits = DTYPES[found].mantissa_bits
+    if bits >= DTYPES[case.dtype].mantissa_bits:
+        return None
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    sample = np.unique(flat[:: max(1, flat.size // (DISTINCT * 64))])
+    sample = sample[np.isfinite(sample) & (sample != 0)]
+    if sample.size < DISTINCT:
+        return None
+    mantissa, _ = np.frexp(sample)  # in [0.5, 1): bits + 1 significant bits at most
+    last_bit_used = np.ldexp(mantissa, bits) % 1.0 != 0.0
+    return found if bool(np.any(last_bit_used)) else None
 
 
 def _setting(case: Case, name: str, value: str) -> str:

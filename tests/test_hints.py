@@ -226,8 +226,19 @@ def test_a_function_returning_a_narrower_dtype_is_said_to_be_rounded(dtype: str)
     )
 
 
-def test_an_output_of_few_values_tells_no_dtype() -> None:
-    # a mismatch of zeros and ones fits bfloat16 by its values alone: no word of dtypes
-    y = np.where(X > 0, 1.0, 0.0).astype(np.float32)
-    (c,) = lncheck.compare(X, normalized_shape=256, backend=None, expected=y).checks
+WHOLE = np.random.default_rng(1).integers(-8, 9, (16, 64)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        (X, np.where(X > 0, 1.0, 0.0).astype(np.float32)),  # few values
+        (WHOLE, WHOLE.copy()),  # an identity on whole numbers
+        (WHOLE, WHOLE - WHOLE.mean(-1, keepdims=True)),  # no division by the std
+        (WHOLE, WHOLE / 2),  # halves
+    ],
+)
+def test_values_on_a_coarse_grid_tell_no_dtype(x: np.ndarray, y: np.ndarray) -> None:
+    # they fit bfloat16 without having been rounded to it: the mismatch keeps its own words
+    (c,) = lncheck.compare(x, normalized_shape=x.shape[-1], backend=None, expected=y).checks
     assert c.accuracy_class == "mismatch" and "its values are" not in (c.explanation or "")
