@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,9 @@ def run_suite(
     try:
         if pattern is not None and not isinstance(pattern, str):
             raise InputError(f"pattern= must be a string, got {type(pattern).__name__}")
+        for name, flag in (("strict_baseline", strict_baseline), ("fail_fast", fail_fast)):
+            if not isinstance(flag, bool):  # "no" would be true
+                raise InputError(f"{name}= must be True or False, got {flag!r}")
         if baseline is None:  # they say what counts as drift from a baseline: there is none
             for name, value in (("baseline_rtol", baseline_rtol),
                                 ("baseline_atol", baseline_atol),
@@ -288,7 +292,7 @@ def _number(value: object, name: str) -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's too
         raise InputError(f"{name}= must be a number, got {value!r}")
     return float(value)
 

@@ -220,7 +220,10 @@ def _expected_parts(
             named = "" if entry.candidate == specs.EXPECTED else f" as {entry.candidate!r}"
             where = f"the {kind} given to {option(entry.option)}{named}"
             members = entry.source if isinstance(entry.source, Mapping) else {"input": entry.source}
-            arrays = {str(k): _as_array(v, where, entry, str(k)) for k, v in members.items()}
+            arrays = {
+                str(k): _within(_as_array(v, where, entry, str(k)), where, max_bytes)
+                for k, v in members.items()
+            }
             names = {str(k): _dtype_name_of(v, arrays[str(k)]) for k, v in members.items()}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where, names))
     return parts

@@ -20,6 +20,7 @@ project where lncheck is installed, so it imports neither torch nor NumPy until 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _file_name(basename: object) -> str:
+    """``basename`` as a bare file name (a string or a path of one part).
+
+    Raises:
+        InputError: it is not text or a path, is empty, ``.`` or ``..``, or names a folder.
+    """
+    from lncheck.errors import InputError
+
+    name = os.fspath(basename) if isinstance(basename, (str, os.PathLike)) else None
+    if not isinstance(name, str) or name in ("", ".", "..") or re.search(r"[/\\\x00:]", name):
+        # a name, never a path: the values stay in the test's own folder
+        raise InputError(f"basename={basename!r}: give a file name, without a folder")
+    return name
+
+
 @pytest.fixture
 def lncheck_regression(request: pytest.FixtureRequest) -> LncheckRegression:
     """Check a normalization layer against the reference and against recorded results."""
@@ -55,7 +71,7 @@ class LncheckRegression:
         self.request = request
         self.regen = bool(request.config.getoption("lncheck_regen"))
 
-    def path(self, basename: str | None = None) -> Path:
+    def path(self, basename: str | os.PathLike[str] | None = None) -> Path:
         """Where this test's values are recorded: beside the test file, in a folder named after
         its module, one ``.npz`` per ``basename`` (the test's name by default).
 
@@ -63,12 +79,8 @@ class LncheckRegression:
             InputError: ``basename`` is empty, ``.`` or ``..``, or holds a folder separator.
         """
         test_file = Path(self.request.node.path)
-        if basename is not None and (
-            not basename or basename in (".", "..") or re.search(r"[/\\\x00]", basename)
-        ):  # a name, never a path: the values stay in the test's own folder
-            from lncheck.errors import InputError
-
-            raise InputError(f"basename={basename!r}: give a file name, without a folder")
+        if basename is not None:
+            basename = _file_name(basename)
         name = basename or re.sub(r"[^\w.-]+", "_", self.request.node.name).strip("_")
         return test_file.parent / test_file.stem / f"{name}.npz"
 

@@ -77,3 +77,7 @@ def test_max_bytes_holds_arrays_given_in_memory_as_it_holds_files() -> None:
     with pytest.raises(InputError, match=r"^weight= is 64 bytes, over the max_bytes= limit 63$"):
         lncheck.compare(x[:, :4], normalized_shape=4, weight=np.ones(8), max_bytes=63)
     assert lncheck.compare(x, normalized_shape=8, max_bytes=96).passed
+    y = np.zeros((3, 8))  # 192 bytes, given as the expected output, alone or as a candidate's
+    for expected, named in ((y, "expected="), ({"k": y}, "expected= as 'k'")):
+        with pytest.raises(InputError, match=f"^the array given to {named} is 192 bytes, over"):
+            lncheck.compare(x, normalized_shape=8, expected=expected, max_bytes=191)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,11 +76,14 @@ def test_the_plugin_imports_neither_torch_nor_numpy() -> None:
     assert "--lncheck-regen" in done.stdout
 
 
-@pytest.mark.parametrize("basename", ["../../escaped", "a/b", "a\\b", "", "..", "."])
+@pytest.mark.parametrize(
+    "basename", ["../../escaped", "a/b", "a\\b", "", "..", ".", "C:evil", Path("a/b"), 3]
+)
 def test_a_basename_is_a_file_name_never_a_path(
-    lncheck_regression: LncheckRegression, basename: str
+    lncheck_regression: LncheckRegression, basename: Any
 ) -> None:
     with pytest.raises(InputError, match="give a file name, without a folder"):
         lncheck_regression.path(basename)
     here = Path(__file__)
     assert lncheck_regression.path("mine") == here.parent / here.stem / "mine.npz"
+    assert lncheck_regression.path(Path("mine")) == here.parent / here.stem / "mine.npz"

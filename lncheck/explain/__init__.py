@@ -18,6 +18,7 @@ groups first, then on every group, then on every element (``lncheck.explain.sear
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,8 +78,8 @@ def explain(
     """
     settings = hypotheses.pins_from(pinned)
     if budget_s is not None and not (
-        isinstance(budget_s, (int, float)) and not isinstance(budget_s, bool) and budget_s > 0
-    ):  # no search is no verdict (NaN included)
+        isinstance(budget_s, numbers.Real) and not isinstance(budget_s, bool) and budget_s > 0
+    ):  # no search is no verdict (NaN included); NumPy's numbers are real numbers too
         raise InputError(f"budget_s= must be a positive number of seconds, got {budget_s!r}")
     try:
         return _explain(x, observed, weight, bias, settings, dtype, budget_s)

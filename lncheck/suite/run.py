@@ -134,10 +134,8 @@ def run_cases(
         baseline = open_baseline(options.baseline)
         notes += baseline.notes(environment)
         if cases and not any(baseline.has(c.name) for c in cases):  # another suite's, or stale
-            notes.append(
-                f"the baseline records none of the {len(cases)} cases run: nothing was compared "
-                "with it"
-            )
+            run = "the case run" if len(cases) == 1 else f"the {len(cases)} cases run"
+            notes.append(f"the baseline records none of {run}: nothing was compared with it")
     results: list[CaseResult] = []
 
     def done(result: CaseResult) -> bool:

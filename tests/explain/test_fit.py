@@ -203,6 +203,13 @@ def test_a_budget_that_is_no_positive_number_is_refused(budget: object) -> None:
         explain(x, x, budget_s=budget)  # type: ignore[arg-type]
 
 
+def test_a_numpy_number_is_a_budget_too() -> None:
+    x = np.random.default_rng(0).normal(size=(2, 8))
+    y = normalize(x, (-1,), 1e-5)
+    for budget in (np.float32(30.0), np.int64(30)):
+        assert explain(x, y, budget_s=budget).explained  # type: ignore[arg-type]
+
+
 def test_an_unknown_pinned_option_is_named_as_a_keyword() -> None:
     x = np.ones((2, 4))
     with pytest.raises(InputError, match=r"^unknown option foo=$"):

@@ -223,11 +223,18 @@ def test_the_api_refuses_what_the_command_line_refuses(tmp_path: Path) -> None:
         ({"baseline": golden, "baseline_rtol": "x", "baseline_atol": 0}, "baseline_rtol= must "
          "be a number, got 'x'"),
         ({"pattern": 5}, "pattern= must be a string, got int"),
+        ({"baseline": golden, "strict_baseline": "no"}, "strict_baseline= must be True or "
+         "False, got 'no'"),  # a string that would read as true
+        ({"fail_fast": 1}, "fail_fast= must be True or False, got 1"),
     ]  # fmt: skip
     for options, message in refused:
         with pytest.raises(InputError) as info:
             lncheck.run_suite(SUITE, **options)  # type: ignore[arg-type]
         assert str(info.value).startswith(message)
+    # NumPy's numbers are numbers: they get as far as the (missing) baseline file
+    with pytest.raises(InputError, match="no such file"):
+        lncheck.run_suite(SUITE, baseline=golden, baseline_rtol=np.float32(1e-3),
+                          baseline_atol=np.int64(0))  # fmt: skip
 
 
 def test_an_unwritable_baseline_is_exit_2(tmp_path: Path) -> None:
@@ -308,5 +315,7 @@ def test_a_baseline_that_records_none_of_the_cases_run_says_so(tmp_path: Path) -
     assert "the baseline records none of the 2 cases run: nothing was compared with it" in (
         report.notes
     )
+    one = lncheck.run_suite(SUITE, pattern="group_norm-channels-last", baseline=golden)
+    assert "the baseline records none of the case run: nothing was compared with it" in one.notes
     mixed = lncheck.run_suite(SUITE, pattern="norm", baseline=golden)
     assert not any("records none" in n for n in mixed.notes)
