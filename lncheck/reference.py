@@ -25,7 +25,7 @@ import numpy.typing as npt
 from lncheck import activations, bounds
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
-from lncheck.dtypes import DTYPES, representable_between
+from lncheck.dtypes import DTYPES, exact_sums, representable_between
 from lncheck.moments import Moments, Scaled, moments, scaled
 from lncheck.ops.spec import NormSpec
 from lncheck.output_model import OutputModel
@@ -34,7 +34,6 @@ from lncheck.sources import check_intact
 from lncheck.tolerances import (
     LAST_PLACE_LEVELS,
     accumulation_dtype,
-    exact_sums,
     low_precision_ceiling,
 )
 

@@ -442,19 +442,3 @@ def _weighted(terms: Mapping[str, Scale], weights: Mapping[str, float], floor: f
         return np.asarray(total + per_group[start : start + blocks[0].shape[0], None])
 
     return LazyTensor(first.layout, first.sources, compute)
-
-
-def exact_sums(
-    value: npt.NDArray[np.float64], n: int, accumulator_bits: int
-) -> npt.NDArray[np.bool_]:
-    """Per group of ``n`` equal values ``value``, whether every partial sum ``k * value``
-    (``k <= n``) is exact with ``accumulator_bits`` significant bits: the value's own
-    significant bits plus ``n``'s fit. Then any order of summation (sequential, pairwise,
-    Welford, Kahan) gives ``n * value`` exactly, and the mean ``value`` itself."""
-    finite = np.isfinite(value)
-    mantissa, _ = np.frexp(np.where(finite, value, 0.0))
-    whole = np.abs(np.ldexp(mantissa, 53)).astype(np.int64)  # exact: 53 bits at most
-    lowest = whole & -whole  # its lowest set bit (0 for a zero value)
-    trailing = np.log2(np.maximum(lowest, 1)).astype(np.int64)  # exact for a power of two
-    bits = np.where(whole > 0, 53 - trailing, 0)
-    return np.asarray(finite & (bits + int(n).bit_length() <= accumulator_bits))

@@ -11,6 +11,7 @@ import torch
 from lncheck.dtypes import (
     DTYPES,
     default_compute_dtype,
+    exact_sums,
     inexact_integers,
     inverse_spacing,
     representable_between,
@@ -182,3 +183,25 @@ def test_a_case_of_large_integers_says_they_are_rounded() -> None:
     assert any(n.startswith("weight holds integers up to 33554433 in size") for n in weighted.notes)
     small = make_case(np.arange(8, dtype=np.int32).reshape(2, 4), normalized_shape=4)
     assert not any("holds integers" in n for n in small.notes)
+
+
+@pytest.mark.parametrize(
+    ("value", "n", "exact"),
+    [
+        (3.0, 1000, True),  # 2 bits + 10 bits
+        (-29488.0, 1000, True),  # a float16 value: 11 bits + 10
+        (1.0 + 2.0**-23, 2, False),  # 24 bits + 2
+        (1.0 + 2.0**-12, 2047, True),  # 13 bits + 11
+        (1.0 + 2.0**-12, 2048, False),  # 13 + 12: (a safe bound; 2048 itself is a power of 2)
+        (0.0, 10**6, True),
+        (2.0**-30, 1 << 20, True),
+        (math.nan, 4, False),
+        (math.inf, 4, False),
+    ],
+)
+def test_exact_sums_of_equal_values(value: float, n: int, exact: bool) -> None:
+    assert bool(exact_sums(np.array([value]), n, 24)[0]) is exact
+    if exact and math.isfinite(value):
+        # sequential float32 partial sums are k * value exactly (float64 holds them exactly)
+        partial = np.cumsum(np.full(n, value, dtype=np.float32), dtype=np.float32)
+        assert np.array_equal(partial.astype(np.float64), np.arange(1, n + 1) * value)

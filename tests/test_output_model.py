@@ -25,7 +25,6 @@ from lncheck.tolerances import (
     G_DRIFT,
     allowance,
     atol_floor,
-    exact_sums,
     low_precision_floor,
 )
 
@@ -356,28 +355,6 @@ def test_the_reference_output_is_within_4_ulps_of_exact_at_large_mean() -> None:
                 ulps = np.abs(y[r] - exact) / np.spacing(np.abs(exact))
                 assert np.max(ulps) <= 4, (n, float(np.max(ulps)))
     assert DTYPES["float64"].unit_roundoff == 2.0**-53
-
-
-@pytest.mark.parametrize(
-    ("value", "n", "exact"),
-    [
-        (3.0, 1000, True),  # 2 bits + 10 bits
-        (-29488.0, 1000, True),  # a float16 value: 11 bits + 10
-        (1.0 + 2.0**-23, 2, False),  # 24 bits + 2
-        (1.0 + 2.0**-12, 2047, True),  # 13 bits + 11
-        (1.0 + 2.0**-12, 2048, False),  # 13 + 12: (a safe bound; 2048 itself is a power of 2)
-        (0.0, 10**6, True),
-        (2.0**-30, 1 << 20, True),
-        (math.nan, 4, False),
-        (math.inf, 4, False),
-    ],
-)
-def test_exact_sums_of_equal_values(value: float, n: int, exact: bool) -> None:
-    assert bool(exact_sums(np.array([value]), n, 24)[0]) is exact
-    if exact and math.isfinite(value):
-        # sequential float32 partial sums are k * value exactly (float64 holds them exactly)
-        partial = np.cumsum(np.full(n, value, dtype=np.float32), dtype=np.float32)
-        assert np.array_equal(partial.astype(np.float64), np.arange(1, n + 1) * value)
 
 
 def test_a_constant_group_summed_exactly_admits_no_mean_error() -> None:
