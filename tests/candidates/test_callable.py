@@ -282,3 +282,17 @@ def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:
             make_case(_x(), normalized_shape=8, candidate=target)
         assert str(info.value).startswith(f"candidate= {target!r}: ")
         assert phrase in str(info.value)
+
+
+def test_a_function_that_changes_the_running_statistics_in_eval_mode_fails() -> None:
+    # eval mode updates none: they are inputs, as the weight is
+    def sloppy(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor) -> Any:
+        running_mean.add_(1.0)
+        return F.batch_norm(x, running_mean - 1.0, running_var, training=False)
+
+    stats = {"running_mean": np.zeros(3, np.float32), "running_var": np.ones(3, np.float32)}
+    (c,) = _checks(_x((8, 3)), sloppy, "batch_norm", train=False, **stats).values()
+    assert not c.passed
+    assert (c.note or "").startswith("changed its running_mean in place (3 of 3 elements)")
+    honest = _checks(_x((8, 3)), F.batch_norm, "batch_norm", train=False, **stats)
+    assert all(c.passed for c in honest.values())

@@ -15,7 +15,8 @@ the layer uses them (defaults filled in). It returns a tensor (the layer's final
 * It must not change its input, weight or bias: it gets copies (never the caller's arrays),
   compared bitwise after the call with copies taken before it. Running statistics are
   buffers that torch's functions update in place, so they are the function's updated
-  ``running_mean``/``running_var`` unless it returns them.
+  ``running_mean``/``running_var`` unless it returns them (in eval mode, which updates none,
+  they are inputs it must not change).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def call(
     values = {k: v for k, v in values.items() if v is not None}
     args = _accepted(fn, values)
     before = {"input": x, "weight": weight, "bias": bias}
+    if not case.spec.update_running_stats:  # eval mode: the running statistics are inputs too
+        before.update(running)
     copies = {k: v.detach().clone() for k, v in before.items() if v is not None}
     try:
         with torch.set_grad_enabled(upstream is not None), guarded():
