@@ -13,7 +13,6 @@ True
 from __future__ import annotations
 
 import inspect
-import numbers
 import warnings
 from pathlib import Path
 from typing import Any
@@ -248,24 +247,25 @@ def run_suite(
     from lncheck.suite.parse import load_suite
     from lncheck.suite.run import SuiteOptions, run_cases, select, selection_note
     from lncheck.tolerances import ToleranceSpec
+    from lncheck.values import any_number, flag, text
 
     try:
-        if pattern is not None and not isinstance(pattern, str):
-            raise InputError(f"pattern= must be a string, got {type(pattern).__name__}")
-        for name, flag in (("strict_baseline", strict_baseline), ("fail_fast", fail_fast)):
-            if not isinstance(flag, bool):  # "no" would be true
-                raise InputError(f"{name}= must be True or False, got {flag!r}")
+        # the option table's parsers ("no" would read as true, "1e-3" is no number)
+        if pattern is not None:
+            text(pattern, "pattern")
+        flag(strict_baseline, "strict_baseline")
+        flag(fail_fast, "fail_fast")
         if baseline is None:  # they say what counts as drift from a baseline: there is none
             for name, value in (("baseline_rtol", baseline_rtol),
                                 ("baseline_atol", baseline_atol),
                                 ("strict_baseline", strict_baseline or None)):  # fmt: skip
                 if value is not None:
                     raise InputError(f"{name}= is for drift from a baseline: give baseline= too")
-        drift = ToleranceSpec.from_options(
-            _number(baseline_rtol, "baseline_rtol"),
-            _number(baseline_atol, "baseline_atol"),
-            names=("baseline_rtol=", "baseline_atol="),
+        rtol, atol = (
+            None if v is None else any_number(v, n)
+            for v, n in ((baseline_rtol, "baseline_rtol"), (baseline_atol, "baseline_atol"))
         )
+        drift = ToleranceSpec.from_options(rtol, atol, names=("baseline_rtol=", "baseline_atol="))
         options = SuiteOptions(
             baseline=None if baseline is None else str(baseline),
             baseline_rtol=drift.rtol or 0.0,
@@ -282,19 +282,6 @@ def run_suite(
         return run_cases(str(path), cases, options, notes=selection_note(cases, shard))
     except LncheckError as e:
         raise spelled(e, spelling("api")) from None
-
-
-def _number(value: object, name: str) -> float | None:
-    """``value`` as a float (``None`` stays ``None``).
-
-    Raises:
-        InputError: it is not a real number (a string, a bool).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's too
-        raise InputError(f"{name}= must be a number, got {value!r}")
-    return float(value)
 
 
 __all__ = ["check", "compare", "run_suite"]
