@@ -29,7 +29,7 @@ from lncheck.options import (
     Settings,
     spelling,
 )
-from lncheck.readers import INPUT_NAMES, OneRead, read_arrays
+from lncheck.readers import INPUT_NAMES, OneRead, over_limit, read_arrays
 from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
@@ -285,9 +285,7 @@ def _within(a: npt.NDArray[Any], named: str, limit: int | None) -> npt.NDArray[A
         InputError: it is larger.
     """
     if limit is not None and a.nbytes > limit:
-        raise InputError(
-            f"{named} is {a.nbytes} bytes, over the {option('max_bytes')} limit {limit}"
-        )
+        raise InputError(f"{named} {over_limit(a.nbytes, limit).raw}")
     return a
 
 
