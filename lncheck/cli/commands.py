@@ -134,10 +134,6 @@ def compare(
         raise InputError(f"--plot {plot}: is a folder; give a file name")
     writes = targets + ([("", plot)] if plot is not None else [])
     written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
-    if plot is not None and not plot.suffix:  # matplotlib would write "r" as r.png
-        raise InputError(
-            f"--plot {plot}: give the format as the file's suffix ({plot.name}.png, .svg, .pdf)"
-        )
     if plot is not None:  # a format matplotlib lacks is found before the run, not after
         from lncheck.render.plot import check_target
 

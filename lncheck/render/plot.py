@@ -27,7 +27,12 @@ def check_target(path: Path) -> None:
 
     Raises:
         BackendUnavailable: matplotlib is not installed.
-        InputError: matplotlib writes no such format."""
+        InputError: the name has no suffix (matplotlib would write "r" as r.png, a file the
+            user never named), or matplotlib writes no such format."""
+    if not path.suffix:
+        raise InputError(
+            f"--plot {path}: give the format as the file's suffix ({path.name}.png, .svg, .pdf)"
+        )
     plt = _pyplot()
     formats = plt.figure().canvas.get_supported_filetypes()
     plt.close("all")
