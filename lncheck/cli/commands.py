@@ -16,6 +16,7 @@ import typer
 from lncheck.cli import Command, app, written
 from lncheck.cli.params import with_table_options
 from lncheck.options import parse, spelling
+from lncheck.render import ReportTarget
 
 OUTPUT = "Output"
 SELECTION = "Selection"
@@ -128,12 +129,11 @@ def compare(
         raise InputError(f"--all-groups lengthens the console tables; it does not apply to {where}")
     targets = _report_targets(reports)
     settings = parse(options, "cli")
-    # the plot is one more file written: it may clash with a report as two reports do
-    typed = [f"--report {text}" for text in reports or ()] + ([f"--plot {plot}"] if plot else [])
     if plot is not None and (plot.is_dir() or plot.name in ("", ".", "..")):
         raise InputError(f"--plot {plot}: is a folder; give a file name")
-    writes = targets + ([("", plot)] if plot is not None else [])
-    written.protect(writes, written.files_read(settings, input), typed=typed, stdout=stdout_format)
+    # the plot is one more file written: it may clash with a report as two reports do
+    writes = targets + ([ReportTarget("", plot, "--plot")] if plot is not None else [])
+    written.protect(writes, written.files_read(settings, input), stdout=stdout_format)
     if plot is not None:  # a format matplotlib lacks is found before the run, not after
         from lncheck.render.plot import check_target
 
@@ -239,17 +239,10 @@ def run(
     from lncheck.tolerances import ToleranceSpec
 
     stdout_format = output_format or "console"
-    # each report as a --report target, and as the option that gave it was typed
-    # (and the option a file that cannot be written is named by)
-    given = [(f"--report {text}", text, "") for text in reports or ()]
-    given += [(f"--{name} {path}", f"{name}={path}", f"--{name}")
-              for name, path in (("junit", junit), ("json", json_file)) if path]  # fmt: skip
-    targets = _report_targets([text for _, text, _ in given])
-    typed = [words for words, _, _ in given]
-    wheres = [
-        where or f"--report {name}="
-        for (_, _, where), (name, _) in zip(given, targets, strict=True)
-    ]
+    targets = _report_targets(reports)
+    # --junit and --json are reports too, named as they were typed
+    targets += [ReportTarget(name, path, f"--{name}")
+                for name, path in (("junit", junit), ("json", json_file)) if path]  # fmt: skip
     drift = ToleranceSpec.from_options(
         baseline_rtol, baseline_atol, names=("--baseline-rtol", "--baseline-atol")
     )
@@ -265,7 +258,7 @@ def run(
     )
     cases, notes = _selected(suite, shard, pattern)
     files = {str(suite): "the suite file", **written.files_of(cases)}
-    written.protect(targets, files, baseline, typed=typed, stdout=stdout_format)
+    written.protect(targets, files, baseline, stdout=stdout_format)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
@@ -277,7 +270,7 @@ def run(
         report = run_cases(
             str(suite), cases, options, lambda r: progress.advance(r.name, r.status), notes
         )
-    _emit(report, stdout_format, targets, wheres=wheres)
+    _emit(report, stdout_format, targets)
     raise typer.Exit(int(report.exit_status))
 
 
@@ -320,8 +313,9 @@ def record_baseline(
 
     everything = load_suite(suite).cases
     cases, notes = _selected(suite, shard, pattern, everything)
-    written.protect([("", output)], {str(suite): "the suite file", **written.files_of(everything)},
-             where=spelling("cli")("output"), stdout="console")  # fmt: skip
+    written.protect([ReportTarget("", output, spelling("cli")("output"))],
+                    {str(suite): "the suite file", **written.files_of(everything)},
+                    stdout="console")  # fmt: skip
     out = console.make_console()
     environment = environment_of(cases)
     with console.SuiteProgress(out, len(cases), quiet=quiet, label="recording") as progress:
@@ -397,26 +391,20 @@ def _stdout_format(json_output: bool, output_format: str | None) -> str:
     return name
 
 
-def _report_targets(reports: list[str] | None) -> list[tuple[str, Path]]:
+def _report_targets(reports: list[str] | None) -> list[ReportTarget]:
     from lncheck.render import parse_report_target
 
     return [parse_report_target(text) for text in reports or ()]
 
 
 def _emit(
-    report: Any,
-    stdout_format: str,
-    targets: list[tuple[str, Path]],
-    *,
-    quiet: bool = False,
-    wheres: list[str] | None = None,
+    report: Any, stdout_format: str, targets: list[ReportTarget], *, quiet: bool = False
 ) -> None:
-    """Write the report files (each whole or not at all; ``wheres``: the option that named
-    each, ``--report FORMAT=`` by default), then the chosen format to stdout."""
+    """Write the report files (each whole or not at all), then the chosen format to stdout."""
     from lncheck.render import get_format, write_file
 
-    for index, (name, path) in enumerate(targets):
-        write_file(name, report, path, wheres[index] if wheres else f"--report {name}=")
+    for target in targets:
+        write_file(report, target)
     if quiet and stdout_format == "console":
         from lncheck.render.console import write_quiet
 

@@ -5,7 +5,10 @@ report of an earlier run is removed before this one starts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lncheck.render import ReportTarget
 
 
 def files_read(settings: Any, source: str) -> dict[str, str]:
@@ -62,11 +65,9 @@ def _sources(settings: Any, function: str, program: str) -> dict[str, str]:
 
 
 def protect(
-    targets: list[tuple[str, Path]],
+    targets: list[ReportTarget],
     files: dict[str, str],
     baseline: Path | None = None,
-    where: str = "--report",
-    typed: list[str] | None = None,
     stdout: str | None = None,
 ) -> None:
     """Refuse targets that are files the run reads (``files``, and ``baseline``), or that
@@ -75,19 +76,19 @@ def protect(
 
     if baseline is not None:
         files[str(baseline)] = "the baseline"
-    check_targets(targets, files, where, typed, stdout)
+    check_targets(targets, files, stdout)
 
 
-def remove_stale(targets: list[tuple[str, Path]]) -> None:
+def remove_stale(targets: list[ReportTarget]) -> None:
     """Reports of an earlier run go before this one starts: if it is interrupted, CI finds no
     report rather than a stale one that may say "pass"."""
     from lncheck.atomic import special
     from lncheck.errors import InputError
 
-    for name, path in targets:
-        if special(path) or path.is_symlink():  # /dev/null, a pipe, a link: never removed
+    for target in targets:
+        if special(target.path) or target.path.is_symlink():  # /dev/null, a pipe, a link: kept
             continue
         try:
-            path.unlink(missing_ok=True)
+            target.path.unlink(missing_ok=True)
         except OSError as e:
-            raise InputError(f"--report {name}={path}: cannot replace: {e.strerror or e}") from None
+            raise InputError(f"{target.typed}: cannot replace: {e.strerror or e}") from None

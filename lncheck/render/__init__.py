@@ -16,7 +16,7 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from lncheck.atomic import named, replacing, shareable
 from lncheck.errors import InputError, option
@@ -82,8 +82,23 @@ def get_format(name: str) -> Format:
     return cast(Format, importlib.import_module(FORMATS[name]))
 
 
-def parse_report_target(text: str) -> tuple[str, Path]:
-    """``"junit=report.xml"`` -> ``("junit", Path("report.xml"))``.
+class ReportTarget(NamedTuple):
+    """A file a run writes: its ``format`` (empty for a plain path option such as ``--plot``),
+    its ``path``, and its ``option`` as the caller spelled it (``--report json=``,
+    ``--junit``, ``-o``), which names it in every message about it."""
+
+    format: str
+    path: Path
+    option: str
+
+    @property
+    def typed(self) -> str:
+        """The option and its path as given: ``--report json=r.json``, ``--junit r.xml``."""
+        return named(self.option, self.path)
+
+
+def parse_report_target(text: str) -> ReportTarget:
+    """``"junit=report.xml"`` -> ``ReportTarget("junit", Path("report.xml"), "--report junit=")``.
 
     Raises:
         InputError: not FORMAT=PATH, or an unknown format.
@@ -95,34 +110,33 @@ def parse_report_target(text: str) -> tuple[str, Path]:
         raise InputError(
             f"{option('report')} {text}: unknown format {name!r} (known: {', '.join(FORMATS)})"
         )
-    return name, Path(path)
+    return ReportTarget(name, Path(path), f"--report {name}=")
 
 
-def write_file(name: str, report: Report | SuiteReport, path: Path, where: str) -> None:
-    """Write ``report`` as format ``name`` to ``path``, whole or not at all: into a temporary
-    file beside it, renamed into place when complete.
+def write_file(report: Report | SuiteReport, target: ReportTarget) -> None:
+    """Write ``report`` in ``target``'s format to its path, whole or not at all: into a
+    temporary file beside it, renamed into place when complete.
 
     Raises:
-        InputError: the file cannot be written (``where`` names the option).
+        InputError: the file cannot be written (named by ``target``'s option).
     """
-    renderer = get_format(name)
+    renderer = get_format(target.format)
     text = io.StringIO()  # rendered first: a renderer's bug never reads as a full disk's error
     renderer.write(report, text)
-    with replacing(path, where) as temporary, temporary.open("w", encoding="utf-8") as out:
+    with (
+        replacing(target.path, target.option) as temporary,
+        temporary.open("w", encoding="utf-8") as out,
+    ):
         out.write(text.getvalue())
 
 
 def check_targets(
-    targets: Sequence[tuple[str, Path]],
+    targets: Sequence[ReportTarget],
     protected: Mapping[str, str],
-    where: str = "--report",
-    typed: Sequence[str] | None = None,
     stdout: str | None = None,
 ) -> None:
-    """Refuse to write a file over one the run reads: ``targets`` are ``(format, path)`` (an
-    empty format for a plain path option), ``protected`` maps the paths a run reads (the suite
-    file, inputs, a baseline) to what they are; ``typed`` says each target as the caller gave
-    it (``--json r.json``; default ``<where> format=path``); ``stdout`` names the format the
+    """Refuse to write a file over one the run reads: ``protected`` maps the paths a run reads
+    (the suite file, inputs, a baseline) to what they are; ``stdout`` names the format the
     run writes to standard output, if it writes there.
 
     Raises:
@@ -131,44 +145,36 @@ def check_targets(
             standard output (``/dev/stdout``, or the file it is redirected to) where ``stdout``
             goes too, or standard error (unless a terminal or ``/dev/null``).
     """
-    given = list(typed or [_spelled_target(where, name, path) for name, path in targets])
-    for index, (name, path) in enumerate(targets):
+    for index, (name, path, _) in enumerate(targets):
+        given = targets[index].typed
         if str(path) in ("-", "-.png"):  # standard output everywhere else: never a file "-"
-            raise InputError(f"{given[index]}: give a file name ('-' is standard output)")
+            raise InputError(f"{given}: give a file name ('-' is standard output)")
         if path.is_dir():  # found before the run, not after it (as a failed rename)
-            raise InputError(f"{given[index]}: is a folder; give a file name")
+            raise InputError(f"{given}: is a folder; give a file name")
         if not path.parent.is_dir():
             folder = repr(str(path.parent))
             why = (
                 f"{folder} is not a folder" if path.parent.exists() else f"no such folder {folder}"
             )
-            raise InputError(f"{given[index]}: {why}")
+            raise InputError(f"{given}: {why}")
         for other, what in protected.items():
             if _same_file(path, Path(other)):
-                raise InputError(f"{given[index]}: that is {what}; refusing to overwrite it")
+                raise InputError(f"{given}: that is {what}; refusing to overwrite it")
         if stdout is not None and _is_stream(path, sys.stdout):
             instead = ""
             if name in FORMATS and name != stdout:
                 instead = f", or --format {name} for {name} there"
             raise InputError(
-                f"{given[index]}: that is standard output, where the {stdout} output goes too; "
+                f"{given}: that is standard output, where the {stdout} output goes too; "
                 f"give a file{instead}"
             )
         if _is_stream(path, sys.stderr):  # messages, warnings and a candidate's prints
-            raise InputError(
-                f"{given[index]}: that is standard error, where messages go; give a file"
-            )
-        for earlier, (_, before) in enumerate(targets[:index]):
-            if _same_file(path, before) and not shareable(path):
+            raise InputError(f"{given}: that is standard error, where messages go; give a file")
+        for before in targets[:index]:
+            if _same_file(path, before.path) and not shareable(path):
                 raise InputError(
-                    f"{given[index]}: {given[earlier]} writes there too; give each report its "
-                    "own file"
+                    f"{given}: {before.typed} writes there too; give each report its own file"
                 )
-
-
-def _spelled_target(where: str, name: str, path: Path) -> str:
-    """A report target as an option names it: ``--report json=r.json``, ``--plot p.png``."""
-    return named(f"{where} {name}=" if name else where, path)
 
 
 def _is_stream(path: Path, stream: IO[str]) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lncheck.atomic import replacing
-from lncheck.render import write_file
+from lncheck.render import ReportTarget, write_file
 
 from ..conftest import EXAMPLES
 from ..render.reports import make_report
@@ -38,11 +38,11 @@ def test_a_report_file_is_written_whole_or_not_at_all(
 
     monkeypatch.setattr(render_json, "write", fails_half_way)
     with pytest.raises(KeyboardInterrupt):
-        write_file("json", make_report(), target, "--report json=")
+        write_file(make_report(), ReportTarget("json", target, "--report json="))
     assert target.read_text() == "the previous report"
     assert os.listdir(tmp_path) == ["r.json"]  # no temporary file left behind
     monkeypatch.undo()
-    write_file("json", make_report(), target, "--report json=")
+    write_file(make_report(), ReportTarget("json", target, "--report json="))
     assert target.read_text().startswith('{"passed": false')
     assert target.stat().st_mode & 0o777 == 0o640  # the old file's permissions kept
 
@@ -105,6 +105,28 @@ def test_an_interrupted_run_leaves_no_stale_report(
     result = invoke("run", str(suite), "--junit", str(junit), "--json", str(report))
     assert result.exit_code == 130
     assert not junit.exists() and not report.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "spelled"),
+    [(["--junit", "{tmp}/r.xml"], "--junit {tmp}/r.xml"),
+     (["--report", "junit={tmp}/r.xml"], "--report junit={tmp}/r.xml")],
+)  # fmt: skip
+def test_a_stale_report_that_cannot_go_is_named_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], spelled: str
+) -> None:
+    suite = write_suite(tmp_path, CASE)
+    (tmp_path / "r.xml").write_text("the last run's report")
+    unlink = Path.unlink
+
+    def refused(path: Path, missing_ok: bool = False) -> None:
+        if path.name == "r.xml":
+            raise PermissionError(13, "Permission denied")
+        unlink(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    result = invoke("run", str(suite), *(a.format(tmp=tmp_path) for a in args))
+    assert_user_error(result, f"{spelled.format(tmp=tmp_path)}: cannot replace: Permission denied")
 
 
 def test_an_invalid_suite_leaves_the_reports_of_the_last_run(tmp_path: Path) -> None:
@@ -366,7 +388,7 @@ def test_a_renderers_bug_is_not_read_as_the_full_devices_error(
 
     monkeypatch.setattr(render_json, "write", broken)
     with pytest.raises(ValueError, match="renderer bug"):
-        write_file("json", make_report(), FULL, "--report json=")
+        write_file(make_report(), ReportTarget("json", FULL, "--report json="))
 
 
 def test_a_stream_whose_reader_went_away_is_left_to_the_command_line() -> None:
