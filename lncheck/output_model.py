@@ -234,12 +234,12 @@ class OutputBlock:
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
             few = model.levels[rows, None] <= FEW_LEVELS
-            # the trend narrows the drift only where the walk is below it, on data that take
-            # many values while the running mean still moves (``tolerances.TREND_LEVELS``)
+            # the trend tells on data that take many values while the running mean still
+            # moves (``tolerances.TREND_LEVELS``, ``TREND_REACH``)
             centred_drift = model.centered and c.drift > 0
             v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
-            looked = (c.drift * k[:, 0] > c.walk) & (model.levels[rows] >= TREND_LEVELS) & moving
+            looked = (model.levels[rows] >= TREND_LEVELS) & moving
             trend = self.trend(looked, dtype) if centred_drift else None
             drifted = sequential_drift(c, dtype, k, few, trend)
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)

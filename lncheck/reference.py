@@ -198,7 +198,7 @@ def run(case: Case) -> NormResult:
         magnitude = _group_max(p, _offset(case.weight, p), 1.0) + _group_max(
             p, case.bias if p.has_bias else None, 0.0
         )
-        steps = _runs(p, _leaning(case, batch.peak))
+        steps = _runs(p, _leaning(case, batch.peak), batch.repeated)
         ceiling = low_precision_ceiling(case.dtype, p.group_size, 1.0 + kappa, model.whole)
         one_pass_lost = (model.whole > 0) & (ceiling >= model.whole)
         found = bounds.statistics(
@@ -245,11 +245,11 @@ def _leaning(case: Case, peak: F64) -> F64:
     return np.nan_to_num(peak, nan=1.0)
 
 
-def _runs(p: NormSpec, peak: F64) -> F64:
+def _runs(p: NormSpec, peak: F64, repeated: F64) -> F64:
     """How many steps a sequential sum's rounding may drift in (``sequential.sequential_steps``)."""
     from lncheck.sequential import sequential_steps
 
-    return sequential_steps(p.group_size, np.nan_to_num(peak, nan=1.0), p.center)
+    return sequential_steps(p.group_size, np.nan_to_num(peak, nan=1.0), p.center, repeated)
 
 
 def _updated_running_stats(

@@ -10,7 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.dtypes import DTYPES
-from lncheck.tolerances import G_DRIFT, TREND_NOISE, Allowance, accumulation_dtype
+from lncheck.tolerances import (
+    G_DRIFT,
+    G_SEQ,
+    G_SEQ_ALIKE,
+    TREND_NOISE,
+    Allowance,
+    accumulation_dtype,
+)
 
 
 def drift_cap(
@@ -47,15 +54,19 @@ def sequential_drift(
     trend: npt.NDArray[np.float64] | None,
 ) -> npt.NDArray[np.float64]:
     """The share of the scale a sequential Welford's drift may take, per group of
-    conditioning ``k`` (``K``): ``c.drift * K``, or where the group's ``trend`` (``trend_of``;
-    ``None`` for RMSNorm, which keeps no running mean) is known, at most ``c.trend * K *
-    trend`` plus ``c.walk + c.lag * K``; at most ``drift_cap``. A NaN trend keeps
-    ``c.drift * K``."""
-    drift = c.drift * k
+    conditioning ``k`` (``K``): ``c.drift * K`` whatever the data's order, or where the
+    group's ``trend`` (``trend_of``; ``None`` for RMSNorm, which keeps no running mean) is
+    known, what random order leaves (``c.walk + c.lag * K``, where that is less), both at most
+    ``drift_cap``, plus what the trend adds, ``c.trend * K * trend`` (the trend is known only
+    where ``n v K`` is at most ``TREND_REACH``: at most ``G_TREND * trend``). A NaN or
+    infinite trend keeps ``c.drift * K``."""
+    cap = drift_cap(dtype, k, few)
+    drift = np.minimum(c.drift * k, cap)
     if trend is not None and c.trend:
         with np.errstate(all="ignore"):
-            drift = np.fmin(drift, (c.trend * trend + c.lag) * k + c.walk)
-    return np.asarray(np.minimum(drift, drift_cap(dtype, k, few)), dtype=np.float64)
+            ordered = np.fmin(drift, c.lag * k + c.walk) + c.trend * trend * k
+            drift = np.where(np.isfinite(trend), ordered, drift)
+    return np.asarray(drift, dtype=np.float64)
 
 
 def sequential_steps(
@@ -71,16 +82,17 @@ def sequential_steps(
     and when the terms are nearly equal, as the squares summed by RMSNorm are when the mean
     dwarfs the spread (``centered=False``: all ``n``). Squared deviations from the mean are
     not nearly equal, but where many values are the same (``repeated``, the share of the
-    group equal to its smallest or its largest value: ReLU's zeros, a mask's levels), so are
+    group equal to a value rows repeat: ReLU's zeros, a mask's levels, padding), so are
     their squared deviations (and a Welford's updates): the same addend loses the same bits
-    at every step while the running sum stays in one binade. A textbook sequential two-pass
-    in float32 over ReLU outputs of N(0, 1) errs by about 0.05 n v in rstd (``v`` the
-    accumulation dtype's unit roundoff; 1.9e-4 at 65,536 values), half of what its n / 2
-    repeated zeros allow. Two repeated ends round alike or cancel depending on the bits of
-    their squares below the sum's last place, which a kernel's own mean moves: both count.
-    So for centred ops ``max(n * peak, n * repeated, sqrt(n))``."""
+    at every step while the running sum stays in one binade, up to its whole bound, so each
+    such step counts ``G_SEQ_ALIKE / G_SEQ`` times. A textbook sequential two-pass in float32
+    over ReLU outputs of N(0, 1) errs by about 0.05 n v in rstd (``v`` the accumulation
+    dtype's unit roundoff; 1.9e-4 at 65,536 values); over a row whose last quarter is zeros
+    by up to 0.08 n v. Two repeated values round alike or cancel depending on the bits of
+    their squares below the sum's last place, which a kernel's own mean moves: all count. So
+    for centred ops ``max(n * peak, n * repeated * G_SEQ_ALIKE / G_SEQ, sqrt(n))``."""
     with np.errstate(all="ignore"):
         if not centered:
             return np.asarray(np.broadcast_to(float(n), np.shape(peak)), dtype=np.float64)
-        alike = np.maximum(np.asarray(peak, np.float64), repeated)
+        alike = np.maximum(np.asarray(peak, np.float64), np.multiply(repeated, G_SEQ_ALIKE / G_SEQ))
         return np.asarray(np.maximum(n * alike, math.sqrt(max(n, 1))))

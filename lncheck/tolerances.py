@@ -85,6 +85,13 @@ A = 3.0  # roundings of the element-wise steps (subtract, scale, weight, bias)
 G_TREE = 0.5  # per doubling of n, for blocked, pairwise and tree sums
 G_SCALE = 0.5  # times K, the variance's share of the mean's rounding (x - mean, squared)
 G_SEQ = 0.2  # per step that rounds the same way, for a sequential variance
+# ...and per step that adds a value repeated in the group (``moments._repeated``): the same
+# addend rounds the same way at every step while the running sum stays in its binade, by up to
+# half a last place of it, at most ``v`` of the whole sum: ``v / 2`` of the scale, Higham's
+# ``(n - 1) u`` reached. A textbook float32 two-pass over a row of 4,096 values whose last
+# 1,024 are zeros (padding) lost 0.66 of that at each of them (rstd 2e-5 off); the measured
+# ReLU zeros, spread over the row while the sum grows, about a quarter
+G_SEQ_ALIKE = 0.5
 G_DRIFT = 0.01  # a sequential Welford's variance once its running mean rounds (n v K near 1)
 # ...but not on a group of at most FEW_LEVELS distinct values (data quantized far below its spread's
 # digits, as float16 values 1e4 from their mean with a spread of one unit): most values sit on one
@@ -111,20 +118,24 @@ LAST_PLACE_LEVELS = 3
 # (``TREND_NOISE / sqrt(n)``: a Brownian bridge exceeds 2 with probability 7e-4). Measured
 # (``benchmarks/welford_drift.py``, float32, n = 1,000 to 262,144, K = 1 to 1e4): on sorted, smooth,
 # blocked, periodic and mixed data with ``n v K`` at most TREND_REACH, the variance's drift beyond
-# t**2 is at most 0.28 n v K T, and the scale's half that: ``G_TREND min(n v, 1) K T`` allows 3.5x
-# it. In random order (T near 0) the sum of squares rounds as a random walk and stagnates (terms
+# t**2 is at most 0.28 n v K T; on ramps (``torch.arange``, ``linspace``: values on a grid, whose
+# roundings lean alike step after step) up to 1.2 n v K T (``benchmarks/repeated_values.py``,
+# textbook Welford, 256 to 32,768 values, mean/std 1 to 900), and the scale's half that:
+# ``G_TREND min(n v, 1) K T`` allows 1.7x it, beyond ``G_DRIFT`` and its cap, which ordered data
+# pass (a ramp of 8,192 values at mean/std 1: rstd 5.6e-5 off, 8.2 times the order-blind limit).
+# In random order (T near 0) the sum of squares rounds as a random walk and stagnates (terms
 # below half its last place are lost, all of one sign), and the running mean's own roundings walk:
 # ``G_WALK sqrt(n) v + G_STAGNATE n v + G_LAG v K`` of the scale (the full matrix's c0189, n =
 # 1,048,576 at K = 1: 4.5e-3 n v of the scale; a tenth of a random walk in random order, n = 1,000
-# at K = 1e4: 2 v K of the variance). A sequential class with both is never wider than with
-# ``G_DRIFT`` alone. The trend tells only while the running mean moves: once ``n v K`` passes
+# at K = 1e4: 2 v K of the variance), where that is less than the order-blind limit. The trend
+# tells only while the running mean moves: once ``n v K`` passes
 # TREND_REACH its updates are lost in any order (c0651, an Apex-style Welford at K = 1e5 and n =
 # 542,108: rstd 0.53 % off in random order); and data quantized to a few values per std drift in any
 # order (the level nearest the running mean lies to one side of it, and the updates it loses all
 # lean that way: the quick matrix's c0067 and c0351, float16 at mean/std 1e4, three to five levels).
 # Only centred groups whose input takes at least TREND_LEVELS values (``OutputModel.levels``) and
 # whose ``n v K`` is at most TREND_REACH have their trend looked at
-G_TREND = 0.5
+G_TREND = 1.0
 G_WALK = 4.0
 G_STAGNATE = 0.01
 G_LAG = 4.0

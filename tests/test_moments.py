@@ -33,18 +33,24 @@ def test_low_high_and_the_scale_come_from_the_extremes() -> None:
     assert np.isnan(m.low[2]) and np.isnan(m.mean[2])  # a NaN is kept, not dropped
 
 
-def test_the_repeated_share_counts_the_values_at_either_extreme() -> None:
+def test_the_repeated_share_counts_the_values_rows_repeat() -> None:
+    nan = np.nan
     rows = np.array(
         [
-            [0.0, 0.0, 0.0, 1.0, 2.0],  # ReLU-like: three zeros at the low end, and the top
-            [1.0, 1.0, 2.0, 2.0, 2.0],  # two levels: both
-            [0.5, 0.1, 0.3, 0.3, 0.3],  # repeats inside the range do not count
-            [3.0, 3.0, 3.0, 3.0, 3.0],  # constant: every value is both extremes, once
+            [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 3.0],  # ReLU-like: zeros at the low end, the top
+            [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0],  # two levels: both
+            [0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.1, 0.1],  # a repeat inside the range is not seen
+            [-1.0, 0.0, 0.5, 0.0, 0.0, 0.25, 0.0, 2.0],  # ...but zeros are (dropout, padding)
+            [0.1, 0.9, -1.0, 2.0, 0.7, 0.7, 0.7, 0.7],  # padded at the end with any constant
+            [3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0],  # constant: every value is all of them, once
+            [nan, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # NaN extremes and first count nothing
+            [0.5, 0.1, 0.3, 0.2, 0.4, 0.0, 0.7, 0.6],  # values met once repeat nothing
         ]
     )
-    np.testing.assert_array_equal(group_moments(rows).repeated, [0.8, 1.0, 0.4, 1.0])
+    want = [7 / 8, 1.0, 2 / 8, 4 / 8, 4 / 8, 1.0, 2 / 8, 0.0]
+    np.testing.assert_array_equal(group_moments(rows).repeated, want)
     # without centring every step of the sum of squares counts: nothing to count
-    np.testing.assert_array_equal(group_moments(rows, center=False).repeated, np.zeros(4))
+    np.testing.assert_array_equal(group_moments(rows, center=False).repeated, np.zeros(8))
 
 
 def test_moments_block_by_block_equal_one_piece() -> None:
