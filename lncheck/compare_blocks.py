@@ -340,14 +340,17 @@ class BlockComparer:
                 # a convention every group matches names a different function, whatever its
                 # size; the worst group's own translation stands where it already names one
                 faint = None  # a convention the groups meet only loosely: a hint
-                if (
-                    quantity == "output"
-                    and klass != "accurate"
-                    and not (klass == "mismatch" and convention)
-                ):
+                if quantity == "output" and klass != "accurate":
                     semantic, faint = conventions(tally, self.case, self._variance(), klass)
                     if semantic is not None:
                         klass, explanation, convention = "mismatch", semantic, True
+                    elif convention and self.layouts[quantity].groups > 1:
+                        # the worst group's convention is not the other groups': their own
+                        # scales are no coincidence of one group's variance (eps = 1e-2 where
+                        # one group's var made it read as an unbiased variance)
+                        said = explain(klass, worst, facts, c.overflow, quantity,
+                                       self.case.dtype, name_conventions=False)  # fmt: skip
+                        explanation, convention = said.words, False
                 named = klass == "mismatch" and convention
                 if tally.copy is not None and not convention:
                     # beyond low_precision already (a mismatch): the copy names the cause,

@@ -17,6 +17,7 @@ fitted value (another eps) can always match one group.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -116,10 +117,13 @@ class Distortions:
         # groups of few values round alike, row after row: there even a tight fit must move
         # the variance beyond those roundings
         alike = np.where(levels < n, typical_of, 0.0)
+        if bool(np.all(np.abs(1.0 + ds) <= ds_limit)):
+            return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
         hypotheses = _hypotheses(v, eps, n, (ds, ds_limit), w, b, centered, weight_offset)
         found: list[tuple[float, int, str]] = []
-        for order, (words, predict_ds, predict_shift, fitted) in enumerate(hypotheses):
+        also: list[tuple[float, int, str]] = []  # those that fit but decide nothing alone
+        for order, (words, predict_ds, predict_shift, fitted, alternative) in enumerate(hypotheses):
             with np.errstate(all="ignore"):
                 want_ds = predict_ds if predict_ds is not None else np.zeros_like(ds)
                 want_t = predict_shift if predict_shift is not None else np.zeros_like(shift)
@@ -139,6 +143,9 @@ class Distortions:
                 )
                 tight = tight and _beyond_rounding(want_ds, alike, times=1.0)
                 if not (tight or _beyond_rounding(want_ds, typical_of)):
+                    if alternative:
+                        off = _off(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
+                        also.append((off, order, words))
                     continue
             off = _off(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
             away = _off(want_ds, want_t, ds_limit, shift_limit, centered)
@@ -146,11 +153,22 @@ class Distortions:
                 beyond_default and not fitted and _evident(away, off)
             ):
                 found.append((off, order, words))
+            elif alternative:
+                also.append((off, order, words))
         if not found:
             return None
         # where the limits are wide enough for several, the one the distortions lie closest
-        # to; on a tie the first (named conventions before fitted ones)
-        return f"{min(found)[2]} (in all {ds.size} groups checked)"
+        # to (on a tie, named conventions before fitted ones); and beside it one that fits them
+        # as closely, though it alone would decide nothing, where the groups cannot tell the
+        # two apart (an unbiased variance and eps = 1e-3, on groups of one variance)
+        found.sort()
+        words = found[0][2]
+        runner_up = sorted(
+            a for a in found[1:] + also if a[0] <= found[0][0] and hypotheses[a[1]].alternative
+        )
+        if runner_up:
+            words += ", or " + runner_up[0][2].removeprefix("matches ")
+        return f"{words} (in all {ds.size} groups checked)"
 
 
 def _tight(ds_off: F64, shift_off: F64, ds_limit: F64, shift_limit: F64, centered: bool) -> bool:
@@ -210,12 +228,15 @@ def _off(ds: F64, shift: F64, ds_limit: F64, shift_limit: F64, centered: bool) -
 
 class Hypothesis(NamedTuple):
     """A convention's words, its predicted ``ds`` and ``shift`` per group (``None``: zero),
-    and whether a value in it was fitted to the groups themselves."""
+    whether a value in it was fitted to the groups themselves, and whether it is worth naming
+    beside another that fits (a fitted eps is, where it is a round value to within what the
+    fit tells: a kernel's eps of 1e-3, not a value that mimics another convention)."""
 
     words: str
     ds: F64 | None
     shift: F64 | None
     fitted: bool
+    alternative: bool = True
 
 
 def _hypotheses(
@@ -236,11 +257,8 @@ def _hypotheses(
     with np.errstate(all="ignore"):
         exact = var + eps
         if n > 1:
-            words = (
-                "matches an unbiased variance (÷(n - 1))"
-                if centered
-                else "matches a mean square ÷(n - 1)"
-            )
+            what = "an unbiased variance" if centered else "a mean square"
+            words = f"matches {what} (÷(n - 1), n = {n})"
             out.append(Hypothesis(words, _scale(exact, var * n / (n - 1) + eps), None, False))
         if eps > 0:
             on_std: F64 = np.asarray(np.sqrt(exact) / (np.sqrt(var) + eps) - 1.0, dtype=np.float64)
@@ -287,15 +305,26 @@ def _hypotheses(
         if finite.size:
             other = float(np.median(finite))
             if other >= 0 and not np.isclose(other, eps, rtol=1e-3, atol=0):
+                # what the groups' limits leave of it: d(var + eps) = 2 (var + eps) d(ds)
+                spread = 2.0 * float(np.median((var + other) * ds_limit))
                 out.append(
                     Hypothesis(
                         another_eps(other, eps),
                         _scale(exact, var + other),
                         None,
                         True,
+                        _round(other, spread),
                     )
                 )
     return out
+
+
+def _round(value: float, spread: float) -> bool:
+    """Whether ``value`` is 1, 2 or 5 times a power of ten to within ``spread``."""
+    if not value > 0 or not math.isfinite(value):
+        return False
+    power = 10.0 ** math.floor(math.log10(value))
+    return any(abs(value - m * power) <= spread for m in (1.0, 2.0, 5.0, 10.0))
 
 
 def another_eps(other: float, eps: float) -> str:

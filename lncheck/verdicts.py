@@ -142,9 +142,13 @@ def explain(
     overflow: int,
     quantity: str,
     dtype: str | None = None,
+    *,
+    name_conventions: bool = True,
 ) -> Explanation:
     """The ``Explanation`` of a check of class ``klass`` whose worst group is ``worst``;
-    ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one)."""
+    ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one).
+    ``name_conventions=False``: the worst group's scale is said as it is, never as a
+    convention it matches (one the other groups were found not to share)."""
     notes = []
     if overflow:
         notes.append(overflow_words(overflow, dtype or (facts.dtype if facts else "the dtype")))
@@ -164,7 +168,7 @@ def explain(
             "from elsewhere, a wrong weight or bias broadcast, wrong axes or groups)"
         )
     elif math.isfinite(worst.scale):
-        translations, convention = _translations(worst, facts, klass)
+        translations, convention = _translations(worst, facts, klass, name_conventions)
         notes += translations
         if klass == "mismatch" and worst.one_pass >= 1:
             notes.append(
@@ -176,17 +180,29 @@ def explain(
     return Explanation("; ".join(notes) or None, convention)
 
 
-def _translations(worst: Distortion, f: GroupFacts, klass: str) -> tuple[list[str], bool]:
+def _translations(
+    worst: Distortion, f: GroupFacts, klass: str, name_conventions: bool = True
+) -> tuple[list[str], bool]:
     """What the worst group's implied scale ``s`` and shift ``t`` translate to (the
     candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``), and whether
     the first is a convention that reproduces them (another variance, eps or its place)."""
     out, convention = [], False
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
-    if shifted and s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
+    off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
+    if off and abs(s) <= max(worst.scale_noise, 1e-12):
+        # y - b is 0 to within rounding: no eps or variance explains an output that does not
+        # depend on the input
+        out.append(
+            "its output does not depend on the input (w * (x - mean) * rstd is 0: an output "
+            "never written, or rstd 0)"
+        )
+    elif shifted and s > 0 and off:
         # a scale convention does not move the mean: with both, name neither
         out.append(f"rstd {100 * (s - 1):+.3g}% off")
-    elif s > 0 and math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12):
+    elif s > 0 and off and not name_conventions:
+        out.append(f"rstd {100 * (s - 1):+.3g}% off")
+    elif s > 0 and off:
         implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
         if f.n > 1 and f.var > 0:  # var: the mean square for RMSNorm
             ratio = (implied - f.eps) / f.var

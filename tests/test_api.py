@@ -41,7 +41,8 @@ def test_check_raises_a_short_message_with_the_cli_figures() -> None:
         "Mismatched elements: 24 / 24 (100.0%) in 6 of 6 groups: (0, 0) 4, (0, 1) 4, (0, 2) 4, ...",
         "Worst element at index (0, 1, 0): -1.41705251 vs -1.63626852 expected; greatest absolute "
         "difference 0.226 (allowed there: rtol 5.96e-08, atol 1.36e-06)",
-        "Accuracy class mismatch: matches an unbiased variance (÷(n - 1), n = 4)",
+        "Accuracy class mismatch: matches an unbiased variance (÷(n - 1), n = 4) (in all 6 groups "
+        "checked)",
     ]
     cli = invoke(
         "compare",

@@ -31,7 +31,9 @@ def test_an_unbiased_variance_is_a_mismatch_named_as_such(rows: int, n: int) -> 
     x = np.random.default_rng(n).standard_normal((rows, n)).astype(np.float32)
     c = output_check(x, normalized_shape=n, expected=layer_norm(x, ddof=1).astype(np.float32))
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == f"matches an unbiased variance (÷(n - 1), n = {n})"
+    assert c.explanation == (
+        f"matches an unbiased variance (÷(n - 1), n = {n}) (in all {rows} groups checked)"
+    )
     # rstd relative to the exact one: sqrt((v + eps) / (v * n / (n - 1) + eps)) per row
     v = x.astype(np.float64).var(-1)
     predicted = np.sqrt((v + 1e-5) / (v * n / (n - 1) + 1e-5))
@@ -46,7 +48,9 @@ def test_an_unbiased_variance_in_batch_norm_is_a_mismatch() -> None:
     y = (x64 - mean) / np.sqrt(x64.var((0, 2), ddof=1, keepdims=True) + 1e-5)
     c = output_check(x, "batch_norm", training=True, expected=y.astype(np.float32))
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches an unbiased variance (÷(n - 1), n = 4096)"
+    assert c.explanation == (
+        "matches an unbiased variance (÷(n - 1), n = 4096) (in all 4 groups checked)"
+    )
 
 
 def test_another_eps_is_a_mismatch_with_the_implied_eps() -> None:
@@ -54,7 +58,7 @@ def test_another_eps_is_a_mismatch_with_the_implied_eps() -> None:
     x = (0.03 * np.random.default_rng(1).standard_normal((8, 64))).astype(np.float32)
     c = output_check(x, normalized_shape=64, expected=layer_norm(x, eps=1e-3).astype(np.float32))
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches eps = 0.001 instead of 1e-05"
+    assert c.explanation == "matches eps = 0.001 instead of 1e-05 (in all 8 groups checked)"
     v = x.astype(np.float64).var(-1)
     predicted = np.sqrt((v + 1e-5) / (v + 1e-3))
     assert np.min(np.abs(predicted - c.implied_scale)) < 1e-6
@@ -67,7 +71,9 @@ def test_eps_on_the_std_is_a_mismatch_named_as_such() -> None:
     y = (x64 - x64.mean(-1, keepdims=True)) / (x64.std(-1, keepdims=True) + 1e-5)
     c = output_check(x, normalized_shape=64, expected=y.astype(np.float32))
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches eps added to the std instead of the variance"
+    assert c.explanation == (
+        "matches eps added to the std instead of the variance (in all 8 groups checked)"
+    )
     v = x64.var(-1)
     predicted = np.sqrt(v + 1e-5) / (np.sqrt(v) + 1e-5)
     assert np.min(np.abs(predicted - c.implied_scale)) < 1e-6

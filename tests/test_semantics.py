@@ -18,6 +18,8 @@ import lncheck
 from lncheck.comparison import Comparison
 from lncheck.semantics import Distortions
 
+from .support import layer_norm
+
 F64 = npt.NDArray[np.float64]
 WEIGHT = np.array([0.9, 1.1, 1.3, 0.7])
 SIGNS = np.array([1.0, -1.0, 0.5, -2.0])
@@ -110,7 +112,7 @@ def test_a_mean_square_over_n_minus_1_is_named_for_rms_norm() -> None:
     y = _rms_norm(x.astype(np.float64), w.astype(np.float64), 63).astype(np.float32)
     c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, weight=w, expected=y)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches a mean square (÷(n - 1), n = 64)"
+    assert c.explanation == "matches a mean square (÷(n - 1), n = 64) (in all 8 groups checked)"
     right = _rms_norm(x.astype(np.float64), w.astype(np.float64), 64).astype(np.float32)
     c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, weight=w, expected=right)
     assert (c.passed, c.accuracy_class, c.explanation) == (True, "accurate", None)
@@ -125,7 +127,9 @@ def test_one_group_beyond_the_default_classes_names_a_convention() -> None:
     unbiased = cast(centred / np.sqrt(xf.var(-1, ddof=1, keepdims=True) + 1e-5), "float16")
     c = output_check(x, normalized_shape=10, expected=unbiased)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches an unbiased variance (÷(n - 1)) (in all 1 groups checked)"
+    assert c.explanation == (
+        "matches an unbiased variance (÷(n - 1), n = 10) (in all 1 groups checked)"
+    )
     biased = cast(centred / np.sqrt(xf.var(-1, keepdims=True) + 1e-5), "float16")
     assert output_check(x, normalized_shape=10, expected=biased).accuracy_class == "accurate"
 
@@ -139,7 +143,7 @@ def test_many_groups_each_within_its_limits_add_up_to_a_convention(
     y = cast(_rms_norm(f64(x), 1.0, 63), "float16")
     c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, expected=y)
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
-    assert c.explanation == "matches a mean square ÷(n - 1) (in all 64 groups checked)"
+    assert c.explanation == "matches a mean square (÷(n - 1), n = 64) (in all 64 groups checked)"
     monkeypatch.setattr("lncheck.semantics._evident", lambda *args: False)
     c = output_check(x, "rms_norm", normalized_shape=64, eps=1e-5, expected=y)
     assert (c.passed, c.accuracy_class) == (False, "low_precision")
@@ -227,7 +231,7 @@ def test_an_unbiased_variance() -> None:
     n = 8
     ds = np.sqrt(VAR / (VAR * n / (n - 1))) - 1  # eps = 0: sqrt((n - 1) / n) - 1 everywhere
     text = distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=True)
-    assert text == "matches an unbiased variance (÷(n - 1)) (in all 4 groups checked)"
+    assert text == "matches an unbiased variance (÷(n - 1), n = 8) (in all 4 groups checked)"
     assert distortions(ds, np.zeros(4)).explain(VAR, 0.0, n, centered=False) != text
 
 
@@ -239,7 +243,12 @@ def test_the_collective_rule_wants_the_prediction_far_from_the_layer_near_the_da
     d = Distortions()
     lim = np.full(g, 0.01)
     d.add(0, np.ones(g, bool), predicted, np.zeros(g), lim, lim, np.ones(g), np.zeros(g))
-    words = "matches a mean square ÷(n - 1) (in all 40 groups checked)"
+    # one variance in every group: eps = 0.0159 predicts the same scale, and round (0.02) to
+    # within what limits of 0.01 tell, so it is named beside it
+    words = (
+        "matches a mean square (÷(n - 1), n = 64), or eps = 0.0159 instead of 0 (in all 40 "
+        "groups checked)"
+    )
     assert d.explain(var, 0.0, n, False) is None  # the default classes want two groups apart
     assert d.explain(var, 0.0, n, False, beyond_default=True) == words
     # halfway between the layer and the prediction: within every limit of both, no evidence
@@ -401,3 +410,48 @@ def test_one_group_apart_is_not_enough() -> None:
     b2 = np.array([0.0, 0.0, 0.3, 0.5])
     text = distortions(np.zeros(4), -b2 / w, w, b2).explain(VAR, 1e-5, 64, True)
     assert text == "matches the bias left out (in all 4 groups checked)"
+
+
+def test_a_convention_of_the_worst_group_alone_is_not_named_for_the_check() -> None:
+    # eps = 1e-2 over rows of 64 N(0, 1) values: the worst group's variance (0.63) makes its
+    # scale read as an unbiased variance's; every group's scale is another eps's
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    c = output_check(x, normalized_shape=64, expected=layer_norm(x, eps=1e-2).astype(np.float32))
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation == "matches eps = 0.01 instead of 1e-05 (in all 8 groups checked)"
+    # each row scaled its own way, the worst as an unbiased variance would: no cause is shared
+    scales = np.array([math.sqrt(63 / 64), 0.9995, 1.0004, 0.9997, 1.0002, 0.9996, 1.0003, 0.9998])
+    odd = (layer_norm(x) * scales[:, None]).astype(np.float32)
+    c = output_check(x, normalized_shape=64, expected=odd)
+    assert c.accuracy_class == "mismatch" and c.explanation is not None
+    assert "unbiased" not in c.explanation and c.explanation.startswith("rstd -0.78")
+
+
+def test_two_conventions_the_groups_cannot_tell_apart_are_both_named() -> None:
+    # float16 GroupNorm of N(0, 1) data with eps = 1e-3: every group's variance is near 1, where
+    # eps = 1e-3 and an unbiased variance over 1,024 values scale rstd alike (0.99950 against
+    # 0.99951) to within float16's limits
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 32, 16, 16))).half()
+    y = torch.nn.functional.group_norm(x.float(), 8, eps=1e-3).half()
+    c = output_check(x.numpy(), "group_norm", groups=8, expected=y.numpy())
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation is not None
+    assert c.explanation.startswith("matches an unbiased variance (÷(n - 1), n = 1024), or eps = ")
+    assert c.explanation.endswith(" instead of 1e-05 (in all 32 groups checked)")
+    # in float32 the groups tell them apart: eps alone
+    y32 = torch.nn.functional.group_norm(x.float(), 8, eps=1e-3)
+    c = output_check(x.float().numpy(), "group_norm", groups=8, expected=y32.numpy())
+    assert c.explanation == "matches eps = 0.001 instead of 1e-05 (in all 32 groups checked)"
+
+
+@pytest.mark.parametrize(("op", "options"), [("layer_norm", {"normalized_shape": 64}),
+                                             ("group_norm", {"groups": 2})])  # fmt: skip
+def test_an_output_that_does_not_depend_on_the_input_is_said_so(
+    op: str, options: dict[str, Any]
+) -> None:
+    # a kernel that never wrote its buffer: zeros read as an eps of 6e18 before
+    x = np.random.default_rng(3).standard_normal((4, 4, 64)).astype(np.float32)
+    c = output_check(x, op, expected=np.zeros_like(x), **options)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert c.explanation is not None and "eps" not in c.explanation
+    assert c.explanation.startswith("its output does not depend on the input")
