@@ -136,22 +136,34 @@ def _once(case: Case, name: str, produce: Callable[[], dict[str, Any]]) -> Itera
 
 def _repeated(make: Callable[[], Iterator[Produced]], times: int) -> Iterator[Produced]:
     """The results of ``make()``, each followed, when ``times > 1``, by its checks against
-    ``times - 1`` more runs (made in step, so that two results are alive at a time)."""
-    first_run, others = make(), [make() for _ in range(times - 1)]
-    for first in first_run:
-        if isinstance(first, Comparison) or not others:
-            yield first
-            continue
-        runs = repeat.Runs(first, times)
-        for number, again in enumerate(others, start=2):
+    ``times - 1`` more runs, made one after another: the first run's results and one more
+    run are alive at a time, whatever ``times`` (a run holds its tensors between results)."""
+    if times <= 1:
+        yield from make()
+        return
+    firsts = list(make())
+    runs = {
+        index: repeat.Runs(first, times)
+        for index, first in enumerate(firsts)
+        if not isinstance(first, Comparison)
+    }
+    for number in range(2, times + 1):
+        again = make()
+        for index in range(len(firsts)):
             result = next(again, None)
+            if index not in runs:
+                continue
             if isinstance(result, NormResult):
-                runs.add(number, result)
+                runs[index].add(number, result)
             else:
-                runs.fail(number, "no result" if result is None else str(result.note))
+                runs[index].fail(number, "no result" if result is None else str(result.note))
             del result
+        again.close()
+        del again
+    for index, first in enumerate(firsts):
         yield first
-        yield from runs.checks()
+        if index in runs:
+            yield from runs.pop(index).checks()
 
 
 def backend_for(case: Case, backend: str | None = DEFAULT) -> Backend | None:

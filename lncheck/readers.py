@@ -99,17 +99,21 @@ def read_arrays(path: str, *, max_bytes: int | None = None) -> Loaded:
                 f"unknown file type {suffix or '(no suffix)'!r}; "
                 f"expected one of {', '.join(READERS)}"
             )
-        source: Source = p
-        if not stat.S_ISREG(p.stat().st_mode):
-            # a pipe, a device, a process substitution: nothing to map or seek; never read
-            # past the limit (a device may never end)
-            with p.open("rb") as f:
-                source = io.BytesIO(read_capped(f, limit, PREFIX_CHECKS.get(suffix)))
-        return _reader(READERS[suffix])(source, limit)
+        return _reader(READERS[suffix])(_source(p, limit, suffix), limit)
     except LncheckError as e:
         raise with_context(e, path) from None
     except (OSError, ValueError, EOFError, RecursionError, MemoryError) as e:
         raise InputError(f"{path}: cannot read: {_reason(e)}") from None
+
+
+def _source(path: Path, limit: int, suffix: str) -> Source:
+    """``path`` itself where it is a regular file; else (a pipe, a device, a process
+    substitution: nothing to map or seek) its bytes, never read past ``limit`` (a device may
+    never end) and refused at once where its first bytes cannot be a ``suffix`` file."""
+    if stat.S_ISREG(path.stat().st_mode):
+        return path
+    with path.open("rb") as f:
+        return io.BytesIO(read_capped(f, limit, PREFIX_CHECKS.get(suffix)))
 
 
 @contextmanager
@@ -242,7 +246,7 @@ def read_npz(
     """
     limit = default_max_bytes() if max_bytes is None else max_bytes
     try:
-        return _from_npz(path, limit, select, verify_all)
+        return _from_npz(_source(Path(path), limit, ".npz"), limit, select, verify_all)
     except LncheckError as e:
         raise with_context(e, str(path)) from None
     except (OSError, ValueError, EOFError) as e:

@@ -34,6 +34,9 @@ TIGHT = 0.25  # a fitted convention's fit, in limits, that no precision loss was
 # of 2 rows of 65,536 N(0, 1) values, in 55 of 600 seeds). Its price: 2 groups on which every
 # kernel is exact (+-1 values) no longer tell eps = 5e-5 from 1e-5 (README)
 TIGHT_GROUPS = 3
+# An implied scale this close to 0 is none: ``y - b`` is 0 but for the roundings fitted (an
+# output never written), whatever the limits (which reach 1 where nothing is known)
+NO_SCALE = 1e-6
 
 
 @dataclass
@@ -117,7 +120,7 @@ class Distortions:
         # groups of few values round alike, row after row: there even a tight fit must move
         # the variance beyond those roundings
         alike = np.where(levels < n, typical_of, 0.0)
-        if bool(np.all(np.abs(1.0 + ds) <= ds_limit)):
+        if bool(np.all(np.abs(1.0 + ds) <= NO_SCALE)):
             return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
         hypotheses = _hypotheses(v, eps, n, (ds, ds_limit), w, b, centered, weight_offset)

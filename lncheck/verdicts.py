@@ -19,7 +19,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
-from lncheck.semantics import Distortions, another_eps
+from lncheck.semantics import NO_SCALE, Distortions, another_eps
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 F64 = npt.NDArray[np.float64]
@@ -190,7 +190,7 @@ def _translations(
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
-    if off and abs(s) <= max(worst.scale_noise, 1e-12):
+    if off and abs(s) <= NO_SCALE:
         # y - b is 0 to within rounding: no eps or variance explains an output that does not
         # depend on the input
         out.append(

@@ -10,14 +10,17 @@ import pytest
 
 import lncheck
 from lncheck.backends import get_backend
+from lncheck.comparison import Comparison
 from lncheck.pipeline import (
     EXPECTED,
+    _repeated,
     backend_for,
     candidates,
     check_case,
     resolved,
     user_candidates,
 )
+from lncheck.result import NormResult
 from lncheck.tolerances import ToleranceSpec
 
 from .support import make_case
@@ -279,3 +282,26 @@ def test_a_gradient_beyond_range_is_not_called_a_statistic() -> None:
     )
     (grad_bias, *_) = [c for c in report.checks if c.quantity == "grad_bias"]
     assert grad_bias.inf_actual == 8 and "range" not in (grad_bias.explanation or "")
+
+
+def test_repeated_runs_are_made_one_after_another() -> None:
+    # --repeat N: the first run's results and one more run alive at a time (all N - 1 started
+    # at once held 2 GB for N = 40 on a 16 MiB input), each result followed by its checks
+    alive, most = 0, 0
+
+    def run() -> Any:
+        nonlocal alive, most
+        alive += 1
+        most = max(most, alive)
+        try:
+            for name in ("a", "b"):
+                yield NormResult(name, {"output": np.zeros((2, 4))}, {}, None)
+        finally:
+            alive -= 1
+
+    got = list(_repeated(run, 5))
+    assert most == 1
+    assert [(type(r).__name__, r.candidate) for r in got] == [
+        ("NormResult", "a"), ("Comparison", "a"), ("NormResult", "b"), ("Comparison", "b")
+    ]  # fmt: skip
+    assert all(r.passed for r in got if isinstance(r, Comparison))

@@ -44,7 +44,9 @@ def resolve(target: Target) -> Callable[..., Any]:
                 _check_imported_from(module, source_file(target), where, function)
     except InputError:
         raise
-    except (Exception, SystemExit) as e:  # the user's module failed while importing: say how
+    except KeyboardInterrupt:  # the user's Ctrl-C ends the run
+        raise
+    except BaseException as e:  # the user's module failed while importing: say how
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise InputError(f"{where}: cannot import it: {type(e).__name__}: {first}") from None
     found = getattr(module, function, None)

@@ -227,17 +227,26 @@ def _unknown_keys(table: dict[str, Any]) -> list[str]:
     )
 
 
+# A suite is a page of TOML: beyond this a file is none (and /dev/zero would never end)
+SUITE_MAX_BYTES = 16 << 20
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no TOML
+        with path.open("rb") as f:
+            raw = f.read(SUITE_MAX_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"{path}: no such suite file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a suite file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a TOML suite file (not UTF-8 text)") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e}") from None
+    if len(raw) > SUITE_MAX_BYTES:
+        raise InputError(f"{path}: is more than {SUITE_MAX_BYTES >> 20} MiB; a suite is TOML text")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark is no TOML
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a TOML suite file (not UTF-8 text)") from None
     try:
         return tomllib.loads(text)
     except Exception as e:  # whatever the parser raises on this text, the file is at fault

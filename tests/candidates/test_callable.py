@@ -23,6 +23,10 @@ from lncheck.pipeline import check_case
 from ..support import make_case
 
 
+class Stopped(BaseException):
+    """A BaseException of the user's own (not an Exception, nor SystemExit)."""
+
+
 def _x(shape: tuple[int, ...] = (4, 8), seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -139,6 +143,9 @@ def test_a_function_that_writes_into_its_arguments_never_reaches_the_callers(kin
         (lambda x: 1 / 0, "raised ZeroDivisionError: division by zero"),
         (lambda x: sys.exit(0), "raised SystemExit: 0"),  # it must not end lncheck's run
         (lambda x: sys.exit(3), "raised SystemExit: 3"),
+        # a BaseException that is neither: it fails the candidate, and never ends the run
+        (lambda x: (_ for _ in ()).throw(GeneratorExit), "raised GeneratorExit"),
+        (lambda x: (_ for _ in ()).throw(Stopped("boom")), "raised Stopped: boom"),
         # os._exit would end the process at once, with status 0 and no report
         (lambda x: os._exit(0), "raised OsExit: os._exit(0) would end lncheck"),
         (lambda x: __import__("posix")._exit(3), "raised OsExit: os._exit(3) would end"),
@@ -265,6 +272,7 @@ def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:
     )
     (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
     (tmp_path / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "stops.py").write_text("raise GeneratorExit\n")
     (tmp_path / "ends.py").write_text("import os\nos._exit(0)\n")
     found = resolve(Target("ln", f"{tmp_path / 'kernels.py'}:ln"))
     assert found is resolve(Target("again", f"{tmp_path / 'kernels.py'}:ln"))  # imported once
@@ -275,6 +283,7 @@ def test_functions_are_found_by_module_or_file(tmp_path: Path) -> None:
         (f"{tmp_path / 'kernels.py'}:not_callable", "has no callable 'not_callable'"),
         (f"{tmp_path / 'broken.py'}:f", "cannot import it: RuntimeError: no GPU here"),
         (f"{tmp_path / 'quits.py'}:f", "cannot import it: SystemExit: 0"),
+        (f"{tmp_path / 'stops.py'}:f", "cannot import it: GeneratorExit"),
         (f"{tmp_path / 'ends.py'}:f", "cannot import it: OsExit: os._exit(0) would end lncheck"),
         (f"{tmp_path / 'missing.py'}:f", "no such file"),
     ]:

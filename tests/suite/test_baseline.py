@@ -319,3 +319,15 @@ def test_a_baseline_that_records_none_of_the_cases_run_says_so(tmp_path: Path) -
     assert "the baseline records none of the case run: nothing was compared with it" in one.notes
     mixed = lncheck.run_suite(SUITE, pattern="norm", baseline=golden)
     assert not any("records none" in n for n in mixed.notes)
+
+
+@pytest.mark.parametrize("command", ["run", "baseline"])
+def test_a_baseline_that_is_a_device_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    # /dev/zero behind an .npz name: zipfile read it whole (killed by the kernel at 24 GB)
+    zero = tmp_path / "zero.npz"
+    zero.symlink_to("/dev/zero")
+    suite = write_suite(tmp_path, '[[case]]\nname = "c1"\ninput = "x.npy"\nshape = [8]\n')
+    option = "--baseline" if command == "run" else "-o"
+    result = invoke(command, str(suite), option, str(zero))
+    assert result.exit_code == 2, result.output
+    assert "is not a .npz file (a zip archive) (it does not start like one)" in result.stderr

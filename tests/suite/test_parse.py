@@ -404,3 +404,11 @@ def test_a_default_that_works_only_with_another_key_stays_out_of_cases_without_i
     text += '[[case]]\nname = "c"\ninput = "x.npy"\nshape = [8]\ngrad_output = "dy.npy"\n'
     c = load_suite(write_suite(tmp_path, text)).cases[2]
     assert not c.settings.given("seed") and c.settings["grad_output"].endswith("dy.npy")
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_suite_file_that_never_ends_is_refused(tmp_path: Path, device: str) -> None:
+    suite = tmp_path / "s.toml"
+    suite.symlink_to(device)
+    with pytest.raises(InputError, match=r"s\.toml: is more than 16 MiB; a suite is TOML text"):
+        load_suite(suite)

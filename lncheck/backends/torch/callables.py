@@ -70,7 +70,9 @@ def call(
     try:
         with torch.set_grad_enabled(upstream is not None), guarded():
             returned = fn(x, **args)
-    except (Exception, SystemExit) as e:  # sys.exit() in a candidate fails it, not lncheck
+    except KeyboardInterrupt:  # the user's Ctrl-C ends the run
+        raise
+    except BaseException as e:  # sys.exit(), GeneratorExit: they fail the candidate, not lncheck
         raise CandidateFailed(f"raised {_describe(e)}") from None
     for name, copy in copies.items():
         changed = _changed(before[name], copy)
@@ -210,7 +212,9 @@ def _backward(
     try:
         with guarded():
             final.backward(upstream.to(final.dtype).reshape(final.shape))
-    except (Exception, SystemExit) as e:  # a wrong shape, a broken backward, sys.exit()
+    except KeyboardInterrupt:  # the user's Ctrl-C ends the run
+        raise
+    except BaseException as e:  # a wrong shape, a broken backward, sys.exit() (GeneratorExit too)
         raise CandidateFailed(f"its backward raised {_describe(e)}") from None
     grads: dict[str, torch.Tensor | NotProduced] = {
         "grad_input": x.grad if x.grad is not None else torch.zeros_like(x)
