@@ -158,7 +158,9 @@ def _repeated(make: Callable[[], Iterator[Produced]], times: int) -> Iterator[Pr
             else:
                 runs[index].fail(number, "no result" if result is None else str(result.note))
             del result
-        again.close()
+        close = getattr(again, "close", None)  # a generator's: its tensors go now
+        if close is not None:
+            close()
         del again
     for index, first in enumerate(firsts):
         yield first
