@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,28 @@ def compare(
     >>> [c.candidate for c in report.checks][:1]
     ['torch.nn.GroupNorm']
     """
+    __tracebackhide__ = True  # in pytest, an error points at the caller's line
+    return _compare(x, op, backend, name, options, "compare")
+
+
+def _compare(
+    x: npt.ArrayLike,
+    op: str,
+    backend: str | None,
+    name: str,
+    options: dict[str, Any],
+    entry: str,
+    words: dict[str, str] | None = None,
+) -> Report:
+    """``compare``'s work for the public function ``entry``, whose errors name options as
+    ``words`` says (``check`` takes the output to check as ``actual``)."""
     from lncheck.loading import load
     from lncheck.pipeline import check_case
 
-    __tracebackhide__ = True  # in pytest, an error points at the caller's line
+    __tracebackhide__ = True
     unknown = sorted(set(options) - _KEYWORDS)
     if unknown:
-        raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
+        raise TypeError(f"{entry}() got an unexpected keyword argument {unknown[0]!r}")
     theirs = ("expected", "candidate", "candidates", "candidate_cmd")
     if backend is None and all(options.get(k) is None for k in theirs + _EXPECTED_PARTS):
         raise InputError(
@@ -81,11 +97,13 @@ def compare(
         )
     try:
         settings = api_settings(op, backend, options)
+        if words:  # deeper errors are spelled by the settings' own words
+            settings = replace(settings, words={**settings.words, **words})
         given = {"input": x}
         return check_case(load(settings, name, given=given), backend=None if backend is None else
                           settings["backend"])  # fmt: skip
     except LncheckError as e:
-        raise spelled(e, spelling("api")) from None
+        raise spelled(e, spelling("api", words)) from None
 
 
 def api_settings(op: str, backend: str | None, options: dict[str, Any]) -> Settings:
@@ -151,8 +169,11 @@ def check(
     ...
     """
     __tracebackhide__ = True
-    options.setdefault("backend", None)
-    report = compare(x, op, expected=actual, **options)
+    if "expected" in options:
+        raise TypeError("check() takes the output to check as actual, not expected=")
+    backend, name = options.pop("backend", None), options.pop("name", "array")
+    options["expected"] = actual
+    report = _compare(x, op, backend, name, options, "check", {"expected": "actual"})
     if not report.passed:
         raise AssertionError(assertion_message(report, _dtype_of(actual)))
     for c in report.checks:  # what a check passed despite: shown by pytest's warnings summary
@@ -250,6 +271,8 @@ def run_suite(
     from lncheck.values import any_number, flag, text
 
     try:
+        if not isinstance(path, (str, Path)):
+            raise InputError(f"path= must be the suite file's path, got {path!r}")
         # the option table's parsers ("no" would read as true, "1e-3" is no number)
         if pattern is not None:
             text(pattern, "pattern")

@@ -113,6 +113,31 @@ def test_api_options_are_checked() -> None:
         lncheck.compare(np.ones((2, 4, 3)), "group_norm")
 
 
+def test_check_names_its_own_arguments_in_errors() -> None:
+    x = np.ones((2, 4))
+    with pytest.raises(TypeError, match=r"^check\(\) got an unexpected keyword argument 'epss'"):
+        lncheck.check(x, x, normalized_shape=4, epss=1)
+    # the output is check's first argument, actual=, whatever compare calls it
+    with pytest.raises(InputError, match=r"^the array given to actual=: output has shape \(3,\)"):
+        lncheck.check(np.ones(3), x, normalized_shape=4)
+    with pytest.raises(TypeError, match="as actual, not expected="):
+        lncheck.check(x, x, normalized_shape=4, expected=x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"path": 5}, "path= must be the suite file's path, got 5"),
+     ({"jobs": 2.5}, "jobs= must be an integer, got 2.5"),
+     ({"jobs": "a"}, "jobs= must be an integer, got 'a'"),
+     ({"jobs": 0}, "jobs= must be at least 1, got 0")],
+)  # fmt: skip
+def test_run_suite_refuses_what_is_no_path_or_count(kwargs: dict[str, Any], message: str) -> None:
+    kwargs = {"path": str(EXAMPLES / "suite.toml"), **kwargs}
+    with pytest.raises(InputError) as info:
+        lncheck.run_suite(**kwargs)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize(("alias", "name"), [("shape", "normalized_shape"), ("train", "training")])
 def test_aliases_and_names_are_both_keywords(alias: str, name: str) -> None:
     x = np.random.default_rng(0).normal(size=(4, 3, 2))

@@ -259,12 +259,14 @@ def run(
     cases, notes = _selected(suite, shard, pattern)
     files = {str(suite): "the suite file", **written.files_of(cases)}
     written.protect(targets, files, baseline, stdout=stdout_format)
+    # the suite is valid and no target is a file it reads: an earlier run's reports go now,
+    # so that a missing or damaged baseline leaves no stale report that may say "pass"
+    written.remove_stale(targets)
     if baseline is not None:
         from lncheck.suite.baseline import open_baseline
 
         # an unreadable or damaged baseline is an input error before anything runs
         open_baseline(baseline, verify=True)
-    written.remove_stale(targets)
     out = console.make_console(stderr=stdout_format != "console")
     with console.SuiteProgress(out, len(cases), quiet=quiet) as progress:
         report = run_cases(

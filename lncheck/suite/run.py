@@ -19,6 +19,7 @@ from lncheck.report import CaseResult, SuiteReport
 from lncheck.suite.baseline import case_digests, case_options, open_baseline
 from lncheck.suite.parse import SuiteCase
 from lncheck.tolerances import ToleranceSpec
+from lncheck.values import integer
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class SuiteOptions:
     def __post_init__(self) -> None:
         names = (option("baseline_rtol"), option("baseline_atol"))
         ToleranceSpec.from_options(self.baseline_rtol, self.baseline_atol, names=names)
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+        if integer(self.jobs, "jobs") < 1:  # 2.5 or "a" is no count, 0 none to run
             raise InputError(f"{option('jobs')} must be at least 1, got {self.jobs!r}")
 
 
@@ -158,6 +159,10 @@ def run_cases(
         _run_parallel(cases, replace(options, jobs=workers), done)
     order = {c.name: c.index for c in cases}
     results.sort(key=lambda r: order[r.name])
+    if len(results) < len(cases):  # --fail-fast stopped the run: say what it left out
+        left = len(cases) - len(results)
+        what = "case was" if left == 1 else "cases were"
+        notes.append(f"stopped at the first failure: {left} {what} not run")
     return SuiteReport(suite_path, tuple(results), environment, tuple(notes))
 
 

@@ -139,6 +139,16 @@ def test_an_invalid_suite_leaves_the_reports_of_the_last_run(tmp_path: Path) -> 
     assert junit.read_bytes() == before
 
 
+def test_a_missing_baseline_leaves_no_report_of_the_last_run(tmp_path: Path) -> None:
+    # the suite is valid, so the reports' targets are known safe to remove: CI finds none
+    suite = write_suite(tmp_path, CASE)
+    junit = tmp_path / "r.xml"
+    assert invoke("run", str(suite), "--junit", str(junit)).exit_code == 0
+    missing = str(tmp_path / "no.npz")
+    result = invoke("run", str(suite), "--junit", str(junit), "--baseline", missing)
+    assert result.exit_code == 2 and not junit.exists()
+
+
 def test_the_example_suite_is_protected_too() -> None:
     result = invoke("run", str(EXAMPLES / "suite.toml"), "--json", str(EXAMPLES / "tokens.npy"))
     assert_user_error(result, "that is the input of case")

@@ -220,8 +220,13 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     report = lncheck.run_suite(path, fail_fast=True)
     assert [r.status for r in report.results] == ["pass", "fail"]
     assert report.exit_status == 1
+    # the cases left out are said, not dropped without a word
+    assert report.notes == ("stopped at the first failure: 2 cases were not run",)
     result = invoke("run", str(path), "--fail-fast")
     assert result.exit_code == 1 and "1 pass, 1 fail" in result.stdout
+    assert "stopped at the first failure: 2 cases were not run" in result.stdout
+    junit = invoke("run", str(path), "--fail-fast", "--format", "junit").stdout
+    assert "stopped at the first failure: 2 cases were not run" in junit
 
 
 def test_parallel_jobs_give_the_same_results() -> None:
