@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout
 from lncheck.comparison import Comparison, not_made
+from lncheck.errors import InputError
 from lncheck.metrics import compare
 from lncheck.result import NormResult, Quantity, as_array
 
@@ -44,6 +45,12 @@ def drift_checks(
         actual = as_array(value)
         if quantity in STATISTICS:
             recorded, actual = _in_shape(recorded, layout), _in_shape(actual, layout)
+        if tuple(recorded.shape) != tuple(actual.shape):  # no drift: another array altogether
+            raise InputError(
+                f"the baseline's {result.candidate} {quantity} has shape "
+                f"{tuple(recorded.shape)}, this run's {tuple(actual.shape)}: the baseline is "
+                "damaged, or recorded for another input"
+            )
         c = compare(
             result.candidate,
             quantity,

@@ -409,11 +409,14 @@ class ToleranceSpec:
 
     def describe(self, dtype: str, n: int) -> str:
         if self.mode == "auto":
+            # the output's rtol is one number; each statistic's and gradient's is its own
+            # bound's (the table's rtol column), the least its final rounding's
             rounded = allowance(dtype, n, "accurate").rounded
             return (
-                f"auto: rtol={rounded:.3g} for outputs, {coefficients(dtype, n)['relative']:.3g} "
-                f"for statistics and gradients (error bound for {dtype}, groups of {n}), atol "
-                "per element from each group's conditioning"
+                f"auto: rtol={rounded:.3g} for outputs, from "
+                f"{coefficients(dtype, n)['relative']:.3g} for statistics and gradients (error "
+                f"bounds for {dtype}, groups of {n}), atol per element from each group's "
+                "conditioning"
             )
         rtol, atol = self.resolve(dtype)
         return f"{self.mode}: rtol={rtol:g}, atol={atol:g}"

@@ -94,7 +94,11 @@ def compare(
     reports: ReportOption = None,
     plot: Annotated[
         Path | None,
-        _opt("Write a PNG with the error histogram and heatmap (needs matplotlib).", OUTPUT),
+        _opt(
+            "Write the error histogram and heatmap as an image, in the format its suffix "
+            "names (.png, .svg, .pdf; needs matplotlib).",
+            OUTPUT,
+        ),
     ] = None,
     quiet: Annotated[
         bool, _opt("One line per check, then the verdict.", OUTPUT, "--quiet", "-q")
@@ -292,7 +296,12 @@ def record_baseline(
     ] = None,
     pattern: Annotated[
         str | None,
-        _opt("Only cases whose name contains PATTERN.", SELECTION, "-k", "--pattern"),
+        _opt(
+            "Only cases whose name contains PATTERN (or matches a glob).",
+            SELECTION,
+            "-k",
+            "--pattern",
+        ),
     ] = None,
     prune: Annotated[
         bool,

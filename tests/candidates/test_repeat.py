@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from lncheck.candidates.repeat import Runs
 from lncheck.pipeline import check_case
 from lncheck.result import NormResult
 
-from ..support import make_case
+from ..support import layer_norm, make_case
 
 
 def _x(shape: tuple[int, ...] = (16, 256)) -> np.ndarray:
@@ -67,6 +68,13 @@ def test_deterministic_candidates_pass_every_repeat() -> None:
     # module and functional: output and 3 gradients; native: 3 statistics more; mine
     assert len(repeats) == 2 * 4 + 7 + 4
     assert report.passed
+    # a bitwise match's worst element is its first, off by 0: no NaN standing for it
+    x = _x((4, 8))
+    (out,) = [c for c in report.checks if (c.candidate, c.quantity, c.kind) ==
+              ("mine", "output", "repeat")]  # fmt: skip
+    assert out.worst_index == (0, 0) and out.worst_actual == out.worst_expected
+    assert out.worst_actual == pytest.approx(float(layer_norm(x)[0, 0]), abs=1e-6)
+    assert (out.max_abs_err, out.required_rtol, out.tolerance_used) == (0.0, 0.0, 0.0)
 
 
 def test_a_program_that_fails_on_a_later_run(tmp_path: Path) -> None:

@@ -331,3 +331,21 @@ def test_a_baseline_that_is_a_device_is_refused_at_once(tmp_path: Path, command:
     result = invoke(command, str(suite), option, str(zero))
     assert result.exit_code == 2, result.output
     assert "is not a .npz file (a zip archive) (it does not start like one)" in result.stderr
+
+
+def test_a_baseline_entry_of_another_shape_is_an_error_not_drift(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.npz"
+    assert invoke("baseline", str(SUITE), "-o", str(golden), "-k", "layer_norm-last").exit_code == 0
+    entries = _entries(golden)
+    key = "layer_norm-last-dim/torch.nn.LayerNorm/output.npy"
+    array = np.load(io.BytesIO(entries[key]), allow_pickle=False)
+    entries[key] = _npy(array[:1])  # truncated: no run of this input makes it
+    _rewrite(golden, entries)
+    report = lncheck.run_suite(SUITE, pattern="layer_norm-last-dim", baseline=golden)
+    (result,) = report.results
+    assert result.status == "error" and report.exit_status == 2
+    assert result.message is not None
+    assert result.message.startswith(
+        f"the baseline's torch.nn.LayerNorm output has shape (1, {array.shape[1]}"
+    )
+    assert "this run's" in result.message and "recorded for another input" in result.message
