@@ -311,9 +311,16 @@ def placeholders(word: str, where: str) -> list[str]:
     import string
 
     try:
-        return [f for _, f, _, _ in string.Formatter().parse(word) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(word)]
     except ValueError as e:
         raise InputError(f"{where}: {word!r}: {e} (write {{{{ for a brace)") from None
+    for name, spec, conversion in parts:
+        if name is not None and (spec or conversion):  # {output:>3000000000} would pad it
+            raise InputError(
+                f"{where}: {word!r}: a placeholder is a bare {{name}}, with no format or "
+                "conversion (write {{ for a brace)"
+            )
+    return [f for f, _, _ in parts if f is not None]
 
 
 def callables(value: Any, name: str) -> tuple[Target, ...]:

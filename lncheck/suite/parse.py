@@ -201,6 +201,17 @@ def _check_defaults_act(
         InputError: naming the suite file, ``[defaults]``, the key and why."""
     for key in defaults:
         name = ALIASES.get(key, key)
+        if any(name == used for used, *_ in USED_ONLY_WITH + UNUSED_BESIDE):
+            # seed, candidate_timeout: each case that inherits it leaves it out where the option
+            # it works with is missing (``_idle``); in every such case it is dropped unsaid
+            inheriting = [{**defaults, **raw} for raw in raw_cases if key not in raw]
+            if inheriting and all(_idle(name, merged) for merged in inheriting):
+                needs = next((n, w) for u, n, w in USED_ONLY_WITH if u == name)
+                raise InputError(
+                    f"{path}: [defaults]: key {key!r} does nothing in any case that inherits "
+                    f"it (it is for {needs[1]}, which none of them has)"
+                )
+            continue
         idle_of = dict(ops.IDLE).get(name)
         if idle_of is None:
             continue

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.errors import InputError, option
+from lncheck.readers import MAX_DIMS
 from lncheck.values import integer, integers, number, one_of
 
 
@@ -105,6 +106,10 @@ def random_input(value: Any) -> RandomInput:
     shape = parsed["shape"]
     if any(n <= 0 for n in shape) or math.prod(shape) > 1 << 28:
         raise InputError(f"key 'random.shape': {shape} must be positive and at most 2**28 elements")
+    if len(shape) > MAX_DIMS:
+        raise InputError(
+            f"key 'random.shape' has {len(shape)} dims; NumPy holds at most {MAX_DIMS}"
+        )
     dist = parsed.get("dist", "normal")
     idle = (
         [k for k in ("mean", "std") if k in value]

@@ -133,6 +133,10 @@ def test_commands_are_named_and_checked() -> None:
         ("   ", "is an empty program line"),
         ("prog {", "write {{ for a brace"),
         (3, "must be a program line"),
+        # a format would be applied to the path: padding of 30 GB, a field filled at run time
+        ("prog {output:>30000000000}", "a placeholder is a bare {name}, with no format"),
+        ("prog {input:{bogus}}", "a placeholder is a bare {name}, with no format"),
+        ("prog {input!z}", "a placeholder is a bare {name}, with no format or conversion"),
     ],
 )
 def test_bad_templates_are_input_errors(template: object, phrase: str) -> None:

@@ -185,6 +185,7 @@ def test_a_binary_file_is_no_suite(tmp_path: Path) -> None:
     [
         ("random = {shape = [2, 4], std = -1.0}", "key 'random.std' must be 0 or more"),
         ("random = {shape = [2, 4], seed = -3}", "key 'random.seed' must be 0 or more"),
+        (f"random = {{shape = {[1] * 69 + [4]}}}", "has 70 dims; NumPy holds at most 64"),
         ('random = {shape = [2, 4], dist = "uniform", low = -1e308, high = 1e308}', "low < high"),
         ("random = {shape = [2, 4]}\nseed = -1\ngrad = true", "key 'seed' must be 0 or more"),
         (
@@ -281,6 +282,30 @@ def test_a_default_that_does_nothing_in_every_case_reading_it_is_refused(
     cases = {c.name: c.settings for c in load_suite(write_suite(tmp_path, text + bn)).cases}
     assert cases["bn"].given(key.replace("train", "training"))
     assert not cases["in"].given(key.replace("train", "training"))
+
+
+@pytest.mark.parametrize(
+    ("defaults", "why"),
+    [("seed = 7", "the backward pass's random upstream gradient"),
+     ("candidate_timeout = 5", "a program candidate")],
+)  # fmt: skip
+def test_a_default_that_works_only_with_an_option_no_case_has_is_refused(
+    tmp_path: Path, defaults: str, why: str
+) -> None:
+    # --seed without --grad is refused on the command line; a default one stayed out unsaid
+    case = '[[case]]\nname = "ln"\ninput = "x.npy"\nshape = [8]\n'
+    path = write_suite(tmp_path, f"[defaults]\n{defaults}\n{case}")
+    line = assert_user_error(invoke("run", str(path)))
+    key = defaults.split(" ")[0]
+    assert line == (
+        f"lncheck: error: {path}: [defaults]: key {key!r} does nothing in any case that "
+        f"inherits it (it is for {why}, which none of them has)"
+    )
+    # one case it works in keeps it (the others leave it out)
+    used = '[[case]]\nname = "g"\ninput = "x.npy"\nshape = [8]\ngrad = true\n'
+    used += 'candidate_cmd = "true {output}"\n'
+    cases = load_suite(write_suite(tmp_path, f"[defaults]\n{defaults}\n{case}{used}")).cases
+    assert [c.settings.given(key) for c in cases] == [False, True]
 
 
 def test_a_default_that_only_a_skipped_case_reads_is_kept(tmp_path: Path) -> None:
