@@ -327,9 +327,19 @@ def _read_to_end(f: IO[bytes]) -> None:
         pass
 
 
+# Parsed, JSON takes about 25 times its text (a Python float and a list slot per number, then
+# the array): 36 MB of it peaked at 1.0 GB. It is held to the limit by that, not by its size
+JSON_EXPANSION = 32
+
+
 def _from_json(raw: bytes, limit: int) -> Loaded:
     if len(raw) > limit:
         raise over_limit(len(raw), limit)
+    if len(raw) * JSON_EXPANSION > limit:
+        raise InputError(
+            f"is {len(raw)} bytes of JSON, which takes about {JSON_EXPANSION} times that to "
+            f"parse: over the {option('max_bytes')} limit {limit} (save it as .npy)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

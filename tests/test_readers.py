@@ -237,3 +237,13 @@ def test_a_json_object_of_quantities_is_a_bundle(write: Callable[..., Path]) -> 
     assert sorted(loaded.arrays) == ["expected_rstd", "input"]
     with pytest.raises(InputError, match="unknown key 'rstdd' in JSON object"):
         read_arrays(str(write("c.json", {"output": [[1, 2]], "rstdd": [0.5]})))
+
+
+def test_json_is_held_to_the_limit_by_what_it_takes_to_parse(tmp_path: Path) -> None:
+    # parsed, JSON takes ~25x its text: a file just under --max-bytes peaked at 25x the limit
+    path = tmp_path / "x.json"
+    path.write_text("[[1, 2, 3, 4]]")
+    size = path.stat().st_size
+    with pytest.raises(InputError, match=f"is {size} bytes of JSON, which takes about 32 times"):
+        read_arrays(str(path), max_bytes=size * 31)
+    assert read_arrays(str(path), max_bytes=size * 32).arrays["input"].shape == (1, 4)

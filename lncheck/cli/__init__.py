@@ -265,7 +265,9 @@ def _fail(message: str, status: int) -> None:
     if text:  # a bare `lncheck` has already shown its help
         from lncheck.render.console import print_error
 
-        print_error(text)
+        # standard error closed or full (2>&-, 2>/dev/full): the status still tells
+        with contextlib.suppress(OSError, ValueError):
+            print_error(text)
     sys.exit(status)
 
 

@@ -104,3 +104,16 @@ def test_the_command_line_asks_glibc_for_one_malloc_arena(monkeypatch: pytest.Mo
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
     cli._one_malloc_arena()
     assert calls == [(-8, 1)]
+
+
+@pytest.mark.parametrize("stderr", ["/dev/full", "closed"])
+def test_an_input_error_is_status_2_where_its_line_cannot_be_written(stderr: str) -> None:
+    # 2>/dev/full or 2>&-: the message is lost, the status still says "invalid input" (it
+    # said 1, a failed check)
+    command = [sys.executable, "-m", "lncheck", "compare", "no_such.npy", "--shape", "4"]
+    if stderr == "closed":
+        done = subprocess.run(["sh", "-c", '"$@" 2>&-', "sh", *command], cwd=REPO, timeout=120)
+    else:
+        with open(stderr, "w") as full:
+            done = subprocess.run(command, cwd=REPO, stderr=full, timeout=120)
+    assert done.returncode == 2
