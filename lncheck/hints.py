@@ -62,6 +62,9 @@ def with_hints(
             if best is not None:
                 c = c.explained(f"lncheck explain finds: {best.description}")
         elif c.accuracy_class == "low_precision":
+            narrow = _narrower(case, c.candidate, output)
+            if narrow is not None:  # the file's own rounding, more precisely than "precision"
+                c = replace(c, explanation=narrow)
             best = _quick(case, output)
             if best is not None and _other_function(case.spec, best):
                 hint = f"lncheck explain finds: {best.description}"

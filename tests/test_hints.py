@@ -211,6 +211,20 @@ def test_a_bfloat16_pt_file_is_said_to_be_bfloat16_as_typed(tmp_path: Path) -> N
     ) in result.stdout
 
 
+def test_bfloat16_values_stored_as_float16_are_said_to_be_bfloat16() -> None:
+    # a float16 array says float16 by its dtype, and its values say bfloat16: in a float16
+    # check that is the cause, not "a different function"
+    import torch
+
+    x16 = torch.from_numpy(X).half()
+    y = torch.nn.functional.layer_norm(x16.float(), (256,)).bfloat16().half()
+    c = lncheck.compare(x16.numpy(), normalized_shape=256, backend=None, expected=y.numpy())
+    (check,) = [k for k in c.checks if k.quantity == "output"]
+    assert check.explanation is not None and check.explanation.startswith(
+        "its values are bfloat16, the check computes in float16: bfloat16's own rounding"
+    )
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_a_function_returning_a_narrower_dtype_is_said_to_be_rounded(dtype: str) -> None:
     # a bfloat16 tensor comes back as float32 values: they tell the dtype, as a file's says it

@@ -38,9 +38,7 @@ def value_precision(y: Array) -> DTypeName:
     Looks at up to ``PRECISION_SAMPLE`` evenly spaced finite values (a float32 output whose
     values all fit 8 significant bits by chance would need 2**16 coincidences).
     """
-    if y.dtype == np.float16:
-        return "float16"
-    flat = np.asarray(y).reshape(-1)
+    flat = np.asarray(y).reshape(-1)  # a float16 array may hold bfloat16 values too
     step = max(1, flat.size // PRECISION_SAMPLE)
     values = np.asarray(flat[::step], dtype=np.float64)
     values = values[np.isfinite(values)]
