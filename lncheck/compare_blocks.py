@@ -35,6 +35,7 @@ from lncheck.options import spelling
 from lncheck.report import GroupFailures
 from lncheck.result import ELEMENTWISE, STATISTICS, LazyTensor, NormResult, as_array
 from lncheck.scratch import Scratch
+from lncheck.statistic_conventions import met
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
@@ -96,6 +97,7 @@ class BlockComparer:
         # each unit's normalizing variance, by its first group, as the reference computed it
         self.unit_variances: dict[int, F64] = {}
         self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
+        self.named: dict[Key, str] = {}  # statistics that match another convention's values
         # per statistic, how many exact values the dtype it was kept in cannot hold, and that
         self.unrepresentable: dict[Key, tuple[int, str]] = {}  # count, storage dtype
 
@@ -130,9 +132,22 @@ class BlockComparer:
             tolerances = Tolerances(self.case, ref, quantity, quantity_layout)
             for r in having:
                 self.checked[(r.candidate, quantity)] = None
+            if quantity in ref.conventions:  # a statistic by another rule (biased running_var)
+                self._conventions(ref, quantity, distinct, tolerances)
             for r in distinct:
                 self._start(r.candidate, quantity, tolerances)
             self._compare(offset, quantity_layout, ref, quantity, distinct, tolerances)
+
+    def _conventions(
+        self, ref: NormResult, quantity: str, results: Sequence[NormResult], tol: Tolerances
+    ) -> None:
+        words, predicted = ref.conventions[quantity]
+        expected = np.asarray(as_array(ref.quantities[quantity]), np.float64).reshape(-1)
+        allowed = BlockTolerance(tol, 0, expected.size).atol(0) + tol.rtol(0) * np.abs(expected)
+        for r in results:
+            actual = np.asarray(as_array(r.quantities[quantity]), np.float64).reshape(-1)
+            if met(expected, actual, predicted.reshape(-1), np.asarray(allowed, np.float64)):
+                self.named[(r.candidate, quantity)] = words
 
     def _start(self, candidate: str, quantity: str, tol: Tolerances) -> None:
         key = (candidate, quantity)
@@ -377,6 +392,10 @@ class BlockComparer:
                     c = replace(c, warning=faint)
                 elif faint is not None and c.explanation is None:  # failed on its class
                     c = replace(c, explanation=faint)
+            rule = self.named.get((candidate, quantity))
+            if rule is not None:  # whatever its size: another function's values
+                c = replace(c, passed=False, accuracy_class="mismatch", explanation=rule,
+                            cause_named=True)  # fmt: skip
             beyond, stored = self.unrepresentable.get((candidate, quantity), (0, ""))
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity, stored))

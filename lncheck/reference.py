@@ -149,6 +149,7 @@ def run(case: Case) -> NormResult:
     p = case.spec
     layout = layout_of(p)
     model: OutputModel | None = None
+    conventions: dict[str, tuple[str, F64]] = {}
     if p.statistics:
         # a running sum's stagnation matters only where the batch's statistics are computed
         accumulated = DTYPES[accumulation_dtype(case.dtype)]  # type: ignore[index]
@@ -208,6 +209,7 @@ def run(case: Case) -> NormResult:
             running, running_bounds = _updated_running_stats(case, batch.mean, batch.var)
             quantities.update(running)
             found.update(running_bounds)
+            conventions["running_var"] = _biased_running_var(case, batch.var)
         conditioning = kappa
     else:
         output = LazyTensor(layout, (case.x,), partial(_lrn_block, p=p))
@@ -218,7 +220,7 @@ def run(case: Case) -> NormResult:
         act = activations.function(p.activation, case.dtype)
         quantities["activation"] = output.map(act)
         found["activation"] = bounds.through(found["output"], p.activation.lipschitz, output)
-    return NormResult(NAME, quantities, found, conditioning, model)
+    return NormResult(NAME, quantities, found, conditioning, model, conventions)
 
 
 def _accumulator_bits(dtype: str) -> int:
@@ -282,6 +284,24 @@ def _updated_running_stats(
         var_squared = per_channel((1 + kappa) ** 2 * (np.abs(unbiased) + abs(p.eps)), "max")
     found = bounds.running(f, running_mean, running_var, mean_size, var_size, var_squared)
     return quantities, found
+
+
+def _biased_running_var(case: Case, var: F64) -> tuple[str, F64]:
+    """The running variance a kernel that updates it with the *biased* batch variance (the one
+    it normalizes with) keeps: a classic slip, torch's rule takes the unbiased one."""
+    p = case.spec
+    axis = p.channel_group_axis
+    assert axis is not None
+    others = tuple(i for i in range(len(p.group_shape)) if i != axis)
+    f = p.momentum_factor
+    batch = np.asarray(var).reshape(p.group_shape).mean(axis=others)
+    with np.errstate(all="ignore"):
+        biased = (1 - f) * _running(case)[1] + f * batch
+    words = (
+        "matches running_var updated with the biased batch variance (torch's rule takes the "
+        f"unbiased one, ÷(n - 1), n = {p.group_size})"
+    )
+    return words, np.asarray(biased, dtype=np.float64)
 
 
 def _running(case: Case) -> tuple[F64, F64]:

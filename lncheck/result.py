@@ -102,6 +102,9 @@ class NormResult:
     conditioning: npt.NDArray[np.float64] | None = None
     # for a mean/variance op's reference: the output's bounds per class and its structure
     model: OutputModel | None = None
+    # for the reference: per quantity, a convention's words and the values it gives (the
+    # running variance updated with the biased batch variance), which a candidate may match
+    conventions: Mapping[str, tuple[str, npt.NDArray[np.float64]]] = field(default_factory=dict)
 
 
 # Input-shaped quantities; the others are one per group, per channel or per parameter.
