@@ -62,7 +62,12 @@ def test_jobs_are_capped_at_the_cpu_count(tmp_path: Path, monkeypatch: pytest.Mo
     suite = write_suite(tmp_path, '[[case]]\nname = "c"\ninput = "x.npy"\nshape = [8]\n')
     report = lncheck.run_suite(suite, jobs=64)
     assert report.passed and "64 jobs asked for; 1 run, one per CPU of this machine" in report.notes
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(InputError, match="jobs= must be at least 1"):
+    for bad, why in (
+        (0, "at least 1"),
+        (-1, "at least 1"),
+        (1.5, "an integer"),
+        (True, "an integer"),
+    ):
+        with pytest.raises(InputError, match=f"jobs= must be {why}"):
             lncheck.run_suite(suite, jobs=bad)  # type: ignore[arg-type]
     assert_user_error(invoke("run", str(suite), "--jobs", "0"), "--jobs must be at least 1")
