@@ -31,7 +31,7 @@ from lncheck.blocks import GroupLayout, float64_block, uniform_rows
 from lncheck.caps import exact_reach
 from lncheck.dtypes import DTYPES
 from lncheck.moments import Scaled
-from lncheck.sequential import sequential_drift, sequential_steps, trend_of
+from lncheck.sequential import on_grid, sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import (
     FEW_LEVELS,
     G_STUCK,
@@ -239,9 +239,16 @@ class OutputBlock:
             centred_drift = model.centered and c.drift > 0
             v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
-            looked = (model.levels[rows] >= TREND_LEVELS) & moving
+            telling = (model.levels[rows] >= TREND_LEVELS) & moving
+            grid = self.grid(telling) if centred_drift else None
+            # the trend narrows the drift where the walk is below it; on a grid it widens it
+            looked = telling & (
+                (c.drift * k[:, 0] > c.walk) | (grid if grid is not None else False)
+            )
             trend = self.trend(looked, dtype) if centred_drift else None
-            drifted = sequential_drift(c, dtype, k, few, trend)
+            drifted = sequential_drift(
+                c, dtype, k, few, trend, grid if grid is None else grid[:, None]
+            )
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
             d = np.sqrt(n * peak)  # the outlier's distance, in std
@@ -281,6 +288,17 @@ class OutputBlock:
             found = np.full((self.y.shape[0], 1), np.nan)
             if rows.any():
                 found[rows, 0] = trend_of(self.nhat[rows])
+            self.memo[key] = found
+        return self.memo[key]  # type: ignore[return-value]
+
+    def grid(self, rows: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Per group, whether its values are on a regular grid (``sequential.on_grid``), on
+        ``rows`` (False elsewhere); memoized per ``rows``."""
+        key = ("grid", rows.tobytes())
+        if key not in self.memo:
+            found = np.zeros(self.y.shape[0], dtype=bool)
+            if rows.any():
+                found[rows] = on_grid(self.nhat[rows])
             self.memo[key] = found
         return self.memo[key]  # type: ignore[return-value]
 

@@ -123,6 +123,8 @@ class Distortions:
         if bool(np.all(np.abs(1.0 + ds) <= NO_SCALE)):
             return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
+        # identical rows (one row broadcast) are one group of evidence, counted once
+        distinct = np.unique(np.stack([v, ds, shift]), axis=1).shape[1]
         hypotheses = _hypotheses(v, eps, n, (ds, ds_limit), w, b, centered, weight_offset)
         found: list[tuple[float, int, str]] = []
         also: list[tuple[float, int, str]] = []  # those that fit but decide nothing alone
@@ -141,7 +143,7 @@ class Distortions:
             if fitted and not beyond_default:
                 # a systematic precision loss can meet a fitted value at the limits' scale: a
                 # verdict needs the groups far beyond rounding, or on the value far within them
-                tight = ds.size >= TIGHT_GROUPS and _tight(
+                tight = distinct >= TIGHT_GROUPS and _tight(
                     ds - want_ds, shift - want_t, ds_limit, shift_limit, centered
                 )
                 tight = tight and _beyond_rounding(want_ds, alike, times=1.0)
@@ -152,7 +154,7 @@ class Distortions:
                     continue
             off = _off(ds - want_ds, shift - want_t, ds_limit, shift_limit, centered)
             away = _off(want_ds, want_t, ds_limit, shift_limit, centered)
-            if int(np.count_nonzero(apart)) >= MIN_GROUPS or (
+            if np.unique(np.stack([v, ds, shift])[:, apart], axis=1).shape[1] >= MIN_GROUPS or (
                 beyond_default and not fitted and _evident(away, off)
             ):
                 found.append((off, order, words))

@@ -52,21 +52,48 @@ def sequential_drift(
     k: npt.NDArray[np.float64],
     few: npt.NDArray[np.bool_],
     trend: npt.NDArray[np.float64] | None,
+    grid: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.float64]:
     """The share of the scale a sequential Welford's drift may take, per group of
-    conditioning ``k`` (``K``): ``c.drift * K`` whatever the data's order, or where the
-    group's ``trend`` (``trend_of``; ``None`` for RMSNorm, which keeps no running mean) is
-    known, what random order leaves (``c.walk + c.lag * K``, where that is less), both at most
-    ``drift_cap``, plus what the trend adds, ``c.trend * K * trend`` (the trend is known only
-    where ``n v K`` is at most ``TREND_REACH``: at most ``G_TREND * trend``). A NaN or
-    infinite trend keeps ``c.drift * K``."""
-    cap = drift_cap(dtype, k, few)
-    drift = np.minimum(c.drift * k, cap)
+    conditioning ``k`` (``K``): ``c.drift * K`` whatever the data's order, at most
+    ``drift_cap``; where the group's ``trend`` (``trend_of``; ``None`` for RMSNorm, which keeps
+    no running mean) is known, at most ``c.trend * K * trend`` plus ``c.walk + c.lag * K``;
+    and on ``grid`` rows (``on_grid``) what random order leaves plus ``c.grid * K * trend``,
+    beyond the order-blind limit. A NaN or infinite trend keeps ``c.drift * K``."""
+    drift = np.minimum(c.drift * k, drift_cap(dtype, k, few))
     if trend is not None and c.trend:
         with np.errstate(all="ignore"):
-            ordered = np.fmin(drift, c.lag * k + c.walk) + c.trend * trend * k
-            drift = np.where(np.isfinite(trend), ordered, drift)
+            random_order = c.lag * k + c.walk
+            narrowed = np.fmin(drift, c.trend * trend * k + random_order)
+            if grid is not None:
+                widened = np.fmin(drift, random_order) + c.grid * trend * k
+                narrowed = np.where(grid, widened, narrowed)
+            drift = np.where(np.isfinite(trend), narrowed, drift)
     return np.asarray(drift, dtype=np.float64)
+
+
+def on_grid(nhat: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Per row, whether its values step by one amount (to ``GRID_SPREAD`` of it, what rounding
+    leaves of ``linspace`` in float32): ``torch.arange``, ``linspace``. Its first
+    ``GRID_HEAD`` values decide for most rows; the others are looked at whole."""
+    found = np.zeros(nhat.shape[0], dtype=bool)
+    if nhat.shape[1] < 3:
+        return found
+    candidates = np.flatnonzero(_even(np.diff(nhat[:, :GRID_HEAD], axis=1)))
+    if candidates.size:
+        found[candidates] = _even(np.diff(nhat[candidates], axis=1))
+    return found
+
+
+GRID_HEAD = 64
+GRID_SPREAD = 1.0
+
+
+def _even(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    with np.errstate(all="ignore"):
+        step = np.mean(steps, axis=1)
+        spread = np.max(steps, axis=1) - np.min(steps, axis=1)
+        return np.asarray((step != 0) & (spread <= GRID_SPREAD * np.abs(step)))
 
 
 def sequential_steps(

@@ -118,24 +118,29 @@ LAST_PLACE_LEVELS = 3
 # (``TREND_NOISE / sqrt(n)``: a Brownian bridge exceeds 2 with probability 7e-4). Measured
 # (``benchmarks/welford_drift.py``, float32, n = 1,000 to 262,144, K = 1 to 1e4): on sorted, smooth,
 # blocked, periodic and mixed data with ``n v K`` at most TREND_REACH, the variance's drift beyond
-# t**2 is at most 0.28 n v K T; on ramps (``torch.arange``, ``linspace``: values on a grid, whose
-# roundings lean alike step after step) up to 1.2 n v K T (``benchmarks/repeated_values.py``,
-# textbook Welford, 256 to 32,768 values, mean/std 1 to 900), and the scale's half that:
-# ``G_TREND min(n v, 1) K T`` allows 1.7x it, beyond ``G_DRIFT`` and its cap, which ordered data
-# pass (a ramp of 8,192 values at mean/std 1: rstd 5.6e-5 off, 8.2 times the order-blind limit).
-# In random order (T near 0) the sum of squares rounds as a random walk and stagnates (terms
+# t**2 is at most 0.28 n v K T, and the scale's half that: ``G_TREND min(n v, 1) K T`` allows 3.5x
+# it. In random order (T near 0) the sum of squares rounds as a random walk and stagnates (terms
 # below half its last place are lost, all of one sign), and the running mean's own roundings walk:
 # ``G_WALK sqrt(n) v + G_STAGNATE n v + G_LAG v K`` of the scale (the full matrix's c0189, n =
 # 1,048,576 at K = 1: 4.5e-3 n v of the scale; a tenth of a random walk in random order, n = 1,000
-# at K = 1e4: 2 v K of the variance), where that is less than the order-blind limit. The trend
-# tells only while the running mean moves: once ``n v K`` passes
-# TREND_REACH its updates are lost in any order (c0651, an Apex-style Welford at K = 1e5 and n =
-# 542,108: rstd 0.53 % off in random order); and data quantized to a few values per std drift in any
-# order (the level nearest the running mean lies to one side of it, and the updates it loses all
-# lean that way: the quick matrix's c0067 and c0351, float16 at mean/std 1e4, three to five levels).
-# Only centred groups whose input takes at least TREND_LEVELS values (``OutputModel.levels``) and
-# whose ``n v K`` is at most TREND_REACH have their trend looked at
-G_TREND = 1.0
+# at K = 1e4: 2 v K of the variance). The trend narrows the order-blind limit ``G_DRIFT`` to that,
+# never widens it, but on values on a regular grid (``sequential.on_grid``: ``torch.arange``,
+# ``linspace``), whose roundings lean alike step after step: there a textbook Welford's variance
+# drifted by up to 1.2 n v K T (``benchmarks/repeated_values.py``, ramps of 256 to 32,768 values
+# at mean/std 1 to 90), a ramp of 8,192 values at mean/std 1 read rstd 5.6e-5 off, 8.2 times the
+# order-blind limit, and past about 10,000 values it drifted no further: ``G_GRID min(n,
+# GRID_STEPS) v K T`` of the scale, beyond that limit and its cap, allows 1.9x the largest seen
+# (on a sorted or smooth row that widening let rsqrt off by 1e-3 pass at 65,536 values, 87 times
+# the correct kernels' error). The trend tells only while the running mean moves: once ``n v K``
+# passes TREND_REACH its updates are lost in any order (c0651, an Apex-style Welford at K = 1e5 and
+# n = 542,108: rstd 0.53 % off in random order); and data quantized to a few values per std drift
+# in any order (the level nearest the running mean lies to one side of it, and the updates it loses
+# all lean that way: the quick matrix's c0067 and c0351, float16 at mean/std 1e4, three to five
+# levels). Only centred groups whose input takes at least TREND_LEVELS values
+# (``OutputModel.levels``) and whose ``n v K`` is at most TREND_REACH have their trend looked at
+G_TREND = 0.5
+G_GRID = 1.0
+GRID_STEPS = 8192
 G_WALK = 4.0
 G_STAGNATE = 0.01
 G_LAG = 4.0
@@ -210,6 +215,7 @@ class Allowance:
     sequential: float  # times ``sequential.sequential_steps``: a sequential variance's drift
     drift: float  # times K: a sequential variance's drift with the mean, whatever the order
     trend: float  # times K * trend: the same drift where the data's order trends
+    grid: float  # times K * trend: the drift on values on a regular grid (``sequential.on_grid``)
     walk: float  # a sequential sum of squares' roundings, in random order
     lag: float  # times K: a running mean's roundings, in random order
     stuck: float  # times K * sqrt(n * peak), peak >= 1/2: a running mean an outlier leaves off
@@ -233,9 +239,12 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
     rounded = (A if low else ROUND_ONCE) * u
     if running:
         const = A * (u if low else v)
+        # eval mode computes no statistics: every statistics term is 0
+        none = ("shift", "scale", "sequential", "drift", "trend", "grid", "walk", "lag", "stuck")
         return Allowance(
-            0.0, 0.0, const, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, A_FUSED * v, A * v, A * u, rounded
-        )
+            **dict.fromkeys((*none, "quadratic"), 0.0),
+            scale_const=const, fused=A_FUSED * v, plain=A * v, relative=A * u, rounded=rounded,
+        )  # fmt: skip
     base = (A + G_TREE * math.log2(n)) * v
     # statistics kept or summed in the compute dtype: the mean errs relative to |mean| + std
     # (times K), the variance of the deviations relative to itself (no K: x - mean rounds
@@ -248,6 +257,7 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
         sequential=G_SEQ * v if sequential else 0.0,
         drift=G_DRIFT * min(n * v, 1.0) if sequential else 0.0,
         trend=G_TREND * min(n * v, 1.0) if sequential else 0.0,
+        grid=G_GRID * min(n, GRID_STEPS) * v if sequential else 0.0,
         walk=(G_WALK * math.sqrt(n) + G_STAGNATE * n) * v if sequential else 0.0,
         lag=G_LAG * v if sequential else 0.0,
         stuck=G_STUCK * v if sequential else 0.0,

@@ -334,7 +334,7 @@ def test_a_tight_fitted_eps_on_groups_of_few_values_must_move_the_variance_beyon
     # eps = 0.0308 for 1e-5 fits to a fraction of its limits; adding the same few values
     # rounds alike (n v / sqrt(7) = 9.3e-5), so that is no evidence of another eps
     n, var, eps = 4096, np.full(3, 51.426**2), 1e-5
-    ds = np.full(3, (1 + 1.16e-5) ** -0.5 - 1)
+    ds = np.full(3, (1 + 1.16e-5) ** -0.5 - 1) + np.array([0.0, 1e-9, -1e-9])  # three rows
     lim = np.full(3, 1e-6)
     typical = math.sqrt(n) * 2.0**-24
     words = "matches eps = 0.0307 instead of 1e-05 (in all 3 groups checked)"
@@ -455,3 +455,15 @@ def test_an_output_that_does_not_depend_on_the_input_is_said_so(
     assert (c.passed, c.accuracy_class) == (False, "mismatch")
     assert c.explanation is not None and "eps" not in c.explanation
     assert c.explanation.startswith("its output does not depend on the input")
+
+
+def test_identical_rows_are_one_group_of_evidence_for_a_fitted_eps() -> None:
+    # one linspace row broadcast to four: a correct sequential two-pass "matched eps = 8.4e-06
+    # in all 4 groups" (a mismatch at 0.21 of its limits); four copies tell no more than one
+    from benchmarks.verdict_matrix.algorithms import sequential_sum, two_pass
+
+    x = np.broadcast_to(np.linspace(-1, 1, 65536, dtype=np.float32), (4, 65536)).copy()
+    mean, var = two_pass(x, sequential_sum)
+    y = (x - mean) / np.sqrt(var + np.float32(1e-5))
+    c = output_check(x, normalized_shape=65536, expected=y)
+    assert c.passed and c.accuracy_class in ("accurate", "sequential"), c.message()

@@ -14,7 +14,7 @@ import pytest
 import lncheck
 from benchmarks import repeated_values
 from benchmarks.verdict_matrix.algorithms import sequential_sum, two_pass
-from lncheck.sequential import sequential_drift, sequential_steps, trend_of
+from lncheck.sequential import on_grid, sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import allowance
 
 from . import mutants
@@ -34,28 +34,43 @@ def test_trend_of_a_ramp_by_hand() -> None:
     assert got[2] == 0.0 and np.isnan(got[3])
 
 
-def test_the_sequential_drift_follows_the_trend_both_ways() -> None:
+def test_the_trend_narrows_the_drift_and_widens_it_on_a_grid() -> None:
     c = allowance("float32", 2**18, "sequential")
     assert c.walk == pytest.approx((4.0 * 2**9 + 0.01 * 2**18) * 2.0**-24, rel=1e-12)
-    assert c.trend == pytest.approx(1.0 * 2**18 * 2.0**-24, rel=1e-12)
+    assert c.trend == pytest.approx(0.5 * 2**18 * 2.0**-24, rel=1e-12)
+    assert c.grid == pytest.approx(1.0 * 8192 * 2.0**-24, rel=1e-12)  # no further past 8,192
     assert c.lag == pytest.approx(4.0 * 2.0**-24, rel=1e-12)
     k, few = np.full((4, 1), 31.0), np.zeros((4, 1), dtype=bool)
     trend = np.array([[0.0], [1e-3], [0.4], [np.nan]])
-    with_trend = sequential_drift(c, "float32", k, few, trend)[:, 0]
     without = sequential_drift(c, "float32", k, few, None)[:, 0]
     order_blind = 0.01 * 2**18 * 2.0**-24 * 31
     assert without == pytest.approx(np.full(4, order_blind), rel=1e-12)
-    # random order: the walks of the sum of squares and of the running mean alone, below the
-    # order-blind limit; a trend adds its share, beyond that limit and its 1 % cap for a
-    # sorted group (a ramp's sequential Welford drifts by up to 0.6 n v K T); NaN keeps the
-    # order-blind limit
+    # random order: the walks of the sum of squares and of the running mean alone; a little
+    # trend adds its share; a sorted group's trend reaches the order-blind limit, which it
+    # never exceeds (rsqrt off by 1e-3 passed on sorted rows where it did); NaN keeps it
     random_order = c.walk + c.lag * 31
-    assert random_order < order_blind
-    assert with_trend[0] == pytest.approx(random_order, rel=1e-12)
-    assert with_trend[1] == pytest.approx(random_order + c.trend * 1e-3 * 31, rel=1e-12)
-    assert with_trend[2] == pytest.approx(random_order + c.trend * 0.4 * 31, rel=1e-12)
-    assert with_trend[2] > 0.01 > without[2]
-    assert with_trend[3] == pytest.approx(without[3], rel=1e-12)
+    ordered = sequential_drift(c, "float32", k, few, trend)[:, 0]
+    assert ordered[0] == pytest.approx(random_order, rel=1e-12)
+    assert ordered[1] == pytest.approx(random_order + c.trend * 1e-3 * 31, rel=1e-12)
+    assert ordered[2:] == pytest.approx(without[2:], rel=1e-12)
+    # values on a regular grid (arange, linspace) round alike step after step: there the
+    # trend adds its share beyond the order-blind limit and its 1 % cap
+    grid = np.ones((4, 1), dtype=bool)
+    on_a_grid = sequential_drift(c, "float32", k, few, trend, grid)[:, 0]
+    assert on_a_grid[2] == pytest.approx(random_order + c.grid * 0.4 * 31, rel=1e-12)
+    assert on_a_grid[2] > without[2] and on_a_grid[3] == pytest.approx(without[3], rel=1e-12)
+
+
+def test_on_grid_finds_arange_and_linspace_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    n = 1000
+    ramp = np.linspace(-1, 1, n).astype(np.float32).astype(np.float64) + 3  # float32-rounded
+    noisy = ramp + 0.01 * rng.standard_normal(n)
+    sorted_normal = np.sort(rng.standard_normal(n))
+    rows = np.stack([np.arange(n, dtype=np.float64), ramp, sorted_normal, noisy, np.full(n, 2.0),
+                     ramp[::-1]])  # fmt: skip
+    np.testing.assert_array_equal(on_grid(rows), [True, True, False, False, False, True])
+    assert not on_grid(np.ones((1, 2))).any()
 
 
 def test_sequential_steps_lean_alike_only_after_an_outlier() -> None:
@@ -188,7 +203,7 @@ def test_a_sequential_two_pass_over_zeros_inside_the_range_is_sequential(data: s
 @pytest.mark.parametrize("n", [768, 8192])
 def test_a_sequential_welford_over_a_ramp_is_sequential(n: int) -> None:
     # torch.arange or linspace rows: the running mean's roundings lean one way all along, and
-    # its variance drifts by up to 0.6 n v K T (the trend T = 0.41 here): rstd 5.6e-5 off over
+    # its variance drifts by up to 1.2 n v K T (the trend T = 0.41 here): rstd 5.6e-5 off over
     # 8,192 values, a "mismatch" at 8.2 times the order-blind limit it was held to
     x = repeated_values.data("ramp", 3, n, np.random.default_rng(1))
     y = mutants.welford(x, np.ones(n, np.float32), np.zeros(n, np.float32), 1e-5)
@@ -196,4 +211,16 @@ def test_a_sequential_welford_over_a_ramp_is_sequential(n: int) -> None:
     assert (c.passed, c.accuracy_class) == (True, "sequential"), c.message()
     wrong = (layer_norm(x) * (1.0 + 1e-3)).astype(np.float32)
     c = output_check(x, normalized_shape=n, expected=wrong)
+    assert not c.passed and c.accuracy_class != "sequential"
+
+
+@pytest.mark.parametrize("data", ["sorted", "ramp"])
+def test_rsqrt_off_by_1e3_on_ordered_rows_is_not_a_sequential_drift(data: str) -> None:
+    # 65,536 values in order: a correct sequential Welford errs by 5e-5 in rstd there; rsqrt
+    # off by 1e-3 (87 times that) passed as sequential while the trend widened every drift
+    x = repeated_values.data(data, 2, 65536, np.random.default_rng(0))
+    y = mutants.welford(x, np.ones(65536, np.float32), np.zeros(65536, np.float32), 1e-5)
+    assert output_check(x, normalized_shape=65536, expected=y).passed
+    wrong = (layer_norm(x) * (1.0 + 1e-3)).astype(np.float32)
+    c = output_check(x, normalized_shape=65536, expected=wrong)
     assert not c.passed and c.accuracy_class != "sequential"
