@@ -194,13 +194,11 @@ def _translations(
         # y - b is 0 to within rounding: no eps or variance explains an output that does not
         # depend on the input
         out.append(
-            "its output does not depend on the input (w * (x - mean) * rstd is 0: an output "
-            "never written, or rstd 0)"
+            "its output does not depend on the input (y - b is 0: an output never written, or "
+            "rstd 0)"
         )
-    elif shifted and s > 0 and off:
+    elif s > 0 and off and (shifted or not name_conventions):
         # a scale convention does not move the mean: with both, name neither
-        out.append(f"rstd {100 * (s - 1):+.3g}% off")
-    elif s > 0 and off and not name_conventions:
         out.append(f"rstd {100 * (s - 1):+.3g}% off")
     elif s > 0 and off:
         implied = (f.var + f.eps) / (s * s)  # the candidate's var + eps
