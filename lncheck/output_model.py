@@ -240,15 +240,11 @@ class OutputBlock:
             v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
             moving = model.group_size * v * k[:, 0] <= TREND_REACH
             telling = (model.levels[rows] >= TREND_LEVELS) & moving
-            grid = self.grid(telling) if centred_drift else None
+            grid = self.grid(telling & centred_drift)
             # the trend narrows the drift where the walk is below it; on a grid it widens it
-            looked = telling & (
-                (c.drift * k[:, 0] > c.walk) | (grid if grid is not None else False)
-            )
+            looked = telling & ((c.drift * k[:, 0] > c.walk) | grid)
             trend = self.trend(looked, dtype) if centred_drift else None
-            drifted = sequential_drift(
-                c, dtype, k, few, trend, grid if grid is None else grid[:, None]
-            )
+            drifted = sequential_drift(c, dtype, k, few, trend, grid[:, None])
             # ...or an outlier leaves it off (``tolerances.G_STUCK``)
             n, peak = model.group_size, model.peak[rows, None]
             d = np.sqrt(n * peak)  # the outlier's distance, in std

@@ -19,6 +19,9 @@ from lncheck.tolerances import (
     accumulation_dtype,
 )
 
+GRID_HEAD = 64  # values that tell most rows from a grid at once (``on_grid``)
+GRID_SPREAD = 1.0  # a grid's steps differ by at most one step (float32 rounds linspace's)
+
 
 def drift_cap(
     dtype: str, k: npt.NDArray[np.float64], few: npt.NDArray[np.bool_]
@@ -83,10 +86,6 @@ def on_grid(nhat: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     if candidates.size:
         found[candidates] = _even(np.diff(nhat[candidates], axis=1))
     return found
-
-
-GRID_HEAD = 64
-GRID_SPREAD = 1.0
 
 
 def _even(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
