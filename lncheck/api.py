@@ -16,6 +16,7 @@ import inspect
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy.typing as npt
@@ -165,7 +166,7 @@ def check(
     >>> check(y * 1.01, x, normalized_shape=4, dtype="float64")
     Traceback (most recent call last):
     ...
-    AssertionError: expected output does not match the reference (LayerNorm(...) in float64)!
+    AssertionError: actual output does not match the reference (LayerNorm(...) in float64)!
     ...
     """
     __tracebackhide__ = True
@@ -174,21 +175,27 @@ def check(
     backend, name = options.pop("backend", None), options.pop("name", "array")
     options["expected"] = actual
     report = _compare(x, op, backend, name, options, "check", {"expected": "actual"})
+    names = {"expected": "actual"}  # the caller's own name for it
     if not report.passed:
-        raise AssertionError(assertion_message(report, _dtype_of(actual)))
+        raise AssertionError(assertion_message(report, _dtype_of(actual), names))
     for c in report.checks:  # what a check passed despite: shown by pytest's warnings summary
         if c.warning:
-            warnings.warn(f"{c.candidate} {c.quantity}: {c.warning}", CheckWarning, stacklevel=2)
+            shown = names.get(c.candidate, c.candidate)
+            warnings.warn(f"{shown} {c.quantity}: {c.warning}", CheckWarning, stacklevel=2)
     return report
 
 
-def assertion_message(report: Report, actual_dtype: str | None = None) -> str:
+def assertion_message(
+    report: Report, actual_dtype: str | None = None, names: Mapping[str, str] | None = None
+) -> str:
     """What ``check`` says about a failed report: per failing check a few lines, as
-    ``torch.testing.assert_close`` does."""
+    ``torch.testing.assert_close`` does; ``names`` gives a candidate the caller's own name for
+    it (``check()``'s ``actual``)."""
     h = report.header
     parts = []
     for c in report.failures:
-        head = f"{c.candidate} {c.quantity} does not match the reference ({h.layer} in {h.dtype})"
+        shown = (names or {}).get(c.candidate, c.candidate)
+        head = f"{shown} {c.quantity} does not match the reference ({h.layer} in {h.dtype})"
         if c.note:
             parts.append(f"{head}:\n{c.note}")
             continue

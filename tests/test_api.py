@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lncheck
-from lncheck.errors import InputError
+from lncheck.errors import CheckWarning, InputError
 
 from .cli.helpers import invoke
 from .conftest import EXAMPLES, heavy_modules_after
@@ -35,7 +35,7 @@ def test_check_raises_a_short_message_with_the_cli_figures() -> None:
         lncheck.check(bad, x, normalized_shape=4)
     lines = str(info.value).splitlines()
     assert lines == [
-        "expected output does not match the reference (LayerNorm(normalized_shape=(4,), "
+        "actual output does not match the reference (LayerNorm(normalized_shape=(4,), "
         "eps=1e-05, elementwise_affine=True, bias=True) in float32)!",
         "",
         "Mismatched elements: 24 / 24 (100.0%) in 6 of 6 groups: (0, 0) 4, (0, 1) 4, (0, 2) 4, ...",
@@ -296,3 +296,18 @@ def test_a_seed_beside_an_upstream_gradient_array_is_an_input_error() -> None:
     x = np.ones((2, 4), np.float32) * np.arange(4, dtype=np.float32)
     with pytest.raises(InputError, match=r"^seed= makes what grad_output= gives"):
         lncheck.compare(x, normalized_shape=4, grad_output=np.ones((2, 4), np.float32), seed=3)
+
+
+def test_check_warns_with_the_callers_name_for_its_output() -> None:
+    # a float16 RMSNorm scaled by +0.01 % in every row, with massive activations: it passes
+    # with a warning (tests/cli/test_compare.py), which names check()'s actual, not expected
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((8, 2048)).astype(np.float32)
+    x[:, 17], x[:, 901] = 180.0, -95.0
+    xh = x.astype(np.float16).astype(np.float64)
+    y = xh / np.sqrt(np.mean(xh * xh, axis=-1, keepdims=True) + 1e-6) * 1.0001
+    with pytest.warns(CheckWarning) as caught:
+        lncheck.check(y.astype(np.float16), x, "rms_norm", normalized_shape=2048, eps=1e-6,
+                      dtype="float16")  # fmt: skip
+    (warned,) = caught
+    assert str(warned.message).startswith("actual output: every output of a group moved alike")
