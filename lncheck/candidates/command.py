@@ -15,7 +15,8 @@ character of a path or option is ever interpreted. Placeholders are filled word 
 
 A program that runs past ``--candidate-timeout`` is stopped (its whole process group); one that
 exits with a non-zero status, is killed, or writes no or a malformed output is a
-``CandidateFailed`` whose message carries the status and the last lines of its stderr.
+``CandidateFailed`` whose message carries the status and the last lines of its stderr. Its
+stdout is discarded, and past ``STDERR_BYTES`` of stderr it is stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from lncheck.case import Case
 
 STDERR_LINES = 5  # how much of a failed program's stderr a note carries
+STDERR_BYTES = 64 << 20  # what a program may write to stderr before it is stopped
+POLL_SECONDS = 0.2  # the longest wait between two looks at it
 _NPY, _ZIP = b"\x93NUMPY", b"PK"
 
 
@@ -161,26 +165,45 @@ def _files(case: Case, used: set[str]) -> dict[str, npt.NDArray[Any]]:
 
 def _run(args: list[str], cwd: str | None, folder: Path, timeout: float) -> int | None:
     """The program's exit status (negative: killed by that signal), or ``None`` if it ran past
-    ``timeout`` and was stopped. Output goes to files, never to pipes a stray child could hold
-    open."""
-    with (folder / "stdout.txt").open("wb") as out, (folder / "stderr.txt").open("wb") as err:
+    ``timeout`` and was stopped. Its stdout is discarded and its stderr goes to a file (never
+    to a pipe a stray child could hold open), watched while it runs: past ``STDERR_BYTES`` the
+    program is stopped, so that a chatty one cannot fill the disk before its timeout."""
+    with (folder / "stderr.txt").open("wb") as err:
         try:
             process = subprocess.Popen(
-                args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                 start_new_session=True,  # its own process group: stopped whole, with children
             )  # fmt: skip
         except OSError as e:
             raise CandidateFailed(f"cannot start {args[0]!r}: {e.strerror or e}") from None
         try:
-            status = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _stop(process)
-            return None
+            status = _wait(process, err.fileno(), timeout)
         except BaseException:  # Ctrl-C: the program is in its own session and did not get it
             _stop(process)
             raise
         _stop(process)  # children it left running (``cmd &``) end with it
         return status
+
+
+def _wait(process: subprocess.Popen[bytes], stderr: int, timeout: float) -> int | None:
+    """``process``'s exit status, ``None`` past ``timeout``; ``CandidateFailed`` once its
+    ``stderr`` file holds more than ``STDERR_BYTES``. Polled at intervals growing from 10 ms
+    to ``POLL_SECONDS``: a short program costs no more than before."""
+    deadline = time.monotonic() + timeout
+    interval = 0.01
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return process.wait(timeout=max(0.0, min(interval, left)))
+        except subprocess.TimeoutExpired:
+            if left <= interval:
+                return None
+        if os.fstat(stderr).st_size > STDERR_BYTES:
+            _stop(process)
+            raise CandidateFailed(
+                f"wrote more than {STDERR_BYTES >> 20} MiB to stderr and was stopped"
+            )
+        interval = min(2 * interval, POLL_SECONDS)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lncheck.candidates import CandidateFailed
+from lncheck.candidates import CandidateFailed, command
 from lncheck.candidates.command import check, run
 from lncheck.candidates.specs import Command
 from lncheck.errors import InputError
@@ -249,3 +249,29 @@ def test_commands_are_not_checked_in_chunks(write: Callable[..., Path], tmp_path
     assert "not checked in chunks: programs, callables and --repeat run on the whole input" in (
         report.header.notes
     )
+
+
+def test_a_program_that_floods_stderr_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # unwatched, its stderr file grew until the timeout (at disk speed: the disk filled first)
+    monkeypatch.setattr(command, "STDERR_BYTES", 1 << 20)
+    prog = _script(tmp_path, "import sys\nwhile True:\n    sys.stderr.write('x' * 65536)\n")
+    start = time.monotonic()
+    report = _report(np.ones((2, 4), np.float32), f"{prog} {{output}}", candidate_timeout=60)
+    assert time.monotonic() - start < 15
+    (c,) = report.checks
+    assert (c.passed, c.note) == (False, "wrote more than 1 MiB to stderr and was stopped")
+
+
+def test_a_programs_stdout_is_not_kept(tmp_path: Path) -> None:
+    # read by no one: it goes nowhere, not to a file that may grow without bound
+    prog = _script(
+        tmp_path,
+        "import os, sys\nimport numpy as np\n"
+        "print(sorted(os.listdir(os.path.dirname(sys.argv[1]))))\n"
+        "assert os.readlink('/proc/self/fd/1') == '/dev/null', os.readlink('/proc/self/fd/1')\n"
+        "np.save(sys.argv[1], np.zeros((2, 4), np.float32))\n",
+    )
+    (c,) = _report(np.ones((2, 4), np.float32), f"{prog} {{output}}").checks
+    assert c.note is None, c.note
