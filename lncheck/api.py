@@ -274,7 +274,7 @@ def run_suite(
     """
     from lncheck.suite.parse import load_suite
     from lncheck.suite.run import SuiteOptions, run_cases, select, selection_note
-    from lncheck.tolerances import ToleranceSpec
+    from lncheck.tolerance_spec import ToleranceSpec
     from lncheck.values import any_number, flag, text
 
     try:

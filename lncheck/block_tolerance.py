@@ -1,6 +1,6 @@
 """One quantity's tolerance per accuracy class, block by block: what ``compare_blocks``
 compares each candidate against (the output model's bounds for the output and its activation,
-``tolerances.applied`` for the rest)."""
+``tolerance_spec.applied`` for the rest)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from lncheck.case import Case
 from lncheck.ops.spec import NormSpec
 from lncheck.result import LazyTensor, NormResult
 from lncheck.scratch import Scratch
-from lncheck.tolerances import CLASSES, Atol, allowance, applied
+from lncheck.tolerance_spec import Atol, applied
+from lncheck.tolerances import CLASSES, allowance
 
 F64 = npt.NDArray[np.float64]
 PARAMETER_GRADIENTS = ("grad_weight", "grad_bias")

@@ -13,7 +13,7 @@ from lncheck.dtypes import DTypeName
 from lncheck.ops.spec import NormSpec
 from lncheck.options import Settings
 from lncheck.result import NormResult
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 Array = npt.NDArray[np.floating]
 

@@ -133,7 +133,7 @@ def _derivative_jumps(case: Case, g: F64, y: F64, kappa: F64, w: F64, b: F64 | f
     """ReLU-like activations change slope at 0: where the forward output is within its own
     error bound of 0, torch's rounded output may sit on the other side, and its gradient then
     differs by ``|g| * |1 - slope|`` however exact the arithmetic."""
-    from lncheck.tolerances import ToleranceSpec, applied
+    from lncheck.tolerance_spec import ToleranceSpec, applied
 
     activation = case.spec.activation
     assert activation is not None

@@ -31,7 +31,7 @@ from lncheck.options import (
 )
 from lncheck.readers import INPUT_NAMES, OneRead, over_limit, read_arrays
 from lncheck.result import NormResult
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 
 def load(

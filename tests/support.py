@@ -13,7 +13,7 @@ from lncheck.case import Case
 from lncheck.comparison import Comparison
 from lncheck.loading import load
 from lncheck.options import ARRAY_OPTIONS, Settings, parse
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,7 @@ from lncheck.case import Case
 from lncheck.cli import app
 from lncheck.errors import InputError
 from lncheck.reference import normalize
-from lncheck.tolerances import ToleranceSpec, applied
+from lncheck.tolerance_spec import ToleranceSpec, applied
 
 from .backends.test_conformance import random_parameters, spec_of
 from .support import make_case

@@ -21,7 +21,7 @@ from lncheck.pipeline import (
     user_candidates,
 )
 from lncheck.result import NormResult
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 from .support import make_case
 

@@ -240,7 +240,7 @@ def run(
     """Run every case of a suite file; exit 0 if all pass, 1 if any fails, 2 on invalid input."""
     from lncheck.render import console
     from lncheck.suite.run import SuiteOptions, run_cases
-    from lncheck.tolerances import ToleranceSpec
+    from lncheck.tolerance_spec import ToleranceSpec
 
     stdout_format = output_format or "console"
     targets = _report_targets(reports)

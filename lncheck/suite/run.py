@@ -18,7 +18,7 @@ from lncheck.pipeline import backend_for, check_case, resolved
 from lncheck.report import CaseResult, SuiteReport
 from lncheck.suite.baseline import case_digests, case_options, open_baseline
 from lncheck.suite.parse import SuiteCase
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 from lncheck.values import integer
 
 

@@ -24,7 +24,7 @@ from lncheck.errors import BackendUnavailable, InputError
 from lncheck.ops import OP_NAMES
 from lncheck.ops.spec import NormSpec
 from lncheck.report import Report
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 from ..support import make_case, settings
 

@@ -15,7 +15,7 @@ from lncheck.errors import InputError
 from lncheck.loading import load
 from lncheck.options import Surface, parse
 from lncheck.report import Report
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 from ..backends.test_conformance import assert_matches_reference, spec_of
 

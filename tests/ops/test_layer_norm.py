@@ -10,7 +10,7 @@ import pytest
 import lncheck
 from lncheck import pipeline
 from lncheck.reference import layer_norm
-from lncheck.tolerances import ToleranceSpec
+from lncheck.tolerance_spec import ToleranceSpec
 
 from ..backends.test_conformance import spec_of
 from ..support import make_case
