@@ -22,11 +22,12 @@ import numpy.typing as npt
 
 from lncheck import overlap
 from lncheck.block_structure import Structure, structure_of
-from lncheck.block_tolerance import STRUCTURED, BlockTolerance, Tolerances
+from lncheck.block_tolerance import BlockTolerance, Tolerances
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
+from lncheck.classify_check import classified
 from lncheck.comparison import Comparison, unmatched
-from lncheck.copies import Copy, ReferenceRow, copied_from_neighbour, copy_words
+from lncheck.copies import Copy, ReferenceRow, copied_from_neighbour
 from lncheck.dtypes import DTYPES
 from lncheck.group_failures import COUNTED, SHOWN, FailingGroups
 from lncheck.identical import Key, Twins
@@ -39,13 +40,9 @@ from lncheck.statistic_conventions import met
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
-    GroupFacts,
     beyond_range,
     block_class,
-    conventions,
-    explain,
     overflow_cause,
-    systematic_words,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -88,7 +85,6 @@ class BlockComparer:
         self.ulp_of = DTYPES[case.dtype]
         self.accumulators: dict[tuple[str, str], Accumulator] = {}
         self.tallies: dict[tuple[str, str], ClassTally] = {}
-        self.facts: dict[tuple[str, str], Callable[[int], GroupFacts]] = {}
         self.broken: dict[tuple[str, str], Comparison] = {}
         self.accepted = case.tolerance.accepted_index
         self.twins = Twins(sequential)
@@ -346,52 +342,10 @@ class BlockComparer:
         for (candidate, quantity), acc in self.accumulators.items():
             c = acc.result(candidate, quantity, self.layouts[quantity])
             if self.case.tolerance.classified:
-                tally = self.tallies[(candidate, quantity)]
-                klass = tally.klass
-                worst = tally.worst
-                facts = _facts(self.case, quantity, worst.group, self._variance)
-                said = explain(klass, worst, facts, c.overflow, quantity, self.case.dtype)
-                explanation, convention = said.words, said.convention
-                # a convention every group matches names a different function, whatever its
-                # size; the worst group's own translation stands where it already names one
-                faint = None  # a convention the groups meet only loosely: a hint
-                if quantity == "output" and klass != "accurate":
-                    semantic, faint = conventions(tally, self.case, self._variance(), klass)
-                    if semantic is not None:
-                        klass, explanation, convention = "mismatch", semantic, True
-                    elif convention and self.layouts[quantity].groups > 1:
-                        # the worst group's convention is not the other groups': their own
-                        # scales are no coincidence of one group's variance (eps = 1e-2 where
-                        # one group's var made it read as an unbiased variance)
-                        said = explain(klass, worst, facts, c.overflow, quantity,
-                                       self.case.dtype, name_conventions=False)  # fmt: skip
-                        explanation, convention = said.words, False
-                named = klass == "mismatch" and convention
-                if tally.copy is not None and not convention:
-                    # beyond low_precision already (a mismatch): the copy names the cause,
-                    # where no convention of every group does
-                    klass = "mismatch"
-                    failing = acc.groups.failing if acc.groups is not None else 1
-                    index = self.layouts[quantity].group_index
-                    explanation = copy_words(tally.copy, index, failing)
-                    named = True
-                c = replace(
-                    c,
-                    passed=c.passed and CLASSES.index(klass) <= self.accepted,
-                    accuracy_class=klass,
-                    implied_scale=worst.scale,
-                    implied_shift=worst.shift,
-                    explanation=explanation,
-                    cause_named=named,
-                )
-                share, scale, shift = tally.systematic
-                if c.passed and share > 1:
-                    words = systematic_words(scale, shift, self.case.dtype, self.case.spec.center)
-                    c = replace(c, warning=words)
-                elif faint is not None and c.passed:
-                    c = replace(c, warning=faint)
-                elif faint is not None and c.explanation is None:  # failed on its class
-                    c = replace(c, explanation=faint)
+                c = classified(
+                    c, self.tallies[(candidate, quantity)], self.case,
+                    self.layouts[quantity], self._variance, acc.groups,
+                )  # fmt: skip
             rule = self.named.get((candidate, quantity))
             if rule is not None:  # whatever its size: another function's values
                 c = replace(c, passed=False, accuracy_class="mismatch", explanation=rule,
@@ -436,17 +390,6 @@ def _flat(ref: NormResult, quantity: str) -> GroupLayout:
 
 def _shaped(a: npt.NDArray[np.generic], layout: GroupLayout) -> npt.NDArray[np.generic]:
     return a if a.shape == layout.input_shape else np.reshape(a, layout.input_shape)
-
-
-def _facts(case: Case, quantity: str, group: int, variance: Callable[[], F64]) -> GroupFacts | None:
-    if quantity not in STRUCTURED or group < 0 or not case.spec.statistics:
-        return None
-    var = variance()
-    with np.errstate(all="ignore"):
-        rstd = float(1.0 / np.sqrt(var[group] + case.spec.eps))
-    return GroupFacts(
-        float(var[group]), case.spec.eps, case.spec.group_size, case.spec.center, rstd, case.dtype
-    )
 
 
 def _magnitude(ref: NormResult, quantity: str) -> float | npt.NDArray[np.float64]:
