@@ -22,6 +22,7 @@ from lncheck.verdicts import (
     GroupFacts,
     conventions,
     explain,
+    rstd_overflow_words,
     systematic_words,
 )
 
@@ -58,6 +59,9 @@ def classified(
             said = explain(klass, worst, facts, c.overflow, c.quantity,
                            case.dtype, name_conventions=False)  # fmt: skip
             explanation, convention = said.words, False
+    lost, rstd = tally.lost_to_rstd
+    if lost and klass == "low_precision":  # what the NaN or infinities are, first
+        explanation = rstd_overflow_words(lost, rstd, case.dtype)
     named = klass == "mismatch" and convention
     if tally.copy is not None and not convention:
         # beyond low_precision already (a mismatch): the copy names the cause,

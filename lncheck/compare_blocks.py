@@ -42,6 +42,7 @@ from lncheck.verdicts import (
     ClassTally,
     beyond_range,
     block_class,
+    lost_to_rstd,
     overflow_cause,
 )
 
@@ -290,14 +291,21 @@ class BlockComparer:
         )
         if not self.case.tolerance.classified:
             return err
+        tally = self.tallies[key]
+        graded = err
+        if structure is not None:  # an output block: NaN where the exact rstd overflows?
+            lost = lost_to_rstd(structure.block, actual, shared.expected, self.case.dtype)
+            if lost is not None:  # no different function's values: low_precision's
+                where, rstd = lost
+                graded = np.where(where, 0.0, err)
+                tally.lose_to_rstd(int(np.count_nonzero(where)), rstd)
         with np.errstate(invalid="ignore"):  # inf * 0 where an exact value is beyond range
             share = np.multiply(
-                err, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
+                graded, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)
             )
         worst_share = float(np.max(share)) if err.size else 0.0
-        tally = self.tallies[key]
         allowed = partial(here.allowed, expected=shared.expected, scratch=self.scratch)
-        tally.add(block_class(err, allowed, self.accepted, worst_share))
+        tally.add(block_class(graded, allowed, self.accepted, worst_share))
         if structure is not None:
             tally.add(structure.index)
             tally.distortion(structure.worst(offset + here.first))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,9 @@ from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
 from lncheck.semantics import NO_SCALE, Distortions, another_eps
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
+
+if TYPE_CHECKING:
+    from lncheck.output_model import OutputBlock
 
 F64 = npt.NDArray[np.float64]
 
@@ -73,6 +77,8 @@ class ClassTally:
         # the weighted fit's largest share of its limits, and that group's scale and shift
         self.systematic = (0.0, 1.0, 0.0)
         self.copy: Copy | None = None  # a failing group that repeats its neighbour's output
+        # output elements lost to an rstd beyond the dtype's range, and its largest exact value
+        self.lost_to_rstd = (0, 0.0)
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
@@ -82,6 +88,13 @@ class ClassTally:
         rank = (found.structural is not None, found.score)
         if rank > (self.worst.structural is not None, self.worst.score):
             self.worst = found
+
+    def lose_to_rstd(self, count: int, rstd: float) -> None:
+        """``count`` more output elements lost to an rstd beyond the dtype's range (exact
+        values up to ``rstd``): ``low_precision``'s (``lost_to_rstd``)."""
+        before, largest = self.lost_to_rstd
+        self.lost_to_rstd = before + count, max(largest, rstd)
+        self.add(CLASSES.index("low_precision"))
 
     def weighed(self, found: tuple[float, float, float]) -> None:
         self.systematic = max(self.systematic, found)
@@ -261,6 +274,39 @@ def beyond_range(exact: F64, actual: npt.NDArray[np.generic], dtype: str) -> tup
         return None
     count = int(np.count_nonzero(over))
     return (count, stored) if count else None
+
+
+def lost_to_rstd(
+    block: OutputBlock, actual: npt.NDArray[np.generic], expected: F64, dtype: str
+) -> tuple[npt.NDArray[np.bool_], float] | None:
+    """The elements of an output block (``(groups, group_size)``) that are NaN or infinite
+    where the reference is finite, in groups whose exact rstd is beyond ``dtype``'s range, and
+    the largest exact rstd of their groups (``None``: no such element). A kernel that keeps
+    rstd in ``dtype`` (``low_precision``: torch's float16 CPU BatchNorm and InstanceNorm, on a
+    constant channel with eps = 1e-12) gets an infinite rstd there, and ``(x - mean) * inf``
+    is NaN (``0 * inf``) or infinite: they are no different function's values."""
+    groups = block.y.shape[0]
+    rstd = block.model.rstd[block.first : block.first + groups]
+    with np.errstate(invalid="ignore"):
+        over = rstd > DTYPES[dtype].max  # type: ignore[index]
+        if not over.any():
+            return None
+        lost = ~np.isfinite(actual) & np.isfinite(expected) & over[:, None]
+    rows = lost.any(axis=1)
+    return (np.asarray(lost), float(np.max(rstd[rows]))) if rows.any() else None
+
+
+def rstd_overflow_words(count: int, rstd: float, dtype: str) -> str:
+    """Why ``count`` output elements are NaN or infinite (``lost_to_rstd``), ``rstd`` the
+    largest exact rstd of their groups."""
+    plural = "s are" if count > 1 else " is"
+    limit = DTYPES[dtype].max  # type: ignore[index]
+    return (
+        f"{count} output value{plural} NaN or infinite where the exact output is finite, in "
+        f"groups whose exact rstd ({rstd:.3g}) is beyond {dtype}'s range ({limit:.5g}): a "
+        f"kernel that keeps rstd in {dtype} gets an infinite rstd there, and (x - mean) * inf "
+        "is NaN or infinite (statistics kept in the compute dtype)"
+    )
 
 
 def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:

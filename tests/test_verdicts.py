@@ -388,3 +388,60 @@ def test_a_group_of_matching_nans_does_not_move_a_checks_class(strict: bool) -> 
     report = lncheck.compare(x, "layer_norm", normalized_shape=4, equal_nan=True, strict=strict)
     assert report.passed
     assert {c.accuracy_class for c in report.checks} == {"accurate"}
+
+
+def _rstd_in_float16(x: npt.NDArray[np.float32], eps: float) -> npt.NDArray[np.float16]:
+    """A float16 BatchNorm over (N, C, L) whose statistics are float32 and whose rstd is kept
+    in float16 (``inf`` beyond 65504), as torch's CPU kernel keeps it."""
+    xh = x.astype(np.float16).astype(np.float32)
+    mean = xh.mean(axis=(0, 2), keepdims=True, dtype=np.float32)
+    var = ((xh - mean) ** 2).mean(axis=(0, 2), keepdims=True, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rstd = (1 / np.sqrt(var + np.float32(eps))).astype(np.float16).astype(np.float32)
+        return ((xh - mean) * rstd).astype(np.float16)
+
+
+def test_nan_where_the_exact_rstd_overflows_the_dtype_is_low_precision_with_its_cause() -> None:
+    # a constant channel with eps = 1e-12: the exact rstd is 1e6, beyond float16's 65504; a
+    # kernel keeping rstd in float16 outputs 0 * inf = NaN there (it read as a mismatch, no
+    # words); the other channel is ordinary and its outputs right
+    rng = np.random.default_rng(3)
+    x = np.stack([np.full((4, 64), 3.25), rng.standard_normal((4, 64))], axis=1)
+    x = x.astype(np.float32)
+    y = _rstd_in_float16(x, 1e-12)
+    assert np.isnan(y[:, 0]).all() and np.isfinite(y[:, 1]).all()
+    c = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=y)
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+    assert c.explanation == (
+        "256 output values are NaN or infinite where the exact output is finite, in groups "
+        "whose exact rstd (1e+06) is beyond float16's range (65504): a kernel that keeps rstd "
+        "in float16 gets an infinite rstd there, and (x - mean) * inf is NaN or infinite "
+        "(statistics kept in the compute dtype)"
+    )
+    # NaN never passes, whatever the classes accepted
+    accepting = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=y,
+                             accept="low-precision")  # fmt: skip
+    assert (accepting.passed, accepting.accuracy_class) == (False, "low_precision")
+    # torch's own CPU kernel does just that
+    report = lncheck.compare(x, "batch_norm", eps=1e-12, dtype="float16")
+    (module,) = [
+        c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
+    ]
+    assert module.accuracy_class == "low_precision" and "(1e+06)" in (module.explanation or "")
+
+
+def test_nan_elsewhere_or_beside_a_bug_stays_a_mismatch() -> None:
+    rng = np.random.default_rng(3)
+    x = np.stack([np.full((4, 64), 3.25), rng.standard_normal((4, 64))], axis=1)
+    x = x.astype(np.float32)
+    y = _rstd_in_float16(x, 1e-12)
+    # a NaN in the ordinary channel: no overflow explains it
+    nan_elsewhere = y.copy()
+    nan_elsewhere[0, 1, 5] = np.nan
+    c = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=nan_elsewhere)
+    assert c.accuracy_class == "mismatch" and "rstd" not in (c.explanation or "")
+    # the ordinary channel's outputs off by 10 %: the overflow does not hide it
+    scaled = y.copy()
+    scaled[:, 1] *= np.float16(1.1)
+    c = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=scaled)
+    assert c.accuracy_class == "mismatch"
