@@ -108,7 +108,12 @@ def explain_command(
     ] = None,
     eps: Annotated[float | None, _pin("eps", "Only this eps (none is fitted).")] = None,
     affine: Annotated[
-        bool | None, _pin("affine", "--no-affine: only outputs without weight and bias.")
+        bool | None,
+        _pin(
+            "affine",
+            "Only outputs with weight and bias (given, or fitted); --no-affine: only "
+            "outputs without them.",
+        ),
     ] = None,
     dtype: Annotated[
         str | None,

@@ -417,10 +417,12 @@ def affine_options(
     bias: Any | None,
     pins: Pins,
 ) -> list[Affine]:
-    """The affine maps scored on ``structure`` with the given parameters, simplest first."""
+    """The affine maps scored on ``structure`` with the given parameters, simplest first:
+    only ``none`` with ``--no-affine``, and never ``none`` with ``--affine`` (a layer with
+    weight and bias: without given ones, they are fitted, ``search``'s second stage)."""
     if pins.affine is False:
         return ["none"]
-    out: list[Affine] = ["none"]
+    out: list[Affine] = [] if pins.affine else ["none"]
     given = [a for a in (weight, bias) if a is not None]
     if given and all(tuple(a.shape) == structure.param_shape for a in given):
         out.append("given")

@@ -286,3 +286,15 @@ def test_no_explanation_for_noise_or_softmax(kind: str) -> None:
     assert not report.explained and report.exit_status == ExitStatus.CHECK_FAILED
     assert report.best is None or report.best.verdict == "none"
     assert all(c.verdict == "none" and c.rounding_ratio > 1e3 for c in report.candidates)
+
+
+def test_affine_pinned_on_scores_only_maps_with_weight_and_bias() -> None:
+    # a plain LayerNorm: "no affine" explains it, and with --affine (a layer that has weight
+    # and bias) the fitted map does (it still read "no affine")
+    x = tokens((4, 16, 64))
+    y = rounded(normalize(x, (-1,), 1e-5), "float32")
+    assert best(explain(x, y)).affine == "none"
+    pinned = best(explain(x, y, pinned={"affine": True}))
+    assert (pinned.affine, pinned.axes, pinned.eps) == ("fitted", (2,), 1e-5)
+    assert "weight and bias fitted" in pinned.description
+    assert best(explain(x, y, pinned={"affine": False})).affine == "none"
