@@ -16,6 +16,7 @@ from lncheck.case import Case
 from lncheck.comparison import Comparison
 from lncheck.copies import copy_words
 from lncheck.group_failures import FailingGroups
+from lncheck.semantics import NO_SCALE, no_scale
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
@@ -43,7 +44,10 @@ def classified(
     klass = tally.klass
     worst = tally.worst
     facts = _facts(case, c.quantity, worst.group, variance)
-    said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype)
+    # every group's scale within the roundings fitted: y - b is 0, whatever the worst says
+    flat = tally.distortions.flat(no_scale(case.dtype))
+    none_below = no_scale(case.dtype) if flat else NO_SCALE
+    said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype, none_below=none_below)
     explanation, convention = said.words, said.convention
     # a convention every group matches names a different function, whatever its
     # size; the worst group's own translation stands where it already names one
@@ -56,8 +60,8 @@ def classified(
             # the worst group's convention is not the other groups': their own
             # scales are no coincidence of one group's variance (eps = 1e-2 where
             # one group's var made it read as an unbiased variance)
-            said = explain(klass, worst, facts, c.overflow, c.quantity,
-                           case.dtype, name_conventions=False)  # fmt: skip
+            said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype,
+                           name_conventions=False, none_below=none_below)  # fmt: skip
             explanation, convention = said.words, False
     lost, rstd = tally.lost_to_rstd
     if lost and klass == "low_precision":  # what the NaN or infinities are, first

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from lncheck.dtypes import DTYPES
+
 F64 = npt.NDArray[np.float64]
 KEEP = 100_000  # groups remembered per check: plenty to see a pattern
 SIGNIFICANT = 3.0  # a prediction counts where it is this many accurate limits away from 1, 0
@@ -35,8 +37,16 @@ TIGHT = 0.25  # a fitted convention's fit, in limits, that no precision loss was
 # kernel is exact (+-1 values) no longer tell eps = 5e-5 from 1e-5 (README)
 TIGHT_GROUPS = 3
 # An implied scale this close to 0 is none: ``y - b`` is 0 but for the roundings fitted (an
-# output never written), whatever the limits (which reach 1 where nothing is known)
+# output never written), whatever the limits (which reach 1 where nothing is known); in float16
+# and bfloat16 the exact output's own rounding, fitted too, leaves more (``no_scale``)
 NO_SCALE = 1e-6
+
+
+def no_scale(dtype: str) -> float:
+    """The largest implied scale that is none for outputs computed in ``dtype``: ``NO_SCALE``,
+    or the dtype's unit roundoff where that is larger (an all-zero float16 output fits a scale
+    of 5.1e-5, and read as eps = 7.4e8)."""
+    return max(NO_SCALE, float(DTYPES[dtype].unit_roundoff))  # type: ignore[index]
 
 
 @dataclass
@@ -84,6 +94,13 @@ class Distortions:
         ):
             store.append(np.asarray(values, dtype=np.float64)[take])
 
+    def flat(self, none_below: float) -> bool:
+        """Whether every remembered group's implied scale is none (up to ``none_below``): no
+        group's output depends on its input."""
+        if not self.kept:
+            return False
+        return bool(np.all(np.abs(1.0 + np.concatenate(self.ds)) <= none_below))
+
     def explain(
         self,
         var: F64,
@@ -94,6 +111,7 @@ class Distortions:
         *,
         beyond_default: bool = False,
         typical: float = 0.0,
+        none_below: float = NO_SCALE,
     ) -> str | None:
         """The convention every remembered group's distortion matches, or ``None``.
 
@@ -108,7 +126,8 @@ class Distortions:
         default class must fit every group, ``TIGHT_GROUPS`` or more, to ``TIGHT`` of its
         limits (``_tight``; where the groups take fewer values than they have, while moving
         the variance by more than ``typical``), or predict more than ``SIGNIFICANT`` times
-        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``)."""
+        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``). A scale up to
+        ``none_below`` is none (``no_scale``): no convention explains it."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)
@@ -120,7 +139,7 @@ class Distortions:
         # groups of few values round alike, row after row: there even a tight fit must move
         # the variance beyond those roundings
         alike = np.where(levels < n, typical_of, 0.0)
-        if bool(np.all(np.abs(1.0 + ds) <= NO_SCALE)):
+        if self.flat(none_below):
             return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
         # identical rows (one row broadcast) are one group of evidence, counted once

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
-from lncheck.semantics import NO_SCALE, Distortions, another_eps
+from lncheck.semantics import NO_SCALE, Distortions, another_eps, no_scale
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 if TYPE_CHECKING:
@@ -157,11 +157,14 @@ def explain(
     dtype: str | None = None,
     *,
     name_conventions: bool = True,
+    none_below: float = NO_SCALE,
 ) -> Explanation:
     """The ``Explanation`` of a check of class ``klass`` whose worst group is ``worst``;
     ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one).
     ``name_conventions=False``: the worst group's scale is said as it is, never as a
-    convention it matches (one the other groups were found not to share)."""
+    convention it matches (one the other groups were found not to share). An implied scale up
+    to ``none_below`` is none: ``no_scale(dtype)`` where every group's is
+    (``Distortions.flat``), the exact output's roundings being fitted too."""
     notes = []
     if overflow:
         notes.append(overflow_words(overflow, dtype or (facts.dtype if facts else "the dtype")))
@@ -181,7 +184,7 @@ def explain(
             "from elsewhere, a wrong weight or bias broadcast, wrong axes or groups)"
         )
     elif math.isfinite(worst.scale):
-        translations, convention = _translations(worst, facts, klass, name_conventions)
+        translations, convention = _translations(worst, facts, klass, name_conventions, none_below)
         notes += translations
         if klass == "mismatch" and worst.one_pass >= 1:
             notes.append(
@@ -194,7 +197,11 @@ def explain(
 
 
 def _translations(
-    worst: Distortion, f: GroupFacts, klass: str, name_conventions: bool = True
+    worst: Distortion,
+    f: GroupFacts,
+    klass: str,
+    name_conventions: bool = True,
+    none_below: float = NO_SCALE,
 ) -> tuple[list[str], bool]:
     """What the worst group's implied scale ``s`` and shift ``t`` translate to (the
     candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``), and whether
@@ -203,12 +210,12 @@ def _translations(
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
-    if off and abs(s) <= NO_SCALE:
+    if off and abs(s) <= none_below:
         # y - b is 0 to within rounding: no eps or variance explains an output that does not
         # depend on the input
         out.append(
-            "its output does not depend on the input (y - b is 0: an output never written, or "
-            "rstd 0)"
+            "its output does not depend on the input (y - b is 0 to within its rounding: an "
+            "output never written, or an rstd of about 0)"
         )
     elif s > 0 and off and (shifted or not name_conventions):
         # a scale convention does not move the mean: with both, name neither
@@ -337,8 +344,11 @@ def conventions(
     args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
     beyond = beyond_default(klass)
     typical = random_walk(case.dtype, spec.group_size)
-    found = tally.distortions.explain(*args, beyond_default=beyond, typical=typical)
+    none_below = no_scale(case.dtype)
+    found = tally.distortions.explain(
+        *args, beyond_default=beyond, typical=typical, none_below=none_below
+    )
     if found is not None or beyond:
         return found, None
-    loose = tally.distortions.explain(*args)
+    loose = tally.distortions.explain(*args, none_below=none_below)
     return None, None if loose is None else faint_words(loose)
