@@ -13,14 +13,6 @@ exact). ``python benchmarks/folded_constant_rows.py`` measures torch's CPU kerne
 (GroupNorm, BatchNorm, InstanceNorm, the float16/bfloat16 LayerNorm) on 3,000 constant groups
 per dtype and bias with eps down to 1e-12: at most 0.9967 of ``v * K`` without a bias (64 at
 kappa 1.45e9) and 1.98 with one (float16 BatchNorm and InstanceNorm).
-
-On a constant group whose sums are not exact, a kernel of the accurate and sequential classes
-(``ABOUT_OWN_MEAN``) may compute a mean off by ``d``, but its variance is then the mean of
-``n`` equal squares ``d**2`` (``x - mean`` is exact by Sterbenz's lemma), at least
-``d**2 (1 - n v)`` however it is summed: ``|x - mean| * rstd = |d| / sqrt(d**2 (1 - n v) + eps)``
-stays below ``1 / sqrt(1 - n v)`` and not ``sqrt(n - 1)``. Only a variance computed apart from
-the mean (a one-pass ``E[x**2] - E[x]**2``, ``low_precision``) leaves ``|d| / sqrt(eps)``:
-470 |w| in a bfloat16 BatchNorm of 989,464 equal values where two-pass kernels give |w|.
 """
 
 from __future__ import annotations
@@ -37,10 +29,6 @@ if TYPE_CHECKING:
     from lncheck.output_model import OutputBlock
 
 F64 = npt.NDArray[np.float64]
-# classes whose kernels compute the variance about their own mean (two-pass, Welford)
-ABOUT_OWN_MEAN = ("accurate", "sequential")
-# a limit's headroom for the output's own rounding to the compute dtype (2**-9 in bfloat16)
-ROUNDING_ROOM = 1e-2
 
 
 def beyond_caps(
@@ -49,13 +37,11 @@ def beyond_caps(
     limits: list[tuple[F64, F64]],
     rounding: F64,
     dtype: str,
-    classes: tuple[str, ...],
 ) -> list[npt.NDArray[np.bool_]]:
-    """Per class (``classes``, and their ``limits``: the largest implied scale ``ds`` and shift
-    ``t`` each allows, per group), the groups with an element no implementation of that class
-    computing in ``dtype`` can produce: ``|y - b| > |w| * (cap + t) * (1 + ds)`` plus
-    ``rounding``, with ``centred = |y - b|`` (``OutputModel.cap``); on a constant group, the
-    module docstring's limits.
+    """Per class (its ``limits``: the largest implied scale ``ds`` and shift ``t`` it allows,
+    per group), the groups with an element no implementation of that class computing in
+    ``dtype`` can produce: ``|y - b| > |w| * (cap + t) * (1 + ds)`` plus ``rounding``, with
+    ``centred = |y - b|`` (``OutputModel.cap``).
 
     The bound grows with the reach ``(cap + t) * (1 + ds)`` (rounding is monotonic), so every
     class passes a group that passes at the smallest reach: the others are looked at only on
@@ -71,8 +57,6 @@ def beyond_caps(
         rows_of = slice(block.first, block.first + groups)
         exact = model.exact_mean[rows_of]
         folded = exact_reach(block, dtype)[:, 0]
-        inexact = inexact_constant(block)
-        own_mean = constant_reach(block, dtype)[:, 0]
         # a negative eps normalizes by more than 1 / std: the limit stretches by as much
         stretch = np.fmax(np.sqrt(model.variance[rows_of]) * model.rstd[rows_of], 1.0)
         cap = model.cap * stretch
@@ -80,11 +64,6 @@ def beyond_caps(
         reaches = [
             np.where(exact, folded, (cap + shift) * (1.0 + scale)) for scale, shift in limits
         ]
-        for index, klass in enumerate(classes):
-            if klass in ABOUT_OWN_MEAN:
-                reaches[index] = np.where(
-                    inexact, np.fmin(reaches[index], own_mean), reaches[index]
-                )
         smallest = reaches[0]
         for reach in reaches[1:]:
             smallest = np.fmin(smallest, reach)  # fmin: a NaN reach flags nothing
@@ -99,37 +78,13 @@ def beyond_caps(
 
 def exact_reach(block: OutputBlock, dtype: str) -> F64:
     """Per group (a column), the limit of ``|y - b| / |w|`` on a constant group whose sums are
-    exact, computed in ``dtype``: the cap plus a fold's roundings (``fold_reach``)."""
-    return np.asarray(block.model.cap + fold_reach(block, dtype), dtype=np.float64)
-
-
-def inexact_constant(block: OutputBlock) -> npt.NDArray[np.bool_]:
-    """Per group, whether it is a constant group whose sums are not exact, normalized with the
-    statistics computed from it about its mean (not RMSNorm's, nor running statistics)."""
-    model = block.model
-    rows = slice(block.first, block.first + block.y.shape[0])
-    if model.running or not model.centered:
-        return np.zeros(block.y.shape[0], dtype=bool)
-    return np.asarray(model.constant[rows] & ~model.exact_mean[rows])
-
-
-def constant_reach(block: OutputBlock, dtype: str) -> F64:
-    """Per group (a column), the limit of ``|y - b| / |w|`` on a constant group whose sums are
-    not exact, for the classes ``ABOUT_OWN_MEAN``: ``1 / sqrt(1 - n v)`` (``n v`` at most
-    1/2) plus a fold's roundings (the module docstring)."""
-    v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
-    lost = min(block.model.group_size * v, 0.5)
-    return np.asarray(1.0 / np.sqrt(1.0 - lost) + fold_reach(block, dtype), dtype=np.float64)
-
-
-def fold_reach(block: OutputBlock, dtype: str) -> F64:
-    """Per group (a column), how far a folded ``x * scale + shift`` moves ``|y - b| / |w|`` on a
-    constant group: ``v * K``, twice that where the group has a bias (the module docstring)."""
+    exact, computed in ``dtype``: the cap plus a fold's roundings, ``v * K``, twice that where
+    the group has a bias (the module docstring)."""
     v = DTYPES[accumulation_dtype(dtype)].unit_roundoff  # type: ignore[index]
     folds: F64 | float = 1.0
     if block.bias is not None:
         folds = np.where(np.any(block.bias != 0, axis=1, keepdims=True), 2.0, 1.0)
-    return np.asarray(folds * v * block.k, dtype=np.float64)
+    return np.asarray(block.model.cap + folds * v * block.k, dtype=np.float64)
 
 
 def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.NDArray[np.bool_]:
@@ -143,10 +98,10 @@ def _over(centred: F64, big_w: F64 | float, reach: F64, rounding: F64) -> npt.ND
         return found
     with np.errstate(all="ignore"):
         smallest_w = big_w if np.ndim(big_w) == 0 else np.min(big_w, axis=1)
-        within = np.fmax.reduce(centred, axis=1) <= smallest_w * reach * (1 + ROUNDING_ROOM)
+        within = np.fmax.reduce(centred, axis=1) <= smallest_w * reach * (1 + 1e-2)
         rows = ~(within & (reach >= 0))
         if rows.any():
             w_rows = big_w if np.ndim(big_w) == 0 else big_w[rows]  # type: ignore[index]
-            over = centred[rows] > w_rows * reach[rows, None] * (1 + ROUNDING_ROOM) + rounding[rows]
+            over = centred[rows] > w_rows * reach[rows, None] * (1 + 1e-2) + rounding[rows]
             found[rows] = np.any(over & np.isfinite(centred[rows]), axis=1)
     return found

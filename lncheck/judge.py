@@ -170,7 +170,7 @@ def judge(
             scale_column, shift_column = block.limits(dtype, klass, mean_error)
             limits.append((scale_column[:, 0], shift_column[:, 0]))
             pair_limits.append(block.limits(dtype, klass, pair_mean_error)[0][:, 0])
-        caps = beyond_caps(block, size, limits, rounding, dtype, classes)
+        caps = beyond_caps(block, size, limits, rounding, dtype)
         residual_failed = f.fitted & (worst_r_low > 1)
         cap_failed = caps[-1]
         for index in range(len(classes) - 1, -1, -1):

@@ -28,13 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.blocks import GroupLayout, float64_block, uniform_rows
-from lncheck.caps import (
-    ABOUT_OWN_MEAN,
-    ROUNDING_ROOM,
-    constant_reach,
-    exact_reach,
-    inexact_constant,
-)
+from lncheck.caps import exact_reach
 from lncheck.dtypes import DTYPES
 from lncheck.moments import Scaled
 from lncheck.sequential import on_grid, sequential_drift, sequential_steps, trend_of
@@ -321,11 +315,6 @@ class OutputBlock:
                 reach = _plus(big_w * exact_reach(self, dtype), c.plain * big_b)
                 limited = np.fmin(total, _plus(reach, atol_floor(dtype)))
                 total = np.where(exact[:, None], limited, total)
-            inexact = inexact_constant(self)
-            if klass in ABOUT_OWN_MEAN and inexact.any():  # and there (``caps``)
-                own = big_w * (constant_reach(self, dtype) * (1.0 + ROUNDING_ROOM))
-                limited = np.fmin(total, _plus(_plus(own, c.plain * big_b), atol_floor(dtype)))
-                total = np.where(inexact[:, None], limited, total)
             if klass == "low_precision":  # accepting more is never stricter (constant groups)
                 total = np.fmax(total, self.atol(dtype, "sequential"))
         return np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)

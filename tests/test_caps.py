@@ -4,11 +4,13 @@ value never changes which rows have an element beyond ``|w| * reach + rounding``
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lncheck.caps import _over
+
+from .support import output_check
 
 
 def _by_element(
@@ -66,33 +68,17 @@ def test_a_negative_eps_stretches_the_limit_as_it_stretches_rstd() -> None:
     assert max(abs(c.worst_expected) for c in output) > np.sqrt(15)
 
 
-def _constant_rows(n: int, value: float, eps: float, one_pass: bool) -> object:
-    """The check of a float32 LayerNorm over 3 rows of ``n`` equal values whose sequential
-    float32 sum rounds (its mean is off by ``d``), with the variance about that mean (two-pass)
-    or apart from it (one-pass ``E[x**2] - E[x]**2``, clipped at 0)."""
-    from tests.support import output_check
-
-    x = np.full((3, n), np.float32(value), np.float32)
-    mean = np.cumsum(x, axis=1, dtype=np.float32)[:, -1:] / np.float32(n)
-    d = x - mean
-    if one_pass:
-        var = np.maximum(np.mean(x * x, axis=1, keepdims=True, dtype=np.float32) - mean * mean, 0)
-    else:
-        var = np.mean(d * d, axis=1, keepdims=True, dtype=np.float32)
-    y = (d / np.sqrt(var + np.float32(eps))).astype(np.float32)
-    return output_check(x, "layer_norm", normalized_shape=n, eps=eps, expected=y)
-
-
-def test_a_constant_group_whose_sum_rounds_admits_a_mean_off_only_with_its_own_variance() -> None:
-    # 100,000 values of 3.3: the sequential mean is off by d = 8.1e-4 = 81 sqrt(eps). Two-pass,
-    # |y| = d / sqrt(d**2 + eps) = 0.99992 (1 / sqrt(1 - n v) + v K = 1.023 allowed); one-pass,
-    # the variance is 0 and |y| = d / sqrt(eps) = 81, within sqrt(n - 1) = 316 (it passed)
-    two_pass = _constant_rows(100_000, 3.3, 1e-10, one_pass=False)
-    assert two_pass.passed and two_pass.accuracy_class == "sequential"
-    assert 0.95 < two_pass.tolerance_used < 1.0
-    one_pass = _constant_rows(100_000, 3.3, 1e-10, one_pass=True)
-    assert not one_pass.passed
-    assert one_pass.accuracy_class not in ("accurate", "sequential")
-    assert "one-pass" in (one_pass.explanation or "")
-    # the failure line's atol is the limit applied: 1.023 * 1.01, not kappa's 3.3e5 * 1e-7
-    assert one_pass.atol == pytest.approx(1.0336, rel=1e-3)
+def test_constant_rows_whose_sums_round_admit_a_mean_and_a_variance_reduced_apart() -> None:
+    # a Restormer/ConvNeXt-style LayerNorm in torch: x.mean() (a cascade sum) is off by a few
+    # ulps on rows of equal values, x.var() (Welford) is 0 there, so |y| = d / sqrt(eps) is
+    # 1.95 at 10000.3: a correct kernel's output, within the accurate class's mean error
+    # (a limit of 1 / sqrt(1 - n v), right only for a variance about the kernel's own mean,
+    # failed it as a mismatch)
+    values = torch.tensor([1000.1, 3.3, -77.77, 0.1, 255.0, 12345.6, 1e4 + 0.3, 2.5e4 + 0.7])
+    x = values[:, None].repeat(1, 1024).float()
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, keepdim=True, unbiased=False)
+    y = (x - mean) / torch.sqrt(var + 1e-6)
+    assert float(var.abs().max()) == 0.0 and float(y.abs().max()) > 1.9
+    c = output_check(x.numpy(), "layer_norm", normalized_shape=1024, eps=1e-6, expected=y.numpy())
+    assert c.passed and c.accuracy_class == "accurate", c.message()
