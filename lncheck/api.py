@@ -27,6 +27,7 @@ from lncheck.options import ALIASES, JOINS, OPTIONS_LIST, Settings, parse, spell
 from lncheck.report import Report, SuiteReport
 
 _UNSET = object()
+_CHECKED = {"expected": "actual"}  # check()'s name for the output it checks, the caller's own
 _KEYWORDS = {o.name for o in OPTIONS_LIST if "api" in o.surfaces} | set(ALIASES)
 _EXPECTED_PARTS = tuple(name for name, target in JOINS.items() if target == "expected")
 
@@ -174,13 +175,12 @@ def check(
         raise TypeError("check() takes the output to check as actual, not expected=")
     backend, name = options.pop("backend", None), options.pop("name", "array")
     options["expected"] = actual
-    report = _compare(x, op, backend, name, options, "check", {"expected": "actual"})
-    names = {"expected": "actual"}  # the caller's own name for it
+    report = _compare(x, op, backend, name, options, "check", _CHECKED)
     if not report.passed:
-        raise AssertionError(assertion_message(report, _dtype_of(actual), names))
+        raise AssertionError(assertion_message(report, _dtype_of(actual), _CHECKED))
     for c in report.checks:  # what a check passed despite: shown by pytest's warnings summary
         if c.warning:
-            shown = names.get(c.candidate, c.candidate)
+            shown = _CHECKED.get(c.candidate, c.candidate)
             warnings.warn(f"{shown} {c.quantity}: {c.warning}", CheckWarning, stacklevel=2)
     return report
 
@@ -214,7 +214,7 @@ def assertion_message(
             why = f": {c.explanation}" if c.explanation else ""
             lines.append(f"Accuracy class {c.accuracy_class}{why}")
         if c.nan_actual or c.inf_actual:
-            lines.append(f"The candidate has {c.nan_actual} NaN and {c.inf_actual} Inf")
+            lines.append(f"The {shown} {c.quantity} has {c.nan_actual} NaN and {c.inf_actual} Inf")
         parts.append("\n".join(lines))
     if actual_dtype in _LOWER and _LOWER[actual_dtype] < _LOWER.get(h.dtype, 99):
         parts.append(

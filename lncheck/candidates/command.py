@@ -177,18 +177,21 @@ def _run(args: list[str], cwd: str | None, folder: Path, timeout: float) -> int 
         except OSError as e:
             raise CandidateFailed(f"cannot start {args[0]!r}: {e.strerror or e}") from None
         try:
-            status = _wait(process, err.fileno(), timeout)
+            status = _wait(process, err.fileno(), folder, timeout)
         except BaseException:  # Ctrl-C: the program is in its own session and did not get it
             _stop(process)
             raise
         _stop(process)  # children it left running (``cmd &``) end with it
+        _check_stderr(err.fileno(), folder)  # a flood in the last interval, before it exited
         return status
 
 
-def _wait(process: subprocess.Popen[bytes], stderr: int, timeout: float) -> int | None:
+def _wait(
+    process: subprocess.Popen[bytes], stderr: int, folder: Path, timeout: float
+) -> int | None:
     """``process``'s exit status, ``None`` past ``timeout``; ``CandidateFailed`` once its
-    ``stderr`` file holds more than ``STDERR_BYTES``. Polled at intervals growing from 10 ms
-    to ``POLL_SECONDS``: a short program costs no more than before."""
+    ``stderr`` file (in ``folder``) holds more than ``STDERR_BYTES``. Polled at intervals
+    growing from 10 ms to ``POLL_SECONDS``: a short program costs no more than before."""
     deadline = time.monotonic() + timeout
     interval = 0.01
     while True:
@@ -200,10 +203,17 @@ def _wait(process: subprocess.Popen[bytes], stderr: int, timeout: float) -> int 
                 return None
         if os.fstat(stderr).st_size > STDERR_BYTES:
             _stop(process)
-            raise CandidateFailed(
-                f"wrote more than {STDERR_BYTES >> 20} MiB to stderr and was stopped"
-            )
+            _check_stderr(stderr, folder)
         interval = min(2 * interval, POLL_SECONDS)
+
+
+def _check_stderr(stderr: int, folder: Path) -> None:
+    """``CandidateFailed`` where the program's ``stderr`` file (in ``folder``) holds more than
+    ``STDERR_BYTES`` (whether it was stopped there or had ended), with its last lines as every
+    failed program's note has them."""
+    if os.fstat(stderr).st_size > STDERR_BYTES:
+        tail = _tail(folder / "stderr.txt")
+        raise CandidateFailed(f"wrote more than {STDERR_BYTES >> 20} MiB to stderr{tail}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
