@@ -44,6 +44,7 @@ class Structure:
             uniform_value(self.block.weight, self.block.y.shape[0], 1.0),
             uniform_value(self.block.bias, self.block.y.shape[0], 0.0),
             self.block.model.levels[self.block.first : self.block.first + self.block.y.shape[0]],
+            self.scores.flat,
         )
 
     def worst(self, first: int) -> Distortion:

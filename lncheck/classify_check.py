@@ -44,9 +44,8 @@ def classified(
     klass = tally.klass
     worst = tally.worst
     facts = _facts(case, c.quantity, worst.group, variance)
-    # every group's scale within the roundings fitted: y - b is 0, whatever the worst says
-    flat = tally.distortions.flat(no_scale(case.dtype))
-    none_below = no_scale(case.dtype) if flat else NO_SCALE
+    # every group's output its bias: a scale up to the roundings fitted is none
+    none_below = no_scale(case.dtype) if tally.distortions.flat() else NO_SCALE
     said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype, none_below=none_below)
     explanation, convention = said.words, said.convention
     # a convention every group matches names a different function, whatever its

@@ -21,6 +21,7 @@ from lncheck.dtypes import DTYPES
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
 from lncheck.output_model import LOW_REACH, OutputBlock
 from lncheck.pair_fit import pair_fit
+from lncheck.semantics import no_scale
 
 F64 = npt.NDArray[np.float64]
 WEIGHTED_GAIN = 3.0  # how much sharper a weighted fit must be to be looked at
@@ -46,6 +47,9 @@ class Scores:
     systematic: F64
     weighted_scale: F64
     weighted_shift: F64
+    # per group, whether its output is its bias, y - b 0 to within the bias's rounding (looked
+    # at only where the implied scale is within the dtype's unit roundoff: ``semantics``)
+    flat: npt.NDArray[np.bool_]
 
 
 def judge(
@@ -244,6 +248,7 @@ def judge(
         systematic,
         1 + weighted_ds,
         weighted_shift,
+        _flat(block, f, size, dtype),
     )
     return best, scores, kinds
 
@@ -261,3 +266,19 @@ def _worst_residual(
     allowed += bound
     allowed += noise_t[:, None] if c is None else noise_t[:, None] * c
     return np.asarray(np.max(np.divide(residual, allowed, out=allowed), axis=1))
+
+
+def _flat(block: OutputBlock, f: Fit, size: F64, dtype: str) -> npt.NDArray[np.bool_]:
+    """Per group, whether every ``size = |y - b|`` is within the bias's rounding to ``dtype``
+    (0 without a bias), looked at where the implied scale is within ``semantics.no_scale``:
+    an output never written, which the fit of the exact output's roundings leaves a scale of
+    up to 1e-4 in float16 and bfloat16."""
+    flat = np.zeros(size.shape[0], dtype=bool)
+    if not size.shape[1]:
+        return flat
+    rows = np.flatnonzero(np.abs(1.0 + f.ds) <= no_scale(dtype))
+    if rows.size:
+        u = DTYPES[dtype].unit_roundoff  # type: ignore[index]
+        slack = 0.0 if block.bias is None else u * np.abs(block.bias[rows])
+        flat[rows] = np.all(size[rows] <= slack, axis=1)
+    return flat

@@ -43,9 +43,11 @@ NO_SCALE = 1e-6
 
 
 def no_scale(dtype: str) -> float:
-    """The largest implied scale that is none for outputs computed in ``dtype``: ``NO_SCALE``,
-    or the dtype's unit roundoff where that is larger (an all-zero float16 output fits a scale
-    of 5.1e-5, and read as eps = 7.4e8)."""
+    """The largest implied scale that may be none for outputs computed in ``dtype``:
+    ``NO_SCALE``, or the dtype's unit roundoff where that is larger (an all-zero float16
+    output fits a scale of 5.1e-5). Below it, a group is flat only where its ``y - b`` is 0
+    to within the bias's rounding (``judge``'s ``Scores.flat``): a bfloat16 output of eps =
+    1e5 has a scale of 3e-3 and depends on the input."""
     return max(NO_SCALE, float(DTYPES[dtype].unit_roundoff))  # type: ignore[index]
 
 
@@ -63,6 +65,7 @@ class Distortions:
     weight: list[F64] = field(default_factory=list)
     bias: list[F64] = field(default_factory=list)
     levels: list[F64] = field(default_factory=list)
+    flat_rows: list[F64] = field(default_factory=list)  # 1 where y - b is 0 (``add``)
     kept: int = 0
 
     def add(
@@ -76,8 +79,10 @@ class Distortions:
         weight: F64,
         bias: F64,
         levels: F64 | None = None,
+        flat: npt.NDArray[np.bool_] | None = None,
     ) -> None:
-        """``levels`` ``None``: as many as the group has elements (independent roundings)."""
+        """``levels`` ``None``: as many as the group has elements (independent roundings);
+        ``flat``: the groups whose ``y - b`` is 0 to within the bias's rounding (none)."""
         take = np.flatnonzero(fitted)[: max(0, KEEP - self.kept)]
         if not take.size:
             return
@@ -91,15 +96,18 @@ class Distortions:
             (self.weight, weight),
             (self.bias, bias),
             (self.levels, np.full(ds.shape, np.nan) if levels is None else levels),
+            (self.flat_rows, np.zeros(ds.shape) if flat is None else flat),
         ):
             store.append(np.asarray(values, dtype=np.float64)[take])
 
-    def flat(self, none_below: float) -> bool:
-        """Whether every remembered group's implied scale is none (up to ``none_below``): no
-        group's output depends on its input."""
+    def flat(self) -> bool:
+        """Whether every remembered group's output is its bias (``y - b`` 0 to within the
+        bias's rounding) or its implied scale below ``NO_SCALE``: no group's output depends on
+        its input."""
         if not self.kept:
             return False
-        return bool(np.all(np.abs(1.0 + np.concatenate(self.ds)) <= none_below))
+        none = np.abs(1.0 + np.concatenate(self.ds)) <= NO_SCALE
+        return bool(np.all(none | (np.concatenate(self.flat_rows) > 0)))
 
     def explain(
         self,
@@ -111,7 +119,6 @@ class Distortions:
         *,
         beyond_default: bool = False,
         typical: float = 0.0,
-        none_below: float = NO_SCALE,
     ) -> str | None:
         """The convention every remembered group's distortion matches, or ``None``.
 
@@ -126,8 +133,8 @@ class Distortions:
         default class must fit every group, ``TIGHT_GROUPS`` or more, to ``TIGHT`` of its
         limits (``_tight``; where the groups take fewer values than they have, while moving
         the variance by more than ``typical``), or predict more than ``SIGNIFICANT`` times
-        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``). A scale up to
-        ``none_below`` is none (``no_scale``): no convention explains it."""
+        ``typical`` in ``MIN_GROUPS`` groups (``_beyond_rounding``). Outputs that do not
+        depend on the input (``flat``) match no convention."""
         if not self.kept:
             return None
         groups = np.concatenate(self.index).astype(np.int64)
@@ -139,7 +146,7 @@ class Distortions:
         # groups of few values round alike, row after row: there even a tight fit must move
         # the variance beyond those roundings
         alike = np.where(levels < n, typical_of, 0.0)
-        if self.flat(none_below):
+        if self.flat():
             return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
         # identical rows (one row broadcast) are one group of evidence, counted once

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
-from lncheck.semantics import NO_SCALE, Distortions, another_eps, no_scale
+from lncheck.semantics import NO_SCALE, Distortions, another_eps
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def explain(
     ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one).
     ``name_conventions=False``: the worst group's scale is said as it is, never as a
     convention it matches (one the other groups were found not to share). An implied scale up
-    to ``none_below`` is none: ``no_scale(dtype)`` where every group's is
+    to ``none_below`` is none: ``no_scale(dtype)`` where every group's output is its bias
     (``Distortions.flat``), the exact output's roundings being fitted too."""
     notes = []
     if overflow:
@@ -344,11 +344,8 @@ def conventions(
     args = (var, spec.eps, spec.group_size, spec.center, spec.weight_offset)
     beyond = beyond_default(klass)
     typical = random_walk(case.dtype, spec.group_size)
-    none_below = no_scale(case.dtype)
-    found = tally.distortions.explain(
-        *args, beyond_default=beyond, typical=typical, none_below=none_below
-    )
+    found = tally.distortions.explain(*args, beyond_default=beyond, typical=typical)
     if found is not None or beyond:
         return found, None
-    loose = tally.distortions.explain(*args, none_below=none_below)
+    loose = tally.distortions.explain(*args)
     return None, None if loose is None else faint_words(loose)

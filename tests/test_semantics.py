@@ -459,6 +459,22 @@ def test_an_output_that_does_not_depend_on_the_input_is_said_so(
     assert c.explanation.startswith("its output does not depend on the input")
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_small_scale_that_depends_on_the_input_is_no_unwritten_output(dtype: str) -> None:
+    # eps = 1e5: a scale of 3e-3, within bfloat16's unit roundoff, yet every output moves with
+    # its input (it read "its output does not depend on the input" when a scale below the
+    # unit roundoff was taken for none; only outputs equal to the bias are)
+    x = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32)
+    xt = torch.from_numpy(x).to(getattr(torch, dtype))
+    y = torch.nn.functional.layer_norm(xt, (64,), eps=1e5).float().numpy()
+    c = output_check(x, normalized_shape=64, dtype=dtype, expected=y)
+    assert c.accuracy_class == "mismatch" and c.explanation is not None
+    assert c.explanation.startswith("matches eps = ")
+    assert c.explanation.endswith(" instead of 1e-05 (in all 8 groups checked)")
+    fitted = float(c.explanation.split()[3])
+    assert 0.9e5 < fitted < 1.1e5
+
+
 def test_identical_rows_are_one_group_of_evidence_for_a_fitted_eps() -> None:
     # one linspace row broadcast to four: a correct sequential two-pass "matched eps = 8.4e-06
     # in all 4 groups" (a mismatch at 0.21 of its limits); four copies tell no more than one
