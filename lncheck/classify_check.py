@@ -64,7 +64,10 @@ def classified(
             explanation, convention = said.words, False
     lost, rstd = tally.lost_to_rstd
     if lost and klass == "low_precision":  # what the NaN or infinities are, first
-        explanation = rstd_overflow_words(lost, rstd, case.dtype)
+        words = rstd_overflow_words(lost, rstd, case.dtype)
+        # ...and what the other elements showed, where they are low_precision too
+        others = tally.index == CLASSES.index("low_precision") and explanation
+        explanation = f"{words}; {explanation}" if others else words
     named = klass == "mismatch" and convention
     if tally.copy is not None and not convention:
         # beyond low_precision already (a mismatch): the copy names the cause,

@@ -94,14 +94,16 @@ class ClassTally:
         values up to ``rstd``): ``low_precision``'s (``lost_to_rstd``)."""
         before, largest = self.lost_to_rstd
         self.lost_to_rstd = before + count, max(largest, rstd)
-        self.add(CLASSES.index("low_precision"))
 
     def weighed(self, found: tuple[float, float, float]) -> None:
         self.systematic = max(self.systematic, found)
 
     @property
     def klass(self) -> str:
-        return CLASSES[self.index]
+        """The check's class: its elements' and groups' (``index``), and ``low_precision`` at
+        least where outputs were lost to an rstd beyond the dtype's range."""
+        lost = CLASSES.index("low_precision") if self.lost_to_rstd[0] else 0
+        return CLASSES[max(self.index, lost)]
 
 
 def faint_words(convention: str) -> str:
@@ -291,7 +293,8 @@ def lost_to_rstd(
     the largest exact rstd of their groups (``None``: no such element). A kernel that keeps
     rstd in ``dtype`` (``low_precision``: torch's float16 CPU BatchNorm and InstanceNorm, on a
     constant channel with eps = 1e-12) gets an infinite rstd there, and ``(x - mean) * inf``
-    is NaN (``0 * inf``) or infinite: they are no different function's values."""
+    is NaN (``0 * inf``) or infinite with the sign of ``y - b``: they are no different
+    function's values (an infinity of the other sign is)."""
     groups = block.y.shape[0]
     rstd = block.model.rstd[block.first : block.first + groups]
     with np.errstate(invalid="ignore"):
@@ -299,6 +302,8 @@ def lost_to_rstd(
         if not over.any():
             return None
         lost = ~np.isfinite(actual) & np.isfinite(expected) & over[:, None]
+        centred = expected if block.bias is None else expected - block.bias
+        lost &= ~(np.isinf(actual) & (np.sign(actual) * np.sign(centred) < 0))
     rows = lost.any(axis=1)
     return (np.asarray(lost), float(np.max(rstd[rows]))) if rows.any() else None
 

@@ -412,12 +412,15 @@ def test_nan_where_the_exact_rstd_overflows_the_dtype_is_low_precision_with_its_
     assert np.isnan(y[:, 0]).all() and np.isfinite(y[:, 1]).all()
     c = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=y)
     assert (c.passed, c.accuracy_class) == (False, "low_precision")
-    assert c.explanation == (
+    assert c.explanation is not None and c.explanation.startswith(
         "256 output values are NaN or infinite where the exact output is finite, in groups "
         "whose exact rstd (1e+06) is beyond float16's range (65504): a kernel that keeps rstd "
         "in float16 gets an infinite rstd there, and (x - mean) * inf is NaN or infinite "
-        "(statistics kept in the compute dtype)"
+        "(statistics kept in the compute dtype); "
     )
+    # ...and what the ordinary channel shows, its rstd rounded to float16 too
+    assert c.explanation.endswith("rounded to the compute dtype, or a one-pass E[x^2] - E[x]^2 "
+                                  "variance, cause")  # fmt: skip
     # NaN never passes, whatever the classes accepted
     accepting = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=y,
                              accept="low-precision")  # fmt: skip
@@ -428,6 +431,31 @@ def test_nan_where_the_exact_rstd_overflows_the_dtype_is_low_precision_with_its_
         c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
     ]
     assert module.accuracy_class == "low_precision" and "(1e+06)" in (module.explanation or "")
+
+
+def test_nan_alone_where_the_exact_rstd_overflows_is_said_alone() -> None:
+    # torch's float16 BatchNorm on a constant channel: NaN there, and nothing else to say
+    x = np.full((2, 3, 1000), 1000.1, np.float32)
+    report = lncheck.compare(x, "batch_norm", eps=1e-12, dtype="float16")
+    (c,) = [
+        c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
+    ]
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+    assert c.explanation is not None and c.explanation.startswith("6000 output values are NaN")
+    assert c.explanation.endswith("(statistics kept in the compute dtype)")
+
+
+def test_infinities_of_the_wrong_sign_are_no_rstd_overflow() -> None:
+    # (x - mean) * inf * w has the sign of y - b: an infinity of the other sign is another
+    # function's (a row of zeros but one 1e-5: exact rstd 5e5, outputs -0.156 and 4.83)
+    x = np.zeros((2, 32), np.float32)
+    x[:, 3] = 1e-5
+    exact = np.where(x > 0, 1.0, -1.0)
+    right = (np.inf * exact).astype(np.float16)
+    c = output_check(x, normalized_shape=32, eps=1e-12, dtype="float16", expected=right)
+    assert c.accuracy_class == "low_precision" and "rstd (" in (c.explanation or "")
+    c = output_check(x, normalized_shape=32, eps=1e-12, dtype="float16", expected=-right)
+    assert c.accuracy_class == "mismatch" and "rstd (" not in (c.explanation or "")
 
 
 def test_nan_elsewhere_or_beside_a_bug_stays_a_mismatch() -> None:

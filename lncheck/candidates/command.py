@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from lncheck.case import Case
 
 STDERR_LINES = 5  # how much of a failed program's stderr a note carries
-STDERR_BYTES = 64 << 20  # what a program may write to stderr before it is stopped
+STDERR_BYTES = 64 << 20  # what a program may write to stderr before it is stopped (looked at
+# every POLL_SECONDS at most: a fast writer gets a little past it)
 POLL_SECONDS = 0.2  # the longest wait between two looks at it
 _NPY, _ZIP = b"\x93NUMPY", b"PK"
 
