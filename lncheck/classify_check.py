@@ -48,17 +48,17 @@ def classified(
     none_below = no_scale(case.dtype) if tally.distortions.flat() else NO_SCALE
     said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype, none_below=none_below)
     explanation, convention = said.words, said.convention
-    # a convention every group matches names a different function, whatever its
-    # size; the worst group's own translation stands where it already names one
+    # a convention every group matches names a different function, whatever its size; the
+    # worst group's own translation stands where it already names one
     faint = None  # a convention the groups meet only loosely: a hint
     if c.quantity == "output" and klass != "accurate":
         semantic, faint = conventions(tally, case, variance(), klass)
         if semantic is not None:
             klass, explanation, convention = "mismatch", semantic, True
         elif convention and layout.groups > 1:
-            # the worst group's convention is not the other groups': their own
-            # scales are no coincidence of one group's variance (eps = 1e-2 where
-            # one group's var made it read as an unbiased variance)
+            # the worst group's convention is not the other groups': their own scales are no
+            # coincidence of one group's variance (eps = 1e-2 where one group's var made it
+            # read as an unbiased variance)
             said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype,
                            name_conventions=False, none_below=none_below)  # fmt: skip
             explanation, convention = said.words, False
@@ -70,8 +70,8 @@ def classified(
         explanation = f"{words}; {explanation}" if others else words
     named = klass == "mismatch" and convention
     if tally.copy is not None and not convention:
-        # beyond low_precision already (a mismatch): the copy names the cause,
-        # where no convention of every group does
+        # beyond low_precision already (a mismatch): the copy names the cause, where no
+        # convention of every group does
         klass = "mismatch"
         failing = groups.failing if groups is not None else 1
         index = layout.group_index
