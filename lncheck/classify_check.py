@@ -16,7 +16,6 @@ from lncheck.case import Case
 from lncheck.comparison import Comparison
 from lncheck.copies import copy_words
 from lncheck.group_failures import FailingGroups
-from lncheck.semantics import NO_SCALE, no_scale
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
     ClassTally,
@@ -44,9 +43,7 @@ def classified(
     klass = tally.klass
     worst = tally.worst
     facts = _facts(case, c.quantity, worst.group, variance)
-    # every group's output its bias: a scale up to the roundings fitted is none
-    none_below = no_scale(case.dtype) if tally.distortions.flat() else NO_SCALE
-    said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype, none_below=none_below)
+    said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype)
     explanation, convention = said.words, said.convention
     # a convention every group matches names a different function, whatever its size; the
     # worst group's own translation stands where it already names one
@@ -60,7 +57,7 @@ def classified(
             # coincidence of one group's variance (eps = 1e-2 where one group's var made it
             # read as an unbiased variance)
             said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype,
-                           name_conventions=False, none_below=none_below)  # fmt: skip
+                           name_conventions=False)  # fmt: skip
             explanation, convention = said.words, False
     lost, rstd = tally.lost_to_rstd
     if lost and klass == "low_precision":  # what the NaN or infinities are, first

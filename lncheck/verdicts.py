@@ -64,6 +64,7 @@ class Distortion:
     shift_noise: float = 0.0
     # the low_precision class's bound on a one-pass variance's relative error there
     one_pass: float = 0.0
+    flat: bool = False  # its y - b is 0 to within the bias's rounding (``judge``'s Scores.flat)
 
 
 class ClassTally:
@@ -159,14 +160,11 @@ def explain(
     dtype: str | None = None,
     *,
     name_conventions: bool = True,
-    none_below: float = NO_SCALE,
 ) -> Explanation:
     """The ``Explanation`` of a check of class ``klass`` whose worst group is ``worst``;
     ``overflow`` exact values were beyond ``dtype``'s range (the facts' dtype without one).
     ``name_conventions=False``: the worst group's scale is said as it is, never as a
-    convention it matches (one the other groups were found not to share). An implied scale up
-    to ``none_below`` is none: ``no_scale(dtype)`` where every group's output is its bias
-    (``Distortions.flat``), the exact output's roundings being fitted too."""
+    convention it matches (one the other groups were found not to share)."""
     notes = []
     if overflow:
         notes.append(overflow_words(overflow, dtype or (facts.dtype if facts else "the dtype")))
@@ -186,7 +184,7 @@ def explain(
             "from elsewhere, a wrong weight or bias broadcast, wrong axes or groups)"
         )
     elif math.isfinite(worst.scale):
-        translations, convention = _translations(worst, facts, klass, name_conventions, none_below)
+        translations, convention = _translations(worst, facts, klass, name_conventions)
         notes += translations
         if klass == "mismatch" and worst.one_pass >= 1:
             notes.append(
@@ -203,7 +201,6 @@ def _translations(
     f: GroupFacts,
     klass: str,
     name_conventions: bool = True,
-    none_below: float = NO_SCALE,
 ) -> tuple[list[str], bool]:
     """What the worst group's implied scale ``s`` and shift ``t`` translate to (the
     candidate's rstd is ``s`` times the exact one, its mean off by ``-t / rstd``), and whether
@@ -212,7 +209,7 @@ def _translations(
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
-    if off and abs(s) <= none_below:
+    if off and (abs(s) <= NO_SCALE or worst.flat):
         # y - b is 0 to within rounding: no eps or variance explains an output that does not
         # depend on the input
         out.append(

@@ -459,6 +459,17 @@ def test_an_output_that_does_not_depend_on_the_input_is_said_so(
     assert c.explanation.startswith("its output does not depend on the input")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_one_group_never_written_is_said_so(dtype: str) -> None:
+    # the worst group's output is its bias: in float16 its fitted scale of -2.8e-5 said nothing
+    x = np.random.default_rng(3).standard_normal((4, 64)).astype(np.float32)
+    y = layer_norm(x).astype(np.float32)
+    y[1] = 0.0
+    c = output_check(x, normalized_shape=64, dtype=dtype, expected=y)
+    assert c.accuracy_class == "mismatch" and c.explanation is not None
+    assert c.explanation.startswith("its output does not depend on the input")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_a_small_scale_that_depends_on_the_input_is_no_unwritten_output(dtype: str) -> None:
     # eps = 1e5: a scale of 3e-3, within bfloat16's unit roundoff, yet every output moves with
