@@ -178,21 +178,20 @@ def _run(args: list[str], cwd: str | None, folder: Path, timeout: float) -> int 
         except OSError as e:
             raise CandidateFailed(f"cannot start {args[0]!r}: {e.strerror or e}") from None
         try:
-            status = _wait(process, err.fileno(), folder, timeout)
+            status = _wait(process, err.fileno(), timeout)
         except BaseException:  # Ctrl-C: the program is in its own session and did not get it
             _stop(process)
             raise
         _stop(process)  # children it left running (``cmd &``) end with it
-        _check_stderr(err.fileno(), folder)  # a flood in the last interval, before it exited
+        _check_stderr(err.fileno(), folder)  # stopped for it, or it flooded just before exiting
         return status
 
 
-def _wait(
-    process: subprocess.Popen[bytes], stderr: int, folder: Path, timeout: float
-) -> int | None:
-    """``process``'s exit status, ``None`` past ``timeout``; ``CandidateFailed`` once its
-    ``stderr`` file (in ``folder``) holds more than ``STDERR_BYTES``. Polled at intervals
-    growing from 10 ms to ``POLL_SECONDS``: a short program costs no more than before."""
+def _wait(process: subprocess.Popen[bytes], stderr: int, timeout: float) -> int | None:
+    """``process``'s exit status, ``None`` past ``timeout``; stopped once its ``stderr`` file
+    holds more than ``STDERR_BYTES`` (which ``_check_stderr`` then reports). Polled at
+    intervals growing from 10 ms to ``POLL_SECONDS``: a short program costs no more than
+    before."""
     deadline = time.monotonic() + timeout
     interval = 0.01
     while True:
@@ -204,7 +203,7 @@ def _wait(
                 return None
         if os.fstat(stderr).st_size > STDERR_BYTES:
             _stop(process)
-            _check_stderr(stderr, folder)
+            return process.returncode
         interval = min(2 * interval, POLL_SECONDS)
 
 
