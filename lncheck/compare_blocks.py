@@ -281,6 +281,9 @@ class BlockComparer:
     ) -> F64:
         """Compare one candidate's block; returns its absolute errors (``Accumulator.update``:
         in scratch, valid until the next block)."""
+        lost = None
+        if structure is not None:  # an output block: NaN where the exact rstd overflows?
+            lost = lost_to_rstd(structure.block, actual, shared.expected, self.case.dtype)
         err = self.accumulators[key].update(
             offset + here.first,
             shared,
@@ -288,17 +291,16 @@ class BlockComparer:
             here.atol(self.accepted),
             None if structure is None else structure.group_score,
             self.scratch,
+            None if lost is None else lost[0],
         )
         if not self.case.tolerance.classified:
             return err
         tally = self.tallies[key]
         graded = err
-        if structure is not None:  # an output block: NaN where the exact rstd overflows?
-            lost = lost_to_rstd(structure.block, actual, shared.expected, self.case.dtype)
-            if lost is not None:  # no different function's values: low_precision's
-                where, rstd = lost
-                graded = np.where(where, 0.0, err)
-                tally.lose_to_rstd(int(np.count_nonzero(where)), rstd)
+        if lost is not None:  # no different function's values: low_precision's
+            where, rstd = lost
+            graded = np.where(where, 0.0, err)
+            tally.lose_to_rstd(int(np.count_nonzero(where)), rstd)
         with np.errstate(invalid="ignore"):  # inf * 0 where an exact value is beyond range
             share = np.multiply(
                 graded, shared.inv_allowed, out=self.scratch.get("class.worst_share", err.shape)

@@ -178,7 +178,8 @@ class Accumulator:
         self.overflow = 0
         self.worst_atol = math.nan
         self.worst_own = 0.0  # the worst element's own error over its tolerance
-        self.worst_key: tuple[float, float] = (-1.0, -1.0)
+        self.worst_key: tuple[float, float, float] = (-1.0, -1.0, -1.0)
+        self.max_score = 0.0  # the largest share of its tolerance of any element
         self.worst_position = (0, 0)
         self.worst_values = (math.nan, math.nan)
         self.histogram = np.zeros(BINS, dtype=np.int64)
@@ -197,14 +198,17 @@ class Accumulator:
         atol: F64 | float,
         extra: F64 | None = None,
         scratch: Scratch | None = None,
+        excused: npt.NDArray[np.bool_] | None = None,
     ) -> F64:
         """Add one block: ``actual`` against the reference block that ``shared`` describes.
 
         ``extra`` is a further share of the tolerance per group (a structural check's), charged
         to the group's element with the largest error, where it counts like that element's
-        own. Returns the absolute error of each element (``inf`` for a non-finite mismatch,
-        ``0`` for a non-finite match or NaN against NaN): with ``scratch``, in its buffer, valid
-        until its next use."""
+        own. ``excused`` marks non-finite elements a known loss explains
+        (``verdicts.lost_to_rstd``): they fail and count, but are named as the worst element
+        only where no other element fails. Returns the absolute error of each element (``inf``
+        for a non-finite mismatch, ``0`` for a non-finite match or NaN against NaN): with
+        ``scratch``, in its buffer, valid until its next use."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
@@ -220,7 +224,7 @@ class Accumulator:
                 self._finite_block(first, shared, err, total, actual, atol, extra, share)
                 return np.asarray(err, dtype=np.float64)
             return self._mixed_block(
-                first, shared, np.asarray(actual, dtype=np.float64), atol, extra
+                first, shared, np.asarray(actual, dtype=np.float64), atol, extra, excused
             )
 
     def _finite_block(
@@ -244,6 +248,7 @@ class Accumulator:
             scratch[rows, at] = np.maximum(scratch[rows, at], extra)
         k = int(scratch.argmax())
         best = float(scratch.flat[k])
+        self.max_score = max(self.max_score, best)
         own = float(err.flat[k] * s.inv_allowed.flat[k])
         if best > 1:
             bad = scratch > 1
@@ -253,6 +258,7 @@ class Accumulator:
         self._worst(
             first,
             k,
+            best > 1,
             best,
             float(err.flat[k]),
             float(np.asarray(actual).flat[k]),
@@ -277,7 +283,13 @@ class Accumulator:
             self._pool(first, err)
 
     def _mixed_block(
-        self, first: int, s: Shared, a: F64, atol: F64 | float, extra: F64 | None
+        self,
+        first: int,
+        s: Shared,
+        a: F64,
+        atol: F64 | float,
+        extra: F64 | None,
+        excused: npt.NDArray[np.bool_] | None,
     ) -> F64:
         """A block with NaN or Inf somewhere: masks decide what each pair means."""
         e = s.expected
@@ -304,18 +316,26 @@ class Accumulator:
             self.mismatched += int(np.count_nonzero(ok & (score > 1)))
         if self.groups is not None:
             self.groups.add(first, ~ok if extra is None else ~ok | (score > 1))
-        k = int(score.argmax())
-        best = float(score.flat[k])
+        self.max_score = max(self.max_score, float(score.max()))
+        # a failure no known loss explains is named before the ones it does (a real bug beside
+        # the NaN of an overflowing rstd)
+        named = score
+        if excused is not None and bool(np.any(np.where(excused, 0.0, score) > 1)):
+            named = np.where(excused, -1.0, score)
+        k = int(named.argmax())
+        best = float(named.flat[k])
         if best == math.inf:
             # Several elements are infinitely far out: name the one with the largest error, a
             # non-finite mismatch first, and NaN against NaN last (it says the least)
             rank = np.where(finite, err, np.where(both_nan, -0.5, np.inf))
-            k = int(np.where(score == math.inf, rank, -1.0).argmax())
+            k = int(np.where(named == math.inf, rank, -1.0).argmax())
+        tier = best > 1 and not (excused is not None and bool(excused.flat[k]))
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
         own = err_k * float(s.inv_allowed.flat[k]) if finite.flat[k] else math.inf
         self._worst(
             first,
             k,
+            tier,
             best,
             err_k,
             float(a.flat[k]),
@@ -349,6 +369,7 @@ class Accumulator:
         self,
         first: int,
         k: int,
+        failing: bool,
         score: float,
         err: float,
         actual: float,
@@ -358,8 +379,9 @@ class Accumulator:
         own: float,
     ) -> None:
         """``own``: the element's own error over its tolerance; where ``score`` is larger, it
-        is its group's structural share (charged to the group's largest error)."""
-        key = (score, err)
+        is its group's structural share (charged to the group's largest error). ``failing``:
+        the element fails and no known loss excuses it (it is named before any that is not)."""
+        key = (float(failing), score, err)
         if key > self.worst_key:
             self.worst_key = key
             g, m = divmod(k, width)
@@ -407,8 +429,8 @@ class Accumulator:
             inf_expected=self.inf_expected,
             nan_pairs=self.nan_pairs,
             nan_reference_only=self.nan_reference_only,
-            tolerance_used=max(self.worst_key[0], 0.0),
-            worst_by_group=self.worst_key[0] > self.worst_own,
+            tolerance_used=self.max_score,
+            worst_by_group=self.worst_key[1] > self.worst_own,
             worst_own=self.worst_own,
             max_ulp_err=(unmeasured if no_finite else self.max_ulp)
             if self.ulp_of is not None

@@ -335,3 +335,35 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     inf_expected[1, 0] = inf_actual[1, 0] = np.inf
     c = charged(inf_actual, prepare(inf_expected, 0.0, 0.1, 0.0))
     assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 3.0, True)
+
+
+def test_an_excused_failure_is_named_only_where_nothing_else_fails() -> None:
+    from lncheck.metrics import prepare
+
+    layout = GroupLayout((2, 4), (2, 4), (1,))
+    expected = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    nan_row = expected.copy()
+    nan_row[1] = np.nan
+    excused = np.isnan(nan_row)
+
+    def worst(blocks: list[tuple[np.ndarray, np.ndarray | None]]) -> Any:
+        acc = Accumulator(0.0, False, None, None)
+        for actual, marks in blocks:  # the same block again, as a later chunk would be
+            acc.update(0, prepare(expected, 0.0, 0.1, 0.0), actual, 0.1, None, None, marks)
+        return acc.result("cand", "output", layout)
+
+    bug = nan_row.copy()
+    bug[0, 2] += 0.5
+    # beside a failure no loss explains, in the same block or a later one, it is not named
+    c = worst([(bug, excused)])
+    assert (c.worst_index, c.mismatched, c.tolerance_used) == ((0, 2), 5, np.inf)
+    off = expected.copy()
+    off[0, 2] += 0.5
+    c = worst([(nan_row, excused), (off, None)])
+    assert (c.worst_index, c.mismatched, c.tolerance_used) == ((0, 2), 5, np.inf)
+    # alone it is named, before an element that passes
+    c = worst([(expected + 0.01, None), (nan_row, excused)])
+    assert (c.worst_index, c.mismatched) == ((1, 0), 4)
+    # unexcused, the NaN is named first as before
+    c = worst([(bug, None)])
+    assert c.worst_index == (1, 0)

@@ -473,3 +473,23 @@ def test_nan_elsewhere_or_beside_a_bug_stays_a_mismatch() -> None:
     scaled[:, 1] *= np.float16(1.1)
     c = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=scaled)
     assert c.accuracy_class == "mismatch"
+
+
+def test_the_worst_element_named_beside_overflow_nans_is_the_bug() -> None:
+    # a LayerNorm row of equal values at eps = 1e-12 (exact rstd 1e6, beyond float16) left NaN
+    # as a float16 rstd leaves it, and one element of another row off by 1: the report named a
+    # NaN of the first row as the worst element, where the bug is (2, 5)
+    x = np.random.default_rng(2).standard_normal((4, 64)).astype(np.float16)
+    x[0] = 1.5
+    y = layer_norm(x, eps=1e-12).astype(np.float16)
+    assert output_check(x, normalized_shape=64, eps=1e-12, dtype="float16", expected=y).passed
+    y[0] = np.nan
+    c = output_check(x, normalized_shape=64, eps=1e-12, dtype="float16", expected=y)
+    assert (c.accuracy_class, c.worst_index) == ("low_precision", (0, 0))
+    assert c.tolerance_used == np.inf
+    y[2, 5] += np.float16(1.0)
+    c = output_check(x, normalized_shape=64, eps=1e-12, dtype="float16", expected=y)
+    assert (c.accuracy_class, c.worst_index) == ("mismatch", (2, 5))
+    assert c.worst_expected == pytest.approx(float(y[2, 5]) - 1.0, abs=1e-3)
+    # every failing element still counts, the NaN ones too, and no tolerance fits them
+    assert (c.mismatched, c.tolerance_used) == (65, np.inf)
