@@ -96,7 +96,9 @@ class BlockComparer:
         self.checked: dict[Key, None] = {}  # every compared key, in the order first fed
         self.named: dict[Key, str] = {}  # statistics that match another convention's values
         # per statistic, how many exact values the dtype it was kept in cannot hold, and that
-        self.unrepresentable: dict[Key, tuple[int, str]] = {}  # count, storage dtype
+        # per check, exact statistics beyond its storage dtype: how many, that dtype, and how
+        # many the candidate holds as the matching infinity
+        self.unrepresentable: dict[Key, tuple[int, str, int]] = {}
 
     def feed(
         self, offset: int, layout: GroupLayout, ref: NormResult, results: Sequence[NormResult]
@@ -180,12 +182,16 @@ class BlockComparer:
         actuals = [_shaped(as_array(r.quantities[quantity]), layout) for r in results]
         rounds_to = self.ulp_of if quantity in ELEMENTWISE else None
         if quantity in STATISTICS:  # an infinity may be right; a statistic's still fails
-            exact = np.abs(np.asarray(as_array(expected), dtype=np.float64)).reshape(-1)
+            exact = np.asarray(as_array(expected), dtype=np.float64).reshape(-1)
             for r, a in zip(results, actuals, strict=True):
                 found = beyond_range(exact, a, self.case.dtype)
                 if found is not None:
-                    count, _ = self.unrepresentable.get((r.candidate, quantity), (0, ""))
-                    self.unrepresentable[(r.candidate, quantity)] = count + found[0], found[1]
+                    count, _, matching = self.unrepresentable.get(
+                        (r.candidate, quantity), (0, "", 0)
+                    )
+                    self.unrepresentable[(r.candidate, quantity)] = (
+                        count + found[0], found[1], matching + found[2]
+                    )  # fmt: skip
 
         def reference_of(here: BlockTolerance) -> npt.NDArray[np.generic]:
             if here.block is not None and quantity == "output":
@@ -360,9 +366,13 @@ class BlockComparer:
             if rule is not None:  # whatever its size: another function's values
                 c = replace(c, passed=False, accuracy_class="mismatch", explanation=rule,
                             cause_named=True)  # fmt: skip
-            beyond, stored = self.unrepresentable.get((candidate, quantity), (0, ""))
+            beyond, stored, matching = self.unrepresentable.get((candidate, quantity), (0, "", 0))
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity, stored))
+                if c.accuracy_class == "mismatch" and c.mismatched == matching:
+                    # nothing failed but the infinities the dtype it is kept in must hold: the
+                    # right function with its statistics kept in a dtype too narrow for them
+                    c = replace(c, accuracy_class="low_precision")
             if c.nan_reference_only and not c.passed:
                 c = c.explained(
                     f"the reference is NaN at {c.nan_reference_only} elements where the "

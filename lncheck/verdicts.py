@@ -261,25 +261,30 @@ def overflow_words(count: int, dtype: str) -> str:
     )
 
 
-def beyond_range(exact: F64, actual: npt.NDArray[np.generic], dtype: str) -> tuple[int, str] | None:
-    """How many of a statistic's exact values (``|exact|``, flat) are beyond the range the
-    candidate ``actual`` kept them in, and that dtype's name (``None``: none, or another
-    shape). A float16 statistic is kept as such; the others arrive in float64, and in a check
-    computing in ``dtype`` below float64 an infinity where the exact value is beyond float32's
-    range (torch's rstd of subnormal values with eps = 0) was kept in float32, or in bfloat16
-    (which has its range) in a bfloat16 check."""
+def beyond_range(
+    exact: F64, actual: npt.NDArray[np.generic], dtype: str
+) -> tuple[int, str, int] | None:
+    """How many of a statistic's exact values (``exact``, flat) are beyond the range the
+    candidate ``actual`` kept them in, that dtype's name, and how many of them ``actual``
+    holds as the matching infinity (``None``: none beyond, or another shape). A float16
+    statistic is kept as such; the others arrive in float64, and in a check computing in
+    ``dtype`` below float64 an infinity where the exact value is beyond float32's range
+    (torch's rstd of subnormal values with eps = 0) was kept in float32, or in bfloat16 (which
+    has its range) in a bfloat16 check."""
     if actual.size != exact.size:
         return None  # its comparison says so
+    size = np.abs(exact)
+    kept = np.asarray(actual, dtype=np.float64).reshape(-1)
     if actual.dtype == np.float16:
-        stored, over = "float16", exact > DTYPES["float16"].max
+        stored, over = "float16", size > DTYPES["float16"].max
     elif dtype != "float64":  # bfloat16 has float32's range
         stored = "bfloat16" if dtype == "bfloat16" else "float32"
-        over = exact > DTYPES["float32"].max
-        over &= np.isinf(np.asarray(actual, dtype=np.float64)).reshape(-1)
+        over = (size > DTYPES["float32"].max) & np.isinf(kept)
     else:
         return None
     count = int(np.count_nonzero(over))
-    return (count, stored) if count else None
+    matching = int(np.count_nonzero(over & (kept == np.copysign(np.inf, exact))))
+    return (count, stored, matching) if count else None
 
 
 def lost_to_rstd(
@@ -320,7 +325,7 @@ def rstd_overflow_words(count: int, rstd: float, dtype: str) -> str:
 
 def overflow_cause(count: int, quantity: str, dtype: str = "float16") -> str:
     """Why a statistic stored in ``dtype`` with ``count`` exact values beyond its range
-    fails."""
+    fails (whatever the classes accepted: what reads it is NaN or wrong there)."""
     plural = "s" if count > 1 else ""
     # a running statistic is no input of the training backward: it is eval mode's
     consequences = {

@@ -23,7 +23,7 @@ from lncheck.pipeline import (
 from lncheck.result import NormResult
 from lncheck.tolerance_spec import ToleranceSpec
 
-from .support import make_case
+from .support import layer_norm, make_case
 
 TORCH_LAYER_NORM = [
     "torch.nn.LayerNorm",
@@ -212,6 +212,15 @@ def test_a_float16_statistic_beyond_its_range_fails_and_says_why() -> None:
     (rstd,) = [c for c in report.checks if c.quantity == "rstd"]
     assert not rstd.passed and rstd.inf_actual == 3
     assert "3 exact rstd values beyond float16's range" in (rstd.explanation or "")
+    # the right function, its rstd kept in a dtype too narrow for it: low_precision, never a
+    # mismatch, and failing whatever the classes accepted (a backward through it is NaN)
+    assert rstd.accuracy_class == "low_precision"
+    accepting = lncheck.compare(
+        x, "layer_norm", normalized_shape=32, eps=1e-12, accept="low-precision"
+    )
+    assert [(c.quantity, c.accuracy_class) for c in accepting.checks if not c.passed] == [
+        ("rstd", "low_precision")
+    ]
     assert all(c.passed for c in report.checks if c.quantity == "output")
     # an output beyond float16's range must be inf: right, and the console says so in a note
     big = np.array([[0.0] * 15 + [1.0]], np.float16)
@@ -224,6 +233,31 @@ def test_a_float16_statistic_beyond_its_range_fails_and_says_why() -> None:
     )
 
 
+def test_a_statistic_beyond_its_range_beside_another_failure_is_a_mismatch() -> None:
+    # the saved rstd's infinity is the float16 dtype's loss, a wrong rstd elsewhere is not
+    x = np.random.default_rng(1).standard_normal((3, 32)).astype(np.float16)
+    x[0] = 0.75
+    exact = 1.0 / np.sqrt(x.astype(np.float64).var(axis=1) + 1e-12)
+    with np.errstate(over="ignore"):
+        rstd = exact.astype(np.float16)  # inf in row 0
+    output = layer_norm(x, eps=1e-12).astype(np.float16)
+
+    def rstd_check(given: np.ndarray) -> Any:
+        report = lncheck.compare(
+            x, normalized_shape=32, eps=1e-12, backend=None,
+            expected={"output": output, "rstd": given},
+        )  # fmt: skip
+        (check,) = [c for c in report.checks if c.quantity == "rstd"]
+        return check
+
+    assert rstd_check(rstd).accuracy_class == "low_precision"
+    wrong = rstd.copy()
+    wrong[2] *= np.float16(1.5)
+    c = rstd_check(wrong)
+    assert (c.passed, c.accuracy_class) == (False, "mismatch")
+    assert "1 exact rstd value beyond float16's range" in (c.explanation or "")
+
+
 def test_a_running_statistic_beyond_its_range_names_eval_not_the_backward() -> None:
     # float16 BatchNorm with the cumulative average: a batch variance of about 1.6e5, beyond
     # float16's 65504, so the module's running_var buffer holds inf; the training backward
@@ -233,7 +267,9 @@ def test_a_running_statistic_beyond_its_range_names_eval_not_the_backward() -> N
     (running,) = [
         c for c in report.checks if c.quantity == "running_var" and "BatchNorm" in c.candidate
     ]
-    assert not running.passed and running.inf_actual == 3
+    assert (running.passed, running.inf_actual, running.accuracy_class) == (
+        False, 3, "low_precision"
+    )  # fmt: skip
     assert (running.explanation or "").endswith(
         "3 exact running_var values beyond float16's range: a float16 running_var must be "
         "infinite there, and eval mode then outputs the bias there"
@@ -253,6 +289,7 @@ def test_a_float32_statistic_beyond_its_range_fails_and_says_why() -> None:
         "2 exact rstd values beyond float32's range: a float32 rstd must be infinite there, and "
         "a backward through it NaN (run --grad)"
     )
+    assert rstd.accuracy_class == "low_precision"
     # a bfloat16 check keeps them in bfloat16 (float32's range)
     x16 = x.copy()
     x16[:2] *= 1e3  # 1e-39: a subnormal bfloat16 can hold

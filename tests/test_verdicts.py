@@ -19,7 +19,7 @@ import torch
 import lncheck
 from lncheck.errors import InputError
 from lncheck.tolerances import CLASSES
-from lncheck.verdicts import ClassTally, Distortion, GroupFacts, block_class, explain
+from lncheck.verdicts import ClassTally, Distortion, GroupFacts, beyond_range, block_class, explain
 
 from .cli.helpers import invoke
 from .support import as_float64, layer_norm, output_check
@@ -493,3 +493,15 @@ def test_the_worst_element_named_beside_overflow_nans_is_the_bug() -> None:
     assert c.worst_expected == pytest.approx(float(y[2, 5]) - 1.0, abs=1e-3)
     # every failing element still counts, the NaN ones too, and no tolerance fits them
     assert (c.mismatched, c.tolerance_used) == (65, np.inf)
+
+
+def test_a_statistic_beyond_its_range_counts_only_the_matching_infinities() -> None:
+    exact = np.array([1e6, -1e6, 1e6, 1e6, 2.0])
+    kept = np.array([np.inf, -np.inf, 65504.0, -np.inf, 2.0], dtype=np.float16)
+    # four exact values beyond float16's 65504, two of them held as their own infinity
+    assert beyond_range(exact, kept, "float16") == (4, "float16", 2)
+    assert beyond_range(exact[4:], kept[4:], "float16") is None
+    # float32 results of a float32 check: only its infinities can have been kept in float32
+    wide = np.array([1e42, 1e42, 3.0])
+    assert beyond_range(wide, np.array([np.inf, 1e42, 3.0]), "float32") == (1, "float32", 1)
+    assert beyond_range(wide, np.array([np.inf, 1e42, 3.0]), "float64") is None
