@@ -14,7 +14,7 @@ from lncheck.block_tolerance import STRUCTURED
 from lncheck.blocks import GroupLayout
 from lncheck.case import Case
 from lncheck.comparison import Comparison
-from lncheck.copies import copy_words
+from lncheck.copies import copy_words, group_name
 from lncheck.group_failures import FailingGroups
 from lncheck.tolerances import CLASSES
 from lncheck.verdicts import (
@@ -43,6 +43,9 @@ def classified(
     klass = tally.klass
     worst = tally.worst
     facts = _facts(case, c.quantity, worst.group, variance)
+    if facts is not None:
+        where = group_name(layout.group_index(worst.group))
+        facts = replace(facts, where=where, every_flat=tally.distortions.all_flat())
     said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype)
     explanation, convention = said.words, said.convention
     # a convention every group matches names a different function, whatever its size; the

@@ -126,13 +126,13 @@ def copy_words(copy: Copy, index: Callable[[int], tuple[int, ...]], failing: int
     if others > 0:
         more = "; 1 other group fails too" if others == 1 else f"; {others} other groups fail too"
     return (
-        f"group {_name(index(copy.group))} repeats group {_name(index(copy.source))}'s output bit "
-        f"for bit, where their references differ by up to {copy.apart:.3g} (a row copied from "
-        "its neighbour, a race or an off-by-one index; or both groups set from something other "
-        f"than their own values){more}"
+        f"group {group_name(index(copy.group))} repeats group "
+        f"{group_name(index(copy.source))}'s output bit for bit, where their references differ "
+        f"by up to {copy.apart:.3g} (a row copied from its neighbour, a race or an off-by-one "
+        f"index; or both groups set from something other than their own values){more}"
     )
 
 
-def _name(index: tuple[int, ...]) -> str:
+def group_name(index: tuple[int, ...]) -> str:
     """A group as the failing-groups table names it: ``(3)``, ``(0, 2)``."""
     return "(" + ", ".join(str(i) for i in index) + ")"

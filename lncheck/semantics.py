@@ -100,7 +100,7 @@ class Distortions:
         ):
             store.append(np.asarray(values, dtype=np.float64)[take])
 
-    def flat(self) -> bool:
+    def all_flat(self) -> bool:
         """Whether every remembered group's output is its bias (``y - b`` 0 to within the
         bias's rounding) or its implied scale below ``NO_SCALE``: no group's output depends on
         its input."""
@@ -146,7 +146,7 @@ class Distortions:
         # groups of few values round alike, row after row: there even a tight fit must move
         # the variance beyond those roundings
         alike = np.where(levels < n, typical_of, 0.0)
-        if self.flat():
+        if self.all_flat():
             return None  # no group's output depends on its input: no convention does that
         v = np.asarray(var, dtype=np.float64)[groups]
         # identical rows (one row broadcast) are one group of evidence, counted once

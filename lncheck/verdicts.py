@@ -139,6 +139,10 @@ class GroupFacts:
     centered: bool
     rstd: float
     dtype: str
+    where: str = ""  # the group as the failing-groups table names it: "(0, 2)"
+    # whether every group's output is as independent of the input as the worst group's
+    # (``Distortions.all_flat``)
+    every_flat: bool = True
 
 
 @dataclass(frozen=True)
@@ -210,12 +214,14 @@ def _translations(
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
     if off and (abs(s) <= NO_SCALE or worst.flat):
-        # y - b is 0 to within rounding: no eps or variance explains an output that does not
-        # depend on the input
-        out.append(
-            "its output does not depend on the input (y - b is 0 to within its rounding: an "
-            "output never written, or an rstd of about 0)"
+        # no eps or variance explains an output that does not depend on the input
+        whose = "its output" if f.every_flat else f"group {f.where}'s output"
+        why = (
+            "y - b is 0 to within its rounding: an output never written, or an rstd of about 0"
+            if worst.flat
+            else "an implied scale of about 0: the same output whatever the input"
         )
+        out.append(f"{whose} does not depend on the input ({why})")
     elif s > 0 and off and (shifted or not name_conventions):
         # a scale convention does not move the mean: with both, name neither
         out.append(f"rstd {100 * (s - 1):+.3g}% off")

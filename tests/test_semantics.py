@@ -467,7 +467,28 @@ def test_one_group_never_written_is_said_so(dtype: str) -> None:
     y[1] = 0.0
     c = output_check(x, normalized_shape=64, dtype=dtype, expected=y)
     assert c.accuracy_class == "mismatch" and c.explanation is not None
-    assert c.explanation.startswith("its output does not depend on the input")
+    # ...that group's, not the whole output's: the other groups are right
+    assert c.explanation.startswith(
+        "group (1)'s output does not depend on the input (y - b is 0 to within its rounding: "
+        "an output never written, or an rstd of about 0)"
+    )
+
+
+def test_a_constant_output_not_its_bias_is_not_said_to_be_its_bias() -> None:
+    # every output 1 with no bias: the same value whatever the input, but y - b is 1 (it read
+    # "y - b is 0 to within its rounding")
+    x = np.random.default_rng(0).standard_normal((4, 8, 16)).astype(np.float32)
+    c = output_check(x, normalized_shape=16, expected=np.ones_like(x))
+    assert c.accuracy_class == "mismatch" and c.explanation is not None
+    assert c.explanation.startswith(
+        "its output does not depend on the input (an implied scale of about 0: the same output "
+        "whatever the input)"
+    )
+    # half the groups never written: the worst one is named, not the whole output
+    y = layer_norm(x).astype(np.float32)
+    y[2:] = 0.0
+    c = output_check(x, normalized_shape=16, expected=y)
+    assert (c.explanation or "").startswith("group (2, 7)'s output does not depend on the input")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
