@@ -155,6 +155,20 @@ def test_a_header_that_ends_mid_expression_is_an_input_error(tmp_path: Path) -> 
     assert message.startswith(f"{path}: not a valid .npy file")
 
 
+def test_a_header_holding_code_is_refused_in_words(tmp_path: Path) -> None:
+    # NumPy's literal parser names the node it refused by its repr: "<ast.Call object at 0x7f...>"
+    header = "{'descr': __import__('os').system('touch pwned'), 'fortran_order': False, "
+    header += "'shape': (2,), }"
+    header += " " * (127 - 10 - len(header)) + "\n"
+    path = tmp_path / "code.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+    message = _error(path)
+    assert message == (
+        f"{path}: not a valid .npy file (malformed node or string on line 1: code, not a literal)"
+    )
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
 def test_max_bytes(write: Callable[..., Path]) -> None:
     path = write("x.npy", np.ones((64, 4)))
     assert "max_bytes limit 100" in _error(path, max_bytes=100)
