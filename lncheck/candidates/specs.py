@@ -276,6 +276,8 @@ def commands(value: Any, name: str) -> tuple[Command, ...]:
     where = option(name)
     pairs = _items(value, where, "a program line such as 'prog {input} {output}' or a list")
     for _, template in pairs:
+        if isinstance(template, str) and template.startswith("="):  # no program is named '='
+            raise InputError(f"{where} {template!r}: the candidate's name before '=' is empty")
         check_template(template, where)
     return tuple(Command(n, t) for n, t in _unique(pairs, lambda _: "command", where))
 

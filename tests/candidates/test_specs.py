@@ -131,6 +131,8 @@ def test_commands_are_named_and_checked() -> None:
         ("prog {inptu}", "unknown placeholder {inptu} (known: {input}, {output}"),
         ("prog 'unbalanced", "cannot split it like a shell line"),
         ("   ", "is an empty program line"),
+        # NAME= with the name left out: no program called '=python'
+        ("=python {output}", "'=python {output}': the candidate's name before '=' is empty"),
         ("prog {", "write {{ for a brace"),
         (3, "must be a program line"),
         # a format would be applied to the path: padding of 30 GB, a field filled at run time
