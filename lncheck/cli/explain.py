@@ -178,6 +178,13 @@ def explain_command(
     y = _pick(outputs, OUTPUT_NAMES, observed, "output", allow_single=not both, hint=both)
     w = _single(weight, "weight") if weight is not None else inputs.get("weight")
     b = _single(bias, "bias") if bias is not None else inputs.get("bias")
+    # the INPUT file's own weight and bias are a default, not options given: --no-affine
+    # leaves them out (and says so), where --weight or --bias beside it contradict it
+    unused = [] if affine is not False else [
+        role for role, given, found in (("weight", weight, w), ("bias", bias, b))
+        if given is None and found is not None
+    ]  # fmt: skip
+    w, b = (None if "weight" in unused else w), (None if "bias" in unused else b)
     from lncheck.dtypes import real_numbers
     from lncheck.errors import InputError, with_context
 
@@ -196,6 +203,11 @@ def explain_command(
         report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     except InputError as e:  # the API names its arguments; here they are files
         raise (with_context(e, input) if e.raw.startswith("input ") else e) from None
+    if unused:
+        from dataclasses import replace
+
+        note = f"{input}'s {' and '.join(unused)} not used: --no-affine"
+        report = replace(report, notes=(note, *report.notes))
     if json_output:
         import json
 

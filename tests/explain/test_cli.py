@@ -130,6 +130,30 @@ def test_pins_and_parameters_from_files(tmp_path: Path) -> None:
     assert invoke(*args, "--op", "rms_norm").exit_code == 1
 
 
+def test_no_affine_leaves_the_input_files_own_weight_out_and_says_so(tmp_path: Path) -> None:
+    # the weight in GEMMA's .npz is a default: --no-affine searches without it (it read
+    # "--weight is given, but --affine is off", an option never given)
+    result = invoke(GEMMA, GEMMA, "--no-affine")
+    assert result.exit_code == 1, result.output
+    assert f"note: {GEMMA}'s weight not used: --no-affine" in result.stdout
+    assert "no affine" in result.stdout and "weight" not in result.stdout.split("note:")[0]
+    # a file a layer without affine parameters made is explained from that file
+    x = np.random.default_rng(2).normal(size=(4, 16)).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 16).astype(np.float32)
+    np.savez(
+        tmp_path / "b.npz", input=x, weight=w, output=rounded(normalize(x, (1,), 1e-5), "float32")
+    )
+    bundle = str(tmp_path / "b.npz")
+    assert invoke(bundle, bundle).exit_code == 0  # the weight may go unused anyway
+    result = invoke(bundle, bundle, "--no-affine", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["candidates"][0]["affine"] == "none"
+    # a weight given as an option contradicts --no-affine
+    np.save(tmp_path / "w.npy", w)
+    message = _error(invoke(bundle, bundle, "--no-affine", "--weight", str(tmp_path / "w.npy")))
+    assert message == "lncheck: error: --weight is given, but --affine is off"
+
+
 def _error(result) -> str:  # type: ignore[no-untyped-def]
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
