@@ -22,6 +22,7 @@ from lncheck.group_failures import FailingGroups
 from lncheck.histogram import BINS, error_counts
 from lncheck.result import LazyTensor, Quantity, blocks_of
 from lncheck.scratch import Scratch
+from lncheck.worst_element import Rank, WorstElement
 
 F64 = npt.NDArray[np.float64]
 HEATMAP_SIZE = 128
@@ -176,12 +177,8 @@ class Accumulator:
         self.required_atol = self.required_rtol = 0.0
         self.atol_max = 0.0
         self.overflow = 0
-        self.worst_atol = math.nan
-        self.worst_own = 0.0  # the worst element's own error over its tolerance
-        self.worst_key: tuple[float, float, float] = (-1.0, -1.0, -1.0)
+        self.worst = WorstElement()
         self.max_score = 0.0  # the largest share of its tolerance of any element
-        self.worst_position = (0, 0)
-        self.worst_values = (math.nan, math.nan)
         self.histogram = np.zeros(BINS, dtype=np.int64)
         self.heatmap_shape = heatmap
         self.heatmap = (
@@ -255,15 +252,12 @@ class Accumulator:
             self.mismatched += int(np.count_nonzero(bad))
             if self.groups is not None:
                 self.groups.add(first, bad)
-        self._worst(
+        self.worst.offer(
+            Rank(float(best > 1), best, float(err.flat[k])),
             first,
             k,
-            best > 1,
-            best,
-            float(err.flat[k]),
-            float(np.asarray(actual).flat[k]),
-            float(s.expected.flat[k]),
             err.shape[1],
+            (float(np.asarray(actual).flat[k]), float(s.expected.flat[k])),
             _at(atol, k, err.shape),
             own,
         )
@@ -329,18 +323,15 @@ class Accumulator:
             # non-finite mismatch first, and NaN against NaN last (it says the least)
             rank = np.where(finite, err, np.where(both_nan, -0.5, np.inf))
             k = int(np.where(named == math.inf, rank, -1.0).argmax())
-        tier = best > 1 and not (excused is not None and bool(excused.flat[k]))
+        unexcused = best > 1 and not (excused is not None and bool(excused.flat[k]))
         err_k = float(err.flat[k]) if finite.flat[k] else math.inf
         own = err_k * float(s.inv_allowed.flat[k]) if finite.flat[k] else math.inf
-        self._worst(
+        self.worst.offer(
+            Rank(float(unexcused), best, err_k),
             first,
             k,
-            tier,
-            best,
-            err_k,
-            float(a.flat[k]),
-            float(e.flat[k]),
             e.shape[1],
+            (float(a.flat[k]), float(e.flat[k])),
             _at(atol, k, e.shape),
             own,
         )
@@ -365,31 +356,6 @@ class Accumulator:
         # NaN against NaN fails by the equal_nan rule alone: no error of any size, so no class
         return np.where(both_nan, 0.0, full)
 
-    def _worst(
-        self,
-        first: int,
-        k: int,
-        failing: bool,
-        score: float,
-        err: float,
-        actual: float,
-        expected: float,
-        width: int,
-        atol: float,
-        own: float,
-    ) -> None:
-        """``own``: the element's own error over its tolerance; where ``score`` is larger, it
-        is its group's structural share (charged to the group's largest error). ``failing``:
-        the element fails and no known loss excuses it (it is named before any that is not)."""
-        key = (float(failing), score, err)
-        if key > self.worst_key:
-            self.worst_key = key
-            g, m = divmod(k, width)
-            self.worst_position = (first + g, m)
-            self.worst_values = (actual, expected)
-            self.worst_atol = atol
-            self.worst_own = own
-
     def _histogram(self, err: F64) -> None:
         self.histogram += error_counts(err)
 
@@ -402,7 +368,7 @@ class Accumulator:
         np.maximum.at(self.heatmap, (rows[:, None], cols[None, :]), err)
 
     def result(self, candidate: str, quantity: str, layout: GroupLayout) -> Comparison:
-        g, m = self.worst_position
+        worst = self.worst
         # with no finite pair, there are no finite figures: NaN, or inf where a pair mismatched
         unmeasured = math.inf if self.mismatched else math.nan
         no_finite = self.finite == 0 and self.total > 0
@@ -415,11 +381,11 @@ class Accumulator:
             max_abs_err=unmeasured if no_finite else self.max_abs,
             max_rel_err=unmeasured if no_finite else _unbounded(self.max_rel),
             mean_abs_err=self.sum_abs / self.finite if self.finite else math.nan,
-            worst_index=layout.index(g, m),
-            worst_actual=self.worst_values[0],
-            worst_expected=self.worst_values[1],
+            worst_index=layout.index(worst.group, worst.element),
+            worst_actual=worst.actual,
+            worst_expected=worst.expected,
             rtol=self.rtol,
-            atol=self.worst_atol if math.isfinite(self.worst_atol) else self.atol_max,
+            atol=worst.atol if math.isfinite(worst.atol) else self.atol_max,
             atol_max=self.atol_max,
             required_atol=max(self.required_atol, 0.0),
             required_rtol=_unbounded(max(self.required_rtol, 0.0)),
@@ -430,8 +396,8 @@ class Accumulator:
             nan_pairs=self.nan_pairs,
             nan_reference_only=self.nan_reference_only,
             tolerance_used=self.max_score,
-            worst_by_group=self.worst_key[1] > self.worst_own,
-            worst_own=self.worst_own,
+            worst_by_group=worst.by_group,
+            worst_own=worst.own,
             max_ulp_err=(unmeasured if no_finite else self.max_ulp)
             if self.ulp_of is not None
             else math.nan,
