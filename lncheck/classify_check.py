@@ -62,7 +62,7 @@ def classified(
             said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype,
                            name_conventions=False)  # fmt: skip
             explanation, convention = said.words, False
-    lost, rstd = tally.lost_to_rstd
+    lost, rstd = tally.rstd_losses
     if lost and klass == "low_precision":  # what the NaN or infinities are, first
         words = rstd_overflow_words(lost, rstd, case.dtype)
         # ...and what the other elements showed, where they are low_precision too

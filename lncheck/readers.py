@@ -3,9 +3,9 @@
 Nothing is ever unpickled (``allow_pickle=False``, ``weights_only=True``), sizes declared by a
 file are checked before anything that large is allocated or decompressed, and every failure
 becomes an ``InputError`` that names the file. ``READERS`` maps a suffix to its reader; the
-JSON reader (``lncheck.json_reader``) and the ``.pt`` reader, which belongs to the torch
-backend, are looked up by name only when such a file is read, so that loading never imports a
-backend.
+JSON reader (``lncheck.json_reader``, which imports this module) and the ``.pt`` reader, which
+belongs to the torch backend, are looked up by name only when such a file is read: loading
+never imports a backend.
 """
 
 from __future__ import annotations
@@ -330,7 +330,8 @@ def _read_to_end(f: IO[bytes]) -> None:
         pass
 
 
-# Suffix -> reader; a string names a reader in a backend, imported only when such a file is read.
+# Suffix -> reader; a string names a reader ("module:function") imported only when such a file
+# is read: torch's, and JSON's (whose module imports this one).
 READERS: dict[str, str | Callable[[Source, int], Loaded]] = {
     ".npy": _from_npy,
     ".npz": _from_npz,

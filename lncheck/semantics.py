@@ -42,6 +42,12 @@ TIGHT_GROUPS = 3
 NO_SCALE = 1e-6
 
 
+def independent(scale: F64 | float, flat: F64 | bool) -> npt.NDArray[np.bool_]:
+    """Where an output does not depend on its input: its implied ``scale`` is below
+    ``NO_SCALE``, or it is ``flat`` (``y - b`` 0 to within the bias's rounding)."""
+    return np.asarray((np.abs(scale) <= NO_SCALE) | (np.asarray(flat) > 0))
+
+
 def no_scale(dtype: str) -> float:
     """The largest implied scale that may be none for outputs computed in ``dtype``:
     ``NO_SCALE``, or the dtype's unit roundoff where that is larger (an all-zero float16
@@ -106,8 +112,8 @@ class Distortions:
         its input."""
         if not self.kept:
             return False
-        none = np.abs(1.0 + np.concatenate(self.ds)) <= NO_SCALE
-        return bool(np.all(none | (np.concatenate(self.flat_rows) > 0)))
+        scale = 1.0 + np.concatenate(self.ds)
+        return bool(np.all(independent(scale, np.concatenate(self.flat_rows))))
 
     def explain(
         self,

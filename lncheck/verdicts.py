@@ -20,7 +20,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
-from lncheck.semantics import NO_SCALE, Distortions, another_eps
+from lncheck.semantics import Distortions, another_eps, independent
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class ClassTally:
         self.systematic = (0.0, 1.0, 0.0)
         self.copy: Copy | None = None  # a failing group that repeats its neighbour's output
         # output elements lost to an rstd beyond the dtype's range, and its largest exact value
-        self.lost_to_rstd = (0, 0.0)
+        self.rstd_losses = (0, 0.0)
 
     def add(self, index: int) -> None:
         self.index = max(self.index, index)
@@ -93,8 +93,8 @@ class ClassTally:
     def lose_to_rstd(self, count: int, rstd: float) -> None:
         """``count`` more output elements lost to an rstd beyond the dtype's range (exact
         values up to ``rstd``): ``low_precision``'s (``lost_to_rstd``)."""
-        before, largest = self.lost_to_rstd
-        self.lost_to_rstd = before + count, max(largest, rstd)
+        before, largest = self.rstd_losses
+        self.rstd_losses = before + count, max(largest, rstd)
 
     def weighed(self, found: tuple[float, float, float]) -> None:
         self.systematic = max(self.systematic, found)
@@ -103,7 +103,7 @@ class ClassTally:
     def klass(self) -> str:
         """The check's class: its elements' and groups' (``index``), and ``low_precision`` at
         least where outputs were lost to an rstd beyond the dtype's range."""
-        lost = CLASSES.index("low_precision") if self.lost_to_rstd[0] else 0
+        lost = CLASSES.index("low_precision") if self.rstd_losses[0] else 0
         return CLASSES[max(self.index, lost)]
 
 
@@ -213,7 +213,7 @@ def _translations(
     s, t = worst.scale, worst.shift
     shifted = f.centered and math.isfinite(t) and abs(t) > worst.shift_noise and f.rstd > 0
     off = math.isfinite(s) and abs(s - 1) > max(worst.scale_noise, 1e-12)
-    if off and (abs(s) <= NO_SCALE or worst.flat):
+    if off and independent(s, worst.flat):
         # no eps or variance explains an output that does not depend on the input
         whose = "its output" if f.every_flat else f"group {f.where}'s output"
         why = (
@@ -321,11 +321,18 @@ def rstd_overflow_words(count: int, rstd: float, dtype: str) -> str:
     largest exact rstd of their groups."""
     plural = "s are" if count > 1 else " is"
     limit = DTYPES[dtype].max  # type: ignore[index]
+    # in float16 and bfloat16 a kernel may keep rstd in float32; in float32 none holds it (eps
+    # 0 on subnormal spreads)
+    why = (
+        "statistics kept in the compute dtype"
+        if accumulation_dtype(dtype) != dtype
+        else f"no {dtype} rstd holds it: eps = 0 or tiny beside values this close"
+    )
     return (
         f"{count} output value{plural} NaN or infinite where the exact output is finite, in "
         f"groups whose exact rstd ({rstd:.3g}) is beyond {dtype}'s range ({limit:.5g}): a "
         f"kernel that keeps rstd in {dtype} gets an infinite rstd there, and (x - mean) * inf "
-        "is NaN or infinite (statistics kept in the compute dtype)"
+        f"is NaN or infinite ({why})"
     )
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import lncheck
 from lncheck import pipeline, tolerances
@@ -34,7 +33,6 @@ from .support import make_case
 
 DATA = Path(__file__).parent / "data" / "cuda-h100"
 EPS = 1e-5
-cli = CliRunner()
 
 
 # --- the automatic bound: its terms ---------------------------------------------------------------

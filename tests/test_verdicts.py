@@ -425,21 +425,24 @@ def test_nan_where_the_exact_rstd_overflows_the_dtype_is_low_precision_with_its_
     accepting = output_check(x, "batch_norm", eps=1e-12, dtype="float16", expected=y,
                              accept="low-precision")  # fmt: skip
     assert (accepting.passed, accepting.accuracy_class) == (False, "low_precision")
-    # torch's own CPU kernel does just that
+    # torch 2.13's own CPU kernel does just that (a release that keeps rstd in float32 passes)
     report = lncheck.compare(x, "batch_norm", eps=1e-12, dtype="float16")
     (module,) = [
         c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
     ]
-    assert module.accuracy_class == "low_precision" and "(1e+06)" in (module.explanation or "")
+    if module.nan_actual:
+        assert module.accuracy_class == "low_precision" and "(1e+06)" in (module.explanation or "")
+    else:
+        assert module.passed
 
 
 def test_nan_alone_where_the_exact_rstd_overflows_is_said_alone() -> None:
-    # torch's float16 BatchNorm on a constant channel: NaN there, and nothing else to say
+    # a float16 BatchNorm keeping rstd in float16 on constant channels: NaN there, and nothing
+    # else to say
     x = np.full((2, 3, 1000), 1000.1, np.float32)
-    report = lncheck.compare(x, "batch_norm", eps=1e-12, dtype="float16")
-    (c,) = [
-        c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
-    ]
+    c = output_check(
+        x, "batch_norm", eps=1e-12, dtype="float16", expected=_rstd_in_float16(x, 1e-12)
+    )
     assert (c.passed, c.accuracy_class) == (False, "low_precision")
     assert c.explanation is not None and c.explanation.startswith("6000 output values are NaN")
     assert c.explanation.endswith("(statistics kept in the compute dtype)")

@@ -201,7 +201,7 @@ def _wait(process: subprocess.Popen[bytes], stderr: int, timeout: float) -> int 
         except subprocess.TimeoutExpired:
             if left <= interval:
                 return None
-        if os.fstat(stderr).st_size > STDERR_BYTES:
+        if _flooded(stderr):
             _stop(process)
             return process.returncode
         interval = min(2 * interval, POLL_SECONDS)
@@ -211,9 +211,14 @@ def _check_stderr(stderr: int, folder: Path) -> None:
     """``CandidateFailed`` where the program's ``stderr`` file (in ``folder``) holds more than
     ``STDERR_BYTES`` (whether it was stopped there or had ended), with its last lines as every
     failed program's note has them."""
-    if os.fstat(stderr).st_size > STDERR_BYTES:
+    if _flooded(stderr):
         tail = _tail(folder / "stderr.txt")
         raise CandidateFailed(f"wrote more than {STDERR_BYTES >> 20} MiB to stderr{tail}")
+
+
+def _flooded(stderr: int) -> bool:
+    """Whether the program's ``stderr`` file holds more than ``STDERR_BYTES``."""
+    return os.fstat(stderr).st_size > STDERR_BYTES
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
