@@ -169,7 +169,10 @@ class _State:
                         survivors.append(attempt)
         return survivors
 
-    def _plausible(self, fit: GroupFit, centered: bool) -> bool:
+    def _plausible(self, fit: GroupFit, centered: bool, fitted: bool = False) -> bool:
+        """Whether some eps fits every sampled group; with a ``fitted`` weight, after the
+        common factor the weight leaves in the scales is fitted with it (``rescaled``): the
+        factor assumed where eps is negligible left eps = 1e-3 fitting no group."""
         p = self.p
         found = denominators(centered)
         self.hypotheses += len(found) * (len(EPS_PRIOR["centered"]) + 1)
@@ -177,7 +180,13 @@ class _State:
             return False
         if not fits.centering_ok(fit, centered, p.precision):
             return False
-        return any(epsilon.eps_interval(fit, d, centered, p.precision).feasible for d in found)
+        for d in found:
+            if fitted and d.variance == "unbiased":
+                continue  # a common factor the weight absorbs (``_hypotheses``)
+            judged = epsilon.rescaled(fit, d, centered, p.precision)[0] if fitted else fit
+            if epsilon.eps_interval(judged, d, centered, p.precision).feasible:
+                return True
+        return False
 
     def _parameters(self, s: Structure, affine: Affine) -> tuple[Array | None, Array | None]:
         """The weight and bias of ``affine``, shaped to broadcast against the structure's view."""
@@ -215,7 +224,7 @@ class _State:
                     s, "fitted", centered, fit.rho, sample.repeats, weight, bias, fitted
                 )
                 self.attempts.append(attempt)
-                if self._plausible(fit, centered):
+                if self._plausible(fit, centered, fitted=True):
                     survivors.append(attempt)
         return survivors
 
