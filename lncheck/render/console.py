@@ -290,15 +290,20 @@ def _verdict(report: Report) -> Text:
 
 def _classes(report: Report) -> str:
     """The failures' accuracy classes (each failure's message says why); a check whose finite
-    values are accurate fails only by NaN against NaN, and says so."""
-    classes = [
-        "NaN against NaN" if c.accuracy_class == "accurate" and c.nan_pairs else c.accuracy_class
-        for c in report.failures
-        if c.accuracy_class
-    ]
+    values are accurate fails only by NaN against NaN, and says so; a low_precision one with
+    NaN or Inf (an rstd beyond the dtype's range) fails even where the class is accepted."""
+    classes = [_class_label(c) for c in report.failures if c.accuracy_class]
     if not classes:
         return ""
     return " (" + ", ".join(f"{classes.count(k)} {k}" for k in dict.fromkeys(classes)) + ")"
+
+
+def _class_label(c: Comparison) -> str:
+    if c.accuracy_class == "accurate" and c.nan_pairs:
+        return "NaN against NaN"
+    if c.accuracy_class == "low_precision" and (c.nan_actual or c.inf_actual):
+        return "low_precision with NaN or Inf"
+    return str(c.accuracy_class)
 
 
 _num = tables.num
