@@ -103,6 +103,8 @@ def _facts(case: Case, quantity: str, group: int, variance: Callable[[], F64]) -
     var = variance()
     with np.errstate(all="ignore"):
         rstd = float(1.0 / np.sqrt(var[group] + case.spec.eps))
+    spec = case.spec
     return GroupFacts(
-        float(var[group]), case.spec.eps, case.spec.group_size, case.spec.center, rstd, case.dtype
-    )
+        float(var[group]), spec.eps, spec.group_size, spec.center, rstd, case.dtype,
+        running=spec.use_running_stats,
+    )  # fmt: skip

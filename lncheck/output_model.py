@@ -34,6 +34,7 @@ from lncheck.moments import Scaled
 from lncheck.sequential import on_grid, sequential_drift, sequential_steps, trend_of
 from lncheck.tolerances import (
     FEW_LEVELS,
+    FOLD_REACH,
     G_STUCK,
     TREND_LEVELS,
     TREND_REACH,
@@ -230,6 +231,9 @@ class OutputBlock:
         )
         with np.errstate(all="ignore"):  # an infinite kappa (eps=0, constant) is no warning
             raw = (c.shift + c.fused) * k + c.fused * self.bias_share()
+            if c.folded > 0:  # the folded shift's rounding, u (K |w| + |b|)
+                folded = self.folded_k(dtype)
+                raw = raw + c.folded * np.where(folded > 0, folded + self.bias_share(), 0.0)
             scale = c.scale * k + c.scale_const + c.sequential * steps + c.quadratic * k * k
             # the drift's coefficient holds min(n v, 1); with K it saturates where updates of
             # the running mean fall below its last place (n v K near 1)
@@ -274,6 +278,12 @@ class OutputBlock:
         found = tuple(np.asarray(v, dtype=np.float64) for v in (scale, raw, limit))
         self.memo[key] = found
         return found  # type: ignore[return-value]
+
+    def folded_k(self, dtype: str) -> F64:
+        """Per group (a column), ``K`` where a scale and shift folded in ``dtype`` keep two
+        correct bits of the output (``K u <= FOLD_REACH``), 0 elsewhere."""
+        u = DTYPES[dtype].unit_roundoff  # type: ignore[index]
+        return np.where(self.k * u <= FOLD_REACH, self.k, 0.0)
 
     def trend(self, rows: npt.NDArray[np.bool_], dtype: str) -> F64:
         """Per group (a column), how far its running sum strays beyond random order
@@ -330,7 +340,7 @@ class OutputBlock:
         a constant group whose weight and bias are uniform that term is absent."""
         c = self.allowance(dtype, klass)
         # the element-wise roundings' terms are the same for every class: one bound per block
-        key = ("residual_bound", dtype, c.rounded, c.plain, c.fused)
+        key = ("residual_bound", dtype, c.rounded, c.plain, c.fused, c.folded)
         if key in self.memo:
             return self.memo[key]  # type: ignore[return-value]
         a, big_w, big_b = self.scaled()
@@ -342,6 +352,8 @@ class OutputBlock:
             total *= c.rounded + DTYPES[dtype].unit_roundoff  # type: ignore[index]
             total += c.plain * _plus(a, big_b)
             total += _plus(c.fused * k * big_w, atol_floor(dtype))
+            if c.folded > 0:  # x * scale rounded to the compute dtype
+                total += c.folded * np.where(identical[:, None], 0.0, self.folded_k(dtype)) * big_w
         bound = np.asarray(np.broadcast_to(total, self.y.shape), dtype=np.float64)
         self.memo[key] = bound
         return bound

@@ -155,6 +155,10 @@ G_STUCK = 1 / 16
 G_LOW = 1.5  # per sqrt(n), for sums in the compute dtype
 G_ONE_PASS = 1.0  # per sqrt(n), times K**2, for a one-pass variance
 A_FUSED = 4.0  # x * scale + shift, scale and shift folded per channel
+# ...folded and applied in the compute dtype (eval mode's low_precision): x * scale rounds
+# relative to K |w| std, and past K u = FOLD_REACH no output keeps two correct bits; there the
+# fold explains nothing a different function would not (``OutputBlock.folded_k``)
+FOLD_REACH = 0.125
 # The output's one rounding to its dtype, for kernels that compute every element-wise step in
 # the accumulation dtype (those steps are ``A * v``) and round once at the end: round to
 # nearest errs by at most ``u |y|`` (Higham §2.2), whatever the dtype. Intermediates rounded
@@ -209,6 +213,9 @@ class Allowance:
     plain: float
     relative: float
     rounded: float  # the output's own rounding, times |y|: ``ROUND_ONCE * u``, or ``A * u``
+    # times K (where K u <= FOLD_REACH): eval mode's scale and shift folded and applied in
+    # the compute dtype, low_precision's (0 elsewhere)
+    folded: float = 0.0
 
 
 def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allowance:
@@ -223,12 +230,15 @@ def allowance(dtype: str, n: int, klass: str, *, running: bool = False) -> Allow
     narrower = low and u > v  # statistics kept in a dtype narrower than the accumulator
     rounded = (A if low else ROUND_ONCE) * u
     if running:
-        const = A * (u if low else v)
+        # low_precision's scale and shift may be folded and applied in the compute dtype (as
+        # an inference engine folds BatchNorm): every element-wise step rounds to u
+        step = u if low else v
         # eval mode computes no statistics: every statistics term is 0
         none = ("shift", "scale", "sequential", "drift", "trend", "grid", "walk", "lag", "stuck")
         return Allowance(
             **dict.fromkeys((*none, "quadratic"), 0.0),
-            scale_const=const, fused=A_FUSED * v, plain=A * v, relative=A * u, rounded=rounded,
+            scale_const=A * step, fused=A_FUSED * v, plain=A * step, relative=A * u,
+            rounded=rounded, folded=A_FUSED * u if low else 0.0,
         )  # fmt: skip
     base = (A + G_TREE * math.log2(n)) * v
     # statistics kept or summed in the compute dtype: the mean errs relative to |mean| + std

@@ -140,6 +140,7 @@ class GroupFacts:
     rstd: float
     dtype: str
     where: str = ""  # the group as the failing-groups table names it: "(0, 2)"
+    running: bool = False  # normalized with given running statistics (eval): none computed
     # whether every group's output is as independent of the input as the worst group's
     # (``Distortions.all_flat``)
     every_flat: bool = True
@@ -249,7 +250,12 @@ def _translations(
         rounded = (
             "an error the size that statistics, sums or intermediates rounded to the compute dtype"
         )
-        if f.centered:
+        if f.running:  # no statistics computed: what is left to round is the fold
+            out.append(
+                "an error the size that a scale and shift folded from the running statistics "
+                "and applied in the compute dtype cause"
+            )
+        elif f.centered:
             out.append(f"{rounded}, or a one-pass E[x^2] - E[x]^2 variance, cause")
         else:  # RMSNorm: no variance about a mean
             out.append(

@@ -508,3 +508,47 @@ def test_a_statistic_beyond_its_range_counts_only_the_matching_infinities() -> N
     wide = np.array([1e42, 1e42, 3.0])
     assert beyond_range(wide, np.array([np.inf, 1e42, 3.0]), "float32") == (1, "float32", 1)
     assert beyond_range(wide, np.array([np.inf, 1e42, 3.0]), "float64") is None
+
+
+def _folded_eval(x: npt.NDArray[np.float32], params: dict[str, Any], dtype: str) -> Any:
+    """An eval BatchNorm1d that folds ``w / sqrt(running_var + eps)`` and ``b - running_mean
+    * scale`` into a scale and shift rounded to ``dtype`` and computes ``x * scale + shift`` in
+    ``dtype`` (as inference engines fold it); every array rounded to ``dtype`` first."""
+    t = getattr(torch, dtype)
+    p = {k: torch.from_numpy(v).to(t).double() for k, v in params.items()}
+    scale64 = p["weight"] / torch.sqrt(p["running_var"] + 1e-5)
+    scale, shift = scale64.to(t), (p["bias"] - p["running_mean"] * scale64).to(t)
+    y = torch.from_numpy(x).to(t) * scale[None, :, None] + shift[None, :, None]
+    return y.float().numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("mean", [0.0, 3.0, 30.0])
+def test_an_eval_batch_norm_folded_in_the_compute_dtype_is_low_precision(
+    dtype: str, mean: float
+) -> None:
+    # it read "mismatch" (at mean 30 "not an affine distortion ...: a different function"):
+    # x * scale rounds relative to K |w|, beyond the accumulation dtype's fused term
+    rng = np.random.default_rng(0)
+    x = rng.normal(mean, 2, (8, 16, 64)).astype(np.float32)
+    params = {
+        "running_mean": rng.normal(mean, 0.5, 16).astype(np.float32),
+        "running_var": rng.uniform(2, 6, 16).astype(np.float32),
+        "weight": rng.normal(1, 0.3, 16).astype(np.float32),
+        "bias": rng.normal(0, 0.3, 16).astype(np.float32),
+    }
+    y = _folded_eval(x, params, dtype)
+    c = output_check(x, "batch_norm", training=False, dtype=dtype, expected=y, **params)
+    assert (c.passed, c.accuracy_class) == (False, "low_precision")
+    assert (c.explanation or "").endswith(
+        "an error the size that a scale and shift folded from the running statistics and "
+        "applied in the compute dtype cause"
+    )
+    accepted = output_check(x, "batch_norm", training=False, dtype=dtype, expected=y,
+                            accept="low-precision", **params)  # fmt: skip
+    assert accepted.passed
+    # the same fold left out the bias: another function, however it rounds
+    params_no_bias = {**params, "bias": np.zeros(16, np.float32)}
+    wrong = _folded_eval(x, params_no_bias, dtype)
+    c = output_check(x, "batch_norm", training=False, dtype=dtype, expected=wrong, **params)
+    assert c.accuracy_class == "mismatch"
