@@ -58,7 +58,7 @@ class Structure:
             float(self.scores.scale_accurate[g]),
             float(self.scores.shift_accurate[g]),
             float(self.scores.one_pass[g]),
-            bool(self.scores.flat[g]),
+            int(self.scores.flat[g]),
         )
 
     def systematic(self) -> tuple[float, float, float]:

@@ -21,7 +21,7 @@ from lncheck.dtypes import DTYPES
 from lncheck.fit_noise import NOISE_SIGMAS, ROUNDING_SIGMA, fit_noise
 from lncheck.output_model import LOW_REACH, OutputBlock
 from lncheck.pair_fit import pair_fit
-from lncheck.semantics import no_scale
+from lncheck.semantics import FLAT_CONSTANT, FLAT_ZERO, no_scale
 
 F64 = npt.NDArray[np.float64]
 WEIGHTED_GAIN = 3.0  # how much sharper a weighted fit must be to be looked at
@@ -47,9 +47,10 @@ class Scores:
     systematic: F64
     weighted_scale: F64
     weighted_shift: F64
-    # per group, whether its output is its bias, y - b 0 to within the bias's rounding (looked
-    # at only where the implied scale is within the dtype's unit roundoff: ``semantics``)
-    flat: npt.NDArray[np.bool_]
+    # per group, whether its output is its bias, y - b 0 to within the bias's rounding
+    # (FLAT_ZERO), or one value whatever the input (FLAT_CONSTANT), looked at only where the
+    # implied scale is within the dtype's unit roundoff (``semantics``); 0 elsewhere
+    flat: npt.NDArray[np.int8]
 
 
 def judge(
@@ -268,17 +269,26 @@ def _worst_residual(
     return np.asarray(np.max(np.divide(residual, allowed, out=allowed), axis=1))
 
 
-def _flat(block: OutputBlock, f: Fit, size: F64, dtype: str) -> npt.NDArray[np.bool_]:
-    """Per group, whether every ``size = |y - b|`` is within the bias's rounding to ``dtype``
-    (0 without a bias), looked at where the implied scale is within ``semantics.no_scale``:
-    an output never written, which the fit of the exact output's roundings leaves a scale of
-    up to 1e-4 in float16 and bfloat16."""
-    flat = np.zeros(size.shape[0], dtype=bool)
+def _flat(block: OutputBlock, f: Fit, size: F64, dtype: str) -> npt.NDArray[np.int8]:
+    """Per group, ``FLAT_ZERO`` where every ``size = |y - b|`` is within the bias's rounding to
+    ``dtype`` (0 without a bias), ``FLAT_CONSTANT`` where ``y - b`` is one value to within the
+    output's rounding, 0 elsewhere; looked at where the implied scale is within
+    ``semantics.no_scale``: an output never written, or one value whatever the input, which
+    the fit of the exact output's roundings leaves a scale of up to 1e-4 in float16 and
+    bfloat16."""
+    flat = np.zeros(size.shape[0], dtype=np.int8)
     if not size.shape[1]:
         return flat
     rows = np.flatnonzero(np.abs(1.0 + f.ds) <= no_scale(dtype))
     if rows.size:
         u = DTYPES[dtype].unit_roundoff  # type: ignore[index]
         slack = 0.0 if block.bias is None else u * np.abs(block.bias[rows])
-        flat[rows] = np.all(size[rows] <= slack, axis=1)
+        zero = np.all(size[rows] <= slack, axis=1)
+        centred = f.centred[rows]
+        output = np.abs(centred if block.bias is None else centred + block.bias[rows])
+        # y - b one value: its spread within the output's and the bias's roundings
+        spread = np.ptp(centred, axis=1)
+        bias_rounding = 0.0 if block.bias is None else 2.0 * np.max(slack, axis=1)
+        constant = spread <= 2.0 * u * np.max(output, axis=1) + bias_rounding
+        flat[rows] = np.where(zero, FLAT_ZERO, np.where(constant, FLAT_CONSTANT, 0))
     return flat

@@ -42,9 +42,13 @@ TIGHT_GROUPS = 3
 NO_SCALE = 1e-6
 
 
-def independent(scale: F64 | float, flat: F64 | bool) -> npt.NDArray[np.bool_]:
+FLAT_ZERO = 1  # a group's y - b is 0 to within the bias's rounding (``judge``'s Scores.flat)
+FLAT_CONSTANT = 2  # ...one value, not 0, to within the output's rounding
+
+
+def independent(scale: F64 | float, flat: F64 | int) -> npt.NDArray[np.bool_]:
     """Where an output does not depend on its input: its implied ``scale`` is below
-    ``NO_SCALE``, or it is ``flat`` (``y - b`` 0 to within the bias's rounding)."""
+    ``NO_SCALE``, or it is ``flat`` (``FLAT_ZERO`` or ``FLAT_CONSTANT``)."""
     return np.asarray((np.abs(scale) <= NO_SCALE) | (np.asarray(flat) > 0))
 
 
@@ -71,7 +75,7 @@ class Distortions:
     weight: list[F64] = field(default_factory=list)
     bias: list[F64] = field(default_factory=list)
     levels: list[F64] = field(default_factory=list)
-    flat_rows: list[F64] = field(default_factory=list)  # 1 where y - b is 0 (``add``)
+    flat_rows: list[F64] = field(default_factory=list)  # Scores.flat's codes (``add``)
     kept: int = 0
 
     def add(
@@ -85,10 +89,10 @@ class Distortions:
         weight: F64,
         bias: F64,
         levels: F64 | None = None,
-        flat: npt.NDArray[np.bool_] | None = None,
+        flat: npt.NDArray[np.int8] | None = None,
     ) -> None:
         """``levels`` ``None``: as many as the group has elements (independent roundings);
-        ``flat``: the groups whose ``y - b`` is 0 to within the bias's rounding (none)."""
+        ``flat``: per group, ``FLAT_ZERO``, ``FLAT_CONSTANT`` or 0 (none: 0)."""
         take = np.flatnonzero(fitted)[: max(0, KEEP - self.kept)]
         if not take.size:
             return

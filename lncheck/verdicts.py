@@ -20,7 +20,7 @@ import numpy.typing as npt
 from lncheck.case import Case
 from lncheck.copies import Copy
 from lncheck.dtypes import DTYPES
-from lncheck.semantics import Distortions, another_eps, independent
+from lncheck.semantics import FLAT_ZERO, Distortions, another_eps, independent
 from lncheck.tolerances import CLASSES, accumulation_dtype, beyond_default, random_walk
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Distortion:
     shift_noise: float = 0.0
     # the low_precision class's bound on a one-pass variance's relative error there
     one_pass: float = 0.0
-    flat: bool = False  # its y - b is 0 to within the bias's rounding (``judge``'s Scores.flat)
+    flat: int = 0  # FLAT_ZERO, FLAT_CONSTANT or 0 (``judge``'s Scores.flat)
 
 
 class ClassTally:
@@ -219,7 +219,7 @@ def _translations(
         whose = "its output" if f.every_flat else f"group {f.where}'s output"
         why = (
             "y - b is 0 to within its rounding: an output never written, or an rstd of about 0"
-            if worst.flat
+            if worst.flat == FLAT_ZERO
             else "an implied scale of about 0: the same output whatever the input"
         )
         out.append(f"{whose} does not depend on the input ({why})")
