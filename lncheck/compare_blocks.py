@@ -366,6 +366,13 @@ class BlockComparer:
             if rule is not None:  # whatever its size: another function's values
                 c = replace(c, passed=False, accuracy_class="mismatch", explanation=rule,
                             cause_named=True)  # fmt: skip
+            if (
+                c.accuracy_class == "mismatch"
+                and self.tallies[(candidate, quantity)].rstd_losses[0]
+            ):
+                # a different function beside NaN an overflowing rstd explains: named after
+                # the worst failure that no such loss explains
+                c = acc.unexcused_named(c, self.layouts[quantity])
             beyond, stored, matching = self.unrepresentable.get((candidate, quantity), (0, "", 0))
             if beyond and not c.passed:
                 c = c.explained(overflow_cause(beyond, quantity, stored))

@@ -45,11 +45,16 @@ class Comparison:
     inf_expected: int = 0
     nan_pairs: int = 0  # NaN against the reference's NaN, failed (no equal_nan)
     nan_reference_only: int = 0  # the reference's NaN where the candidate has a number
-    tolerance_used: float = 0.0  # the worst element's error / what it was allowed: > 1 fails
+    # the largest error / what was allowed of any element (or its group's structural share,
+    # charged to the group's largest error): > 1 fails
+    tolerance_used: float = 0.0
     # the worst element is within its own rtol and atol: the failure is its group's as a whole
-    # (a structural check, charged to the group's largest error), at ``tolerance_used``
+    # (a structural check, charged to the group's largest error), at ``worst_score``
     worst_by_group: bool = False
     worst_own: float = 0.0  # the worst element's own error over its tolerance
+    # the worst element's share: its own, or its group's where larger; ``tolerance_used``
+    # unless it was named beside NaN an overflowing rstd explains (``metrics.Accumulator``)
+    worst_score: float = 0.0
     atol_max: float = math.nan  # the largest per-element atol (``atol`` is the worst element's)
     max_ulp_err: float = math.nan  # in units in the last place of the compute dtype
     histogram: tuple[int, ...] = ()  # counts per HISTOGRAM_DECADES bin (see histogram_bins)
@@ -111,7 +116,7 @@ def make_mismatch_message(c: Comparison) -> str:
 def worst_tolerance(c: Comparison, equals: str) -> str:
     """The words on the tolerance at the worst element: ``allowed there: rtol=..., atol=...``
     when the element fails on its own, or that it is within them and its group fails as a
-    whole (``Comparison.worst_by_group``: ``tolerance_used`` is then the group's share) or the
+    whole (``Comparison.worst_by_group``: ``worst_score`` is then the group's share) or the
     check on its accuracy class. ``equals`` joins each name to its value (``=`` in the
     one-line message, a space in the API's text report)."""
     tolerance = f"rtol{equals}{c.rtol:.3g}, atol{equals}{c.atol:.3g}"
@@ -121,11 +126,11 @@ def worst_tolerance(c: Comparison, equals: str) -> str:
         return f"allowed there: {tolerance}"
     if not c.worst_by_group:  # every element within: the check fails on its accuracy class
         return f"within its own {tolerance}; the check fails on its accuracy class"
-    if math.isinf(c.tolerance_used):
+    if math.isinf(c.worst_score):
         why = "its group holds values no correct layer can produce"
     else:
         why = (
-            f"its group's fitted scale, shift or residual is {c.tolerance_used:.3g}x what the "
+            f"its group's fitted scale, shift or residual is {c.worst_score:.3g}x what the "
             f"accepted classes allow"
         )
     return f"within its own {tolerance}; {why}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,7 @@ from lncheck.group_failures import FailingGroups
 from lncheck.histogram import BINS, error_counts
 from lncheck.result import LazyTensor, Quantity, blocks_of
 from lncheck.scratch import Scratch
-from lncheck.worst_element import Rank, WorstElement
+from lncheck.worst_element import Rank, Shown, WorstElement, atol_at
 
 F64 = npt.NDArray[np.float64]
 HEATMAP_SIZE = 128
@@ -178,6 +178,7 @@ class Accumulator:
         self.atol_max = 0.0
         self.overflow = 0
         self.worst = WorstElement()
+        self.unexcused = WorstElement()  # among failures no known loss explains (``update``)
         self.max_score = 0.0  # the largest share of its tolerance of any element
         self.histogram = np.zeros(BINS, dtype=np.int64)
         self.heatmap_shape = heatmap
@@ -202,10 +203,10 @@ class Accumulator:
         ``extra`` is a further share of the tolerance per group (a structural check's), charged
         to the group's element with the largest error, where it counts like that element's
         own. ``excused`` marks non-finite elements a known loss explains
-        (``verdicts.lost_to_rstd``): they fail and count, but are named as the worst element
-        only where no other element fails. Returns the absolute error of each element (``inf``
-        for a non-finite mismatch, ``0`` for a non-finite match or NaN against NaN): with
-        ``scratch``, in its buffer, valid until its next use."""
+        (``verdicts.lost_to_rstd``): they fail and count, and are left out of the worst
+        unexcused failure (``result``'s ``unexcused_first``). Returns the absolute error of
+        each element (``inf`` for a non-finite mismatch, ``0`` for a non-finite match or NaN
+        against NaN): with ``scratch``, in its buffer, valid until its next use."""
         e = shared.expected
         self.total += e.size
         self.atol_max = max(self.atol_max, float(np.fmax.reduce(np.ravel(atol))))
@@ -252,15 +253,18 @@ class Accumulator:
             self.mismatched += int(np.count_nonzero(bad))
             if self.groups is not None:
                 self.groups.add(first, bad)
-        self.worst.offer(
-            Rank(float(best > 1), best, float(err.flat[k])),
+        offered = (
+            Rank(best, float(err.flat[k])),
             first,
             k,
             err.shape[1],
             (float(np.asarray(actual).flat[k]), float(s.expected.flat[k])),
-            _at(atol, k, err.shape),
+            atol_at(atol, k, err.shape),
             own,
         )
+        self.worst.offer(*offered)
+        if best > 1:  # nothing here is excused: only non-finite values are
+            self.unexcused.offer(*offered)
         self.max_abs = max(self.max_abs, float(err.max()))
         np.multiply(err, s.inv_magnitude, out=scratch)
         self.max_rel = max(self.max_rel, float(scratch.max()))
@@ -311,30 +315,11 @@ class Accumulator:
         if self.groups is not None:
             self.groups.add(first, ~ok if extra is None else ~ok | (score > 1))
         self.max_score = max(self.max_score, float(score.max()))
-        # a failure no known loss explains is named before the ones it does (a real bug beside
-        # the NaN of an overflowing rstd)
-        named = score
-        if excused is not None and bool(np.any(np.where(excused, 0.0, score) > 1)):
-            named = np.where(excused, -1.0, score)
-        k = int(named.argmax())
-        best = float(named.flat[k])
-        if best == math.inf:
-            # Several elements are infinitely far out: name the one with the largest error, a
-            # non-finite mismatch first, and NaN against NaN last (it says the least)
-            rank = np.where(finite, err, np.where(both_nan, -0.5, np.inf))
-            k = int(np.where(named == math.inf, rank, -1.0).argmax())
-        unexcused = best > 1 and not (excused is not None and bool(excused.flat[k]))
-        err_k = float(err.flat[k]) if finite.flat[k] else math.inf
-        own = err_k * float(s.inv_allowed.flat[k]) if finite.flat[k] else math.inf
-        self.worst.offer(
-            Rank(float(unexcused), best, err_k),
-            first,
-            k,
-            e.shape[1],
-            (float(a.flat[k]), float(e.flat[k])),
-            _at(atol, k, e.shape),
-            own,
-        )
+        shown = Shown(first, a, s.expected, err, finite, both_nan, s.inv_allowed, atol)
+        shown.offer(score, self.worst)
+        unexcused = score if excused is None else np.where(excused, -1.0, score)
+        if bool(np.any(unexcused > 1)):
+            shown.offer(unexcused, self.unexcused)
         if not ok[~finite].all():  # a NaN or Inf where the other side differs: no tolerance fits
             self.required_atol = self.required_rtol = self.max_abs = math.inf
         n_finite = int(np.count_nonzero(finite))
@@ -356,6 +341,21 @@ class Accumulator:
         # NaN against NaN fails by the equal_nan rule alone: no error of any size, so no class
         return np.where(both_nan, 0.0, full)
 
+    def unexcused_named(self, c: Comparison, layout: GroupLayout) -> Comparison:
+        """``c`` (this accumulator's result) named after the worst failure no known loss
+        explains, where there is one."""
+        named = self.result(c.candidate, c.quantity, layout, unexcused_first=True)
+        return replace(
+            c,
+            worst_index=named.worst_index,
+            worst_actual=named.worst_actual,
+            worst_expected=named.worst_expected,
+            atol=named.atol,
+            worst_by_group=named.worst_by_group,
+            worst_own=named.worst_own,
+            worst_score=named.worst_score,
+        )
+
     def _histogram(self, err: F64) -> None:
         self.histogram += error_counts(err)
 
@@ -367,8 +367,13 @@ class Accumulator:
         cols = (np.arange(err.shape[1]) * self.heatmap.shape[1]) // max(size, 1)
         np.maximum.at(self.heatmap, (rows[:, None], cols[None, :]), err)
 
-    def result(self, candidate: str, quantity: str, layout: GroupLayout) -> Comparison:
-        worst = self.worst
+    def result(
+        self, candidate: str, quantity: str, layout: GroupLayout, unexcused_first: bool = False
+    ) -> Comparison:
+        """The totals as a ``Comparison``; ``unexcused_first``: named after the worst failure
+        no known loss explains, where there is one (a mismatch beside NaN an overflowing rstd
+        explains), else after the worst element of all."""
+        worst = self.unexcused if unexcused_first and self.unexcused.failing else self.worst
         # with no finite pair, there are no finite figures: NaN, or inf where a pair mismatched
         unmeasured = math.inf if self.mismatched else math.nan
         no_finite = self.finite == 0 and self.total > 0
@@ -398,6 +403,7 @@ class Accumulator:
             tolerance_used=self.max_score,
             worst_by_group=worst.by_group,
             worst_own=worst.own,
+            worst_score=max(worst.rank.score, 0.0),
             max_ulp_err=(unmeasured if no_finite else self.max_ulp)
             if self.ulp_of is not None
             else math.nan,
@@ -405,12 +411,6 @@ class Accumulator:
             histogram=tuple(int(n) for n in self.histogram),
             heatmap=self.heatmap,
         )
-
-
-def _at(atol: F64 | float, k: int, shape: tuple[int, ...]) -> float:
-    """The atol applied at flat index ``k`` of a block of ``shape``."""
-    values = np.asarray(atol, dtype=np.float64)
-    return float(values) if values.ndim == 0 else float(np.broadcast_to(values, shape).flat[k])
 
 
 def _at_largest(err: F64, per_group: F64) -> F64:

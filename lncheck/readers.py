@@ -145,9 +145,9 @@ def _reason(e: BaseException) -> str:
     # some parsers' errors carry (message, position) pairs: the message is what helps
     first = e.args[0] if len(e.args) > 1 and isinstance(e.args[0], str) else str(e)
     text = first.strip().splitlines()[0] if first.strip() else type(e).__name__
-    # an object's repr says nothing to a user (literal_eval's "<ast.Call object at 0x7f...>"
-    # for a header holding code)
-    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "code, not a literal", text)[:200]
+    # a syntax node's repr says nothing to a user (literal_eval's "<ast.Call object at
+    # 0x7f...>" for a .npy header holding code)
+    return re.sub(r"<ast\.\w+ object at 0x[0-9a-fA-F]+>", "code, not a literal", text)[:200]
 
 
 # --- readers -----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_a_worst_element_failing_with_its_group_says_so() -> None:
     from dataclasses import replace
 
     c = _compare([[1.0, 2.0, 3.0, 4.0]], [[1.0, 2.0, 3.004, 4.0]], rtol=1e-3, atol=1e-5)
-    grouped = replace(c, passed=False, worst_by_group=True, tolerance_used=2.5)
+    grouped = replace(c, passed=False, worst_by_group=True, tolerance_used=2.5, worst_score=2.5)
     # 0.004 is beyond the element's own 1e-5 + 1e-3 * 3 (1.33x): that is what it fails on
     assert grouped.message().endswith("(allowed there: rtol=0.001, atol=1e-05)")
     within = replace(grouped, worst_own=0.67)  # within its own tolerance
@@ -65,7 +65,7 @@ def test_a_worst_element_failing_with_its_group_says_so() -> None:
         .message()
         .endswith("(allowed there: rtol=0.001, atol=1e-05)")
     )  # a fixed tolerance has no class: what failed is the element
-    capped = replace(within, tolerance_used=math.inf)
+    capped = replace(within, tolerance_used=math.inf, worst_score=math.inf)
     assert capped.message().endswith(
         "(within its own rtol=0.001, atol=1e-05; its group holds values no correct layer can "
         "produce)"

@@ -337,7 +337,7 @@ def test_a_structural_share_per_group_is_charged_to_its_largest_error() -> None:
     assert (c.worst_index, c.tolerance_used, c.worst_by_group) == ((0, 1), 3.0, True)
 
 
-def test_an_excused_failure_is_named_only_where_nothing_else_fails() -> None:
+def test_the_worst_failure_no_loss_explains_is_kept_apart() -> None:
     from lncheck.metrics import prepare
 
     layout = GroupLayout((2, 4), (2, 4), (1,))
@@ -346,24 +346,26 @@ def test_an_excused_failure_is_named_only_where_nothing_else_fails() -> None:
     nan_row[1] = np.nan
     excused = np.isnan(nan_row)
 
-    def worst(blocks: list[tuple[np.ndarray, np.ndarray | None]]) -> Any:
+    def worst(blocks: list[tuple[np.ndarray, np.ndarray | None]], unexcused: bool) -> Any:
         acc = Accumulator(0.0, False, None, None)
         for actual, marks in blocks:  # the same block again, as a later chunk would be
             acc.update(0, prepare(expected, 0.0, 0.1, 0.0), actual, 0.1, None, None, marks)
-        return acc.result("cand", "output", layout)
+        return acc.result("cand", "output", layout, unexcused_first=unexcused)
 
     bug = nan_row.copy()
     bug[0, 2] += 0.5
-    # beside a failure no loss explains, in the same block or a later one, it is not named
-    c = worst([(bug, excused)])
-    assert (c.worst_index, c.mismatched, c.tolerance_used) == ((0, 2), 5, np.inf)
     off = expected.copy()
     off[0, 2] += 0.5
-    c = worst([(nan_row, excused), (off, None)])
-    assert (c.worst_index, c.mismatched, c.tolerance_used) == ((0, 2), 5, np.inf)
-    # alone it is named, before an element that passes
-    c = worst([(expected + 0.01, None), (nan_row, excused)])
+    for blocks in ([(bug, excused)], [(nan_row, excused), (off, None)]):
+        # named after the NaN (the worst of all) unless the unexcused failure is asked for
+        c = worst(blocks, False)
+        assert (c.worst_index, c.mismatched, c.tolerance_used) == ((1, 0), 5, np.inf)
+        c = worst(blocks, True)
+        assert (c.worst_index, c.mismatched, c.tolerance_used) == ((0, 2), 5, np.inf)
+        assert (c.worst_actual, c.worst_expected) == (3.5, 3.0)
+    # with none, the worst of all
+    c = worst([(expected + 0.01, None), (nan_row, excused)], True)
     assert (c.worst_index, c.mismatched) == ((1, 0), 4)
-    # unexcused, the NaN is named first as before
-    c = worst([(bug, None)])
+    # unexcused, the NaN is one
+    c = worst([(bug, None)], True)
     assert c.worst_index == (1, 0)

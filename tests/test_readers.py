@@ -167,6 +167,10 @@ def test_a_header_holding_code_is_refused_in_words(tmp_path: Path) -> None:
         f"{path}: not a valid .npy file (malformed node or string on line 1: code, not a literal)"
     )
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    # other parsers' messages keep their own words
+    from lncheck.readers import _reason
+
+    assert _reason(ValueError("bad <Foo object at 0x7f00>")) == "bad <Foo object at 0x7f00>"
 
 
 def test_max_bytes(write: Callable[..., Path]) -> None:

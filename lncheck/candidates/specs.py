@@ -274,10 +274,12 @@ def commands(value: Any, name: str) -> tuple[Command, ...]:
             unknown placeholder.
     """
     where = option(name)
+    lines = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    for line in lines:
+        if isinstance(line, str) and line.startswith("="):  # '=prog': a name left out
+            raise InputError(f"{where} {line!r}: the candidate's name before '=' is empty")
     pairs = _items(value, where, "a program line such as 'prog {input} {output}' or a list")
     for _, template in pairs:
-        if isinstance(template, str) and template.startswith("="):  # no program is named '='
-            raise InputError(f"{where} {template!r}: the candidate's name before '=' is empty")
         check_template(template, where)
     return tuple(Command(n, t) for n, t in _unique(pairs, lambda _: "command", where))
 

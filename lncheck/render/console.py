@@ -301,7 +301,9 @@ def _classes(report: Report) -> str:
 def _class_label(c: Comparison) -> str:
     if c.accuracy_class == "accurate" and c.nan_pairs:
         return "NaN against NaN"
-    if c.accuracy_class == "low_precision" and (c.nan_actual or c.inf_actual):
+    # NaN or Inf of its own: the matching infinity of an exact value beyond the range is none
+    own = c.nan_actual > c.nan_expected or c.inf_actual > c.inf_expected
+    if c.accuracy_class == "low_precision" and own:
         return "low_precision with NaN or Inf"
     return str(c.accuracy_class)
 

@@ -147,6 +147,13 @@ def test_bad_templates_are_input_errors(template: object, phrase: str) -> None:
     assert phrase in str(info.value)
 
 
+def test_an_equals_sign_after_a_name_is_the_programs() -> None:
+    # the name check looks at the line as given: 'a==prog' names a program '=prog'
+    for given in ("a==prog {output}", {"a": "=prog {output}"}, ("a==prog {output}",)):
+        (command,) = commands(given, "candidate_cmd")
+        assert (command.name, command.template) == ("a", "=prog {output}")
+
+
 def test_callables_by_name_or_object() -> None:
     def kernel(x: object) -> object:
         return x

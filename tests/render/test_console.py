@@ -157,3 +157,32 @@ def test_a_suite_with_long_case_names_at_80_columns() -> None:
     assert_golden("long_suite_80.txt", text)
     name = "transformer-block-07-pre-attention-layer-norm-bfloat16-seq4096"
     _whole(text, [name, "FAIL", "error", "12.50s", "rms_norm-float16: cannot run this case"])
+
+
+def test_the_verdict_line_says_a_low_precision_failure_holds_nan_or_inf() -> None:
+    # float16 rows of equal values at eps 1e-12: torch's saved rstd is inf (exact 1e6), a
+    # low_precision failure that --accept low-precision does not pass; the verdict line read
+    # "(1 low_precision)", as if the option were ignored
+    import numpy as np
+
+    import lncheck
+
+    x = np.random.default_rng(2).standard_normal((4, 64)).astype(np.float16)
+    x[0] = 1.5
+    for accept in (None, "low-precision"):
+        report = lncheck.compare(x, normalized_shape=64, eps=1e-12, accept=accept)
+        assert render_console._classes(report) == " (1 low_precision with NaN or Inf)"
+    # infinities that match exact values beyond float16's range are none of its own: a
+    # float16 LayerNorm with a weight of 3e4 rounding x - mean and rstd to float16
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 256)).astype(np.float16)
+    w = np.full(256, 3e4, np.float16)
+    centred = (x - x.mean(-1, keepdims=True, dtype=np.float16)).astype(np.float16)
+    var = x.var(-1, keepdims=True, dtype=np.float16)
+    rstd = (1 / np.sqrt(var + np.float16(1e-5))).astype(np.float16)
+    with np.errstate(over="ignore"):
+        y = (centred * rstd).astype(np.float16) * w
+    report = lncheck.compare(x, normalized_shape=256, weight=w, backend=None, expected=y)
+    (c,) = [c for c in report.checks if c.quantity == "output"]
+    assert c.inf_actual == c.inf_expected == 55 and c.accuracy_class == "low_precision"
+    assert render_console._classes(report) == " (1 low_precision)"
