@@ -280,8 +280,8 @@ class OutputBlock:
         return found  # type: ignore[return-value]
 
     def folded_k(self, dtype: str) -> F64:
-        """Per group (a column), ``K`` where a scale and shift folded in ``dtype`` keep two
-        correct bits of the output (``K u <= FOLD_REACH``), 0 elsewhere."""
+        """Per group (a column), ``K`` where a scale and shift folded in ``dtype`` err by at
+        most a quarter of a std (``K u <= FOLD_REACH``), 0 elsewhere."""
         u = DTYPES[dtype].unit_roundoff  # type: ignore[index]
         return np.where(self.k * u <= FOLD_REACH, self.k, 0.0)
 
