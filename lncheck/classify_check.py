@@ -45,7 +45,10 @@ def classified(
     facts = _facts(case, c.quantity, worst.group, variance)
     if facts is not None:
         where = group_name(layout.group_index(worst.group))
-        facts = replace(facts, where=where, every_flat=tally.distortions.all_flat())
+        flat = tally.distortions
+        facts = replace(
+            facts, where=where, every_flat=flat.all_flat(), mixed_flat=flat.mixed_flat()
+        )
     said = explain(klass, worst, facts, c.overflow, c.quantity, case.dtype)
     explanation, convention = said.words, said.convention
     # a convention every group matches names a different function, whatever its size; the

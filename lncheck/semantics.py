@@ -56,8 +56,9 @@ def no_scale(dtype: str) -> float:
     """The largest implied scale that may be none for outputs computed in ``dtype``:
     ``NO_SCALE``, or the dtype's unit roundoff where that is larger (an all-zero float16
     output fits a scale of 5.1e-5). Below it, a group is flat only where its ``y - b`` is 0
-    to within the bias's rounding (``judge``'s ``Scores.flat``): a bfloat16 output of eps =
-    1e5 has a scale of 3e-3 and depends on the input."""
+    to within the bias's rounding, or one value to within the output's (``judge``'s
+    ``Scores.flat``): a bfloat16 output of eps = 1e5 has a scale of 3e-3 and depends on the
+    input."""
     return max(NO_SCALE, float(DTYPES[dtype].unit_roundoff))  # type: ignore[index]
 
 
@@ -111,13 +112,23 @@ class Distortions:
             store.append(np.asarray(values, dtype=np.float64)[take])
 
     def all_flat(self) -> bool:
-        """Whether every remembered group's output is its bias (``y - b`` 0 to within the
-        bias's rounding) or its implied scale below ``NO_SCALE``: no group's output depends on
-        its input."""
+        """Whether every remembered group is flat (``Scores.flat``) or its implied scale
+        below ``NO_SCALE``: no group's output depends on its input."""
         if not self.kept:
             return False
         scale = 1.0 + np.concatenate(self.ds)
         return bool(np.all(independent(scale, np.concatenate(self.flat_rows))))
+
+    def mixed_flat(self) -> bool:
+        """Whether the remembered groups that do not depend on their input are of both kinds:
+        some output their bias (``FLAT_ZERO``), some one other value (``FLAT_CONSTANT``, or an
+        implied scale below ``NO_SCALE``)."""
+        if not self.kept:
+            return False
+        codes = np.concatenate(self.flat_rows)
+        none = (codes == 0) & (np.abs(1.0 + np.concatenate(self.ds)) <= NO_SCALE)
+        codes = np.where(none, FLAT_CONSTANT, codes)
+        return bool(np.any(codes == FLAT_ZERO) and np.any(codes == FLAT_CONSTANT))
 
     def explain(
         self,

@@ -144,6 +144,8 @@ class GroupFacts:
     # whether every group's output is as independent of the input as the worst group's
     # (``Distortions.all_flat``)
     every_flat: bool = True
+    # ...and of both kinds: some groups output their bias, some one other value
+    mixed_flat: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,11 +219,14 @@ def _translations(
     if off and independent(s, worst.flat):
         # no eps or variance explains an output that does not depend on the input
         whose = "its output" if f.every_flat else f"group {f.where}'s output"
-        why = (
-            "y - b is 0 to within its rounding: an output never written, or an rstd of about 0"
-            if worst.flat == FLAT_ZERO
-            else "an implied scale of about 0: the same output whatever the input"
-        )
+        if f.every_flat and f.mixed_flat:
+            why = "y - b is 0 in some groups and one other value in the others"
+        elif worst.flat == FLAT_ZERO:
+            why = (
+                "y - b is 0 to within its rounding: an output never written, or an rstd of about 0"
+            )
+        else:
+            why = "an implied scale of about 0: the same output whatever the input"
         out.append(f"{whose} does not depend on the input ({why})")
     elif s > 0 and off and (shifted or not name_conventions):
         # a scale convention does not move the mean: with both, name neither

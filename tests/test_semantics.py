@@ -491,6 +491,14 @@ def test_a_constant_output_not_its_bias_is_not_said_to_be_its_bias(dtype: str) -
     y[2:] = 0.0
     c = output_check(x, normalized_shape=16, dtype=dtype, expected=y)
     assert (c.explanation or "").startswith("group (2, 7)'s output does not depend on the input")
+    # every group so, of both kinds: neither kind's words alone (it read "y - b is 0")
+    y = np.ones_like(x)
+    y[2:] = 0.0
+    c = output_check(x, normalized_shape=16, dtype=dtype, expected=y)
+    assert (c.explanation or "").startswith(
+        "its output does not depend on the input (y - b is 0 in some groups and one other "
+        "value in the others)"
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

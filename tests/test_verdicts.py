@@ -498,6 +498,22 @@ def test_the_worst_element_named_beside_overflow_nans_is_the_bug() -> None:
     assert (c.mismatched, c.tolerance_used) == (65, np.inf)
 
 
+def test_a_low_precision_check_beside_overflow_nans_names_a_nan() -> None:
+    # its other failures are roundings a low_precision kernel makes: the NaN says the most
+    # (a float16 BatchNorm keeping rstd in float16, on a constant channel: a finite rounding
+    # at (1, 0, 15) was named beside "greatest absolute difference inf")
+    x = np.random.default_rng(0).standard_normal((4, 3, 16)).astype(np.float16)
+    x[:, 1] = 1.5
+    report = lncheck.compare(x, "batch_norm", eps=1e-12)
+    (c,) = [
+        c for c in report.checks if (c.candidate, c.quantity) == ("torch.nn.BatchNorm1d", "output")
+    ]
+    if not c.nan_actual:
+        pytest.skip("this torch keeps rstd in float32")
+    assert c.accuracy_class == "low_precision" and np.isnan(c.worst_actual)
+    assert c.worst_index[1] == 1
+
+
 def test_a_statistic_beyond_its_range_counts_only_the_matching_infinities() -> None:
     exact = np.array([1e6, -1e6, 1e6, 1e6, 2.0])
     kept = np.array([np.inf, -np.inf, 65504.0, -np.inf, 2.0], dtype=np.float16)
