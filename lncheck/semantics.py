@@ -114,21 +114,23 @@ class Distortions:
     def all_flat(self) -> bool:
         """Whether every remembered group is flat (``Scores.flat``) or its implied scale
         below ``NO_SCALE``: no group's output depends on its input."""
-        if not self.kept:
-            return False
-        scale = 1.0 + np.concatenate(self.ds)
-        return bool(np.all(independent(scale, np.concatenate(self.flat_rows))))
+        return self.kept > 0 and bool(np.all(self._flat_codes() > 0))
 
     def mixed_flat(self) -> bool:
         """Whether the remembered groups that do not depend on their input are of both kinds:
         some output their bias (``FLAT_ZERO``), some one other value (``FLAT_CONSTANT``, or an
         implied scale below ``NO_SCALE``)."""
-        if not self.kept:
-            return False
-        codes = np.concatenate(self.flat_rows)
-        none = (codes == 0) & (np.abs(1.0 + np.concatenate(self.ds)) <= NO_SCALE)
-        codes = np.where(none, FLAT_CONSTANT, codes)
+        codes = self._flat_codes()
         return bool(np.any(codes == FLAT_ZERO) and np.any(codes == FLAT_CONSTANT))
+
+    def _flat_codes(self) -> F64:
+        """Per remembered group, ``Scores.flat``'s code, ``FLAT_CONSTANT`` where it is 0 but
+        the implied scale is below ``NO_SCALE`` (``independent``)."""
+        if not self.kept:
+            return np.zeros(0)
+        codes = np.concatenate(self.flat_rows)
+        scale = 1.0 + np.concatenate(self.ds)
+        return np.where((codes == 0) & independent(scale, codes), FLAT_CONSTANT, codes)
 
     def explain(
         self,
