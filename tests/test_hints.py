@@ -132,9 +132,9 @@ def test_other_function_compares_groupings_not_their_names() -> None:
         channel_axis=1, view_shape=(2, 6, 1, 5), reduce_axes=(2, 3), param_shape=(6,),
         centered=True, variance="biased", variance_algorithm="two-pass", eps_placement="var",
         eps=1e-5, affine="none", weight=False, bias=False, cast_order=None, precision="float32",
-        eps_low=0.0, eps_high=1.0, eps_fitted=False, max_abs_residual=0.0, rms_residual=0.0,
-        rounding_ratio=0.0, exact_share=1.0, verdict="exact", penalty=0, torch_code="",
-        description="",
+        input_cast=None, eps_low=0.0, eps_high=1.0, eps_fitted=False, max_abs_residual=0.0,
+        rms_residual=0.0, rounding_ratio=0.0, exact_share=1.0, verdict="exact", penalty=0,
+        torch_code="", description="",
     )  # fmt: skip
     assert not _other_function(spec, found)  # GroupNorm with one channel per group
     assert _other_function(spec, replace(found, view_shape=(2, 3, 2, 5), groups=3))

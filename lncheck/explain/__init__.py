@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.dtypes import DTypeName, real_numbers
+from lncheck.dtypes import DTypeName, real_numbers, round_to
 from lncheck.errors import InputError, LncheckError, option
 from lncheck.explain import hypotheses
 from lncheck.explain.confirm import value_precision
 from lncheck.explain.fit import Deadline
 from lncheck.explain.report import Candidate, ExplainReport
-from lncheck.explain.search import Problem, run
+from lncheck.explain.search import Outcome, Problem, run
 from lncheck.options import Settings
 
 __all__ = ["Candidate", "ExplainReport", "explain", "quick"]
@@ -54,7 +55,9 @@ def explain(
     Args:
         x: the input, any shape with at least one axis, real and finite.
         observed: the output, the same shape; its values tell the precision it was rounded
-            to (float16 or bfloat16 values stored as float32 are recognised).
+            to (float16 or bfloat16 values stored as float32 are recognised). Where nothing
+            explains a float16 or bfloat16 output of a wider input, the search is run again
+            on the input (and weight and bias) rounded to that dtype: a layer run in it.
         weight, bias: parameters the layer may have used (as given, as ``1 + weight``, or
             swapped); their shape selects the structures they fit (the normalized dims for
             LayerNorm/RMSNorm, the channels for GroupNorm/InstanceNorm/BatchNorm).
@@ -133,6 +136,14 @@ def _explain(
     precision: DTypeName = pins.dtype or value_precision(ya)  # type: ignore[assignment]
     problem = Problem(xa, ya, w, b, tuple(found), pins, precision)
     outcome = run(problem, deadline)
+    narrowed = _cast_first(problem)
+    if narrowed is not None and outcome.complete and not _explains(outcome):
+        # a layer run in float16 or bfloat16 on a wider input (a model cast with .half(),
+        # autocast) normalized the input rounded to that dtype, not the values given
+        again = run(narrowed, deadline)
+        chosen = again if _explains(again) else outcome
+        scored = outcome.hypotheses + again.hypotheses
+        outcome = replace(chosen, hypotheses=scored, complete=again.complete)
     notes = [] if outcome.complete else [f"the search stopped after its {budget_s:g} s budget"]
     return ExplainReport(
         input_shape=shape,
@@ -145,6 +156,26 @@ def _explain(
         complete=outcome.complete,
         notes=tuple(notes),
     )
+
+
+def _explains(outcome: Outcome) -> bool:
+    return any(c.explains for c in outcome.candidates)
+
+
+def _cast_first(problem: Problem) -> Problem | None:
+    """``problem`` with its input, weight and bias rounded to the float16 or bfloat16 the
+    output holds, where that changes the input (``None`` elsewhere)."""
+    low = problem.precision
+    if low not in ("float16", "bfloat16"):
+        return None
+    x = np.asarray(round_to(problem.x, low), dtype=np.float64)
+    if np.array_equal(x, problem.x):  # already in that dtype: the search saw these values
+        return None
+    w, b = (
+        None if p is None else np.asarray(round_to(p, low), dtype=np.float64)
+        for p in (problem.weight, problem.bias)
+    )
+    return replace(problem, x=x, weight=w, bias=b, input_cast=low)
 
 
 def quick(

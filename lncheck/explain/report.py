@@ -9,6 +9,7 @@ document (``lncheck.render.json.explain_document``) and the console table
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ MODULE_NAMES = {
 }
 VERDICT_RANK = {"exact": 0, "rounding": 1, "none": 2}
 TORCH_DTYPES = {"float16": "torch.float16", "bfloat16": "torch.bfloat16"}
+_PARAMETERS = ("weight", "bias", "weight_fit", "bias_fit")  # the names torch_code uses
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Config:
     bias: bool
     cast_order: str | None
     precision: str
+    # the dtype the input, weight and bias were rounded to before the op (a float16 layer
+    # fed a float32 input), None: used as given
+    input_cast: str | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,9 @@ def describe(c: Config, eps_low: float, eps_high: float, eps_fitted: bool) -> st
         parts.append(f"weight applied after rounding to {c.precision} (Llama/T5 order)")
     elif c.cast_order == "weight_before_cast":
         parts.append(f"weight applied in float32 before rounding to {c.precision} (Gemma order)")
+    if c.input_cast is not None:
+        held = " and its parameters" if c.weight or c.bias else ""
+        parts.append(f"on the input{held} rounded to {c.input_cast} first")
     return ", ".join(parts)
 
 
@@ -229,10 +237,24 @@ def torch_code(c: Config) -> str:
     standard = c.variance_algorithm == "two_pass" and c.eps_placement == "sqrt"
     standard = standard and (c.variance == "biased" or not c.centered)
     if standard and c.cast_order is not None:
-        return _rms_cast(c)
-    if standard:
-        return _module(c)
-    return _function(c)
+        code = _rms_cast(c)
+    elif standard:
+        code = _module(c)
+    else:
+        code = _function(c)
+    return code if c.input_cast is None else _cast_first(c, code)
+
+
+def _cast_first(c: Config, code: str) -> str:
+    """``code`` preceded by the casts of the input and of the parameters it names to
+    ``c.input_cast`` (a module's own parameters are cast with it)."""
+    low = TORCH_DTYPES[c.input_cast]  # type: ignore[index]
+    named = " ".join(p for p in _params(c) if p)
+    lines = [f"x = x.to({low})"]
+    lines += [f"{n} = {n}.to({low})" for n in _PARAMETERS if re.search(rf"\b{n}\b", named)]
+    if code.startswith("nn."):  # the module's weight and bias are float32 until cast
+        code = code.replace(")(x)", f").to({low})(x)", 1)
+    return "\n".join([*lines, code])
 
 
 def _params(c: Config) -> tuple[str | None, str | None]:

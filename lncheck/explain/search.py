@@ -73,6 +73,7 @@ class Problem:
     structures: tuple[Structure, ...]
     pins: Pins
     precision: DTypeName
+    input_cast: DTypeName | None = None  # x, weight and bias were rounded to this first
 
 
 @dataclass
@@ -368,6 +369,7 @@ class _State:
             bias=a.affine != "none" and (a.affine == "fitted" or p.bias is not None),
             cast_order=cast,
             precision=p.precision,
+            input_cast=p.input_cast,
         )
         penalty = d.penalty + AFFINE_PENALTY[a.affine] + int(choice.fitted)
         penalty += int(s.grouping == "interleaved")

@@ -27,3 +27,37 @@ def test_eps_is_found_beside_a_fitted_weight_and_bias(eps: float) -> None:
     assert first.eps == pytest.approx(eps, rel=0.05)
     pinned = explain(x, y, pinned={"eps": eps, "affine": True})
     assert pinned.explained and pinned.candidates[0].eps == eps
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_layer_run_in_low_precision_on_a_wider_input_is_explained(dtype: str) -> None:
+    # a float32 input normalized by a float16 layer (a model cast with .half()) normalizes
+    # the input rounded to float16: searched only on the values given, nothing fitted (21x
+    # the rounding for torch's own float16 LayerNorm)
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (64, 64)).astype(np.float32)
+    w, b = rng.normal(1, 0.3, 64).astype(np.float32), rng.normal(0, 0.2, 64).astype(np.float32)
+    low = [rounded(a, dtype).astype(np.float64) for a in (x, w, b)]
+    y = rounded(normalize(low[0], (-1,), 1e-3), dtype)
+    as_given = explain(x, y, pinned={"dtype": dtype})
+    best = as_given.best
+    assert as_given.explained and best is not None
+    assert best.input_cast == dtype and best.affine == "none"
+    assert best.description.endswith(f"no affine, on the input rounded to {dtype} first")
+    assert as_given.hypotheses > explain(low[0], y).hypotheses  # both searches are counted
+    y = rounded(normalize(low[0], (-1,), 1e-3, weight=low[1], bias=low[2]), dtype)
+    with_parameters = explain(x, y, weight=w, bias=b).best
+    assert with_parameters is not None and with_parameters.explains
+    assert (with_parameters.input_cast, with_parameters.affine) == (dtype, "given")
+    assert "the input and its parameters rounded" in with_parameters.description
+
+
+def test_an_input_already_in_the_outputs_dtype_is_searched_once() -> None:
+    rng = np.random.default_rng(4)
+    x = rounded(rng.normal(size=(32, 48)), "float16").astype(np.float64)
+    y = rounded(normalize(x, (-1,), 1e-5), "float16")
+    report = explain(x, y)
+    assert report.explained and report.best is not None and report.best.input_cast is None
+    # a wrong function stays unexplained either way, and says so
+    wrong = explain(x.astype(np.float64) + 1e-3 * rng.normal(size=x.shape), 2 * y)
+    assert not wrong.explained and all(c.input_cast is None for c in wrong.candidates)
