@@ -32,7 +32,7 @@ from lncheck.explain import hypotheses
 from lncheck.explain.confirm import value_precision
 from lncheck.explain.fit import Deadline
 from lncheck.explain.report import Candidate, ExplainReport
-from lncheck.explain.search import Outcome, Problem, run
+from lncheck.explain.search import Problem, run
 from lncheck.options import Settings
 
 __all__ = ["Candidate", "ExplainReport", "explain", "quick"]
@@ -135,15 +135,9 @@ def _explain(
     hypotheses.check_parameters(found, w, b, shape)
     precision: DTypeName = pins.dtype or value_precision(ya)  # type: ignore[assignment]
     problem = Problem(xa, ya, w, b, tuple(found), pins, precision)
-    outcome = run(problem, deadline)
-    narrowed = _cast_first(problem)
-    if narrowed is not None and outcome.complete and not _explains(outcome):
-        # a layer run in float16 or bfloat16 on a wider input (a model cast with .half(),
-        # autocast) normalized the input rounded to that dtype, not the values given
-        again = run(narrowed, deadline)
-        chosen = again if _explains(again) else outcome
-        scored = outcome.hypotheses + again.hypotheses
-        outcome = replace(chosen, hypotheses=scored, complete=again.complete)
+    # a layer run in float16 or bfloat16 on a wider input (a model cast with .half()) has
+    # normalized the input rounded to that dtype, not the values given
+    outcome = run(problem, deadline, _cast_first(problem))
     notes = [] if outcome.complete else [f"the search stopped after its {budget_s:g} s budget"]
     return ExplainReport(
         input_shape=shape,
@@ -156,10 +150,6 @@ def _explain(
         complete=outcome.complete,
         notes=tuple(notes),
     )
-
-
-def _explains(outcome: Outcome) -> bool:
-    return any(c.explains for c in outcome.candidates)
 
 
 def _cast_first(problem: Problem) -> Problem | None:

@@ -28,6 +28,9 @@ F64 = npt.NDArray[np.float64]
 Array = npt.NDArray[Any]
 
 EXACT_SHARE = 0.999
+# how many standard deviations of a fitted weight's and bias's own rounding noise a replay
+# may be off by: the largest of a million Gaussian deviations is about 5
+FIT_SIGMAS = 5.0
 PRECISION_SAMPLE = 1 << 16
 
 
@@ -79,6 +82,7 @@ def confirm(
     kappa: F64,
     deadline: Deadline,
     cast_order: CastOrder | None = None,
+    fitted_noise: tuple[Array, Array] | None = None,
 ) -> Residual:
     """Replay ``(x - center_g) * scale_g * weight + bias`` on every group and measure it.
 
@@ -86,10 +90,15 @@ def confirm(
     "weight_after_cast"`` the normalized value is rounded to ``precision`` before the weight
     multiplies it (Llama's and T5's order); otherwise one rounding at the end (Gemma's).
     The bound per element is ``relative * |y| + spread * (1 + kappa_g) * |w| + fixed * |b|``
-    with ``lncheck.tolerances.coefficients(precision, group_size)``.
+    with ``lncheck.tolerances.coefficients(precision, group_size)``; a fitted weight and
+    bias add ``FIT_SIGMAS`` of the standard deviations rounding leaves in them
+    (``fitted_noise``, view-shaped: ``FittedAffine.weight_noise`` times ``|n|``, and
+    ``bias_noise``), which in float16 and bfloat16 are a fraction of the output's last place
+    where the output is small.
     """
     c = coefficients(precision, layout.group_size)
-    sources = [x, y] + [a for a in (weight, bias) if a is not None]
+    params = [a for a in (weight, bias) if a is not None]
+    sources = [x, y, *params, *(fitted_noise or ())]
     worst = 0.0
     ratio = 0.0
     squares = 0.0
@@ -106,6 +115,7 @@ def confirm(
         n = xs.shape[0]
         with np.errstate(all="ignore"):
             out = (xs - center[first : first + n, None]) * scale[first : first + n, None]
+            fit_bound = 0.0 if not rest else FIT_SIGMAS * (rest[0] * np.abs(out) + rest[1])
             if cast_order == "weight_after_cast":
                 out = np.asarray(round_to(out, precision), dtype=np.float64)
             if ws is not None:
@@ -122,6 +132,7 @@ def confirm(
             bound += spread * (1.0 if ws is None else np.abs(ws))
             if bs is not None:
                 bound += c["fixed"] * np.abs(bs)
+            bound += fit_bound
             bound = np.where(np.isfinite(bound), bound, np.inf)
             worst = max(worst, float(diff.max(initial=0.0)))
             # an infinite residual is within no bound, an infinite one included (inf / inf)

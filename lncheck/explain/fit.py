@@ -382,11 +382,15 @@ ALS_ROUNDS = 8
 @dataclass(frozen=True)
 class FittedAffine:
     """Per-feature weight and bias fitted by least squares (LayerNorm layouts: the features
-    are the normalized positions, so every group holds every feature once)."""
+    are the normalized positions, so every group holds every feature once), and per feature
+    the standard deviation the output's own roundings alone leave in each (``weight_noise``,
+    ``bias_noise``): what a replay with them may be off by beyond that rounding."""
 
     weight: F64
     bias: F64
     rho: float
+    weight_noise: F64
+    bias_noise: F64
 
 
 def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAffine | None:
@@ -429,9 +433,18 @@ def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAf
     total = float(np.einsum("ij,ij->", yp, yp))
     if total <= 0:
         return None
-    floor = DTYPES[precision].unit_roundoff / 4
-    rho = max(math.sqrt(float(np.einsum("ij,ij->", res, res)) / total), floor)
-    return FittedAffine(w, b, rho)
+    u = DTYPES[precision].unit_roundoff
+    rho = max(math.sqrt(float(np.einsum("ij,ij->", res, res)) / total), u / 4)
+    # roundings of at most u |y|, uniform: a standard deviation of u |y| / sqrt(3) each, which
+    # least squares over the groups passes on to each feature's line (the scales, z and
+    # its spread, are those of the last round, rescaled as w is)
+    with np.errstate(all="ignore"):
+        level = u * np.sqrt(np.mean(ys * ys, axis=0) / 3.0)
+        spread = np.sqrt(szz) / lam
+        weight_noise = np.where(spread > 0, level / spread, np.inf)
+        along = np.where(szz > 0, zm * zm / szz, 0.0)  # the same at any scale
+        bias_noise = level * np.sqrt(1.0 / len(ys) + along)
+    return FittedAffine(w, b, rho, weight_noise, bias_noise)
 
 
 def shape_tolerance(precision: DTypeName) -> float:

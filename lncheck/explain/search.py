@@ -109,18 +109,30 @@ class Outcome:
     complete: bool
 
 
-def run(problem: Problem, deadline: Deadline) -> Outcome:
-    """Search, stopping cleanly when ``deadline`` passes (``complete`` is then False)."""
-    state = _State(problem, deadline)
+def run(problem: Problem, deadline: Deadline, cast_first: Problem | None = None) -> Outcome:
+    """Search, stopping cleanly when ``deadline`` passes (``complete`` is then False).
+
+    ``cast_first``: the same search on the input (and parameters) rounded to the output's
+    dtype, a layer run in it; each stage is tried on it where the same stage on ``problem``
+    explains nothing, before the next stage: a given weight (or none) on the rounded input
+    is a simpler explanation than a weight fitted to the values as given."""
+    states = [_State(problem, deadline)]
+    if cast_first is not None:
+        states.append(_State(cast_first, deadline))
     try:
-        state.search()
+        for stage in (_State.given_stage, _State.fitted_stage):
+            for state in states:
+                if not any(s.explained() for s in states):
+                    stage(state)
+        if not any(s.explained() for s in states):
+            states[0].nearest_misses()
         complete = True
     except OutOfTime:
         complete = False
-    found = sorted(state.candidates, key=Candidate.rank_key)
+    found = sorted((c for s in states for c in s.candidates), key=Candidate.rank_key)
     if any(c.explains for c in found):  # the misses are only worth showing when all miss
         found = [c for c in found if c.explains]
-    return Outcome(found[:MAX_CANDIDATES], state.hypotheses, complete)
+    return Outcome(found[:MAX_CANDIDATES], sum(s.hypotheses for s in states), complete)
 
 
 class _State:
@@ -131,18 +143,20 @@ class _State:
         self.attempts: list[Attempt] = []
         self.hypotheses = 0
 
-    def search(self) -> None:
+    def given_stage(self) -> None:
+        """No affine map, or the given weight and bias: sampled, then on every group."""
         survivors = self._sample_stage()
         survivors.sort(key=lambda a: AFFINE_PENALTY[a.affine])
         for attempt in survivors:
             self._full_stage(attempt)
-        if not self._explained() and self.p.pins.affine is not False:
+
+    def fitted_stage(self) -> None:
+        """A weight and bias fitted by least squares, where the affine map is not pinned off."""
+        if self.p.pins.affine is not False:
             for attempt in self._fitted_stage():
                 self._full_stage(attempt)
-        if not self._explained():
-            self._nearest_misses()
 
-    def _explained(self) -> bool:
+    def explained(self) -> bool:
         return any(c.explains for c in self.candidates)
 
     # --- stage 1: the sample --------------------------------------------------------------
@@ -322,9 +336,16 @@ class _State:
         if cast == "weight_after_cast" and weight is not None:
             # Llama multiplies by the weight as the module holds it: in the output's dtype
             weight = np.asarray(round_to(np.asarray(weight), p.precision), dtype=np.float64)
+        noise = None
+        if a.fitted is not None:  # view-shaped, as the weight and bias
+            noise = (
+                (a.fitted.weight_noise / h.factor).reshape(s.param_view),
+                a.fitted.bias_noise.reshape(s.param_view),
+            )
         residual = confirm(
-            s.layout, p.x, p.y, center, scale, weight, bias, p.precision, kappa, self.deadline, cast
-        )
+            s.layout, p.x, p.y, center, scale, weight, bias, p.precision, kappa, self.deadline,
+            cast, noise,
+        )  # fmt: skip
         notes = alternatives_note(d, others)
         if a.fitted is not None:
             fitted_weight = a.fitted.weight / h.factor
@@ -391,7 +412,7 @@ class _State:
 
     # --- when nothing explains the output -------------------------------------------------
 
-    def _nearest_misses(self) -> None:
+    def nearest_misses(self) -> None:
         """Replay the attempts that fitted best with the common defaults (biased variance,
         eps inside the sqrt, the usual eps), so the report says how far off they are."""
         p = self.p
