@@ -377,20 +377,30 @@ def outliers(n: int) -> int:
 # --- a fitted affine map -------------------------------------------------------------------
 
 ALS_ROUNDS = 8
+# groups a fitted weight and bias need before the noise rounding leaves in them is allowed
+# for (``FittedAffine``): 5 of its standard deviations are then at most about half the
+# rounding of an output of typical size near the middle of the values fitted
+NOISE_GROUPS = 32
 
 
 @dataclass(frozen=True)
 class FittedAffine:
     """Per-feature weight and bias fitted by least squares (LayerNorm layouts: the features
-    are the normalized positions, so every group holds every feature once), and per feature
-    the standard deviation the output's own roundings alone leave in each (``weight_noise``,
-    ``bias_noise``): what a replay with them may be off by beyond that rounding."""
+    are the normalized positions, so every group holds every feature once), and what the
+    output's own roundings alone leave uncertain in each feature's line ``y = w z + b``:
+    their standard deviation ``noise`` per feature, and where the line was pinned (the mean
+    ``z_mean`` and the sum of squared deviations ``z_spread`` of the normalized values it was
+    fitted on, over ``groups`` groups), so that a replay at ``z`` may be off by
+    ``noise * sqrt(1 / groups + (z - z_mean)**2 / z_spread)`` (a regression's prediction
+    error; Draper and Smith, Applied Regression Analysis, 1998, sec. 1.4)."""
 
     weight: F64
     bias: F64
     rho: float
-    weight_noise: F64
-    bias_noise: F64
+    noise: F64
+    z_mean: F64
+    z_spread: F64
+    groups: int
 
 
 def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAffine | None:
@@ -435,16 +445,14 @@ def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAf
         return None
     u = DTYPES[precision].unit_roundoff
     rho = max(math.sqrt(float(np.einsum("ij,ij->", res, res)) / total), u / 4)
-    # roundings of at most u |y|, uniform: a standard deviation of u |y| / sqrt(3) each, which
-    # least squares over the groups passes on to each feature's line (the scales, z and
-    # its spread, are those of the last round, rescaled as w is)
-    with np.errstate(all="ignore"):
-        level = u * np.sqrt(np.mean(ys * ys, axis=0) / 3.0)
-        spread = np.sqrt(szz) / lam
-        weight_noise = np.where(spread > 0, level / spread, np.inf)
-        along = np.where(szz > 0, zm * zm / szz, 0.0)  # the same at any scale
-        bias_noise = level * np.sqrt(1.0 / len(ys) + along)
-    return FittedAffine(w, b, rho, weight_noise, bias_noise)
+    # roundings of at most u |y|, uniform: a standard deviation of u |y| / sqrt(3) each (the
+    # normalized values z of the last round, rescaled as alpha is); over fewer than
+    # NOISE_GROUPS groups a line through each feature fits a different function as well,
+    # and its noise is no excuse
+    noise = u * np.sqrt(np.mean(ys * ys, axis=0) / 3.0)
+    if len(ys) < NOISE_GROUPS:
+        noise = np.zeros_like(noise)
+    return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), len(ys))
 
 
 def shape_tolerance(precision: DTypeName) -> float:

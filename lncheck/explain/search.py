@@ -336,15 +336,15 @@ class _State:
         if cast == "weight_after_cast" and weight is not None:
             # Llama multiplies by the weight as the module holds it: in the output's dtype
             weight = np.asarray(round_to(np.asarray(weight), p.precision), dtype=np.float64)
-        noise = None
-        if a.fitted is not None:  # view-shaped, as the weight and bias
-            noise = (
-                (a.fitted.weight_noise / h.factor).reshape(s.param_view),
-                a.fitted.bias_noise.reshape(s.param_view),
-            )
+        fitted = None
+        if a.fitted is not None:  # view-shaped as the weight; n is z times the factor
+            f = a.fitted
+            z_mean, z_spread = f.z_mean * h.factor, f.z_spread * h.factor**2
+            view = s.param_view
+            fitted = (f.noise.reshape(view), z_mean.reshape(view), z_spread.reshape(view), f.groups)
         residual = confirm(
             s.layout, p.x, p.y, center, scale, weight, bias, p.precision, kappa, self.deadline,
-            cast, noise,
+            cast, fitted,
         )  # fmt: skip
         notes = alternatives_note(d, others)
         if a.fitted is not None:

@@ -80,3 +80,19 @@ def test_a_weight_and_bias_fitted_to_a_bfloat16_layer_explain_it() -> None:
     hit = rng.choice(bad.size, size=bad.size // 100, replace=False)
     bad.flat[hit] += 4 * np.spacing(np.abs(bad.flat[hit]).astype(np.float32)) * 2.0**16
     assert not explain(x, rounded(bad, "bfloat16")).explained
+
+
+def test_a_weight_fitted_over_few_groups_is_no_excuse_for_a_different_function() -> None:
+    # the quick verdict matrix's c0148: a float16 eval BatchNorm that normalizes with the
+    # batch's statistics, (4, 3, 8192) at mean/std 1000: a LayerNorm over the last 2 dims
+    # with a weight and bias fitted per feature over its 4 groups came within the noise those
+    # 4 groups leave in them, and was EXPLAINED
+    from benchmarks.verdict_matrix.bugs import BUGS
+    from benchmarks.verdict_matrix.cases import Config, draw, make
+
+    case = draw(Config(count=480, max_log2=16.0, max_elements=2**18), 148)
+    inputs = make(case)
+    (bug,) = [b for b in BUGS if b.name == "eval_batch_stats"]
+    report = explain(inputs.x, bug.run(inputs), weight=inputs.weight, bias=inputs.bias)
+    assert np.shape(inputs.x) == (4, 3, 8192) and not report.explained
+    assert report.best is not None and report.best.affine == "fitted"
