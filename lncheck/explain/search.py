@@ -27,7 +27,8 @@ from lncheck.explain import eps as epsilon
 from lncheck.explain import fit as fits
 from lncheck.explain.confirm import Residual, confirm
 from lncheck.explain.eps import EpsChoice
-from lncheck.explain.fit import Deadline, FittedAffine, GroupFit, OutOfTime
+from lncheck.explain.fit import Deadline, GroupFit, OutOfTime
+from lncheck.explain.fitted_affine import FittedAffine, fit_affine
 from lncheck.explain.hypotheses import (
     AFFINE_PENALTY,
     EPS_PRIOR,
@@ -229,7 +230,7 @@ class _State:
             sample = fits.take_sample(s.layout, p.x, p.y)
             for centered in s.centers:
                 self.deadline.check()
-                fitted = fits.fit_affine(sample, centered, p.precision)
+                fitted = fit_affine(sample, centered, p.precision)
                 if fitted is None or fitted.rho > fits.shape_tolerance(p.precision):
                     continue
                 weight = fitted.weight.reshape(s.param_view)
@@ -336,12 +337,7 @@ class _State:
         if cast == "weight_after_cast" and weight is not None:
             # Llama multiplies by the weight as the module holds it: in the output's dtype
             weight = np.asarray(round_to(np.asarray(weight), p.precision), dtype=np.float64)
-        fitted = None
-        if a.fitted is not None:  # view-shaped as the weight; n is z times the factor
-            f = a.fitted
-            z_mean, z_spread = f.z_mean * h.factor, f.z_spread * h.factor**2
-            view = s.param_view
-            fitted = (f.noise.reshape(view), z_mean.reshape(view), z_spread.reshape(view), f.groups)
+        fitted = None if a.fitted is None else a.fitted.pinned(h.factor, s.param_view)
         residual = confirm(
             s.layout, p.x, p.y, center, scale, weight, bias, p.precision, kappa, self.deadline,
             cast, fitted,
