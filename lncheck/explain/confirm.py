@@ -82,7 +82,7 @@ def confirm(
     kappa: F64,
     deadline: Deadline,
     cast_order: CastOrder | None = None,
-    fitted: tuple[Array, Array, Array, int] | None = None,
+    fitted: tuple[Array, Array, Array, Array] | None = None,
 ) -> Residual:
     """Replay ``(x - center_g) * scale_g * weight + bias`` on every group and measure it.
 
@@ -92,13 +92,13 @@ def confirm(
     The bound per element is ``relative * |y| + spread * (1 + kappa_g) * |w| + fixed * |b|``
     with ``lncheck.tolerances.coefficients(precision, group_size)``; a fitted weight and
     bias add ``FIT_SIGMAS`` times the error rounding leaves in their prediction at the
-    normalized value ``n`` (``fitted``: ``FittedAffine.noise``, ``z_mean`` and ``z_spread``,
-    view-shaped and in the replay's scale, and ``groups``), which in float16 and bfloat16
+    normalized value ``n`` (``fitted``: ``FittedAffine.noise``, ``z_mean``, ``z_spread`` and
+    ``samples``, view-shaped and in the replay's scale), which in float16 and bfloat16
     exceeds the rounding of an output near zero.
     """
     c = coefficients(precision, layout.group_size)
     params = [a for a in (weight, bias) if a is not None]
-    sources = [x, y, *params, *(fitted[:3] if fitted else ())]
+    sources = [x, y, *params, *(fitted or ())]
     worst = 0.0
     ratio = 0.0
     squares = 0.0
@@ -117,8 +117,8 @@ def confirm(
             out = (xs - center[first : first + n, None]) * scale[first : first + n, None]
             fit_bound: F64 | float = 0.0
             if fitted is not None:  # a line pinned at its data's mean, looser away from it
-                noise, z_mean, z_spread = rest
-                reach = 1.0 / fitted[3] + np.square(out - z_mean) / z_spread
+                noise, z_mean, z_spread, samples = rest
+                reach = 1.0 / samples + np.square(out - z_mean) / z_spread
                 fit_bound = FIT_SIGMAS * noise * np.sqrt(reach)
             if cast_order == "weight_after_cast":
                 out = np.asarray(round_to(out, precision), dtype=np.float64)

@@ -12,7 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.dtypes import DTYPES, DTypeName
-from lncheck.explain.fit import Sample
+from lncheck.explain.fit import Sample, gather
+from lncheck.explain.hypotheses import Structure
 
 F64 = npt.NDArray[np.float64]
 
@@ -25,14 +26,16 @@ NOISE_GROUPS = 32
 
 @dataclass(frozen=True)
 class FittedAffine:
-    """Per-feature weight and bias fitted by least squares (LayerNorm layouts: the features
-    are the normalized positions, so every group holds every feature once), and what the
-    output's own roundings alone leave uncertain in each feature's line ``y = w z + b``:
-    their standard deviation ``noise`` per feature, and where the line was pinned (the mean
-    ``z_mean`` and the sum of squared deviations ``z_spread`` of the normalized values it was
-    fitted on, over ``groups`` groups), so that a replay at ``z`` may be off by
-    ``noise * sqrt(1 / groups + (z - z_mean)**2 / z_spread)`` (a regression's prediction
-    error; Draper and Smith, Applied Regression Analysis, 1998, sec. 1.4)."""
+    """A weight and bias fitted by least squares per feature (a normalized position for
+    LayerNorm layouts, where every group holds every feature once; a channel for GroupNorm,
+    InstanceNorm and BatchNorm), and what the output's own roundings alone leave uncertain
+    in each feature's line ``y = w z + b``: their standard deviation ``noise``, and where
+    the line was pinned (the mean ``z_mean`` and the sum of squared deviations ``z_spread``
+    of the ``samples`` normalized values it was fitted on), so that a replay at ``z`` may be
+    off by ``noise * sqrt(1 / samples + (z - z_mean)**2 / z_spread)`` (a regression's
+    prediction error; Draper and Smith, Applied Regression Analysis, 1998, sec. 1.4).
+    ``absorbed``: every feature was seen in one group only (BatchNorm's channels), so its
+    weight absorbs that group's scale, and with it any eps."""
 
     weight: F64
     bias: F64
@@ -40,19 +43,28 @@ class FittedAffine:
     noise: F64
     z_mean: F64
     z_spread: F64
-    groups: int
+    samples: F64
+    absorbed: bool = False
 
-    def pinned(self, factor: float, view: tuple[int, ...]) -> tuple[F64, F64, F64, int]:
-        """``noise``, ``z_mean`` and ``z_spread`` shaped ``view``, for normalized values
-        ``factor`` times the fitted ones (the weight divided by it), and ``groups``: what
-        ``confirm`` allows for."""
+    def pinned(self, factor: float, view: tuple[int, ...]) -> tuple[F64, F64, F64, F64]:
+        """``noise``, ``z_mean``, ``z_spread`` and ``samples`` shaped ``view``, for normalized
+        values ``factor`` times the fitted ones (the weight divided by it): what ``confirm``
+        allows for."""
         z_mean, z_spread = self.z_mean * factor, self.z_spread * factor**2
-        return self.noise.reshape(view), z_mean.reshape(view), z_spread.reshape(view), self.groups
+        return tuple(  # type: ignore[return-value]
+            a.reshape(view) for a in (self.noise, z_mean, z_spread, self.samples)
+        )
 
 
-def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAffine | None:
+def fit_affine(
+    sample: Sample,
+    centered: bool,
+    precision: DTypeName,
+    features: npt.NDArray[np.intp] | None = None,
+) -> FittedAffine | None:
     """Fit ``y = alpha_g * (x - c_g) * w_f + b_f`` on the sampled groups by alternating least
-    squares (per feature given the scales, per group given the features).
+    squares (per feature given the scales, per group given the features). The features are
+    the sample's columns, or ``features`` (each sampled element's feature, 0 to F - 1).
 
     ``alpha * w`` is only known up to a common factor; it is fixed by assuming that eps is
     negligible in the half of the groups with the largest variance. ``None`` when fewer than
@@ -67,26 +79,20 @@ def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAf
         return None
     xs, ys, base = xs[ok], ys[ok], base[ok]
     r0 = xs - (mean[ok, None] if centered else 0.0)
-    alpha = 1 / np.sqrt(base)
-    w = np.ones(xs.shape[1])
-    b = np.zeros(xs.shape[1])
     with np.errstate(all="ignore"):
-        for _ in range(ALS_ROUNDS):
-            z = alpha[:, None] * r0
-            zm, ym = z.mean(axis=0), ys.mean(axis=0)
-            dz = z - zm
-            szz = np.einsum("ij,ij->j", dz, dz)
-            w = np.where(szz > 0, np.einsum("ij,ij->j", dz, ys - ym) / szz, 0.0)
-            b = ym - w * zm
-            q = r0 * w
-            alpha = np.einsum("ij,ij->i", ys - b, q) / np.einsum("ij,ij->i", q, q)
+        if features is None:
+            alpha, lines = _by_column(ys, r0, 1 / np.sqrt(base))
+        else:
+            alpha, lines = _by_feature(ys, r0, 1 / np.sqrt(base), features[ok])
+        w, b, zm, szz, mean_square, samples = lines
         top = base >= np.median(base)
         lam = float(np.median(alpha[top] * np.sqrt(base[top])))
     if not (math.isfinite(lam) and lam > 0 and np.isfinite(w).all()):
         return None
     alpha, w = alpha / lam, w * lam
-    res = ys - (alpha[:, None] * r0 * w + b)
-    yp = ys - b
+    at = slice(None) if features is None else features[ok]
+    res = ys - (alpha[:, None] * r0 * w[at] + b[at])
+    yp = ys - b[at]
     total = float(np.einsum("ij,ij->", yp, yp))
     if total <= 0:
         return None
@@ -96,7 +102,57 @@ def fit_affine(sample: Sample, centered: bool, precision: DTypeName) -> FittedAf
     # normalized values z of the last round, rescaled as alpha is); over fewer than
     # NOISE_GROUPS groups a line through each feature fits a different function as well,
     # and its noise is no excuse
-    noise = u * np.sqrt(np.mean(ys * ys, axis=0) / 3.0)
+    noise = u * np.sqrt(mean_square / 3.0)
     if len(ys) < NOISE_GROUPS:
         noise = np.zeros_like(noise)
-    return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), len(ys))
+    absorbed = False
+    if features is not None:  # as many (group, feature) pairs as features: one group each
+        rows = np.arange(len(ys))[:, None] * (int(features.max()) + 1)
+        absorbed = np.unique(rows + features[ok]).size == np.unique(features[ok]).size
+    return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), samples, absorbed)
+
+
+_Lines = tuple[F64, F64, F64, F64, F64, F64]  # w, b, z's mean and spread, mean y**2, samples
+
+
+def _by_column(ys: F64, r0: F64, alpha: F64) -> tuple[F64, _Lines]:
+    """The alternating least squares with a feature per column."""
+    for _ in range(ALS_ROUNDS):
+        z = alpha[:, None] * r0
+        zm, ym = z.mean(axis=0), ys.mean(axis=0)
+        dz = z - zm
+        szz = np.einsum("ij,ij->j", dz, dz)
+        w = np.where(szz > 0, np.einsum("ij,ij->j", dz, ys - ym) / szz, 0.0)
+        b = ym - w * zm
+        q = r0 * w
+        alpha = np.einsum("ij,ij->i", ys - b, q) / np.einsum("ij,ij->i", q, q)
+    samples = np.full(ys.shape[1], float(ys.shape[0]))
+    return alpha, (w, b, zm, szz, np.mean(ys * ys, axis=0), samples)
+
+
+def _by_feature(ys: F64, r0: F64, alpha: F64, features: npt.NDArray[np.intp]) -> tuple[F64, _Lines]:
+    """The alternating least squares with each element's feature given (a channel)."""
+    flat = features.reshape(-1)
+    count = int(flat.max()) + 1
+
+    def total(values: F64) -> F64:
+        return np.asarray(np.bincount(flat, values.reshape(-1), minlength=count), np.float64)
+
+    samples = np.bincount(flat, minlength=count).astype(np.float64)
+    for _ in range(ALS_ROUNDS):
+        z = alpha[:, None] * r0
+        zm, ym = total(z) / samples, total(ys) / samples
+        dz = z - zm[features]
+        szz = total(dz * dz)
+        w = np.where(szz > 0, total(dz * (ys - ym[features])) / szz, 0.0)
+        b = ym - w * zm
+        q = r0 * w[features]
+        alpha = np.einsum("ij,ij->i", ys - b[features], q) / np.einsum("ij,ij->i", q, q)
+    return alpha, (w, b, zm, szz, total(ys * ys) / samples, samples)
+
+
+def channels(s: Structure, sample: Sample) -> npt.NDArray[np.intp]:
+    """The channel of each of the sample's elements on structure ``s`` (its parameters'
+    index, as a per-channel weight of ``s.param_shape`` is laid on the view)."""
+    index = np.arange(math.prod(s.param_shape)).reshape(s.param_view)
+    return gather(s.layout, index, sample.rows).astype(np.intp)

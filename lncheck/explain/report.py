@@ -201,6 +201,8 @@ def _eps_words(eps: float, low: float, high: float, fitted: bool) -> str:
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"
     if low <= 0:
+        if math.isinf(high):
+            return f"eps={eps_text(eps)} (not identifiable: each group's fitted weight absorbs it)"
         if high >= 1e-1:
             return f"eps={eps_text(eps)} (not identifiable: var ≫ eps in every group)"
         return f"eps={eps_text(eps)} (any eps ≤ {_num(high)} fits)"
@@ -209,13 +211,14 @@ def _eps_words(eps: float, low: float, high: float, fitted: bool) -> str:
 
 def _affine_words(c: Config) -> str:
     given = " and ".join(n for n, on in (("weight", c.weight), ("bias", c.bias)) if on)
+    per = "channel" if c.op in ("group_norm", "instance_norm", "batch_norm") else "feature"
     return {
         "none": "no affine",
         "given": f"with the given {given}",
         "given_offset": "with 1 + weight (zero-centred weight, as Gemma)"
         + (" and the given bias" if c.bias else ""),
         "swapped": "with weight and bias swapped",
-        "fitted": "with a per-feature weight and bias fitted by least squares",
+        "fitted": f"with a per-{per} weight and bias fitted by least squares",
     }[c.affine]
 
 

@@ -28,7 +28,7 @@ from lncheck.explain import fit as fits
 from lncheck.explain.confirm import Residual, confirm
 from lncheck.explain.eps import EpsChoice
 from lncheck.explain.fit import Deadline, GroupFit, OutOfTime
-from lncheck.explain.fitted_affine import FittedAffine, fit_affine
+from lncheck.explain.fitted_affine import FittedAffine, channels, fit_affine
 from lncheck.explain.hypotheses import (
     AFFINE_PENALTY,
     EPS_PRIOR,
@@ -225,12 +225,11 @@ class _State:
         p = self.p
         survivors: list[Attempt] = []
         for s in p.structures:
-            if s.features != "normalized":
-                continue
             sample = fits.take_sample(s.layout, p.x, p.y)
+            features = channels(s, sample) if s.features == "channel" else None
             for centered in s.centers:
                 self.deadline.check()
-                fitted = fit_affine(sample, centered, p.precision)
+                fitted = fit_affine(sample, centered, p.precision, features)
                 if fitted is None or fitted.rho > fits.shape_tolerance(p.precision):
                     continue
                 weight = fitted.weight.reshape(s.param_view)
@@ -295,6 +294,9 @@ class _State:
             loose = epsilon.eps_interval(fit, d, a.centered, p.precision)
             tight = epsilon.eps_interval(fit, d, a.centered, p.precision, systematic=False)
             choice = epsilon.choose_eps(loose, tight, prior, p.pins.eps, a.centered)
+            if choice is not None and a.fitted is not None and a.fitted.absorbed:
+                # the eps of the weight's common factor, which nothing pins
+                choice = replace(choice, low=0.0, high=math.inf, identifiable=False)
             if choice is not None:
                 found.append(_Hypothesis(d, choice, fit, factor))
         found.sort(key=lambda h: h.denominator.penalty + h.choice.fitted)

@@ -32,13 +32,14 @@ def test_the_noise_predicts_how_far_the_fitted_line_strays() -> None:
     np.testing.assert_allclose(found.noise, expected, rtol=1e-12)
     # at the values fitted, the line's own error is within 5 of its predicted deviations
     z = np.linspace(-3, 3, 13)[:, None]
-    predicted = found.noise * np.sqrt(1 / found.groups + (z - found.z_mean) ** 2 / found.z_spread)
+    reach = 1 / found.samples + (z - found.z_mean) ** 2 / found.z_spread
+    predicted = found.noise * np.sqrt(reach)
     strays = np.abs((found.weight - w) * z + (found.bias - b))
-    assert found.groups == 512 and np.all(strays <= 5 * predicted)
+    assert np.all(found.samples == 512) and np.all(strays <= 5 * predicted)
     assert np.all(predicted < 0.25 * u * (np.abs(w * z) + np.abs(b)) + u * 0.05)
 
 
 @pytest.mark.parametrize("rows", [NOISE_GROUPS - 1, 8])
 def test_fewer_groups_leave_no_noise_to_excuse_a_residual(rows: int) -> None:
     found, *_ = _fitted(rows)
-    assert found.groups == rows and not np.any(found.noise)
+    assert np.all(found.samples == rows) and not np.any(found.noise)
