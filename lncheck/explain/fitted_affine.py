@@ -60,15 +60,18 @@ def fit_affine(
     sample: Sample,
     centered: bool,
     precision: DTypeName,
-    features: npt.NDArray[np.intp] | None = None,
+    features: tuple[npt.NDArray[np.intp], int] | None = None,
 ) -> FittedAffine | None:
     """Fit ``y = alpha_g * (x - c_g) * w_f + b_f`` on the sampled groups by alternating least
     squares (per feature given the scales, per group given the features). The features are
-    the sample's columns, or ``features`` (each sampled element's feature, 0 to F - 1).
+    the sample's columns, or ``features``: each sampled element's feature, and how many
+    there are.
 
     ``alpha * w`` is only known up to a common factor; it is fixed by assuming that eps is
     negligible in the half of the groups with the largest variance. ``None`` when fewer than
-    3 groups are sampled (a per-feature line needs more points than parameters).
+    3 groups are sampled (a per-feature line needs more points than parameters), when a
+    feature is not in the sample, or when each group is one feature found in no other group
+    (BatchNorm's channels): a scale and shift per group then fit any output.
     """
     if len(sample.rows) < 3 or sample.cols is not None or not np.isfinite(sample.y).all():
         return None
@@ -79,18 +82,25 @@ def fit_affine(
         return None
     xs, ys, base = xs[ok], ys[ok], base[ok]
     r0 = xs - (mean[ok, None] if centered else 0.0)
+    at: slice | npt.NDArray[np.intp] = slice(None)
+    absorbed = False
+    if features is not None:
+        at, count = features[0][ok], features[1]
+        # as many (group, feature) pairs as features: each feature in one group only
+        absorbed = np.unique(np.arange(len(ys))[:, None] * count + at).size == count
+        if absorbed and bool(np.all(at == at[:, :1])):
+            return None
     with np.errstate(all="ignore"):
         if features is None:
             alpha, lines = _by_column(ys, r0, 1 / np.sqrt(base))
         else:
-            alpha, lines = _by_feature(ys, r0, 1 / np.sqrt(base), features[ok])
+            alpha, lines = _by_feature(ys, r0, 1 / np.sqrt(base), features[0][ok], features[1])
         w, b, zm, szz, mean_square, samples = lines
         top = base >= np.median(base)
         lam = float(np.median(alpha[top] * np.sqrt(base[top])))
-    if not (math.isfinite(lam) and lam > 0 and np.isfinite(w).all()):
+    if not (math.isfinite(lam) and lam > 0 and np.isfinite(w).all() and np.isfinite(b).all()):
         return None
     alpha, w = alpha / lam, w * lam
-    at = slice(None) if features is None else features[ok]
     res = ys - (alpha[:, None] * r0 * w[at] + b[at])
     yp = ys - b[at]
     total = float(np.einsum("ij,ij->", yp, yp))
@@ -105,10 +115,6 @@ def fit_affine(
     noise = u * np.sqrt(mean_square / 3.0)
     if len(ys) < NOISE_GROUPS:
         noise = np.zeros_like(noise)
-    absorbed = False
-    if features is not None:  # as many (group, feature) pairs as features: one group each
-        rows = np.arange(len(ys))[:, None] * (int(features.max()) + 1)
-        absorbed = np.unique(rows + features[ok]).size == np.unique(features[ok]).size
     return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), samples, absorbed)
 
 
@@ -130,10 +136,11 @@ def _by_column(ys: F64, r0: F64, alpha: F64) -> tuple[F64, _Lines]:
     return alpha, (w, b, zm, szz, np.mean(ys * ys, axis=0), samples)
 
 
-def _by_feature(ys: F64, r0: F64, alpha: F64, features: npt.NDArray[np.intp]) -> tuple[F64, _Lines]:
-    """The alternating least squares with each element's feature given (a channel)."""
+def _by_feature(
+    ys: F64, r0: F64, alpha: F64, features: npt.NDArray[np.intp], count: int
+) -> tuple[F64, _Lines]:
+    """The alternating least squares with each element's feature (of ``count``) given."""
     flat = features.reshape(-1)
-    count = int(flat.max()) + 1
 
     def total(values: F64) -> F64:
         return np.asarray(np.bincount(flat, values.reshape(-1), minlength=count), np.float64)
@@ -151,8 +158,10 @@ def _by_feature(ys: F64, r0: F64, alpha: F64, features: npt.NDArray[np.intp]) ->
     return alpha, (w, b, zm, szz, total(ys * ys) / samples, samples)
 
 
-def channels(s: Structure, sample: Sample) -> npt.NDArray[np.intp]:
+def channels(s: Structure, sample: Sample) -> tuple[npt.NDArray[np.intp], int]:
     """The channel of each of the sample's elements on structure ``s`` (its parameters'
-    index, as a per-channel weight of ``s.param_shape`` is laid on the view)."""
-    index = np.arange(math.prod(s.param_shape)).reshape(s.param_view)
-    return gather(s.layout, index, sample.rows).astype(np.intp)
+    index, as a per-channel weight of ``s.param_shape`` is laid on the view), and how many
+    channels there are."""
+    count = math.prod(s.param_shape)
+    index = np.arange(count).reshape(s.param_view)
+    return gather(s.layout, index, sample.rows).astype(np.intp), count
