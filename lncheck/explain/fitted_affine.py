@@ -33,9 +33,7 @@ class FittedAffine:
     the line was pinned (the mean ``z_mean`` and the sum of squared deviations ``z_spread``
     of the ``samples`` normalized values it was fitted on), so that a replay at ``z`` may be
     off by ``noise * sqrt(1 / samples + (z - z_mean)**2 / z_spread)`` (a regression's
-    prediction error; Draper and Smith, Applied Regression Analysis, 1998, sec. 1.4).
-    ``absorbed``: every feature was seen in one group only (BatchNorm's channels), so its
-    weight absorbs that group's scale, and with it any eps."""
+    prediction error; Draper and Smith, Applied Regression Analysis, 1998, sec. 1.4)."""
 
     weight: F64
     bias: F64
@@ -44,7 +42,6 @@ class FittedAffine:
     z_mean: F64
     z_spread: F64
     samples: F64
-    absorbed: bool = False
 
     def pinned(self, factor: float, view: tuple[int, ...]) -> tuple[F64, F64, F64, F64]:
         """``noise``, ``z_mean``, ``z_spread`` and ``samples`` shaped ``view``, for normalized
@@ -69,9 +66,10 @@ def fit_affine(
 
     ``alpha * w`` is only known up to a common factor; it is fixed by assuming that eps is
     negligible in the half of the groups with the largest variance. ``None`` when fewer than
-    3 groups are sampled (a per-feature line needs more points than parameters), when a
-    feature is not in the sample, or when each group is one feature found in no other group
-    (BatchNorm's channels): a scale and shift per group then fit any output.
+    3 groups are sampled (a per-feature line needs more points than parameters), or when a
+    feature is in fewer than 2 of them (BatchNorm's channels, a GroupNorm of one sample):
+    its weight then absorbs that group's scale, and a scale per group (an eps or an rstd
+    off) fits as well as the layer.
     """
     if len(sample.rows) < 3 or sample.cols is not None or not np.isfinite(sample.y).all():
         return None
@@ -83,12 +81,10 @@ def fit_affine(
     xs, ys, base = xs[ok], ys[ok], base[ok]
     r0 = xs - (mean[ok, None] if centered else 0.0)
     at: slice | npt.NDArray[np.intp] = slice(None)
-    absorbed = False
     if features is not None:
         at, count = features[0][ok], features[1]
-        # as many (group, feature) pairs as features: each feature in one group only
-        absorbed = np.unique(np.arange(len(ys))[:, None] * count + at).size == count
-        if absorbed and bool(np.all(at == at[:, :1])):
+        pairs = np.unique(np.arange(len(ys))[:, None] * count + at)  # (group, feature)
+        if np.min(np.bincount(pairs % count, minlength=count)) < 2:
             return None
     with np.errstate(all="ignore"):
         if features is None:
@@ -115,7 +111,7 @@ def fit_affine(
     noise = u * np.sqrt(mean_square / 3.0)
     if len(ys) < NOISE_GROUPS:
         noise = np.zeros_like(noise)
-    return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), samples, absorbed)
+    return FittedAffine(w, b, rho, noise, zm / lam, szz / (lam * lam), samples)
 
 
 _Lines = tuple[F64, F64, F64, F64, F64, F64]  # w, b, z's mean and spread, mean y**2, samples

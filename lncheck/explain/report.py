@@ -201,8 +201,6 @@ def _eps_words(eps: float, low: float, high: float, fitted: bool) -> str:
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"
     if low <= 0:
-        if math.isinf(high):
-            return f"eps={eps_text(eps)} (not identifiable: each group's fitted weight absorbs it)"
         if high >= 1e-1:
             return f"eps={eps_text(eps)} (not identifiable: var ≫ eps in every group)"
         return f"eps={eps_text(eps)} (any eps ≤ {_num(high)} fits)"

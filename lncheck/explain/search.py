@@ -294,9 +294,6 @@ class _State:
             loose = epsilon.eps_interval(fit, d, a.centered, p.precision)
             tight = epsilon.eps_interval(fit, d, a.centered, p.precision, systematic=False)
             choice = epsilon.choose_eps(loose, tight, prior, p.pins.eps, a.centered)
-            if choice is not None and a.fitted is not None and a.fitted.absorbed:
-                # the eps of the weight's common factor, which nothing pins
-                choice = replace(choice, low=0.0, high=math.inf, identifiable=False)
             if choice is not None:
                 found.append(_Hypothesis(d, choice, fit, factor))
         found.sort(key=lambda h: h.denominator.penalty + h.choice.fitted)

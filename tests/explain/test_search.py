@@ -124,27 +124,27 @@ def test_group_and_instance_norm_with_unknown_channel_weights_are_explained() ->
         found[name] = best
     assert (found["group"].op, found["group"].groups) == ("group_norm", 3)
     assert found["instance"].op == "instance_norm" and found["instance"].eps == 1e-5
-    # one sample: each channel is in one group only, and its weight absorbs eps
-    one = explain(x[:1], rounded(grouped[:1], "float32")).best
-    assert one is not None and one.explains and one.op == "group_norm"
-    assert "(not identifiable: each group's fitted weight absorbs it)" in one.description
     # a channel's outputs moved to another channel are still no normalization
     swapped = np.array(rounded(grouped, "float32"))
     swapped[:, [0, 3]] = swapped[:, [3, 0]]
     assert not explain(x, swapped).explained
 
 
-def test_no_weight_is_fitted_where_each_group_is_one_channel_of_its_own() -> None:
-    # BatchNorm: a scale and shift per channel fit any output that is affine in each
-    # channel's input; a fitted weight there named eps = 1e-12 for a layer with eps = 1e-3,
-    # and explained compare's eps and rsqrt bugs as "a weight fitted per channel"
+@pytest.mark.parametrize("layer", ["batch", "one sample"])
+def test_no_weight_is_fitted_to_a_channel_found_in_one_group_only(layer: str) -> None:
+    # its weight absorbs the group's scale: a fitted weight named eps = 1e-12 for a layer with
+    # eps = 1e-3, and explained compare's eps and rsqrt bugs as "a weight fitted per channel"
     rng = np.random.default_rng(9)
     x = rng.normal(1.0, 2.0, (8, 6, 5, 5))
     w, b = rng.normal(1, 0.3, 6), rng.normal(0, 0.2, 6)
-    y = rounded(_channels(x, (0, 2, 3), w, b), "float32")
-    assert not explain(x, y).explained
-    given = explain(x, y, weight=w, bias=b).best
-    assert given is not None and given.explains and given.op == "batch_norm"
+    if layer == "batch":  # BatchNorm: each channel is a group
+        y = _channels(x, (0, 2, 3), w, b)
+    else:  # a GroupNorm of one sample: each channel is in one group, with another
+        x = x[:1]
+        y = _channels(x.reshape(1, 3, 2, 5, 5), (2, 3, 4), w, b)
+    assert not explain(x, rounded(y, "float32")).explained
+    given = explain(x, rounded(y, "float32"), weight=w, bias=b).best
+    assert given is not None and given.explains
 
 
 def test_a_channel_left_out_of_the_fit_fits_no_weight_and_crashes_nothing() -> None:
