@@ -21,6 +21,7 @@ import numpy.typing as npt
 from lncheck.blocks import GroupLayout
 from lncheck.dtypes import DTypeName, round_to
 from lncheck.explain.fit import Deadline
+from lncheck.explain.fitted_affine import NOISE_SIGMAS
 from lncheck.explain.hypotheses import CastOrder
 from lncheck.tolerances import coefficients
 
@@ -28,9 +29,6 @@ F64 = npt.NDArray[np.float64]
 Array = npt.NDArray[Any]
 
 EXACT_SHARE = 0.999
-# how many standard deviations of a fitted weight's and bias's own rounding noise a replay
-# may be off by: the largest of a million Gaussian deviations is about 5
-FIT_SIGMAS = 5.0
 PRECISION_SAMPLE = 1 << 16
 
 
@@ -91,7 +89,7 @@ def confirm(
     multiplies it (Llama's and T5's order); otherwise one rounding at the end (Gemma's).
     The bound per element is ``relative * |y| + spread * (1 + kappa_g) * |w| + fixed * |b|``
     with ``lncheck.tolerances.coefficients(precision, group_size)``; a fitted weight and
-    bias add ``FIT_SIGMAS`` times the error rounding leaves in their prediction at the
+    bias add ``NOISE_SIGMAS`` times the error rounding leaves in their prediction at the
     normalized value ``n`` (``fitted``: ``FittedAffine.noise``, ``z_mean``, ``z_spread`` and
     ``samples``, view-shaped and in the replay's scale), which in float16 and bfloat16
     exceeds the rounding of an output near zero.
@@ -119,7 +117,7 @@ def confirm(
             if fitted is not None:  # a line pinned at its data's mean, looser away from it
                 noise, z_mean, z_spread, samples = rest
                 reach = 1.0 / samples + np.square(out - z_mean) / z_spread
-                fit_bound = FIT_SIGMAS * noise * np.sqrt(reach)
+                fit_bound = NOISE_SIGMAS * noise * np.sqrt(reach)
             if cast_order == "weight_after_cast":
                 out = np.asarray(round_to(out, precision), dtype=np.float64)
             if ws is not None:

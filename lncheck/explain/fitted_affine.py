@@ -22,6 +22,12 @@ ALS_ROUNDS = 8
 # for (``FittedAffine``): 5 of its standard deviations are then at most about half the
 # rounding of an output of typical size near the middle of the values fitted
 NOISE_GROUPS = 32
+# how many standard deviations of that noise a replay may be off by: the largest of a
+# million Gaussian deviations is about 5
+NOISE_SIGMAS = 5.0
+# fitted parameters this close to ones and zeros, or to the given ones (a share of their
+# largest size), are those: a hypothesis replayed already, whose misses no noise excuses
+SAME_SHARE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,18 @@ class FittedAffine:
         return tuple(  # type: ignore[return-value]
             a.reshape(view) for a in (self.noise, z_mean, z_spread, self.samples)
         )
+
+    def same_as(self, factor: float, weight: F64, bias: F64) -> bool:
+        """Whether the fitted weight (divided by ``factor``) and bias are ``weight`` and
+        ``bias`` (``same``): a simpler hypothesis, replayed without the noise already."""
+        return same(self.weight / factor, weight) and same(self.bias, bias)
+
+
+def same(values: F64, reference: npt.ArrayLike) -> bool:
+    """Whether fitted ``values`` are ``reference`` to within ``SAME_SHARE`` of their largest
+    size (at least 1)."""
+    tol = SAME_SHARE * max(1.0, float(np.abs(values).max(initial=0.0)))
+    return bool(np.allclose(values, np.ravel(reference), rtol=0, atol=tol))
 
 
 def fit_affine(

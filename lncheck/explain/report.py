@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lncheck.errors import ExitStatus
+from lncheck.explain.fitted_affine import same
 from lncheck.explain.hypotheses import TORCH_RMS_DEFAULT_EPS, Denominator
 
 F64 = npt.NDArray[np.float64]
@@ -29,7 +30,9 @@ MODULE_NAMES = {
 }
 VERDICT_RANK = {"exact": 0, "rounding": 1, "none": 2}
 TORCH_DTYPES = {"float16": "torch.float16", "bfloat16": "torch.bfloat16"}
-_PARAMETERS = ("weight", "bias", "weight_fit", "bias_fit")  # the names torch_code uses
+# the given parameters' names in torch_code: fitted ones stay float32, as fitted (torch
+# normalizes a float16 or bfloat16 input with float32 parameters)
+_PARAMETERS = ("weight", "bias")
 
 
 @dataclass(frozen=True)
@@ -428,19 +431,15 @@ def fitted_notes(
     order or in another one (within 1% of their largest value), or neither (their range)."""
     notes = []
     for name, values, given in (("weight", weight, given_weight), ("bias", bias, given_bias)):
-        tol = 1e-2 * max(1.0, float(np.abs(values).max(initial=0.0)))
         flat = None if given is None else np.asarray(given, dtype=np.float64).reshape(-1)
-        if name == "weight" and np.allclose(values, 1.0, rtol=0, atol=tol):
+        if name == "weight" and same(values, np.ones_like(values)):
             notes.append("the fitted weight is all ones (within 1%)")
-        elif name == "bias" and np.allclose(values, 0.0, rtol=0, atol=tol):
+        elif name == "bias" and same(values, np.zeros_like(values)):
             notes.append("the fitted bias is all zeros (within 1%)")
-        elif (
-            flat is not None
-            and flat.size == values.size
-            and np.allclose(np.sort(values), np.sort(flat), rtol=0, atol=tol)
-        ):
-            same = np.allclose(values, flat, rtol=0, atol=tol)
-            order = "in the given order" if same else "in another order (a permutation)"
+        elif flat is not None and flat.size == values.size and same(np.sort(values), np.sort(flat)):
+            order = (
+                "in the given order" if same(values, flat) else "in another order (a permutation)"
+            )
             notes.append(f"the fitted {name} is the given {name} {order}")
         else:
             notes.append(
