@@ -161,3 +161,18 @@ def test_code_that_casts_a_wider_input_first_reproduces_a_float16_layer(affine: 
     # the code runs on the float32 input as given (run_code's dtype is the input's)
     out = run_code(best.torch_code, x, "float32", **params)
     np.testing.assert_allclose(out, y.astype(np.float64), rtol=2.0**-10, atol=2.0**-10)
+
+
+def test_fitted_weights_stay_float32_in_code_that_casts_the_input_first() -> None:
+    # torch normalizes a bfloat16 input with float32 parameters: the fitted ones are replayed
+    # as fitted, and the code casts only the input (it cast weight_fit too, unlike the replay)
+    rng = np.random.default_rng(13)
+    x = rng.normal(2.0, 3.0, (512, 64)).astype(np.float32)
+    w, b = (rounded(rng.normal(m, s, 64), "bfloat16") for m, s in ((1, 0.3), (0, 0.2)))
+    y = rounded(normalize(rounded(x, "bfloat16"), (-1,), 1e-3, weight=w, bias=b), "bfloat16")
+    best = explain(x, y).best
+    assert best is not None and best.explains
+    assert (best.affine, best.input_cast) == ("fitted", "bfloat16")
+    first, code = best.torch_code.splitlines()
+    assert first == "x = x.to(torch.bfloat16)"
+    assert code.startswith("F.layer_norm(x, [64], weight_fit, bias_fit, eps=")
