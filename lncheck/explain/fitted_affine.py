@@ -58,10 +58,9 @@ class FittedAffine:
             a.reshape(view) for a in (self.noise, z_mean, z_spread, self.samples)
         )
 
-    def same_as(self, factor: float, weight: F64, bias: F64) -> bool:
-        """Whether the fitted weight (divided by ``factor``) and bias are ``weight`` and
-        ``bias`` (``same``): a simpler hypothesis, replayed without the noise already."""
-        return same(self.weight / factor, weight) and same(self.bias, bias)
+    def same_as(self, weight: F64, bias: F64) -> bool:
+        """Whether the fitted weight and bias are ``weight`` and ``bias`` (``same``)."""
+        return same(self.weight, weight) and same(self.bias, bias)
 
 
 def same(values: F64, reference: npt.ArrayLike) -> bool:
@@ -98,18 +97,15 @@ def fit_affine(
         return None
     xs, ys, base = xs[ok], ys[ok], base[ok]
     r0 = xs - (mean[ok, None] if centered else 0.0)
-    at: slice | npt.NDArray[np.intp] = slice(None)
-    if features is not None:
+    if features is None:  # a feature per column, in every group
+        at, count = np.broadcast_to(np.arange(ys.shape[1]), ys.shape), ys.shape[1]
+    else:
         at, count = features[0][ok], features[1]
         pairs = np.unique(np.arange(len(ys))[:, None] * count + at)  # (group, feature)
         if np.min(np.bincount(pairs % count, minlength=count)) < 2:
             return None
     with np.errstate(all="ignore"):
-        if features is None:
-            alpha, lines = _by_column(ys, r0, 1 / np.sqrt(base))
-        else:
-            alpha, lines = _by_feature(ys, r0, 1 / np.sqrt(base), features[0][ok], features[1])
-        w, b, zm, szz, mean_square, samples = lines
+        alpha, (w, b, zm, szz, mean_square, samples) = _lines(ys, r0, 1 / np.sqrt(base), at, count)
         top = base >= np.median(base)
         lam = float(np.median(alpha[top] * np.sqrt(base[top])))
     if not (math.isfinite(lam) and lam > 0 and np.isfinite(w).all() and np.isfinite(b).all()):
@@ -135,25 +131,11 @@ def fit_affine(
 _Lines = tuple[F64, F64, F64, F64, F64, F64]  # w, b, z's mean and spread, mean y**2, samples
 
 
-def _by_column(ys: F64, r0: F64, alpha: F64) -> tuple[F64, _Lines]:
-    """The alternating least squares with a feature per column."""
-    for _ in range(ALS_ROUNDS):
-        z = alpha[:, None] * r0
-        zm, ym = z.mean(axis=0), ys.mean(axis=0)
-        dz = z - zm
-        szz = np.einsum("ij,ij->j", dz, dz)
-        w = np.where(szz > 0, np.einsum("ij,ij->j", dz, ys - ym) / szz, 0.0)
-        b = ym - w * zm
-        q = r0 * w
-        alpha = np.einsum("ij,ij->i", ys - b, q) / np.einsum("ij,ij->i", q, q)
-    samples = np.full(ys.shape[1], float(ys.shape[0]))
-    return alpha, (w, b, zm, szz, np.mean(ys * ys, axis=0), samples)
-
-
-def _by_feature(
+def _lines(
     ys: F64, r0: F64, alpha: F64, features: npt.NDArray[np.intp], count: int
 ) -> tuple[F64, _Lines]:
-    """The alternating least squares with each element's feature (of ``count``) given."""
+    """Alternating least squares: each feature's line (of ``count``, each element's given)
+    given the groups' scales ``alpha``, then each group's scale given the lines."""
     flat = features.reshape(-1)
 
     def total(values: F64) -> F64:

@@ -364,7 +364,7 @@ class _State:
             w = ones if w is None or w.size != ones.size else w  # another structure's own
             b = zeros if b is None or b.size != zeros.size else b
             tried.append((w, b))
-        return any(fitted.same_as(1.0, *params) for params in tried)
+        return any(fitted.same_as(*params) for params in tried)
 
     def _candidate(
         self,
