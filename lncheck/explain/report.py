@@ -168,8 +168,8 @@ def describe(c: Config, eps_low: float, eps_high: float, eps_fitted: bool) -> st
         parts.append(f"weight applied after rounding to {c.precision} (Llama/T5 order)")
     elif c.cast_order == "weight_before_cast":
         parts.append(f"weight applied in float32 before rounding to {c.precision} (Gemma order)")
-    if c.input_cast is not None:
-        held = " and its parameters" if c.weight or c.bias else ""
+    if c.input_cast is not None:  # given parameters are rounded with it, fitted ones not
+        held = " and its parameters" if c.affine != "fitted" and (c.weight or c.bias) else ""
         parts.append(f"on the input{held} rounded to {c.input_cast} first")
     return ", ".join(parts)
 
@@ -246,10 +246,10 @@ def torch_code(c: Config) -> str:
         code = _module(c)
     else:
         code = _function(c)
-    return code if c.input_cast is None else _cast_first(c, code)
+    return code if c.input_cast is None else _with_casts(c, code)
 
 
-def _cast_first(c: Config, code: str) -> str:
+def _with_casts(c: Config, code: str) -> str:
     """``code`` preceded by the casts of the input and of the parameters it names to
     ``c.input_cast`` (a module's own parameters are cast with it)."""
     low = TORCH_DTYPES[c.input_cast]  # type: ignore[index]

@@ -122,14 +122,13 @@ def run(problem: Problem, deadline: Deadline, cast_first: Problem | None = None)
         states.append(_State(cast_first, deadline))
     try:
         for stage in (_State.given_stage, _State.fitted_stage):
-            for state in states:  # the rounded input too unless one is exact already
-                if not any(s.explained("exact") for s in states):
+            for state in states:
+                if not any(s.explained() for s in states):
                     stage(state)
             if any(s.explained() for s in states):
                 break
         if not any(s.explained() for s in states):
-            for state in states:
-                state.nearest_misses()
+            states[0].nearest_misses()
         complete = True
     except OutOfTime:
         complete = False
@@ -236,7 +235,7 @@ class _State:
                 fitted = fit_affine(sample, centered, p.precision, features)
                 if fitted is None or fitted.rho > fits.shape_tolerance(p.precision):
                     continue
-                if self._simpler(fitted):
+                if fitted.replays(p.weight, p.bias, none_tried=not p.pins.affine):
                     continue
                 weight = fitted.weight.reshape(s.param_view)
                 bias = fitted.bias.reshape(s.param_view)
@@ -352,19 +351,6 @@ class _State:
             fitted_weight = a.fitted.weight / h.factor
             notes += fitted_notes(fitted_weight, a.fitted.bias, p.weight, p.bias)
         return self._candidate(a, d, h.choice, cast, residual, notes)
-
-    def _simpler(self, fitted: FittedAffine) -> bool:
-        """Whether a fitted weight and bias are ones and zeros or the given ones (``same``):
-        that hypothesis was replayed already, and the fit's leeway (and noise) would only
-        excuse what it missed (a float16 kernel's own error, a few wrong values near 0)."""
-        ones, zeros = np.ones_like(fitted.weight), np.zeros_like(fitted.bias)
-        w, b = self.p.weight, self.p.bias
-        tried = [] if self.p.pins.affine else [(ones, zeros)]  # pinned on: no "none" tried
-        if w is not None or b is not None:
-            w = ones if w is None or w.size != ones.size else w  # another structure's own
-            b = zeros if b is None or b.size != zeros.size else b
-            tried.append((w, b))
-        return any(fitted.same_as(*params) for params in tried)
 
     def _candidate(
         self,
