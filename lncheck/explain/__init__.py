@@ -55,9 +55,10 @@ def explain(
     Args:
         x: the input, any shape with at least one axis, real and finite.
         observed: the output, the same shape; its values tell the precision it was rounded
-            to (float16 or bfloat16 values stored as float32 are recognised). Where nothing
-            explains a float16 or bfloat16 output of a wider input, the search is run again
-            on the input (and weight and bias) rounded to that dtype: a layer run in it.
+            to (float16 or bfloat16 values stored as float32 are recognised). A float16 or
+            bfloat16 output of a wider input is also searched on the input (and weight and
+            bias) rounded to that dtype, a layer run in it: each stage of the search on the
+            values given first, then on the rounded ones.
         weight, bias: parameters the layer may have used (as given, as ``1 + weight``, or
             swapped); their shape selects the structures they fit (the normalized dims for
             LayerNorm/RMSNorm, the channels for GroupNorm/InstanceNorm/BatchNorm).

@@ -125,8 +125,6 @@ def run(problem: Problem, deadline: Deadline, cast_first: Problem | None = None)
             for state in states:
                 if not any(s.explained() for s in states):
                     stage(state)
-            if any(s.explained() for s in states):
-                break
         if not any(s.explained() for s in states):
             states[0].nearest_misses()
         complete = True
@@ -159,9 +157,8 @@ class _State:
             for attempt in self._fitted_stage():
                 self._full_stage(attempt)
 
-    def explained(self, verdict: str | None = None) -> bool:
-        """Whether a candidate explains the output (with ``verdict``, that one)."""
-        return any(c.explains and verdict in (None, c.verdict) for c in self.candidates)
+    def explained(self) -> bool:
+        return any(c.explains for c in self.candidates)
 
     # --- stage 1: the sample --------------------------------------------------------------
 
