@@ -59,7 +59,7 @@ def with_hints(
             if narrow is not None:  # not "a different function": the file's own rounding
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
-            if best is not None:
+            if best is not None and _telling(case.spec, best):
                 c = c.explained(f"lncheck explain finds: {best.description}")
         elif c.accuracy_class == "low_precision":
             narrow = _narrower(case, c.candidate, output)
@@ -128,6 +128,15 @@ def _quick(case: Case, output: Quantity) -> Candidate | None:
     from lncheck.explain import quick
 
     return quick(case, as_array(output), BUDGET_S, BUDGET_STEPS)
+
+
+def _telling(spec: NormSpec, found: Candidate) -> bool:
+    """Whether ``found`` says something of a layer ``spec`` describes: one normalized with
+    running statistics (eval) maps each channel's input affinely, and ``explain``, which has
+    no running statistics, matches such an output with any grouping once it fits a weight and
+    bias per channel (the verdict matrix's eval BatchNorm with a reversed weight read "GroupNorm
+    ..., with a per-channel weight and bias fitted")."""
+    return not (spec.use_running_stats and found.affine == "fitted")
 
 
 def _other_function(spec: NormSpec, found: Candidate) -> bool:

@@ -257,3 +257,29 @@ def test_values_on_a_coarse_grid_tell_no_dtype(x: np.ndarray, y: np.ndarray) -> 
     # they fit bfloat16 without having been rounded to it: the mismatch keeps its own words
     (c,) = lncheck.compare(x, normalized_shape=x.shape[-1], backend=None, expected=y).checks
     assert c.accuracy_class == "mismatch" and "its values are" not in (c.explanation or "")
+
+
+def test_an_eval_output_gets_no_hint_from_a_weight_and_bias_fitted_per_feature() -> None:
+    # eval maps each channel affinely; a weight and bias fitted per feature match that with
+    # any statistics (before: "RMSNorm over axes (0, 1) ... fitted by least squares")
+    rng = np.random.default_rng(0)
+    x = (1 + 0.001 * rng.normal(size=(2, 51, 512))).astype(np.float16)
+    mean = (1 + 0.001 * rng.normal(size=51)).astype(np.float32)
+    var = (1e-6 * rng.uniform(0.5, 2, size=51)).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, 51).astype(np.float32)
+    eps_lost = (x.astype(np.float64) - mean[:, None]) / np.sqrt(var[:, None] + 1e-12)
+    report = lncheck.compare(
+        x,
+        "batch_norm",
+        training=False,
+        running_mean=mean,
+        running_var=var,
+        weight=w,
+        bias=np.zeros(51, np.float32),
+        backend=None,
+        expected=(eps_lost * w[:, None]).astype(np.float16),
+        dtype="float16",
+    )
+    (check,) = report.checks
+    assert check.accuracy_class == "mismatch"
+    assert check.explanation == "rstd +357% off; mean off by -0.000216 (-0.0668 std)"
