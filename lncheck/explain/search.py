@@ -254,9 +254,11 @@ class _State:
         a.full = full
         if not fits.centering_ok(full, a.centered, p.precision):
             return
-        found = self._hypotheses(full, a)
+        found, twins = self._hypotheses(full, a)
         best: Candidate | None = None
-        for h in found[:HYPOTHESES_PER_SURVIVOR]:
+        for h in found[:HYPOTHESES_PER_SURVIVOR] + twins:
+            if best is not None and best.explains and h in twins:
+                continue
             others = [o.denominator for o in found if o.denominator != h.denominator]
             # the usual eps values the per-group scales allow, most likely first
             for value in (h.choice.eps, *h.choice.alternatives[: EPS_TRIES - 1]):
@@ -275,10 +277,13 @@ class _State:
             if best is not None and best.verdict == "exact":
                 return
 
-    def _hypotheses(self, full: GroupFit, a: Attempt) -> list[_Hypothesis]:
-        """The denominators that some eps fits on every group, simplest first. A one-pass
-        variance is only tried when no two-pass one fits; with a fitted weight the variance
-        estimator is a common factor the weight absorbs, so only the biased one is tried."""
+    def _hypotheses(
+        self, full: GroupFit, a: Attempt
+    ) -> tuple[list[_Hypothesis], list[_Hypothesis]]:
+        """The denominators that some eps fits on every group, simplest first, and their twins
+        (below). A one-pass variance is only tried when no two-pass one fits; with a fitted
+        weight the variance estimator is a common factor the weight absorbs, so only the
+        biased one is tried."""
         p = self.p
         found: list[_Hypothesis] = []
         for d in denominators(a.centered):
@@ -299,9 +304,12 @@ class _State:
             if choice is not None:
                 found.append(_Hypothesis(d, choice, fit, factor))
         found.sort(key=lambda h: h.denominator.penalty + h.choice.fitted)
-        # Where eps is not identifiable (eps ~ 0 fits), eps inside the sqrt and on the std
-        # predict the same output: keep the simpler one.
+        # Where the scales cannot tell eps (eps ~ 0 fits), eps inside the sqrt and on the std
+        # predict nearly the same output: the simpler one is tried, its twin on the std only
+        # where no usual eps inside the sqrt replays within rounding (eps 1e-5 on a std of 1
+        # is eps 2e-5 inside the sqrt, 1.1x the rounding from the usual 1e-5 over 256 values)
         kept: list[_Hypothesis] = []
+        twins: list[_Hypothesis] = []
         for h in found:
             d = h.denominator
             same = [
@@ -310,9 +318,8 @@ class _State:
                 if (k.denominator.variance, k.denominator.algorithm) == (d.variance, d.algorithm)
                 and not k.choice.identifiable
             ]
-            if not (same and not h.choice.identifiable):
-                kept.append(h)
-        return kept
+            (twins if same and not h.choice.identifiable else kept).append(h)
+        return kept, twins
 
     def _cast_orders(self, a: Attempt) -> tuple[CastOrder | None, ...]:
         """RMSNorm with a weight, rounded to float16 or bfloat16: the weight may multiply

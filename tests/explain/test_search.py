@@ -203,3 +203,18 @@ def test_a_fitted_weight_that_is_the_given_one_is_not_tried(
     flat[hit] = (flat[hit] + 4 * ulp).to(low).float()
     report = explain(x.numpy(), flat.reshape(64, 64).numpy(), weight=w.numpy(), bias=b.numpy())
     assert not report.explained
+
+
+def test_eps_on_the_std_is_tried_where_no_usual_eps_inside_the_sqrt_replays() -> None:
+    # with std near 1 the scales cannot tell the placement (any eps up to 4.6e-5 fits), and
+    # only eps inside the sqrt was tried: eps 1e-5 on the std is 2e-5 inside, NOT EXPLAINED
+    # at 1.1x the rounding from the usual 1e-5
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 8, 256)) + 1).astype(np.float32)
+    y = rounded(normalize(x, (-1,), 1e-5, eps_on_std=True), "float32")
+    best = explain(x, y, pinned={"affine": False}).best
+    assert best is not None and best.explains
+    assert (best.eps_placement, best.eps) == ("std", 1e-5)
+    inside = rounded(normalize(x, (-1,), 1e-5), "float32")
+    best = explain(x, inside, pinned={"affine": False}).best
+    assert best is not None and (best.eps_placement, best.eps) == ("sqrt", 1e-5)
