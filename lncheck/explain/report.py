@@ -152,10 +152,12 @@ def eps_text(eps: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def describe(c: Config, eps_low: float, eps_high: float, eps_fitted: bool) -> str:
+def describe(
+    c: Config, eps_low: float, eps_high: float, eps_fitted: bool, eps_pinned: bool = False
+) -> str:
     """The configuration in words, e.g. ``LayerNorm over the last dim (768,), eps=1e-3,
-    biased variance, eps inside the sqrt, no affine``."""
-    parts = [_family(c), _eps_words(c.eps, eps_low, eps_high, eps_fitted)]
+    biased variance, eps inside the sqrt, no affine`` (``eps_pinned``: the caller gave eps)."""
+    parts = [_family(c), _eps_words(c.eps, eps_low, eps_high, eps_fitted, eps_pinned)]
     if c.centered or c.variance_algorithm == "one_pass":
         parts.append(
             "one-pass float32 variance E[x^2] - E[x]^2 (Flax use_fast_variance)"
@@ -198,9 +200,10 @@ def _family(c: Config) -> str:
     return f"{name} over axes {_dims(c.axes)}"
 
 
-def _eps_words(eps: float, low: float, high: float, fitted: bool) -> str:
-    if math.isnan(low):
-        return f"eps={eps_text(eps)} (not fitted: no eps fits every group)"
+def _eps_words(eps: float, low: float, high: float, fitted: bool, pinned: bool) -> str:
+    if math.isnan(low):  # replayed with the eps given, or the usual one, as a nearest miss
+        why = "as given" if pinned else "not fitted: no eps fits every group"
+        return f"eps={eps_text(eps)} ({why})"
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"
     if low <= 0:
@@ -295,6 +298,8 @@ def _module(c: Config) -> str:
             return module + "(x)" if w is None and b is None else body.format(x="x")
         dest = tuple(range(-len(c.axes), 0))
         moved = body.format(x=f"x.movedim({c.axes}, {dest})")
+        if " + " in moved:  # the bias is added before the axes move back
+            moved = f"({moved})"
         return f"{moved}.movedim({dest}, {c.axes})"
     k = c.channel_axis if c.channel_axis is not None else 1
     channels = c.input_shape[k]

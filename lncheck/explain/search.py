@@ -410,7 +410,9 @@ class _State:
             verdict=residual.verdict,
             penalty=penalty,
             torch_code=torch_code(config),
-            description=describe(config, choice.low, choice.high, choice.fitted),
+            description=describe(
+                config, choice.low, choice.high, choice.fitted, p.pins.eps is not None
+            ),
             notes=notes,
         )
 

@@ -107,7 +107,9 @@ def test_a_layer_whose_output_is_nan_where_the_observed_is_not_explains_nothing(
     result = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", eps)
     assert result.exit_code == 1, result.output
     assert result.stdout.rstrip().endswith("NaN or inf on one side only)"), result.stdout
-    assert "(not fitted: no eps fits every group)" in result.stdout
+    # the eps pinned, not "no eps fits every group" (eps = 1e-5 does)
+    assert "(as given), biased variance" in result.stdout
+    assert "no eps fits" not in result.stdout
     as_json = invoke(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", eps, "--json")
     doc = json.loads(as_json.stdout)
     assert doc["explained"] is False and all(c["verdict"] == "none" for c in doc["candidates"])

@@ -176,3 +176,19 @@ def test_fitted_weights_stay_float32_in_code_that_casts_the_input_first() -> Non
     first, code = best.torch_code.splitlines()
     assert first == "x = x.to(torch.bfloat16)"
     assert code.startswith("F.layer_norm(x, [64], weight_fit, bias_fit, eps=")
+
+
+def test_rms_norm_over_leading_axes_with_a_fitted_bias_moves_the_sum_back() -> None:
+    # the code added the bias to the moved output and moved only the bias back (shape (64, 4, 16)
+    # for a (4, 16, 64) input)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 16, 64)).astype(np.float32)
+    w, b = rng.normal(1, 0.2, (4, 16, 1)), rng.normal(0, 0.2, (4, 16, 1))
+    y = rounded(normalize(x, (0, 1), 1e-5, center=False, weight=w, bias=b), "float32")
+    best = explain(x, y).best
+    assert best is not None and best.explains and best.affine == "fitted"
+    code = best.torch_code
+    assert code.startswith("(F.rms_norm(x.movedim((0, 1), (-2, -1)), [4, 16], weight_fit")
+    # run with the true parameters, which the fitted ones estimate
+    out = run_code(code, x, "float32", weight_fit=w[..., 0], bias_fit=b[..., 0])
+    np.testing.assert_allclose(out, y, rtol=1e-6, atol=1e-6)
