@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from lncheck.comparison import worst_tolerance
+from lncheck.comparison import percent, worst_tolerance
 from lncheck.errors import CheckWarning, InputError, LncheckError, spelled
 from lncheck.options import ALIASES, JOINS, OPTIONS_LIST, Settings, parse, spelling
 from lncheck.report import Report, SuiteReport
@@ -202,7 +202,7 @@ def assertion_message(
         where = _groups(report, c.candidate, c.quantity)
         lines = [f"{head}!", ""]
         lines.append(
-            f"Mismatched elements: {c.mismatched} / {c.total} ({100 * c.mismatch_fraction:.1f}%)"
+            f"Mismatched elements: {c.mismatched} / {c.total} {percent(c.mismatch_fraction)}"
             + where
         )
         lines.append(

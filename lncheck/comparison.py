@@ -91,6 +91,14 @@ class Comparison:
         return replace(self, explanation=text)
 
 
+def percent(fraction: float) -> str:
+    """A share in parentheses, one decimal; a nonzero one below 0.05% is ``(<0.1%)``, never
+    ``(0.0%)``."""
+    if 0 < fraction < 0.0005:
+        return "(<0.1%)"
+    return f"({100 * fraction:.1f}%)"
+
+
 def make_mismatch_message(c: Comparison) -> str:
     """One line that says what failed, where, by how much, and what was allowed."""
     head = f"{c.candidate} {c.quantity}"
@@ -98,10 +106,12 @@ def make_mismatch_message(c: Comparison) -> str:
         return f"{head}: {c.note}"
     verdict = "matches" if c.passed else "does not match"
     against = "the reference" if c.kind == "reference" else "the baseline"
+    theirs = "" if c.kind == "reference" else "the baseline's "
     text = (
         f"{head} {verdict} {against}: {c.mismatched} / {c.total} elements mismatched "
-        f"({100 * c.mismatch_fraction:.1f}%); greatest absolute difference {c.max_abs_err:.3g}, "
-        f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {c.worst_expected:.9g} "
+        f"{percent(c.mismatch_fraction)}; greatest absolute difference {c.max_abs_err:.3g}, "
+        f"worst element at index {c.worst_index}: {c.worst_actual:.9g} vs {theirs}"
+        f"{c.worst_expected:.9g} "
         f"({worst_tolerance(c, '=')})"
     )
     if c.nan_actual or c.inf_actual:

@@ -14,6 +14,7 @@ from lncheck.comparison import (
     histogram_bins,
     make_mismatch_message,
     not_made,
+    percent,
     unmatched,
 )
 from lncheck.metrics import compare
@@ -82,6 +83,18 @@ def test_message_of_a_pass_and_of_non_finite_values() -> None:
 def test_drift_is_against_the_baseline() -> None:
     c = replace(_compare([[1.0]], [[2.0]], rtol=0.0, atol=0.0), kind="baseline")
     assert c.message().startswith("cand output does not match the baseline: ")
+    assert ": 2 vs the baseline's 1 (allowed there" in c.message()
+
+
+def test_a_few_mismatches_are_never_zero_percent() -> None:
+    # 1 of 2048 read "(0.0%)"
+    assert [percent(f) for f in (0.0, 1 / 2048, 0.0004, 0.0006, 0.5)] == [
+        "(0.0%)",
+        "(<0.1%)",
+        "(<0.1%)",
+        "(0.1%)",
+        "(50.0%)",
+    ]
 
 
 def test_mismatch_fraction() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lncheck.comparison import percent
 from lncheck.render import printable
 
 if TYPE_CHECKING:
@@ -62,12 +63,6 @@ def num(x: float, digits: int = 3) -> str:
 
 def dims(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
-
-
-def percent(fraction: float) -> str:
-    if 0 < fraction < 0.001:
-        return "(<0.1%)"
-    return f"({100 * fraction:.1f}%)"
 
 
 # --- a case ---------------------------------------------------------------------------------
