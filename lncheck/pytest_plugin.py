@@ -115,7 +115,7 @@ class LncheckRegression:
         path = self.path(basename)
         if self.regen or not path.exists():
             _record(path, results, report)
-            why = "--lncheck-regen" if self.regen else "no values were recorded"
+            why = "--lncheck-regen" if self.regen else "the first run (nothing recorded yet)"
             pytest.fail(f"{why}: recorded {len(results)} results to {path}; run again to "
                         "compare with them", pytrace=False)  # fmt: skip
         problems = _differences(path, results, rtol, atol)

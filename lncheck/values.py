@@ -181,7 +181,7 @@ def one_of(choices: Callable[[], Iterable[str]]) -> Parser:
     def parse(value: Any, name: str) -> str:
         allowed = tuple(choices())
         if value not in allowed:
-            hint = _closest(value, allowed)
+            hint = closest(value, allowed)
             raise InputError(
                 f"{option(name)} must be one of {', '.join(allowed)}, got {value!r}{hint}"
             )
@@ -190,7 +190,9 @@ def one_of(choices: Callable[[], Iterable[str]]) -> Parser:
     return parse
 
 
-def _closest(value: Any, allowed: tuple[str, ...]) -> str:
+def closest(value: Any, allowed: tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the entry of ``allowed`` nearest ``value`` (the same but
+    for case, ``_`` and ``-``, else ``difflib``'s closest), ``""`` when none is near."""
     if not isinstance(value, str):
         return ""
     import difflib

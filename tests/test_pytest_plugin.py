@@ -42,7 +42,9 @@ def test_records_first_then_compares_then_regenerates(tmp_path: Path) -> None:
     first = _pytest(tmp_path)
     assert first.returncode == 1
     recorded = tmp_path / "test_mine" / "test_layer.npz"
-    assert f"no values were recorded: recorded 7 results to {recorded}" in first.stdout
+    assert f"the first run (nothing recorded yet): recorded 7 results to {recorded}" in (
+        first.stdout
+    )
     assert recorded.exists()
     assert _pytest(tmp_path).returncode == 0  # the same results: bitwise equal
     # a change within the reference's tolerance, that the recording sees

@@ -37,7 +37,7 @@ from lncheck.options import (
 )
 from lncheck.result import as_array
 from lncheck.suite.random_input import RandomInput, check_generated, random_input
-from lncheck.values import text
+from lncheck.values import closest, text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -152,7 +152,7 @@ def _check_defaults(path: Path, defaults: dict[str, Any]) -> None:
     try:
         unknown = _unknown_keys(defaults)
         if unknown:
-            raise InputError(f"unknown key {unknown[0]!r}")
+            raise InputError(f"unknown key {unknown[0]!r}{_suggestion(unknown[0])}")
         if "name" in defaults:
             raise InputError("key 'name' names one case: give it in each [[case]]")
         if "random" in defaults and "input" in defaults:
@@ -238,6 +238,17 @@ def _unknown_keys(table: dict[str, Any]) -> list[str]:
     )
 
 
+def _suggestion(key: str) -> str:
+    """`` (did you mean 'shape'?)`` for a misspelt key: among the case keys and the options a
+    suite takes, under any of their names."""
+    known = CASE_KEYS + tuple(
+        name
+        for name in (*OPTIONS, *ALIASES)
+        if "suite" in getattr(OPTIONS.get(ALIASES.get(name, name)), "surfaces", ())
+    )
+    return closest(key, known)
+
+
 # A suite is a page of TOML: beyond this a file is none (and /dev/zero would never end)
 SUITE_MAX_BYTES = 16 << 20
 
@@ -303,7 +314,7 @@ def _case(
 ) -> SuiteCase:
     unknown = _unknown_keys(raw)
     if unknown:  # [defaults]' own are refused before any case (``_check_defaults``)
-        raise InputError(f"key {unknown[0]!r}: unknown case key")
+        raise InputError(f"key {unknown[0]!r}: unknown case key{_suggestion(unknown[0])}")
     # a case overrides a default under any of its names (``shape`` for ``normalized_shape``)
     named = {ALIASES.get(key, key) for key in raw}
     inherited = {k: v for k, v in defaults.items() if ALIASES.get(k, k) not in named}

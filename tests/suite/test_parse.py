@@ -23,11 +23,11 @@ OK_CASE = '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nskip = "not run"\
     [
         (
             '[[case]]\nname = "a"\ninput = "x.npy"\nshape = [8]\nwieght = "w.npy"\n',
-            ["case 'a'", "key 'wieght': unknown case key"],
+            ["case 'a'", "key 'wieght': unknown case key (did you mean 'weight'?)"],
         ),
         (
             '[defaults]\ntolerence = "auto"\n[[case]]\ninput = "x.npy"\nshape = [8]\n',
-            ["s.toml: [defaults]: unknown key 'tolerence'"],
+            ["s.toml: [defaults]: unknown key 'tolerence' (did you mean 'tolerance'?)"],
         ),
         (  # a bad default is the defaults' fault, not the first case's
             '[defaults]\nmomentum = "fast"\n[[case]]\ninput = "x.npy"\nshape = [8]\n',
