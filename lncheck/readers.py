@@ -137,6 +137,30 @@ def _reader(where: str | Callable[[Source, int], Loaded]) -> Callable[[Source, i
     return found
 
 
+# The zip compression methods whose members zipfile inflates a bounded piece at a time (zlib's
+# max_length): bzip2 and LZMA members it inflates whole on the first read, so a few kilobytes
+# that declare a small size may still take gigabytes of memory. NumPy's savez and
+# savez_compressed and torch.save write the first two.
+BOUNDED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The archive's members (not its folders), each stored or deflated.
+
+    Raises:
+        InputError: a member compressed any other way (bzip2, LZMA), named."""
+    members = [m for m in archive.infolist() if not m.filename.endswith("/")]
+    for m in members:
+        if m.compress_type not in BOUNDED_COMPRESSION:
+            method = getattr(zipfile, "compressor_names", {}).get(m.compress_type)
+            raise InputError(
+                f"member {m.filename!r} is compressed with {method or m.compress_type}: only "
+                "stored or deflated members are read (as numpy.savez and savez_compressed "
+                "write them)"
+            )
+    return members
+
+
 def over_limit(size: int, limit: int) -> InputError:
     return InputError(f"is {size} bytes, over the {option('max_bytes')} limit {limit}")
 
@@ -270,7 +294,7 @@ def _from_npz(
     # zipfile and zlib raise many types on a damaged archive (a bad CRC, a flipped byte in a
     # deflated member, an encrypted or unknown method, an empty member name): all mean the same
     with parsing("is not a valid .npz file"), zipfile.ZipFile(source) as archive:
-        members = [m for m in archive.infolist() if not m.filename.endswith("/")]
+        members = zip_members(archive)
         declared = sum(m.file_size for m in members)
         if declared > limit:
             raise InputError(

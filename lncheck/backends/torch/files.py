@@ -13,7 +13,7 @@ import numpy.typing as npt
 import torch
 
 from lncheck.errors import InputError, option
-from lncheck.readers import Loaded, over_limit, parsing
+from lncheck.readers import Loaded, over_limit, parsing, zip_members
 from lncheck.sources import Source, size_of
 
 
@@ -43,7 +43,7 @@ def _check_records(source: Source, limit: int) -> None:
     if not zipfile.is_zipfile(source):
         return  # the legacy format: its storages are read from the file, no larger than it
     with parsing("is not a valid torch file"), zipfile.ZipFile(source) as archive:
-        declared = sum(m.file_size for m in archive.infolist())
+        declared = sum(m.file_size for m in zip_members(archive))
     if declared > limit:
         raise InputError(
             f"holds records of {declared} bytes once decompressed, "
