@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lncheck.comparison import percent
 from lncheck.render import printable
 
 if TYPE_CHECKING:
@@ -59,6 +58,13 @@ def num(x: float, digits: int = 3) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.{digits}g}"
+
+
+def _percent(fraction: float) -> str:
+    # comparison imports NumPy, which `lncheck ops` and --help never need
+    from lncheck.comparison import percent
+
+    return percent(fraction)
 
 
 def dims(shape: Sequence[int]) -> str:
@@ -196,7 +202,7 @@ def checks(report: Report) -> Grid:
             Cell(num(c.max_rel_err, 2)),
             Cell(num(c.max_ulp_err, 2)),
             Cell(num(c.mean_abs_err, 2)),
-            Cell(f"{c.mismatched}/{c.total} {percent(c.mismatch_fraction)}"),
+            Cell(f"{c.mismatched}/{c.total} {_percent(c.mismatch_fraction)}"),
             mark(c),
         ]
 
@@ -241,7 +247,7 @@ def failing_groups(report: Report) -> list[Grid]:
 def _failing(name: str, quantity: str, found: GroupFailures) -> Grid:
     size = found.group_size
     rows: list[Row] = [
-        (Cell(dims(group)), Cell(f"{n}/{size} {percent(n / size if size else 0)}"))
+        (Cell(dims(group)), Cell(f"{n}/{size} {_percent(n / size if size else 0)}"))
         for group, n in found.worst
     ]
     caption = ""
