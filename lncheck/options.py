@@ -142,7 +142,8 @@ OPTIONS_LIST: tuple[Option, ...] = (
            **_PER_OP),
     Option("groups", "int", positive, "Number of groups (group_norm).", **_PER_OP),
     Option("channel_axis", "int", integer,
-           "The channel axis for group/instance/batch/local_response_norm (-1 for channels-last).",
+           "The channel axis of group_norm, instance_norm, batch_norm and local_response_norm (-1 "
+           "for channels-last).",
            default=1, default_text="1", **_PER_OP),
     Option("affine", "flag", flag,
            "Learnable weight and bias or none. Default as torch: on, off for instance_norm.",
@@ -157,7 +158,7 @@ OPTIONS_LIST: tuple[Option, ...] = (
     Option("momentum", "text", momentum,
            "Running-statistics momentum, or 'none' for the cumulative average.",
            default=0.1, default_text="0.1", **_PER_OP),
-    Option("size", "int", positive, "Window of neighbouring channels (local_response_norm).",
+    Option("size", "int", positive, "Window of neighbouring channels, in local_response_norm.",
            **_PER_OP),
     Option("alpha", "float", number, "local_response_norm alpha.", default=1e-4,
            default_text="0.0001", **_PER_OP),
@@ -169,8 +170,8 @@ OPTIONS_LIST: tuple[Option, ...] = (
            "Applied after the norm and checked too: relu, leaky_relu[=SLOPE], prelu[=INIT], "
            "gelu[=tanh], silu.", LAYER),
     Option("weight_offset", "float", number,
-           "Scale by (weight + OFFSET): 1 for zero-centred weights (Gemma, TransformerEngine's "
-           "zero_centered_gamma); the default weight is then zeros. torch has no such module: "
+           "Scale by (weight + OFFSET): 1 for zero-centred weights (Gemma, or zero_centered_gamma "
+           "in TransformerEngine); the default weight is then zeros. torch has no such module: "
            "the backend runs the layer without weight and multiplies by (OFFSET + w) in float32, "
            "casting once.", default=0.0, default_text="0", **_PER_OP),
     Option("weight", "array", array, "Weight (gamma) file; default ones.", FILES),

@@ -65,13 +65,16 @@ def _complete(o: Option) -> Callable[[str], list[str]] | None:
 
 
 def _parameter(o: Option) -> inspect.Parameter:
-    metavar = o.metavar
+    metavar, listed = o.metavar, ""
     if o.choices is not None and metavar is None:
-        metavar = "[" + "|".join(o.choices()) + "]"
+        # named in the help, where they wrap: as a metavar they took a third of an 80-column
+        # terminal and cut the flags beside them ("--shape,--normal…")
+        metavar = o.name.upper()
+        listed = " One of: " + ", ".join(o.choices()) + "."
     shown = f" [dim]\\[default: {o.default_text}][/dim]" if o.default_text else ""
     info = typer.Option(
         *(o.flags or (o.flag,)),
-        help=o.help + shown,
+        help=o.help + listed + shown,
         rich_help_panel=o.panel,
         show_default=False,
         metavar=metavar,
