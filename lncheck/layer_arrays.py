@@ -72,14 +72,18 @@ def check_shapes(
             )
 
 
-def check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
+def check_running_values(
+    arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str], eps: float | None = None
+) -> None:
     """Running statistics are a layer's state, not data under test: a NaN there, or a negative
     variance, makes every output it reaches NaN, and torch would be blamed for it. (An
-    infinity is a state a float16 buffer can hold, and is checked.)
+    infinity is a state a float16 buffer can hold, and is checked.) ``eps``: the layer's,
+    where it normalizes with the running statistics (eval).
 
     Raises:
         InputError: a running mean holds NaN or a running variance NaN or a negative value
-            (named by ``where``, with the first such value).
+            (named by ``where``, with the first such value); or, in eval, a running variance
+            of 0 with eps 0, which divides by zero (inf or NaN, as a kernel folds it).
     """
     for role in ("running_mean", "running_var"):
         if role not in arrays:
@@ -91,3 +95,8 @@ def check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[
             first = float(values.flat[int(np.argmax(bad))])
             need = "at least 0" if role == "running_var" else "numbers, not NaN"
             raise InputError(f"{where[role]}: {role} values must be {need}, got {first:g}")
+    if eps == 0 and "running_var" in arrays and not np.all(arrays["running_var"]):
+        raise InputError(
+            f"{where['running_var']}: running_var is 0 where {option('eps')} is 0: the layer "
+            "divides by zero there"
+        )

@@ -332,7 +332,8 @@ def _build(
     layer_arrays.check_shapes(arrays, spec, where)
     # as given: a variance beyond float16's range becomes inf there, which torch's float16
     # buffer holds too (the note above says so)
-    layer_arrays.check_running_values(given, where)
+    eps = spec.eps if spec.use_running_stats else None
+    layer_arrays.check_running_values(given, where, eps)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
         # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
         arrays["weight"] = np.zeros(spec.param_shape, x.dtype)

@@ -121,6 +121,13 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
             {"running_mean": np.zeros(3), "running_var": [np.nan, 1.0, 1.0]},
             "running_var values must be at least 0, got nan",
         ),
+        # eval with var + eps = 0 divides by zero: torch's folded shift was NaN, the reference
+        # inf, and the check a "mismatch" of torch's
+        (
+            (4, 3),
+            {"training": False, "eps": 0.0, "running_mean": np.zeros(3), "running_var": [1, 0, 1]},
+            "running_var is 0 where --eps is 0: the layer divides by zero there",
+        ),
         # a momentum that weighs nothing: no running statistics are updated
         (
             (4, 3),
