@@ -10,6 +10,7 @@ backend.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,7 +215,7 @@ def _expected_parts(
                 arrays, names = loaded.arrays, loaded.dtype_names
             except LncheckError as e:
                 reason = e.raw.removeprefix(f"{entry.source}: ") + specs.misnamed(entry.source)
-                raise type(e)(f"{where}: {reason}") from None
+                raise type(e)(f"{where}: {reason}{_split_at_equals(entry)}") from None
         else:  # arrays in memory (the API; a suite's inline numbers)
             kind = "arrays" if isinstance(entry.source, Mapping) else "array"
             named = "" if entry.candidate == specs.EXPECTED else f" as {entry.candidate!r}"
@@ -227,6 +228,20 @@ def _expected_parts(
             names = {str(k): _dtype_name_of(v, arrays[str(k)]) for k, v in members.items()}
         parts.append(bundles.Part(entry.candidate, entry.quantity, arrays, where, names))
     return parts
+
+
+def _split_at_equals(entry: specs.Given) -> str:
+    """Where an ``--expected`` entry was read as ``NAME=FILE`` and that FILE is missing, how it
+    was read, and how to name a file whose own name holds ``=``."""
+    typed = _as_typed(entry)
+    if typed == str(entry.source) or Path(str(entry.source)).exists():
+        return ""
+    label = ("NAME" if entry.candidate != specs.EXPECTED else "") + (
+        ".QUANTITY" if entry.candidate != specs.EXPECTED and entry.quantity else ""
+    )
+    label = label or "QUANTITY"
+    whole = f" (the file {typed!r} exists: write ./{typed})" if Path(typed).exists() else ""
+    return f"; read as {label}=FILE with FILE {str(entry.source)!r}{whole}"
 
 
 def _as_typed(entry: specs.Given) -> str:

@@ -171,6 +171,22 @@ def test_options_are_named_as_typed_and_nothing_else_is_renamed(tmp_path: Path) 
     assert_user_error(result, f"{missing} (given to --expected): no such file")
 
 
+def test_a_missing_file_after_an_equals_sign_says_how_the_entry_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file named output=y.npy was "no such file", with no word of the QUANTITY=FILE reading
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "output=y.npy").write_bytes(b"")
+    result = invoke("compare", TOKENS, "--shape", "4", "--expected", "output=y.npy")
+    assert_user_error(
+        result,
+        "output=y.npy (given to --expected): no such file; read as QUANTITY=FILE with FILE "
+        "'y.npy' (the file 'output=y.npy' exists: write ./output=y.npy)",
+    )
+    result = invoke("compare", TOKENS, "--shape", "4", "--expected", "mine.rstd=z.npy")
+    assert_user_error(result, "; read as NAME.QUANTITY=FILE with FILE 'z.npy'")
+
+
 def test_a_weight_the_input_file_holds_is_not_replaced_without_a_word(tmp_path: Path) -> None:
     weight = tmp_path / "w.npy"
     np.save(weight, np.full(8, 3.0, np.float32))
