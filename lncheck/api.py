@@ -173,6 +173,8 @@ def check(
     __tracebackhide__ = True
     if "expected" in options:
         raise TypeError("check() takes the output to check as actual, not expected=")
+    if actual is None:  # else reported as "no expected= given", a keyword check() has not
+        raise InputError("actual= is None: check() needs the output to check")
     backend, name = options.pop("backend", None), options.pop("name", "array")
     options["expected"] = actual
     report = _compare(x, op, backend, name, options, "check", _CHECKED)

@@ -122,6 +122,9 @@ def test_check_names_its_own_arguments_in_errors() -> None:
         lncheck.check(np.ones(3), x, normalized_shape=4)
     with pytest.raises(TypeError, match="as actual, not expected="):
         lncheck.check(x, x, normalized_shape=4, expected=x)
+    # not "no expected=, candidates= or candidate_cmd= given", keywords check() has not
+    with pytest.raises(InputError, match=r"^actual= is None: check\(\) needs the output"):
+        lncheck.check(None, x, normalized_shape=4)
 
 
 @pytest.mark.parametrize(
