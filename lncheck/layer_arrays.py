@@ -36,7 +36,9 @@ def check_shapes(
     for role in ("running_mean", "running_var"):
         if role in arrays and not spec.stats_shape:
             if "track_running_stats" not in ops.module(spec.op).READS:  # never, not "here"
-                raise InputError(f"{where[role]}: {spec.op} keeps no running statistics")
+                raise InputError(
+                    f"{where[role]}: gives a {role}, but {spec.op} keeps no running statistics"
+                )
             raise InputError(
                 f"{where[role]}: gives a {role}, but {spec.module} here keeps no running "
                 f"statistics (see {option('track_running_stats')})"

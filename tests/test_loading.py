@@ -238,7 +238,13 @@ def test_parameters_a_layer_does_not_have(write: Callable[..., Path]) -> None:
     # an op without the parameter at all, not just with it switched off
     b = str(write("b.npy", np.ones(4)))
     assert _error(x, running_mean=b) == (
-        f"{b} (given to --running-mean): layer_norm keeps no running statistics"
+        f"{b} (given to --running-mean): gives a running_mean, but layer_norm keeps no running "
+        "statistics"
+    )
+    # a member of the input's own file: named by role (it read "rm.npz: layer_norm keeps ...")
+    bundle = write("rm.npz", input=np.ones((2, 4)), running_mean=np.ones(4))
+    assert _error(bundle) == (
+        f"{bundle}: gives a running_mean, but layer_norm keeps no running statistics"
     )
     assert _error(x, op="rms_norm", normalized_shape=(4,), bias=b) == (
         f"{b} (given to --bias): rms_norm has no bias (it has a weight only)"
