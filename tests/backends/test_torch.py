@@ -248,6 +248,9 @@ def test_pt_file_that_is_not_tensors(tmp_path: Path) -> None:
     torch.save({"input": [1.0, 2.0]}, path)
     with pytest.raises(InputError, match=r"^entry 'input' holds 'list'; expected tensors"):
         files.load_tensors(path)
+    torch.save({1: torch.ones(2)}, path)  # it read "entry 1 holds 'Tensor'"
+    with pytest.raises(InputError, match=r"^has a key 1 of type 'int'; expected tensors under"):
+        files.load_tensors(path)
     torch.save({"input": torch.ones(2, dtype=torch.complex64)}, path)
     with pytest.raises(InputError, match=r"tensor 'input' is complex \(torch.complex64\)"):
         files.load_tensors(path)

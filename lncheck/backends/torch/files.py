@@ -83,7 +83,12 @@ def load_tensors(
     names: dict[str, str] = {}
     declared = 0
     for key, value in items.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+        if not isinstance(key, str):
+            raise InputError(
+                f"has a key {key!r} of type {type(key).__name__!r}; expected tensors under "
+                "string keys"
+            )
+        if not isinstance(value, torch.Tensor):
             raise InputError(
                 f"entry {key!r} holds {type(value).__name__!r}; expected tensors under string keys"
             )
