@@ -69,12 +69,14 @@ def parse(value: str | None) -> Activation | None:
     """
     if value is None:
         return None
-    name, _, param = value.partition("=")
+    name, equals, param = value.partition("=")
     name = name.strip().lower().replace("-", "_")
     where = option("activation")
     if name not in DEFAULTS:
         raise InputError(f"{where}: unknown activation {name!r} (known: {', '.join(DEFAULTS)})")
     default = DEFAULTS[name]
+    if equals and not param.strip():  # "leaky_relu=": a value left out, not the default asked
+        raise InputError(f"{where} {value!r}: no parameter after '='")
     if not param:
         return Activation(name, default)  # type: ignore[arg-type]
     if name == "gelu":

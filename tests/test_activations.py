@@ -86,6 +86,9 @@ def test_parse_and_print(text: str, want: Activation, printed: str) -> None:
         ("gelu=fast", "activation gelu=fast: the approximation must be 'none' or 'tanh'"),
         ("leaky_relu=x", "activation 'leaky_relu=x': 'x' is not a number"),
         ("prelu=inf", "activation 'prelu=inf': the parameter must be finite"),
+        # it ran with the default slope, silently
+        ("leaky_relu=", "activation 'leaky_relu=': no parameter after '='"),
+        ("gelu= ", "activation 'gelu= ': no parameter after '='"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:
