@@ -184,6 +184,8 @@ def explain_command(
         role for role, given, found in (("weight", weight, w), ("bias", bias, b))
         if given is None and found is not None
     ]  # fmt: skip
+    # every member read (or left out by --no-affine, which its own note says), as read
+    taken = {id(a) for a in (x, y, w, b) if a is not None}
     w, b = (None if "weight" in unused else w), (None if "bias" in unused else b)
     from lncheck.dtypes import real_numbers
     from lncheck.errors import InputError, with_context
@@ -203,11 +205,20 @@ def explain_command(
         report = explain(x, y, weight=w, bias=b, pinned=pins, budget_s=budget)
     except InputError as e:  # the API names its arguments; here they are files
         raise (with_context(e, input) if e.raw.startswith("input ") else e) from None
-    if unused:
+    notes = [f"{input}'s {' and '.join(unused)} not used: --no-affine"] if unused else []
+    # members explain has no use for (a kernel's mean and rstd, a misspelt 'outptu') are
+    # said, never dropped without a word
+    for path, arrays in (
+        ((input, inputs), (observed, outputs)) if outputs is not inputs else ((input, inputs),)
+    ):
+        left = [k for k, a in arrays.items() if id(a) not in taken]
+        if left:
+            names = ", ".join(repr(k) for k in left)
+            notes.append(f"{path}: {names} not used (explain reads the output and input only)")
+    if notes:
         from dataclasses import replace
 
-        note = f"{input}'s {' and '.join(unused)} not used: --no-affine"
-        report = replace(report, notes=(note, *report.notes))
+        report = replace(report, notes=(*notes, *report.notes))
     if json_output:
         import json
 

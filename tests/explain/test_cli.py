@@ -132,6 +132,28 @@ def test_pins_and_parameters_from_files(tmp_path: Path) -> None:
     assert invoke(*args, "--op", "rms_norm").exit_code == 1
 
 
+def test_members_explain_does_not_read_are_named_in_a_note(tmp_path: Path) -> None:
+    # a misspelt member beside the output, and a kernel's statistics, were dropped silently
+    x = np.random.default_rng(3).normal(size=(4, 16))
+    y = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.save(tmp_path / "x.npy", (100 * x).astype(np.int64))  # converted to float64 when read
+    y = (100 * x).astype(np.int64)
+    y = (y - y.mean(1, keepdims=True)) / np.sqrt(y.var(1, keepdims=True) + 1e-5)
+    bundle = tmp_path / "b.npz"
+    np.savez(bundle, output=y, outptu=y, rstd=np.ones(4, np.float32))
+    result = invoke(str(tmp_path / "x.npy"), str(bundle))
+    assert result.exit_code == 0, result.output
+    assert f"note: {bundle}: 'outptu', 'rstd' not used (explain reads the output and input" in (
+        result.stdout
+    )
+    # a file given as both: its input, output and weight are all read
+    both = invoke(GEMMA, GEMMA)
+    assert both.exit_code == 0 and "not used" not in both.stdout, both.stdout
+    # --no-affine leaves the weight out with its own note, said once
+    plain = invoke(GEMMA, GEMMA, "--no-affine").stdout
+    assert plain.count("not used") == 1 and "weight not used: --no-affine" in plain
+
+
 def test_no_affine_leaves_the_input_files_own_weight_out_and_says_so(tmp_path: Path) -> None:
     # the weight in GEMMA's .npz is a default: --no-affine searches without it (it read
     # "--weight is given, but --affine is off", an option never given)
