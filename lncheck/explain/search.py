@@ -423,10 +423,19 @@ class _State:
         eps inside the sqrt, the usual eps), so the report says how far off they are."""
         p = self.p
         tried = {(c.op, c.axes, c.groups, c.grouping, c.affine) for c in self.candidates}
-        ranked = sorted(
-            (a for a in self.attempts if math.isfinite(_residual_level(a))),
-            key=lambda a: (_residual_level(a), AFFINE_PENALTY[a.affine]),
-        )
+        finite = [a for a in self.attempts if math.isfinite(_residual_level(a))]
+        best = min((_residual_level(a) for a in finite), default=0.0)
+
+        def rank(a: Attempt) -> tuple[int, int, float, int]:
+            # a line fits a group of 3 or 4 elements whatever it is, as well as the layer's
+            # own groups where each element errs alone (statistics kept in float16): within a
+            # factor 2 of the best level, larger groups are the stronger evidence
+            level = _residual_level(a)
+            octave = int(math.log2(level / best)) if best > 0 and level > best else 0
+            size = a.structure.layout.group_size
+            return octave, -size, level, AFFINE_PENALTY[a.affine]
+
+        ranked = sorted(finite, key=rank)
         done = 0
         for a in ranked:
             if done >= NEAREST_MISSES:

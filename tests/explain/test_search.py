@@ -218,3 +218,22 @@ def test_eps_on_the_std_is_tried_where_no_usual_eps_inside_the_sqrt_replays() ->
     inside = rounded(normalize(x, (-1,), 1e-5), "float32")
     best = explain(x, inside, pinned={"affine": False}).best
     assert best is not None and (best.eps_placement, best.eps) == ("sqrt", 1e-5)
+
+
+def test_the_nearest_misses_prefer_large_groups_over_lines_through_three_points() -> None:
+    # a LayerNorm whose statistics were kept in float16 explains nothing, and its nearest
+    # misses were GroupNorms of 3 and 4 elements per group (3e6x the rounding), which any
+    # output fits with a line as well as its own rows do; the layer itself was 62x off
+    rng = np.random.default_rng(0)
+    x = (2 * rng.standard_normal((32, 768)) + 3).astype(np.float32)
+    w = rng.normal(1, 0.3, 768).astype(np.float32)
+    b = rng.normal(0, 0.3, 768).astype(np.float32)
+    h = x.astype(np.float16)
+    mean = h.mean(-1, keepdims=True, dtype=np.float16)
+    var = ((h - mean) ** 2).mean(-1, keepdims=True, dtype=np.float16)
+    z = ((h - mean) / np.sqrt(var + np.float16(1e-5))).astype(np.float32)
+    report = explain(x, z * w + b, weight=w, bias=b)
+    assert not report.explained
+    first = report.candidates[0]
+    assert (first.op, first.axes, first.affine) == ("layer_norm", (1,), "given")
+    assert first.rounding_ratio < 1e3
