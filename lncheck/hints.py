@@ -60,14 +60,14 @@ def with_hints(
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
             if best is not None and _telling(case.spec, best):
-                c = c.explained(f"lncheck explain finds: {best.description}")
+                c = c.explained(f"lncheck explain finds: {_found(best)}")
         elif c.accuracy_class == "low_precision":
             narrow = _narrower(case, c.candidate, output)
             if narrow is not None:  # the file's own rounding, more precisely than "precision"
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
             if best is not None and _other_function(case.spec, best):
-                hint = f"lncheck explain finds: {best.description}"
+                hint = f"lncheck explain finds: {_found(best)}"
                 words = "reproduced exactly by statistics over other groups or axes"
                 text = f"{words}; {hint}"
                 c = replace(c, passed=False, accuracy_class="mismatch", explanation=text)
@@ -128,6 +128,14 @@ def _quick(case: Case, output: Quantity) -> Candidate | None:
     from lncheck.explain import quick
 
     return quick(case, as_array(output), BUDGET_S, BUDGET_STEPS)
+
+
+def _found(best: Candidate) -> str:
+    """``best`` in words, with its notes on the parameters ("the given bias is not added",
+    "the fitted weight is the given weight in another order"); the ranges of fitted ones and
+    the conventions the scales also fit are left to ``lncheck explain``'s own report."""
+    said = [n for n in best.notes if not n.startswith(("fitted ", "the per-group scales"))]
+    return "; ".join([best.description, *said])
 
 
 def _telling(spec: NormSpec, found: Candidate) -> bool:

@@ -179,7 +179,7 @@ def test_a_bfloat16_tensor_is_checked_in_bfloat16() -> None:
 @pytest.mark.parametrize(
     ("call", "phrase"),
     [
-        (lambda: lncheck.check(None, np.ones((1, 4)), normalized_shape=4), "nothing to check"),
+        (lambda: lncheck.check(None, np.ones((1, 4)), normalized_shape=4), "actual= is None"),
         (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4, backend=None), "nothing"),
         (lambda: lncheck.compare([[1.0, 2.0], [3.0]], normalized_shape=2), "input"),
         (lambda: lncheck.compare(np.ones((1, 4)), normalized_shape=4.0), "integers"),

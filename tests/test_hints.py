@@ -283,3 +283,16 @@ def test_an_eval_output_gets_no_hint_from_a_weight_and_bias_fitted_per_feature()
     (check,) = report.checks
     assert check.accuracy_class == "mismatch"
     assert check.explanation == "rstd +357% off; mean off by -0.000216 (-0.0668 std)"
+
+
+def test_the_hint_carries_explains_notes_on_the_parameters() -> None:
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(1, 0.3, 256), rng.normal(0, 0.3, 256)
+    mean, var = X.mean(-1, keepdims=True), X.var(-1, keepdims=True)
+    no_bias = ((X - mean) / np.sqrt(var + 1e-5) * w).astype(np.float32)
+    report = lncheck.compare(
+        X, normalized_shape=256, weight=w, bias=b, backend=None, expected=no_bias
+    )
+    (check,) = report.checks
+    assert check.accuracy_class == "mismatch" and check.explanation is not None
+    assert check.explanation.endswith("with the given weight; the given bias is not added")

@@ -28,7 +28,9 @@ from lncheck.errors import InputError, LncheckError, option
 from lncheck.ops.spec import NormSpec, channel_axis
 from lncheck.options import Settings, parse
 
-Affine = Literal["none", "given", "given_offset", "swapped", "fitted"]
+# "weight_only": the given weight with the given bias left out (reported as "given" without
+# a bias: a bias not added is the commonest bug of all)
+Affine = Literal["none", "given", "weight_only", "given_offset", "swapped", "fitted"]
 Grouping = Literal["contiguous", "interleaved"]
 Features = Literal["normalized", "channel"]
 Variance = Literal["biased", "unbiased"]
@@ -70,6 +72,7 @@ FITTED_EPS_RANGE = (1e-20, 1e-1)
 AFFINE_PENALTY: dict[str, int] = {
     "none": 0,
     "given": 0,
+    "weight_only": 1,
     "given_offset": 1,
     "swapped": 1,
     "fitted": 3,
@@ -426,6 +429,8 @@ def affine_options(
     given = [a for a in (weight, bias) if a is not None]
     if given and all(tuple(a.shape) == structure.param_shape for a in given):
         out.append("given")
+        if weight is not None and bias is not None:
+            out.append("weight_only")
         if weight is not None:
             out.append("given_offset")
         if weight is not None and bias is not None:

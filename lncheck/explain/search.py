@@ -211,6 +211,8 @@ class _State:
             return None, None
         if affine == "swapped":
             w, b = b, w
+        elif affine == "weight_only":
+            b = None
         elif affine == "given_offset" and w is not None:
             w = w + 1.0
         view = s.param_view
@@ -325,7 +327,9 @@ class _State:
         """RMSNorm with a weight, rounded to float16 or bfloat16: the weight may multiply
         before the cast (Gemma) or after it (Llama, T5)."""
         low = self.p.precision in ("float16", "bfloat16")
-        weighted = a.affine in ("given", "given_offset") and self.p.weight is not None
+        weighted = (
+            a.affine in ("given", "weight_only", "given_offset") and self.p.weight is not None
+        )
         if low and weighted and not a.centered:
             return ("weight_before_cast", "weight_after_cast")
         return (None,)
@@ -351,6 +355,8 @@ class _State:
             cast, fitted,
         )  # fmt: skip
         notes = alternatives_note(d, others)
+        if a.affine == "weight_only":
+            notes += ("the given bias is not added",)
         if a.fitted is not None:
             fitted_weight = a.fitted.weight / h.factor
             notes += fitted_notes(fitted_weight, a.fitted.bias, p.weight, p.bias)
@@ -389,9 +395,10 @@ class _State:
             variance_algorithm=d.algorithm,
             eps_placement=d.placement,
             eps=choice.eps,
-            affine=a.affine,
+            affine="given" if a.affine == "weight_only" else a.affine,
             weight=a.affine != "none" and (a.affine == "fitted" or p.weight is not None),
-            bias=a.affine != "none" and (a.affine == "fitted" or p.bias is not None),
+            bias=a.affine not in ("none", "weight_only")
+            and (a.affine == "fitted" or p.bias is not None),
             cast_order=cast,
             precision=p.precision,
             input_cast=p.input_cast,

@@ -237,3 +237,24 @@ def test_the_nearest_misses_prefer_large_groups_over_lines_through_three_points(
     first = report.candidates[0]
     assert (first.op, first.axes, first.affine) == ("layer_norm", (1,), "given")
     assert first.rounding_ratio < 1e3
+
+
+@pytest.mark.parametrize("layer", ["layer", "group"])
+def test_a_bias_not_added_is_the_given_weight_alone(layer: str) -> None:
+    # read only as a weight and bias fitted (the bias all zeros, in a note)
+    rng = np.random.default_rng(4)
+    if layer == "layer":
+        x = rng.normal(3.0, 2.0, (32, 96)).astype(np.float32)
+        w, b = rng.normal(1, 0.3, 96), rng.normal(0, 0.3, 96)
+        y = normalize(x, (-1,), 1e-5, weight=w)
+    else:
+        x = rng.normal(1.0, 1.0, (4, 32, 8, 8)).astype(np.float32)
+        w, b = rng.normal(1, 0.3, 32), rng.normal(0, 0.3, 32)
+        grouped = normalize(x.reshape(4, 8, 4, 8, 8), (2, 3, 4), 1e-5).reshape(x.shape)
+        y = grouped * w[:, None, None]
+    best = explain(x, rounded(y, "float32"), weight=w, bias=b).best
+    assert best is not None and best.explains
+    assert (best.affine, best.weight, best.bias) == ("given", True, False)
+    assert best.description.endswith("with the given weight")
+    assert best.notes == ("the given bias is not added",)
+    assert ", weight, None, eps=1e-5)" in best.torch_code
