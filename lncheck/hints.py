@@ -52,6 +52,8 @@ def with_hints(
     for c in checks:
         output = outputs.get(c.candidate)
         if output is None or c.quantity != "output":
+            if not c.passed and c.explanation is None:  # a statistic from a narrower file
+                c = replace(c, explanation=_narrower(case, c.candidate, None))
             done.append(c)
             continue
         if c.accuracy_class == "mismatch" and not c.cause_named:
@@ -75,12 +77,14 @@ def with_hints(
     return done
 
 
-def _narrower(case: Case, candidate: str, output: Quantity) -> str | None:
-    """Why a user's output stored in a float dtype narrower than the check's fails whatever it
+def _narrower(case: Case, candidate: str, output: Quantity | None) -> str | None:
+    """Why a user's result stored in a float dtype narrower than the check's fails whatever it
     computes (``None`` where it is not narrower): its own last place is coarser than any
     correct result's in the compute dtype. A file says its dtype; a function's or a program's
-    output says it by its values (a bfloat16 tensor comes back as float32)."""
-    stored = case.stored_narrower.get(candidate) or _rounded_to(case, output)
+    ``output`` says it by its values (a bfloat16 tensor comes back as float32)."""
+    stored = case.stored_narrower.get(candidate)
+    if stored is None and output is not None:
+        stored = _rounded_to(case, output)
     if stored is None:
         return None
     return (

@@ -14,6 +14,7 @@ from lncheck import hints
 from lncheck.comparison import Comparison
 
 from .cli.helpers import invoke
+from .conftest import EXAMPLES
 
 X = np.random.default_rng(0).normal(size=(64, 256)).astype(np.float32)
 
@@ -296,3 +297,17 @@ def test_the_hint_carries_explains_notes_on_the_parameters() -> None:
     (check,) = report.checks
     assert check.accuracy_class == "mismatch" and check.explanation is not None
     assert check.explanation.endswith("with the given weight; the given bias is not added")
+
+
+def test_a_statistic_from_a_narrower_file_is_said_to_be_rounded() -> None:
+    # README's float16 rstd read a bare "accuracy class mismatch"
+    result = invoke(
+        "compare", str(EXAMPLES / "tokens.npy"), "--shape", "4",
+        "--expected", f"fused.rstd={EXAMPLES / 'rstd_float16.npy'}",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert (
+        "accuracy class mismatch: its values are float16, the check computes in float32: "
+        "float16's own rounding is no rounding of float32's (if the layer ran in float16, check "
+        "it with --dtype float16)"
+    ) in " ".join(result.stdout.split())
