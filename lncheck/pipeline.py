@@ -338,6 +338,7 @@ def _header(case: Case, notes: tuple[str, ...]) -> Header:
         group_size=p.group_size,
         group_shape=p.group_shape,
         window=p.window,
+        over=p.averaged_over,
         params=p.params,
         tolerance=case.tolerance.describe(case.dtype, reduced_over(p, "output")),
         device=case.device,

@@ -84,6 +84,7 @@ class Header:
     input: str = ""  # where the input came from, where that is not ``case`` (a suite's case)
     group_shape: tuple[int, ...] = ()  # how groups are indexed in the tables (and plots)
     window: int | None = None  # values each element is reduced over, if not its group (LRN)
+    over: str = ""  # the input axes each group spans, in words (``NormSpec.averaged_over``)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,35 @@ class NormSpec:
         return math.prod(self.view_shape[i] for i in self.reduce_axes)
 
     @property
+    def averaged_over(self) -> str:
+        """The input axes each group spans, in words: ``axes (0, 2, 3)``; GroupNorm's channel
+        axis, which its groups split, as ``axis 1 in runs of 2``. Empty where the view merges
+        input axes rather than splitting them."""
+        spans: list[list[int]] = []  # the view axes each input axis was split into
+        k = 0
+        for n in self.input_shape:
+            run: list[int] = []
+            size = 1
+            while k < len(self.view_shape) and (size < n or not run):
+                run.append(k)
+                size *= self.view_shape[k]
+                k += 1
+            if size != n:
+                return ""
+            spans.append(run)
+        if k != len(self.view_shape):
+            return ""
+        whole = [i for i, run in enumerate(spans) if all(a in self.reduce_axes for a in run)]
+        runs = {
+            i: math.prod(self.view_shape[a] for a in run if a in self.reduce_axes)
+            for i, run in enumerate(spans)
+            if i not in whole and any(a in self.reduce_axes for a in run)
+        }
+        parts = [f"axis {i} in runs of {n}" for i, n in runs.items()]
+        named = [f"axes {tuple(whole)}" if len(whole) > 1 else f"axis {whole[0]}"] if whole else []
+        return " and ".join(named + parts)
+
+    @property
     def reduced(self) -> int:
         """How many values each output element is computed from (its error grows with it)."""
         return self.window if self.window is not None else self.group_size

@@ -83,7 +83,7 @@ def header(report: Report) -> list[tuple[str, str, str]]:
             f"{h.window}"
         )
     else:
-        groups = f"{h.groups} x {h.group_size} elements"
+        groups = f"{h.groups} x {h.group_size} elements" + (f", over {h.over}" if h.over else "")
     tolerance = h.tolerance
     if h.window is not None:  # the bound grows with the values each element is reduced over
         tolerance = tolerance.replace(f"groups of {h.window}", f"windows of {h.window}")

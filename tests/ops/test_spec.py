@@ -88,3 +88,25 @@ def test_finish_adds_the_activation_and_channel_axis() -> None:
     assert spec.activation == Activation("silu")
     plain = finish(_spec(params={"num_groups": 3}), None)
     assert plain.description == "GroupNorm(num_groups=3)" and plain.activation is None
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "view_shape", "reduce_axes", "words"),
+    [
+        ((2, 4, 3, 3), (2, 4, 3, 3), (0, 2, 3), "axes (0, 2, 3)"),  # BatchNorm
+        ((2, 4, 3, 3), (2, 4, 3, 3), (3,), "axis 3"),
+        ((2, 6, 5), (2, 3, 2, 5), (2, 3), "axis 2 and axis 1 in runs of 2"),  # GroupNorm
+        ((2, 5, 6), (2, 5, 3, 2), (1, 3), "axis 1 and axis 2 in runs of 2"),  # channels-last
+        ((2, 4, 3, 1), (2, 4, 3, 1), (2, 3), "axes (2, 3)"),
+        ((2, 12), (2, 12, 1), (1,), ""),  # an axis the input has not: not said
+        ((2, 3, 4), (6, 4), (1,), ""),  # merged, not split: not said
+    ],
+)
+def test_the_axes_a_group_spans_in_words(
+    input_shape: tuple[int, ...],
+    view_shape: tuple[int, ...],
+    reduce_axes: tuple[int, ...],
+    words: str,
+) -> None:
+    spec = _spec(input_shape=input_shape, view_shape=view_shape, reduce_axes=reduce_axes)
+    assert spec.averaged_over == words
