@@ -411,4 +411,6 @@ def suite_lines(report: SuiteReport) -> list[tuple[str, str]]:
 def suite_verdict(report: SuiteReport) -> tuple[str, str]:
     counts = {k: v for k, v in report.counts().items() if v}
     summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no case ran"
+    if report.passed and counts.get("drift"):  # a passing run that moved: said where CI reads
+        summary += " (drift from the baseline passes; --strict-baseline fails on it)"
     return f"{'PASS' if report.passed else 'FAIL'}: {summary}", PASS if report.passed else FAIL
