@@ -153,11 +153,18 @@ def eps_text(eps: float) -> str:
 
 
 def describe(
-    c: Config, eps_low: float, eps_high: float, eps_fitted: bool, eps_pinned: bool = False
+    c: Config,
+    eps_low: float,
+    eps_high: float,
+    eps_fitted: bool,
+    eps_pinned: bool = False,
+    explains: bool = False,
 ) -> str:
     """The configuration in words, e.g. ``LayerNorm over the last dim (768,), eps=1e-3,
-    biased variance, eps inside the sqrt, no affine`` (``eps_pinned``: the caller gave eps)."""
-    parts = [_family(c), _eps_words(c.eps, eps_low, eps_high, eps_fitted, eps_pinned)]
+    biased variance, eps inside the sqrt, no affine`` (``eps_pinned``: the caller gave eps;
+    ``explains``: the replay reproduces the output)."""
+    eps = _eps_words(c.eps, eps_low, eps_high, eps_fitted, eps_pinned, explains)
+    parts = [_family(c), eps]
     if c.centered or c.variance_algorithm == "one_pass":
         parts.append(
             "one-pass float32 variance E[x^2] - E[x]^2 (Flax use_fast_variance)"
@@ -200,9 +207,13 @@ def _family(c: Config) -> str:
     return f"{name} over axes {_dims(c.axes)}"
 
 
-def _eps_words(eps: float, low: float, high: float, fitted: bool, pinned: bool) -> str:
+def _eps_words(
+    eps: float, low: float, high: float, fitted: bool, pinned: bool, explains: bool
+) -> str:
     if math.isnan(low):  # replayed with the eps given, or the usual one, as a nearest miss
         why = "as given" if pinned else "not fitted: no eps fits every group"
+        if explains and not pinned:  # the sample's scales ruled it out; the replay did not
+            why = "the usual value, not fitted"
         return f"eps={eps_text(eps)} ({why})"
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"

@@ -418,7 +418,12 @@ class _State:
             penalty=penalty,
             torch_code=torch_code(config),
             description=describe(
-                config, choice.low, choice.high, choice.fitted, p.pins.eps is not None
+                config,
+                choice.low,
+                choice.high,
+                choice.fitted,
+                p.pins.eps is not None,
+                residual.verdict in ("exact", "rounding"),
             ),
             notes=notes,
         )

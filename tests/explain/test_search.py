@@ -258,3 +258,16 @@ def test_a_bias_not_added_is_the_given_weight_alone(layer: str) -> None:
     assert best.description.endswith("with the given weight")
     assert best.notes == ("the given bias is not added",)
     assert ", weight, None, eps=1e-5)" in best.torch_code
+
+
+def test_a_nearest_miss_that_explains_says_its_eps_is_the_usual_one() -> None:
+    # at mean/std 1e5 the sampled scales fit no eps, and the usual one's replay explains the
+    # output: its eps read "not fitted: no eps fits every group" beside EXPLAINED
+    rng = np.random.default_rng(0)
+    x = np.array([-1e5, 2e5, 5e4])[None, :, None] + rng.normal(size=(4, 3, 4096))
+    w, b = rng.normal(1, 0.3, 3), rng.normal(0, 100, 3)
+    mean, var = x.mean((0, 2), keepdims=True), x.var((0, 2), keepdims=True)
+    y = (x - mean) / np.sqrt(var + 1e-5) * w[:, None] + b[:, None]
+    best = explain(x, y, weight=w, bias=b).best
+    assert best is not None and best.explains and best.op == "batch_norm"
+    assert "eps=1e-5 (the usual value, not fitted), biased variance" in best.description
