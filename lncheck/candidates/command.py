@@ -74,7 +74,8 @@ def check(command: Command, spec: NormSpec, grad: bool) -> None:
     Raises:
         InputError: naming the candidate and the placeholder.
     """
-    where = f"{option('candidate_cmd')} {command.name!r}"
+    # the line itself: a name left out is "command", and each item of a list is a line
+    where = f"{option('candidate_cmd')} {command.name!r} ({command.template!r})"
     words = check_template(command.template, where)
     text = _text_values(spec)
     found = {p for word in words for p in placeholders(word, where)}

@@ -103,7 +103,8 @@ def test_a_placeholder_the_layer_cannot_fill_is_an_input_error(
 ) -> None:
     with pytest.raises(InputError) as info:
         make_case(np.ones((2, 4)), candidate_cmd=f"prog {{{placeholder}}} {{output}}", **options)
-    assert str(info.value).startswith("candidate_cmd= 'command': {" + placeholder + "}")
+    line = f"prog {{{placeholder}}} {{output}}"
+    assert str(info.value).startswith(f"candidate_cmd= 'command' ({line!r}): {{{placeholder}}}")
     assert phrase in str(info.value)
     with pytest.raises(InputError, match="unknown placeholder"):
         check(
@@ -113,9 +114,14 @@ def test_a_placeholder_the_layer_cannot_fill_is_an_input_error(
     with pytest.raises(InputError) as info:
         make_case(np.ones((2, 4)), candidate_cmd="prog {input}", normalized_shape=4)
     assert str(info.value) == (
-        "candidate_cmd= 'command': no {output} in it: the program writes its result to the "
-        "file {output} names"
+        "candidate_cmd= 'command' ('prog {input}'): no {output} in it: the program writes its "
+        "result to the file {output} names"
     )
+    # each item of a list is a program line: the one at fault is shown, not only its name
+    with pytest.raises(InputError, match=r"^candidate_cmd= 'command' \('prog'\): no \{output"):
+        make_case(
+            np.ones((2, 4)), candidate_cmd=["prog", "{input}", "{output}"], normalized_shape=4
+        )
 
 
 def test_a_hanging_program_is_stopped_at_the_timeout(tmp_path: Path) -> None:
