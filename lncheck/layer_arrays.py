@@ -74,18 +74,14 @@ def check_shapes(
             )
 
 
-def check_running_values(
-    arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str], eps: float | None = None
-) -> None:
+def check_running_values(arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str]) -> None:
     """Running statistics are a layer's state, not data under test: a NaN there, or a negative
     variance, makes every output it reaches NaN, and torch would be blamed for it. (An
-    infinity is a state a float16 buffer can hold, and is checked.) ``eps``: the layer's,
-    where it normalizes with the running statistics (eval).
+    infinity is a state a float16 buffer can hold, and is checked.)
 
     Raises:
         InputError: a running mean holds NaN or a running variance NaN or a negative value
-            (named by ``where``, with the first such value); or, in eval, a running variance
-            of 0 with eps 0, which divides by zero (inf or NaN, as a kernel folds it).
+            (named by ``where``, with the first such value).
     """
     for role in ("running_mean", "running_var"):
         if role not in arrays:
@@ -97,8 +93,24 @@ def check_running_values(
             first = float(values.flat[int(np.argmax(bad))])
             need = "at least 0" if role == "running_var" else "numbers, not NaN"
             raise InputError(f"{where[role]}: {role} values must be {need}, got {first:g}")
-    if eps == 0 and "running_var" in arrays and not np.all(arrays["running_var"]):
+
+
+def check_divisor(
+    arrays: Mapping[str, npt.NDArray[Any]], where: Mapping[str, str], eps: float
+) -> None:
+    """In eval, ``running_var + eps`` (the running variance as rounded to the compute dtype)
+    is what every output is divided by the square root of.
+
+    Raises:
+        InputError: it is 0 somewhere (a variance of 0, or one the dtype rounds to 0, with eps
+            0): the output there is inf or NaN, as a kernel happens to fold it.
+    """
+    if "running_var" not in arrays:
+        return
+    with np.errstate(all="ignore"):
+        divisor = np.asarray(arrays["running_var"], dtype=np.float64) + eps
+    if not np.all(divisor):
         raise InputError(
-            f"{where['running_var']}: running_var is 0 where {option('eps')} is 0: the layer "
-            "divides by zero there"
+            f"{where['running_var']}: running_var is 0 where {option('eps')} is {eps:g} (as "
+            "rounded to the compute dtype): the layer divides by zero there"
         )

@@ -347,8 +347,9 @@ def _build(
     layer_arrays.check_shapes(arrays, spec, where)
     # as given: a variance beyond float16's range becomes inf there, which torch's float16
     # buffer holds too (the note above says so)
-    eps = spec.eps if spec.use_running_stats else None
-    layer_arrays.check_running_values(given, where, eps)
+    layer_arrays.check_running_values(given, where)
+    if spec.use_running_stats:  # rounded: a variance of 1e-30 is 0 in float16
+        layer_arrays.check_divisor(arrays, where, spec.eps)
     if spec.weight_offset and spec.affine and "weight" not in arrays:
         # scaled by (w + offset): a fresh zero-centred layer (Gemma) starts from zeros
         arrays["weight"] = np.zeros(spec.param_shape, x.dtype)

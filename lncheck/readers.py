@@ -155,8 +155,8 @@ def zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             method = getattr(zipfile, "compressor_names", {}).get(m.compress_type)
             raise InputError(
                 f"member {m.filename!r} is compressed with {method or m.compress_type}: only "
-                "stored or deflated members are read (as numpy.savez and savez_compressed "
-                "write them)"
+                "stored or deflated members are read (as NumPy's savez and savez_compressed "
+                "and torch.save write them)"
             )
     return members
 

@@ -126,7 +126,19 @@ def test_without_tracking_training_and_eval_both_use_the_batch() -> None:
         (
             (4, 3),
             {"training": False, "eps": 0.0, "running_mean": np.zeros(3), "running_var": [1, 0, 1]},
-            "running_var is 0 where --eps is 0: the layer divides by zero there",
+            "running_var is 0 where --eps is 0 (as rounded to the compute dtype): the layer "
+            "divides by zero there",
+        ),
+        (  # 1e-30 is 0 in float16
+            (4, 3),
+            {
+                "training": False,
+                "eps": 0.0,
+                "dtype": "float16",
+                "running_mean": np.zeros(3),
+                "running_var": [1, 1e-30, 1],
+            },
+            "running_var is 0 where --eps is 0 (as rounded to the compute dtype)",
         ),
         # a momentum that weighs nothing: no running statistics are updated
         (
