@@ -37,6 +37,9 @@ BUDGET_STEPS = 2000
 BUDGET_S = 30.0
 SAMPLE = 1 << 16  # elements, evenly spaced, whose groups are compared
 DISTINCT = 8  # values an output needs before its values can tell the dtype it was rounded to
+# How far a result of a layer run in the narrower dtype may be off, in that dtype's last places:
+# its own rounding (half of one) and its statistics' (kept in it: a few more)
+NARROW_PLACES = 8
 
 
 def with_hints(
@@ -53,18 +56,18 @@ def with_hints(
         output = outputs.get(c.candidate)
         if output is None or c.quantity != "output":
             if not c.passed and c.explanation is None:  # a statistic from a narrower file
-                c = replace(c, explanation=_narrower(case, c.candidate, None))
+                c = replace(c, explanation=_narrower(case, c, None))
             done.append(c)
             continue
         if c.accuracy_class == "mismatch" and not c.cause_named:
-            narrow = _narrower(case, c.candidate, output)
+            narrow = _narrower(case, c, output)
             if narrow is not None:  # not "a different function": the file's own rounding
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
             if best is not None and _telling(case.spec, best):
                 c = c.explained(f"lncheck explain finds: {_found(best)}")
         elif c.accuracy_class == "low_precision":
-            narrow = _narrower(case, c.candidate, output)
+            narrow = _narrower(case, c, output)
             if narrow is not None:  # the file's own rounding, more precisely than "precision"
                 c = replace(c, explanation=narrow)
             best = _quick(case, output)
@@ -77,15 +80,22 @@ def with_hints(
     return done
 
 
-def _narrower(case: Case, candidate: str, output: Quantity | None) -> str | None:
-    """Why a user's result stored in a float dtype narrower than the check's fails whatever it
-    computes (``None`` where it is not narrower): its own last place is coarser than any
-    correct result's in the compute dtype. A file says its dtype; a function's or a program's
-    ``output`` says it by its values (a bfloat16 tensor comes back as float32)."""
-    stored = case.stored_narrower.get(candidate)
+def _narrower(case: Case, c: Comparison, output: Quantity | None) -> str | None:
+    """Why check ``c`` of a user's result stored in a float dtype narrower than the check's
+    fails whatever it computes: its own last place is coarser than any correct result's in
+    the compute dtype. ``None`` where it is not narrower, or errs by more than
+    ``NARROW_PLACES`` of that dtype's last places (5% off is no rounding). A file says its
+    dtype; a function's or a program's ``output`` says it by its values (a bfloat16 tensor
+    comes back as float32)."""
+    from lncheck.dtypes import DTYPES
+
+    stored = case.stored_narrower.get(c.candidate)
     if stored is None and output is not None:
         stored = _rounded_to(case, output)
     if stored is None:
+        return None
+    coarser = 2.0 ** (DTYPES[case.dtype].mantissa_bits - DTYPES[stored].mantissa_bits)
+    if not c.max_ulp_err <= NARROW_PLACES * coarser:  # in the compute dtype's last places
         return None
     return (
         f"its values are {stored}, the check computes in {case.dtype}: {stored}'s own rounding "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,21 @@ def test_a_statistic_from_a_narrower_file_is_said_to_be_rounded() -> None:
         "float16's own rounding is no rounding of float32's (if the layer ran in float16, check "
         "it with --dtype float16)"
     ) in " ".join(result.stdout.split())
+
+
+def test_a_narrower_file_far_off_is_not_excused_by_its_rounding(tmp_path: Path) -> None:
+    # an rstd 5% off, stored in float16, read "its values are float16 ... check it with
+    # --dtype float16", which fails as well
+    x = np.random.default_rng(2).normal(3.0, 5.0, (64, 256)).astype(np.float32)
+    rstd = 1.0 / np.sqrt(x.astype(np.float64).var(-1) + 1e-5)
+    np.save(tmp_path / "x.npy", x)
+    for name, scale in (("near", 1.0), ("far", 1.05)):
+        np.save(tmp_path / f"{name}.npy", (rstd * scale).astype(np.float16))
+    args = ("compare", str(tmp_path / "x.npy"), "--shape", "256", "--json", "--expected")
+    found = {}
+    for name in ("near", "far"):
+        result = invoke(*args, f"rstd={tmp_path / name}.npy")
+        (check,) = [c for c in json.loads(result.stdout)["checks"] if c["candidate"] == "expected"]
+        found[name] = check["explanation"] or ""
+    assert found["near"].startswith("its values are float16, the check computes in float32")
+    assert "float16" not in found["far"]
