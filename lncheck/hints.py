@@ -94,7 +94,8 @@ def _narrower(case: Case, c: Comparison, output: Quantity | None) -> str | None:
         stored = _rounded_to(case, output)
     if stored is None:
         return None
-    coarser = 2.0 ** (DTYPES[case.dtype].mantissa_bits - DTYPES[stored].mantissa_bits)
+    bits = DTYPES[stored].mantissa_bits  # type: ignore[index]  # a float dtype's name
+    coarser = 2.0 ** (DTYPES[case.dtype].mantissa_bits - bits)
     if not c.max_ulp_err <= NARROW_PLACES * coarser:  # in the compute dtype's last places
         return None
     return (
