@@ -431,47 +431,59 @@ class _State:
     # --- when nothing explains the output -------------------------------------------------
 
     def nearest_misses(self) -> None:
-        """Replay the attempts that fitted best with the common defaults (biased variance,
-        eps inside the sqrt, the usual eps), so the report says how far off they are."""
-        p = self.p
+        """Replay the structures that fitted best with the common defaults (biased variance,
+        eps inside the sqrt, the usual eps), so the report says how far off they are: each
+        with its best-fitting affine map and with the parameters given."""
         tried = {(c.op, c.axes, c.groups, c.grouping, c.affine) for c in self.candidates}
         finite = [a for a in self.attempts if math.isfinite(_residual_level(a))]
-        best = min((_residual_level(a) for a in finite), default=0.0)
-
-        def rank(a: Attempt) -> tuple[int, int, float, int]:
-            # a line fits a group of 3 or 4 elements whatever it is, as well as the layer's
-            # own groups where each element errs alone (statistics kept in float16): within a
-            # factor 2 of the best level, larger groups are the stronger evidence
-            level = _residual_level(a)
-            octave = int(math.log2(level / best)) if best > 0 and level > best else 0
-            size = a.structure.layout.group_size
-            return octave, -size, level, AFFINE_PENALTY[a.affine]
-
-        ranked = sorted(finite, key=rank)
-        done = 0
-        for a in ranked:
-            if done >= NEAREST_MISSES:
-                return
+        # a weight fitted to few values per feature fits anything: ranked by the others
+        plain = [a for a in finite if a.affine != "fitted"] or finite
+        structures: dict[tuple[Any, ...], list[Attempt]] = {}
+        for a in plain:
             s = a.structure
-            key = (s.op if a.centered else "rms_norm", s.axes, s.groups, s.grouping, a.affine)
-            if key in tried:
-                continue
-            tried.add(key)
-            full = a.full
-            if full is None:
-                mean, var = fits.group_moments(s.layout, p.x, self.deadline)
-                nothing = np.zeros_like(mean)
-                invalid = np.zeros(mean.shape, dtype=bool)
-                size = a.structure.layout.group_size
-                full = GroupFit(mean, var, nothing, nothing, nothing, nothing, invalid, size, a.rho)
-            eps = p.pins.eps
-            if eps is None:
-                eps = EPS_PRIOR["centered" if a.centered else "uncentered"][0]
-            # NaN bounds: eps was not fitted (the pinned one or the usual default; the words say so)
-            default = EpsChoice(eps, False, math.nan, math.nan, False)
-            h = _Hypothesis(Denominator(), default, full, 1.0)
-            self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))
-            done += 1
+            op = s.op if a.centered else "rms_norm"
+            structures.setdefault((op, s.axes, s.groups, s.grouping), []).append(a)
+        best = min((_residual_level(a) for a in plain), default=0.0)
+
+        def rank(found: list[Attempt]) -> tuple[int, int, float]:
+            # within a factor 2 of the best level the sample cannot tell them apart: a line
+            # fits a group of 3 or 4 elements whatever it is, as well as the layer's own groups
+            # where each element errs alone (statistics kept in float16); larger groups are
+            # the stronger evidence
+            level = min(_residual_level(a) for a in found)
+            octave = int(math.log2(level / best)) if best > 0 and level > best else 0
+            return octave, -found[0].structure.layout.group_size, level
+
+        for found in sorted(structures.values(), key=rank)[:NEAREST_MISSES]:
+            # the sample fit absorbs a weight and bias uniform in a group (BatchNorm's given
+            # ones, none or swapped alike), and measures given ones over |w|: the parameters
+            # given are replayed beside the best fit
+            first = min(found, key=_residual_level)
+            given = [a for a in found if a.affine == "given" and a is not first]
+            for a in [first, *given[:1]]:
+                s = a.structure
+                done = (s.op if a.centered else "rms_norm", s.axes, s.groups, s.grouping, a.affine)
+                if done not in tried:
+                    tried.add(done)
+                    self._replay_default(a)
+
+    def _replay_default(self, a: Attempt) -> None:
+        """``a`` replayed with the common defaults (``nearest_misses``)."""
+        p = self.p
+        full = a.full
+        if full is None:
+            mean, var = fits.group_moments(a.structure.layout, p.x, self.deadline)
+            nothing = np.zeros_like(mean)
+            invalid = np.zeros(mean.shape, dtype=bool)
+            size = a.structure.layout.group_size
+            full = GroupFit(mean, var, nothing, nothing, nothing, nothing, invalid, size, a.rho)
+        eps = p.pins.eps
+        if eps is None:
+            eps = EPS_PRIOR["centered" if a.centered else "uncentered"][0]
+        # NaN bounds: eps was not fitted (the pinned one or the usual default; the words say so)
+        default = EpsChoice(eps, False, math.nan, math.nan, False)
+        h = _Hypothesis(Denominator(), default, full, 1.0)
+        self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))
 
 
 def _residual_level(a: Attempt) -> float:

@@ -271,3 +271,19 @@ def test_a_nearest_miss_that_explains_says_its_eps_is_the_usual_one() -> None:
     best = explain(x, y, weight=w, bias=b).best
     assert best is not None and best.explains and best.op == "batch_norm"
     assert "eps=1e-5 (the usual value, not fitted), biased variance" in best.description
+
+
+def test_the_parameters_given_are_replayed_beside_the_best_sample_fit() -> None:
+    # the sample fit absorbs a weight and bias uniform in a group and measures given ones over
+    # |w|: torch's float16 BatchNorm's nearest misses were "no affine" and "swapped" (5.9e4x)
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 32, 16, 16, generator=gen) * 3 + 1
+    w, b = torch.randn(32, generator=gen), torch.randn(32, generator=gen)
+    x, w, b = x.half(), w.half(), b.half()
+    y = torch.nn.functional.batch_norm(x, None, None, w, b, True, 0.1, 1e-5)
+    as_numpy = [t.float().numpy() for t in (x, y, w, b)]
+    best = explain(as_numpy[0], as_numpy[1].astype(np.float16), weight=as_numpy[2],
+                   bias=as_numpy[3]).best  # fmt: skip
+    assert best is not None and best.explains, best
+    assert (best.op, best.affine, best.bias) == ("batch_norm", "given", True)
