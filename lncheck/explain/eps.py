@@ -186,6 +186,12 @@ def choose_eps(
     allowed = [e for e in prior if e in usual and low <= e <= high]
     close = [e for e in allowed if max(tight.low, 0.0) <= e <= tight.high]
     order = close + [e for e in allowed if e not in close]
+    estimate, spread = tight.estimate, abs(tight.high - tight.low)
+    if not close and estimate > 0 and spread < estimate:
+        # the output's own rounding left no eps within the fit's standard errors, but pinned
+        # it closely: the usual values nearest first (Keras' 1e-3 came fourth, after 1e-5,
+        # 1e-6 and 1e-12, and was never replayed)
+        order.sort(key=lambda e: abs(math.log(e / estimate)) if e > 0 else math.inf)
     if order:
         return EpsChoice(order[0], False, loose.low, high, identifiable, tuple(order[1:]))
     inner = tight if tight.feasible else loose

@@ -287,3 +287,17 @@ def test_the_parameters_given_are_replayed_beside_the_best_sample_fit() -> None:
                    bias=as_numpy[3]).best  # fmt: skip
     assert best is not None and best.explains, best
     assert (best.op, best.affine, best.bias) == ("batch_norm", "given", True)
+
+
+def test_a_usual_eps_the_scales_pin_closely_is_replayed_first() -> None:
+    # eps = 1e-3 (Keras) over 4096 values: the float32 rounding left no eps within the fit's
+    # standard errors, the usual values were replayed in their prior order, three of them
+    # (1e-5, 1e-6, 1e-12), and the output was NOT EXPLAINED
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(32, 4096, generator=gen) * 3 + 1
+    w, b = torch.randn(4096, generator=gen), torch.randn(4096, generator=gen)
+    y = torch.nn.functional.layer_norm(x, [4096], w, b, 1e-3)
+    best = explain(x.numpy(), y.numpy(), weight=w.numpy(), bias=b.numpy()).best
+    assert best is not None and best.explains
+    assert (best.eps, best.eps_placement, best.affine) == (1e-3, "sqrt", "given")
