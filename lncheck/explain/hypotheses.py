@@ -68,7 +68,9 @@ EPS_PRIOR: dict[str, tuple[float, ...]] = {
     "uncentered": (1e-6, 1e-5, TORCH_RMS_DEFAULT_EPS, 1e-8, 1e-12, 1e-7, 1e-3, 0.0),
     "one_pass": (1e-6, 1e-5, 1e-3, 1e-12, 1e-8, 1e-7, 0.0),
 }
-FITTED_EPS_RANGE = (1e-20, 1e-1)
+# eps is fitted up to 10: larger is a scale of the output more than an eps (a group of
+# variance 1 with eps 10 is its normalized values times 0.3)
+FITTED_EPS_RANGE = (1e-20, 10.0)
 AFFINE_PENALTY: dict[str, int] = {
     "none": 0,
     "given": 0,

@@ -139,7 +139,8 @@ class ExplainReport:
 
 
 def eps_text(eps: float) -> str:
-    """``1e-5``, ``3.3e-4``, ``0.0``: the shortest spelling Python reads back exactly."""
+    """``1e-5``, ``3.3e-4``, ``2.0``, ``0.0``: the shortest spelling Python reads back
+    exactly."""
     if eps == 0:
         return "0.0"
     for digits in range(1, 18):  # 17 significant digits always read back exactly
@@ -149,6 +150,8 @@ def eps_text(eps: float) -> str:
     mantissa, exponent = short.split("e")
     if "." in mantissa:
         mantissa = mantissa.rstrip("0").rstrip(".")
+    if 0 <= int(exponent) < 4:  # 2.0, 12.5, not 2e0 (a float, as torch's eps=)
+        return repr(float(short))
     return f"{mantissa}e{int(exponent)}"
 
 

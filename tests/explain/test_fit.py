@@ -44,6 +44,8 @@ def test_eps_text_is_the_shortest_exact_spelling() -> None:
         "0.0",
         "2.5e-6",
     ]
+    # from 1 up, a plain float (it read 2e0), as torch's eps= takes it
+    assert [eps_text(e) for e in (2.0, 12.5, -1.0, 1e4)] == ["2.0", "12.5", "-1.0", "1e4"]
 
 
 def _full_fit(x: np.ndarray, y: np.ndarray) -> fits.GroupFit:

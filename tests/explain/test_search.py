@@ -301,3 +301,13 @@ def test_a_usual_eps_the_scales_pin_closely_is_replayed_first() -> None:
     best = explain(x.numpy(), y.numpy(), weight=w.numpy(), bias=b.numpy()).best
     assert best is not None and best.explains
     assert (best.eps, best.eps_placement, best.affine) == (1e-3, "sqrt", "given")
+
+
+def test_an_eps_above_one_tenth_is_fitted() -> None:
+    # fitted eps stopped at 0.1: eps 2 over groups of variance 100 was NOT EXPLAINED, "no eps
+    # fits every group"
+    x = 10 * np.random.default_rng(6).standard_normal((8, 64))
+    best = explain(x, rounded(normalize(x, (-1,), 2.0), "float32")).best
+    assert best is not None and best.explains and best.eps_fitted
+    assert best.eps == pytest.approx(2.0, rel=1e-3)
+    assert best.torch_code.startswith("nn.LayerNorm([64], eps=2")
