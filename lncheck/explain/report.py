@@ -261,6 +261,10 @@ def torch_code(c: Config) -> str:
         code = _rms_cast(c)
     elif standard:
         code = _module(c)
+        if c.precision in TORCH_DTYPES and c.input_cast is None:
+            # computed in the input's dtype, then rounded: the output's dtype as observed
+            low = TORCH_DTYPES[c.precision]
+            code = f"({code}).to({low})" if " + " in code else f"{code}.to({low})"
     else:
         code = _function(c)
     return code if c.input_cast is None else _with_casts(c, code)
@@ -347,9 +351,11 @@ def _rms_cast(c: Config) -> str:
     eps = _eps_arg(c)
     norm = f"F.rms_norm(x.float(), {list(c.param_shape)}, eps={eps})"
     tail = f" + {b}" if b else ""
-    if c.cast_order == "weight_after_cast":
+    if c.cast_order == "weight_after_cast":  # the module's weight is in low (a no-op there),
+        # a weight file in float32 would make the product float32
         factor = f"({w})" if w and " " in w else w
-        return f"{factor} * {norm}.to({low}){tail}"
+        product = f"{factor}.to({low}) * {norm}.to({low})"
+        return f"({product}{tail}).to({low})" if tail else product
     scale = "(1 + weight.float())" if c.affine == "given_offset" else f"({w}).float()"
     return f"({norm} * {scale}{tail}).to({low})"
 

@@ -187,7 +187,9 @@ def test_llama_and_gemma_cast_orders_in_bfloat16() -> None:
         "weight_after_cast",
         "exact",
     )
-    assert first.torch_code == "weight * F.rms_norm(x.float(), [128], eps=1e-6).to(torch.bfloat16)"
+    assert first.torch_code == (
+        "weight.to(torch.bfloat16) * F.rms_norm(x.float(), [128], eps=1e-6).to(torch.bfloat16)"
+    )
     # the other order is within rounding too, but many values differ by a unit
     other = [c for c in llama.candidates if c.cast_order == "weight_before_cast"]
     assert len(other) == 1 and other[0].verdict == "rounding"
