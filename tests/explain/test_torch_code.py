@@ -205,4 +205,5 @@ def test_a_float16_output_of_a_float32_computation_ends_in_its_cast() -> None:
     scope = {"torch": torch, "nn": torch.nn, "x": torch.from_numpy(x)}
     out = eval(best.torch_code, scope)
     assert out.dtype == torch.float16
-    np.testing.assert_array_equal(out.detach().float().numpy(), y.astype(np.float32))
+    # float32 then float16 may round a value near a midpoint the other way (1 of 4096 here)
+    np.testing.assert_allclose(out.detach().float().numpy(), y, rtol=2.0**-10, atol=2.0**-24)
