@@ -215,7 +215,9 @@ def _expected_parts(
                 arrays, names = loaded.arrays, loaded.dtype_names
             except LncheckError as e:
                 reason = e.raw.removeprefix(f"{entry.source}: ") + specs.misnamed(entry.source)
-                raise type(e)(f"{where}: {reason}{_split_at_equals(entry)}") from None
+                if reason == "no such file":
+                    reason += _split_at_equals(entry)
+                raise type(e)(f"{where}: {reason}") from None
         else:  # arrays in memory (the API; a suite's inline numbers)
             kind = "arrays" if isinstance(entry.source, Mapping) else "array"
             named = "" if entry.candidate == specs.EXPECTED else f" as {entry.candidate!r}"
@@ -234,7 +236,7 @@ def _split_at_equals(entry: specs.Given) -> str:
     """Where an ``--expected`` entry was read as ``NAME=FILE`` and that FILE is missing, how it
     was read, and how to name a file whose own name holds ``=``."""
     typed = _as_typed(entry)
-    if typed == str(entry.source) or Path(str(entry.source)).exists():
+    if typed == str(entry.source):
         return ""
     label = ("NAME" if entry.candidate != specs.EXPECTED else "") + (
         ".QUANTITY" if entry.candidate != specs.EXPECTED and entry.quantity else ""

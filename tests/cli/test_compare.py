@@ -185,6 +185,10 @@ def test_a_missing_file_after_an_equals_sign_says_how_the_entry_was_read(
     )
     result = invoke("compare", TOKENS, "--shape", "4", "--expected", "mine.rstd=z.npy")
     assert_user_error(result, "; read as NAME.QUANTITY=FILE with FILE 'z.npy'")
+    # a file that is there but bad (standard input's JSON) is no question of reading
+    result = invoke("compare", TOKENS, "--shape", "4", "--expected", "output=-", input="bad")
+    line = assert_user_error(result, "output=- (given to --expected): invalid JSON")
+    assert "read as" not in line
 
 
 def test_a_weight_the_input_file_holds_is_not_replaced_without_a_word(tmp_path: Path) -> None:
