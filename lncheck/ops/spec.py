@@ -98,15 +98,17 @@ class NormSpec:
             if size != n:
                 return ""
             spans.append(run)
-        if k != len(self.view_shape):
+        rest = range(k, len(self.view_shape))
+        if not spans or any(self.view_shape[a] != 1 for a in rest):
             return ""
-        whole = [i for i, run in enumerate(spans) if all(a in self.reduce_axes for a in run)]
-        runs = {
+        spans[-1] += rest  # size-1 axes at the end (GroupNorm of one channel per group)
+        runs = {  # each axis a group reaches into: how many of its values a group spans
             i: math.prod(self.view_shape[a] for a in run if a in self.reduce_axes)
             for i, run in enumerate(spans)
-            if i not in whole and any(a in self.reduce_axes for a in run)
+            if any(a in self.reduce_axes for a in run)
         }
-        parts = [f"axis {i} in runs of {n}" for i, n in runs.items()]
+        whole = [i for i, n in runs.items() if n == self.input_shape[i]]
+        parts = [f"axis {i} in runs of {n}" for i, n in runs.items() if 1 < n < self.input_shape[i]]
         named = [f"axes {tuple(whole)}" if len(whole) > 1 else f"axis {whole[0]}"] if whole else []
         return " and ".join(named + parts)
 

@@ -436,3 +436,22 @@ def test_a_warning_shows_in_the_console_the_quiet_lines_and_json(
     (check,) = [c for c in doc["checks"] if c["candidate"] == "expected"]
     assert code == 0 and check["passed"] and check["warning"].startswith("every output")
     assert all("warning" not in c for c in doc["checks"] if c["candidate"] != "expected")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--op", "batch_norm"], "groups       4 x 18 elements, over axes (0, 2, 3)"),
+        (["--shape", "4", "3", "3"], "groups       2 x 36 elements, over axes (1, 2, 3)"),
+        (["--op", "instance_norm"], "groups       8 x 9 elements, over axes (2, 3)"),
+        (
+            ["--op", "group_norm", "--groups", "2"],
+            "groups       4 x 18 elements, over axes (2, 3) and axis 1 in runs of 2",
+        ),
+    ],
+)
+def test_the_header_names_the_axes_a_group_spans(args: list[str], line: str) -> None:
+    # README's FAQ says the groups line tells what each layer averages over; it gave counts
+    result = invoke("compare", IMAGE, *args)
+    assert result.exit_code == 0, result.output
+    assert line in result.stdout.splitlines()

@@ -98,7 +98,10 @@ def test_finish_adds_the_activation_and_channel_axis() -> None:
         ((2, 6, 5), (2, 3, 2, 5), (2, 3), "axis 2 and axis 1 in runs of 2"),  # GroupNorm
         ((2, 5, 6), (2, 5, 3, 2), (1, 3), "axis 1 and axis 2 in runs of 2"),  # channels-last
         ((2, 4, 3, 1), (2, 4, 3, 1), (2, 3), "axes (2, 3)"),
-        ((2, 12), (2, 12, 1), (1,), ""),  # an axis the input has not: not said
+        ((2, 12), (2, 12, 1), (1,), "axis 1"),  # a size-1 axis at the end: of the last
+        ((2, 3, 3, 4), (2, 3, 3, 4, 1), (1, 2, 4), "axes (1, 2)"),  # 4 groups of 1 channel
+        ((2, 4, 3, 3), (2, 1, 4, 3, 3), (2, 3, 4), "axes (1, 2, 3)"),  # one group of all
+        ((2, 12), (2, 1, 12), (2,), "axis 1"),  # a size-1 axis inside
         ((2, 3, 4), (6, 4), (1,), ""),  # merged, not split: not said
     ],
 )
