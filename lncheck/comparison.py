@@ -93,9 +93,11 @@ class Comparison:
 
 def percent(fraction: float) -> str:
     """A share in parentheses, one decimal; a nonzero one below 0.05% is ``(<0.1%)``, never
-    ``(0.0%)``."""
+    ``(0.0%)``, and one short of all ``(>99.9%)``, never ``(100.0%)``."""
     if 0 < fraction < 0.0005:
         return "(<0.1%)"
+    if 0.9995 <= fraction < 1:
+        return "(>99.9%)"
     return f"({100 * fraction:.1f}%)"
 
 

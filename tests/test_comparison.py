@@ -6,7 +6,9 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
+import lncheck
 from lncheck.blocks import GroupLayout
 from lncheck.comparison import (
     HISTOGRAM_OCTAVES,
@@ -88,13 +90,23 @@ def test_drift_is_against_the_baseline() -> None:
 
 def test_a_few_mismatches_are_never_zero_percent() -> None:
     # 1 of 2048 read "(0.0%)"
-    assert [percent(f) for f in (0.0, 1 / 2048, 0.0004, 0.0006, 0.5)] == [
+    assert [percent(f) for f in (0.0, 1 / 2048, 0.0004, 0.0006, 0.5, 2047 / 2048, 1.0)] == [
         "(0.0%)",
         "(<0.1%)",
         "(<0.1%)",
         "(0.1%)",
         "(50.0%)",
+        "(>99.9%)",
+        "(100.0%)",
     ]
+    # in the one-line message and the torch-style assertion too
+    c = _compare([[0.0] * 2047 + [1.0]], [[0.0] * 2048], rtol=0.0, atol=0.0)
+    assert "1 / 2048 elements mismatched (<0.1%)" in c.message()
+    x = np.linspace(-1.0, 1.0, 2048).reshape(2, 1024)
+    y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    y[0, 0] += 1.0
+    with pytest.raises(AssertionError, match=r"Mismatched elements: 1 / 2048 \(<0\.1%\)"):
+        lncheck.check(y, x, normalized_shape=1024, dtype="float64")
 
 
 def test_mismatch_fraction() -> None:
