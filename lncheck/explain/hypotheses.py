@@ -431,7 +431,7 @@ def affine_options(
     given = [a for a in (weight, bias) if a is not None]
     if given and all(tuple(a.shape) == structure.param_shape for a in given):
         out.append("given")
-        if weight is not None and bias is not None:
+        if weight is not None and bias is not None and bias.any():  # zeros: "given" again
             out.append("weight_only")
         if weight is not None:
             out.append("given_offset")

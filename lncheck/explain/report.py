@@ -29,6 +29,7 @@ MODULE_NAMES = {
     "batch_norm": "BatchNorm",
 }
 VERDICT_RANK = {"exact": 0, "rounding": 1, "none": 2}
+EXPLAINING = ("exact", "rounding")  # the verdicts of a replay that reproduces the output
 TORCH_DTYPES = {"float16": "torch.float16", "bfloat16": "torch.bfloat16"}
 # the given parameters' names in torch_code: fitted ones stay float32, as fitted (torch
 # normalizes a float16 or bfloat16 input with float32 parameters)
@@ -100,7 +101,7 @@ class Candidate(Config):
 
     @property
     def explains(self) -> bool:
-        return self.verdict in ("exact", "rounding")
+        return self.verdict in EXPLAINING
 
     def rank_key(self) -> tuple[int, int, float]:
         """Best first: the verdict, then the simplest convention, then the smaller residual."""
@@ -160,6 +161,7 @@ def describe(
     eps_low: float,
     eps_high: float,
     eps_fitted: bool,
+    *,
     eps_pinned: bool = False,
     explains: bool = False,
 ) -> str:
@@ -214,9 +216,12 @@ def _eps_words(
     eps: float, low: float, high: float, fitted: bool, pinned: bool, explains: bool
 ) -> str:
     if math.isnan(low):  # replayed with the eps given, or the usual one, as a nearest miss
-        why = "as given" if pinned else "not fitted: no eps fits every group"
-        if explains and not pinned:  # the sample's scales ruled it out; the replay did not
+        if pinned:
+            why = "as given"
+        elif explains:  # the sample's scales ruled it out; the replay did not
             why = "the usual value, not fitted"
+        else:
+            why = "not fitted: no eps fits every group"
         return f"eps={eps_text(eps)} ({why})"
     if fitted:
         return f"eps={eps_text(eps)} ± {_num((high - low) / 2, 2)} (fitted)"

@@ -42,6 +42,7 @@ from lncheck.explain.hypotheses import (
     none_label,
 )
 from lncheck.explain.report import (
+    EXPLAINING,
     Candidate,
     Config,
     alternatives_note,
@@ -258,8 +259,9 @@ class _State:
             return
         found, twins = self._hypotheses(full, a)
         best: Candidate | None = None
-        for h in found[:HYPOTHESES_PER_SURVIVOR] + twins:
-            if best is not None and best.explains and h in twins:
+        order = [(h, False) for h in found[:HYPOTHESES_PER_SURVIVOR]] + [(h, True) for h in twins]
+        for h, twin in order:
+            if twin and best is not None and best.explains:
                 continue
             others = [o.denominator for o in found if o.denominator != h.denominator]
             # the usual eps values the per-group scales allow, most likely first
@@ -395,10 +397,9 @@ class _State:
             variance_algorithm=d.algorithm,
             eps_placement=d.placement,
             eps=choice.eps,
-            affine="given" if a.affine == "weight_only" else a.affine,
+            affine=_shown_affine(a.affine),
             weight=a.affine != "none" and (a.affine == "fitted" or p.weight is not None),
-            bias=a.affine not in ("none", "weight_only")
-            and (a.affine == "fitted" or p.bias is not None),
+            bias=self._adds_bias(a),
             cast_order=cast,
             precision=p.precision,
             input_cast=p.input_cast,
@@ -422,8 +423,8 @@ class _State:
                 choice.low,
                 choice.high,
                 choice.fitted,
-                p.pins.eps is not None,
-                residual.verdict in ("exact", "rounding"),
+                eps_pinned=p.pins.eps is not None,
+                explains=residual.verdict in EXPLAINING,
             ),
             notes=notes,
         )
@@ -434,7 +435,7 @@ class _State:
         """Replay the structures that fitted best with the common defaults (biased variance,
         eps inside the sqrt, the usual eps), so the report says how far off they are: each
         with its best-fitting affine map and with the parameters given."""
-        tried = {(c.op, c.axes, c.groups, c.grouping, c.affine) for c in self.candidates}
+        tried = {(c.op, c.axes, c.groups, c.grouping, c.affine, c.bias) for c in self.candidates}
         finite = [a for a in self.attempts if math.isfinite(_residual_level(a))]
         # a weight fitted to few values per feature fits anything: ranked by the others
         plain = [a for a in finite if a.affine != "fitted"] or finite
@@ -451,7 +452,7 @@ class _State:
             # where each element errs alone (statistics kept in float16); larger groups are
             # the stronger evidence
             level = min(_residual_level(a) for a in found)
-            octave = int(math.log2(level / best)) if best > 0 and level > best else 0
+            octave = 0 if level <= best else int(math.log2(level / best)) if best > 0 else 1
             return octave, -found[0].structure.layout.group_size, level
 
         for found in sorted(structures.values(), key=rank)[:NEAREST_MISSES]:
@@ -462,10 +463,17 @@ class _State:
             given = [a for a in found if a.affine == "given" and a is not first]
             for a in [first, *given[:1]]:
                 s = a.structure
-                done = (s.op if a.centered else "rms_norm", s.axes, s.groups, s.grouping, a.affine)
+                op = s.op if a.centered else "rms_norm"
+                affine = _shown_affine(a.affine)
+                done = (op, s.axes, s.groups, s.grouping, affine, self._adds_bias(a))
                 if done not in tried:
                     tried.add(done)
                     self._replay_default(a)
+
+    def _adds_bias(self, a: Attempt) -> bool:
+        return a.affine not in ("none", "weight_only") and (
+            a.affine == "fitted" or self.p.bias is not None
+        )
 
     def _replay_default(self, a: Attempt) -> None:
         """``a`` replayed with the common defaults (``nearest_misses``)."""
@@ -484,6 +492,12 @@ class _State:
         default = EpsChoice(eps, False, math.nan, math.nan, False)
         h = _Hypothesis(Denominator(), default, full, 1.0)
         self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))
+
+
+def _shown_affine(affine: Affine) -> str:
+    """The affine map as a candidate reports it: the given weight without the given bias is
+    "given" with no bias (the schema of ``--json`` has no other name for it)."""
+    return "given" if affine == "weight_only" else affine
 
 
 def _residual_level(a: Attempt) -> float:

@@ -311,3 +311,15 @@ def test_an_eps_above_one_tenth_is_fitted() -> None:
     assert best is not None and best.explains and best.eps_fitted
     assert best.eps == pytest.approx(2.0, rel=1e-3)
     assert best.torch_code.startswith("nn.LayerNorm([64], eps=2")
+
+
+def test_a_given_bias_of_zeros_is_not_left_out_as_well() -> None:
+    # the weight alone is the layer itself there: a second exact candidate said "the given
+    # bias is not added"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 64)).astype(np.float32)
+    w = rng.normal(1, 0.3, 64)
+    y = rounded(normalize(x, (-1,), 1e-5, weight=w), "float32")
+    found = explain(x, y, weight=w, bias=np.zeros(64)).candidates
+    assert found and all(c.bias for c in found if c.affine == "given")
+    assert not any("the given bias is not added" in c.notes for c in found)
