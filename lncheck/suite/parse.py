@@ -228,25 +228,25 @@ def _check_defaults_act(
             )
 
 
-def _unknown_keys(table: dict[str, Any]) -> list[str]:
-    """The keys of a case or of ``[defaults]`` that no suite takes, sorted."""
-    return sorted(
-        key
-        for key in table
-        if key not in CASE_KEYS
-        and "suite" not in getattr(OPTIONS.get(ALIASES.get(key, key)), "surfaces", ())
-    )
-
-
-def _suggestion(key: str) -> str:
-    """`` (did you mean 'shape'?)`` for a misspelt key: among the case keys and the options a
-    suite takes, under any of their names."""
-    known = CASE_KEYS + tuple(
+def _suite_keys() -> tuple[str, ...]:
+    """The keys a case or ``[defaults]`` takes: the case keys and the options a suite takes,
+    under any of their names."""
+    return CASE_KEYS + tuple(
         name
         for name in (*OPTIONS, *ALIASES)
         if "suite" in getattr(OPTIONS.get(ALIASES.get(name, name)), "surfaces", ())
     )
-    return closest(key, known)
+
+
+def _unknown_keys(table: dict[str, Any]) -> list[str]:
+    """The keys of a case or of ``[defaults]`` that no suite takes, sorted."""
+    known = _suite_keys()
+    return sorted(key for key in table if key not in known)
+
+
+def _suggestion(key: str) -> str:
+    """`` (did you mean 'shape'?)`` for a misspelt key."""
+    return closest(key, _suite_keys())
 
 
 # A suite is a page of TOML: beyond this a file is none (and /dev/zero would never end)
