@@ -8,11 +8,13 @@ NumPy and the search are imported inside the command, so that ``lncheck --help``
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lncheck.cli import Command, app
+from lncheck.cli.params import shown_choices
 from lncheck.options import OPTIONS
 
 # The ops explain searches (lncheck.explain.hypotheses.SEARCHED_OPS, which imports NumPy).
@@ -44,15 +46,14 @@ lncheck explain image.npy out.npy --op group_norm --eps 1e-5
 """
 
 
-def _pin(name: str, help: str, panel: str = PIN, metavar: str | None = None) -> Any:
-    """A typer option spelled from the option table (its flags, and its metavar unless given)."""
+def _pin(name: str, help: str, panel: str = PIN, choices: Sequence[str] | None = None) -> Any:
+    """A typer option spelled from the option table: its flags, its metavar, its choices
+    (``None``: the table's) listed in its help."""
     o = OPTIONS[name]
-    shown = metavar or o.metavar
-    if o.choices is not None and shown is None:
-        shown = "[" + "|".join(o.choices()) + "]"
+    shown, listed = shown_choices(o, choices)
     return typer.Option(
         *(o.flags or (o.flag,)),
-        help=help,
+        help=help + listed,
         rich_help_panel=panel,
         show_default=False,
         metavar=shown,
@@ -94,7 +95,7 @@ def explain_command(
     ] = None,
     op: Annotated[
         str | None,
-        _pin("op", "Only this op.", metavar="[" + "|".join(SEARCHED_OPS) + "]"),
+        _pin("op", "Only this op.", choices=SEARCHED_OPS),
     ] = None,
     normalized_shape: Annotated[
         str | None, _pin("normalized_shape", "Only these trailing dims: --shape 3 4.")

@@ -64,13 +64,19 @@ def _complete(o: Option) -> Callable[[str], list[str]] | None:
     return lambda incomplete: [c for c in choices() if c.startswith(incomplete)]
 
 
+def shown_choices(o: Option, choices: Sequence[str] | None = None) -> tuple[str | None, str]:
+    """The metavar of option ``o`` and the words its help ends in: ``OP`` and `` One of:
+    layer_norm, ...`` for an option with ``choices`` (``None``: the table's)."""
+    if choices is None and (o.choices is None or o.metavar is not None):
+        return o.metavar, ""
+    # named in the help, where they wrap: as a metavar they took a third of an 80-column
+    # terminal and cut the flags beside them ("--shape,--normal…")
+    names = choices if choices is not None else o.choices()  # type: ignore[misc]
+    return o.name.upper(), " One of: " + ", ".join(names) + "."
+
+
 def _parameter(o: Option) -> inspect.Parameter:
-    metavar, listed = o.metavar, ""
-    if o.choices is not None and metavar is None:
-        # named in the help, where they wrap: as a metavar they took a third of an 80-column
-        # terminal and cut the flags beside them ("--shape,--normal…")
-        metavar = o.name.upper()
-        listed = " One of: " + ", ".join(o.choices()) + "."
+    metavar, listed = shown_choices(o)
     shown = f" [dim]\\[default: {o.default_text}][/dim]" if o.default_text else ""
     info = typer.Option(
         *(o.flags or (o.flag,)),

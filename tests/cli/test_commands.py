@@ -102,6 +102,16 @@ def test_compare_help_has_every_panel_and_the_examples() -> None:
     assert "Examples" in result.stdout and "lncheck compare input.npy --shape 3 4" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["compare", "explain"])
+def test_choices_are_listed_in_the_help_not_a_metavar_that_cuts_the_flags(command: str) -> None:
+    # "[layer_norm|group_norm|...]" took a third of an 80-column terminal
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "[layer_norm|" not in text and "--op OP" in text
+    assert "One of: layer_norm, " in text
+
+
 @pytest.mark.parametrize("command", ["run", "baseline", "init-suite", "ops"])
 def test_every_command_has_help(command: str) -> None:
     result = invoke(command, "--help")
