@@ -29,10 +29,11 @@ import numpy.typing as npt
 from lncheck.dtypes import DTypeName, real_numbers, round_to
 from lncheck.errors import InputError, LncheckError, option
 from lncheck.explain import hypotheses
+from lncheck.explain.attempts import Problem
 from lncheck.explain.confirm import value_precision
 from lncheck.explain.fit import Deadline
 from lncheck.explain.report import Candidate, ExplainReport
-from lncheck.explain.search import Problem, run
+from lncheck.explain.search import run
 from lncheck.options import Settings
 
 __all__ = ["Candidate", "ExplainReport", "explain", "quick"]
@@ -180,8 +181,6 @@ def quick(
     grouped like the case's own layer are scored first. Never raises ``InputError`` for a
     case that loaded: an output it cannot explain is ``None``.
     """
-    from lncheck.explain import search
-
     spec = case.spec
     axes = tuple(spec.reduce_axes) if spec.view_shape == spec.input_shape else None
     try:
@@ -196,7 +195,7 @@ def quick(
         w = None if case.weight is None else np.asarray(case.weight, dtype=np.float64)
         b = None if case.bias is None else np.asarray(case.bias, dtype=np.float64)
         precision = value_precision(ya)
-        problem = search.Problem(xa, ya, w, b, tuple(found), pins, precision)
+        problem = Problem(xa, ya, w, b, tuple(found), pins, precision)
         outcome = run(problem, Deadline(budget_s, steps))
     except LncheckError:
         return None

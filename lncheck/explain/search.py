@@ -22,20 +22,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lncheck.dtypes import DTypeName, round_to
+from lncheck.dtypes import round_to
 from lncheck.explain import eps as epsilon
 from lncheck.explain import fit as fits
+from lncheck.explain.attempts import (
+    Attempt,
+    Problem,
+    closest_structures,
+    residual_level,
+    shown_affine,
+    structure_key,
+)
 from lncheck.explain.confirm import Residual, confirm
 from lncheck.explain.eps import EpsChoice
 from lncheck.explain.fit import Deadline, GroupFit, OutOfTime
-from lncheck.explain.fitted_affine import FittedAffine, channels, fit_affine
+from lncheck.explain.fitted_affine import channels, fit_affine
 from lncheck.explain.hypotheses import (
     AFFINE_PENALTY,
     EPS_PRIOR,
     Affine,
     CastOrder,
     Denominator,
-    Pins,
     Structure,
     affine_options,
     denominators,
@@ -61,36 +68,6 @@ EPS_TRIES = 3  # usual eps values replayed per denominator
 # only by an eps too small to see in the scales: the next usual eps is replayed too.
 NEAR_EXACT = 0.9
 MAX_CANDIDATES = 10
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One search: the arrays (weight and bias float64 in their own shape), the structures to
-    score, what is pinned, and the precision the observed values are rounded to."""
-
-    x: Array
-    y: Array
-    weight: F64 | None
-    bias: F64 | None
-    structures: tuple[Structure, ...]
-    pins: Pins
-    precision: DTypeName
-    input_cast: DTypeName | None = None  # x, weight and bias were rounded to this first
-
-
-@dataclass
-class Attempt:
-    """A structure, affine map and centring fitted on the sample."""
-
-    structure: Structure
-    affine: Affine
-    centered: bool
-    rho: float
-    repeats: float
-    weight: Array | None
-    bias: Array | None
-    fitted: FittedAffine | None = None
-    full: GroupFit | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +374,7 @@ class _State:
             variance_algorithm=d.algorithm,
             eps_placement=d.placement,
             eps=choice.eps,
-            affine=_shown_affine(a.affine),
+            affine=shown_affine(a.affine),
             weight=a.affine != "none" and (a.affine == "fitted" or p.weight is not None),
             bias=self._adds_bias(a),
             cast_order=cast,
@@ -436,36 +413,14 @@ class _State:
         eps inside the sqrt, the usual eps), so the report says how far off they are: each
         with its best-fitting affine map and with the parameters given."""
         tried = {(c.op, c.axes, c.groups, c.grouping, c.affine, c.bias) for c in self.candidates}
-        finite = [a for a in self.attempts if math.isfinite(_residual_level(a))]
-        # a weight fitted to few values per feature fits anything: ranked by the others
-        plain = [a for a in finite if a.affine != "fitted"] or finite
-        structures: dict[tuple[Any, ...], list[Attempt]] = {}
-        for a in plain:
-            s = a.structure
-            op = s.op if a.centered else "rms_norm"
-            structures.setdefault((op, s.axes, s.groups, s.grouping), []).append(a)
-        best = min((_residual_level(a) for a in plain), default=0.0)
-
-        def rank(found: list[Attempt]) -> tuple[int, int, float]:
-            # within a factor 2 of the best level the sample cannot tell them apart: a line
-            # fits a group of 3 or 4 elements whatever it is, as well as the layer's own groups
-            # where each element errs alone (statistics kept in float16); larger groups are
-            # the stronger evidence
-            level = min(_residual_level(a) for a in found)
-            octave = 0 if level <= best else int(math.log2(level / best)) if best > 0 else 1
-            return octave, -found[0].structure.layout.group_size, level
-
-        for found in sorted(structures.values(), key=rank)[:NEAREST_MISSES]:
+        for found in closest_structures(self.attempts)[:NEAREST_MISSES]:
             # the sample fit absorbs a weight and bias uniform in a group (BatchNorm's given
             # ones, none or swapped alike), and measures given ones over |w|: the parameters
             # given are replayed beside the best fit
-            first = min(found, key=_residual_level)
+            first = min(found, key=residual_level)
             given = [a for a in found if a.affine == "given" and a is not first]
             for a in [first, *given[:1]]:
-                s = a.structure
-                op = s.op if a.centered else "rms_norm"
-                affine = _shown_affine(a.affine)
-                done = (op, s.axes, s.groups, s.grouping, affine, self._adds_bias(a))
+                done = (*structure_key(a), shown_affine(a.affine), self._adds_bias(a))
                 if done not in tried:
                     tried.add(done)
                     self._replay_default(a)
@@ -492,16 +447,3 @@ class _State:
         default = EpsChoice(eps, False, math.nan, math.nan, False)
         h = _Hypothesis(Denominator(), default, full, 1.0)
         self.candidates.append(self._replay(a, h, self._cast_orders(a)[0], []))
-
-
-def _shown_affine(affine: Affine) -> str:
-    """The affine map as a candidate reports it: the given weight without the given bias is
-    "given" with no bias (the schema of ``--json`` has no other name for it)."""
-    return "given" if affine == "weight_only" else affine
-
-
-def _residual_level(a: Attempt) -> float:
-    """The sample fit's residual corrected for the 2 parameters fitted per group: a group of
-    2 elements always fits a line, and says nothing about the structure."""
-    m = a.structure.layout.group_size
-    return a.rho * math.sqrt(m / (m - 2)) if m > 2 else math.inf
