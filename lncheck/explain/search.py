@@ -55,8 +55,8 @@ from lncheck.explain.report import (
     alternatives_note,
     describe,
     fitted_notes,
-    torch_code,
 )
+from lncheck.explain.torch_code import torch_code
 
 F64 = npt.NDArray[np.float64]
 Array = npt.NDArray[Any]
