@@ -238,10 +238,10 @@ def _split_at_equals(entry: specs.Given) -> str:
     typed = _as_typed(entry)
     if typed == str(entry.source):
         return ""
-    label = ("NAME" if entry.candidate != specs.EXPECTED else "") + (
-        ".QUANTITY" if entry.candidate != specs.EXPECTED and entry.quantity else ""
-    )
-    label = label or "QUANTITY"
+    if entry.candidate == specs.EXPECTED:
+        label = "QUANTITY"
+    else:
+        label = "NAME.QUANTITY" if entry.quantity else "NAME"
     whole = f" (the file {typed!r} exists: write ./{typed})" if Path(typed).exists() else ""
     return f"; read as {label}=FILE with FILE {str(entry.source)!r}{whole}"
 

@@ -209,9 +209,7 @@ def explain_command(
     notes = [f"{input}'s {' and '.join(unused)} not used: --no-affine"] if unused else []
     # members explain has no use for (a kernel's mean and rstd, a misspelt 'outptu') are
     # said, never dropped without a word
-    for path, arrays in (
-        ((input, inputs), (observed, outputs)) if outputs is not inputs else ((input, inputs),)
-    ):
+    for path, arrays in {input: inputs, observed: outputs}.items():  # one file given twice
         left = [k for k, a in arrays.items() if id(a) not in taken]
         if left:
             names = ", ".join(repr(k) for k in left)
